@@ -1,0 +1,24 @@
+"""Exit statuses (DESIGN §4) and the one error type commands raise. Imports click only."""
+
+from __future__ import annotations
+
+from typing import IO, Any
+
+import click
+
+EXIT_OK = 0
+EXIT_CONN = 1  # the connection failed: refused, reset, timed out, unreachable
+EXIT_USAGE = 2
+EXIT_ENV = 3  # environment: no permission for /dev/net/tun, interface busy, ...
+EXIT_SIGINT = 130
+
+
+class CliError(click.ClickException):
+    """A failure reported as one line on stderr, `pytcp: <message>`, with an exit status."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_CONN) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code  # type: ignore[misc]  # click declares it a ClassVar
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        click.echo(f"pytcp: {self.format_message()}", err=True)

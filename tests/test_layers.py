@@ -1,0 +1,64 @@
+"""Import direction (DESIGN §2): the stack never knows the CLI; the sans-IO core never does I/O."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+STACK = ROOT / "stack"
+
+# What each sans-IO layer may not import (top-level module names).
+IO_MODULES = {"socket", "select", "selectors", "time", "os", "fcntl", "random", "subprocess"}
+FORBIDDEN: dict[str, set[str]] = {
+    "stack/trace.py": IO_MODULES | {"stack"},
+    "stack/wire": IO_MODULES
+    | {"stack.io", "stack.tcp", "stack.host", "stack.api", "stack.control"},
+    "stack/tcp": IO_MODULES | {"stack.io", "stack.host", "stack.api", "stack.control"},
+    "stack/host.py": IO_MODULES | {"stack.io", "stack.api", "stack.control"},
+    "stack/io": {"stack.api", "stack.control"},
+    "stack/api.py": {"stack.control"},
+}
+EVERYWHERE_IN_STACK = {"click", "pytcpcli"}
+
+
+def imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), str(path))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def violates(name: str, banned: set[str]) -> bool:
+    return any(name == b or name.startswith(b + ".") for b in banned)
+
+
+def stack_files() -> list[Path]:
+    return sorted(STACK.rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", stack_files(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_stack_module_imports_point_down(path: Path) -> None:
+    rel = path.relative_to(ROOT).as_posix()
+    banned = set(EVERYWHERE_IN_STACK)
+    for prefix, extra in FORBIDDEN.items():
+        if rel == prefix or rel.startswith(prefix + "/"):
+            banned |= extra
+    bad = sorted(n for n in imported_modules(path) if violates(n, banned))
+    assert bad == [], f"{rel} imports {bad}, against DESIGN §2"
+
+
+def test_checker_catches_a_violation(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.py"
+    bad.write_text("import time\nfrom stack.io.loop import Loop\nimport click\n")
+    names = imported_modules(bad)
+    assert violates("time", IO_MODULES)
+    assert {"time", "stack.io.loop", "click"} <= names
+    assert [n for n in names if violates(n, FORBIDDEN["stack/tcp"] | EVERYWHERE_IN_STACK)]
