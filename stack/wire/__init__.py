@@ -1,0 +1,21 @@
+"""The wire layer: parse bytes into immutable views and build bytes (IPv4, TCP, ICMP).
+
+Imports the standard library only (DESIGN §2). `WireError` is the one exception any
+parser raises on untrusted input; its `reason` is a stable slug the host counts drops by.
+"""
+
+from __future__ import annotations
+
+
+class WireError(ValueError):
+    """Malformed input from the network: `reason` is a stable slug, str() one human line."""
+
+    def __init__(self, reason: str, message: str | None = None) -> None:
+        super().__init__(message if message is not None else reason)
+        self.reason = reason
+
+
+# Re-exports come after WireError: the submodules import it from this package.
+from stack.wire.tcp import Flags, TcpSegment  # noqa: E402
+
+__all__ = ["Flags", "TcpSegment", "WireError"]
