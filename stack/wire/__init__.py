@@ -16,6 +16,18 @@ class WireError(ValueError):
 
 
 # Re-exports come after WireError: the submodules import it from this package.
+from stack.wire.checksum import internet_checksum, ones_sum, pseudo_header_sum  # noqa: E402
+from stack.wire.ipv4 import PROTO_ICMP, PROTO_TCP, Ipv4Header  # noqa: E402
 from stack.wire.tcp import Flags, TcpSegment  # noqa: E402
 
-__all__ = ["Flags", "TcpSegment", "WireError"]
+__all__ = [
+    "PROTO_ICMP",
+    "PROTO_TCP",
+    "Flags",
+    "Ipv4Header",
+    "TcpSegment",
+    "WireError",
+    "internet_checksum",
+    "ones_sum",
+    "pseudo_header_sum",
+]

@@ -6,7 +6,44 @@ Imports the standard library, `stack.wire` (WireError) and `stack.wire.checksum`
 from __future__ import annotations
 
 import enum
+import struct
 from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv6Address
+
+from stack.wire import WireError
+from stack.wire.checksum import ones_sum, pseudo_header_sum
+
+PROTO_TCP = 6
+
+HEADER = struct.Struct("!HHIIBBHHH")  # RFC 9293 §3.1 fixed header, 20 bytes
+HEADER_LEN = HEADER.size
+MAX_OPTIONS_LEN = 40  # data offset is 4 bits of 32-bit words: 60 - 20
+
+# Option kinds (RFC 9293 §3.2, RFC 7323 §2-3, RFC 2018 §2-3) and their fixed lengths.
+OPT_EOL = 0
+OPT_NOP = 1
+OPT_MSS = 2
+OPT_WSCALE = 3
+OPT_SACK_PERMITTED = 4
+OPT_SACK = 5
+OPT_TIMESTAMPS = 8
+_FIXED_LENGTH = {OPT_MSS: 4, OPT_WSCALE: 3, OPT_SACK_PERMITTED: 2, OPT_TIMESTAMPS: 10}
+_OPTION_NAMES = {
+    OPT_MSS: "MSS",
+    OPT_WSCALE: "window scale",
+    OPT_SACK_PERMITTED: "SACK-permitted",
+    OPT_SACK: "SACK",
+    OPT_TIMESTAMPS: "timestamps",
+}
+
+_U16 = struct.Struct("!H")
+_U32 = struct.Struct("!I")
+_U32X2 = struct.Struct("!II")
+# Option words laid out as Linux's tcp_options_write() emits them (all 32-bit aligned).
+_MSS_WORD = struct.Struct("!BBH")  # kind 2, len 4, MSS
+_TS_WORD = struct.Struct("!BBBBII")  # NOP,NOP or SACK-perm; kind 8, len 10, TSval, TSecr
+_WS_WORD = struct.Struct("!BBBB")  # NOP, kind 3, len 3, shift
+_SACK_PERM_WORD = bytes((OPT_NOP, OPT_NOP, OPT_SACK_PERMITTED, 2))
 
 
 class Flags(enum.IntFlag):
@@ -22,9 +59,16 @@ class Flags(enum.IntFlag):
     CWR = 128
 
 
+Address = IPv4Address | IPv6Address
+
+
 @dataclass(frozen=True, slots=True)
 class TcpSegment:
-    """One TCP segment as values: header fields, the options we know, and the payload."""
+    """One TCP segment as values: header fields, the options we know, and the payload.
+
+    `parse` leaves `payload` a memoryview into the caller's buffer (no copy); `build` takes
+    bytes or a memoryview. Options we do not know are skipped on parse and never built.
+    """
 
     src_port: int
     dst_port: int
@@ -43,8 +87,174 @@ class TcpSegment:
     @property
     def seg_len(self) -> int:
         """RFC 9293 §3.4 SEG.LEN: payload octets plus one each for SYN and FIN."""
-        return (
-            len(self.payload)
-            + (1 if self.flags & Flags.SYN else 0)
-            + (1 if self.flags & Flags.FIN else 0)
+        n = len(self.payload)
+        if self.flags & Flags.SYN:
+            n += 1
+        if self.flags & Flags.FIN:
+            n += 1
+        return n
+
+    @classmethod
+    def parse(
+        cls,
+        data: bytes | bytearray | memoryview,
+        src: Address,
+        dst: Address,
+        *,
+        verify_checksum: bool = True,
+    ) -> TcpSegment:
+        """Parse one TCP segment (header, options, payload) carried from src to dst.
+
+        `data` is the IP payload, already cut to the IP length. Raises only WireError.
+        """
+        view = memoryview(data)
+        if view.ndim != 1 or view.itemsize != 1:
+            view = view.cast("B")
+        length = len(view)
+        if length < HEADER_LEN:
+            raise WireError("truncated", f"TCP segment of {length} bytes < {HEADER_LEN}")
+        src_port, dst_port, seq, ack, offset_byte, flag_byte, window, _, urgent = (
+            HEADER.unpack_from(view)
         )
+        header_len = (offset_byte >> 4) * 4
+        if header_len < HEADER_LEN:
+            raise WireError("bad-data-offset", f"data offset {offset_byte >> 4} < 5")
+        if header_len > length:
+            raise WireError(
+                "bad-data-offset",
+                f"data offset {offset_byte >> 4} ({header_len} bytes) > segment length {length}",
+            )
+        if verify_checksum:
+            # RFC 9293 §3.1: the sum over pseudo-header, header and text, checksum field
+            # included, is all ones when the segment arrived intact.
+            total = ones_sum(view, pseudo_header_sum(src, dst, PROTO_TCP, length))
+            if total != 0xFFFF:
+                raise WireError("bad-checksum", f"TCP checksum does not verify (sum {total:#06x})")
+        mss = wscale = None
+        sack_permitted = False
+        sack: tuple[tuple[int, int], ...] = ()
+        timestamps = None
+        if header_len > HEADER_LEN:
+            mss, wscale, sack_permitted, sack, timestamps = _parse_options(
+                view[HEADER_LEN:header_len]
+            )
+        return cls(
+            src_port,
+            dst_port,
+            seq,
+            ack,
+            Flags(flag_byte),
+            window,
+            urgent,
+            view[header_len:],
+            mss,
+            wscale,
+            sack_permitted,
+            sack,
+            timestamps,
+        )
+
+    def options_bytes(self) -> bytes:
+        """The options as build lays them out (Linux order, 32-bit aligned, at most 40)."""
+        parts: list[bytes] = []
+        if self.mss is not None:
+            parts.append(_MSS_WORD.pack(OPT_MSS, 4, self.mss))
+        if self.timestamps is not None:
+            # Linux folds SACK-permitted into the two NOPs before the timestamps.
+            lead = (OPT_SACK_PERMITTED, 2) if self.sack_permitted else (OPT_NOP, OPT_NOP)
+            parts.append(_TS_WORD.pack(*lead, OPT_TIMESTAMPS, 10, *self.timestamps))
+        elif self.sack_permitted:
+            parts.append(_SACK_PERM_WORD)
+        if self.wscale is not None:
+            parts.append(_WS_WORD.pack(OPT_NOP, OPT_WSCALE, 3, self.wscale))
+        if self.sack:
+            parts.append(bytes((OPT_NOP, OPT_NOP, OPT_SACK, 2 + 8 * len(self.sack))))
+            parts.extend(_U32X2.pack(left, right) for left, right in self.sack)
+        options = b"".join(parts)
+        if len(options) & 3:  # RFC 9293 §3.1: the header ends on a 32-bit boundary
+            options += bytes(4 - (len(options) & 3))
+        if len(options) > MAX_OPTIONS_LEN:
+            raise ValueError(f"TCP options need {len(options)} bytes > {MAX_OPTIONS_LEN}")
+        return options
+
+    def build(self, src: Address, dst: Address) -> bytes:
+        """The segment's bytes: header, options (padded), payload; checksum set for src->dst.
+
+        Raises ValueError when a field is out of range (our own values, not network input).
+        """
+        options = self.options_bytes()
+        header_len = HEADER_LEN + len(options)
+        payload = self.payload
+        try:
+            header = (
+                HEADER.pack(
+                    self.src_port,
+                    self.dst_port,
+                    self.seq,
+                    self.ack,
+                    (header_len >> 2) << 4,
+                    int(self.flags),
+                    self.window,
+                    0,
+                    self.urgent,
+                )
+                + options
+            )
+        except struct.error as exc:
+            raise ValueError(f"TCP field out of range: {exc}") from None
+        length = header_len + len(payload)
+        # The header is a whole number of words, so the payload's words line up and its
+        # sum can be taken in place, without concatenating first.
+        total = ones_sum(payload, ones_sum(header, pseudo_header_sum(src, dst, PROTO_TCP, length)))
+        checksum = ~total & 0xFFFF
+        header = header[:16] + _U16.pack(checksum) + header[18:]
+        return b"".join((header, payload)) if payload else header
+
+
+def _parse_options(
+    opts: memoryview,
+) -> tuple[int | None, int | None, bool, tuple[tuple[int, int], ...], tuple[int, int] | None]:
+    """Walk the option list (RFC 9293 §3.2): known kinds checked, unknown ones skipped."""
+    mss = wscale = None
+    sack_permitted = False
+    sack: tuple[tuple[int, int], ...] = ()
+    timestamps = None
+    end = len(opts)
+    i = 0
+    while i < end:
+        kind = opts[i]
+        if kind == OPT_EOL:
+            break
+        if kind == OPT_NOP:
+            i += 1
+            continue
+        if i + 1 >= end:
+            raise WireError("option-overrun", f"option kind {kind} at offset {i} has no length")
+        size = opts[i + 1]
+        if size < 2:
+            raise WireError("bad-option-length", f"option kind {kind} length {size} < 2")
+        if i + size > end:
+            raise WireError(
+                "option-overrun",
+                f"option kind {kind} length {size} at offset {i} overruns {end} option bytes",
+            )
+        fixed = _FIXED_LENGTH.get(kind)
+        if fixed is not None and size != fixed:
+            raise WireError(
+                "bad-option-length", f"{_OPTION_NAMES[kind]} option length {size} != {fixed}"
+            )
+        if kind == OPT_MSS:
+            mss = _U16.unpack_from(opts, i + 2)[0]
+        elif kind == OPT_WSCALE:
+            wscale = opts[i + 2]
+        elif kind == OPT_SACK_PERMITTED:
+            sack_permitted = True
+        elif kind == OPT_TIMESTAMPS:
+            timestamps = _U32X2.unpack_from(opts, i + 2)
+        elif kind == OPT_SACK:
+            # RFC 2018 §3: length 2 + 8n, n >= 1 (at most 4 fit in 40 bytes).
+            if (size - 2) % 8 or size == 2:
+                raise WireError("bad-option-length", f"SACK option length {size} != 2 + 8n")
+            sack = tuple(_U32X2.unpack_from(opts, off) for off in range(i + 2, i + size, 8))
+        i += size
+    return mss, wscale, sack_permitted, sack, timestamps
