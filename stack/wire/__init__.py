@@ -17,16 +17,21 @@ class WireError(ValueError):
 
 # Re-exports come after WireError: the submodules import it from this package.
 from stack.wire.checksum import internet_checksum, ones_sum, pseudo_header_sum  # noqa: E402
+from stack.wire.icmp import IcmpEcho, IcmpError  # noqa: E402
 from stack.wire.ipv4 import PROTO_ICMP, PROTO_TCP, Ipv4Header  # noqa: E402
+from stack.wire.pretty import format_segment  # noqa: E402
 from stack.wire.tcp import Flags, TcpSegment  # noqa: E402
 
 __all__ = [
     "PROTO_ICMP",
     "PROTO_TCP",
     "Flags",
+    "IcmpEcho",
+    "IcmpError",
     "Ipv4Header",
     "TcpSegment",
     "WireError",
+    "format_segment",
     "internet_checksum",
     "ones_sum",
     "pseudo_header_sum",
