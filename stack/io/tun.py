@@ -1,0 +1,513 @@
+"""The TUN device: open /dev/net/tun, pick or attach an interface, configure it.
+
+Imports the standard library and pyroute2 (netlink) only.
+
+`TunLink.open()` follows DESIGN §3. With no name it takes the first free `pytcpN`
+(N = 0, 1, ...): it creates the interface (IFF_TUN | IFF_NO_PI, not persistent, so
+it vanishes with its file descriptor on every exit path, SIGKILL included), puts
+`10.77.N.1/24` on the kernel side, sets the MTU, brings it up, and gives the stack
+`10.77.N.2`. An interface that already exists (a persistent TUN, perhaps owned by an
+ordinary user: how pytcp runs without root) is attached to as it is, never
+reconfigured; the stack's address then comes from `addr`, or is derived from the
+kernel side's configured IPv4 address (see `derive_stack_address`).
+
+Every environment failure raises `StackEnvironmentError` (an `OSError`) whose
+message is one line naming the cause and what to do (exit status 3 in the CLI).
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import socket
+import struct
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+
+TUN_PATH = "/dev/net/tun"
+TUNSETIFF = 0x400454CA  # _IOW('T', 202, int), linux/if_tun.h
+IFF_TUN = 0x0001
+IFF_NO_PI = 0x1000  # no 4-byte packet-information prefix: each read/write is one IP packet
+IFF_TUN_EXCL = 0x8000  # fail with EBUSY rather than attach when the name already exists
+IFNAMSIZ = 16
+_IFREQ = struct.Struct("16sH22x")  # struct ifreq: name + ifr_flags, padded to 40 bytes
+
+DEFAULT_MTU = 1500  # conventional Ethernet MTU: segments and traces look like real TCP (MSS 1460)
+MIN_MTU = 576  # RFC 791: every IPv4 host must accept 576-byte datagrams
+MAX_MTU = 65535  # the IPv4 total-length field
+DEFAULT_PREFIX = "pytcp"
+DEFAULT_NET = IPv4Network("10.77.0.0/16")  # DESIGN §3: 10.77.N.0/24 per interface
+MAX_AUTO = 256  # pytcp0 .. pytcp255, one /24 of 10.77.0.0/16 each
+READ_SIZE = 65536  # larger than any IPv4 packet: a TUN read never truncates
+
+PERSISTENT_HINT = (
+    "run as root, or have root create a persistent device for you once: "
+    "ip tuntap add dev pytcp0 mode tun user $USER && ip addr add 10.77.0.1/24 dev pytcp0 "
+    "&& ip link set pytcp0 up (then use --tun pytcp0)"
+)
+
+
+class StackEnvironmentError(OSError):
+    """The machine cannot give the stack a TUN interface; str() is one line: why, what to do.
+
+    `errno` says which case: ENOENT (no /dev/net/tun), EACCES/EPERM (no permission),
+    EBUSY (interface busy), EADDRINUSE (address or subnet in use), EINVAL (bad option).
+    """
+
+    def __str__(self) -> str:
+        # OSError would print "[Errno 16] ..."; the CLI shows this line as it is.
+        return str(self.strerror)
+
+
+@dataclass(frozen=True)
+class _KernelAddress:
+    ifname: str
+    local: IPv4Address
+    peer: IPv4Address | None  # set for point-to-point addresses (`ip addr add A peer B`)
+    network: IPv4Network
+
+
+def _fail(message: str, err: int = errno.EINVAL) -> StackEnvironmentError:
+    return StackEnvironmentError(err, message)
+
+
+def derive_stack_address(kernel: IPv4Interface, peer: IPv4Address | None = None) -> IPv4Address:
+    """The stack's address on an interface whose kernel side is `kernel`.
+
+    A point-to-point address (`ip addr add 10.77.0.1 peer 10.77.0.2 dev pytcp0`) names
+    the stack itself: the peer. Otherwise the stack takes the next host address after
+    the kernel's (10.77.0.1/24 -> 10.77.0.2), or the one before it when the kernel's
+    is the last host of the subnet (10.77.0.254/24 -> 10.77.0.253).
+    """
+    if peer is not None:
+        return peer
+    net = kernel.network
+    if net.prefixlen >= 31:
+        hosts = [a for a in net if a != kernel.ip]
+        if not hosts:
+            raise _fail(f"cannot derive a stack address from {kernel} (a /32): give --addr")
+        return hosts[0]
+    after = kernel.ip + 1
+    if after != net.broadcast_address:
+        return after
+    before = kernel.ip - 1
+    if before == net.network_address:
+        raise _fail(f"cannot derive a stack address from {kernel}: give --addr")
+    return before
+
+
+def _parse_gateway(text: str) -> IPv4Interface:
+    try:
+        iface = IPv4Interface(text if "/" in text else f"{text}/24")
+    except ValueError as exc:
+        raise _fail(
+            f"bad --gateway {text!r}: expected IP/LEN such as 10.77.0.1/24 ({exc})"
+        ) from exc
+    if iface.network.prefixlen > 30:
+        raise _fail(
+            f"bad --gateway {text!r}: the prefix must leave room for two hosts (/30 or wider)"
+        )
+    return iface
+
+
+def _parse_addr(text: str) -> IPv4Address:
+    try:
+        return IPv4Address(text)
+    except ValueError as exc:
+        raise _fail(f"bad --addr {text!r}: expected an IPv4 address such as 10.77.0.2") from exc
+
+
+def _default_gateway_for(addr: IPv4Address) -> IPv4Interface:
+    """The kernel side for a stack at `addr`: host .1 of its /24 (.2 if the stack is .1)."""
+    net = IPv4Network(f"{addr}/24", strict=False)
+    gw = net.network_address + 1
+    if gw == addr:
+        gw = net.network_address + 2
+    return IPv4Interface(f"{gw}/24")
+
+
+def _interface_exists(name: str) -> bool:
+    try:
+        socket.if_nametoindex(name)
+    except OSError:
+        return False
+    return True
+
+
+def _kernel_addresses() -> list[_KernelAddress]:
+    """Every IPv4 address configured on any interface of this network namespace."""
+    from pyroute2 import IPRoute  # imported here: only interface setup needs netlink
+
+    out: list[_KernelAddress] = []
+    try:
+        with IPRoute() as ipr:
+            names = {link["index"]: link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
+            for msg in ipr.get_addr(family=socket.AF_INET):
+                local = msg.get_attr("IFA_LOCAL") or msg.get_attr("IFA_ADDRESS")
+                address = msg.get_attr("IFA_ADDRESS") or local
+                if local is None:
+                    continue
+                prefixlen = msg["prefixlen"]
+                peer = IPv4Address(address) if address != local else None
+                base = peer if peer is not None else IPv4Address(local)
+                out.append(
+                    _KernelAddress(
+                        ifname=names.get(msg["index"], "?"),
+                        local=IPv4Address(local),
+                        peer=peer,
+                        network=IPv4Network(f"{base}/{prefixlen}", strict=False),
+                    )
+                )
+    except OSError as exc:
+        raise _fail(f"cannot list interface addresses over netlink: {exc}", exc.errno or 0) from exc
+    return out
+
+
+def _open_device(name: str, *, exclusive: bool) -> tuple[int, str]:
+    """Open /dev/net/tun and bind it to interface `name`; returns (fd, actual name)."""
+    try:
+        fd = os.open(TUN_PATH, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError as exc:
+        raise _fail(
+            f"no {TUN_PATH}: load the tun module (modprobe tun) or, in a container, "
+            "pass the device in (--device /dev/net/tun)",
+            errno.ENOENT,
+        ) from exc
+    except PermissionError as exc:
+        raise _fail(f"no permission to open {TUN_PATH}: {PERSISTENT_HINT}", errno.EACCES) from exc
+    flags = IFF_TUN | IFF_NO_PI | (IFF_TUN_EXCL if exclusive else 0)
+    try:
+        ifr = fcntl.ioctl(fd, TUNSETIFF, _IFREQ.pack(name.encode(), flags))
+    except OSError as exc:
+        os.close(fd)
+        raise exc
+    actual = _IFREQ.unpack(ifr)[0].rstrip(b"\0").decode()
+    return fd, actual
+
+
+def _attach_error(name: str, exc: OSError) -> StackEnvironmentError:
+    if exc.errno == errno.EBUSY:
+        return _fail(
+            f"interface {name} is busy: another process has it open (pick another with --tun)",
+            errno.EBUSY,
+        )
+    if exc.errno == errno.EPERM:
+        return _fail(
+            f"no permission to attach to interface {name} (it belongs to another user, or it is not"
+            f" a TUN): {PERSISTENT_HINT}",
+            errno.EPERM,
+        )
+    if exc.errno == errno.EINVAL:
+        return _fail(
+            f"interface {name} exists but is not a TUN device without packet info "
+            "(pick another name with --tun)",
+            errno.EINVAL,
+        )
+    return _fail(f"cannot attach to interface {name}: {exc.strerror}", exc.errno or 0)
+
+
+def _create_error(name: str, exc: OSError) -> StackEnvironmentError:
+    if exc.errno == errno.EPERM:
+        return _fail(
+            f"no permission to create TUN interface {name} (needs CAP_NET_ADMIN): "
+            f"{PERSISTENT_HINT}",
+            errno.EPERM,
+        )
+    if exc.errno == errno.EBUSY:
+        return _fail(f"interface {name} is busy: another process created it first", errno.EBUSY)
+    return _fail(f"cannot create TUN interface {name}: {exc.strerror}", exc.errno or 0)
+
+
+def _check_free(addresses: list[_KernelAddress], gateway: IPv4Interface, addr: IPv4Address) -> None:
+    for ka in addresses:
+        if ka.local in (gateway.ip, addr) or (ka.peer is not None and ka.peer == addr):
+            raise _fail(
+                f"address {ka.local} is already in use on {ka.ifname}: "
+                "choose others with --addr/--gateway",
+                errno.EADDRINUSE,
+            )
+        if ka.network.overlaps(gateway.network):
+            raise _fail(
+                f"subnet {gateway.network} is already in use on {ka.ifname} ({ka.local}/"
+                f"{ka.network.prefixlen}): choose another with --gateway",
+                errno.EADDRINUSE,
+            )
+
+
+def _configure(index: int, gateway: IPv4Interface, mtu: int) -> None:
+    from pyroute2 import IPRoute
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    try:
+        with IPRoute() as ipr:
+            ipr.link("set", index=index, mtu=mtu)
+            ipr.addr(
+                "add", index=index, address=str(gateway.ip), prefixlen=gateway.network.prefixlen
+            )
+            ipr.link("set", index=index, state="up")
+    except NetlinkError as exc:
+        code = exc.code
+        if code == errno.EEXIST:
+            raise _fail(
+                f"address {gateway} is already in use: choose another with --gateway", code
+            ) from exc
+        if code == errno.EPERM:
+            raise _fail(
+                f"no permission to configure the interface: {PERSISTENT_HINT}", code
+            ) from exc
+        if code == errno.EINVAL:
+            raise _fail(
+                f"the kernel refused the configuration (MTU {mtu}, {gateway}): {exc}", code
+            ) from exc
+        raise _fail(f"cannot configure the interface: {exc}", code) from exc
+
+
+class TunLink:
+    """An open TUN interface: one IP packet per read or write (the `Link` protocol).
+
+    Attributes: `name`; `address` (the stack's); `peer_address` (the kernel side);
+    `network`; `mtu`; `created` (True when this process made the interface, which then
+    disappears when `close()` runs or the process dies).
+    """
+
+    def __init__(
+        self,
+        fd: int,
+        *,
+        name: str,
+        address: IPv4Address,
+        peer_address: IPv4Address,
+        network: IPv4Network,
+        mtu: int,
+        created: bool,
+    ) -> None:
+        self._fd: int | None = fd
+        self.name = name
+        self.address = address
+        self.peer_address = peer_address
+        self.network = network
+        self.mtu = mtu
+        self.created = created
+        self.counters: dict[str, int] = {
+            "rx_packets": 0,
+            "rx_bytes": 0,
+            "tx_packets": 0,
+            "tx_bytes": 0,
+            "tx_dropped": 0,
+        }
+
+    @classmethod
+    def open(
+        cls,
+        name: str | None = None,
+        *,
+        addr: str | None = None,
+        gateway: str | None = None,
+        mtu: int | None = None,
+    ) -> TunLink:
+        """Create or attach to a TUN interface per DESIGN §3 (see the module docstring)."""
+        if name is not None and (not name or len(name.encode()) >= IFNAMSIZ or "/" in name):
+            raise _fail(f"bad interface name {name!r}: 1 to 15 characters, no '/'")
+        if mtu is not None and not MIN_MTU <= mtu <= MAX_MTU:
+            raise _fail(f"bad --mtu {mtu}: must be between {MIN_MTU} and {MAX_MTU}")
+        want_addr = _parse_addr(addr) if addr is not None else None
+        want_gw = _parse_gateway(gateway) if gateway is not None else None
+        if name is not None:
+            if _interface_exists(name):
+                if want_gw is not None or mtu is not None:
+                    raise _fail(
+                        f"interface {name} already exists and is used as it is: "
+                        "drop --gateway/--mtu, or pick a new name with --tun"
+                    )
+                return cls._attach(name, want_addr)
+            return cls._create(name, want_addr, want_gw, mtu)
+        return cls._auto(want_addr, want_gw, mtu)
+
+    @classmethod
+    def _auto(
+        cls, addr: IPv4Address | None, gateway: IPv4Interface | None, mtu: int | None
+    ) -> TunLink:
+        """The first free pytcpN: a free existing persistent one is attached to, else created."""
+        addresses = _kernel_addresses()
+        for n in range(MAX_AUTO):
+            name = f"{DEFAULT_PREFIX}{n}"
+            if _interface_exists(name):
+                if addr is not None or gateway is not None or mtu is not None:
+                    continue  # asked for a configuration: only a new interface can have it
+                try:
+                    return cls._attach(name, None)
+                except StackEnvironmentError as exc:
+                    if exc.errno in (errno.EBUSY, errno.EPERM, errno.EINVAL):
+                        continue  # someone else's: try the next N
+                    raise
+            gw = gateway or (
+                _default_gateway_for(addr) if addr else IPv4Interface(f"10.77.{n}.1/24")
+            )
+            stack_addr = addr or derive_stack_address(gw)
+            if (
+                gateway is None
+                and addr is None
+                and any(ka.network.overlaps(gw.network) for ka in addresses)
+            ):
+                continue  # 10.77.N.0/24 is taken on this host: the next N
+            try:
+                return cls._create(name, stack_addr, gw, mtu, addresses=addresses)
+            except StackEnvironmentError as exc:
+                if exc.errno == errno.EBUSY:
+                    continue  # lost a race for this name to another process
+                raise
+        raise _fail(
+            f"no free interface name {DEFAULT_PREFIX}0..{MAX_AUTO - 1}: pick one with --tun"
+        )
+
+    @classmethod
+    def _create(
+        cls,
+        name: str,
+        addr: IPv4Address | None,
+        gateway: IPv4Interface | None,
+        mtu: int | None,
+        *,
+        addresses: list[_KernelAddress] | None = None,
+    ) -> TunLink:
+        if gateway is None:
+            gateway = _default_gateway_for(addr) if addr is not None else _free_default_gateway()
+        if addr is None:
+            addr = derive_stack_address(gateway)
+        if addr == gateway.ip:
+            raise _fail(f"--addr {addr} equals the kernel side's address: choose another")
+        if addr not in gateway.network:
+            raise _fail(f"--addr {addr} is outside the kernel side's subnet {gateway.network}")
+        _check_free(addresses if addresses is not None else _kernel_addresses(), gateway, addr)
+        mtu = mtu or DEFAULT_MTU
+        try:
+            fd, actual = _open_device(name, exclusive=True)
+        except StackEnvironmentError:
+            raise
+        except OSError as exc:
+            raise _create_error(name, exc) from exc
+        try:
+            _configure(socket.if_nametoindex(actual), gateway, mtu)
+        except BaseException:
+            os.close(fd)  # the interface is not persistent: closing removes it
+            raise
+        return cls(
+            fd,
+            name=actual,
+            address=addr,
+            peer_address=gateway.ip,
+            network=gateway.network,
+            mtu=mtu,
+            created=True,
+        )
+
+    @classmethod
+    def _attach(cls, name: str, addr: IPv4Address | None) -> TunLink:
+        try:
+            fd, actual = _open_device(name, exclusive=False)
+        except StackEnvironmentError:
+            raise
+        except OSError as exc:
+            raise _attach_error(name, exc) from exc
+        try:
+            ours = [ka for ka in _kernel_addresses() if ka.ifname == actual]
+            if not ours:
+                raise _fail(
+                    f"interface {actual} has no IPv4 address: add one "
+                    f"(ip addr add 10.77.0.1/24 dev {actual}) or give --addr and --gateway",
+                    errno.EADDRNOTAVAIL,
+                )
+            kernel = ours[0]
+            iface = IPv4Interface(f"{kernel.local}/{kernel.network.prefixlen}")
+            stack_addr = addr if addr is not None else derive_stack_address(iface, kernel.peer)
+            if stack_addr == kernel.local:
+                raise _fail(
+                    f"--addr {stack_addr} is the kernel's own address on {actual}: choose another",
+                    errno.EADDRINUSE,
+                )
+            mtu = socket_mtu(actual)
+        except BaseException:
+            os.close(fd)
+            raise
+        return cls(
+            fd,
+            name=actual,
+            address=stack_addr,
+            peer_address=kernel.local,
+            network=kernel.network,
+            mtu=mtu,
+            created=False,
+        )
+
+    # -- the Link protocol ---------------------------------------------------------------
+
+    def fileno(self) -> int | None:
+        return self._fd
+
+    def recv(self) -> bytes | None:
+        """One IP packet from the kernel, or None when none is waiting (EAGAIN)."""
+        if self._fd is None:
+            return None
+        try:
+            packet = os.read(self._fd, READ_SIZE)
+        except BlockingIOError:
+            return None
+        self.counters["rx_packets"] += 1
+        self.counters["rx_bytes"] += len(packet)
+        return packet
+
+    def send(self, packet: bytes) -> None:
+        """Hand one IP packet to the kernel. A packet the kernel refuses is counted, not raised:
+        to the stack it is a packet lost on the link, which TCP recovers from."""
+        if self._fd is None:
+            self.counters["tx_dropped"] += 1
+            return
+        try:
+            os.write(self._fd, packet)
+        except OSError:
+            # EAGAIN/ENOBUFS (queue full), EIO (interface down), EINVAL (malformed).
+            self.counters["tx_dropped"] += 1
+            return
+        self.counters["tx_packets"] += 1
+        self.counters["tx_bytes"] += len(packet)
+
+    def close(self) -> None:
+        """Release the device; an interface this process created disappears with it."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+
+    def __enter__(self) -> TunLink:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        how = "created" if self.created else "attached"
+        return (
+            f"TunLink({self.name}, stack {self.address}, kernel {self.peer_address}/"
+            f"{self.network.prefixlen}, mtu {self.mtu}, {how})"
+        )
+
+
+def _free_default_gateway() -> IPv4Interface:
+    """10.77.N.1/24 for the first N whose subnet no interface uses (a named new interface)."""
+    addresses = _kernel_addresses()
+    for n in range(MAX_AUTO):
+        gw = IPv4Interface(f"10.77.{n}.1/24")
+        if not any(ka.network.overlaps(gw.network) for ka in addresses):
+            return gw
+    raise _fail("every subnet of 10.77.0.0/16 is in use: give --gateway", errno.EADDRINUSE)
+
+
+def socket_mtu(name: str) -> int:
+    """The MTU the kernel has configured on interface `name` (SIOCGIFMTU)."""
+    SIOCGIFMTU = 0x8921
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        ifr = fcntl.ioctl(s.fileno(), SIOCGIFMTU, struct.pack("16si20x", name.encode(), 0))
+    return int(struct.unpack("16si20x", ifr)[1])
+
+
+__all__ = ["DEFAULT_MTU", "StackEnvironmentError", "TunLink", "derive_stack_address"]

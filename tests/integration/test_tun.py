@@ -1,0 +1,403 @@
+"""stack/io/tun.py on a real TUN device, alone: naming, addressing, attach, errors, cleanup."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import select
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Iterator
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from pathlib import Path
+
+import pytest
+
+from stack.io import tun
+from stack.io.tun import StackEnvironmentError, TunLink, derive_stack_address
+from tests.conftest import Netns
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def link_info(netns: Netns, name: str) -> dict | None:
+    """`ip -j addr show dev NAME` as a dict, or None when the interface does not exist."""
+    res = netns.run("ip", "-j", "addr", "show", "dev", name, check=False)
+    if res.returncode != 0:
+        return None
+    return json.loads(res.stdout)[0]
+
+
+def ipv4_of(info: dict) -> list[str]:
+    return [f"{a['local']}/{a['prefixlen']}" for a in info["addr_info"] if a["family"] == "inet"]
+
+
+def wait_gone(netns: Netns, name: str, timeout: float = 5.0) -> bool:
+    """True once interface `name` no longer exists (bounded poll: netdev teardown is async)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if link_info(netns, name) is None:
+            return True
+        time.sleep(0.02)
+    return False
+
+
+@pytest.fixture
+def tunlink(netns: Netns) -> Iterator[TunLink]:
+    link = TunLink.open()
+    try:
+        yield link
+    finally:
+        link.close()
+
+
+# -- pure helpers -------------------------------------------------------------------------
+
+
+def test_derive_stack_address() -> None:
+    assert derive_stack_address(IPv4Interface("10.77.0.1/24")) == IPv4Address("10.77.0.2")
+    assert derive_stack_address(IPv4Interface("10.77.3.254/24")) == IPv4Address("10.77.3.253")
+    assert derive_stack_address(IPv4Interface("10.77.0.5/30")) == IPv4Address("10.77.0.6")
+    assert derive_stack_address(IPv4Interface("10.77.0.6/30")) == IPv4Address("10.77.0.5")
+    assert derive_stack_address(IPv4Interface("10.77.0.0/31")) == IPv4Address("10.77.0.1")
+    assert derive_stack_address(
+        IPv4Interface("10.77.0.1/32"), IPv4Address("10.77.0.9")
+    ) == IPv4Address("10.77.0.9")
+    with pytest.raises(StackEnvironmentError) as exc:
+        derive_stack_address(IPv4Interface("10.77.0.1/32"))
+    assert str(exc.value) == "cannot derive a stack address from 10.77.0.1/32 (a /32): give --addr"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"mtu": 100}, "bad --mtu 100: must be between 576 and 65535"),
+        (
+            {"addr": "10.77.0.300"},
+            "bad --addr '10.77.0.300': expected an IPv4 address such as 10.77.0.2",
+        ),
+        (
+            {"gateway": "10.77.0.1/31"},
+            "bad --gateway '10.77.0.1/31': the prefix must leave room for two hosts (/30 or wider)",
+        ),
+        ({"name": "a" * 16}, f"bad interface name {'a' * 16!r}: 1 to 15 characters, no '/'"),
+    ],
+)
+def test_bad_options_are_one_line(kwargs: dict, message: str) -> None:
+    name = kwargs.pop("name", None)
+    with pytest.raises(StackEnvironmentError) as exc:
+        TunLink.open(name, **kwargs)
+    assert str(exc.value) == message
+    assert exc.value.errno == errno.EINVAL
+    assert isinstance(exc.value, OSError)
+
+
+# -- on a real device ---------------------------------------------------------------------
+
+
+@pytest.mark.netns
+def test_default_creates_pytcp0_configured_and_up(netns: Netns, tunlink: TunLink) -> None:
+    assert tunlink.name == "pytcp0"
+    assert tunlink.created is True
+    assert tunlink.address == IPv4Address("10.77.0.2")
+    assert tunlink.peer_address == IPv4Address("10.77.0.1")
+    assert tunlink.network == IPv4Network("10.77.0.0/24")
+    assert tunlink.mtu == tun.DEFAULT_MTU == 1500
+    info = link_info(netns, "pytcp0")
+    assert info is not None
+    assert ipv4_of(info) == ["10.77.0.1/24"]
+    assert "UP" in info["flags"]
+    assert info["mtu"] == 1500
+    assert info["link_type"] == "none"  # a TUN: raw IP, no link-layer header
+    tunlink.close()
+    assert wait_gone(netns, "pytcp0")
+
+
+@pytest.mark.netns
+def test_second_stack_takes_the_next_name_and_subnet(netns: Netns, tunlink: TunLink) -> None:
+    with TunLink.open() as second:
+        assert (second.name, str(second.address), str(second.peer_address)) == (
+            "pytcp1",
+            "10.77.1.2",
+            "10.77.1.1",
+        )
+        info = link_info(netns, "pytcp1")
+        assert info is not None and ipv4_of(info) == ["10.77.1.1/24"]
+    assert wait_gone(netns, "pytcp1")
+    assert link_info(netns, "pytcp0") is not None
+
+
+@pytest.mark.netns
+def test_overrides_name_addr_gateway_mtu(netns: Netns) -> None:
+    with TunLink.open("mytun", addr="10.77.42.7", gateway="10.77.42.1/24", mtu=9000) as link:
+        assert (link.name, str(link.address), str(link.peer_address), link.mtu) == (
+            "mytun",
+            "10.77.42.7",
+            "10.77.42.1",
+            9000,
+        )
+        info = link_info(netns, "mytun")
+        assert info is not None
+        assert (ipv4_of(info), info["mtu"]) == (["10.77.42.1/24"], 9000)
+    with TunLink.open(addr="10.77.8.9") as link:
+        assert (link.name, str(link.address), str(link.peer_address)) == (
+            "pytcp0",
+            "10.77.8.9",
+            "10.77.8.1",
+        )
+    with TunLink.open(gateway="10.77.9.1/16") as link:
+        assert (str(link.address), str(link.network)) == ("10.77.9.2", "10.77.0.0/16")
+
+
+@pytest.mark.netns
+def test_busy_interface(netns: Netns, tunlink: TunLink) -> None:
+    with pytest.raises(StackEnvironmentError) as exc:
+        TunLink.open("pytcp0")
+    assert exc.value.errno == errno.EBUSY
+    assert str(exc.value) == (
+        "interface pytcp0 is busy: another process has it open (pick another with --tun)"
+    )
+
+
+@pytest.mark.netns
+def test_address_in_use(netns: Netns) -> None:
+    netns.run("ip", "tuntap", "add", "dev", "d0", "mode", "tun")
+    netns.run("ip", "addr", "add", "10.77.0.1/24", "dev", "d0")
+    with TunLink.open() as link:  # the default skips the taken subnet, name and all
+        assert (link.name, str(link.peer_address)) == ("pytcp1", "10.77.1.1")
+    with pytest.raises(StackEnvironmentError) as exc:
+        TunLink.open(gateway="10.77.0.1/24")
+    assert exc.value.errno == errno.EADDRINUSE
+    assert str(exc.value) == (
+        "address 10.77.0.1 is already in use on d0: choose others with --addr/--gateway"
+    )
+    with pytest.raises(StackEnvironmentError) as exc:
+        TunLink.open("t9", gateway="10.77.0.100/16")
+    assert str(exc.value) == (
+        "subnet 10.77.0.0/16 is already in use on d0 (10.77.0.1/24): choose another with --gateway"
+    )
+    assert link_info(netns, "t9") is None
+
+
+@pytest.mark.netns
+def test_no_dev_net_tun(netns: Netns, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tun, "TUN_PATH", "/nonexistent/tun")
+    with pytest.raises(StackEnvironmentError) as exc:
+        TunLink.open()
+    assert exc.value.errno == errno.ENOENT
+    assert str(exc.value) == (
+        "no /nonexistent/tun: load the tun module (modprobe tun) or, in a container, "
+        "pass the device in (--device /dev/net/tun)"
+    )
+    assert link_info(netns, "pytcp0") is None
+
+
+@pytest.mark.netns
+def test_attach_to_persistent_device_as_is(netns: Netns) -> None:
+    netns.run("ip", "tuntap", "add", "dev", "ptun", "mode", "tun")
+    netns.run("ip", "addr", "add", "10.77.5.1/24", "dev", "ptun")
+    netns.run("ip", "link", "set", "ptun", "mtu", "1400", "up")
+    with TunLink.open("ptun") as link:
+        assert (link.name, link.created, str(link.address), str(link.peer_address)) == (
+            "ptun",
+            False,
+            "10.77.5.2",
+            "10.77.5.1",
+        )
+        assert link.mtu == 1400
+    info = link_info(netns, "ptun")  # persistent: still there, untouched
+    assert info is not None and ipv4_of(info) == ["10.77.5.1/24"] and info["mtu"] == 1400
+    with TunLink.open("ptun", addr="10.77.5.77") as link:
+        assert str(link.address) == "10.77.5.77"
+    with pytest.raises(StackEnvironmentError) as exc:
+        TunLink.open("ptun", mtu=9000)
+    assert str(exc.value) == (
+        "interface ptun already exists and is used as it is: "
+        "drop --gateway/--mtu, or pick a new name with --tun"
+    )
+    netns.run("ip", "tuntap", "add", "dev", "bare", "mode", "tun")
+    with pytest.raises(StackEnvironmentError) as exc:
+        TunLink.open("bare")
+    assert str(exc.value) == (
+        "interface bare has no IPv4 address: add one (ip addr add 10.77.0.1/24 dev bare) "
+        "or give --addr and --gateway"
+    )
+    # A point-to-point address names the stack's address as the peer.
+    netns.run("ip", "addr", "add", "10.77.6.1", "peer", "10.77.6.9", "dev", "bare")
+    with TunLink.open("bare") as link:
+        assert (str(link.address), str(link.peer_address)) == ("10.77.6.9", "10.77.6.1")
+
+
+@pytest.mark.netns
+def test_default_attaches_to_a_free_persistent_pytcp0(netns: Netns) -> None:
+    netns.run("ip", "tuntap", "add", "dev", "pytcp0", "mode", "tun")
+    netns.run("ip", "addr", "add", "10.77.0.1/24", "dev", "pytcp0")
+    with TunLink.open() as link:
+        assert (link.name, link.created, str(link.address)) == ("pytcp0", False, "10.77.0.2")
+        with TunLink.open() as second:  # pytcp0 is busy now: a new pytcp1
+            assert (second.name, second.created) == ("pytcp1", True)
+
+
+def _as_nobody(tun_path: str, name: str) -> tuple[str, str]:
+    """Fork, drop to uid/gid 65534, open `name` through `tun_path`; ("ok"|"error", detail)."""
+    tun._kernel_addresses()  # import pyroute2 fully now: the child cannot read root's files
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through the pipe
+        os.close(r)
+        try:
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            tun.TUN_PATH = tun_path
+            with TunLink.open(name) as link:
+                msg = f"ok {link.name} {link.address} {link.created}"
+        except BaseException as exc:
+            msg = f"error {exc}"
+        os.write(w, msg.encode())
+        os._exit(0)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        out = f.read().decode()
+    os.waitpid(pid, 0)
+    kind, _, detail = out.partition(" ")
+    return kind, detail
+
+
+@pytest.mark.netns
+def test_ordinary_user_attaches_to_own_persistent_device(netns: Netns) -> None:
+    # A private /dev/net/tun anyone may open (the real one may be 0600), in a directory
+    # that uid 65534 can reach (pytest's tmp_path lives under a 0700 directory).
+    with tempfile.TemporaryDirectory(prefix="pytcp-tun-") as tmp:
+        os.chmod(tmp, 0o755)
+        node = Path(tmp) / "tun"
+        try:
+            os.mknod(node, 0o20666, os.makedev(10, 200))
+            os.chmod(node, 0o666)
+        except OSError as exc:
+            pytest.skip(f"cannot create a tun device node here: {exc}")
+        _check_nobody(netns, str(node))
+
+
+def _check_nobody(netns: Netns, node: str) -> None:
+    netns.run("ip", "tuntap", "add", "dev", "usertun", "mode", "tun", "user", "65534")
+    netns.run("ip", "addr", "add", "10.77.7.1/24", "dev", "usertun")
+    netns.run("ip", "link", "set", "usertun", "up")
+    assert _as_nobody(node, "usertun") == ("ok", "usertun 10.77.7.2 False")
+    netns.run("ip", "tuntap", "add", "dev", "roottun", "mode", "tun", "user", "0")
+    netns.run("ip", "addr", "add", "10.77.8.1/24", "dev", "roottun")
+    kind, detail = _as_nobody(node, "roottun")
+    assert kind == "error"
+    assert detail.startswith(
+        "no permission to attach to interface roottun (it belongs to another user, or it is "
+        "not a TUN): run as root, or have root create a persistent device for you once: "
+        "ip tuntap add dev pytcp0 mode tun user $USER"
+    )
+    kind, detail = _as_nobody(node, "newtun")
+    assert (kind, detail.split(":")[0]) == (
+        "error",
+        "no permission to create TUN interface newtun (needs CAP_NET_ADMIN)",
+    )
+
+
+def _checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def _udp_packet(src: str, dst: str, sport: int, dport: int, payload: bytes) -> bytes:
+    udp = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload  # RFC 768: 0 = none
+    hdr = struct.pack(
+        "!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 1, 0, 64, 17, 0,
+        socket.inet_aton(src), socket.inet_aton(dst),
+    )  # fmt: skip
+    hdr = hdr[:10] + struct.pack("!H", _checksum(hdr)) + hdr[12:]
+    return hdr + udp
+
+
+@pytest.mark.netns
+def test_packets_flow_both_ways(netns: Netns, tunlink: TunLink) -> None:
+    fd = tunlink.fileno()
+    assert fd is not None
+    while tunlink.recv() is not None:  # whatever the kernel sent on link-up
+        pass
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("10.77.0.1", 0))
+        port = s.getsockname()[1]
+        s.sendto(b"to the stack", ("10.77.0.2", 9999))
+        packet = None
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            select.select([fd], [], [], 0.5)
+            p = tunlink.recv()
+            if p is not None and p[9] == 17:  # UDP (IPv6 router solicitations may come too)
+                packet = p
+                break
+        assert packet is not None
+        assert packet[0] >> 4 == 4
+        assert socket.inet_ntoa(packet[12:16]) == "10.77.0.1"
+        assert socket.inet_ntoa(packet[16:20]) == "10.77.0.2"
+        assert packet[28:] == b"to the stack"
+        tunlink.send(_udp_packet("10.77.0.2", "10.77.0.1", 9999, port, b"to the kernel"))
+        s.settimeout(5)
+        data, addr = s.recvfrom(100)
+        assert (data, addr) == (b"to the kernel", ("10.77.0.2", 9999))
+    assert (tunlink.counters["tx_packets"], tunlink.counters["tx_dropped"]) == (1, 0)
+    tunlink.close()
+    tunlink.send(b"late")  # after close: counted as dropped, not raised
+    assert (tunlink.counters["tx_packets"], tunlink.counters["tx_dropped"]) == (1, 1)
+    assert tunlink.recv() is None
+
+
+CHILD = textwrap.dedent(
+    """
+    import os, signal, sys, time
+    from stack.io.tun import TunLink
+    link = TunLink.open()
+    print(link.name, flush=True)
+    how = sys.argv[1]
+    if how == "exception":
+        raise RuntimeError("boom")
+    if how == "normal":
+        sys.exit(0)
+    time.sleep(60)  # killed by the test
+    """
+)
+
+
+@pytest.mark.netns
+@pytest.mark.parametrize("how", ["normal", "exception", "SIGTERM", "SIGKILL"])
+def test_interface_gone_when_process_ends(netns: Netns, how: str) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CHILD, how],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        assert proc.stdout is not None
+        name = proc.stdout.readline().strip()
+        assert name == "pytcp0"
+        if how.startswith("SIG"):
+            assert link_info(netns, name) is not None
+            proc.send_signal(getattr(signal, how))
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert wait_gone(netns, "pytcp0")
+    expected = {"normal": 0, "exception": 1, "SIGTERM": -15, "SIGKILL": -9}[how]
+    assert proc.returncode == expected
