@@ -1,0 +1,391 @@
+"""Pure renderers for `pytcp inspect`, `send` and `close`: snapshot dicts in, text out.
+
+Snapshots have the shape docs/internals.md gives for `Connection.snapshot()` (plus the
+`id`, `pid` and `tun` the control endpoint adds). Nothing here does I/O or reads a clock.
+Imports the standard library and tabulate.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from tabulate import tabulate
+
+SEQ_MOD = 1 << 32
+
+LIST_HEADERS = ("ID", "STATE", "LOCAL", "REMOTE", "SEND-Q", "RECV-Q", "CWND", "SRTT", "RTO",
+                "TIMERS")  # fmt: skip
+
+
+def duration(ns: int | None) -> str:
+    """A nanosecond duration in the unit that reads best, 4 significant digits: 1.25s,
+    40ms, 300us, 0."""
+    if ns is None:
+        return "-"
+    if ns == 0:
+        return "0"
+    sign = "-" if ns < 0 else ""
+    a = abs(ns)
+    if a >= 1_000_000_000:
+        return f"{sign}{a / 1e9:.4g}s"
+    if a >= 1_000_000:
+        return f"{sign}{a / 1e6:.4g}ms"
+    return f"{sign}{a / 1e3:.4g}us"
+
+
+def endpoint(ep: Mapping[str, Any] | None) -> str:
+    """`addr:port`, `*:port` for a wildcard listener, `-` when absent."""
+    if not ep:
+        return "-"
+    addr = ep.get("addr") or "*"
+    if addr in ("0.0.0.0", "::"):
+        addr = "*"
+    if ":" in str(addr) and addr != "*":
+        return f"[{addr}]:{ep.get('port')}"
+    return f"{addr}:{ep.get('port')}"
+
+
+def rel(value: int | None, base: int | None) -> str:
+    """`value` relative to `base` modulo 2**32 (RFC 9293 sequence space), or `-`."""
+    if value is None or base is None:
+        return "-"
+    return str((value - base) % SEQ_MOD)
+
+
+def _v(x: Any) -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, bool):
+        return "yes" if x else "no"
+    return str(x)
+
+
+def armed_timers(entry: Mapping[str, Any]) -> str:
+    """`name remaining` for each armed timer, comma separated; `-` when none is armed."""
+    parts = [
+        f"{t['name']} {duration(t.get('remaining'))}"
+        for t in entry.get("timers", [])
+        if t.get("armed")
+    ]
+    return ", ".join(parts) if parts else "-"
+
+
+def list_row(entry: Mapping[str, Any]) -> list[str]:
+    """One `pytcp inspect` row: the columns of LIST_HEADERS."""
+    buffers = entry.get("buffers", {})
+    cc = entry.get("congestion", {})
+    rtt = entry.get("rtt", {})
+    if entry.get("state") == "LISTEN":
+        return [str(entry.get("id")), "LISTEN", endpoint(entry.get("local")), "*:*",
+                "-", _v(entry.get("pending")), "-", "-", "-", "-"]  # fmt: skip
+    return [
+        str(entry.get("id")),
+        _v(entry.get("state")),
+        endpoint(entry.get("local")),
+        endpoint(entry.get("remote")),
+        _v(buffers.get("send_queued")),
+        _v(buffers.get("unread")),
+        _v(cc.get("cwnd")),
+        duration(rtt.get("srtt")),
+        duration(rtt.get("rto")),
+        armed_timers(entry),
+    ]
+
+
+def render_list(entries: Iterable[Mapping[str, Any]]) -> str:
+    """The `pytcp inspect` table (newline-terminated); a one-line note when it is empty."""
+    rows = [list_row(e) for e in entries]
+    if not rows:
+        return "no live pytcp connections\n"
+    return tabulate(rows, headers=LIST_HEADERS, tablefmt="plain", disable_numparse=True) + "\n"
+
+
+def matches(
+    entry: Mapping[str, Any], *, states: Iterable[str] = (), port: int | None = None
+) -> bool:
+    """The `-s/--state` and `--port` filters: state is one of `states` (any when empty;
+    case-insensitive, `_` for `-`) and `port` is the local or remote port."""
+    wanted = {s.upper().replace("_", "-") for s in states}
+    if wanted and str(entry.get("state")).upper() not in wanted:
+        return False
+    if port is not None:
+        ports = {(entry.get("local") or {}).get("port"), (entry.get("remote") or {}).get("port")}
+        if port not in ports:
+            return False
+    return True
+
+
+def _section(title: str, rows: list[list[str]], headers: Iterable[str] = ()) -> str:
+    table = tabulate(rows, headers=list(headers), tablefmt="plain", disable_numparse=True)
+    body = "\n".join("  " + line for line in table.splitlines())
+    return f"{title}\n{body}\n"
+
+
+def render_tcb(entry: Mapping[str, Any]) -> str:
+    """`pytcp inspect ID`: the whole control block in sections, then the timers table."""
+    out = [
+        _section(
+            "Connection",
+            [
+                ["id", _v(entry.get("id"))],
+                ["state", _v(entry.get("state"))],
+                ["local", endpoint(entry.get("local"))],
+                ["remote", endpoint(entry.get("remote"))],
+                ["process", _v(entry.get("pid"))],
+                ["tun", _v(entry.get("tun"))],
+            ],
+        )
+    ]
+    if entry.get("state") == "LISTEN":
+        known = {"id", "state", "local", "remote", "pid", "tun"}
+        extra = [[k, _v(v)] for k, v in sorted(entry.items()) if k not in known]
+        if extra:
+            out.append(_section("Listener", extra))
+        return "\n".join(out)
+    snd = entry.get("send", {})
+    rcv = entry.get("receive", {})
+    iss, irs = snd.get("iss"), rcv.get("irs")
+    seq_headers = ("", "raw", "relative")
+    out.append(
+        _section(
+            "Send sequence space (relative to ISS; SND.WL1 to IRS)",
+            [
+                ["ISS", _v(iss), rel(iss, iss)],
+                ["SND.UNA", _v(snd.get("snd_una")), rel(snd.get("snd_una"), iss)],
+                ["SND.NXT", _v(snd.get("snd_nxt")), rel(snd.get("snd_nxt"), iss)],
+                ["SND.WND", _v(snd.get("snd_wnd")), ""],
+                ["SND.WL1", _v(snd.get("snd_wl1")), rel(snd.get("snd_wl1"), irs)],
+                ["SND.WL2", _v(snd.get("snd_wl2")), rel(snd.get("snd_wl2"), iss)],
+                ["SND.UP", _v(snd.get("snd_up")), rel(snd.get("snd_up"), iss)],
+                ["MAX.SND.WND", _v(snd.get("max_snd_wnd")), ""],
+            ],
+            seq_headers,
+        )
+    )
+    out.append(
+        _section(
+            "Receive sequence space (relative to IRS)",
+            [
+                ["IRS", _v(irs), rel(irs, irs)],
+                ["RCV.NXT", _v(rcv.get("rcv_nxt")), rel(rcv.get("rcv_nxt"), irs)],
+                ["RCV.WND", _v(rcv.get("rcv_wnd")), ""],
+                ["RCV.UP", _v(rcv.get("rcv_up")), rel(rcv.get("rcv_up"), irs)],
+            ],
+            seq_headers,
+        )
+    )
+    opt = entry.get("options", {})
+    out.append(
+        _section(
+            "Options",
+            [
+                [
+                    "MSS",
+                    f"local {_v(opt.get('mss_local'))}, remote {_v(opt.get('mss_remote'))}, "
+                    f"sending {_v(opt.get('snd_mss'))}",
+                ],
+                [
+                    "window scale",
+                    f"local {_v(opt.get('wscale_local'))}, remote {_v(opt.get('wscale_remote'))}",
+                ],
+                ["SACK", _v(opt.get("sack"))],
+                ["timestamps", _v(opt.get("timestamps"))],
+            ],
+        )
+    )
+    cc = entry.get("congestion", {})
+    out.append(
+        _section(
+            "Congestion",
+            [
+                ["algorithm", _v(cc.get("algorithm"))],
+                ["cwnd", _v(cc.get("cwnd"))],
+                ["ssthresh", _v(cc.get("ssthresh"))],
+                ["in flight", _v(cc.get("in_flight"))],
+                ["phase", _v(cc.get("phase"))],
+                ["recover", _v(cc.get("recover"))],
+                ["dup ACKs", _v(cc.get("dup_acks"))],
+            ],
+        )
+    )
+    rtt = entry.get("rtt", {})
+    out.append(
+        _section(
+            "RTT",
+            [
+                ["srtt", duration(rtt.get("srtt"))],
+                ["rttvar", duration(rtt.get("rttvar"))],
+                ["rto", duration(rtt.get("rto"))],
+                ["min rtt", duration(rtt.get("min_rtt"))],
+                ["samples", _v(rtt.get("samples"))],
+                ["backoff", _v(rtt.get("backoff"))],
+            ],
+        )
+    )
+    buf = entry.get("buffers", {})
+    ooo = buf.get("out_of_order") or []
+    ooo_text = ", ".join(f"{a}-{b} (+{rel(a, irs)}..+{rel(b, irs)})" for a, b in ooo) or "none"
+    out.append(
+        _section(
+            "Buffers",
+            [
+                [
+                    "send",
+                    f"{_v(buf.get('send_queued'))} queued of {_v(buf.get('send_capacity'))}: "
+                    f"{_v(buf.get('unacked'))} unacknowledged, {_v(buf.get('unsent'))} unsent",
+                ],
+                ["receive", f"{_v(buf.get('unread'))} unread of {_v(buf.get('recv_capacity'))}"],
+                ["out of order", ooo_text],
+            ],
+        )
+    )
+    cnt = entry.get("counters", {})
+    drops = cnt.get("drops") or {}
+    drop_text = ", ".join(f"{k} {v}" for k, v in sorted(drops.items())) or "none"
+    out.append(
+        _section(
+            "Counters",
+            [
+                ["segments", f"in {_v(cnt.get('segments_in'))}, out {_v(cnt.get('segments_out'))}"],
+                ["bytes", f"in {_v(cnt.get('bytes_in'))}, out {_v(cnt.get('bytes_out'))}"],
+                [
+                    "retransmissions",
+                    f"{_v(cnt.get('retransmissions'))} "
+                    f"({_v(cnt.get('retransmitted_bytes'))} bytes)",
+                ],
+                ["duplicate ACKs", _v(cnt.get("dup_acks"))],
+                ["challenge ACKs", _v(cnt.get("challenge_acks"))],
+                ["drops", drop_text],
+            ],
+        )
+    )
+    close = entry.get("close", {})
+    out.append(
+        _section(
+            "Close",
+            [
+                ["FIN sent", _v(close.get("fin_sent"))],
+                ["FIN acknowledged", _v(close.get("fin_acked"))],
+                ["FIN received", _v(close.get("fin_received"))],
+                ["application closed", _v(close.get("app_closed"))],
+            ],
+        )
+    )
+    out.append(render_timers(entry))
+    return "\n".join(out)
+
+
+def render_timers(entry: Mapping[str, Any]) -> str:
+    """The timers table: every timer, armed or not (DESIGN §2 "Timers are data")."""
+    rows = [
+        [
+            str(t.get("name")),
+            _v(bool(t.get("armed"))),
+            _v(t.get("deadline")) if t.get("armed") else "-",
+            duration(t.get("remaining")) if t.get("armed") else "-",
+            _v(t.get("backoff")),
+            _v(t.get("reason") or None),
+        ]
+        for t in entry.get("timers", [])
+    ]
+    headers = ("timer", "armed", "deadline (ns)", "remaining", "backoff", "reason")
+    return _section("Timers", rows, headers)
+
+
+def render_json(obj: Any) -> str:
+    """`--json`: sorted keys, two-space indent, newline-terminated."""
+    return json.dumps(obj, indent=2, sort_keys=True) + "\n"
+
+
+# --------------------------------------------------------------------------- probe timeline
+
+
+def flatten(snapshot: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """`{"send": {"snd_nxt": 5}}` -> `{"send.snd_nxt": 5}`; timers and the clock-driven
+    `remaining` are left out (they change with time, not with the connection)."""
+    flat: dict[str, Any] = {}
+    for key, value in snapshot.items():
+        if key in ("timers", "pid", "tun"):
+            continue
+        path = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, path + "."))
+        else:
+            flat[path] = value
+    return flat
+
+
+def changed_fields(
+    before: Mapping[str, Any] | None, after: Mapping[str, Any]
+) -> list[tuple[str, Any, Any]]:
+    """(field, old, new) for every flattened field that differs, in field order."""
+    old = flatten(before) if before is not None else {}
+    new = flatten(after)
+    return [(k, old.get(k), new[k]) for k in sorted(new) if old.get(k) != new[k]]
+
+
+@dataclass
+class TimelineItem:
+    """One line of the probe's timeline: a segment, or a state change with its TCB delta."""
+
+    offset: int  # ns since the probe started
+    kind: str  # "in", "out" or "state"
+    text: str  # the segment (tcpdump style) or "OLD -> NEW"
+    changes: list[tuple[str, Any, Any]] = field(default_factory=list)
+    timers: list[Mapping[str, Any]] = field(default_factory=list)
+
+
+def render_timeline(items: Iterable[TimelineItem]) -> str:
+    """The probe's timeline, one segment per line; state changes with their TCB delta."""
+    lines = []
+    for item in items:
+        stamp = f"{item.offset / 1e6:10.3f} ms"
+        if item.kind == "state":
+            lines.append(f"{stamp}  == {item.text}")
+            for name, old, new in item.changes:
+                lines.append(f"{'':15}{name}: {_v(old)} -> {_v(new)}")
+            armed = [t for t in item.timers if t.get("armed")]
+            timers = ", ".join(
+                f"{t['name']} in {duration(t.get('remaining'))}"
+                + (f" ({t['reason']})" if t.get("reason") else "")
+                for t in armed
+            )
+            lines.append(f"{'':15}timers armed: {timers or 'none'}")
+        else:
+            arrow = "<" if item.kind == "in" else ">"
+            lines.append(f"{stamp}  {arrow} {item.text}")
+    return "\n".join(lines) + "\n"
+
+
+def render_probe_summary(final: Mapping[str, Any]) -> str:
+    """What the peer negotiated and the RTT measured, from the last snapshot of the probe."""
+    opt = final.get("options", {})
+    rtt = final.get("rtt", {})
+    cnt = final.get("counters", {})
+    rows = [
+        ["peer", endpoint(final.get("remote"))],
+        ["peer MSS", _v(opt.get("mss_remote"))],
+        ["peer window scale", _v(opt.get("wscale_remote"))],
+        ["SACK", _v(opt.get("sack"))],
+        ["timestamps", _v(opt.get("timestamps"))],
+        ["RTT", f"srtt {duration(rtt.get('srtt'))}, min {duration(rtt.get('min_rtt'))}, "
+                f"{_v(rtt.get('samples'))} samples, rto {duration(rtt.get('rto'))}"],
+        ["segments", f"{_v(cnt.get('segments_out'))} sent, {_v(cnt.get('segments_in'))} received, "
+                     f"{_v(cnt.get('retransmissions'))} retransmitted"],
+        ["final state", _v(final.get("state"))],
+    ]  # fmt: skip
+    return _section("Summary", rows)
+
+
+def send_report(entry: Mapping[str, Any]) -> str:
+    """`pytcp send -v`: byte counts, RTT and retransmissions, one line."""
+    cnt = entry.get("counters", {})
+    rtt = entry.get("rtt", {})
+    return (
+        f"{_v(cnt.get('bytes_out'))} bytes sent, {_v(cnt.get('bytes_in'))} received, "
+        f"srtt {duration(rtt.get('srtt'))}, "
+        f"{_v(cnt.get('retransmissions'))} retransmissions\n"
+    )

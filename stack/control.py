@@ -1,0 +1,733 @@
+"""The per-process control endpoint: list, inspect, send on and close live connections.
+
+Three parts: a pure JSON-lines codec (`Request`, `Response`, `encode_*`/`decode_*`), the
+server (`ControlServer(stack).start()`: a Unix socket served from the stack's own `Loop`,
+non-blocking), and the client other `pytcp` processes use (`ControlClient`). Imports the
+standard library and nothing of the stack but the `Stack` object it is handed (`stack.api`).
+
+Protocol: one JSON object per line each way, UTF-8, at most `MAX_REQUEST` bytes per
+request. Every message carries `"v": PROTOCOL_VERSION`. Requests are
+`{"v": 1, "op": "list"}`, `{"v": 1, "op": "get", "conn": "PID.N"}`,
+`{"v": 1, "op": "send", "conn": "PID.N", "data": "<base64>"}` and
+`{"v": 1, "op": "close", "conn": "PID.N", "how": "half" | "full" | "reset"}`. Replies are
+`{"v": 1, "ok": true, "result": {...}}` or
+`{"v": 1, "ok": false, "error": {"code": "<slug>", "message": "<one line>"}}`.
+A bad request gets an error reply; it never reaches a connection.
+"""
+
+from __future__ import annotations
+
+import atexit
+import base64
+import binascii
+import contextlib
+import json
+import os
+import re
+import socket
+import stat
+import struct
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, Protocol
+
+PROTOCOL_VERSION = 1
+MAX_REQUEST = 256 * 1024  # bytes per request line; a send request carries base64 data
+MAX_RESPONSE = 64 * 1024 * 1024  # a list of many connections stays well below this
+MAX_SEND_CHUNK = 96 * 1024  # raw bytes per send request: base64 of it fits MAX_REQUEST
+MAX_CLIENTS = 32  # control clients served at once; more are answered "busy" and closed
+
+OPS = ("list", "get", "send", "close")
+CLOSE_HOW = ("half", "full", "reset")
+SOCKET_NAME = re.compile(r"^([0-9]+)\.sock$")
+_PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
+
+# Error codes (stable slugs, shown by --json and tested).
+BAD_JSON = "bad-json"
+BAD_REQUEST = "bad-request"
+BAD_VERSION = "bad-version"
+TOO_LARGE = "too-large"
+UNKNOWN_OP = "unknown-op"
+NO_SUCH_CONNECTION = "no-such-connection"
+NOT_A_CONNECTION = "not-a-connection"
+WRITE_CLOSED = "write-closed"
+FORBIDDEN = "forbidden"
+BUSY = "busy"
+INTERNAL = "internal"
+
+
+class ServedStack(Protocol):
+    """What the server needs of `stack.api.Stack`: its loop (readers, writers, `now()`) and
+    its host (`connections()`, `listeners()`), as docs/internals.md describes them."""
+
+    loop: Any
+    host: Any
+
+
+class ProtocolError(Exception):
+    """A message that breaks the protocol; `code` is one of the slugs above."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class ControlError(Exception):
+    """A control request that could not be carried out (client side), one line."""
+
+    def __init__(self, message: str, code: str = INTERNAL) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+# --------------------------------------------------------------------------- codec
+
+
+@dataclass(frozen=True)
+class Request:
+    op: str
+    conn: str | None = None
+    data: bytes = b""
+    how: str | None = None
+
+
+@dataclass(frozen=True)
+class Response:
+    ok: bool
+    result: dict[str, Any] = field(default_factory=dict)
+    code: str | None = None
+    message: str | None = None
+
+    @classmethod
+    def error(cls, code: str, message: str) -> Response:
+        return cls(ok=False, code=code, message=message)
+
+
+def _line(obj: dict[str, Any]) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), sort_keys=True).encode() + b"\n"
+
+
+def encode_request(req: Request) -> bytes:
+    """One request as a JSON line (newline included)."""
+    obj: dict[str, Any] = {"v": PROTOCOL_VERSION, "op": req.op}
+    if req.conn is not None:
+        obj["conn"] = req.conn
+    if req.op == "send":
+        obj["data"] = base64.b64encode(req.data).decode("ascii")
+    if req.how is not None:
+        obj["how"] = req.how
+    return _line(obj)
+
+
+def _load(line: bytes, limit: int) -> dict[str, Any]:
+    if len(line) > limit:
+        raise ProtocolError(TOO_LARGE, f"message of {len(line)} bytes exceeds {limit}")
+    try:
+        obj = json.loads(line)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ProtocolError(BAD_JSON, f"not a JSON line: {exc}") from None
+    if not isinstance(obj, dict):
+        raise ProtocolError(BAD_REQUEST, "a message must be a JSON object")
+    if obj.get("v") != PROTOCOL_VERSION:
+        raise ProtocolError(
+            BAD_VERSION, f"protocol version {obj.get('v')!r} unsupported, expected 1"
+        )
+    return obj
+
+
+def decode_request(line: bytes) -> Request:
+    """Parse one request line; raises ProtocolError with the reason."""
+    obj = _load(line, MAX_REQUEST)
+    op = obj.get("op")
+    if op not in OPS:
+        raise ProtocolError(UNKNOWN_OP, f"unknown op {op!r}; expected one of {', '.join(OPS)}")
+    conn = obj.get("conn")
+    if op == "list":
+        return Request(op="list")
+    if not isinstance(conn, str) or not conn:
+        raise ProtocolError(BAD_REQUEST, f"op {op!r} needs a connection id in 'conn'")
+    if op == "send":
+        raw = obj.get("data")
+        if not isinstance(raw, str):
+            raise ProtocolError(BAD_REQUEST, "op 'send' needs base64 'data'")
+        try:
+            data = base64.b64decode(raw, validate=True)
+        except (binascii.Error, ValueError):
+            raise ProtocolError(BAD_REQUEST, "'data' is not valid base64") from None
+        return Request(op="send", conn=conn, data=data)
+    if op == "close":
+        how = obj.get("how")
+        if how not in CLOSE_HOW:
+            raise ProtocolError(BAD_REQUEST, f"'how' must be one of {', '.join(CLOSE_HOW)}")
+        return Request(op="close", conn=conn, how=how)
+    return Request(op=op, conn=conn)
+
+
+def encode_response(resp: Response) -> bytes:
+    """One response as a JSON line (newline included)."""
+    if resp.ok:
+        return _line({"v": PROTOCOL_VERSION, "ok": True, "result": resp.result})
+    error = {"code": resp.code, "message": resp.message}
+    return _line({"v": PROTOCOL_VERSION, "ok": False, "error": error})
+
+
+def decode_response(line: bytes) -> Response:
+    """Parse one response line; raises ProtocolError when it is not one."""
+    obj = _load(line, MAX_RESPONSE)
+    if obj.get("ok") is True and isinstance(obj.get("result"), dict):
+        return Response(ok=True, result=obj["result"])
+    err = obj.get("error")
+    if obj.get("ok") is False and isinstance(err, dict):
+        return Response.error(str(err.get("code")), str(err.get("message")))
+    raise ProtocolError(BAD_REQUEST, "a response needs ok/result or ok/error")
+
+
+# --------------------------------------------------------------------------- runtime dir
+
+
+def runtime_dir(env: dict[str, str] | None = None, euid: int | None = None) -> str:
+    """Where control sockets live: PYTCP_RUNTIME_DIR, /run/pytcp (root), or the user's."""
+    env = dict(os.environ) if env is None else env
+    euid = os.geteuid() if euid is None else euid
+    if env.get("PYTCP_RUNTIME_DIR"):
+        return env["PYTCP_RUNTIME_DIR"]
+    if euid == 0:
+        return "/run/pytcp"
+    if env.get("XDG_RUNTIME_DIR"):
+        return os.path.join(env["XDG_RUNTIME_DIR"], "pytcp")
+    return f"/tmp/pytcp-{euid}"
+
+
+def ensure_runtime_dir(path: str) -> None:
+    """Create the directory 0700, or check that an existing one is ours and private."""
+    try:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+    except OSError as exc:
+        raise ControlError(f"cannot create control directory {path}: {exc.strerror}") from None
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode):
+        raise ControlError(f"control directory {path} is not a directory")
+    if st.st_uid != os.geteuid():
+        raise ControlError(f"control directory {path} belongs to uid {st.st_uid}, not to us")
+    if stat.S_IMODE(st.st_mode) != 0o700:
+        os.chmod(path, 0o700)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, owned by someone else
+    return True
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One process's control socket."""
+
+    pid: int
+    path: str
+
+
+def discover(directory: str) -> list[Endpoint]:
+    """The control sockets in `directory`, sorted by pid; sockets of dead processes removed."""
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return []
+    found = []
+    for name in names:
+        m = SOCKET_NAME.match(name)
+        if m is None:
+            continue
+        pid = int(m.group(1))
+        path = os.path.join(directory, name)
+        if not _pid_alive(pid):
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            continue
+        found.append(Endpoint(pid, path))
+    return sorted(found, key=lambda e: e.pid)
+
+
+def search_dirs(env: dict[str, str] | None = None, euid: int | None = None) -> list[str]:
+    """Directories a client looks in: its own, and for root every user's under /run/user."""
+    env = dict(os.environ) if env is None else env
+    euid = os.geteuid() if euid is None else euid
+    dirs = [runtime_dir(env, euid)]
+    if euid == 0 and not env.get("PYTCP_RUNTIME_DIR"):
+        # Root may look at every user's connections (issue 6: same user or root).
+        with contextlib.suppress(OSError):
+            for uid in sorted(os.listdir("/run/user")):
+                dirs.append(os.path.join("/run/user", uid, "pytcp"))
+    return dirs
+
+
+# --------------------------------------------------------------------------- server
+
+
+def _peer_uid(sock: socket.socket) -> int:
+    raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
+    return int(_PEERCRED.unpack(raw)[1])
+
+
+class _Client:
+    """One accepted control connection: input buffer, output buffer, close-after-flush."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.inbuf = bytearray()
+        self.outbuf = bytearray()
+        self.closing = False
+        self.writing = False
+
+
+class ControlServer:
+    """Serves one stack's connections on `<runtime dir>/<pid>.sock` from the stack's loop.
+
+    Every socket is non-blocking and every callback catches its own failures, so a bad or
+    stuck client can never stall or break the connections the loop carries.
+    """
+
+    def __init__(self, stack: ServedStack, *, directory: str | None = None) -> None:
+        self.stack = stack
+        self.directory = directory if directory is not None else runtime_dir()
+        self.pid = os.getpid()
+        self.path = os.path.join(self.directory, f"{self.pid}.sock")
+        self.listener: socket.socket | None = None
+        self.clients: dict[int, _Client] = {}
+        self.counters: dict[str, int] = {}
+        self._uid = os.geteuid()
+
+    # -- life cycle
+
+    def start(self) -> ControlServer:
+        """Create the socket (0600, in a 0700 directory) and register it on the loop."""
+        ensure_runtime_dir(self.directory)
+        discover(self.directory)  # sweep sockets of dead processes
+        tmp = f"{self.path}.{os.urandom(4).hex()}.tmp"
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.bind(tmp)
+            os.chmod(tmp, 0o600)
+            sock.listen(16)
+            sock.setblocking(False)
+            # Renamed only once it listens: a <pid>.sock that refuses is always stale.
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            sock.close()
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise ControlError(f"cannot serve control socket {self.path}: {exc}") from None
+        self.listener = sock
+        self.stack.loop.add_reader(sock.fileno(), self._on_accept)
+        atexit.register(self._unlink)
+        return self
+
+    def close(self) -> None:
+        """Stop serving and remove the socket file."""
+        for fd in list(self.clients):
+            self._drop(fd)
+        if self.listener is not None:
+            with contextlib.suppress(Exception):
+                self.stack.loop.remove_reader(self.listener.fileno())
+            self.listener.close()
+            self.listener = None
+        self._unlink()
+        atexit.unregister(self._unlink)
+
+    def _unlink(self) -> None:
+        with contextlib.suppress(OSError):
+            os.unlink(self.path)
+
+    def _count(self, what: str) -> None:
+        self.counters[what] = self.counters.get(what, 0) + 1
+
+    # -- socket callbacks (run on the loop; never raise)
+
+    def _on_accept(self) -> None:
+        if self.listener is None:
+            return
+        for _ in range(MAX_CLIENTS):  # bounded: the loop has connections to serve too
+            try:
+                sock, _addr = self.listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                self._count("accept-failed")
+                return
+            sock.setblocking(False)
+            client = _Client(sock)
+            try:
+                uid = _peer_uid(sock)
+            except OSError:
+                uid = -1
+            if uid not in (self._uid, 0):
+                # Only the same user or root may look or act (issue 6).
+                self._count("forbidden")
+                self._refuse(client, FORBIDDEN, f"uid {uid} may not use process {self.pid}")
+                continue
+            if len(self.clients) >= MAX_CLIENTS:
+                self._count("busy")
+                self._refuse(client, BUSY, f"{MAX_CLIENTS} control clients already connected")
+                continue
+            self.clients[sock.fileno()] = client
+            self.stack.loop.add_reader(sock.fileno(), partial(self._on_read, sock.fileno()))
+
+    def _refuse(self, client: _Client, code: str, message: str) -> None:
+        with contextlib.suppress(OSError):
+            client.sock.send(encode_response(Response.error(code, message)))
+        client.sock.close()
+
+    def _on_read(self, fd: int) -> None:
+        client = self.clients.get(fd)
+        if client is None:
+            return
+        try:
+            chunk = client.sock.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self._drop(fd)
+            return
+        if not chunk:
+            self._drop(fd)
+            return
+        client.inbuf += chunk
+        while not client.closing:
+            nl = client.inbuf.find(b"\n")
+            if nl < 0:
+                if len(client.inbuf) > MAX_REQUEST:
+                    # No way to find the next request boundary cheaply: answer and hang up.
+                    self._count(TOO_LARGE)
+                    self._reply(
+                        client,
+                        Response.error(TOO_LARGE, f"request exceeds {MAX_REQUEST} bytes"),
+                    )
+                    client.closing = True
+                break
+            line = bytes(client.inbuf[:nl])
+            del client.inbuf[: nl + 1]
+            self._reply(client, self.handle_line(line))
+        self._flush(fd)
+
+    def _reply(self, client: _Client, resp: Response) -> None:
+        client.outbuf += encode_response(resp)
+
+    def _flush(self, fd: int) -> None:
+        client = self.clients.get(fd)
+        if client is None:
+            return
+        while client.outbuf:
+            try:
+                n = client.sock.send(client.outbuf)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                self._drop(fd)
+                return
+            del client.outbuf[:n]
+        if client.outbuf and not client.writing:
+            client.writing = True
+            self.stack.loop.add_writer(fd, lambda: self._flush(fd))
+        elif not client.outbuf:
+            if client.writing:
+                client.writing = False
+                self.stack.loop.remove_writer(fd)
+            if client.closing:
+                self._drop(fd)
+
+    def _drop(self, fd: int) -> None:
+        client = self.clients.pop(fd, None)
+        if client is None:
+            return
+        with contextlib.suppress(Exception):
+            self.stack.loop.remove_reader(fd)
+        if client.writing:
+            with contextlib.suppress(Exception):
+                self.stack.loop.remove_writer(fd)
+        client.sock.close()
+
+    # -- requests
+
+    def handle_line(self, line: bytes) -> Response:
+        """Answer one request line; any failure becomes an error reply."""
+        try:
+            req = decode_request(line)
+        except ProtocolError as exc:
+            self._count(exc.code)
+            return Response.error(exc.code, exc.message)
+        try:
+            return self.handle(req)
+        except Exception as exc:  # a bug here must not break the loop or the connections
+            self._count(INTERNAL)
+            return Response.error(INTERNAL, f"{type(exc).__name__}: {exc}")
+
+    def handle(self, req: Request) -> Response:
+        """Carry out one decoded request against the stack."""
+        if req.op == "list":
+            return Response(ok=True, result=self.describe())
+        assert req.conn is not None
+        found = self._find(req.conn)
+        if found is None:
+            return Response.error(
+                NO_SUCH_CONNECTION, f"no connection {req.conn} in process {self.pid}"
+            )
+        obj, is_listener = found
+        now = self.stack.loop.now()
+        if req.op == "get":
+            return Response(ok=True, result=self._entry(obj, now))
+        if is_listener:
+            if req.op == "close" and req.how == "full":
+                obj.close(now)
+                return Response(ok=True, result={"id": req.conn, "state": "CLOSED"})
+            return Response.error(NOT_A_CONNECTION, f"{req.conn} is a listener")
+        if req.op == "send":
+            return self._send(obj, req, now)
+        return self._close(obj, req, now)
+
+    def _send(self, conn: Any, req: Request, now: int) -> Response:
+        snap = conn.snapshot(now)
+        if snap["close"]["fin_sent"] or snap["close"].get("app_closed"):
+            return Response.error(
+                WRITE_CLOSED, f"{req.conn} is {snap['state']}: its write side is closed"
+            )
+        try:
+            queued = conn.send(req.data, now)
+        except Exception as exc:  # InvalidStateError: the state forbids SEND (RFC 9293 3.10.2)
+            return Response.error(WRITE_CLOSED, f"{req.conn} refuses data: {exc}")
+        self._kick()
+        return Response(
+            ok=True, result={"id": req.conn, "queued": queued, "state": str(conn.state)}
+        )
+
+    def _close(self, conn: Any, req: Request, now: int) -> Response:
+        if req.how == "reset":
+            conn.abort(now)  # RFC 9293 3.10.7 ABORT: RST, then CLOSED
+        elif req.how == "half":
+            snap = conn.snapshot(now)
+            if not snap["close"]["fin_sent"]:
+                conn.shutdown(now)  # RFC 9293 3.10.4 CLOSE: FIN after the queued data
+        else:
+            conn.close(now)  # the application is gone (RFC 1122 4.2.2.13)
+        self._kick()
+        state = str(conn.state)
+        return Response(ok=True, result={"id": req.conn, "state": state})
+
+    def _kick(self) -> None:
+        """Flush what a user call queued now rather than at the loop's next wake-up."""
+        kick = getattr(self.stack, "flush", None)
+        if callable(kick):
+            kick()
+
+    def _conn_id(self, n: int) -> str:
+        return f"{self.pid}.{n}"
+
+    def _find(self, full_id: str) -> tuple[Any, bool] | None:
+        host = self.stack.host
+        for conn in host.connections():
+            if self._conn_id(conn.id) == full_id:
+                return conn, False
+        for lst in host.listeners():
+            if self._conn_id(lst.id) == full_id:
+                return lst, True
+        return None
+
+    def _entry(self, obj: Any, now: int) -> dict[str, Any]:
+        snap = dict(obj.snapshot(now))
+        snap["id"] = self._conn_id(obj.id)
+        snap["pid"] = self.pid
+        snap["tun"] = getattr(self.stack, "tun_name", None)
+        return snap
+
+    def describe(self) -> dict[str, Any]:
+        """The `list` result: this process and a snapshot of each listener and connection."""
+        now = self.stack.loop.now()
+        host = self.stack.host
+        objs: list[Any] = [*host.listeners(), *host.connections()]
+        objs.sort(key=lambda o: o.id)
+        return {
+            "pid": self.pid,
+            "tun": getattr(self.stack, "tun_name", None),
+            "address": str(getattr(self.stack, "address", "")),
+            "connections": [self._entry(o, now) for o in objs],
+        }
+
+
+# --------------------------------------------------------------------------- client
+
+
+def _exchange(path: str, req: Request, timeout: float) -> Response:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(path)
+        sock.sendall(encode_request(req))
+        buf = bytearray()
+        while b"\n" not in buf:
+            chunk = sock.recv(1 << 20)
+            if not chunk:
+                raise ControlError("the control endpoint hung up without answering")
+            buf += chunk
+            if len(buf) > MAX_RESPONSE:
+                raise ControlError("the control endpoint sent an oversized reply")
+        line = bytes(buf[: buf.index(b"\n")])
+    finally:
+        sock.close()
+    try:
+        return decode_response(line)
+    except ProtocolError as exc:
+        raise ControlError(f"bad reply from control endpoint: {exc.message}") from None
+
+
+class ControlClient:
+    """Talks to the control endpoint of every pytcp process this user may see."""
+
+    def __init__(self, dirs: Iterable[str] | None = None, *, timeout: float = 2.0) -> None:
+        self.dirs = list(dirs) if dirs is not None else search_dirs()
+        self.timeout = timeout
+        self.problems: list[str] = []  # processes that could not be asked, one line each
+
+    def endpoints(self) -> list[Endpoint]:
+        found: list[Endpoint] = []
+        for d in self.dirs:
+            try:
+                found.extend(discover(d))
+            except PermissionError:
+                self.problems.append(f"{d}: permission denied")
+        return found
+
+    def request(self, ep: Endpoint, req: Request) -> Response:
+        """One request to one process; ControlError when it cannot be asked."""
+        try:
+            return _exchange(ep.path, req, self.timeout)
+        except ConnectionRefusedError:
+            # Sockets are renamed into place only once listening: a refusal means stale.
+            with contextlib.suppress(OSError):
+                os.unlink(ep.path)
+            raise ControlError(f"process {ep.pid} is gone (stale socket removed)") from None
+        except FileNotFoundError:
+            raise ControlError(f"process {ep.pid} is gone") from None
+        except PermissionError:
+            raise ControlError(f"process {ep.pid}: permission denied") from None
+        except TimeoutError:
+            raise ControlError(
+                f"process {ep.pid} did not answer within {self.timeout:g}s"
+            ) from None
+        except OSError as exc:
+            raise ControlError(f"process {ep.pid}: {exc.strerror or exc}") from None
+
+    def entries(self) -> list[dict[str, Any]]:
+        """Every listener and connection of every reachable process, by pid then id."""
+        self.problems = []
+        entries: list[dict[str, Any]] = []
+        for ep in self.endpoints():
+            try:
+                resp = self.request(ep, Request(op="list"))
+            except ControlError as exc:
+                if "is gone" not in str(exc):
+                    self.problems.append(str(exc))
+                continue
+            if not resp.ok:
+                self.problems.append(f"process {ep.pid}: {resp.message}")
+                continue
+            entries.extend(resp.result.get("connections", []))
+        return sorted(entries, key=_id_key)
+
+    def ids(self) -> list[str]:
+        return [e["id"] for e in self.entries()]
+
+    def resolve(self, prefix: str) -> str:
+        """The one live ID that is `prefix` or starts with it (ControlError otherwise)."""
+        ids = self.ids()
+        if prefix in ids:
+            return prefix
+        matches = [i for i in ids if i.startswith(prefix)]
+        if len(matches) == 1:
+            return matches[0]
+        if not matches:
+            hint = f" ({'; '.join(self.problems)})" if self.problems else ""
+            raise ControlError(
+                f"no live connection matches {prefix!r}; `pytcp inspect` lists them{hint}",
+                NO_SUCH_CONNECTION,
+            )
+        raise ControlError(
+            f"{prefix!r} is ambiguous: {', '.join(matches[:8])}"
+            + (" ..." if len(matches) > 8 else ""),
+            "ambiguous",
+        )
+
+    def _ask(self, full_id: str, req: Request) -> dict[str, Any]:
+        pid = int(full_id.split(".", 1)[0])
+        path = None
+        for ep in self.endpoints():
+            if ep.pid == pid:
+                path = ep
+        if path is None:
+            raise ControlError(f"process {pid} is gone", NO_SUCH_CONNECTION)
+        resp = self.request(path, req)
+        if not resp.ok:
+            raise ControlError(str(resp.message), str(resp.code))
+        return resp.result
+
+    def get(self, conn_id: str) -> dict[str, Any]:
+        """The snapshot of one connection (exact ID)."""
+        return self._ask(conn_id, Request(op="get", conn=conn_id))
+
+    def send(self, conn_id: str, data: bytes) -> dict[str, Any]:
+        """Queue at most MAX_SEND_CHUNK bytes; the result says how many were queued."""
+        return self._ask(conn_id, Request(op="send", conn=conn_id, data=data[:MAX_SEND_CHUNK]))
+
+    def close(self, conn_id: str, how: str) -> dict[str, Any]:
+        return self._ask(conn_id, Request(op="close", conn=conn_id, how=how))
+
+
+def _id_key(entry: dict[str, Any]) -> tuple[int, int]:
+    pid, _, n = str(entry.get("id", "0.0")).partition(".")
+    try:
+        return int(pid), int(n)
+    except ValueError:
+        return 0, 0
+
+
+def close_completed(how: str, entry: dict[str, Any] | None) -> bool:
+    """Whether a close asked with `how` has completed, given the connection's snapshot now.
+
+    `None` means the connection is gone (CLOSED and forgotten). A half close completes when
+    our FIN is acknowledged (RFC 9293 3.10.4: FIN-WAIT-2, or later); a full close when both
+    FINs are exchanged (TIME-WAIT or CLOSED); a reset at once.
+    """
+    if entry is None:
+        return True
+    state = entry.get("state")
+    if state in ("CLOSED", "TIME-WAIT"):
+        return True
+    if how == "half":
+        return bool(entry.get("close", {}).get("fin_acked"))
+    return False
+
+
+__all__ = [
+    "MAX_REQUEST",
+    "MAX_SEND_CHUNK",
+    "PROTOCOL_VERSION",
+    "ControlClient",
+    "ControlError",
+    "ControlServer",
+    "Endpoint",
+    "ProtocolError",
+    "Request",
+    "Response",
+    "close_completed",
+    "decode_request",
+    "decode_response",
+    "discover",
+    "encode_request",
+    "encode_response",
+    "runtime_dir",
+    "search_dirs",
+]

@@ -1,0 +1,237 @@
+"""Renderers of pytcp inspect/send/close: snapshot dicts in, exact text out (no stack needed)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pytcpcli.output import (
+    TimelineItem,
+    changed_fields,
+    duration,
+    endpoint,
+    flatten,
+    list_row,
+    matches,
+    rel,
+    render_json,
+    render_list,
+    render_probe_summary,
+    render_tcb,
+    render_timeline,
+    render_timers,
+    send_report,
+)
+
+# A snapshot in the shape docs/internals.md documents for Connection.snapshot(), with the
+# id/pid/tun the control endpoint adds. ISS sits just below 2**32 so SND.NXT has wrapped.
+_UNARMED = {"armed": False, "deadline": None, "remaining": None, "backoff": 0, "reason": ""}
+
+SAMPLE: dict[str, Any] = {
+    "id": "4242.3",
+    "pid": 4242,
+    "tun": "pytcp0",
+    "state": "ESTABLISHED",
+    "local": {"addr": "10.77.0.2", "port": 5000},
+    "remote": {"addr": "10.77.0.1", "port": 40000},
+    "send": {"iss": 4294967000, "snd_una": 4294967201, "snd_nxt": 105, "snd_wnd": 64240,
+             "snd_wl1": 1001, "snd_wl2": 4294967201, "snd_up": 4294967000, "max_snd_wnd": 64240},
+    "receive": {"irs": 1000, "rcv_nxt": 1013, "rcv_wnd": 65535, "rcv_up": 1000},
+    "options": {"mss_local": 1460, "mss_remote": 1400, "snd_mss": 1388, "wscale_local": 7,
+                "wscale_remote": 7, "sack": True, "timestamps": True},
+    "congestion": {"algorithm": "newreno", "cwnd": 14600, "ssthresh": 2147483647,
+                   "in_flight": 200, "phase": "slow-start", "recover": 4294967000, "dup_acks": 0},
+    "rtt": {"srtt": 1_250_000, "rttvar": 500_000, "rto": 200_000_000, "min_rtt": 900_000,
+            "samples": 4, "backoff": 0},
+    "buffers": {"send_capacity": 262144, "send_queued": 300, "unacked": 200, "unsent": 100,
+                "recv_capacity": 262144, "unread": 12, "out_of_order": [[1100, 1200]]},
+    "counters": {"segments_in": 6, "segments_out": 7, "bytes_in": 12, "bytes_out": 400,
+                 "retransmissions": 1, "retransmitted_bytes": 100, "dup_acks": 0,
+                 "challenge_acks": 0, "drops": {"bad-checksum": 2}},
+    "timers": [
+        {"name": "retransmission", "armed": True, "deadline": 5_180_000_000,
+         "remaining": 180_000_000, "backoff": 1, "reason": "data in flight"},
+        {"name": "syn", **_UNARMED},
+        {"name": "delayed-ack", "armed": True, "deadline": 5_020_000_000,
+         "remaining": 20_000_000, "backoff": 0, "reason": "in-order data"},
+        {"name": "persist", **_UNARMED},
+        {"name": "keepalive", **_UNARMED},
+        {"name": "time-wait", **_UNARMED},
+        {"name": "fin-wait-2", **_UNARMED},
+    ],
+    "close": {"fin_sent": False, "fin_acked": False, "fin_received": False, "app_closed": False},
+}  # fmt: skip
+LISTENER: dict[str, Any] = {
+    "id": "4242.1", "pid": 4242, "tun": "pytcp0", "state": "LISTEN",
+    "local": {"addr": "0.0.0.0", "port": 5000}, "backlog": 128, "pending": 0,
+}  # fmt: skip
+
+
+def test_duration_units() -> None:
+    assert duration(None) == "-"
+    assert duration(0) == "0"
+    assert duration(1_250_000) == "1.25ms"
+    assert duration(200_000_000) == "200ms"
+    assert duration(900_000) == "900us"
+    assert duration(60_000_000_000) == "60s"
+    assert duration(1_500_000_000) == "1.5s"
+    assert duration(-3_000_000) == "-3ms"
+
+
+def test_endpoint_and_relative_sequence_numbers() -> None:
+    assert endpoint({"addr": "10.77.0.2", "port": 5000}) == "10.77.0.2:5000"
+    assert endpoint({"addr": "0.0.0.0", "port": 80}) == "*:80"
+    assert endpoint({"addr": "fd77::2", "port": 80}) == "[fd77::2]:80"
+    assert endpoint(None) == "-"
+    assert rel(105, 4294967000) == "401"  # across the 2**32 wrap (RFC 9293 3.4)
+    assert rel(None, 5) == "-"
+
+
+def test_list_rows() -> None:
+    assert list_row(SAMPLE) == [
+        "4242.3", "ESTABLISHED", "10.77.0.2:5000", "10.77.0.1:40000", "300", "12", "14600",
+        "1.25ms", "200ms", "retransmission 180ms, delayed-ack 20ms",
+    ]  # fmt: skip
+    assert list_row(LISTENER) == [
+        "4242.1", "LISTEN", "*:5000", "*:*", "-", "0", "-", "-", "-", "-",
+    ]  # fmt: skip
+
+
+def test_render_list_table() -> None:
+    assert render_list([LISTENER, SAMPLE]) == (
+        "ID      STATE        LOCAL           REMOTE           SEND-Q    RECV-Q    CWND    SRTT"
+        "    RTO    TIMERS\n"
+        "4242.1  LISTEN       *:5000          *:*              -         0         -       -"
+        "       -      -\n"
+        "4242.3  ESTABLISHED  10.77.0.2:5000  10.77.0.1:40000  300       12        14600   1.25ms"
+        "  200ms  retransmission 180ms, delayed-ack 20ms\n"
+    )
+    assert render_list([]) == "no live pytcp connections\n"
+
+
+def test_filters() -> None:
+    assert matches(SAMPLE, states=["established"])
+    assert matches(SAMPLE, states=["time_wait", "ESTABLISHED"])
+    assert not matches(SAMPLE, states=["LISTEN"])
+    assert matches(SAMPLE, port=40000)
+    assert matches(SAMPLE, port=5000)
+    assert not matches(SAMPLE, port=5001)
+    assert matches(LISTENER, states=["listen"], port=5000)
+    assert matches(SAMPLE)
+
+
+def test_render_tcb_sections() -> None:
+    text = render_tcb(SAMPLE)
+    titles = [line for line in text.splitlines() if line and not line.startswith(" ")]
+    assert titles == [
+        "Connection",
+        "Send sequence space (relative to ISS; SND.WL1 to IRS)",
+        "Receive sequence space (relative to IRS)",
+        "Options",
+        "Congestion",
+        "RTT",
+        "Buffers",
+        "Counters",
+        "Close",
+        "Timers",
+    ]
+    lines = text.splitlines()
+    assert "  SND.NXT      105         401" in lines
+    assert "  SND.WL1      1001        1" in lines  # WL1 is a peer sequence number: from IRS
+    assert "  RCV.NXT  1013   13" in lines
+    assert "  MSS           local 1460, remote 1400, sending 1388" in lines
+    assert "  out of order  1100-1200 (+100..+200)" in lines
+    assert "  drops            bad-checksum 2" in lines
+    assert "  srtt     1.25ms" in lines
+
+
+def test_render_timers_lists_every_timer() -> None:
+    assert render_timers(SAMPLE) == (
+        "Timers\n"
+        "  timer           armed    deadline (ns)    remaining    backoff    reason\n"
+        "  retransmission  yes      5180000000       180ms        1          data in flight\n"
+        "  syn             no       -                -            0          -\n"
+        "  delayed-ack     yes      5020000000       20ms         0          in-order data\n"
+        "  persist         no       -                -            0          -\n"
+        "  keepalive       no       -                -            0          -\n"
+        "  time-wait       no       -                -            0          -\n"
+        "  fin-wait-2      no       -                -            0          -\n"
+    )
+
+
+def test_render_tcb_of_a_listener() -> None:
+    assert render_tcb(LISTENER) == (
+        "Connection\n"
+        "  id       4242.1\n"
+        "  state    LISTEN\n"
+        "  local    *:5000\n"
+        "  remote   -\n"
+        "  process  4242\n"
+        "  tun      pytcp0\n"
+        "\n"
+        "Listener\n"
+        "  backlog  128\n"
+        "  pending  0\n"
+    )
+
+
+def test_json_is_stable_and_round_trips() -> None:
+    text = render_json(SAMPLE)
+    assert json.loads(text) == SAMPLE
+    assert text.endswith("}\n")
+    assert text.splitlines()[1] == '  "buffers": {'  # keys sorted
+
+
+def test_flatten_and_changed_fields() -> None:
+    flat = flatten(SAMPLE)
+    assert flat["send.snd_nxt"] == 105
+    assert flat["counters.drops.bad-checksum"] == 2
+    assert "timers" not in flat and "pid" not in flat
+    later = json.loads(json.dumps(SAMPLE))
+    later["state"] = "FIN-WAIT-1"
+    later["send"]["snd_nxt"] = 106
+    later["close"]["fin_sent"] = True
+    later["timers"][0]["remaining"] = 1  # time passing is not a change of the TCB
+    assert changed_fields(SAMPLE, later) == [
+        ("close.fin_sent", False, True),
+        ("send.snd_nxt", 105, 106),
+        ("state", "ESTABLISHED", "FIN-WAIT-1"),
+    ]
+    assert ("state", None, "ESTABLISHED") in changed_fields(None, SAMPLE)
+
+
+def test_timeline_and_summary() -> None:
+    items = [
+        TimelineItem(0, "out", "10.77.0.2.40000 > 10.77.0.1.5000: Flags [S], seq 0, length 0"),
+        TimelineItem(
+            1_500_000,
+            "state",
+            "SYN-SENT -> ESTABLISHED",
+            changes=[("state", "SYN-SENT", "ESTABLISHED")],
+            timers=SAMPLE["timers"],
+        ),
+        TimelineItem(2_000_000, "in", "10.77.0.1.5000 > 10.77.0.2.40000: Flags [F.]"),
+    ]
+    assert render_timeline(items) == (
+        "     0.000 ms  > 10.77.0.2.40000 > 10.77.0.1.5000: Flags [S], seq 0, length 0\n"
+        "     1.500 ms  == SYN-SENT -> ESTABLISHED\n"
+        "               state: SYN-SENT -> ESTABLISHED\n"
+        "               timers armed: retransmission in 180ms (data in flight),"
+        " delayed-ack in 20ms (in-order data)\n"
+        "     2.000 ms  < 10.77.0.1.5000 > 10.77.0.2.40000: Flags [F.]\n"
+    )
+    assert render_probe_summary(SAMPLE) == (
+        "Summary\n"
+        "  peer               10.77.0.1:40000\n"
+        "  peer MSS           1400\n"
+        "  peer window scale  7\n"
+        "  SACK               yes\n"
+        "  timestamps         yes\n"
+        "  RTT                srtt 1.25ms, min 900us, 4 samples, rto 200ms\n"
+        "  segments           7 sent, 6 received, 1 retransmitted\n"
+        "  final state        ESTABLISHED\n"
+    )
+
+
+def test_send_report() -> None:
+    assert send_report(SAMPLE) == "400 bytes sent, 12 received, srtt 1.25ms, 1 retransmissions\n"
