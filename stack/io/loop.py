@@ -1,0 +1,346 @@
+"""The event loop: one thread, `selectors`, timers; the one place the clock is read.
+
+Imports the standard library and the layers below (stack.io.link, impair, pcap).
+
+A `Loop` drives one or more attached hosts, each over its own link (a TUN device, or
+a `PairLink` in tests). Every wake-up, for each host: drain its link until EAGAIN into
+`host.receive_packet`, run `host.handle_timers`, write `host.packets_to_send` to the
+link; then run due loop timers and the callbacks of ready file descriptors (stdin,
+stdout, child pipes, the control socket), pump the hosts again so what those callbacks
+queued leaves at once, and run the iteration hooks (the API's change notifications).
+Then sleep until the earliest of: a host's `next_deadline()`, a loop timer, a held
+(impaired) packet, or I/O.
+
+Optional per host: an `Impairer` for each direction (`--impair`) whose held packets
+wait in the loop, and a `PcapWriter` that records every packet the host sends and
+receives, as the host sees them (outgoing before impairment, incoming after it: a
+capture on the stack's own interface).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import selectors
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from stack.io.impair import Impairer
+from stack.io.link import Link
+from stack.io.pcap import PcapWriter
+
+DRAIN_LIMIT = 4096  # packets read from one link per wake-up, so timers and fds are not starved
+SETTLE_ROUNDS = 8  # pump rounds per wake-up while hosts keep producing packets for each other
+
+
+class HostLike(Protocol):
+    """What the loop needs of a host (stack.host.Host satisfies it)."""
+
+    def receive_packet(self, data: bytes | memoryview, now: int) -> None: ...
+    def packets_to_send(self, now: int) -> list[bytes]: ...
+    def handle_timers(self, now: int) -> None: ...
+    def next_deadline(self) -> int | None: ...
+
+
+def deadline_to_timeout(deadline: int | None, now: int) -> float | None:
+    """Seconds from `now` until `deadline` (ns) for select(): None waits for I/O only.
+
+    Rounded up to the next microsecond so the loop never wakes just before a deadline
+    and spins; a deadline already past gives 0.
+    """
+    if deadline is None:
+        return None
+    if deadline <= now:
+        return 0.0
+    return -(-(deadline - now) // 1000) / 1_000_000
+
+
+class Handle:
+    """A scheduled callback; `cancel()` before it runs and it never does."""
+
+    __slots__ = ("callback", "cancelled", "when")
+
+    def __init__(self, when: int, callback: Callable[[], None]) -> None:
+        self.when = when
+        self.callback = callback
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class _Port:
+    """One attached host, its link, and what sits between them."""
+
+    def __init__(
+        self,
+        host: HostLike,
+        link: Link,
+        impair_out: Impairer | None,
+        impair_in: Impairer | None,
+        pcap: PcapWriter | None,
+        wall_offset: int,
+    ) -> None:
+        self.host = host
+        self.link = link
+        self.impair_out = impair_out
+        self.impair_in = impair_in
+        self.pcap = pcap
+        self.wall_offset = wall_offset  # wall-clock ns = loop ns + offset (pcap timestamps)
+        self.held: list[tuple[int, int, bool, bytes]] = []  # (at, seq, outgoing, packet) heap
+        self.seq = itertools.count()
+
+
+class Loop:
+    """One thread's event loop. Not thread-safe: use it from the thread that made it."""
+
+    def __init__(self, clock: Callable[[], int] = time.monotonic_ns) -> None:
+        self._clock = clock
+        self._selector = selectors.DefaultSelector()
+        self._readers: dict[int, Callable[[], None]] = {}
+        self._writers: dict[int, Callable[[], None]] = {}
+        self._timers: list[tuple[int, int, Handle]] = []
+        self._timer_seq = itertools.count()
+        self._ports: list[_Port] = []
+        self._link_fds: dict[int, _Port] = {}
+        self._hooks: list[Callable[[], None]] = []
+        self.iterations = 0
+        self.closed = False
+
+    # -- time --------------------------------------------------------------------------
+
+    def now(self) -> int:
+        """The loop's clock: monotonic integer nanoseconds."""
+        return self._clock()
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> Handle:
+        """Run `callback` once, `delay` seconds from now (on a later iteration)."""
+        return self.call_at(self.now() + max(0, round(delay * 1_000_000_000)), callback)
+
+    def call_at(self, when: int, callback: Callable[[], None]) -> Handle:
+        """Run `callback` once at loop time `when` (ns)."""
+        handle = Handle(when, callback)
+        heapq.heappush(self._timers, (when, next(self._timer_seq), handle))
+        return handle
+
+    # -- hosts and file descriptors ----------------------------------------------------
+
+    def attach(
+        self,
+        host: HostLike,
+        link: Link,
+        *,
+        impair_out: Impairer | None = None,
+        impair_in: Impairer | None = None,
+        pcap: PcapWriter | None = None,
+    ) -> None:
+        """Drive `host` over `link` from now on."""
+        wall_offset = time.time_ns() - self.now() if pcap is not None else 0
+        port = _Port(host, link, impair_out, impair_in, pcap, wall_offset)
+        self._ports.append(port)
+        fd = link.fileno()
+        if fd is not None:
+            self._link_fds[fd] = port
+            self._update(fd)
+
+    def detach(self, host: HostLike) -> None:
+        """Stop driving `host`; its held packets are dropped. The link stays open."""
+        for port in [p for p in self._ports if p.host is host]:
+            self._ports.remove(port)
+            for fd, p in list(self._link_fds.items()):
+                if p is port:
+                    del self._link_fds[fd]
+                    self._update(fd)
+
+    def add_reader(self, fd: int, callback: Callable[[], None]) -> None:
+        """Call `callback` whenever `fd` is readable (replaces an earlier reader)."""
+        self._readers[fd] = callback
+        self._update(fd)
+
+    def remove_reader(self, fd: int) -> None:
+        if self._readers.pop(fd, None) is not None:
+            self._update(fd)
+
+    def add_writer(self, fd: int, callback: Callable[[], None]) -> None:
+        """Call `callback` whenever `fd` is writable (replaces an earlier writer)."""
+        self._writers[fd] = callback
+        self._update(fd)
+
+    def remove_writer(self, fd: int) -> None:
+        if self._writers.pop(fd, None) is not None:
+            self._update(fd)
+
+    def add_hook(self, hook: Callable[[], None]) -> None:
+        """Call `hook` at the end of every iteration (after the hosts are pumped)."""
+        self._hooks.append(hook)
+
+    def remove_hook(self, hook: Callable[[], None]) -> None:
+        if hook in self._hooks:
+            self._hooks.remove(hook)
+
+    def _update(self, fd: int) -> None:
+        events = 0
+        if fd in self._readers or fd in self._link_fds:
+            events |= selectors.EVENT_READ
+        if fd in self._writers:
+            events |= selectors.EVENT_WRITE
+        try:
+            registered = self._selector.get_key(fd).events
+        except KeyError:
+            registered = 0
+        if events == registered:
+            return
+        if not events:
+            self._selector.unregister(fd)
+        elif not registered:
+            self._selector.register(fd, events)
+        else:
+            self._selector.modify(fd, events)
+
+    # -- running -----------------------------------------------------------------------
+
+    def run_once(self, timeout: float | None = None) -> None:
+        """One iteration: pump the hosts, sleep until the next deadline or I/O (at most
+        `timeout` seconds; 0 polls), run what became ready, pump again, run the hooks."""
+        now = self.now()
+        busy = self._pump(now) + self._run_timers(now)
+        if busy:
+            # Work was done: poll only, so the hooks and the caller's predicate see it now.
+            wake: int | None = now
+        else:
+            wake = self._next_wake()
+            if timeout is not None:
+                limit = now + round(max(0.0, timeout) * 1_000_000_000)
+                wake = limit if wake is None else min(wake, limit)
+        ready = self._selector.select(deadline_to_timeout(wake, self.now()))
+        for key, events in ready:
+            fd = key.fd
+            if events & selectors.EVENT_READ:
+                reader = self._readers.get(fd)
+                if reader is not None:
+                    reader()
+            if events & selectors.EVENT_WRITE:
+                writer = self._writers.get(fd)
+                if writer is not None:
+                    writer()
+        now = self.now()
+        self._run_timers(now)
+        self._pump(now)
+        self.iterations += 1
+        for hook in list(self._hooks):
+            hook()
+
+    def run_until(self, predicate: Callable[[], bool], timeout: float | None = None) -> bool:
+        """Run iterations until `predicate()` is true (True) or `timeout` seconds pass (False)."""
+        if predicate():
+            return True
+        deadline = None if timeout is None else self.now() + round(timeout * 1_000_000_000)
+        while True:
+            if deadline is None:
+                self.run_once(None)
+            else:
+                remaining = deadline - self.now()
+                if remaining <= 0:
+                    return predicate()
+                self.run_once(remaining / 1_000_000_000)
+            if predicate():
+                return True
+
+    def close(self) -> None:
+        """Forget every host, fd and timer (closes nothing it was handed)."""
+        self._ports.clear()
+        self._link_fds.clear()
+        self._readers.clear()
+        self._writers.clear()
+        self._timers.clear()
+        self._hooks.clear()
+        self._selector.close()
+        self.closed = True
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _next_wake(self) -> int | None:
+        wake: int | None = None
+        for port in self._ports:
+            d = port.host.next_deadline()
+            if d is not None and (wake is None or d < wake):
+                wake = d
+            if port.held and (wake is None or port.held[0][0] < wake):
+                wake = port.held[0][0]
+        while self._timers and self._timers[0][2].cancelled:
+            heapq.heappop(self._timers)
+        if self._timers and (wake is None or self._timers[0][0] < wake):
+            wake = self._timers[0][0]
+        return wake
+
+    def _run_timers(self, now: int) -> int:
+        """Run the loop timers due at `now`; returns how many ran."""
+        timers = self._timers
+        ran = 0
+        while timers and timers[0][0] <= now:
+            handle = heapq.heappop(timers)[2]
+            if not handle.cancelled:
+                handle.cancelled = True  # ran: cancel() afterwards is a no-op
+                handle.callback()
+                ran += 1
+        return ran
+
+    def _pump(self, now: int) -> int:
+        """Move packets until the hosts are quiet (or SETTLE_ROUNDS pass): links into
+        hosts, due held packets on, host timers, host output out. Returns packets moved."""
+        total = 0
+        for _ in range(SETTLE_ROUNDS):
+            moved = 0
+            for port in self._ports:
+                moved += self._pump_port(port, now)
+            total += moved
+            if not moved or len(self._ports) < 2:
+                break  # with one host nothing it sent can come back within this wake-up
+        return total
+
+    def _pump_port(self, port: _Port, now: int) -> int:
+        host, link, pcap = port.host, port.link, port.pcap
+        moved = 0
+        held = port.held
+        while held and held[0][0] <= now:
+            _, _, outgoing, packet = heapq.heappop(held)
+            if outgoing:
+                link.send(packet)
+            else:
+                self._deliver(port, packet, now)
+            moved += 1
+        for _ in range(DRAIN_LIMIT):
+            incoming = link.recv()
+            if incoming is None:
+                break
+            moved += 1
+            if port.impair_in is None:
+                self._deliver(port, incoming, now)
+            else:
+                for at, copy in port.impair_in.apply(incoming, now):
+                    if at <= now:
+                        self._deliver(port, copy, now)
+                    else:
+                        heapq.heappush(held, (at, next(port.seq), False, copy))
+        host.handle_timers(now)
+        out = host.packets_to_send(now)
+        for packet in out:
+            if pcap is not None:
+                pcap.write(packet, now + port.wall_offset)
+            if port.impair_out is None:
+                link.send(packet)
+            else:
+                for at, copy in port.impair_out.apply(packet, now):
+                    if at <= now:
+                        link.send(copy)
+                    else:
+                        heapq.heappush(held, (at, next(port.seq), True, copy))
+        if pcap is not None and (out or moved):
+            pcap.flush()
+        return moved + len(out)
+
+    def _deliver(self, port: _Port, packet: bytes, now: int) -> None:
+        if port.pcap is not None:
+            port.pcap.write(packet, now + port.wall_offset)
+        port.host.receive_packet(packet, now)
