@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from stack.tcp.clock import MS, SECOND
 from stack.tcp.congestion import (
     CONTROLLERS,
     INFINITE_SSTHRESH,
     CongestionControl,
+    Cubic,
     NewReno,
     NoControl,
     default_initial_window,
@@ -212,9 +216,207 @@ def test_no_control_is_unlimited_and_ignores_loss() -> None:
 
 
 def test_controllers_registry() -> None:
-    assert set(CONTROLLERS) == {"newreno"}
+    assert set(CONTROLLERS) == {"newreno", "cubic"}
     for name, cls in CONTROLLERS.items():
         cc = cls(1460)
         assert cc.name == name
         assert cc.snapshot()["algorithm"] == name
         assert cc.cwnd == 4380
+
+
+# -- CUBIC (RFC 9438) -----------------------------------------------------------
+#
+# The scenario the exact numbers below come from: MSS 1000, a loss at cwnd =
+# FlightSize = 288 000 bytes.  ssthresh = 0.7 * 288 000 = 201 600 and W_max = 288 000,
+# so K = cbrt((288 - 201.6) / 0.4) = cbrt(216) = 6 s.
+
+
+def cubic_after_loss(now: int = 0) -> Cubic:
+    cc = Cubic(MSS)
+    cc.cwnd = 288_000
+    cc.on_enter_recovery(now, 288_000)
+    cc.on_exit_recovery(now, 201_600)
+    return cc
+
+
+def test_cubic_multiplicative_decrease_beta_0_7() -> None:  # RFC 9438 §4.6
+    cc = Cubic(MSS)
+    cc.cwnd = 288_000
+    cc.on_enter_recovery(0, 288_000)
+    assert cc.snapshot() == {
+        "algorithm": "cubic",
+        "cwnd": 201_600 + 3 * MSS,  # RFC 6582 inflation on top of CUBIC's ssthresh
+        "ssthresh": 201_600,
+        "w_max": 288_000,
+        "k": None,
+    }
+    cc.on_exit_recovery(0, 201_600)
+    assert cc.cwnd == 201_600
+
+
+def test_cubic_k_from_w_max_and_cwnd_epoch() -> None:  # RFC 9438 §4.2 Figure 2
+    cc = cubic_after_loss()
+    cc.on_ack(1 * SECOND, 1000, 200_000, None)  # the epoch starts at this ACK
+    assert cc.k == 6 * SECOND
+    assert cc.snapshot()["k"] == 6_000_000_000
+
+
+def test_cubic_window_reaches_w_max_at_k() -> None:  # RFC 9438 §4.2 Figure 1
+    cc = cubic_after_loss()
+    cc.on_ack(0, 1, 0, None)  # epoch starts at t = 0 with cwnd_epoch 201 600
+    assert cc.w_cubic(0) == 201_600
+    assert cc.w_cubic(6 * SECOND) == 288_000
+    assert cc.w_cubic(7 * SECOND) == 288_400  # C * 1**3 segments beyond W_max
+    assert cc.w_cubic(5 * SECOND) == 287_600
+    # A whole window acknowledged at t = K moves cwnd all the way to the target
+    # (288 000 is within 1.5 * 201 600).
+    cc.on_ack(6 * SECOND, 201_600, 0, None)
+    assert cc.cwnd == 288_000
+
+
+def test_cubic_target_uses_t_plus_srtt() -> None:  # RFC 9438 §4.2
+    cc = cubic_after_loss()
+    cc.on_ack(0, 1, 0, None)
+    cc.on_ack(6 * SECOND, 201_600, 0, 1 * SECOND)  # RTT 1 s: target W_cubic(7 s)
+    assert cc.cwnd == 288_400
+
+
+def test_cubic_target_capped_at_one_and_a_half_cwnd() -> None:  # RFC 9438 §4.2
+    cc = cubic_after_loss()
+    cc.on_ack(0, 1, 0, None)
+    cwnd = cc.cwnd
+    cc.on_ack(16 * SECOND, cwnd, 0, None)  # W_cubic(16 s) = 688 000
+    assert cc.w_cubic(16 * SECOND) == 688_000
+    assert cc.cwnd == cwnd + cwnd // 2
+
+
+def test_cubic_reno_friendly_region() -> None:  # RFC 9438 §4.3
+    cc = cubic_after_loss()
+    # At t = 0 the cubic curve is flat at cwnd_epoch; W_est grows by
+    # alpha = 9/17 segment per window acknowledged: 201 600 + 9000/17 = 202 129.4.
+    cc.on_ack(0, 201_600, 0, None)
+    assert cc.cwnd == 202_129
+
+
+def test_cubic_reno_friendly_alpha_becomes_one_past_the_prior_window() -> None:  # §4.3
+    cc = Cubic(MSS)
+    cc.cwnd = 3000
+    cc.on_enter_recovery(0, 3000)  # cwnd_prior = W_max = 3000, ssthresh 2100
+    cc.on_exit_recovery(0, 2100)
+    assert cc.cwnd == 2100
+    cc.on_ack(0, 2100, 0, None)  # W_est: 2100 + 9/17 segment = 2629.4
+    assert cc.cwnd == 2629
+    cc.on_ack(0, 2629, 0, None)  # + 9/17 segment again = 3158.8
+    assert cc.cwnd == 3158
+    cc.on_ack(0, 3158, 0, None)  # W_est >= cwnd_prior: alpha = 1, a whole segment
+    assert cc.cwnd == 4158
+
+
+def test_cubic_concave_growth_per_ack() -> None:  # RFC 9438 §4.4
+    cc = cubic_after_loss()
+    cc.on_ack(0, 1, 0, None)  # epoch start; W_est grows by 9/17 * 1000 / 201 600
+    assert cc.cwnd == 201_600
+    # At t = 3 s: W_cubic(3) = 288 000 - 0.4 * 27 * 1000 = 277 200, target 277 200.
+    assert cc.w_cubic(3 * SECOND) == 277_200
+    cc.on_ack(3 * SECOND, 1000, 0, None)
+    # cwnd += (277 200 - 201 600) * 1000 / 201 600 = 375 (remainder carried)
+    assert cc.cwnd == 201_975
+
+
+def test_cubic_no_growth_when_curve_below_cwnd() -> None:
+    cc = cubic_after_loss()
+    cc.on_ack(0, 1, 0, None)
+    cc.cwnd = 300_000  # above the curve near K: target = cwnd, W_est far below
+    cc.on_ack(6 * SECOND, 1000, 0, None)
+    assert cc.cwnd == 300_000
+
+
+def test_cubic_fast_convergence() -> None:  # RFC 9438 §4.7
+    cc = cubic_after_loss()
+    assert cc.w_max == 288_000
+    cc.cwnd = 200_000  # a second loss below the previous W_max
+    cc.on_enter_recovery(0, 200_000)
+    assert cc.w_max == 200_000 * 17 // 20 == 170_000
+    assert cc.ssthresh == 140_000
+    cc.cwnd = 180_000  # a third loss above it: W_max = cwnd
+    cc.on_enter_recovery(0, 180_000)
+    assert cc.w_max == 180_000
+
+
+def test_cubic_rto_loss_window_then_k_zero() -> None:  # RFC 9438 §4.8
+    cc = Cubic(MSS)
+    cc.cwnd = 100_000
+    cc.on_rto(0, 100_000)
+    assert (cc.cwnd, cc.ssthresh, cc.w_max) == (1000, 70_000, 100_000)
+    cc.on_rto(0, 1000)  # the same data timing out again: ssthresh held
+    assert (cc.cwnd, cc.ssthresh) == (1000, 70_000)
+    cc.ssthresh = 2000
+    cc.on_ack(0, 1000, 0, None)  # slow start: 2000 = ssthresh
+    cc.on_ack(5 * SECOND, 1000, 0, None)  # first avoidance ACK: epoch with K = 0
+    assert cc.k == 0
+    assert cc.w_max == 2000
+    assert cc.w_cubic(1 * SECOND) == 2400
+
+
+def test_cubic_slow_start_like_reno() -> None:
+    cc = Cubic(MSS)
+    cc.on_ack(0, 1000, 0, 50 * MS)
+    cc.on_ack(0, 5000, 0, 50 * MS)
+    assert cc.cwnd == 6000
+    assert cc.k is None
+
+
+def test_cubic_first_epoch_without_loss_starts_at_its_window() -> None:
+    cc = Cubic(MSS)
+    cc.ssthresh = 4000
+    cc.on_ack(0, 1000, 0, None)
+    assert (cc.k, cc.w_max) == (0, 4000)
+
+
+def test_cubic_negative_k_when_epoch_starts_above_w_max() -> None:
+    cc = Cubic(MSS)
+    cc.cwnd = 100_000
+    cc.on_enter_recovery(0, 100_000)  # W_max 100 000
+    cc.cwnd = 100_000 + 400 * MSS  # far above W_max when avoidance starts
+    cc.on_ack(0, 1, 0, None)
+    assert cc.k == -10 * SECOND  # (-400 / 0.4) = -1000 = (-10)**3
+    assert cc.w_cubic(0) == 500_000
+
+
+def test_cubic_set_mss_scales_w_max() -> None:
+    cc = cubic_after_loss()
+    cc.on_ack(0, 1, 0, None)
+    cc.set_mss(500)
+    assert (cc.w_max, cc.k) == (144_000, None)
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["ack", "enter", "dup", "partial", "exit", "rto"]),
+            st.integers(0, 200_000),
+            st.integers(0, 50 * SECOND),
+        ),
+        max_size=80,
+    )
+)
+def test_controllers_keep_cwnd_sane(script: list[tuple[str, int, int]]) -> None:
+    for cls in (NewReno, Cubic):
+        cc = cls(MSS)
+        now = 0
+        for op, n, dt in script:
+            now += dt
+            if op == "ack":
+                cc.on_ack(now, n, n, dt)
+            elif op == "enter":
+                cc.on_enter_recovery(now, n)
+            elif op == "dup":
+                cc.on_dup_ack_in_recovery(now)
+            elif op == "partial":
+                cc.on_partial_ack(now, n)
+            elif op == "exit":
+                cc.on_exit_recovery(now, n)
+            else:
+                cc.on_rto(now, n)
+            assert cc.cwnd >= MSS
+            assert cc.ssthresh >= 2 * MSS

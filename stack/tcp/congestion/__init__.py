@@ -10,16 +10,19 @@ from stack.tcp.congestion.base import (
     NoControl,
     default_initial_window,
 )
+from stack.tcp.congestion.cubic import Cubic
 from stack.tcp.congestion.newreno import NewReno
 
 CONTROLLERS: dict[str, type[CongestionControl]] = {
     "newreno": NewReno,
+    "cubic": Cubic,
 }
 
 __all__ = [
     "CONTROLLERS",
     "INFINITE_SSTHRESH",
     "CongestionControl",
+    "Cubic",
     "NewReno",
     "NoControl",
     "default_initial_window",
