@@ -566,7 +566,10 @@ def _exchange(path: str, req: Request, timeout: float) -> Response:
     sock.settimeout(timeout)
     try:
         sock.connect(path)
-        sock.sendall(encode_request(req))
+        try:
+            sock.sendall(encode_request(req))
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # refused at accept (forbidden, busy): the reply is already waiting
         buf = bytearray()
         while b"\n" not in buf:
             chunk = sock.recv(1 << 20)

@@ -1,0 +1,535 @@
+"""The control endpoint: codec, runtime directory, stale sockets, and the server answering
+real Unix-socket clients (bad requests, oversized ones, other users) without root."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import selectors
+import socket
+import stat
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from stack import control
+from stack.control import (
+    MAX_REQUEST,
+    ControlClient,
+    ControlError,
+    ControlServer,
+    Endpoint,
+    ProtocolError,
+    Request,
+    Response,
+    close_completed,
+    decode_request,
+    decode_response,
+    discover,
+    encode_request,
+    encode_response,
+    runtime_dir,
+)
+
+# --------------------------------------------------------------------------- codec
+
+
+def test_request_round_trip() -> None:
+    for req in [
+        Request(op="list"),
+        Request(op="get", conn="12.3"),
+        Request(op="send", conn="12.3", data=b"\x00\xffhello\n"),
+        Request(op="close", conn="12.3", how="half"),
+        Request(op="close", conn="12", how="reset"),
+    ]:
+        line = encode_request(req)
+        assert line.endswith(b"\n") and line.count(b"\n") == 1
+        assert decode_request(line) == req
+
+
+def test_request_wire_format_is_documented_json() -> None:
+    line = encode_request(Request(op="send", conn="7.1", data=b"hi"))
+    assert line == b'{"conn":"7.1","data":"aGk=","op":"send","v":1}\n'
+
+
+@pytest.mark.parametrize(
+    ("line", "code", "message"),
+    [
+        (b"{", "bad-json", None),
+        (b"\xff\xfe", "bad-json", None),
+        (b"[1]", "bad-request", "a message must be a JSON object"),
+        (b'{"op":"list"}', "bad-version", "protocol version None unsupported, expected 1"),
+        (b'{"v":2,"op":"list"}', "bad-version", "protocol version 2 unsupported, expected 1"),
+        (b'{"v":1,"op":"dance"}', "unknown-op", None),
+        (b'{"v":1,"op":"get"}', "bad-request", "op 'get' needs a connection id in 'conn'"),
+        (b'{"v":1,"op":"get","conn":5}', "bad-request", None),
+        (b'{"v":1,"op":"send","conn":"1.1"}', "bad-request", "op 'send' needs base64 'data'"),
+        (b'{"v":1,"op":"send","conn":"1.1","data":"!!"}', "bad-request", None),
+        (b'{"v":1,"op":"close","conn":"1.1","how":"gently"}', "bad-request", None),
+        (b'{"v":1,"op":"list","pad":"' + b"x" * MAX_REQUEST + b'"}', "too-large", None),
+    ],
+)
+def test_bad_requests_raise_protocol_error(line: bytes, code: str, message: str | None) -> None:
+    with pytest.raises(ProtocolError) as info:
+        decode_request(line)
+    assert info.value.code == code
+    if message is not None:
+        assert info.value.message == message
+
+
+def test_response_round_trip() -> None:
+    ok = Response(ok=True, result={"queued": 5})
+    err = Response.error("write-closed", "1.2 is FIN-WAIT-1: its write side is closed")
+    assert decode_response(encode_response(ok)) == ok
+    assert decode_response(encode_response(err)) == err
+    assert json.loads(encode_response(err)) == {
+        "v": 1,
+        "ok": False,
+        "error": {"code": "write-closed", "message": "1.2 is FIN-WAIT-1: its write side is closed"},
+    }
+    with pytest.raises(ProtocolError):
+        decode_response(b'{"v":1,"ok":"maybe"}')
+
+
+def test_close_completed() -> None:
+    assert close_completed("reset", None)
+    assert close_completed("full", {"state": "TIME-WAIT"})
+    assert not close_completed("full", {"state": "FIN-WAIT-2", "close": {"fin_acked": True}})
+    assert close_completed("half", {"state": "FIN-WAIT-2", "close": {"fin_acked": True}})
+    assert not close_completed("half", {"state": "FIN-WAIT-1", "close": {"fin_acked": False}})
+
+
+# --------------------------------------------------------------------------- runtime directory
+
+
+def test_runtime_dir_choice() -> None:
+    assert runtime_dir({"PYTCP_RUNTIME_DIR": "/x"}, 0) == "/x"
+    assert runtime_dir({}, 0) == "/run/pytcp"
+    assert runtime_dir({"XDG_RUNTIME_DIR": "/run/user/1000"}, 1000) == "/run/user/1000/pytcp"
+    assert runtime_dir({}, 1000) == "/tmp/pytcp-1000"
+
+
+def test_discover_removes_sockets_of_dead_processes(tmp_path: Any) -> None:
+    dead = 2**22 + 12345  # above pid_max's default ceiling: never a live process
+    (tmp_path / f"{dead}.sock").write_bytes(b"")
+    (tmp_path / f"{os.getpid()}.sock").write_bytes(b"")
+    (tmp_path / "notes.txt").write_bytes(b"")
+    assert discover(str(tmp_path)) == [Endpoint(os.getpid(), str(tmp_path / f"{os.getpid()}.sock"))]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["notes.txt", f"{os.getpid()}.sock"]
+    )
+    assert discover(str(tmp_path / "missing")) == []
+
+
+def test_client_removes_a_socket_nobody_listens_on(tmp_path: Any) -> None:
+    # A live pid whose socket refuses: a stale file from a process that reused the pid.
+    path = tmp_path / f"{os.getpid()}.sock"
+    s = socket.socket(socket.AF_UNIX)
+    s.bind(str(path))
+    s.close()
+    client = ControlClient([str(tmp_path)], timeout=1)
+    assert client.entries() == []
+    assert not path.exists()
+
+
+# --------------------------------------------------------------------------- server doubles
+
+
+class SelectorLoop:
+    """The slice of stack.io.loop.Loop the server uses (readers, writers, now())."""
+
+    def __init__(self) -> None:
+        self.sel = selectors.DefaultSelector()
+        self.cbs: dict[tuple[int, int], Callable[[], None]] = {}
+
+    def now(self) -> int:
+        return 5_000_000_000
+
+    def _update(self, fd: int) -> None:
+        events = sum(ev for (f, ev) in self.cbs if f == fd)
+        try:
+            self.sel.unregister(fd)
+        except KeyError:
+            pass
+        if events:
+            self.sel.register(fd, events)
+
+    def add_reader(self, fd: int, cb: Callable[[], None]) -> None:
+        self.cbs[(fd, selectors.EVENT_READ)] = cb
+        self._update(fd)
+
+    def remove_reader(self, fd: int) -> None:
+        self.cbs.pop((fd, selectors.EVENT_READ), None)
+        self._update(fd)
+
+    def add_writer(self, fd: int, cb: Callable[[], None]) -> None:
+        self.cbs[(fd, selectors.EVENT_WRITE)] = cb
+        self._update(fd)
+
+    def remove_writer(self, fd: int) -> None:
+        self.cbs.pop((fd, selectors.EVENT_WRITE), None)
+        self._update(fd)
+
+    def run_once(self, timeout: float) -> None:
+        for key, mask in self.sel.select(timeout):
+            for ev in (selectors.EVENT_READ, selectors.EVENT_WRITE):
+                cb = self.cbs.get((key.fd, ev))
+                if mask & ev and cb is not None:
+                    cb()
+
+
+class FakeConnection:
+    """Records the user calls the server makes; snapshot() in the documented shape."""
+
+    def __init__(self, n: int) -> None:
+        self.id = n
+        self.state = "ESTABLISHED"
+        self.sent = bytearray()
+        self.calls: list[str] = []
+        self.fin_sent = False
+
+    def snapshot(self, now: int) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "state": self.state,
+            "local": {"addr": "10.77.0.2", "port": 5000},
+            "remote": {"addr": "10.77.0.1", "port": 40000 + self.id},
+            "close": {"fin_sent": self.fin_sent, "fin_acked": False, "fin_received": False,
+                      "app_closed": False},
+            "timers": [],
+        }  # fmt: skip
+
+    def send(self, data: bytes, now: int) -> int:
+        self.sent += data[:10]  # a send buffer with 10 bytes free
+        return min(len(data), 10)
+
+    def shutdown(self, now: int) -> None:
+        self.calls.append("shutdown")
+        self.fin_sent = True
+        self.state = "FIN-WAIT-1"
+
+    def close(self, now: int) -> None:
+        self.calls.append("close")
+
+    def abort(self, now: int) -> None:
+        self.calls.append("abort")
+        self.state = "CLOSED"
+
+
+class FakeListener:
+    def __init__(self, n: int) -> None:
+        self.id = n
+        self.closed = False
+
+    def snapshot(self, now: int) -> dict[str, Any]:
+        return {"id": self.id, "state": "LISTEN", "local": {"addr": "0.0.0.0", "port": 5000}}
+
+    def close(self, now: int) -> None:
+        self.closed = True
+
+
+class FakeHost:
+    def __init__(self) -> None:
+        self.conns = [FakeConnection(2), FakeConnection(3)]
+        self.lsts = [FakeListener(1)]
+
+    def connections(self) -> list[FakeConnection]:
+        return self.conns
+
+    def listeners(self) -> list[FakeListener]:
+        return self.lsts
+
+
+class FakeStack:
+    def __init__(self) -> None:
+        self.loop = SelectorLoop()
+        self.host = FakeHost()
+        self.tun_name = "pytcp9"
+        self.address = "10.77.9.2"
+
+
+@pytest.fixture
+def served(tmp_path: Any) -> Iterator[tuple[ControlServer, FakeStack, str]]:
+    """A server on a fake stack, its loop run by a thread until the test ends."""
+    directory = str(tmp_path / "rt")
+    stack = FakeStack()
+    server = ControlServer(stack, directory=directory).start()
+    stop = threading.Event()
+
+    def run() -> None:
+        deadline = time.monotonic() + 60
+        while not stop.is_set() and time.monotonic() < deadline:
+            stack.loop.run_once(0.05)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        yield server, stack, directory
+    finally:
+        stop.set()
+        thread.join(5)
+        server.close()
+
+
+def raw_exchange(path: str, payload: bytes, *, replies: int = 1) -> list[dict[str, Any]]:
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(5)
+        s.connect(path)
+        s.sendall(payload)
+        buf = b""
+        while buf.count(b"\n") < replies:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+    return [json.loads(line) for line in buf.splitlines()]
+
+
+# --------------------------------------------------------------------------- server
+
+
+def test_server_files_and_modes(served: tuple[ControlServer, FakeStack, str]) -> None:
+    server, _stack, directory = served
+    assert server.path == os.path.join(directory, f"{os.getpid()}.sock")
+    assert stat.S_IMODE(os.stat(directory).st_mode) == 0o700
+    st = os.stat(server.path)
+    assert stat.S_ISSOCK(st.st_mode)
+    assert stat.S_IMODE(st.st_mode) == 0o600
+    assert os.listdir(directory) == [f"{os.getpid()}.sock"]
+
+
+def test_server_close_removes_socket(tmp_path: Any) -> None:
+    server = ControlServer(FakeStack(), directory=str(tmp_path)).start()
+    assert os.path.exists(server.path)
+    server.close()
+    assert os.listdir(tmp_path) == []
+
+
+def test_list_get_send_close_through_the_client(
+    served: tuple[ControlServer, FakeStack, str],
+) -> None:
+    _server, stack, directory = served
+    pid = os.getpid()
+    client = ControlClient([directory], timeout=5)
+    entries = client.entries()
+    assert [(e["id"], e["state"], e["pid"], e["tun"]) for e in entries] == [
+        (f"{pid}.1", "LISTEN", pid, "pytcp9"),
+        (f"{pid}.2", "ESTABLISHED", pid, "pytcp9"),
+        (f"{pid}.3", "ESTABLISHED", pid, "pytcp9"),
+    ]
+    assert client.resolve(f"{pid}.3") == f"{pid}.3"
+    assert client.get(f"{pid}.2")["remote"] == {"addr": "10.77.0.1", "port": 40002}
+    assert client.send(f"{pid}.2", b"0123456789abc") == {
+        "id": f"{pid}.2",
+        "queued": 10,
+        "state": "ESTABLISHED",
+    }
+    assert bytes(stack.host.conns[0].sent) == b"0123456789"
+    assert client.close(f"{pid}.2", "half") == {"id": f"{pid}.2", "state": "FIN-WAIT-1"}
+    assert stack.host.conns[0].calls == ["shutdown"]
+    with pytest.raises(ControlError) as info:
+        client.send(f"{pid}.2", b"late")
+    assert info.value.code == "write-closed"
+    assert str(info.value) == f"{pid}.2 is FIN-WAIT-1: its write side is closed"
+    assert client.close(f"{pid}.3", "reset")["state"] == "CLOSED"
+    assert stack.host.conns[1].calls == ["abort"]
+    with pytest.raises(ControlError) as info:
+        client.send(f"{pid}.1", b"x")
+    assert info.value.code == "not-a-connection"
+
+
+def test_prefix_matching(served: tuple[ControlServer, FakeStack, str]) -> None:
+    _server, stack, directory = served
+    pid = os.getpid()
+    stack.host.conns.append(FakeConnection(31))
+    client = ControlClient([directory], timeout=5)
+    assert client.resolve(f"{pid}.3") == f"{pid}.3"  # exact beats the longer 31
+    assert client.resolve(f"{pid}.2") == f"{pid}.2"
+    with pytest.raises(ControlError) as info:
+        client.resolve(str(pid))
+    assert info.value.code == "ambiguous"
+    with pytest.raises(ControlError) as info:
+        client.resolve("999999999.1")
+    assert info.value.code == "no-such-connection"
+
+
+def test_malformed_and_unknown_requests_get_errors_and_the_session_carries_on(
+    served: tuple[ControlServer, FakeStack, str],
+) -> None:
+    server, _stack, _directory = served
+    pid = os.getpid()
+    replies = raw_exchange(
+        server.path,
+        b"this is not json\n"
+        b'{"v":1,"op":"get","conn":"1.999"}\n'
+        b'{"v":1,"op":"explode"}\n'
+        b'{"v":1,"op":"list"}\n',
+        replies=4,
+    )
+    assert [r["ok"] for r in replies] == [False, False, False, True]
+    assert [r.get("error", {}).get("code") for r in replies[:3]] == [
+        "bad-json",
+        "no-such-connection",
+        "unknown-op",
+    ]
+    assert replies[1]["error"]["message"] == f"no connection 1.999 in process {pid}"
+    assert len(replies[3]["result"]["connections"]) == 3
+    assert server.counters == {"bad-json": 1, "unknown-op": 1}
+
+
+def test_oversized_request_answered_then_hung_up(
+    served: tuple[ControlServer, FakeStack, str],
+) -> None:
+    server, _stack, directory = served
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(5)
+        s.connect(server.path)
+        s.sendall(b"x" * (MAX_REQUEST + 1))
+        buf = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+    assert json.loads(buf) == {
+        "v": 1,
+        "ok": False,
+        "error": {"code": "too-large", "message": f"request exceeds {MAX_REQUEST} bytes"},
+    }
+    # The server keeps serving.
+    assert len(ControlClient([directory], timeout=5).entries()) == 3
+
+
+def test_send_request_with_a_full_chunk_fits_the_limit(
+    served: tuple[ControlServer, FakeStack, str],
+) -> None:
+    server, stack, _directory = served
+    data = bytes(range(256)) * (control.MAX_SEND_CHUNK // 256)
+    line = encode_request(Request(op="send", conn=f"{os.getpid()}.3", data=data))
+    assert len(line) <= MAX_REQUEST
+    (reply,) = raw_exchange(server.path, line)
+    assert reply["result"]["queued"] == 10
+    assert base64.b64encode(bytes(stack.host.conns[1].sent)) == base64.b64encode(data[:10])
+
+
+def test_internal_failure_becomes_an_error_reply(
+    served: tuple[ControlServer, FakeStack, str],
+) -> None:
+    server, stack, _directory = served
+
+    def broken(now: int) -> dict[str, Any]:
+        raise RuntimeError("snapshot exploded")
+
+    stack.host.conns[0].snapshot = broken  # type: ignore[method-assign]
+    (reply,) = raw_exchange(server.path, b'{"v":1,"op":"list"}\n')
+    assert reply["error"] == {"code": "internal", "message": "RuntimeError: snapshot exploded"}
+    assert server.counters == {"internal": 1}
+
+
+def test_stale_socket_of_own_pid_is_replaced(tmp_path: Any) -> None:
+    stale = tmp_path / f"{os.getpid()}.sock"
+    stale.write_bytes(b"")
+    server = ControlServer(FakeStack(), directory=str(tmp_path)).start()
+    try:
+        assert stat.S_ISSOCK(os.stat(stale).st_mode)
+    finally:
+        server.close()
+
+
+def test_refuses_a_directory_owned_by_someone_else(tmp_path: Any) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root to create a directory owned by another user")
+    d = tmp_path / "theirs"
+    d.mkdir(mode=0o700)
+    os.chown(d, 65534, 65534)
+    with pytest.raises(ControlError) as info:
+        ControlServer(FakeStack(), directory=str(d)).start()
+    assert str(info.value) == f"control directory {d} belongs to uid 65534, not to us"
+
+
+def _as_nobody(fn: Callable[[], bytes]) -> bytes:
+    """Run `fn` in a forked child as uid/gid 65534 (nobody); return what it returned."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(r)
+            os.setgid(65534)
+            os.setuid(65534)
+            try:
+                out = fn()
+            except Exception as exc:
+                out = f"{type(exc).__name__}: {exc}".encode()
+            os.write(w, out)
+        finally:
+            os._exit(0)
+    os.close(w)
+    reply = b""
+    while chunk := os.read(r, 65536):
+        reply += chunk
+    os.close(r)
+    os.waitpid(pid, 0)
+    return reply
+
+
+@pytest.fixture
+def open_dir() -> Iterator[str]:
+    """A runtime directory nobody can reach the path of (unlike pytest's 0700 tmp_path)."""
+    import shutil
+    import tempfile
+
+    base = tempfile.mkdtemp(prefix="pytcp-ctl-")
+    os.chmod(base, 0o711)
+    try:
+        yield os.path.join(base, "rt")
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_other_uid_is_refused_by_peer_credentials(open_dir: str) -> None:
+    """Even with the file modes opened up, SO_PEERCRED keeps another user out."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to run a client as another user")
+    stack = FakeStack()
+    server = ControlServer(stack, directory=open_dir).start()
+    os.chmod(open_dir, 0o711)
+    os.chmod(server.path, 0o666)
+
+    def ask() -> bytes:
+        return encode_response(control._exchange(server.path, Request(op="list"), 5))
+
+    result: list[bytes] = []
+    thread = threading.Thread(target=lambda: result.append(_as_nobody(ask)))
+    thread.start()
+    deadline = time.monotonic() + 10
+    while thread.is_alive() and time.monotonic() < deadline:
+        stack.loop.run_once(0.05)
+    thread.join(5)
+    server.close()
+    assert json.loads(result[0]) == {
+        "v": 1,
+        "ok": False,
+        "error": {"code": "forbidden", "message": f"uid 65534 may not use process {os.getpid()}"},
+    }
+    assert server.counters == {"forbidden": 1}
+    assert stack.host.conns[0].calls == []
+
+
+def test_other_uid_cannot_reach_the_socket_by_default(open_dir: str) -> None:
+    """With the modes the server sets (dir 0700, socket 0600) another user gets EACCES."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to run a client as another user")
+    server = ControlServer(FakeStack(), directory=open_dir).start()
+    try:
+
+        def ask() -> bytes:
+            client = ControlClient([open_dir], timeout=2)
+            return json.dumps([client.entries(), client.problems]).encode()
+
+        assert json.loads(_as_nobody(ask)) == [[], [f"{open_dir}: permission denied"]]
+    finally:
+        server.close()
