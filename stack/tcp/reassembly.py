@@ -28,7 +28,17 @@ MAX_OOO_RANGES = 64
 class RecvBuffer:
     """Reassembly of a byte stream from segments at offsets relative to RCV.NXT."""
 
-    __slots__ = ("_buf", "_ends", "_nxt", "_read", "_starts", "capacity", "max_ranges", "refused")
+    __slots__ = (
+        "_buf",
+        "_ends",
+        "_held",
+        "_nxt",
+        "_read",
+        "_starts",
+        "capacity",
+        "max_ranges",
+        "refused",
+    )
 
     def __init__(self, capacity: int, *, max_ranges: int = MAX_OOO_RANGES) -> None:
         if capacity <= 0:
@@ -41,6 +51,7 @@ class RecvBuffer:
         # Out-of-order ranges [start, end) in stream positions, all > _nxt.
         self._starts: list[int] = []
         self._ends: list[int] = []
+        self._held = 0  # bytes in those ranges
         self.refused = 0  # bytes refused because max_ranges was reached
 
     @property
@@ -56,8 +67,7 @@ class RecvBuffer:
     @property
     def free(self) -> int:
         """capacity - readable - out-of-order bytes held."""
-        held = sum(e - s for s, e in zip(self._starts, self._ends, strict=True))
-        return self.capacity - (self._nxt - self._read) - held
+        return self.capacity - (self._nxt - self._read) - self._held
 
     def ooo_ranges(self) -> list[tuple[int, int]]:
         """Out-of-order data held, as sorted (start, end) offsets from RCV.NXT."""
@@ -92,16 +102,21 @@ class RecvBuffer:
             self.refused += length
             return 0
         self._copy(start, src, length)
+        held = self._held
         if lo < hi:
+            for i in range(lo, hi):
+                held -= ends[i] - starts[i]
             start = min(start, starts[lo])
             end = max(end, ends[hi - 1])
         starts[lo:hi] = [start]
         ends[lo:hi] = [end]
-        if starts[0] != self._nxt:
+        if start != self._nxt:
+            self._held = held + end - start
             return 0
         # The hole at RCV.NXT is filled: the first range is now in order.
-        advance = ends[0] - self._nxt
-        self._nxt = ends[0]
+        self._held = held
+        advance = end - start
+        self._nxt = end
         del starts[0], ends[0]
         return advance
 

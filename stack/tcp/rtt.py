@@ -10,6 +10,8 @@ All arithmetic is integer nanoseconds. How a connection uses the estimator:
   the timer again with the new `rto`.
 - When an ACK acknowledges new data after a retransmission, call `reset_backoff()`:
   the backed-off RTO is kept until then (Karn's algorithm, RFC 6298 §5 note).
+- When the handshake completes after the SYN (or SYN-ACK) was retransmitted, call
+  `handshake_retransmitted()` (RFC 6298 (5.7)).
 - `rto` is always the value to arm the timer with: the computed RTO, clamped, times
   2**backoffs, capped at `rto_max`.
 """
@@ -21,6 +23,7 @@ from stack.tcp.clock import MS, SECOND
 RTO_INITIAL = 1 * SECOND  # RFC 6298 (2.1)
 RTO_MIN = 200 * MS  # Linux TCP_RTO_MIN; RFC 6298 (2.4) says 1 s
 RTO_MAX = 120 * SECOND  # Linux TCP_RTO_MAX; RFC 6298 (2.5) allows a maximum >= 60 s
+RTO_FALLBACK = 3 * SECOND  # RFC 6298 (5.7), Linux TCP_TIMEOUT_FALLBACK
 CLOCK_GRANULARITY = 1 * MS  # G in RFC 6298 (2.2)/(2.3)
 # alpha = 1/8 and beta = 1/4 (RFC 6298 (2.3)), applied as shifts below.
 ALPHA_SHIFT = 3
@@ -49,8 +52,11 @@ class RttEstimator:
         rto_min: int = RTO_MIN,
         rto_max: int = RTO_MAX,
     ) -> None:
-        if not 0 < rto_min <= rto_max:
-            raise ValueError(f"need 0 < rto_min <= rto_max, got {rto_min} and {rto_max}")
+        if not 0 < rto_min <= rto_max or rto_initial <= 0:
+            raise ValueError(
+                f"need 0 < rto_min <= rto_max and rto_initial > 0, got "
+                f"{rto_min}, {rto_max} and {rto_initial}"
+            )
         self.rto_min = rto_min
         self.rto_max = rto_max
         self.srtt: int | None = None
@@ -109,6 +115,14 @@ class RttEstimator:
     def reset_backoff(self) -> None:
         """New data was acknowledged: go back to the computed RTO (Karn, RFC 6298 §5)."""
         self.backoffs = 0
+
+    def handshake_retransmitted(self) -> None:
+        """The handshake completed after our SYN or SYN-ACK timed out.  Without an
+        RTT sample (Karn forbids timing the retransmitted SYN), data transmission
+        starts with RTO = 3 s, not the backed-off SYN timeout (RFC 6298 (5.7))."""
+        self.backoffs = 0
+        if self.samples == 0:
+            self._base_rto = min(max(self._base_rto, RTO_FALLBACK), self.rto_max)
 
     def snapshot(self) -> dict[str, int | None]:
         """Plain data for `inspect`: times in ns, None before the first sample."""

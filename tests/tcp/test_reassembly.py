@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from itertools import pairwise
 
 import pytest
 from hypothesis import given, settings
@@ -171,12 +172,12 @@ def segmented(draw: st.DrawFn) -> tuple[bytes, list[tuple[int, bytes]], int]:
 
 
 @settings(max_examples=300)
-@given(segmented(), st.integers(1, 64))
+@given(segmented(), st.integers(1, 64), st.sampled_from([1, 2, 5, 1000]))
 def test_random_segmentation_reassembles_exactly(
-    case: tuple[bytes, list[tuple[int, bytes]], int], read_size: int
+    case: tuple[bytes, list[tuple[int, bytes]], int], read_size: int, max_ranges: int
 ) -> None:
     data, segments, capacity = case
-    r = RecvBuffer(capacity, max_ranges=1000)
+    r = RecvBuffer(capacity, max_ranges=max_ranges)
     delivered = bytearray()
     nxt = 0  # RCV.NXT as a stream position, tracked the way the connection does
     pending = list(segments)
@@ -197,8 +198,13 @@ def test_random_segmentation_reassembles_exactly(
             assert r.window == before - advanced
             nxt += advanced
             progressed = progressed or advanced > 0
-            for lo, hi in r.ooo_ranges():
+            ranges = r.ooo_ranges()
+            assert len(ranges) <= max_ranges
+            for lo, hi in ranges:
                 assert 0 < lo < hi <= r.window
+            for (_, hi), (lo, _) in pairwise(ranges):
+                assert hi < lo  # sorted, disjoint and not touching
+            assert r.free == r.window - sum(hi - lo for lo, hi in ranges)
         delivered += r.read(read_size)
         if not progressed and not r.readable:
             # Window full of nothing readable cannot happen; re-send everything

@@ -147,6 +147,29 @@ def test_very_many_backoffs_stay_at_the_maximum() -> None:
     assert e.rto == 120 * SECOND
 
 
+def test_rto_falls_back_to_three_seconds_after_syn_timeout() -> None:  # (5.7)
+    e = estimator()
+    e.backoff()  # the SYN timed out once: 2 s
+    e.handshake_retransmitted()
+    assert (e.rto, e.backoffs, e.samples) == (3 * SECOND, 0, 0)
+    e.sample(100 * MS)  # the first real sample replaces the fallback
+    assert e.rto == 300 * MS
+
+
+def test_fallback_does_not_override_a_sample() -> None:  # e.g. a timestamp echo on the SYN-ACK
+    e = estimator()
+    e.sample(100 * MS)
+    e.backoff()
+    e.handshake_retransmitted()
+    assert e.rto == 300 * MS
+
+
+def test_fallback_capped_at_rto_max() -> None:
+    e = RttEstimator(rto_initial=1 * SECOND, rto_min=200 * MS, rto_max=2 * SECOND)
+    e.handshake_retransmitted()
+    assert e.rto == 2 * SECOND
+
+
 def test_negative_sample_is_ignored() -> None:
     e = estimator()
     e.sample(-5)
@@ -173,6 +196,8 @@ def test_bad_bounds_rejected() -> None:
         RttEstimator(rto_min=2 * SECOND, rto_max=1 * SECOND)
     with pytest.raises(ValueError):
         RttEstimator(rto_min=0)
+    with pytest.raises(ValueError):
+        RttEstimator(rto_initial=0)
 
 
 @given(
