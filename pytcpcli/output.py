@@ -79,8 +79,10 @@ def list_row(entry: Mapping[str, Any]) -> list[str]:
     cc = entry.get("congestion", {})
     rtt = entry.get("rtt", {})
     if entry.get("state") == "LISTEN":
+        # As ss(8) shows listeners: RECV-Q the accept queue, SEND-Q the backlog.
+        queues = [_v(entry.get("backlog")), _v(entry.get("accept_queue"))]
         return [str(entry.get("id")), "LISTEN", endpoint(entry.get("local")), "*:*",
-                "-", _v(entry.get("pending")), "-", "-", "-", "-"]  # fmt: skip
+                *queues, "-", "-", "-", "-"]  # fmt: skip
     return [
         str(entry.get("id")),
         _v(entry.get("state")),
@@ -141,7 +143,13 @@ def render_tcb(entry: Mapping[str, Any]) -> str:
     ]
     if entry.get("state") == "LISTEN":
         known = {"id", "state", "local", "remote", "pid", "tun"}
-        extra = [[k, _v(v)] for k, v in sorted(entry.items()) if k not in known]
+        extra = [
+            [k, ", ".join(f"{a} {b}" for a, b in sorted(v.items())) or "none"]
+            if isinstance(v, Mapping)
+            else [k, _v(v)]
+            for k, v in sorted(entry.items())
+            if k not in known
+        ]
         if extra:
             out.append(_section("Listener", extra))
         return "\n".join(out)
@@ -156,6 +164,7 @@ def render_tcb(entry: Mapping[str, Any]) -> str:
                 ["ISS", _v(iss), rel(iss, iss)],
                 ["SND.UNA", _v(snd.get("snd_una")), rel(snd.get("snd_una"), iss)],
                 ["SND.NXT", _v(snd.get("snd_nxt")), rel(snd.get("snd_nxt"), iss)],
+                ["SND.MAX", _v(snd.get("snd_max")), rel(snd.get("snd_max"), iss)],
                 ["SND.WND", _v(snd.get("snd_wnd")), ""],
                 ["SND.WL1", _v(snd.get("snd_wl1")), rel(snd.get("snd_wl1"), irs)],
                 ["SND.WL2", _v(snd.get("snd_wl2")), rel(snd.get("snd_wl2"), iss)],

@@ -34,8 +34,9 @@ SAMPLE: dict[str, Any] = {
     "state": "ESTABLISHED",
     "local": {"addr": "10.77.0.2", "port": 5000},
     "remote": {"addr": "10.77.0.1", "port": 40000},
-    "send": {"iss": 4294967000, "snd_una": 4294967201, "snd_nxt": 105, "snd_wnd": 64240,
-             "snd_wl1": 1001, "snd_wl2": 4294967201, "snd_up": 4294967000, "max_snd_wnd": 64240},
+    "send": {"iss": 4294967000, "snd_una": 4294967201, "snd_nxt": 105, "snd_max": 105,
+             "snd_wnd": 64240, "snd_wl1": 1001, "snd_wl2": 4294967201, "snd_up": 4294967000,
+             "max_snd_wnd": 64240},
     "receive": {"irs": 1000, "rcv_nxt": 1013, "rcv_wnd": 65535, "rcv_up": 1000},
     "options": {"mss_local": 1460, "mss_remote": 1400, "snd_mss": 1388, "wscale_local": 7,
                 "wscale_remote": 7, "sack": True, "timestamps": True},
@@ -63,7 +64,8 @@ SAMPLE: dict[str, Any] = {
 }  # fmt: skip
 LISTENER: dict[str, Any] = {
     "id": "4242.1", "pid": 4242, "tun": "pytcp0", "state": "LISTEN",
-    "local": {"addr": "0.0.0.0", "port": 5000}, "backlog": 128, "pending": 0,
+    "local": {"addr": "0.0.0.0", "port": 5000}, "backlog": 128, "syn_queue": 1,
+    "accept_queue": 2, "counters": {"accepted": 3, "syn_dropped": 0},
 }  # fmt: skip
 
 
@@ -93,7 +95,7 @@ def test_list_rows() -> None:
         "1.25ms", "200ms", "retransmission 180ms, delayed-ack 20ms",
     ]  # fmt: skip
     assert list_row(LISTENER) == [
-        "4242.1", "LISTEN", "*:5000", "*:*", "-", "0", "-", "-", "-", "-",
+        "4242.1", "LISTEN", "*:5000", "*:*", "128", "2", "-", "-", "-", "-",
     ]  # fmt: skip
 
 
@@ -101,7 +103,7 @@ def test_render_list_table() -> None:
     assert render_list([LISTENER, SAMPLE]) == (
         "ID      STATE        LOCAL           REMOTE           SEND-Q    RECV-Q    CWND    SRTT"
         "    RTO    TIMERS\n"
-        "4242.1  LISTEN       *:5000          *:*              -         0         -       -"
+        "4242.1  LISTEN       *:5000          *:*              128       2         -       -"
         "       -      -\n"
         "4242.3  ESTABLISHED  10.77.0.2:5000  10.77.0.1:40000  300       12        14600   1.25ms"
         "  200ms  retransmission 180ms, delayed-ack 20ms\n"
@@ -170,8 +172,10 @@ def test_render_tcb_of_a_listener() -> None:
         "  tun      pytcp0\n"
         "\n"
         "Listener\n"
-        "  backlog  128\n"
-        "  pending  0\n"
+        "  accept_queue  2\n"
+        "  backlog       128\n"
+        "  counters      accepted 3, syn_dropped 0\n"
+        "  syn_queue     1\n"
     )
 
 
