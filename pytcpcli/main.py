@@ -1,34 +1,82 @@
 """The `pytcp` click group and `main()`, which maps failures to exit statuses.
 
-Imports click, the command modules and `pytcpcli.errors`; protocol logic lives in `stack/`.
+Imports click, the command modules, `pytcpcli.app` and `pytcpcli.errors`; protocol
+logic lives in `stack/`. A command is added with one `cli.add_command(...)` line.
 """
 
 from __future__ import annotations
 
+import errno
 import sys
+from collections.abc import Sequence
+from typing import Any
 
 import click
 
 from pytcpcli import __version__
-from pytcpcli.errors import EXIT_SIGINT
+from pytcpcli.app import App
+from pytcpcli.commands.connect import connect
+from pytcpcli.commands.listen import listen
+from pytcpcli.errors import EXIT_OK, EXIT_SIGINT, EXIT_USAGE
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class PytcpGroup(click.Group):
+    """A click group whose every failure is one line on stderr (DESIGN §4).
+
+    click's own usage errors print the usage block and `Error: ...`; pytcp prints
+    `pytcp: <cause>; see 'pytcp CMD --help'` and exits 2, like every other error.
+    """
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, **extra)
+        try:
+            rv = super().main(args, prog_name or "pytcp", complete_var, False, **extra)
+        except click.UsageError as e:
+            path = e.ctx.command_path if e.ctx is not None else "pytcp"
+            cause = e.format_message().rstrip(".")
+            click.echo(f"pytcp: {cause[:1].lower()}{cause[1:]}; see '{path} --help'", err=True)
+            sys.exit(EXIT_USAGE)
+        except click.ClickException as e:
+            e.show()
+            sys.exit(e.exit_code)
+        except (click.Abort, KeyboardInterrupt):
+            sys.exit(EXIT_SIGINT)
+        except OSError as e:
+            if e.errno != errno.EPIPE:
+                raise
+            sys.exit(EXIT_OK)  # stdout's reader went away while we printed help: not an error
+        sys.exit(rv if isinstance(rv, int) else EXIT_OK)
+
+
+@click.group(cls=PytcpGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "-V", "--version", prog_name="pytcp")
-def cli() -> None:
+@click.pass_context
+def cli(ctx: click.Context) -> None:
     """netcat on a userspace TCP/IP stack of its own, over a Linux TUN device.
 
     Every connection pytcp makes or accepts runs end to end in pytcp's own TCP:
-    the handshake, the data, the four-way close and every timer.
+    the handshake, the data, the four-way close and every timer. stdout carries
+    connection data only; messages go to stderr.
     """
+    if ctx.obj is None:
+        ctx.obj = App()
+
+
+cli.add_command(connect)
+cli.add_command(listen)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
-    try:
-        cli.main(args=argv, prog_name="pytcp", standalone_mode=True)
-    except KeyboardInterrupt:
-        sys.exit(EXIT_SIGINT)
+    cli.main(args=argv, prog_name="pytcp")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,183 @@
+"""The application object the root group puts in `ctx.obj` (hatch style).
+
+Holds what commands share: how to build a stack (`stack_factory`, which tests
+replace), the data fds, the stderr messages of -v/-vv/--trace, and the one place
+that turns the stack's exceptions into `CliError`s with DESIGN §4 exit statuses.
+Imports click, `pytcpcli.errors`, `pytcpcli.options`, and `stack` lazily (so
+`--help` works without importing the stack).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import importlib
+import ipaddress
+import socket
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+from pytcpcli.errors import EXIT_CONN, EXIT_ENV, EXIT_USAGE, CliError
+from pytcpcli.options import StackOptions, format_duration
+
+StackFactory = Callable[[StackOptions, Callable[[Any], None] | None], Any]
+
+
+def default_stack_factory(opts: StackOptions, tracer: Callable[[Any], None] | None) -> Any:
+    """A `stack.api.Stack` on a TUN device, configured from the command line."""
+    api = importlib.import_module("stack.api")
+    config = None
+    if opts.mss is not None:
+        config = importlib.import_module("stack.tcp.config").TcpConfig(mss=opts.mss)
+    return api.Stack(
+        tun=opts.tun,
+        addr=opts.addr,
+        gateway=opts.gateway,
+        mtu=opts.mtu,
+        config=config,
+        tracer=tracer,
+        pcap=opts.pcap,
+    )
+
+
+def _environment_errors() -> tuple[type[BaseException], ...]:
+    try:
+        return (importlib.import_module("stack.api").StackEnvironmentError,)
+    except (ImportError, AttributeError):
+        return ()
+
+
+class TraceWriter:
+    """The --trace / -vv sink: one tcpdump-style line per segment, one per state change.
+
+    Sequence numbers print relative to each side's ISN once both SYNs were seen, as
+    tcpdump does. Lines go to stderr (stdout carries connection data only).
+    """
+
+    def __init__(self, err: TextIO, *, segments: bool, states: bool) -> None:
+        self.err = err
+        self.segments = segments
+        self.states = states
+        self.start: int | None = None
+        self.isn: dict[Any, int] = {}  # (addr, port) -> that endpoint's ISN
+
+    def __call__(self, event: Any) -> None:
+        try:
+            self._write(event)
+        except Exception:
+            # A sink must not raise into the stack; a broken stderr is not worth a crash.
+            pass
+
+    def _write(self, event: Any) -> None:
+        if self.start is None:
+            self.start = event.now
+        stamp = f"{(event.now - self.start) / 1e9:.6f}"
+        kind = event.kind
+        if kind in ("segment-in", "segment-out") and self.segments:
+            seg, src, dst = event.fields["segment"], event.fields["src"], event.fields["dst"]
+            pretty = importlib.import_module("stack.wire.pretty")
+            sender, receiver = (src, seg.src_port), (dst, seg.dst_port)
+            if seg.flags & 0x02:  # SYN: remember this side's ISN
+                self.isn[sender] = seg.seq
+            isn = None
+            if sender in self.isn and receiver in self.isn and not seg.flags & 0x02:
+                isn = (self.isn[sender], self.isn[receiver])
+            line = pretty.format_segment(seg, src, dst, isn=isn)
+            self.err.write(f"{stamp} {'<' if kind == 'segment-in' else '>'} {line}\n")
+        elif kind == "state" and (self.states or self.segments):
+            fields = event.fields
+            self.err.write(f"{stamp} {event.conn}: {fields['old']} -> {fields['new']}\n")
+        else:
+            return
+        self.err.flush()
+
+
+@dataclass
+class App:
+    """What every command needs; `pytcp` builds one, tests build their own."""
+
+    stack_factory: StackFactory = default_stack_factory
+    stdin_fd: int = 0
+    stdout_fd: int = 1
+    err: TextIO | None = None
+    resolver: Callable[[str], str] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def stderr(self) -> TextIO:
+        return self.err if self.err is not None else sys.stderr
+
+    def say(self, message: str) -> None:
+        """One `pytcp: ...` line on stderr (-v output, warnings)."""
+        self.stderr.write(f"pytcp: {message}\n")
+        self.stderr.flush()
+
+    def make_tracer(self, opts: StackOptions) -> Callable[[Any], None] | None:
+        if not opts.trace and opts.verbose < 2:
+            return None
+        return TraceWriter(self.stderr, segments=opts.trace, states=opts.verbose >= 2)
+
+    @contextlib.contextmanager
+    def stack(self, opts: StackOptions) -> Iterator[Any]:
+        """Build, enter and always close a stack; environment failures exit 3."""
+        env_errors = _environment_errors()
+        try:
+            stack = self.stack_factory(opts, self.make_tracer(opts))
+            entered = stack.__enter__()
+        except env_errors as e:
+            raise CliError(str(e), EXIT_ENV) from None
+        except PermissionError as e:
+            raise CliError(
+                f"no permission to set up the TUN device ({e.strerror}); "
+                "run as root or attach to a persistent TUN with --tun",
+                EXIT_ENV,
+            ) from None
+        try:
+            yield entered if entered is not None else stack
+        finally:
+            stack.__exit__(None, None, None)
+
+    def resolve(self, host: str, numeric: bool) -> str:
+        """HOST as an IPv4 address string: literal as is; a name through the system
+        resolver unless -n (then a usage error)."""
+        try:
+            return str(ipaddress.IPv4Address(host))
+        except ValueError:
+            pass
+        if numeric:
+            raise CliError(
+                f"{host!r} is not an IPv4 address and -n forbids name lookups; give an address",
+                EXIT_USAGE,
+            )
+        if self.resolver is not None:
+            return self.resolver(host)
+        try:
+            infos = socket.getaddrinfo(host, None, socket.AF_INET, socket.SOCK_STREAM)
+        except (socket.gaierror, UnicodeError) as e:
+            reason = e.strerror if isinstance(e, socket.gaierror) else str(e)
+            raise CliError(
+                f"cannot resolve {host!r} ({reason}); check the name or give an address"
+            ) from None
+        return str(infos[0][4][0])
+
+    def connect_failure(
+        self, error: BaseException, host: str, port: int, timeout: float | None
+    ) -> CliError:
+        """The one line for a connection that could not be made or broke (exit 1)."""
+        where = f"{host} port {port}"
+        if isinstance(error, ConnectionRefusedError):
+            return CliError(f"connection to {where} refused; check that something listens there")
+        if isinstance(error, ConnectionResetError):
+            return CliError(f"connection to {where} reset by the peer")
+        if isinstance(error, TimeoutError):
+            after = f" after {format_duration(timeout)}" if timeout is not None else ""
+            return CliError(
+                f"connection to {where} timed out{after}; check the address and route, or raise -w"
+            )
+        if isinstance(error, OSError) and error.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH):
+            return CliError(f"{where} is unreachable; check the address and the routes")
+        if isinstance(error, OSError) and error.errno == errno.EADDRINUSE:
+            return CliError("the source port is in use; choose another -p", EXIT_ENV)
+        return CliError(f"connection to {where} failed: {error}", EXIT_CONN)

@@ -1,0 +1,332 @@
+"""`pytcp connect HOST PORT`: the netcat client. Imports click, pytcpcli.app/options/relay/errors.
+
+Parses the arguments, opens a stack, connects, and wires stdin and stdout to the
+socket through `pytcpcli.relay`; no protocol logic lives here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from pytcpcli.app import App
+from pytcpcli.errors import EXIT_CONN, EXIT_OK, EXIT_USAGE, CliError
+from pytcpcli.options import (
+    PORT,
+    Duration,
+    StackOptions,
+    format_duration,
+    idle_timeout_option,
+    stack_options,
+    time_wait_option,
+    timeout_option,
+)
+from pytcpcli.relay import FdReader, FdWriter, Relay, Session
+
+ZERO_IO_CLOSE = 2.0  # seconds -z waits for the four-way close to finish
+
+# Man page sections scripts/generate.py takes from each command module.
+EXIT_STATUS = """\
+0  the connection was made and closed cleanly (with -z: the port is open).
+1  the connection failed: refused, reset, timed out (-w), idle (-i), unreachable,
+   or stdout was closed before every received byte was written.
+2  usage error: a bad option, port or duration.
+3  environment: no permission for /dev/net/tun, the interface is busy, ...
+130  interrupted by SIGINT (143 for SIGTERM); every byte received was written first.
+"""
+
+EXAMPLES = """\
+Fetch a web page through pytcp's own TCP:
+  printf 'GET / HTTP/1.0\\r\\n\\r\\n' | pytcp connect 10.77.0.1 8000
+Send a file and wait until the server has closed its side too:
+  pytcp connect 10.77.0.1 9000 < backup.tar
+Check whether a port is open:
+  pytcp connect -z -w 2s 10.77.0.1 22 && echo open
+Watch every segment and state change on stderr:
+  echo hello | pytcp connect --trace 10.77.0.1 7
+"""
+
+
+class ConnectSession(Session):
+    """One connection relayed to stdin and stdout until it is closed both ways."""
+
+    def __init__(
+        self,
+        app: App,
+        stack: Any,
+        sock: Any,
+        *,
+        time_wait: float | None,
+        quit_after: float | None,
+        idle_timeout: float | None,
+        no_shutdown: bool,
+        recv_only: bool,
+        send_only: bool,
+        crlf: bool,
+        verbose: int,
+    ) -> None:
+        super().__init__(stack.loop, time_wait=time_wait)
+        self.app = app
+        self.sock = sock
+        self.quit_after = quit_after
+        self.idle_timeout = idle_timeout
+        self.no_shutdown = no_shutdown
+        self.recv_only = recv_only
+        self.verbose = verbose
+        self.started = self.loop.now()
+        self.last_activity = self.started
+        self.stdin_eof = False
+        self.stdout = FdWriter(
+            self.loop,
+            app.stdout_fd,
+            owned=False,
+            on_drain=self._on_stdout_drain,
+            on_broken=self._on_stdout_broken,
+        )
+        sock.setblocking(False)
+        self.relay = Relay(
+            sock,
+            None if send_only else self.stdout,
+            on_progress=self._on_progress,
+            on_peer_eof=self._on_peer_eof,
+            on_done=self._on_done,
+            crlf=crlf,
+            shutdown_on_eof=not no_shutdown,
+        )
+        self.stdin: FdReader | None = None
+        if not recv_only:
+            self.stdin = FdReader(self.loop, app.stdin_fd, self._on_stdin, self._on_stdin_eof)
+            self.stdin.resume()
+        if idle_timeout is not None:
+            self.loop.call_later(idle_timeout, self._check_idle)
+        self.relay.pump()
+
+    # -- stdin -> socket
+
+    def _on_stdin(self, data: bytes) -> None:
+        self.last_activity = self.loop.now()
+        self.relay.feed(data)
+        if not self.relay.has_room and self.stdin is not None:
+            self.stdin.pause()  # back-pressure: resumed from _on_progress
+
+    def _on_stdin_eof(self) -> None:
+        self.stdin_eof = True
+        if self.no_shutdown and self.relay.peer_eof:
+            self.relay.shutdown_now()
+        else:
+            self.relay.feed_eof()
+        if self.quit_after is not None:
+            self.loop.call_later(self.quit_after, self._quit)
+
+    # -- socket -> stdout
+
+    def _on_progress(self) -> None:
+        self.last_activity = self.loop.now()
+        if self.stdin is not None and self.relay.has_room and self.signum is None:
+            self.stdin.resume()
+
+    def _on_stdout_drain(self) -> None:
+        self.relay.pump()
+
+    def _on_peer_eof(self) -> None:
+        if self.verbose:
+            self.app.say("the peer closed its side of the connection")
+        # The next stage of a pipeline sees EOF as soon as the peer has nothing more.
+        self.stdout.close_when_drained()
+        if self.recv_only or (self.no_shutdown and self.stdin_eof):
+            self.relay.shutdown_now()
+
+    def _on_stdout_broken(self) -> None:
+        if self.relay.peer_eof:
+            return
+        self.error = "stdout was closed before every received byte was written"
+        self.code = EXIT_CONN
+        self.relay.abort()
+
+    # -- the end
+
+    def _on_done(self, relay: Relay) -> None:
+        if self.stdin is not None:
+            self.stdin.stop()
+        if relay.failure is not None and self.signum is None and self.error is None:
+            self.code = EXIT_CONN
+            addr, port = self.sock.remote
+            failure = self.app.connect_failure(relay.failure, addr, port, None)
+            self.error = failure.format_message()
+        if relay.failure is None and self.error is None:
+            self.settle(self.sock, self._finish)
+        else:
+            self._finish()
+
+    def _finish(self) -> None:
+        if self.finished:
+            return
+        self.stdout.flush_blocking()
+        self.stdout.close_when_drained()
+        if self.stdin is not None:
+            self.stdin.stop()
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+        self.finished = True
+
+    def _quit(self) -> None:
+        """-q: the time after stdin EOF is up; take what arrived, then go."""
+        if self.relay.done:
+            return
+        self.relay.drain()
+        self.relay.stop()
+        self._finish()
+
+    def _check_idle(self) -> None:
+        assert self.idle_timeout is not None
+        if self.finished or self.relay.done:
+            return
+        idle_for = (self.loop.now() - self.last_activity) / 1e9
+        if idle_for >= self.idle_timeout:
+            self.code = EXIT_CONN
+            self.error = f"no data either way for {format_duration(self.idle_timeout)} (-i); "
+            self.error += "closed the connection"
+            self.relay.abort()
+            return
+        self.loop.call_later(self.idle_timeout - idle_for, self._check_idle)
+
+    def graceful_close(self) -> None:
+        if self.stdin is not None:
+            self.stdin.stop()
+        self.relay.shutdown_now()
+
+    def abort_all(self) -> None:
+        if not self.relay.done:
+            self.relay.abort()
+        self._finish()
+
+    def run(self) -> int:
+        try:
+            self.loop.run_until(lambda: self.finished, None)
+        finally:
+            self.close_signals()
+            self.stdout.flush_blocking()
+            self.stdout.close()
+        if self.verbose:
+            seconds = (self.loop.now() - self.started) / 1e9
+            self.app.say(
+                f"{self.relay.sent} bytes sent, {self.relay.received} received in {seconds:.2f} s"
+            )
+        if self.error is not None and self.signum is None:
+            raise CliError(self.error, self.code)
+        return self.code
+
+
+def zero_io(stack: Any, sock: Any) -> None:
+    """-z: close right after the handshake and give the four-way close a moment."""
+    sock.shutdown()
+    stack.loop.run_until(lambda: sock.state in ("TIME-WAIT", "CLOSED"), ZERO_IO_CLOSE)
+    sock.close()
+
+
+@click.command(
+    epilog="stdout carries the connection's data only; every message goes to stderr.",
+    short_help="Connect to HOST PORT and relay stdin/stdout (the netcat client).",
+)
+@click.argument("host")
+@click.argument("port", type=PORT)
+@timeout_option
+@idle_timeout_option
+@click.option(
+    "-q",
+    "quit_after",
+    type=Duration(allow_zero=True),
+    metavar="DURATION",
+    help="Exit DURATION after stdin EOF, whatever the peer does.",
+)
+@click.option(
+    "--no-shutdown",
+    is_flag=True,
+    help="At stdin EOF keep the write side open (no FIN) until the peer closes.",
+)
+@click.option(
+    "-z",
+    "zero",
+    is_flag=True,
+    help="Only check the port: handshake and close, no data (exit 0 open, 1 not).",
+)
+@click.option("-p", "--source-port", type=PORT, help="Local port to connect from.")
+@click.option("-n", "--numeric", is_flag=True, help="HOST is an IPv4 address; never look names up.")
+@click.option(
+    "-d",
+    "--recv-only",
+    is_flag=True,
+    help="Do not read stdin; only receive (FIN after the peer's).",
+)
+@click.option("--send-only", is_flag=True, help="Discard what the peer sends; only send stdin.")
+@click.option("-C", "--crlf", is_flag=True, help="Send LF line endings from stdin as CRLF.")
+@time_wait_option
+@stack_options
+@click.pass_obj
+def connect(
+    app: App,
+    stack: StackOptions,
+    host: str,
+    port: int,
+    timeout: float | None,
+    idle_timeout: float | None,
+    quit_after: float | None,
+    no_shutdown: bool,
+    zero: bool,
+    source_port: int | None,
+    numeric: bool,
+    recv_only: bool,
+    send_only: bool,
+    crlf: bool,
+    time_wait: float | None,
+) -> None:
+    """Connect to HOST PORT through pytcp's own TCP and relay stdin and stdout.
+
+    Bytes go exactly as they come, both ways. At stdin EOF pytcp sends FIN
+    (half-close) and keeps receiving until the peer's FIN, then exits 0. When the
+    peer closes first, stdout is closed at once so the next stage of a pipeline
+    sees EOF, and stdin is still sent until its EOF.
+
+    HOST is an IPv4 address or a name for the system resolver (not with -n).
+    DURATIONs are written 500ms, 2s, 1.5, 1m. After the close pytcp stays in
+    TIME-WAIT for --time-wait (1 s by default, enough to re-ACK a retransmitted
+    FIN), not the full 2·MSL of RFC 9293 unless --time-wait full.
+    The first SIGINT closes gracefully (FIN), a second one aborts (RST); every
+    byte received is written to stdout before pytcp exits.
+    """
+    if recv_only and send_only:
+        raise CliError("--recv-only and --send-only exclude each other; pick one", EXIT_USAGE)
+    address = app.resolve(host, numeric)
+    with app.stack(stack) as st:
+        try:
+            sock = st.connect(address, port, timeout=timeout, source_port=source_port)
+        except OSError as e:
+            raise app.connect_failure(e, address, port, timeout) from None
+        if stack.verbose:
+            local_addr, local_port = sock.local
+            app.say(
+                f"connected to {address} port {port} from {local_addr} port {local_port} "
+                f"({st.tun_name})"
+            )
+        if zero:
+            zero_io(st, sock)
+            code = EXIT_OK
+        else:
+            code = ConnectSession(
+                app,
+                st,
+                sock,
+                time_wait=time_wait,
+                quit_after=quit_after,
+                idle_timeout=idle_timeout,
+                no_shutdown=no_shutdown,
+                recv_only=recv_only,
+                send_only=send_only,
+                crlf=crlf,
+                verbose=stack.verbose,
+            ).run()
+    if code != EXIT_OK:
+        click.get_current_context().exit(code)

@@ -1,0 +1,502 @@
+"""`pytcp listen [ADDR] PORT`: the netcat server. Imports click, pytcpcli.app/options/relay/errors.
+
+Accepts connections on the stack and wires each to stdin/stdout, or to a child
+process per connection (-e/-c), through `pytcpcli.relay`; no protocol logic here.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import shlex
+import signal
+import subprocess
+from typing import Any
+
+import click
+
+from pytcpcli.app import App
+from pytcpcli.errors import EXIT_CONN, EXIT_ENV, EXIT_OK, EXIT_USAGE, CliError
+from pytcpcli.options import PORT, StackOptions, stack_options, time_wait_option
+from pytcpcli.relay import FdReader, FdWriter, Relay, Session
+
+# Man page sections scripts/generate.py takes from each command module.
+EXIT_STATUS = """\
+0  the connection (or, with -k, every connection) was closed cleanly.
+1  the one connection failed: reset by the peer, or stdout was closed early.
+2  usage error: a bad option, address or port.
+3  environment: no permission for /dev/net/tun, the port or interface is busy, ...
+130  interrupted by SIGINT (143 for SIGTERM), the usual way to stop -k.
+"""
+
+EXAMPLES = """\
+Receive one file and exit when the sender is done:
+  pytcp listen 9000 > received.tar
+Serve a fixed HTTP reply to every client, one shell per connection:
+  pytcp listen -k 8080 -c 'printf "HTTP/1.0 200 OK\\r\\n\\r\\nhello\\n"'
+An echo server, at most 10 clients at a time:
+  pytcp listen -k -m 10 7 -e cat
+A chat: every line typed goes to every client, and theirs come here:
+  pytcp listen -k -v 5000
+"""
+
+
+class Client:
+    """One accepted connection: its relay and, with -e/-c, the child wired to it."""
+
+    def __init__(self, sock: Any, relay: Relay | None = None) -> None:
+        self.sock = sock
+        self.relay: Relay = relay  # type: ignore[assignment]  # set right after creation
+        self.child: subprocess.Popen[bytes] | None = None
+        self.child_out: FdReader | None = None
+        self.child_in: FdWriter | None = None
+        self.pidfd: int | None = None
+        self.child_exited = False
+        self.closed = False  # both directions done (relay.done)
+        self.ended = False  # closed, child reaped, lingered: forgotten by the server
+
+
+class ListenSession(Session):
+    """Accepts on one listening socket and relays each client; see the command's help."""
+
+    def __init__(
+        self,
+        app: App,
+        stack: Any,
+        listener: Any,
+        *,
+        keep_open: bool,
+        max_conns: int | None,
+        command: list[str] | None,
+        crlf: bool,
+        time_wait: float | None,
+        verbose: int,
+    ) -> None:
+        super().__init__(stack.loop, time_wait=time_wait)
+        self.app = app
+        self.stack = stack
+        self.listener: Any = listener
+        self.keep_open = keep_open
+        self.max_conns = max_conns
+        self.command = command
+        self.crlf = crlf
+        self.verbose = verbose
+        self.clients: list[Client] = []
+        self.accepted = 0
+        self.stdin_eof = False
+        self.stdout: FdWriter | None = None
+        self.stdin: FdReader | None = None
+        if command is None:
+            self.stdout = FdWriter(
+                self.loop,
+                app.stdout_fd,
+                owned=False,
+                on_drain=self._pump_all,
+                on_broken=self._on_stdout_broken,
+            )
+            self.stdin = FdReader(self.loop, app.stdin_fd, self._on_stdin, self._on_stdin_eof)
+        listener.on_change(self._accept)
+        self._accept()
+
+    # -- accepting
+
+    @property
+    def live(self) -> list[Client]:
+        return [c for c in self.clients if not c.ended]
+
+    def _may_accept(self) -> bool:
+        if self.listener is None or self.signum is not None:
+            return False
+        if self.max_conns is not None and len(self.live) >= self.max_conns:
+            return False  # further clients wait in the backlog
+        return self.keep_open or self.accepted == 0
+
+    def _accept(self) -> None:
+        while self._may_accept():
+            sock = self.listener.accept(timeout=0)
+            if sock is None:
+                return
+            self.accepted += 1
+            if not self.keep_open:
+                # One connection only: later clients are refused (RST), as nc does.
+                self.listener.on_change(None)
+                self.listener.close()
+                self.listener = None
+            self._start(sock)
+
+    def _start(self, sock: Any) -> None:
+        sock.setblocking(False)
+        remote_addr, remote_port = sock.remote
+        if self.verbose:
+            self.app.say(f"connection from {remote_addr} port {remote_port}")
+        client = Client(sock)
+        self.clients.append(client)
+        if self.command is not None:
+            self._spawn(client)
+            return
+        client.relay = Relay(
+            sock,
+            self.stdout,
+            on_progress=self._on_progress,
+            on_peer_eof=lambda: self._on_peer_eof(client),
+            on_done=lambda relay: self._on_closed(client),
+            crlf=self.crlf,
+        )
+        if self.stdin_eof:
+            client.relay.feed_eof()
+        elif self.stdin is not None:
+            self.stdin.resume()
+        client.relay.pump()
+
+    # -- stdio mode: stdin to every client, every client to stdout
+
+    def _on_stdin(self, data: bytes) -> None:
+        for client in self.live:
+            if not client.closed:
+                client.relay.feed(data)
+        self._on_progress()
+
+    def _on_stdin_eof(self) -> None:
+        self.stdin_eof = True
+        for client in self.live:
+            client.relay.feed_eof()
+
+    def _on_progress(self) -> None:
+        """Back-pressure on stdin: read it only while every client has room for more."""
+        if self.stdin is None or self.signum is not None:
+            return
+        open_clients = [c for c in self.live if not c.closed]
+        if open_clients and all(c.relay.has_room for c in open_clients):
+            self.stdin.resume()
+        else:
+            self.stdin.pause()
+
+    def _pump_all(self) -> None:
+        for client in self.live:
+            if not client.closed:
+                client.relay.pump()
+
+    def _on_peer_eof(self, client: Client) -> None:
+        if self.verbose:
+            addr, port = client.sock.remote
+            self.app.say(f"{addr} port {port} closed its side of the connection")
+        if client.child_in is not None:
+            client.child_in.close_when_drained()  # the child reads EOF
+        elif not self.keep_open and self.stdout is not None:
+            self.stdout.close_when_drained()  # one client: the pipeline sees EOF now
+
+    def _on_stdout_broken(self) -> None:
+        self.error = "stdout was closed before every received byte was written"
+        self.code = EXIT_CONN
+        for client in self.live:
+            if not client.closed:
+                client.relay.abort()
+        self._end_run()
+
+    # -- exec mode: one child per connection
+
+    def _spawn(self, client: Client) -> None:
+        assert self.command is not None
+        (local_addr, local_port), (remote_addr, remote_port) = client.sock.local, client.sock.remote
+        env = dict(os.environ)
+        env.update(
+            PYTCP_REMOTE_ADDR=str(remote_addr),
+            PYTCP_REMOTE_PORT=str(remote_port),
+            PYTCP_LOCAL_ADDR=str(local_addr),
+            PYTCP_LOCAL_PORT=str(local_port),
+        )
+        try:
+            child = subprocess.Popen(
+                self.command,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                env=env,
+                close_fds=True,
+                start_new_session=False,
+            )
+        except OSError as e:
+            self.app.say(f"cannot run {self.command[0]!r}: {e.strerror}; closing the connection")
+            client.sock.abort()
+            client.closed = client.ended = True
+            client.child_exited = True
+            self._check_end()
+            return
+        assert child.stdin is not None and child.stdout is not None
+        client.child = child
+        client.child_in = FdWriter(
+            self.loop, child.stdin.fileno(), on_drain=lambda: self._pump(client)
+        )
+        client.relay = Relay(
+            client.sock,
+            client.child_in,
+            on_progress=lambda: self._child_progress(client),
+            on_peer_eof=lambda: self._on_peer_eof(client),
+            on_done=lambda relay: self._on_closed(client),
+            crlf=self.crlf,
+        )
+        client.child_out = FdReader(
+            self.loop,
+            child.stdout.fileno(),
+            client.relay.feed,
+            client.relay.feed_eof,
+        )
+        client.child_out.resume()
+        client.pidfd = os.pidfd_open(child.pid)
+        self.loop.add_reader(client.pidfd, lambda: self._child_exited(client))
+        client.relay.pump()
+
+    def _pump(self, client: Client) -> None:
+        if not client.closed:
+            client.relay.pump()
+
+    def _child_progress(self, client: Client) -> None:
+        if client.child_out is None or client.child_out.eof:
+            return
+        if client.relay.has_room:
+            client.child_out.resume()
+        else:
+            client.child_out.pause()
+
+    def _child_exited(self, client: Client) -> None:
+        """The child's exit closes its connection cleanly: what it wrote is sent, then FIN."""
+        assert client.child is not None and client.pidfd is not None
+        self.loop.remove_reader(client.pidfd)
+        os.close(client.pidfd)
+        client.pidfd = None
+        client.child.wait()
+        client.child_exited = True
+        if client.child_out is not None and not client.child_out.eof:
+            client.child_out.read_available()
+            if not client.child_out.eof:
+                client.child_out.stop()  # a grandchild holds the pipe: the child is what counts
+            client.relay.shutdown_now()
+        self._check_end()
+
+    # -- the end of a connection and of the run
+
+    def _on_closed(self, client: Client) -> None:
+        client.closed = True
+        relay = client.relay
+        if relay.failure is not None and self.signum is None:
+            addr, port = client.sock.remote
+            message = self.app.connect_failure(relay.failure, addr, port, None).format_message()
+            if self.keep_open:
+                self.app.say(message)
+            else:
+                self.error, self.code = message, EXIT_CONN
+        if self.verbose:
+            addr, port = client.sock.remote
+            self.app.say(f"{addr} port {port}: {relay.sent} bytes sent, {relay.received} received")
+        if client.child is not None and not client.child_exited and relay.failure is not None:
+            client.child.send_signal(signal.SIGTERM)
+        if relay.failure is None:
+            self.settle(client.sock, lambda: self._lingered(client))
+        else:
+            self._lingered(client)
+
+    def _lingered(self, client: Client) -> None:
+        client.ended = client.child is None or client.child_exited
+        if client.ended:
+            self._release(client)
+        self._check_end()
+
+    def _check_end(self) -> None:
+        for client in self.clients:
+            if client.closed and not client.ended and (client.child is None or client.child_exited):
+                # the child exited after its connection closed: now it is over
+                client.ended = True
+                self._release(client)
+        self.clients = [c for c in self.clients if not c.ended]
+        if (not self.keep_open and self.accepted and not self.clients) or (
+            self.signum is not None and not self.clients
+        ):
+            self._end_run()
+        else:
+            self._accept()
+            self._on_progress()
+
+    def _release(self, client: Client) -> None:
+        if client.child_in is not None:
+            client.child_in.close()
+        if client.child_out is not None:
+            client.child_out.stop()
+        if client.child is not None and client.child.stdout is not None:
+            client.child.stdout.close()
+        try:
+            client.sock.close()
+        except OSError:
+            pass
+
+    def _end_run(self) -> None:
+        if self.finished:
+            return
+        if self.stdout is not None:
+            self.stdout.flush_blocking()
+            if not self.keep_open:
+                self.stdout.close_when_drained()
+        if self.stdin is not None:
+            self.stdin.stop()
+        self.finished = True
+
+    # -- signals
+
+    def graceful_close(self) -> None:
+        if self.stdin is not None:
+            self.stdin.stop()
+        if self.listener is not None:
+            self.listener.on_change(None)
+            self.listener.close()
+            self.listener = None
+        for client in self.clients:
+            if not client.closed:
+                client.relay.shutdown_now()
+        self._check_end()
+
+    def abort_all(self) -> None:
+        for client in self.clients:
+            if not client.closed:
+                client.relay.abort()
+            if client.child is not None and not client.child_exited:
+                client.child.send_signal(signal.SIGTERM)
+            client.ended = True
+            self._release(client)
+        self.clients = []
+        self._end_run()
+
+    def run(self) -> int:
+        try:
+            self.loop.run_until(lambda: self.finished, None)
+        finally:
+            self.close_signals()
+            for client in self.clients:
+                if client.child is not None and client.child.poll() is None:
+                    client.child.send_signal(signal.SIGTERM)
+            if self.stdout is not None:
+                self.stdout.flush_blocking()
+                self.stdout.close()
+        if self.error is not None and self.signum is None:
+            raise CliError(self.error, self.code)
+        return self.code
+
+
+def parse_addr_port(args: tuple[str, ...]) -> tuple[str | None, int]:
+    """`[ADDR] PORT` -> (address or None for any, port)."""
+    if len(args) not in (1, 2):
+        raise click.UsageError(
+            "give PORT, or ADDR and PORT" if not args else f"got {len(args)} arguments"
+        )
+    port = PORT.convert(args[-1], None, None)
+    addr = None
+    if len(args) == 2:
+        try:
+            addr = str(ipaddress.IPv4Address(args[0]))
+        except ValueError:
+            raise click.UsageError(f"{args[0]!r} is not an IPv4 address") from None
+    return addr, port
+
+
+@click.command(
+    epilog="stdout carries the connections' data only; every message goes to stderr.",
+    short_help="Accept connections on PORT and relay them (the netcat server).",
+)
+@click.argument("addr_port", nargs=-1, metavar="[ADDR] PORT")
+@click.option(
+    "-k",
+    "--keep-open",
+    is_flag=True,
+    help="Serve connections concurrently and keep listening: data of all clients goes "
+    "to stdout, stdin goes to every connected client.",
+)
+@click.option(
+    "-e",
+    "--exec",
+    "exec_cmd",
+    metavar="CMD",
+    help="Run CMD (split like a shell would, but no shell) for each connection, wired to it.",
+)
+@click.option(
+    "-c",
+    "--sh-exec",
+    "sh_cmd",
+    metavar="CMD",
+    help="Run CMD through /bin/sh -c for each connection, wired to it.",
+)
+@click.option(
+    "-m",
+    "--max-conns",
+    type=click.IntRange(1),
+    metavar="N",
+    help="With -k: at most N clients at once; more wait in the backlog.",
+)
+@click.option(
+    "--backlog",
+    type=click.IntRange(1, 65535),
+    default=128,
+    show_default=True,
+    metavar="N",
+    help="Connections completed but not yet accepted that the stack keeps.",
+)
+@click.option("-C", "--crlf", is_flag=True, help="Send LF line endings as CRLF.")
+@time_wait_option
+@stack_options
+@click.pass_obj
+def listen(
+    app: App,
+    stack: StackOptions,
+    addr_port: tuple[str, ...],
+    keep_open: bool,
+    exec_cmd: str | None,
+    sh_cmd: str | None,
+    max_conns: int | None,
+    backlog: int,
+    crlf: bool,
+    time_wait: float | None,
+) -> None:
+    """Listen on [ADDR] PORT with pytcp's own TCP and relay what connects.
+
+    Without -k, pytcp accepts one connection, relays it with stdin and stdout like
+    `pytcp connect`, and exits when it is closed both ways; later clients are
+    refused. ADDR (default: any of the stack's addresses) must be an IPv4 address.
+
+    With -e or -c, each connection gets its own child process: what the peer sends
+    is the child's stdin, what the child writes is sent; the child's environment
+    holds PYTCP_REMOTE_ADDR, PYTCP_REMOTE_PORT, PYTCP_LOCAL_ADDR and PYTCP_LOCAL_PORT.
+    When the child exits, pytcp sends what it wrote, then FIN.
+    """
+    address, port = parse_addr_port(addr_port)
+    if exec_cmd is not None and sh_cmd is not None:
+        raise CliError("-e and -c exclude each other; pick one", EXIT_USAGE)
+    if max_conns is not None and not keep_open:
+        raise CliError("--max-conns needs -k/--keep-open (without it there is one client)", 2)
+    command: list[str] | None = None
+    if exec_cmd is not None:
+        try:
+            command = shlex.split(exec_cmd)
+        except ValueError as e:
+            raise CliError(f"cannot split -e {exec_cmd!r}: {e}; check the quotes", 2) from None
+        if not command:
+            raise CliError("-e needs a command; give one", EXIT_USAGE)
+    elif sh_cmd is not None:
+        command = ["/bin/sh", "-c", sh_cmd]
+    with app.stack(stack) as st:
+        try:
+            listener = st.listen(port, address=address, backlog=backlog)
+        except OSError as e:
+            raise CliError(
+                f"cannot listen on port {port}: {e.strerror or e}; choose another port", EXIT_ENV
+            ) from None
+        if stack.verbose:
+            app.say(f"listening on {st.tun_name} {address or st.address} port {port}")
+        code = ListenSession(
+            app,
+            st,
+            listener,
+            keep_open=keep_open,
+            max_conns=max_conns,
+            command=command,
+            crlf=crlf,
+            time_wait=time_wait,
+            verbose=stack.verbose,
+        ).run()
+    if code != EXIT_OK:
+        click.get_current_context().exit(code)

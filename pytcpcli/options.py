@@ -1,0 +1,226 @@
+"""Parameter types and option groups shared by the commands. Imports click only.
+
+Durations (`500ms`, `2s`, `1m`), ports, and the option groups every stack-running
+command takes (the TUN/address options, `-v`, `--trace`, `--pcap`, `--mss`,
+`--time-wait`), each defined once so `--help`, the man pages and the completions agree.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_DURATION = re.compile(r"(?P<num>[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?P<unit>ms|s|m|h)?")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def parse_duration(text: str) -> float:
+    """`500ms`, `2s`, `1.5`, `1m`, `1h` -> seconds as a float; a bare number is seconds.
+
+    Raises ValueError with a one-line reason for anything else (negative, empty, `2x`).
+    """
+    match = _DURATION.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(f"{text!r} is not a duration such as 500ms, 2s, 1.5 or 1m")
+    return float(match["num"]) * _UNIT_SECONDS[match["unit"]]
+
+
+def format_duration(seconds: float) -> str:
+    """The shortest of `500ms`, `2s`, `1.5s`, `1m` that reads back as `seconds`."""
+    if seconds >= 60 and seconds % 60 == 0:
+        return f"{int(seconds // 60)}m"
+    if seconds >= 1 or seconds == 0:
+        return f"{seconds:g}s"
+    return f"{seconds * 1000:g}ms"
+
+
+class Duration(click.ParamType):
+    """A time span in seconds (float), written `500ms`, `2s`, `1m` or a bare number of seconds."""
+
+    name = "duration"
+
+    def __init__(self, *, allow_zero: bool = False) -> None:
+        self.allow_zero = allow_zero
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, int | float):
+            seconds = float(value)
+        else:
+            try:
+                seconds = parse_duration(str(value))
+            except ValueError as e:
+                self.fail(str(e), param, ctx)
+        if seconds == 0 and not self.allow_zero:
+            self.fail(f"{value!r} is zero; give a positive duration", param, ctx)
+        return seconds
+
+
+class Port(click.ParamType):
+    """A TCP port number, 1-65535 (0 is not a port anyone can reach)."""
+
+    name = "port"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, int):
+            number = value
+        else:
+            text = str(value).strip()
+            if not text.isdigit():
+                self.fail(f"{value!r} is not a port number (1-65535)", param, ctx)
+            number = int(text)
+        if not 1 <= number <= 65535:
+            self.fail(f"{number} is out of range; a port is 1-65535", param, ctx)
+        return number
+
+
+DURATION = Duration()
+PORT = Port()
+
+
+def parse_time_wait(text: str) -> float | None:
+    """`full` -> None (hold the whole 2·MSL); a duration -> that many seconds of linger."""
+    if text.strip() == "full":
+        return None
+    return parse_duration(text)
+
+
+class TimeWait(click.ParamType):
+    """`full`, or how long to linger in TIME-WAIT before exiting (0 allowed)."""
+
+    name = "full|duration"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if value is None or isinstance(value, float):
+            return value
+        try:
+            return parse_time_wait(str(value))
+        except ValueError:
+            self.fail(f"{value!r} is neither 'full' nor a duration such as 1s", param, ctx)
+
+
+@dataclass(frozen=True)
+class StackOptions:
+    """What the TUN/address and tracing options asked for; App turns it into a Stack."""
+
+    tun: str | None = None
+    addr: str | None = None
+    gateway: str | None = None
+    mtu: int | None = None
+    mss: int | None = None
+    trace: bool = False
+    pcap: str | None = None
+    verbose: int = 0
+
+
+def stack_options(f: F) -> F:
+    """The options of every command that runs a stack: interface, addresses, MTU, MSS, tracing.
+
+    They collapse into one `stack` argument (a StackOptions) for the command function.
+    """
+    options = [
+        click.option(
+            "-v",
+            "--verbose",
+            count=True,
+            help="Say on stderr whom pytcp talks to and what it did; -vv adds state changes.",
+        ),
+        click.option(
+            "--trace",
+            is_flag=True,
+            help="Print every segment in and out (tcpdump style) and every state change on stderr.",
+        ),
+        click.option(
+            "--pcap",
+            type=click.Path(dir_okay=False, writable=True),
+            metavar="FILE",
+            help="Write every packet of the run to FILE (pcap; tcpdump -r and Wireshark read it).",
+        ),
+        click.option(
+            "--mss",
+            type=click.IntRange(88, 65495),
+            metavar="BYTES",
+            help="Maximum segment size to announce (default: interface MTU - 40).",
+        ),
+        click.option(
+            "--tun",
+            envvar="PYTCP_TUN",
+            metavar="NAME",
+            help="TUN interface to create or attach to (default: first free pytcpN); "
+            "env PYTCP_TUN.",
+        ),
+        click.option(
+            "--addr",
+            envvar="PYTCP_ADDR",
+            metavar="IP",
+            help="pytcp's own address (default: 10.77.N.2); env PYTCP_ADDR.",
+        ),
+        click.option(
+            "--gateway",
+            metavar="IP/LEN",
+            help="The kernel's address and prefix on the TUN (default: 10.77.N.1/24).",
+        ),
+        click.option(
+            "--mtu",
+            type=click.IntRange(576, 65535),
+            metavar="BYTES",
+            help="MTU of the TUN interface pytcp creates (default: 1500).",
+        ),
+    ]
+
+    @functools.wraps(f)
+    def wrapper(**kwargs: Any) -> Any:
+        stack = StackOptions(
+            tun=kwargs.pop("tun"),
+            addr=kwargs.pop("addr"),
+            gateway=kwargs.pop("gateway"),
+            mtu=kwargs.pop("mtu"),
+            mss=kwargs.pop("mss"),
+            trace=kwargs.pop("trace"),
+            pcap=kwargs.pop("pcap"),
+            verbose=kwargs.pop("verbose"),
+        )
+        return f(stack=stack, **kwargs)
+
+    for option in reversed(options):
+        wrapper = option(wrapper)
+    return wrapper  # type: ignore[return-value]
+
+
+def time_wait_option(f: F) -> F:
+    return click.option(
+        "--time-wait",
+        "time_wait",
+        type=TimeWait(),
+        default="1s",
+        show_default=True,
+        help="How long to stay after the close for a retransmitted FIN: a duration, "
+        "or 'full' for the whole 2·MSL (60 s).",
+    )(f)
+
+
+def timeout_option(f: F) -> F:
+    return click.option(
+        "-w",
+        "--timeout",
+        type=DURATION,
+        metavar="DURATION",
+        help="Give up connecting after DURATION (500ms, 2s, 1m; default: the stack's "
+        "SYN retries, about 2 min).",
+    )(f)
+
+
+def idle_timeout_option(f: F) -> F:
+    return click.option(
+        "-i",
+        "--idle-timeout",
+        type=DURATION,
+        metavar="DURATION",
+        help="Close and fail (exit 1) after DURATION with no data either way.",
+    )(f)

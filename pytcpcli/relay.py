@@ -1,0 +1,625 @@
+"""The byte relay between local file descriptors (stdin, stdout, a child's pipes) and sockets.
+
+Imports the standard library only. It drives the stack through the documented
+`stack.api` Socket and `stack.io.loop` Loop methods, typed here as Protocols, so it
+runs the same on the real stack and on test doubles.
+
+Bytes move as they come, never line-buffered, with back-pressure both ways:
+stdin is read only while every socket fed from it has room (`HIGH_WATER`), and a
+socket is read only while the output it feeds is below `HIGH_WATER`, so a slow
+reader of stdout closes the TCP receive window instead of growing a buffer.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import signal
+import stat
+from collections.abc import Callable
+from typing import Any, Protocol
+
+CHUNK = 64 * 1024  # one read from an fd or a socket
+HIGH_WATER = 256 * 1024  # bytes buffered before the producer is paused
+
+
+class Handle(Protocol):
+    def cancel(self) -> None: ...
+
+
+class LoopLike(Protocol):
+    """The part of `stack.io.loop.Loop` the relay uses."""
+
+    def now(self) -> int: ...
+    def add_reader(self, fd: int, cb: Callable[[], None]) -> None: ...
+    def remove_reader(self, fd: int) -> Any: ...
+    def add_writer(self, fd: int, cb: Callable[[], None]) -> None: ...
+    def remove_writer(self, fd: int) -> Any: ...
+    def call_later(self, delay: float, cb: Callable[[], None]) -> Any: ...
+    def run_until(self, predicate: Callable[[], bool], timeout: float | None) -> bool: ...
+
+
+class SocketLike(Protocol):
+    """The part of `stack.api.Socket` the relay uses (non-blocking mode)."""
+
+    @property
+    def state(self) -> str: ...
+    @property
+    def error(self) -> BaseException | None: ...
+    def send(self, data: bytes) -> int: ...
+    def recv(self, bufsize: int) -> bytes: ...
+    def shutdown(self, how: int = ...) -> None: ...
+    def close(self) -> None: ...
+    def abort(self) -> None: ...
+    def on_change(self, cb: Callable[[], None] | None) -> None: ...
+
+
+# RFC 9293 §3.3.2 states in which our FIN has been acknowledged (or the connection is gone).
+OUR_FIN_ACKED = frozenset({"FIN-WAIT-2", "TIME-WAIT", "CLOSED"})
+CLOSED_STATES = frozenset({"TIME-WAIT", "CLOSED"})
+
+
+def _pollable(loop: LoopLike, fd: int, add: Callable[[int, Callable[[], None]], None]) -> bool:
+    """Whether the loop's selector accepts fd: regular files and /dev/null are not pollable
+    (epoll refuses them with EPERM); they are always ready instead."""
+    if stat.S_ISREG(os.fstat(fd).st_mode):
+        return False
+    try:
+        add(fd, lambda: None)
+    except PermissionError:
+        return False
+    return True
+
+
+class FdReader:
+    """Reads an fd in CHUNKs while resumed, handing bytes to on_data and EOF to on_eof once.
+
+    A pollable fd is read when the loop reports it readable; a regular file or
+    /dev/null is read from zero-delay callbacks, one chunk each, so the stack keeps
+    running between chunks.
+    """
+
+    def __init__(
+        self,
+        loop: LoopLike,
+        fd: int,
+        on_data: Callable[[bytes], None],
+        on_eof: Callable[[], None],
+    ) -> None:
+        self.loop = loop
+        self.fd = fd
+        self.on_data = on_data
+        self.on_eof = on_eof
+        self.eof = False
+        self.active = False
+        self._timer: Any = None
+        self.pollable = _pollable(loop, fd, loop.add_reader)
+        if self.pollable:
+            loop.remove_reader(fd)
+
+    def resume(self) -> None:
+        if self.active or self.eof:
+            return
+        self.active = True
+        if self.pollable:
+            self.loop.add_reader(self.fd, self._read)
+        else:
+            self._timer = self.loop.call_later(0, self._tick)
+
+    def pause(self) -> None:
+        if not self.active:
+            return
+        self.active = False
+        if self.pollable:
+            self.loop.remove_reader(self.fd)
+        elif self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def stop(self) -> None:
+        """Stop reading for good (no on_eof): SIGINT, or the consumer went away."""
+        self.pause()
+        self.eof = True
+
+    def _tick(self) -> None:
+        self._timer = None
+        self._read()
+        if self.active and not self.eof:
+            self._timer = self.loop.call_later(0, self._tick)
+
+    def _read(self) -> None:
+        try:
+            data = os.read(self.fd, CHUNK)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            # EIO from a hung-up terminal and the like: nothing more will come.
+            data = b""
+        if data:
+            self.on_data(data)
+            return
+        self.pause()
+        self.eof = True
+        self.on_eof()
+
+    def read_available(self) -> None:
+        """Read what is there without blocking (a child exited: collect its last output)."""
+        flags = fcntl.fcntl(self.fd, fcntl.F_GETFL)
+        fcntl.fcntl(self.fd, fcntl.F_SETFL, flags | os.O_NONBLOCK)
+        while not self.eof:
+            try:
+                data = os.read(self.fd, CHUNK)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:
+                self.pause()
+                self.eof = True
+                self.on_eof()
+                return
+            self.on_data(data)
+
+
+class FdWriter:
+    """Buffered, non-blocking writes to an fd; partial writes wait for the fd to be writable.
+
+    An `owned` fd (a child's stdin pipe) is closed at the end; one that is not (stdout)
+    is pointed at /dev/null instead.
+
+    `pending` is what is buffered; producers stop at HIGH_WATER and on_drain tells
+    them to go on. A reader that went away (EPIPE) makes the writer `broken`: later
+    data is counted in `dropped` and on_broken is called once.
+    """
+
+    def __init__(
+        self,
+        loop: LoopLike,
+        fd: int,
+        *,
+        on_drain: Callable[[], None] = lambda: None,
+        on_broken: Callable[[], None] = lambda: None,
+        owned: bool = True,
+    ) -> None:
+        self.loop = loop
+        self.fd = fd
+        self.on_drain = on_drain
+        self.on_broken = on_broken
+        self.owned = owned
+        self.buf = bytearray()
+        self.written = 0
+        self.dropped = 0
+        self.broken = False
+        self.closed = False
+        self._closing = False
+        self._waiting = False
+        self._saved_flags: int | None = None
+        self.pollable = _pollable(loop, fd, loop.add_writer)
+        if self.pollable:
+            loop.remove_writer(fd)
+            # Non-blocking so a partial write never stalls the stack; the old flags come
+            # back in close() because stdout may be a terminal shared with the shell.
+            self._saved_flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+            fcntl.fcntl(fd, fcntl.F_SETFL, self._saved_flags | os.O_NONBLOCK)
+
+    @property
+    def pending(self) -> int:
+        return len(self.buf)
+
+    @property
+    def has_room(self) -> bool:
+        return len(self.buf) < HIGH_WATER or self.broken
+
+    def write(self, data: bytes) -> None:
+        if self.broken or self.closed:
+            self.dropped += len(data)
+            return
+        self.buf += data
+        if not self._waiting:
+            self._flush()
+
+    def close_when_drained(self) -> None:
+        """Close the fd once everything buffered is written (the reader then sees EOF)."""
+        self._closing = True
+        if not self.buf:
+            self._close()
+
+    def _flush(self) -> None:
+        while self.buf:
+            try:
+                n = os.write(self.fd, self.buf)
+            except (BlockingIOError, InterruptedError):
+                if not self._waiting:
+                    self._waiting = True
+                    self.loop.add_writer(self.fd, self._flush)
+                return
+            except OSError as e:
+                if e.errno not in (errno.EPIPE, errno.ECONNRESET, errno.EIO):
+                    raise
+                self._break()
+                return
+            del self.buf[:n]
+            self.written += n
+        if self._waiting:
+            self._waiting = False
+            self.loop.remove_writer(self.fd)
+        if self._closing:
+            self._close()
+        self.on_drain()
+
+    def _break(self) -> None:
+        self.dropped += len(self.buf)
+        self.buf.clear()
+        self.broken = True
+        if self._waiting:
+            self._waiting = False
+            self.loop.remove_writer(self.fd)
+        self._close()
+        self.on_broken()
+
+    def flush_blocking(self) -> None:
+        """Write everything buffered, waiting as long as the reader needs (exit paths)."""
+        if self.closed or not self.buf:
+            return
+        if self._waiting:
+            self._waiting = False
+            self.loop.remove_writer(self.fd)
+        self._restore_flags()
+        try:
+            while self.buf:
+                n = os.write(self.fd, self.buf)
+                del self.buf[:n]
+                self.written += n
+        except OSError:
+            self.dropped += len(self.buf)
+            self.buf.clear()
+            self.broken = True
+
+    def _restore_flags(self) -> None:
+        if self._saved_flags is not None:
+            try:
+                fcntl.fcntl(self.fd, fcntl.F_SETFL, self._saved_flags)
+            except OSError:
+                pass
+            self._saved_flags = None
+
+    def _close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self._restore_flags()
+        try:
+            if self.owned:
+                os.close(self.fd)
+            else:
+                # stdout stays a valid fd (Python flushes it at exit) but no longer holds
+                # the pipe open, so the next stage of a pipeline sees EOF now.
+                null = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(null, self.fd)
+                os.close(null)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        """Give up: restore the fd's flags and close it (what is buffered is dropped)."""
+        if self._waiting:
+            self._waiting = False
+            self.loop.remove_writer(self.fd)
+        self.dropped += len(self.buf)
+        self.buf.clear()
+        self._close()
+
+
+def to_crlf(data: bytes, after_cr: bool) -> bytes:
+    """LF -> CRLF for -C/--crlf; a CRLF already there stays one. after_cr: the previous
+    chunk ended in CR, so a leading LF completes that CRLF."""
+    head = b""
+    if after_cr and data[:1] == b"\n":
+        head, data = b"\n", data[1:]
+    return head + data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+class Relay:
+    """One connection's two directions: `feed` bytes to send, received bytes to `sink`.
+
+    Up: bytes fed are queued and sent as the socket takes them; after `feed_eof` and
+    once the queue is empty the write side is shut down (FIN), unless `shutdown_on_eof`
+    is off. Down: the socket is read while the sink has room; at the peer's FIN,
+    `on_peer_eof` runs after the last byte was handed to the sink. The relay is `done`
+    when both directions are closed (RFC 9293 §3.6: TIME-WAIT or CLOSED) or the
+    connection failed (`failure`).
+    """
+
+    def __init__(
+        self,
+        sock: SocketLike,
+        sink: FdWriter | None,
+        *,
+        on_progress: Callable[[], None] = lambda: None,
+        on_peer_eof: Callable[[], None] = lambda: None,
+        on_done: Callable[[Relay], None] = lambda relay: None,
+        crlf: bool = False,
+        shutdown_on_eof: bool = True,
+    ) -> None:
+        self.sock = sock
+        self.sink = sink
+        self.on_progress = on_progress
+        self.on_peer_eof = on_peer_eof
+        self.on_done = on_done
+        self.crlf = crlf
+        self.shutdown_on_eof = shutdown_on_eof
+        self.up = bytearray()
+        self.sent = 0
+        self.received = 0
+        self.discarded = 0
+        self.input_eof = False
+        self.fin_sent = False
+        self.peer_eof = False
+        self.done = False
+        self.failure: BaseException | None = None
+        self._after_cr = False
+        self._pumping = False
+        self._again = False
+        sock.on_change(self.pump)
+
+    # -- up: local input -> connection ------------------------------------------------
+
+    @property
+    def has_room(self) -> bool:
+        return len(self.up) < HIGH_WATER
+
+    def feed(self, data: bytes) -> None:
+        if self.fin_sent or self.done:
+            return
+        if self.crlf:
+            converted = to_crlf(data, self._after_cr)
+            self._after_cr = data[-1:] == b"\r"
+            data = converted
+        self.up += data
+        self.pump()
+
+    def feed_eof(self) -> None:
+        self.input_eof = True
+        self.pump()
+
+    def shutdown_now(self) -> None:
+        """Send FIN after what is queued: SIGINT, or an exec'd child exited."""
+        self.input_eof = True
+        self.shutdown_on_eof = True
+        self.pump()
+
+    # -- the pump ---------------------------------------------------------------------
+
+    def pump(self) -> None:
+        """Move what can move both ways; called on every socket, fd and sink event."""
+        if self._pumping:
+            self._again = True  # a callback fired from inside pump: run once more after
+            return
+        self._pumping = True
+        try:
+            self._again = True
+            while self._again and not self.done:
+                self._again = False
+                self._pump_once()
+        finally:
+            self._pumping = False
+
+    def _pump_once(self) -> None:
+        progressed = False
+        try:
+            if self.up:
+                progressed |= self._send()
+            if not self.up and self.input_eof and self.shutdown_on_eof and not self.fin_sent:
+                self.fin_sent = True
+                self.sock.shutdown()
+            if not self.peer_eof:
+                progressed |= self._receive()
+        except OSError as e:
+            self._fail(e)
+            return
+        if self.sock.error is not None and not self.peer_eof:
+            self._fail(self.sock.error)
+            return
+        if progressed:
+            self.on_progress()
+        if self.peer_eof and self.fin_sent and self.sock.state in CLOSED_STATES:
+            self._finish()
+
+    def _send(self) -> bool:
+        sent_any = False
+        while self.up:
+            try:
+                n = self.sock.send(bytes(self.up[:CHUNK]))
+            except BlockingIOError:
+                break
+            if n <= 0:
+                break
+            del self.up[:n]
+            self.sent += n
+            sent_any = True
+        return sent_any
+
+    def _receive(self) -> bool:
+        got_any = False
+        while self.sink is None or self.sink.has_room:
+            try:
+                data = self.sock.recv(CHUNK)
+            except BlockingIOError:
+                break
+            if not data:
+                self.peer_eof = True
+                self.on_peer_eof()
+                break
+            self.received += len(data)
+            got_any = True
+            if self.sink is None:
+                self.discarded += len(data)
+            else:
+                self.sink.write(data)
+        return got_any
+
+    def drain(self) -> None:
+        """Read everything the stack holds for us into the sink (it was acknowledged to
+        the peer, so it must reach the user) without regard to back-pressure."""
+        while not self.peer_eof:
+            try:
+                data = self.sock.recv(CHUNK)
+            except (BlockingIOError, OSError):
+                return
+            if not data:
+                self.peer_eof = True
+                self.on_peer_eof()
+                return
+            self.received += len(data)
+            if self.sink is None:
+                self.discarded += len(data)
+            else:
+                self.sink.write(data)
+
+    def _fail(self, error: BaseException) -> None:
+        self.drain()
+        self.failure = error
+        self._finish()
+
+    def _finish(self) -> None:
+        if self.done:
+            return
+        self.done = True
+        self.sock.on_change(None)
+        self.on_done(self)
+
+    def stop(self) -> None:
+        """Stop relaying without reporting done (the session is ending this connection)."""
+        self.done = True
+        self.sock.on_change(None)
+
+    def abort(self) -> None:
+        """RST (second SIGINT, -i timeout): first take what was received, then abort."""
+        self.drain()
+        try:
+            self.sock.abort()
+        except OSError:
+            pass
+        self._finish()
+
+
+class SignalWatch:
+    """SIGINT and SIGTERM delivered through the loop instead of as exceptions.
+
+    The C-level handler writes the signal number to a pipe (`signal.set_wakeup_fd`);
+    the loop reads it and calls `on_signal(signum)` between two packets, so a signal
+    never interrupts the stack half-way through a segment.
+    """
+
+    def __init__(self, loop: LoopLike, on_signal: Callable[[int], None]) -> None:
+        self.loop = loop
+        self.on_signal = on_signal
+        self.active = False
+        self._old_handlers: dict[int, Any] = {}
+        self._old_wakeup = -1
+        self._r, self._w = os.pipe()
+        os.set_blocking(self._r, False)
+        os.set_blocking(self._w, False)
+        try:
+            self._old_wakeup = signal.set_wakeup_fd(self._w, warn_on_full_buffer=False)
+        except ValueError:
+            # Not the main thread (a test harness): signals stay as they were.
+            os.close(self._r)
+            os.close(self._w)
+            return
+        self.active = True
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self._old_handlers[signum] = signal.signal(signum, _ignore_signal)
+        loop.add_reader(self._r, self._read)
+
+    def _read(self) -> None:
+        try:
+            data = os.read(self._r, 64)
+        except BlockingIOError:
+            return
+        for signum in data:
+            if signum in (signal.SIGINT, signal.SIGTERM):
+                self.on_signal(signum)
+
+    def close(self) -> None:
+        if not self.active:
+            return
+        self.active = False
+        self.loop.remove_reader(self._r)
+        for signum, handler in self._old_handlers.items():
+            signal.signal(signum, handler)
+        signal.set_wakeup_fd(self._old_wakeup)
+        os.close(self._r)
+        os.close(self._w)
+
+
+def _ignore_signal(signum: int, frame: Any) -> None:
+    """Python-level handler: the wakeup fd carries the signal to the loop."""
+
+
+GRACE = 2.0  # seconds the first SIGINT/SIGTERM waits for the close before aborting
+EXIT_SIGNAL: dict[int, int] = {signal.SIGINT: 130, signal.SIGTERM: 143}  # 128 + signal number
+
+
+class Session:
+    """What connect and listen share around their relays: signals, the TIME-WAIT
+    linger, the end of the run and its exit status.
+
+    Subclasses implement `graceful_close()` (first signal: FIN everywhere, keep
+    receiving) and `abort_all()` (second signal or GRACE over: take what was received,
+    then RST), and set `finished` (with `code`/`error`) when they are done.
+    """
+
+    def __init__(self, loop: LoopLike, *, time_wait: float | None) -> None:
+        self.loop = loop
+        self.time_wait = time_wait
+        self.finished = False
+        self.code = 0
+        self.error: str | None = None
+        self.signum: int | None = None
+        self._grace: Any = None
+        self.signals = SignalWatch(loop, self._on_signal)
+
+    def _on_signal(self, signum: int) -> None:
+        if self.signum is None:
+            self.signum = signum
+            self.code = EXIT_SIGNAL.get(signum, 128 + signum)
+            self._grace = self.loop.call_later(GRACE, self.abort_all)
+            self.graceful_close()
+        else:
+            self.abort_all()
+
+    def graceful_close(self) -> None:
+        raise NotImplementedError
+
+    def abort_all(self) -> None:
+        raise NotImplementedError
+
+    def settle(self, sock: SocketLike, then: Callable[[], None]) -> None:
+        """After a complete close: stay in TIME-WAIT (RFC 9293 §3.6.1) as long as
+        --time-wait says, re-ACKing a retransmitted FIN, then call `then`.
+
+        The default linger is short (1 s) because a script must not wait 2·MSL for a
+        connection whose close already completed; `--time-wait full` holds it all.
+        """
+        if sock.state != "TIME-WAIT" or self.signum is not None:
+            then()
+            return
+        if self.time_wait is not None:
+            self.loop.call_later(self.time_wait, then)
+            return
+
+        def check() -> None:
+            if sock.state == "CLOSED" or getattr(sock, "closed", False):
+                sock.on_change(None)
+                then()
+
+        sock.on_change(check)
+        check()
+
+    def close_signals(self) -> None:
+        if self._grace is not None:
+            self._grace.cancel()
+            self._grace = None
+        self.signals.close()
