@@ -1,4 +1,5 @@
-"""Initial sequence numbers (RFC 6528). Imports hashlib and ipaddress only.
+"""Initial sequence numbers (RFC 6528) and SYN cookies (RFC 4987 §3.6). Imports
+hashlib, struct, ipaddress and clock.
 
 ISN = M + F(localip, localport, remoteip, remoteport, secretkey)   (RFC 6528 §3)
 
@@ -16,7 +17,7 @@ import hashlib
 import struct
 from ipaddress import IPv4Address, IPv6Address
 
-from stack.tcp.clock import US
+from stack.tcp.clock import SECOND, US
 
 Address = IPv4Address | IPv6Address
 Endpoint = tuple[Address, int]
@@ -56,3 +57,66 @@ class IsnGenerator:
         """The ISN for a connection from `local` to `remote` opened at `now` (ns)."""
         m = now // TICK
         return (m + self.offset(local, remote)) & 0xFFFFFFFF
+
+
+COOKIE_PERIOD = 64 * SECOND  # RFC 4987 §3.6: t, a counter that increases every 64 s
+COOKIE_MAX_AGE = 1  # accept cookies of the current and the previous period
+# RFC 4987 §3.6: 3 bits encode the MSS as one of 8 values; the cookie carries the
+# largest entry not above what the client offered (so we never send more).
+COOKIE_MSS = (536, 1200, 1300, 1380, 1440, 1452, 1460, 8960)
+_COOKIE_HASH = struct.Struct("!IQB")
+
+
+class SynCookies:
+    """Stateless SYN-ACK sequence numbers (RFC 4987 §3.6), for a listener whose
+    SYN backlog is full.
+
+    The cookie is our ISS: 5 bits of t mod 32 (t counts 64 s periods of `now`),
+    3 bits of MSS index, and 24 bits of a keyed hash of the 4-tuple, the client's
+    ISN and t.  The ACK that completes the handshake acknowledges cookie + 1;
+    `check` recomputes the hash and returns the MSS, or None for a forged, stale
+    or mismatched ACK.  Only the MSS survives: window scaling, SACK and timestamps
+    offered in the SYN are lost (RFC 4987 §3.6's known limitation).
+    """
+
+    __slots__ = ("_key",)
+
+    def __init__(self, secret: bytes) -> None:
+        # A key distinct from the ISN generator's even for the same secret.
+        self._key = hashlib.blake2s(bytes(secret), person=b"pytcpsyn").digest()
+
+    def _hash(self, local: Endpoint, remote: Endpoint, peer_isn: int, t: int, index: int) -> int:
+        h = hashlib.blake2s(key=self._key, digest_size=3, person=b"pytcpck")
+        h.update(local[0].packed)
+        h.update(remote[0].packed)
+        h.update(_PORTS.pack(local[1], remote[1]))
+        h.update(_COOKIE_HASH.pack(peer_isn & 0xFFFFFFFF, t, index))
+        return int.from_bytes(h.digest(), "big")
+
+    def make(self, local: Endpoint, remote: Endpoint, peer_isn: int, mss: int, now: int) -> int:
+        """The ISS for a SYN-ACK answering a SYN with sequence `peer_isn` offering
+        `mss` (536 when the SYN had no MSS option, RFC 9293 §3.7.1)."""
+        index = 0
+        for i, value in enumerate(COOKIE_MSS):
+            if value <= mss:
+                index = i
+        t = now // COOKIE_PERIOD
+        return ((t & 0x1F) << 27) | (index << 24) | self._hash(local, remote, peer_isn, t, index)
+
+    def check(
+        self, local: Endpoint, remote: Endpoint, peer_isn: int, cookie: int, now: int
+    ) -> int | None:
+        """The MSS encoded in `cookie` (SEG.ACK - 1 of the client's ACK, whose
+        SEG.SEQ - 1 is `peer_isn`) if we made it within the last 64-128 s, else None."""
+        cookie &= 0xFFFFFFFF
+        current = now // COOKIE_PERIOD
+        age = (current - (cookie >> 27)) & 0x1F
+        if age > COOKIE_MAX_AGE:
+            return None
+        t = current - age
+        if t < 0:
+            return None
+        index = (cookie >> 24) & 0x7
+        if self._hash(local, remote, peer_isn, t, index) != cookie & 0xFFFFFF:
+            return None
+        return COOKIE_MSS[index]

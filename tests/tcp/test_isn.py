@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from stack.tcp.clock import MS, SECOND, US
-from stack.tcp.isn import IsnGenerator
+from stack.tcp.isn import COOKIE_MSS, IsnGenerator, SynCookies
 
 SECRET = b"0123456789abcdef"
 LOCAL = (IPv4Address("10.77.0.2"), 5000)
@@ -92,3 +92,64 @@ def test_isn_advances_with_time(now: int, delta: int) -> None:
     assert (isn(LOCAL, REMOTE, now + delta) - isn(LOCAL, REMOTE, now)) % 2**32 == (
         (now + delta) // (4 * US) - now // (4 * US)
     ) % 2**32
+
+
+# -- SYN cookies (RFC 4987 §3.6) -------------------------------------------------
+
+PEER_ISN = 2**32 - 3  # near the wrap: the client's seq + 1 wraps to 0xFFFFFFFE
+
+
+def test_syn_cookie_round_trip_gives_back_the_mss() -> None:
+    c = SynCookies(SECRET)
+    cookie = c.make(LOCAL, REMOTE, PEER_ISN, 1460, 10 * SECOND)
+    assert 0 <= cookie < 2**32
+    assert c.check(LOCAL, REMOTE, PEER_ISN, cookie, 10 * SECOND) == 1460
+    assert c.make(LOCAL, REMOTE, PEER_ISN, 1460, 10 * SECOND) == cookie
+
+
+def test_syn_cookie_layout() -> None:  # 5 bits t mod 32, 3 bits MSS index, 24 bits hash
+    c = SynCookies(SECRET)
+    cookie = c.make(LOCAL, REMOTE, PEER_ISN, 1460, 33 * 64 * SECOND + 5)
+    assert cookie >> 27 == 1  # t = 33, mod 32
+    assert (cookie >> 24) & 7 == COOKIE_MSS.index(1460)
+
+
+def test_syn_cookie_mss_rounds_down_to_the_table() -> None:
+    c = SynCookies(SECRET)
+    for offered, encoded in [(536, 536), (1000, 536), (1459, 1452), (1460, 1460), (9000, 8960)]:
+        cookie = c.make(LOCAL, REMOTE, 7, offered, 0)
+        assert c.check(LOCAL, REMOTE, 7, cookie, 0) == encoded
+    # Below the smallest entry the minimum MSS is still what the cookie carries.
+    assert c.check(LOCAL, REMOTE, 7, c.make(LOCAL, REMOTE, 7, 100, 0), 0) == 536
+
+
+def test_syn_cookie_valid_in_the_next_period_only() -> None:
+    c = SynCookies(SECRET)
+    made = 64 * SECOND - 1  # the last nanosecond of period 0
+    cookie = c.make(LOCAL, REMOTE, PEER_ISN, 1460, made)
+    assert c.check(LOCAL, REMOTE, PEER_ISN, cookie, 64 * SECOND) == 1460
+    assert c.check(LOCAL, REMOTE, PEER_ISN, cookie, 128 * SECOND - 1) == 1460
+    assert c.check(LOCAL, REMOTE, PEER_ISN, cookie, 128 * SECOND) is None
+    # 32 periods later the 5-bit counter repeats, but the hash covers the full t.
+    assert c.check(LOCAL, REMOTE, PEER_ISN, cookie, made + 32 * 64 * SECOND) is None
+
+
+def test_syn_cookie_rejects_another_tuple_isn_or_secret() -> None:
+    c = SynCookies(SECRET)
+    cookie = c.make(LOCAL, REMOTE, PEER_ISN, 1460, 0)
+    assert c.check(LOCAL, (REMOTE[0], 40001), PEER_ISN, cookie, 0) is None
+    assert c.check((IPv4Address("10.77.0.3"), 5000), REMOTE, PEER_ISN, cookie, 0) is None
+    assert c.check(LOCAL, REMOTE, PEER_ISN + 1, cookie, 0) is None
+    assert SynCookies(b"another secret!!").check(LOCAL, REMOTE, PEER_ISN, cookie, 0) is None
+
+
+def test_syn_cookie_any_flipped_bit_is_rejected() -> None:
+    c = SynCookies(SECRET)
+    cookie = c.make(LOCAL, REMOTE, PEER_ISN, 1460, 0)
+    for bit in range(32):
+        assert c.check(LOCAL, REMOTE, PEER_ISN, cookie ^ (1 << bit), 0) is None, bit
+
+
+def test_syn_cookie_differs_from_the_isn_key() -> None:
+    # The same secret feeds both; the derived keys must not coincide.
+    assert SynCookies(SECRET)._key != IsnGenerator(SECRET)._key
