@@ -155,8 +155,13 @@ class Loop:
 
     def add_reader(self, fd: int, callback: Callable[[], None]) -> None:
         """Call `callback` whenever `fd` is readable (replaces an earlier reader)."""
+        previous = self._readers.get(fd)
         self._readers[fd] = callback
-        self._update(fd)
+        try:
+            self._update(fd)
+        except BaseException:  # e.g. PermissionError: epoll refuses regular files
+            self._restore(self._readers, fd, previous)
+            raise
 
     def remove_reader(self, fd: int) -> None:
         if self._readers.pop(fd, None) is not None:
@@ -164,8 +169,13 @@ class Loop:
 
     def add_writer(self, fd: int, callback: Callable[[], None]) -> None:
         """Call `callback` whenever `fd` is writable (replaces an earlier writer)."""
+        previous = self._writers.get(fd)
         self._writers[fd] = callback
-        self._update(fd)
+        try:
+            self._update(fd)
+        except BaseException:
+            self._restore(self._writers, fd, previous)
+            raise
 
     def remove_writer(self, fd: int) -> None:
         if self._writers.pop(fd, None) is not None:
@@ -178,6 +188,15 @@ class Loop:
     def remove_hook(self, hook: Callable[[], None]) -> None:
         if hook in self._hooks:
             self._hooks.remove(hook)
+
+    @staticmethod
+    def _restore(
+        table: dict[int, Callable[[], None]], fd: int, previous: Callable[[], None] | None
+    ) -> None:
+        if previous is None:
+            table.pop(fd, None)
+        else:
+            table[fd] = previous
 
     def _update(self, fd: int) -> None:
         events = 0

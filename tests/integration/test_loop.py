@@ -8,6 +8,7 @@ import os
 import random
 import struct
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -245,3 +246,19 @@ def test_work_done_before_sleeping_is_not_slept_on(
     # packet, timeout=None would hang here until the test's timeout.
     loop.run_once(None)
     assert seen == [1]
+
+
+def test_unpollable_fd_is_refused_and_forgotten(loop: Loop, tmp_path: Path) -> None:
+    path = tmp_path / "regular"
+    path.write_bytes(b"data")
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        with pytest.raises(PermissionError):
+            loop.add_reader(fd, lambda: None)  # epoll cannot watch a regular file
+        with pytest.raises(PermissionError):
+            loop.add_writer(fd, lambda: None)
+        loop.run_once(0)  # nothing half-registered is left behind
+        loop.remove_reader(fd)
+        loop.remove_writer(fd)
+    finally:
+        os.close(fd)
