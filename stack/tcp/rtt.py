@@ -2,9 +2,9 @@
 
 All arithmetic is integer nanoseconds. How a connection uses the estimator:
 
-- Feed `sample(rtt)` only with measurements that Karn's rule allows (RFC 6298 §3,
-  RFC 6298 (5.7)'s note): the RTT of a segment that was never retransmitted, or a
-  timestamp echo (RFC 7323 §4.1), which stays unambiguous across retransmission.
+- Feed `sample(rtt)` only with measurements that Karn's rule allows (RFC 6298 §3):
+  the RTT of a segment that was never retransmitted, or a timestamp echo
+  (RFC 7323 §4.1), which stays unambiguous across retransmission.
   Take at most one sample per RTT when timing one segment at a time (RFC 6298 §3).
 - When the retransmission timer expires, call `backoff()` (RFC 6298 (5.5)) and arm
   the timer again with the new `rto`.
