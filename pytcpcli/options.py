@@ -193,6 +193,26 @@ def stack_options(f: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+# The NOTES section of the connect and listen man pages (scripts/generate.py).
+CLOSE_NOTES = """\
+TIME-WAIT: RFC 9293 §3.6.1 keeps the side that closed first in TIME-WAIT for 2·MSL
+(60 s here, as Linux) so that a retransmitted FIN is acknowledged again. A script must
+not wait a minute after its data is done, so pytcp stays only 1 s after the final ACK
+by default, enough to re-ACK a retransmitted FIN, and then exits and removes its
+interface. --time-wait DURATION changes that linger; --time-wait full holds the whole
+2·MSL.
+
+Signals: the first SIGINT or SIGTERM stops reading stdin, sends FIN on every connection
+and waits up to 2 s for the close; a second one aborts with RST. Either way every byte
+pytcp acknowledged to a peer is written out before it exits (status 130 for SIGINT,
+143 for SIGTERM).
+
+Back-pressure: pytcp reads stdin only while the connection has room for it, and reads
+the connection only while stdout keeps up, so a slow reader shrinks the TCP window
+instead of pytcp's memory.
+"""
+
+
 def time_wait_option(f: F) -> F:
     return click.option(
         "--time-wait",

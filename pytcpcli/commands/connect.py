@@ -13,6 +13,7 @@ import click
 from pytcpcli.app import App
 from pytcpcli.errors import EXIT_CONN, EXIT_OK, EXIT_USAGE, CliError
 from pytcpcli.options import (
+    CLOSE_NOTES,
     PORT,
     Duration,
     StackOptions,
@@ -35,6 +36,8 @@ EXIT_STATUS = """\
 3  environment: no permission for /dev/net/tun, the interface is busy, ...
 130  interrupted by SIGINT (143 for SIGTERM); every byte received was written first.
 """
+
+NOTES = CLOSE_NOTES
 
 EXAMPLES = """\
 Fetch a web page through pytcp's own TCP:

@@ -17,7 +17,7 @@ import click
 
 from pytcpcli.app import App
 from pytcpcli.errors import EXIT_CONN, EXIT_ENV, EXIT_OK, EXIT_USAGE, CliError
-from pytcpcli.options import PORT, StackOptions, stack_options, time_wait_option
+from pytcpcli.options import CLOSE_NOTES, PORT, StackOptions, stack_options, time_wait_option
 from pytcpcli.relay import FdReader, FdWriter, Relay, Session
 
 # Man page sections scripts/generate.py takes from each command module.
@@ -28,6 +28,8 @@ EXIT_STATUS = """\
 3  environment: no permission for /dev/net/tun, the port or interface is busy, ...
 130  interrupted by SIGINT (143 for SIGTERM), the usual way to stop -k.
 """
+
+NOTES = CLOSE_NOTES
 
 EXAMPLES = """\
 Receive one file and exit when the sender is done:
