@@ -482,8 +482,8 @@ class ControlServer:
         if req.op == "get":
             return Response(ok=True, result=self._entry(obj, now))
         if is_listener:
-            if req.op == "close" and req.how == "full":
-                obj.close(now)
+            if req.op == "close" and req.how in ("full", "reset"):
+                obj.close(now)  # RSTs its embryonic and unaccepted connections
                 return Response(ok=True, result={"id": req.conn, "state": "CLOSED"})
             return Response.error(NOT_A_CONNECTION, f"{req.conn} is a listener")
         if req.op == "send":
@@ -500,7 +500,7 @@ class ControlServer:
             queued = conn.send(req.data, now)
         except Exception as exc:  # InvalidStateError: the state forbids SEND (RFC 9293 3.10.2)
             return Response.error(WRITE_CLOSED, f"{req.conn} refuses data: {exc}")
-        self._kick()
+        # The loop pumps its hosts after every fd callback: the data leaves at once.
         return Response(
             ok=True, result={"id": req.conn, "queued": queued, "state": str(conn.state)}
         )
@@ -514,15 +514,8 @@ class ControlServer:
                 conn.shutdown(now)  # RFC 9293 3.10.4 CLOSE: FIN after the queued data
         else:
             conn.close(now)  # the application is gone (RFC 1122 4.2.2.13)
-        self._kick()
         state = str(conn.state)
         return Response(ok=True, result={"id": req.conn, "state": state})
-
-    def _kick(self) -> None:
-        """Flush what a user call queued now rather than at the loop's next wake-up."""
-        kick = getattr(self.stack, "flush", None)
-        if callable(kick):
-            kick()
 
     def _conn_id(self, n: int) -> str:
         return f"{self.pid}.{n}"

@@ -1,0 +1,103 @@
+"""`pytcp close [--half | --reset] ID`: close a live connection of another pytcp process.
+
+Imports click, `pytcpcli.app`/`options`/`errors`, `pytcpcli.commands.inspect` (ID
+completion) and `stack.control` (the client); no protocol logic lives here.
+"""
+
+from __future__ import annotations
+
+import time
+
+import click
+
+from pytcpcli.app import App
+from pytcpcli.commands.inspect import complete_connection_ids
+from pytcpcli.errors import EXIT_CONN, EXIT_USAGE, CliError
+from pytcpcli.options import DURATION, format_duration
+from stack.control import ControlClient, ControlError, close_completed
+
+POLL = 0.05  # seconds between looks at the connection while the close completes
+DEFAULT_WAIT = 5.0
+
+EXIT_STATUS = """\
+0  the close completed: --half once our FIN is acknowledged (FIN-WAIT-2 or later),
+   a full close once both FINs are exchanged (TIME-WAIT or CLOSED), --reset at once.
+1  no live connection matches ID, or the close did not complete within -w.
+2  usage error: --half with --reset, a bad duration.
+130  interrupted by SIGINT.
+"""
+
+EXAMPLES = """\
+Half-close: send FIN after the queued data; the connection keeps receiving and the
+owning pytcp keeps writing what arrives to its stdout:
+  pytcp close --half 4242.3
+Close it both ways and wait up to 10 s for the peer's FIN:
+  pytcp close -w 10s 4242.3
+Abort it with a RST:
+  pytcp close --reset 4242
+"""
+
+
+@click.command(short_help="Close a live connection: --half (FIN, keep receiving), full, --reset.")
+@click.argument("conn_id", metavar="ID", shell_complete=complete_connection_ids)
+@click.option(
+    "--half",
+    is_flag=True,
+    help="Shut down the write side only: FIN after the queued data, keep receiving.",
+)
+@click.option("--reset", is_flag=True, help="Abort the connection with RST (RFC 9293 ABORT).")
+@click.option(
+    "-w",
+    "--timeout",
+    type=DURATION,
+    default=DEFAULT_WAIT,
+    metavar="DURATION",
+    help=f"How long to wait for the close to complete (default {DEFAULT_WAIT:g}s).",
+)
+@click.pass_obj
+def close(app: App, conn_id: str, half: bool, reset: bool, timeout: float) -> None:
+    """Close the live connection ID (PID.N from `pytcp inspect`; a unique prefix will do).
+
+    A plain close ends the connection both ways: FIN after the queued data, and
+    data that arrives afterwards is refused (RFC 1122 4.2.2.13), then pytcp waits
+    for the peer's FIN. --half shuts down only the write side: FIN goes out after
+    any queued data and the connection keeps receiving. --reset aborts it with RST.
+    A listener's ID closes the listener. The exit status says whether the close
+    completed; the state reached is printed on stdout.
+    """
+    if half and reset:
+        raise CliError("--half and --reset exclude each other; pick one", EXIT_USAGE)
+    how = "half" if half else "reset" if reset else "full"
+    client = ControlClient()
+    try:
+        full_id = client.resolve(conn_id)
+        state = client.close(full_id, how)["state"]
+    except ControlError as e:
+        raise CliError(str(e), EXIT_CONN) from None
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            entry = client.get(full_id)
+        except ControlError as e:
+            if e.code != "no-such-connection" and "is gone" not in str(e):
+                raise CliError(str(e), EXIT_CONN) from None
+            entry = None  # CLOSED and forgotten by its stack
+        if entry is not None:
+            state = entry.get("state", state)
+        else:
+            state = "CLOSED"
+        if close_completed(how, entry):
+            break
+        if time.monotonic() >= deadline:
+            click.echo(f"{full_id} {state}")
+            raise CliError(
+                f"the {how} close of {full_id} did not complete within "
+                f"{format_duration(timeout)} (still {state}); raise -w to wait longer",
+                EXIT_CONN,
+            )
+        time.sleep(POLL)
+    click.echo(f"{full_id} {state}")
+
+
+close.exit_status = EXIT_STATUS  # type: ignore[attr-defined]
+close.examples = EXAMPLES  # type: ignore[attr-defined]

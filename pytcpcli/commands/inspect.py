@@ -1,0 +1,420 @@
+"""`pytcp inspect`: live connections of every pytcp process, one TCB, or a probe of HOST PORT.
+
+Imports click, `pytcpcli.app`/`options`/`output`/`errors`, `stack.control` (the client of
+the other processes' control endpoints) and, for the probe, `stack.trace` and
+`stack.wire.pretty`; no protocol logic lives here.
+"""
+
+from __future__ import annotations
+
+import codecs
+import dataclasses
+import json
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import click
+from click.shell_completion import CompletionItem
+
+from pytcpcli.app import App
+from pytcpcli.errors import EXIT_CONN, EXIT_OK, EXIT_USAGE, CliError
+from pytcpcli.options import DURATION, PORT, StackOptions, stack_options, timeout_option
+from pytcpcli.output import (
+    TimelineItem,
+    changed_fields,
+    endpoint,
+    matches,
+    render_json,
+    render_list,
+    render_probe_summary,
+    render_tcb,
+    render_timeline,
+)
+from stack.control import ControlClient, ControlError
+
+PROBE_CLOSE_WAIT = 10.0  # seconds the probe waits for the peer's FIN after its own
+WATCH_DEFAULT = 2.0  # seconds between redraws of --watch without a value
+CLEAR = "\x1b[H\x1b[2J"  # cursor home, erase screen: redraw in place on a terminal
+
+JSON_FIELDS = """\
+JSON output (--json) is stable; times are nanoseconds, sequence numbers raw (mod 2**32).
+A list is an array of objects; `inspect ID` prints one object; with --watch one
+object or array per line. Every connection object has:
+  id ("PID.N"), pid, tun, state (RFC 9293 name, "ESTABLISHED"),
+  local, remote {addr, port},
+  send {iss, snd_una, snd_nxt, snd_max, snd_wnd, snd_wl1, snd_wl2, snd_up, max_snd_wnd},
+  receive {irs, rcv_nxt, rcv_wnd, rcv_up},
+  options {mss_local, mss_remote, snd_mss, wscale_local, wscale_remote, sack, timestamps},
+  congestion {algorithm, cwnd, ssthresh, in_flight, phase, recover, dup_acks},
+  rtt {srtt, rttvar, rto, min_rtt, samples, backoff},
+  buffers {send_capacity, send_queued, unacked, unsent, recv_capacity, unread,
+           out_of_order [[start_seq, end_seq], ...]},
+  counters {segments_in, segments_out, bytes_in, bytes_out, retransmissions,
+            retransmitted_bytes, dup_acks, challenge_acks, drops {reason: n}},
+  timers [{name, armed, deadline, remaining, backoff, reason}] (all seven:
+          retransmission, syn, delayed-ack, persist, keepalive, time-wait, fin-wait-2),
+  close {fin_sent, fin_acked, fin_received, app_closed}.
+A listener has id, pid, tun, state "LISTEN", local, backlog, syn_queue, accept_queue
+and counters. The probe prints {"timeline": [{offset, kind, text, changes, timers}],
+"summary": <connection object>}.
+"""
+
+EXIT_STATUS = """\
+0  the list or the connection was shown; the probe completed its four-way close.
+1  no live connection matches ID, or it vanished during --watch; the probe's
+   connection failed (refused, reset, timed out) or its close did not complete.
+2  usage error: a bad option, port, state or duration.
+3  environment: no permission for /dev/net/tun (the probe only), ...
+130  interrupted by SIGINT (the way out of --watch).
+"""
+
+EXAMPLES = """\
+Every live connection and listener of every pytcp process, like ss -ti:
+  pytcp inspect
+Only established connections on port 5000, redrawn every second:
+  pytcp inspect -s established --port 5000 --watch=1
+The whole control block and every timer of one connection (a unique prefix will do):
+  pytcp inspect 4242.3
+The same for a script:
+  pytcp inspect 4242.3 --json | jq .send.snd_nxt
+Watch a handshake, a request and the four-way close against a server, TIME-WAIT included:
+  pytcp inspect 10.77.0.1 80 --data 'GET / HTTP/1.0\\r\\n\\r\\n'
+"""
+
+STATES = ("LISTEN", "SYN-SENT", "SYN-RECEIVED", "ESTABLISHED", "FIN-WAIT-1", "FIN-WAIT-2",
+          "CLOSE-WAIT", "CLOSING", "LAST-ACK", "TIME-WAIT", "CLOSED")  # fmt: skip
+
+
+def complete_connection_ids(
+    ctx: click.Context, param: click.Parameter, incomplete: str
+) -> list[CompletionItem]:
+    """Shell completion: the live connection IDs, asked of the control endpoints."""
+    try:
+        entries = ControlClient(timeout=0.5).entries()
+    except Exception:
+        return []  # completion must never print a traceback into the user's shell
+    return [
+        CompletionItem(
+            e["id"],
+            help=f"{e.get('state')} {endpoint(e.get('local'))} {endpoint(e.get('remote'))}",
+        )
+        for e in entries
+        if str(e.get("id", "")).startswith(incomplete)
+    ]
+
+
+def control_failure(error: ControlError) -> CliError:
+    return CliError(str(error), EXIT_CONN)
+
+
+# --------------------------------------------------------------------------- list and ID
+
+
+def _warn(app: App, client: ControlClient) -> None:
+    for problem in client.problems:
+        app.say(f"warning: {problem}")
+
+
+def _watch(frame: Callable[[], str], interval: float | None, count: int | None) -> None:
+    """Print `frame()` once, or every `interval` seconds (`count` times when given)."""
+    if interval is None:
+        click.echo(frame(), nl=False)
+        return
+    tty = sys.stdout.isatty()
+    shown = 0
+    while count is None or shown < count:
+        text = frame()
+        if tty:
+            header = f"every {interval:g}s: pytcp inspect (Ctrl-C to stop)\n\n"
+            click.echo(CLEAR + header + text, nl=False)
+        else:
+            click.echo(text, nl=False)
+        sys.stdout.flush()
+        shown += 1
+        if count is None or shown < count:
+            time.sleep(interval)
+
+
+def _list(
+    app: App,
+    states: tuple[str, ...],
+    port: int | None,
+    as_json: bool,
+    watch: float | None,
+    count: int | None,
+) -> None:
+    client = ControlClient()
+
+    def frame() -> str:
+        entries = [e for e in client.entries() if matches(e, states=states, port=port)]
+        _warn(app, client)
+        if as_json:
+            return json.dumps(entries, sort_keys=True) + "\n" if watch else render_json(entries)
+        return render_list(entries)
+
+    _watch(frame, watch, count)
+
+
+def _one(app: App, prefix: str, as_json: bool, watch: float | None, count: int | None) -> None:
+    client = ControlClient()
+    try:
+        conn_id = client.resolve(prefix)
+    except ControlError as e:
+        raise control_failure(e) from None
+    _warn(app, client)
+
+    def frame() -> str:
+        try:
+            entry = client.get(conn_id)
+        except ControlError as e:
+            if e.code == "no-such-connection" or "is gone" in str(e):
+                raise CliError(f"connection {conn_id} is gone", EXIT_CONN) from None
+            raise control_failure(e) from None
+        if as_json:
+            return json.dumps(entry, sort_keys=True) + "\n" if watch else render_json(entry)
+        return render_tcb(entry)
+
+    _watch(frame, watch, count)
+
+
+# --------------------------------------------------------------------------- probe
+
+
+class ProbeRecorder:
+    """A trace sink that builds the probe's timeline: every segment, and at each state
+    change a snapshot of the TCB diffed against the one before."""
+
+    def __init__(self) -> None:
+        self.stack: Any = None
+        self.start: int | None = None
+        self.items: list[TimelineItem] = []
+        self.last: dict[str, Any] | None = None
+        self.pending: TimelineItem | None = None  # a state change seen before its TCB
+        self.isn: dict[tuple[Any, int], int] = {}
+
+    def __call__(self, event: Any) -> None:
+        try:
+            self._record(event)
+        except Exception:
+            pass  # a sink must not raise into the stack
+
+    def _snapshot(self, now: int) -> dict[str, Any] | None:
+        if self.stack is None:
+            return None
+        conns = self.stack.host.connections()
+        return dict(conns[0].snapshot(now)) if conns else None
+
+    def _fill(self, item: TimelineItem, snap: dict[str, Any]) -> None:
+        item.changes = changed_fields(self.last, snap)
+        item.timers = snap.get("timers", [])
+        self.last = snap
+
+    def _record(self, event: Any) -> None:
+        if self.start is None:
+            self.start = event.now
+        offset = event.now - self.start
+        if self.pending is not None:
+            snap = self._snapshot(event.now)
+            if snap is not None:
+                self._fill(self.pending, snap)
+                self.pending = None
+        if event.kind in ("segment-in", "segment-out"):
+            from stack.wire.pretty import format_segment
+
+            seg, src, dst = event.fields["segment"], event.fields["src"], event.fields["dst"]
+            sender, receiver = (src, seg.src_port), (dst, seg.dst_port)
+            if seg.flags & 0x02:  # SYN: this side's ISN, for tcpdump-style relative numbers
+                self.isn[sender] = seg.seq
+            isn = None
+            if sender in self.isn and receiver in self.isn and not seg.flags & 0x02:
+                isn = (self.isn[sender], self.isn[receiver])
+            text = format_segment(seg, src, dst, isn=isn)
+            kind = "in" if event.kind == "segment-in" else "out"
+            self.items.append(TimelineItem(offset, kind, text))
+        elif event.kind == "state":
+            item = TimelineItem(offset, "state", f"{event.fields['old']} -> {event.fields['new']}")
+            self.items.append(item)
+            snap = self._snapshot(event.now)
+            if snap is None or snap.get("state") != event.fields["new"]:
+                item.changes = [("state", event.fields["old"], event.fields["new"])]
+                self.pending = item
+            else:
+                self._fill(item, snap)
+
+    def finish(self, now: int) -> dict[str, Any] | None:
+        snap = self._snapshot(now)
+        if self.pending is not None and snap is not None:
+            self._fill(self.pending, snap)
+            self.pending = None
+        return snap if snap is not None else self.last
+
+    def states(self) -> list[str]:
+        return [i.text.split(" -> ")[1] for i in self.items if i.kind == "state"]
+
+
+def _probe_app(app: App, recorder: ProbeRecorder) -> App:
+    """A copy of `app` whose stacks also trace into `recorder` (and -vv/--trace as usual)."""
+
+    class ProbeApp(App):
+        def make_tracer(self, opts: StackOptions) -> Callable[[Any], None] | None:
+            from stack.trace import fan_out
+
+            usual = App.make_tracer(self, opts)
+            return recorder if usual is None else fan_out(recorder, usual)
+
+    return ProbeApp(**{f.name: getattr(app, f.name) for f in dataclasses.fields(app)})
+
+
+def _probe(
+    app: App,
+    opts: StackOptions,
+    host: str,
+    port: int,
+    data: bytes,
+    timeout: float | None,
+    as_json: bool,
+) -> int:
+    address = app.resolve(host, False)
+    recorder = ProbeRecorder()
+    failure: CliError | None = None
+    final: dict[str, Any] | None = None
+    with _probe_app(app, recorder).stack(opts) as st:
+        recorder.stack = st
+        try:
+            sock = st.connect(address, port, timeout=timeout)
+        except OSError as e:
+            failure = app.connect_failure(e, address, port, timeout)
+        else:
+            try:
+                if data:
+                    sock.sendall(data)
+                sock.shutdown()  # our FIN: FIN-WAIT-1, then FIN-WAIT-2 once acknowledged
+                st.run_until(lambda: sock.at_eof or sock.error is not None, PROBE_CLOSE_WAIT)
+                while sock.readable:
+                    sock.recv(65536)  # the peer's reply counts in the summary, not printed
+                st.run_until(lambda: sock.state in ("TIME-WAIT", "CLOSED"), PROBE_CLOSE_WAIT)
+            except OSError as e:
+                failure = app.connect_failure(e, address, port, timeout)
+            final = recorder.finish(st.loop.now())
+            if failure is None and (final is None or final.get("state") != "TIME-WAIT"):
+                state = final.get("state") if final else "CLOSED"
+                failure = CliError(
+                    f"the four-way close with {address} port {port} did not complete "
+                    f"within {PROBE_CLOSE_WAIT:g}s (still {state})",
+                    EXIT_CONN,
+                )
+            sock.close()
+    if as_json:
+        timeline = [dataclasses.asdict(i) for i in recorder.items]
+        click.echo(render_json({"timeline": timeline, "summary": final}), nl=False)
+    else:
+        click.echo(render_timeline(recorder.items), nl=False)
+        if final is not None:
+            click.echo("\n" + render_probe_summary(final), nl=False)
+    if failure is not None:
+        raise failure
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- command
+
+
+@click.command(
+    epilog=JSON_FIELDS,
+    short_help="List live connections, show one connection's TCB, or probe HOST PORT.",
+)
+@click.argument(
+    "target", nargs=-1, metavar="[ID | HOST PORT]", shell_complete=complete_connection_ids
+)
+@click.option(
+    "-s",
+    "--state",
+    "states",
+    multiple=True,
+    type=click.Choice(STATES, case_sensitive=False),
+    help="Only connections in this state (repeatable; time-wait, established, ...).",
+)
+@click.option("--port", type=PORT, help="Only connections with this local or remote port.")
+@click.option(
+    "--watch",
+    type=DURATION,
+    is_flag=False,
+    flag_value=WATCH_DEFAULT,
+    default=None,
+    metavar="[SECS]",
+    help=f"Redraw every SECS (default {WATCH_DEFAULT:g}s) until Ctrl-C. Write --watch=SECS, "
+    "or put --watch after ID, so ID is not taken for SECS.",
+)
+@click.option(
+    "--count",
+    type=click.IntRange(1),
+    metavar="N",
+    help="With --watch: stop after N redraws.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts (fields below).")
+@click.option(
+    "--data",
+    metavar="TEXT",
+    help="Probe only: send TEXT (backslash escapes \\r \\n \\t \\\\ understood) before the close.",
+)
+@timeout_option
+@stack_options
+@click.pass_obj
+def inspect(
+    app: App,
+    stack: StackOptions,
+    target: tuple[str, ...],
+    states: tuple[str, ...],
+    port: int | None,
+    watch: float | None,
+    count: int | None,
+    as_json: bool,
+    data: str | None,
+    timeout: float | None,
+) -> None:
+    """Show pytcp's live TCP connections, or probe HOST PORT.
+
+    Without arguments: one row per connection and listener of every pytcp process
+    of this user (root sees everyone's) - ID, state, local and remote address,
+    send and receive queue bytes, cwnd, srtt, rto, and each armed timer with its
+    time remaining.
+
+    With ID (PID.N as the list shows it; a unique prefix will do): the whole
+    control block in sections - identity, send and receive sequence space (raw and
+    relative to ISS/IRS), negotiated options, congestion state, RTT, buffers,
+    counters, close flags - and a table of every timer, armed or not.
+
+    With HOST PORT: a probe on a stack of its own. It runs the handshake, sends
+    --data if given, closes (FIN), reads the peer's reply and FIN, and prints a
+    timeline: every segment with its time offset and, after each state change,
+    the TCB fields that changed and the timers armed, through TIME-WAIT; then
+    what the peer negotiated and the RTT measured. The stack options (--tun,
+    --addr, --trace, ...) apply to the probe only.
+    """
+    if count is not None and watch is None:
+        raise CliError("--count needs --watch", EXIT_USAGE)
+    if len(target) == 2:
+        if watch is not None or states or port is not None:
+            raise CliError("--watch, -s and --port do not apply to a probe", EXIT_USAGE)
+        payload = b""
+        if data is not None:
+            payload = codecs.escape_decode(data.encode("utf-8"))[0]
+        code = _probe(app, stack, target[0], PORT.convert(target[1], None, None), payload,
+                      timeout, as_json)  # fmt: skip
+        click.get_current_context().exit(code)
+    if data is not None:
+        raise CliError("--data is for a probe: pytcp inspect HOST PORT --data TEXT", EXIT_USAGE)
+    if len(target) == 0:
+        _list(app, states, port, as_json, watch, count)
+    elif len(target) == 1:
+        if states or port is not None:
+            raise CliError("-s and --port filter the list; they do not apply to ID", EXIT_USAGE)
+        _one(app, target[0], as_json, watch, count)
+    else:
+        raise CliError("give no argument, an ID, or HOST PORT", EXIT_USAGE)
+
+
+inspect.exit_status = EXIT_STATUS  # type: ignore[attr-defined]
+inspect.examples = EXAMPLES  # type: ignore[attr-defined]
