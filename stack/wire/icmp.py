@@ -1,6 +1,7 @@
-"""ICMPv4 (RFC 792): destination unreachable about our TCP segments, and echo (ping).
+"""ICMPv4 (RFC 792) and ICMPv6 (RFC 4443): destination unreachable (and IPv6 packet too
+big) about our TCP segments, and echo (ping).
 
-Imports the standard library, `stack.wire` (WireError), checksum and ipv4. Only the
+Imports the standard library, `stack.wire` (WireError), checksum, ipv4 and ipv6. Only the
 messages the host acts on are views here; any other well-formed ICMP message parses to None.
 """
 
@@ -8,14 +9,23 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from ipaddress import IPv6Address
 
 from stack.wire import WireError
-from stack.wire.checksum import internet_checksum, ones_sum
+from stack.wire.checksum import internet_checksum, ones_sum, pseudo_header_sum
 from stack.wire.ipv4 import PROTO_TCP, Ipv4Header
+from stack.wire.ipv6 import PROTO_ICMPV6, Ipv6Header
 
 TYPE_ECHO_REPLY = 0
 TYPE_DEST_UNREACHABLE = 3
 TYPE_ECHO_REQUEST = 8
+
+# ICMPv6 types (RFC 4443 §2.1, §3, §4).
+TYPE6_DEST_UNREACHABLE = 1
+TYPE6_PACKET_TOO_BIG = 2
+TYPE6_ECHO_REQUEST = 128
+TYPE6_ECHO_REPLY = 129
+_ECHO_REPLY_TO = {TYPE_ECHO_REQUEST: TYPE_ECHO_REPLY, TYPE6_ECHO_REQUEST: TYPE6_ECHO_REPLY}
 
 # Destination unreachable codes (RFC 792, RFC 1122 §3.2.2.1, RFC 1812 §5.2.7.1).
 CODE_NET_UNREACHABLE = 0
@@ -66,8 +76,36 @@ class IcmpError:
 
 
 @dataclass(frozen=True, slots=True)
+class Icmpv6Error:
+    """ICMPv6 destination unreachable (type 1, any code) or packet too big (type 2, with
+    the MTU, RFC 4443 §3.2) about a TCP segment we sent."""
+
+    type: int
+    code: int
+    mtu: int | None  # packet too big: the MTU of the next-hop link
+    quoted: Ipv6Header  # the header of the packet we sent
+    src_port: int
+    dst_port: int
+    seq: int
+
+    def build(self, src: IPv6Address, dst: IPv6Address) -> bytes:
+        """The ICMPv6 message sent from src (the reporter) to dst (the original sender)."""
+        rest = (self.mtu or 0) if self.type == TYPE6_PACKET_TOO_BIG else 0
+        try:
+            quoted = self.quoted.build_header(
+                self.quoted.payload_length or QUOTED_DATA_LEN
+            ) + _QUOTED_TCP.pack(self.src_port, self.dst_port, self.seq)
+        except struct.error as exc:
+            raise ValueError(f"quoted TCP field out of range: {exc}") from None
+        return _build(
+            self.type, self.code, rest, quoted, _v6_pseudo(src, dst, HEADER_LEN + len(quoted))
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class IcmpEcho:
-    """Echo request (type 8) or echo reply (type 0), RFC 792 "Echo or Echo Reply Message"."""
+    """Echo request or reply: ICMPv4 types 8 and 0 (RFC 792), ICMPv6 128 and 129 (RFC 4443
+    §4). An ICMPv6 message's checksum covers the pseudo-header: build it with src, dst."""
 
     type: int
     ident: int
@@ -77,14 +115,22 @@ class IcmpEcho:
 
     @property
     def is_request(self) -> bool:
-        return self.type == TYPE_ECHO_REQUEST
+        return self.type in _ECHO_REPLY_TO
 
     def reply(self) -> IcmpEcho:
         """The echo reply to this request: same identifier, sequence number and data."""
-        return IcmpEcho(TYPE_ECHO_REPLY, self.ident, self.seq, self.payload)
+        return IcmpEcho(
+            _ECHO_REPLY_TO.get(self.type, self.type), self.ident, self.seq, self.payload
+        )
 
-    def build(self) -> bytes:
-        return _build(self.type, self.code, (self.ident << 16) | self.seq, self.payload)
+    def build(self, src: IPv6Address | None = None, dst: IPv6Address | None = None) -> bytes:
+        """The message; src and dst (the IPv6 packet's) are needed for ICMPv6 only."""
+        initial = 0
+        if self.type in (TYPE6_ECHO_REQUEST, TYPE6_ECHO_REPLY):
+            if src is None or dst is None:
+                raise ValueError("an ICMPv6 echo needs the IPv6 src and dst for its checksum")
+            initial = _v6_pseudo(src, dst, HEADER_LEN + len(self.payload))
+        return _build(self.type, self.code, (self.ident << 16) | self.seq, self.payload, initial)
 
 
 def parse(data: bytes | bytearray | memoryview) -> IcmpError | IcmpEcho | None:
@@ -135,11 +181,71 @@ def build_unreachable(
     return _build(TYPE_DEST_UNREACHABLE, code, mtu or 0, quoted)
 
 
-def _build(icmp_type: int, code: int, rest: int, body: bytes | bytearray | memoryview) -> bytes:
+def parse_v6(
+    data: bytes | bytearray | memoryview, src: IPv6Address, dst: IPv6Address
+) -> Icmpv6Error | IcmpEcho | None:
+    """Parse one ICMPv6 message carried from src to dst (RFC 4443).
+
+    Returns an Icmpv6Error (destination unreachable or packet too big quoting TCP), an
+    IcmpEcho, or None for a well-formed message we do not act on (time exceeded, parameter
+    problem, neighbour discovery...). Raises only WireError.
+    """
+    view = memoryview(data)
+    if view.ndim != 1 or view.itemsize != 1:
+        view = view.cast("B")
+    if len(view) < HEADER_LEN:
+        raise WireError("truncated", f"ICMPv6 message of {len(view)} bytes < {HEADER_LEN}")
+    # RFC 4443 §2.3: the checksum covers the IPv6 pseudo-header too.
+    if internet_checksum(view, _v6_pseudo(src, dst, len(view))) != 0:
+        raise WireError("bad-checksum", "ICMPv6 checksum does not verify")
+    icmp_type, code, _, word1, word2 = HEADER.unpack_from(view)
+    if icmp_type in (TYPE6_ECHO_REQUEST, TYPE6_ECHO_REPLY):
+        return IcmpEcho(icmp_type, word1, word2, view[HEADER_LEN:], code)
+    if icmp_type not in (TYPE6_DEST_UNREACHABLE, TYPE6_PACKET_TOO_BIG):
+        return None
+    quoted, quoted_payload = Ipv6Header.parse_quoted(view[HEADER_LEN:])
+    if quoted.protocol != PROTO_TCP:
+        return None
+    if len(quoted_payload) < QUOTED_DATA_LEN:
+        raise WireError(
+            "truncated",
+            f"ICMPv6 quotes {len(quoted_payload)} bytes of TCP header < {QUOTED_DATA_LEN}",
+        )
+    src_port, dst_port, seq = _QUOTED_TCP.unpack_from(quoted_payload)
+    mtu = (word1 << 16) | word2 if icmp_type == TYPE6_PACKET_TOO_BIG else None
+    return Icmpv6Error(icmp_type, code, mtu, quoted, src_port, dst_port, seq)
+
+
+def build_unreachable_v6(
+    icmp_type: int,
+    code: int,
+    original: bytes | bytearray | memoryview,
+    src: IPv6Address,
+    dst: IPv6Address,
+    *,
+    mtu: int | None = None,
+) -> bytes:
+    """An ICMPv6 error (type 1 or 2) about `original` (an IPv6 packet) sent from src to dst,
+    quoting as much of the original as fits the minimum MTU (RFC 4443 §2.4 (c))."""
+    quoted = memoryview(original)[: 1280 - 40 - HEADER_LEN]
+    return _build(icmp_type, code, mtu or 0, quoted, _v6_pseudo(src, dst, HEADER_LEN + len(quoted)))
+
+
+def _v6_pseudo(src: IPv6Address, dst: IPv6Address, length: int) -> int:
+    return pseudo_header_sum(src, dst, PROTO_ICMPV6, length)
+
+
+def _build(
+    icmp_type: int,
+    code: int,
+    rest: int,
+    body: bytes | bytearray | memoryview,
+    initial: int = 0,
+) -> bytes:
     try:
         header = HEADER.pack(icmp_type, code, 0, rest >> 16, rest & 0xFFFF)
     except struct.error as exc:
         raise ValueError(f"ICMP field out of range: {exc}") from None
     # The header is 8 bytes, so the body's words line up: sum it in place, no copy first.
-    checksum = internet_checksum(body, ones_sum(header))
+    checksum = internet_checksum(body, ones_sum(header, initial))
     return b"".join((header[:2], checksum.to_bytes(2, "big"), header[4:], body))

@@ -11,8 +11,18 @@ from hypothesis import strategies as st
 
 from stack.wire import Flags, IcmpEcho, IcmpError, Ipv4Header, TcpSegment, WireError, icmp
 from stack.wire.checksum import internet_checksum, pseudo_header_sum
+from stack.wire.ipv6 import Ipv6Header
 from stack.wire.pretty import format_segment
-from tests.wire.vectors import CLIENT, LINUX_DATA, LINUX_SYN, LINUX_SYN_ACK, SERVER
+from tests.wire.vectors import (
+    CLIENT,
+    CLIENT6,
+    LINUX_DATA,
+    LINUX_SYN,
+    LINUX_SYN6,
+    LINUX_SYN_ACK,
+    SERVER,
+    SERVER6,
+)
 
 u8 = st.integers(0, 0xFF)
 u16 = st.integers(0, 0xFFFF)
@@ -70,6 +80,15 @@ def test_ipv4_tcp_round_trip(
     assert TcpSegment.parse(payload, src, dst) == seg
 
 
+@given(segments(), st.integers(0, 255), st.integers(0, 0xFFFFF), u8)
+def test_ipv6_tcp_round_trip(seg: TcpSegment, tclass: int, flow: int, hops: int) -> None:
+    header = Ipv6Header(CLIENT6, SERVER6, 6, hops, tclass, flow)
+    packet = header.build(seg.build(CLIENT6, SERVER6))
+    parsed, payload = Ipv6Header.parse(packet)
+    assert parsed == Ipv6Header(CLIENT6, SERVER6, 6, hops, tclass, flow, len(packet) - 40, 40)
+    assert TcpSegment.parse(payload, CLIENT6, SERVER6) == seg
+
+
 @given(u8, u16, u16, st.binary(max_size=100))
 def test_icmp_echo_round_trip(icmp_type: int, ident: int, seq: int, payload: bytes) -> None:
     icmp_type = 8 if icmp_type & 1 else 0
@@ -112,10 +131,20 @@ def parse_everything(data: bytes) -> None:
         TcpSegment.parse(payload, CLIENT, SERVER, verify_checksum=False)
     except WireError:
         pass
+    for parse6 in (Ipv6Header.parse, Ipv6Header.parse_quoted):
+        try:
+            _, payload = parse6(data)
+            TcpSegment.parse(payload, CLIENT6, SERVER6, verify_checksum=False)
+        except WireError:
+            pass
+    try:
+        icmp.parse_v6(data, CLIENT6, SERVER6)
+    except WireError:
+        pass
 
 
 @settings(max_examples=500)
-@given(st.binary(max_size=120))
+@given(st.binary(max_size=140))
 def test_random_bytes_raise_only_wire_error(data: bytes) -> None:
     parse_everything(data)
 
@@ -125,12 +154,23 @@ VALID = [
     *(LINUX_SYN[20:], LINUX_SYN_ACK[20:], LINUX_DATA[20:]),  # TCP alone
     icmp.build_unreachable(4, LINUX_SYN, mtu=1400),
     IcmpEcho(8, 1, 2, b"ping").build(),
+    LINUX_SYN6,
+    icmp.build_unreachable_v6(2, 0, LINUX_SYN6, CLIENT6, SERVER6, mtu=1280),
 ]
 
 
 def refresh_checksums(data: bytearray) -> bytes:
     """Recompute the IPv4, TCP and ICMP checksums where the shape allows, so mutations get
     past checksum verification and reach the deeper checks."""
+    if len(data) >= 48 and data[0] >> 4 == 6 and data[6] == 6:
+        tcp = data[40:]
+        tcp[16:18] = b"\0\0"
+        csum = internet_checksum(tcp, pseudo_header_sum(CLIENT6, SERVER6, 6, len(tcp)))
+        data[56:58] = csum.to_bytes(2, "big")
+    elif len(data) >= 8 and data[0] in (1, 2, 128, 129):  # ICMPv6 from CLIENT6 to SERVER6
+        data[2:4] = b"\0\0"
+        csum = internet_checksum(data, pseudo_header_sum(CLIENT6, SERVER6, 58, len(data)))
+        data[2:4] = csum.to_bytes(2, "big")
     if len(data) >= 20 and data[0] >> 4 == 4:
         ihl = (data[0] & 0x0F) * 4
         if 20 <= ihl <= len(data):
@@ -150,9 +190,9 @@ def refresh_checksums(data: bytearray) -> bytes:
 @settings(max_examples=1000, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.sampled_from(VALID),
-    st.lists(st.tuples(st.integers(0, 120), st.integers(0, 7)), max_size=6),
-    st.lists(st.tuples(st.integers(0, 120), u8), max_size=4),
-    st.integers(0, 130),
+    st.lists(st.tuples(st.integers(0, 140), st.integers(0, 7)), max_size=6),
+    st.lists(st.tuples(st.integers(0, 140), u8), max_size=4),
+    st.integers(0, 130),  # 130: keep the whole packet
     st.booleans(),
 )
 def test_mutated_packets_raise_only_wire_error(
@@ -169,7 +209,7 @@ def test_mutated_packets_raise_only_wire_error(
     for pos, value in sets:  # option lengths, data offset, IHL... set to anything
         if pos < len(data):
             data[pos] = value
-    data = data[:cut]
+    data = data[:cut] if cut < 130 else data
     mutated = refresh_checksums(data) if refresh else bytes(data)
     parse_everything(mutated)
     parse_everything(mutated[20:])

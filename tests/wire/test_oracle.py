@@ -8,14 +8,24 @@ scapy is imported here only: it is slow to import and the stack never needs it.
 
 from __future__ import annotations
 
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stack.wire import PROTO_TCP, Flags, IcmpEcho, IcmpError, Ipv4Header, TcpSegment, icmp
+from stack.wire import (
+    PROTO_TCP,
+    Flags,
+    IcmpEcho,
+    IcmpError,
+    Ipv4Header,
+    TcpSegment,
+    WireError,
+    icmp,
+)
+from stack.wire.ipv6 import Ipv6Header
 from tests.wire.test_fuzz import segments
 
 scapy_all = pytest.importorskip("scapy.all")
@@ -260,3 +270,87 @@ def test_we_parse_scapy_echo_and_ignore_udp_quotes() -> None:
     assert echo == IcmpEcho(8, 7, 8, b"hi")
     udp_quote = bytes(IP(src="10.77.0.2", dst="10.77.0.1") / UDP(sport=1, dport=2))[:28]
     assert icmp.parse(bytes(ICMP(type=3, code=3) / scapy_all.Raw(udp_quote))) is None
+
+
+# --- IPv6 ----------------------------------------------------------------------------------
+
+addresses6 = st.builds(IPv6Address, st.integers(0, (1 << 128) - 1))
+
+
+def rebuilt_by_scapy6(packet: bytes) -> bytes:
+    pkt = scapy_all.IPv6(packet)
+    if TCP in pkt:
+        del pkt[TCP].chksum
+    for layer in (scapy_all.ICMPv6PacketTooBig, scapy_all.ICMPv6EchoRequest):
+        if layer in pkt:
+            del pkt[layer].cksum
+    return bytes(pkt)
+
+
+@settings(max_examples=100, deadline=None)
+@given(segments(), addresses6, addresses6, st.integers(0, 0xFFFFF))
+def test_scapy_dissects_what_we_build_over_ipv6(
+    seg: TcpSegment, src: IPv6Address, dst: IPv6Address, flow: int
+) -> None:
+    packet = Ipv6Header(src, dst, PROTO_TCP, flow_label=flow).build(seg.build(src, dst))
+    pkt = scapy_all.IPv6(packet)
+    assert (pkt.version, pkt.fl, pkt.plen, pkt.nh, pkt.hlim) == (6, flow, len(packet) - 40, 6, 64)
+    assert (IPv6Address(pkt.src), IPv6Address(pkt.dst)) == (src, dst)
+    assert_scapy_sees(pkt, seg)
+    assert rebuilt_by_scapy6(packet) == packet
+
+
+def test_we_parse_scapy_ipv6_with_extension_headers() -> None:
+    pkt = (
+        scapy_all.IPv6(src="fd77::2", dst="fd77::1", hlim=9)
+        / scapy_all.IPv6ExtHdrHopByHop(options=[scapy_all.RouterAlert()])
+        / scapy_all.IPv6ExtHdrDestOpt(options=[scapy_all.PadN(optdata=b"\0\0\0\0")])
+        / scapy_all.IPv6ExtHdrFragment(offset=0, m=0, id=5)
+        / TCP(sport=1, dport=2, seq=3, flags="S", options=[("MSS", 1220)])
+        / b"data"
+    )
+    raw = bytes(pkt)
+    hdr, payload = Ipv6Header.parse(raw)
+    assert (hdr.protocol, hdr.hop_limit, hdr.payload_length) == (6, 9, len(raw) - 40)
+    seg = TcpSegment.parse(payload, hdr.src, hdr.dst)
+    assert seg == TcpSegment(1, 2, 3, 0, Flags.SYN, 8192, payload=b"data", mss=1220)
+
+
+def test_we_refuse_scapy_ipv6_fragments() -> None:
+    frag = (
+        scapy_all.IPv6(src="fd77::2", dst="fd77::1")
+        / scapy_all.IPv6ExtHdrFragment(offset=0, m=1, id=5)
+        / TCP()
+    )
+    with pytest.raises(WireError) as err:
+        Ipv6Header.parse(bytes(frag))
+    assert err.value.reason == "fragment"
+
+
+def test_icmpv6_against_scapy() -> None:
+    router, us, peer = IPv6Address("fd77::fe"), IPv6Address("fd77::2"), IPv6Address("fd77::1")
+    original = bytes(scapy_all.IPv6(src=str(us), dst=str(peer)) / TCP(sport=4, dport=5, seq=6))
+    # scapy builds, we parse
+    ptb = scapy_all.ICMPv6PacketTooBig(mtu=1300) / scapy_all.Raw(original)
+    ip = scapy_all.IPv6(src=str(router), dst=str(us)) / ptb
+    raw = bytes(ip)
+    err = icmp.parse_v6(raw[40:], router, us)
+    assert isinstance(err, icmp.Icmpv6Error)
+    assert (err.type, err.code, err.mtu, err.src_port, err.dst_port, err.seq) == (
+        2,
+        0,
+        1300,
+        4,
+        5,
+        6,
+    )
+    # we build, scapy parses with a valid checksum
+    ours = Ipv6Header(router, us, 58).build(
+        icmp.build_unreachable_v6(2, 0, original, router, us, mtu=1300)
+    )
+    assert ours == raw
+    echo = IcmpEcho(128, 9, 10, b"abc").build(us, peer)
+    packet = Ipv6Header(us, peer, 58).build(echo)
+    pkt = scapy_all.IPv6(packet)
+    assert (pkt[scapy_all.ICMPv6EchoRequest].id, pkt[scapy_all.ICMPv6EchoRequest].seq) == (9, 10)
+    assert rebuilt_by_scapy6(packet) == packet

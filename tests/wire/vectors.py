@@ -15,7 +15,7 @@ byte is as captured. tcpdump -nn -v printed:
 
 from __future__ import annotations
 
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 
 CLIENT = IPv4Address("10.77.0.2")
 SERVER = IPv4Address("10.77.0.1")
@@ -39,4 +39,22 @@ LINUX_DATA = bytes.fromhex(
     "9c4013886adb9723fd951ecd8018004036d40000"
     "0101080aabb760d1eaf82176"  # nop, nop, TS
     "68656c6c6f0a"  # b"hello\n"
+)
+
+# The same connection over IPv6 (fd77::2 port 40000 to fd77::1 port 5000, lo); TCP checksum
+# from tcpdump ("incorrect -> 0xa2d9"):
+#     IP6 (flowlabel 0x6abe2, hlim 64, next-header TCP (6) payload length: 40)
+#     fd77::2.40000 > fd77::1.5000: Flags [S], seq 3580363760, win 65476,
+#     options [mss 65476,sackOK,TS val 2605812712 ecr 0,nop,wscale 10], length 0
+CLIENT6 = IPv6Address("fd77::2")
+SERVER6 = IPv6Address("fd77::1")
+LINUX_SYN6 = bytes.fromhex(
+    "6006abe2"
+    "00280640"  # version 6, flow label 0x6abe2; payload 40, TCP, hop limit 64
+    "fd770000000000000000000000000002"
+    "fd770000000000000000000000000001"
+    "9c401388d56803f000000000a002ffc4a2d90000"
+    "0204ffc4"
+    "0402080a9b518be800000000"
+    "0103030a"
 )
