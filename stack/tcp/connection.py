@@ -1,0 +1,1327 @@
+"""Connection: one TCP connection (RFC 9293) as a sans-IO state machine over one Tcb.
+Imports everything in stack/tcp, stack.wire (TcpSegment, Flags, IcmpError) and stack.trace.
+
+Theory of operation
+-------------------
+Heads up: read RFC 9293 §3.10 before changing anything here; the method names follow it.
+
+Three sources drive a connection, each taking `now` (integer ns on the caller's clock):
+user calls (`open_active`, `open_passive`, `send`, `receive`, `shutdown`, `close`,
+`abort`, `status`), segments from the host (`receive_segment`, `receive_icmp`) and time
+(`handle_timers`).  After any of them the owner calls `segments_to_send(now)`,
+`next_event()` until None, and `next_deadline()` to know when to call `handle_timers`.
+
+RFC section                              where
+--------------------------------------   ------------------------------------------------
+§3.10.1-6 user calls                     state.USER_CALLS, dispatched by `_call`
+§3.10.7.1 CLOSED                         `_on_closed`
+§3.10.7.2 LISTEN                         `_on_listen`
+§3.10.7.3 SYN-SENT                       `_on_syn_sent`
+§3.10.7.4 first: sequence check          `_is_acceptable` (four cases), PAWS `_paws_reject`
+          second: RST (RFC 5961 §3)      `_on_rst`
+          fourth: SYN (RFC 5961 §4)      `_on_syn`
+          fifth: ACK (RFC 5961 §5)       `_on_ack`, `_ack_advance`, `_on_dup_ack`
+          sixth: URG                     `_on_urg` (pointer kept, not delivered)
+          seventh: text                  `_on_text` (reassembly.RecvBuffer)
+          eighth: FIN                    `_on_fin`, `_accept_fin`
+§3.10.8 timeouts, RFC 6298               `handle_timers`, `_on_rto`, `_on_syn_timeout`
+§3.8.6.2.1 sender SWS / §3.7.4 Nagle     `_send_data`
+§3.8.6.2.2 receiver SWS, RFC 7323 §2.4   `_window_field`, `_maybe_window_update`
+§3.8.6.1 zero-window probing (persist)   `_on_persist`
+§3.8.6.3 delayed ACK, RFC 5681 §4.2      `_on_text`, timer "delayed-ack"
+RFC 5681 §3.2 + RFC 6582 NewReno         `_on_dup_ack`, `_ack_advance` (CC hooks)
+RFC 7323 timestamps (RTTM, PAWS)         `_make`, `_paws_reject`, `_ack_advance`
+RFC 2018 SACK (receiver side)            `_sack_blocks`
+RFC 1122 4.2.3.6 keepalive               `_on_keepalive`
+RFC 1191 / RFC 5927 ICMP                 `receive_icmp`
+
+Sequence space.  The SYN occupies ISS; data byte k of the send buffer lives at
+`_buf_seq + k` (the buffer starts at SND.UNA once the SYN is acknowledged); the FIN,
+once the application asked for it, sits right after the last byte.  SND.NXT is where
+the next transmission starts and may be pulled back to SND.UNA by a timeout (go-back-N);
+SND.MAX (BSD's snd_max) is the highest sequence sent, so ACKs for data sent before
+the timeout stay acceptable.  `segments_to_send` sends whatever lies between SND.NXT
+and the usable window: "retransmit" is "move SND.NXT back".
+
+Choices worth knowing:
+- Nagle is on by default, as on a Linux socket without TCP_NODELAY; TcpConfig(nodelay=True)
+  turns it off.  Sender SWS avoidance applies either way.
+- The sender does not use the peer's SACK blocks (receiver-side SACK only): loss
+  recovery is NewReno.
+- A connection opened passively that is reset in SYN-RECEIVED goes to CLOSED, not back
+  to LISTEN: the host keeps the listener and creates one Connection per SYN.
+- Zero-window probes carry one new byte (RFC 9293 §3.8.6.1); they back off like the RTO
+  and give up only after `config.retries` probes in a row got no answer at all.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import replace
+from ipaddress import IPv4Address
+
+from stack.tcp.clock import MS, SECOND
+from stack.tcp.config import TcpConfig
+from stack.tcp.congestion import CONTROLLERS, CongestionControl, NoControl
+from stack.tcp.errors import InvalidStateError
+from stack.tcp.events import (
+    Closed,
+    ConnectionFailed,
+    DataReceived,
+    Established,
+    Event,
+    PeerClosed,
+    StateChanged,
+)
+from stack.tcp.reassembly import RecvBuffer
+from stack.tcp.rtt import RttEstimator
+from stack.tcp.sendbuf import SendBuffer
+from stack.tcp.seq import (
+    MASK,
+    between,
+    in_window,
+    seq_add,
+    seq_diff,
+    seq_ge,
+    seq_gt,
+    seq_le,
+    seq_lt,
+)
+from stack.tcp.state import SYNCHRONIZED, USER_CALLS, State
+from stack.tcp.tcb import Tcb
+from stack.tcp.timers import TimerSet
+from stack.trace import DROP, EVENT, SEGMENT_IN, SEGMENT_OUT, STATE, TIMER, TraceEvent, Tracer
+from stack.wire.icmp import IcmpError
+from stack.wire.tcp import Flags, TcpSegment
+
+Endpoint = tuple[IPv4Address, int]  # docs/internals.md; IPv6 later, same shape
+
+ACK = Flags.ACK
+SYN = Flags.SYN
+FIN = Flags.FIN
+RST = Flags.RST
+PSH = Flags.PSH
+URG = Flags.URG
+
+DEFAULT_MSS = 536  # RFC 9293 3.7.1 / RFC 1122 4.2.2.6: assumed when the SYN has no MSS
+MIN_MSS = 48  # floor for ICMP-lowered MSS (Linux tcp_min_snd_mss)
+IP_TCP_HEADERS = 40  # IPv4 + TCP headers without options (RFC 9293 3.7.1)
+TS_OPTION_SPACE = 12  # RFC 7323 §3: 10 bytes + 2 NOP, on every segment once negotiated
+MAX_WINDOW_FIELD = 0xFFFF
+MAX_WSCALE = 14  # RFC 7323 §2.3
+DUP_ACK_THRESHOLD = 3  # RFC 5681 §3.2
+PAWS_IDLE = 24 * 24 * 3600 * SECOND  # RFC 7323 §5.5: TS.Recent is invalid after 24 days
+
+# States in which queued data and the FIN are (re)transmitted.
+_SENDING = frozenset(
+    {State.ESTABLISHED, State.CLOSE_WAIT, State.FIN_WAIT_1, State.CLOSING, State.LAST_ACK}
+)
+# States in which arriving text is accepted (RFC 9293 §3.10.7.4 seventh).
+_RECEIVING = frozenset({State.ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2})
+
+
+def _wscale_for(buffer: int) -> int:
+    """The smallest shift that lets the 16-bit window field cover `buffer` (RFC 7323 §2.3)."""
+    shift = 0
+    while buffer >> shift > MAX_WINDOW_FIELD and shift < MAX_WSCALE:
+        shift += 1
+    return shift
+
+
+class Connection:
+    """One TCP connection (RFC 9293), sans-IO.
+
+    Driven by user calls, `receive_segment`/`receive_icmp` and `handle_timers`; after any
+    of them call `segments_to_send(now)`, drain `next_event()` and re-arm on
+    `next_deadline()`.  `receive_segment` never raises for anything the network sends.
+    """
+
+    def __init__(
+        self,
+        *,
+        id: int,
+        local: Endpoint,
+        remote: Endpoint,
+        iss: int,
+        config: TcpConfig,
+        link_mtu: int = 1500,
+        tracer: Tracer | None = None,
+    ) -> None:
+        self.id = id
+        self.local = local
+        self.remote = remote
+        self.config = config
+        self.link_mtu = link_mtu
+        self._tracer = tracer
+        self._name = str(id)
+        iss &= MASK
+        mss = link_mtu - IP_TCP_HEADERS
+        if config.mss is not None:
+            mss = min(mss, config.mss)
+        self.tcb = Tcb(
+            iss=iss,
+            snd_una=iss,
+            snd_nxt=iss,
+            snd_max=iss,
+            snd_up=iss,
+            mss_local=mss,
+            snd_mss=min(mss, DEFAULT_MSS),
+        )
+        self.timers = TimerSet()
+        self.rtt = RttEstimator(
+            rto_initial=config.rto_initial, rto_min=config.rto_min, rto_max=config.rto_max
+        )
+        self.cc: CongestionControl
+        if config.cc == "none":
+            self.cc = NoControl(self.tcb.snd_mss)
+        elif config.cc in CONTROLLERS:
+            self.cc = CONTROLLERS[config.cc](self.tcb.snd_mss)
+        else:
+            raise ValueError(f"unknown congestion control {config.cc!r}")
+        self.sendbuf = SendBuffer(config.snd_buf)
+        self.recvbuf = RecvBuffer(config.rcv_buf)
+        self.error: str | None = None
+        self._n = {
+            "segments_in": 0,
+            "segments_out": 0,
+            "bytes_in": 0,
+            "bytes_out": 0,
+            "retransmissions": 0,
+            "retransmitted_bytes": 0,
+            "dup_acks": 0,
+            "challenge_acks": 0,
+            "zero_window_probes": 0,
+            "keepalive_probes": 0,
+        }
+        self._drops: dict[str, int] = {}
+        self._events: deque[Event] = deque()
+        self._out: list[TcpSegment] = []
+        self._wscale_offer = _wscale_for(config.rcv_buf) if config.wscale else None
+        self._passive = False
+        self._peer_wscale = False  # the peer's SYN carried a window-scale option
+        self._buf_seq = seq_add(iss, 1)  # sequence number of send-buffer byte 0
+        self._syn_new = True  # the next SYN we send is not a retransmission
+        self._ack_now = False  # an ACK must go out with the next segments_to_send
+        self._unacked_rx = 0  # in-order bytes received since our last ACK
+        self._rcv_mss = DEFAULT_MSS  # largest payload seen from the peer (delayed ACK)
+        self._peer_fin_seq: int | None = None  # FIN that arrived ahead of missing data
+        self._last_ooo_seq: int | None = None  # for the first SACK block (RFC 2018 §4)
+        self._retries = 0  # consecutive RTOs (or SYN timeouts) without progress
+        self._rtt_seq: int | None = None  # timed segment's end (RFC 6298 §3, Karn)
+        self._rtt_time = 0
+        self._dup_acks = 0
+        self._recover = iss  # RFC 6582 §3.2 step 1: initialised to ISS
+        self._phase = "open"  # "open" | "recovery" (fast recovery) | "loss" (after RTO)
+        self._partial_acks = 0
+        self._force = False  # send one segment past SWS avoidance (persist override)
+        self._probes_unanswered = 0  # persist probes with no ACK at all
+        self._keepalives_unanswered = 0
+        self._last_challenge: int | None = None
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def counters(self) -> dict[str, object]:
+        """Segments and bytes in/out, retransmissions, duplicate ACKs, challenge ACKs,
+        probes, and drops by reason."""
+        return {**self._n, "drops": dict(self._drops)}
+
+    @property
+    def state(self) -> State:
+        return self.tcb.state
+
+    @property
+    def readable(self) -> int:
+        """In-order bytes the application can read now."""
+        return self.recvbuf.readable
+
+    @property
+    def at_eof(self) -> bool:
+        """The peer's FIN arrived and every byte before it was read."""
+        return self.tcb.fin_received and self.recvbuf.readable == 0
+
+    @property
+    def send_space(self) -> int:
+        """Bytes send() would accept now."""
+        if self.tcb.fin_queued or USER_CALLS[(self.tcb.state, "SEND")] not in ("send", "queue"):
+            return 0
+        return self.sendbuf.free
+
+    @property
+    def is_closed(self) -> bool:
+        return self.tcb.state is State.CLOSED
+
+    # ------------------------------------------------------------------ user calls
+    # RFC 9293 §3.10.1-6; USER_CALLS says what each call does in each state.
+
+    def _call(self, call: str) -> str:
+        action = USER_CALLS[(self.tcb.state, call)]
+        if action.startswith("error: "):
+            raise InvalidStateError(action.removeprefix("error: "))
+        return action
+
+    def open_active(self, now: int) -> None:
+        """Active OPEN (§3.10.1): CLOSED (or LISTEN) -> SYN-SENT; the SYN goes out with
+        the next segments_to_send."""
+        self._call("OPEN")
+        self._passive = False
+        self._set_state(State.SYN_SENT, now)
+
+    def open_passive(self, now: int) -> None:
+        """Passive OPEN (§3.10.1): CLOSED -> LISTEN."""
+        if self._call("OPEN") != "open":
+            raise InvalidStateError("connection already exists")
+        self._passive = True
+        self._set_state(State.LISTEN, now)
+
+    def send(self, data: bytes | bytearray | memoryview, now: int) -> int:
+        """SEND (§3.10.2): queue bytes; returns how many fit (0: buffer full).  They go
+        out with segments_to_send once the handshake is done and the windows allow."""
+        self._call("SEND")
+        if self.tcb.fin_queued:
+            raise InvalidStateError("connection closing")
+        return self.sendbuf.write(data)
+
+    def receive(self, max_bytes: int, now: int) -> bytes:
+        """RECEIVE (§3.10.3): up to max_bytes in-order bytes; b"" when none (see at_eof)."""
+        if self._call("RECEIVE") == "queue":
+            return b""
+        data = self.recvbuf.read(max_bytes)
+        if data:
+            self._maybe_window_update()
+        return data
+
+    def shutdown(self, now: int) -> None:
+        """CLOSE (§3.10.4): no more sends; a FIN follows the queued data.  The receive
+        side stays open (half-close)."""
+        action = self._call("CLOSE")
+        tcb = self.tcb
+        if action == "delete":
+            self._set_state(State.CLOSED, now)
+        elif action == "queue":
+            # SYN-RECEIVED: the FIN waits for ESTABLISHED (§3.10.4).
+            tcb.fin_queued = True
+        else:  # "fin"
+            tcb.fin_queued = True
+            new = State.FIN_WAIT_1 if tcb.state is State.ESTABLISHED else State.LAST_ACK
+            self._set_state(new, now)
+
+    def close(self, now: int) -> None:
+        """The application is gone (RFC 1122 4.2.2.13): RST if received data is unread,
+        otherwise CLOSE and answer any data arriving later with RST.  Never raises."""
+        tcb = self.tcb
+        state = tcb.state
+        if state is State.CLOSED:
+            return
+        if self.recvbuf.readable and state in SYNCHRONIZED:
+            # RFC 1122 4.2.2.13 / RFC 2525 §2.17: unread data means data loss: reset.
+            self._drop("unread-data-at-close", now)
+            self._reset_and_close(now)
+            return
+        tcb.app_closed = True
+        if state in (State.LISTEN, State.SYN_SENT):
+            self._set_state(State.CLOSED, now)
+        elif state in (State.SYN_RECEIVED, State.ESTABLISHED, State.CLOSE_WAIT):
+            if not tcb.fin_queued:
+                self.shutdown(now)
+        elif state is State.FIN_WAIT_2:
+            self._arm_fin_wait_2(now)
+
+    def abort(self, now: int) -> None:
+        """ABORT (§3.10.5): RST if synchronized, then CLOSED."""
+        if self._call("ABORT") == "reset":
+            self._reset_and_close(now)
+        else:
+            self._set_state(State.CLOSED, now)
+
+    def status(self, now: int) -> dict[str, object]:
+        """STATUS (§3.10.6): the snapshot."""
+        self._call("STATUS")
+        return self.snapshot(now)
+
+    # ------------------------------------------------------------------ outputs
+
+    def next_event(self) -> Event | None:
+        return self._events.popleft() if self._events else None
+
+    def next_deadline(self) -> int | None:
+        return self.timers.earliest()
+
+    def segments_to_send(self, now: int) -> list[TcpSegment]:
+        """Everything due now: control segments, the SYN, data within the windows, the
+        FIN, and an ACK if one is owed and nothing else carried it."""
+        out = self._out
+        self._out = []
+        tcb = self.tcb
+        state = tcb.state
+        if state is State.SYN_SENT or state in SYNCHRONIZED:
+            if tcb.snd_nxt == tcb.iss and state in (State.SYN_SENT, State.SYN_RECEIVED):
+                out.append(self._send_syn(now))
+            if state in _SENDING:
+                self._send_data(now, out)
+            if self._ack_now and state is not State.SYN_SENT:
+                out.append(self._make(ACK, tcb.snd_nxt, now))
+        n = self._n
+        for seg in out:
+            n["segments_out"] += 1
+            n["bytes_out"] += len(seg.payload)
+            if self._tracer is not None:
+                self._trace(SEGMENT_OUT, now, segment=seg, src=self.local[0], dst=self.remote[0])
+        return out
+
+    # ------------------------------------------------------------------ timers
+
+    def handle_timers(self, now: int) -> None:
+        """Fire every timer whose deadline is at or before now (RFC 9293 §3.10.8)."""
+        for name in self.timers.due(now):
+            timer = self.timers[name]
+            if timer.deadline is None or timer.deadline > now:
+                continue  # cancelled or re-armed by an earlier one
+            self._trace(
+                TIMER, now, timer=name, action="fired", deadline=timer.deadline, reason=timer.reason
+            )
+            backoff = timer.backoff
+            self.timers.cancel(name)
+            match name:
+                case "syn":
+                    self._on_syn_timeout(now, backoff)
+                case "retransmission":
+                    self._on_rto(now)
+                case "delayed-ack":
+                    self._ack_now = True
+                case "persist":
+                    self._on_persist(now, backoff)
+                case "keepalive":
+                    self._on_keepalive(now)
+                case "time-wait":
+                    self._set_state(State.CLOSED, now)
+                case "fin-wait-2":
+                    # Linux sends RST when an orphaned FIN-WAIT-2 times out.
+                    self._reset_and_close(now)
+            if self.tcb.state is State.CLOSED:
+                break
+
+    def _arm(self, now: int, name: str, delay: int, reason: str, backoff: int = 0) -> None:
+        self.timers.arm(name, now + delay, reason, backoff)
+        if self._tracer is not None:
+            self._trace(TIMER, now, timer=name, action="armed", deadline=now + delay, reason=reason)
+
+    def _on_syn_timeout(self, now: int, backoff: int) -> None:
+        # RFC 9293 §3.8.1 / RFC 6298 (5.5): back off and resend the SYN (or SYN-ACK);
+        # give up after syn_retries (synack_retries) timeouts, as Linux does.
+        tcb = self.tcb
+        limit = (
+            self.config.synack_retries
+            if tcb.state is State.SYN_RECEIVED
+            else self.config.syn_retries
+        )
+        if backoff + 1 > limit:
+            self._fail("timed out", now)
+            return
+        self.rtt.backoff()
+        self._rtt_seq = None  # Karn: never time a retransmitted segment
+        tcb.snd_nxt = tcb.iss
+        self._arm(now, "syn", self.rtt.rto, "SYN retransmission", backoff + 1)
+
+    def _on_rto(self, now: int) -> None:
+        """RFC 6298 (5.4)-(5.6) and RFC 5681 §3.1: loss window, go-back-N from SND.UNA."""
+        tcb = self.tcb
+        self._retries += 1
+        if self._retries > self.config.retries:
+            self._fail("timed out", now)
+            return
+        flight = seq_diff(tcb.snd_max, tcb.snd_una)
+        self.cc.on_rto(now, flight)
+        self._recover = tcb.snd_max  # RFC 6582 §3.2 step 4 (after a timeout)
+        self._phase = "loss"
+        self._dup_acks = 0
+        self._partial_acks = 0
+        self.rtt.backoff()
+        self._rtt_seq = None
+        tcb.snd_nxt = tcb.snd_una
+        self._arm(now, "retransmission", self.rtt.rto, "RTO", self._retries)
+
+    def _on_persist(self, now: int, backoff: int) -> None:
+        """RFC 9293 §3.8.6.1: probe a zero window; or, for a small nonzero window that
+        SWS avoidance blocked, send what fits (the §3.8.6.2.1 override timeout)."""
+        tcb = self.tcb
+        if tcb.snd_wnd == 0:
+            if self._probes_unanswered >= self.config.retries:
+                self._fail("timed out", now)
+                return
+            # One byte (or the FIN) at SND.UNA; it counts as sent so an ACK covering it
+            # stays acceptable, but does not arm the retransmission timer.
+            tcb.snd_nxt = tcb.snd_una
+            off = seq_diff(tcb.snd_una, self._buf_seq)
+            payload = self.sendbuf.peek(off, 1)
+            flags = ACK
+            if not payload and tcb.fin_queued:
+                flags |= FIN
+            seg = self._make(flags, tcb.snd_una, now, payload)
+            end = seq_add(tcb.snd_una, seg.seg_len)
+            tcb.snd_nxt = end
+            if seq_gt(end, tcb.snd_max):
+                tcb.snd_max = end
+            if flags & FIN:
+                tcb.fin_sent = True
+            self._out.append(seg)
+            self._n["zero_window_probes"] += 1
+            self._probes_unanswered += 1
+            delay = min(self.rtt.rto << min(backoff + 1, 32), self.config.rto_max)
+            self._arm(now, "persist", delay, "zero-window probe", backoff + 1)
+        else:
+            self._force = True
+
+    def _on_keepalive(self, now: int) -> None:
+        """RFC 1122 4.2.3.6: an ACK with SEG.SEQ = SND.NXT - 1 draws an ACK from a live peer."""
+        tcb = self.tcb
+        idle = self.config.keepalive_idle
+        if tcb.state is not State.ESTABLISHED or idle is None:
+            return
+        if tcb.snd_max != tcb.snd_una:
+            # Data is outstanding: the retransmission timer watches the peer.
+            self._arm(now, "keepalive", idle, "idle")
+            return
+        if self._keepalives_unanswered >= self.config.keepalive_probes:
+            self._fail("timed out", now, rst=True)
+            return
+        self._keepalives_unanswered += 1
+        self._n["keepalive_probes"] += 1
+        self._out.append(self._make(ACK, seq_add(tcb.snd_nxt, -1), now))
+        self._arm(
+            now,
+            "keepalive",
+            self.config.keepalive_interval,
+            "keepalive probe",
+            self._keepalives_unanswered,
+        )
+
+    def _arm_fin_wait_2(self, now: int) -> None:
+        # Linux tcp_fin_timeout: an orphaned FIN-WAIT-2 does not wait forever.
+        self._arm(now, "fin-wait-2", self.config.fin_wait_2_timeout, "orphaned FIN-WAIT-2")
+
+    # ------------------------------------------------------------------ ICMP
+
+    def receive_icmp(self, err: IcmpError, now: int) -> None:
+        """An ICMP destination-unreachable quoting one of our segments.  Never raises.
+
+        Code 4 (fragmentation needed, RFC 1191) lowers the send MSS and resends;
+        any other code fails a connection still in its handshake ("refused" for port
+        unreachable, "unreachable" otherwise) and is a soft error afterwards (RFC 5461).
+        """
+        tcb = self.tcb
+        if err.type != 3:
+            self._drop("icmp-not-unreachable", now)
+            return
+        # RFC 5927 §4.1: only believe errors quoting a sequence number in flight.
+        if not in_window(err.seq, tcb.snd_una, max(seq_diff(tcb.snd_max, tcb.snd_una), 1)):
+            self._drop("icmp-stale-seq", now)
+            return
+        if err.code == 4:
+            if not err.mtu:
+                self._drop("icmp-no-mtu", now)
+                return
+            ts = TS_OPTION_SPACE if tcb.timestamps else 0
+            mss = max(err.mtu - IP_TCP_HEADERS - ts, MIN_MSS)
+            if mss >= tcb.snd_mss:
+                self._drop("icmp-mtu-not-lower", now)
+                return
+            tcb.snd_mss = mss
+            self.cc.set_mss(mss)
+            # RFC 1191 §6.3: retransmit what the router dropped, in smaller segments.
+            if tcb.state in _SENDING:
+                tcb.snd_nxt = tcb.snd_una
+                self._rtt_seq = None
+            return
+        if tcb.state in (State.SYN_SENT, State.SYN_RECEIVED):
+            self._fail("refused" if err.code == 3 else "unreachable", now)
+        else:
+            self._drop("icmp-soft-error", now)
+
+    # ------------------------------------------------------------------ segment arrival
+
+    def receive_segment(self, seg: TcpSegment, now: int) -> None:
+        """SEGMENT ARRIVES (RFC 9293 §3.10.7).  Never raises for network input: anything
+        wrong is a counted, traced drop."""
+        n = self._n
+        n["segments_in"] += 1
+        n["bytes_in"] += len(seg.payload)
+        if self._tracer is not None:
+            self._trace(SEGMENT_IN, now, segment=seg, src=self.remote[0], dst=self.local[0])
+        match self.tcb.state:
+            case State.CLOSED:
+                self._on_closed(seg, now)
+            case State.LISTEN:
+                self._on_listen(seg, now)
+            case State.SYN_SENT:
+                self._on_syn_sent(seg, now)
+            case _:
+                self._on_synchronized(seg, now)
+
+    def _on_closed(self, seg: TcpSegment, now: int) -> None:
+        # §3.10.7.1: an incoming segment not containing a RST causes a RST to be sent.
+        self._drop("closed", now)
+        if not seg.flags & RST:
+            self._out.append(self._reset_for(seg))
+
+    def _on_listen(self, seg: TcpSegment, now: int) -> None:
+        # §3.10.7.2
+        tcb = self.tcb
+        if seg.flags & RST:  # first: ignore a RST
+            self._drop("rst-in-listen", now)
+            return
+        if seg.flags & ACK:  # second: nothing was sent that could be acknowledged
+            self._drop("ack-in-listen", now)
+            self._out.append(self._rst(seg.ack))
+            return
+        if not seg.flags & SYN:  # fourth: drop anything else
+            self._drop("no-syn-in-listen", now)
+            return
+        # third: the SYN.  Text and FIN on a SYN are not kept (no TCP Fast Open): the
+        # peer retransmits them after the handshake.
+        if seg.payload or seg.flags & FIN:
+            self._drop("syn-data-ignored", now)
+        tcb.irs = seg.seq
+        tcb.rcv_nxt = seq_add(seg.seq, 1)
+        tcb.rcv_up = tcb.rcv_nxt
+        self._negotiate(seg, now)
+        # RFC 7323 §2.2: the window of a SYN is never scaled.
+        tcb.snd_wnd = seg.window
+        tcb.max_snd_wnd = seg.window
+        tcb.snd_wl1 = seg.seq
+        tcb.snd_wl2 = tcb.iss
+        self._set_state(State.SYN_RECEIVED, now)
+
+    def _on_syn_sent(self, seg: TcpSegment, now: int) -> None:
+        # §3.10.7.3
+        tcb = self.tcb
+        flags = seg.flags
+        if flags & ACK and (seq_le(seg.ack, tcb.iss) or seq_gt(seg.ack, tcb.snd_max)):
+            # first: an ACK for something we never sent
+            self._drop("bad-ack-in-syn-sent", now)
+            if not flags & RST:
+                self._out.append(self._rst(seg.ack))
+            return
+        if flags & RST:
+            # second: RFC 5961 §3 -- in SYN-SENT a RST is valid if it acknowledges the SYN.
+            if flags & ACK:
+                self._fail("refused", now)
+            else:
+                self._drop("rst-without-ack-in-syn-sent", now)
+            return
+        if not flags & SYN:  # fifth
+            self._drop("no-syn-in-syn-sent", now)
+            return
+        # fourth: the SYN
+        tcb.irs = seg.seq
+        tcb.rcv_nxt = seq_add(seg.seq, 1)
+        tcb.rcv_up = tcb.rcv_nxt
+        self._negotiate(seg, now)
+        tcb.snd_wnd = seg.window  # RFC 7323 §2.2: unscaled in a SYN
+        tcb.max_snd_wnd = seg.window
+        tcb.snd_wl1 = seg.seq
+        tcb.snd_wl2 = seg.ack
+        if flags & ACK:
+            if seg.timestamps is not None and tcb.timestamps:
+                tcb.ts_recent = seg.timestamps[0]
+                tcb.ts_recent_age = now
+            self._ack_advance(seg.ack, seg, now)
+            self._set_state(State.ESTABLISHED, now)
+            self._ack_now = True
+            if seg.payload or flags & FIN:
+                # Text on the SYN-ACK: §3.10.7.3 "continue processing at the sixth step".
+                rest = replace(seg, seq=seq_add(seg.seq, 1), flags=flags & ~SYN)
+                if rest.payload:
+                    self._on_text(rest, now)
+                if rest.flags & FIN:
+                    self._on_fin(rest, now)
+        else:
+            # Simultaneous open: SYN-RECEIVED, send <SEQ=ISS><ACK=RCV.NXT><CTL=SYN,ACK>.
+            self._set_state(State.SYN_RECEIVED, now)
+            tcb.snd_nxt = tcb.iss
+            self._syn_new = True
+            self.timers.cancel("syn")
+            if seg.payload or flags & FIN:
+                self._drop("syn-data-ignored", now)
+
+    def _negotiate(self, syn: TcpSegment, now: int) -> None:
+        """Options from the peer's SYN (RFC 9293 3.7.1, RFC 7323 §2-3, RFC 2018 §2)."""
+        tcb = self.tcb
+        cfg = self.config
+        tcb.mss_remote = syn.mss if syn.mss else DEFAULT_MSS
+        self._peer_wscale = syn.wscale is not None
+        if syn.wscale is not None and self._wscale_offer is not None:
+            tcb.wscale_remote = min(syn.wscale, MAX_WSCALE)  # RFC 7323 §2.3: log and use 14
+            tcb.wscale_local = self._wscale_offer
+        else:
+            tcb.wscale_remote = tcb.wscale_local = 0
+        tcb.sack = cfg.sack and syn.sack_permitted
+        tcb.timestamps = cfg.timestamps and syn.timestamps is not None
+        if tcb.timestamps and syn.timestamps is not None:
+            tcb.ts_recent = syn.timestamps[0]
+            tcb.ts_recent_age = now
+        ts = TS_OPTION_SPACE if tcb.timestamps else 0
+        tcb.snd_mss = max(min(tcb.mss_remote, tcb.mss_local) - ts, MIN_MSS)
+        self.cc.set_mss(tcb.snd_mss)
+
+    def _on_synchronized(self, seg: TcpSegment, now: int) -> None:
+        """§3.10.7.4, SYN-RECEIVED through TIME-WAIT, in the RFC's order."""
+        tcb = self.tcb
+        flags = seg.flags
+        if (
+            tcb.state is State.SYN_RECEIVED
+            and flags & SYN
+            and not flags & (ACK | RST)
+            and seg.seq == tcb.irs
+        ):
+            # The peer's SYN again: our SYN-ACK was lost.  Resend it now.
+            self._drop("retransmitted-syn", now)
+            tcb.snd_nxt = tcb.iss
+            return
+        if self._paws_reject(seg, now):
+            return
+        # first: sequence number check (four cases)
+        text_ok = True
+        if not self._is_acceptable(seg):
+            if tcb.rcv_wnd == 0 and seg.seq == tcb.rcv_nxt:
+                # A zero window still processes valid ACKs, URGs and RSTs (§3.10.7.4);
+                # the text is not taken (a zero-window probe) and is answered by an ACK.
+                text_ok = False
+                self._ack_now = True
+                if seg.payload:
+                    self._drop("zero-window", now)
+            else:
+                if flags & RST:  # RFC 5961 §3.2: out-of-window RST is silently dropped
+                    self._drop("rst-out-of-window", now)
+                    return
+                if tcb.state is State.TIME_WAIT and flags & FIN:
+                    # A retransmitted FIN: our last ACK was lost.  ACK it again and
+                    # restart the 2·MSL wait (§3.10.7.4 eighth, TIME-WAIT).
+                    self._arm(now, "time-wait", 2 * self.config.msl, "2MSL")
+                self._drop("out-of-window", now)
+                self._ack_now = True
+                return
+        if (
+            seg.timestamps is not None
+            and tcb.timestamps
+            and seq_le(seg.seq, tcb.last_ack_sent)
+            and seq_ge(seg.timestamps[0], tcb.ts_recent)
+        ):
+            # RFC 7323 §4.3 (2): remember the peer's clock for the echo and PAWS.
+            tcb.ts_recent = seg.timestamps[0]
+            tcb.ts_recent_age = now
+        self._keepalives_unanswered = 0
+        if self.config.keepalive_idle is not None and tcb.state is State.ESTABLISHED:
+            self.timers.arm("keepalive", now + self.config.keepalive_idle, "idle")
+        if flags & RST:  # second
+            self._on_rst(seg, now)
+            return
+        if flags & SYN:  # fourth (the third, security, is not implemented)
+            self._on_syn(seg, now)
+            return
+        if not flags & ACK:  # fifth: "if the ACK bit is off, drop the segment"
+            self._drop("no-ack", now)
+            return
+        if not self._on_ack(seg, now):
+            return
+        if flags & URG:  # sixth
+            self._on_urg(seg)
+        if not text_ok:
+            return
+        if seg.payload and not self._on_text(seg, now):  # seventh
+            return
+        if flags & FIN:  # eighth
+            self._on_fin(seg, now)
+
+    def _paws_reject(self, seg: TcpSegment, now: int) -> bool:
+        """RFC 7323 §5.3 R1: an old TSval marks an old duplicate: ACK and drop."""
+        tcb = self.tcb
+        if (
+            tcb.timestamps
+            and seg.timestamps is not None
+            and not seg.flags & RST
+            and seq_lt(seg.timestamps[0], tcb.ts_recent)
+            and now - tcb.ts_recent_age <= PAWS_IDLE
+        ):
+            self._drop("paws", now)
+            self._ack_now = True
+            return True
+        return False
+
+    def _is_acceptable(self, seg: TcpSegment) -> bool:
+        """The four cases of RFC 9293 §3.10.7.4 (first), modulo 2**32."""
+        tcb = self.tcb
+        length = seg.seg_len
+        wnd = tcb.rcv_wnd
+        nxt = tcb.rcv_nxt
+        if length == 0:
+            return seg.seq == nxt if wnd == 0 else in_window(seg.seq, nxt, wnd)
+        if wnd == 0:
+            return False
+        return in_window(seg.seq, nxt, wnd) or in_window(seq_add(seg.seq, length - 1), nxt, wnd)
+
+    def _on_rst(self, seg: TcpSegment, now: int) -> None:
+        """§3.10.7.4 second, with RFC 5961 §3.2: only an exact match resets."""
+        tcb = self.tcb
+        if seg.seq != tcb.rcv_nxt:
+            self._drop("rst-in-window", now)
+            self._challenge_ack(now)
+            return
+        match tcb.state:
+            case State.SYN_RECEIVED:
+                # Passive: the host forgets us (see the module docstring); active
+                # (simultaneous open): "connection refused".
+                self._fail("reset" if self._passive else "refused", now)
+            case State.ESTABLISHED | State.FIN_WAIT_1 | State.FIN_WAIT_2 | State.CLOSE_WAIT:
+                self._fail("reset", now)
+            case _:  # CLOSING, LAST-ACK, TIME-WAIT
+                self._set_state(State.CLOSED, now)
+
+    def _on_syn(self, seg: TcpSegment, now: int) -> None:
+        """§3.10.7.4 fourth, RFC 5961 §4: a SYN in a synchronized state draws a challenge
+        ACK whatever its sequence number; a live peer ignores it, a restarted one RSTs."""
+        self._drop("syn-in-synchronized", now)
+        self._challenge_ack(now)
+
+    def _challenge_ack(self, now: int) -> None:
+        # RFC 5961 §7: at most one challenge ACK per challenge_ack_interval.
+        last = self._last_challenge
+        if last is not None and now - last < self.config.challenge_ack_interval:
+            self._drop("challenge-ack-rate-limited", now)
+            return
+        self._last_challenge = now
+        self._n["challenge_acks"] += 1
+        self._out.append(self._make(ACK, self.tcb.snd_nxt, now))
+
+    def _on_ack(self, seg: TcpSegment, now: int) -> bool:
+        """§3.10.7.4 fifth.  False when the segment is done with."""
+        tcb = self.tcb
+        ack = seg.ack
+        if tcb.state is State.SYN_RECEIVED:
+            if not (seq_lt(tcb.snd_una, ack) and seq_le(ack, tcb.snd_max)):
+                self._drop("bad-ack-in-syn-received", now)
+                self._out.append(self._rst(ack))
+                return False
+            tcb.snd_wnd = seg.window << tcb.wscale_remote
+            tcb.max_snd_wnd = max(tcb.max_snd_wnd, tcb.snd_wnd)
+            tcb.snd_wl1 = seg.seq
+            tcb.snd_wl2 = ack
+            self._set_state(State.ESTABLISHED, now)
+            if tcb.fin_queued:  # a CLOSE issued in SYN-RECEIVED (§3.10.4)
+                self._set_state(State.FIN_WAIT_1, now)
+        # RFC 5961 §5.2: acceptable if SND.UNA - MAX.SND.WND <= SEG.ACK <= SND.NXT.
+        if not between(seq_add(tcb.snd_una, -tcb.max_snd_wnd), ack, tcb.snd_max):
+            self._drop("ack-unacceptable", now)
+            self._ack_now = True
+            return False
+        window = seg.window << tcb.wscale_remote
+        self._probes_unanswered = 0
+        if seq_gt(ack, tcb.snd_una):
+            self._ack_advance(ack, seg, now)
+        elif (
+            ack == tcb.snd_una
+            and self.timers.is_armed("retransmission")
+            and not seg.payload
+            and not seg.flags & (SYN | FIN)
+            and window == tcb.snd_wnd
+        ):
+            # RFC 5681 §2 duplicate ACK: outstanding data, no data, no SYN/FIN, same
+            # ACK number and the same window.
+            self._on_dup_ack(now)
+        if seq_lt(tcb.snd_wl1, seg.seq) or (tcb.snd_wl1 == seg.seq and seq_le(tcb.snd_wl2, ack)):
+            # §3.10.7.4 fifth: the SND.WL1/WL2 rule keeps old segments from
+            # updating the window.
+            if tcb.snd_wnd == 0 and window > 0:
+                self.timers.cancel("persist")
+            tcb.snd_wnd = window
+            tcb.snd_wl1 = seg.seq
+            tcb.snd_wl2 = ack
+            tcb.max_snd_wnd = max(tcb.max_snd_wnd, window)
+        match tcb.state:
+            case State.FIN_WAIT_1:
+                if tcb.fin_acked:
+                    self._set_state(State.FIN_WAIT_2, now)
+                    if tcb.app_closed:
+                        self._arm_fin_wait_2(now)
+            case State.CLOSING:
+                if tcb.fin_acked:
+                    self._enter_time_wait(now)
+            case State.LAST_ACK:
+                if tcb.fin_acked:
+                    self._set_state(State.CLOSED, now)
+                    return False
+        return True
+
+    def _ack_advance(self, ack: int, seg: TcpSegment, now: int) -> None:
+        """SND.UNA moves to `ack`: release acknowledged bytes, take an RTT sample, tell
+        congestion control, restart or stop the retransmission timer."""
+        tcb = self.tcb
+        data_end = seq_add(self._buf_seq, len(self.sendbuf))
+        covered = ack if seq_le(ack, data_end) else data_end
+        data_acked = seq_diff(covered, self._buf_seq)
+        if data_acked > 0:
+            self.sendbuf.consume(data_acked)
+            self._buf_seq = covered
+        if tcb.fin_sent and seq_gt(ack, data_end):
+            tcb.fin_acked = True
+        tcb.snd_una = ack
+        if seq_lt(tcb.snd_nxt, ack):
+            tcb.snd_nxt = ack
+        if tcb.state in (State.SYN_SENT, State.SYN_RECEIVED):
+            self.timers.cancel("syn")
+        # RTT: the timestamp echo (RFC 7323 §4.1) or the timed segment (RFC 6298 §3).
+        sample: int | None = None
+        if tcb.timestamps and seg.timestamps is not None and seg.timestamps[1]:
+            sample = ((now // MS - seg.timestamps[1]) & MASK) * MS
+            self._rtt_seq = None
+        elif self._rtt_seq is not None and seq_ge(ack, self._rtt_seq):
+            sample = now - self._rtt_time
+            self._rtt_seq = None
+        if sample is not None:
+            self.rtt.sample(sample)
+        self.rtt.reset_backoff()
+        self._retries = 0
+        flight = seq_diff(tcb.snd_max, tcb.snd_una)
+        if self._phase == "recovery":
+            if seq_ge(ack, self._recover):
+                # RFC 6582 §3.2 step 6: full acknowledgment ends fast recovery.
+                self.cc.on_exit_recovery(now, flight)
+                self._phase = "open"
+                self._dup_acks = 0
+            else:
+                # Step 5: a partial ACK: retransmit the next hole and stay in recovery.
+                self.cc.on_partial_ack(now, max(data_acked, 0))
+                self._retransmit_head(now)
+                self._partial_acks += 1
+                if self._partial_acks == 1 and tcb.snd_max != tcb.snd_una:
+                    # "For the first partial ACK ... also reset the retransmit timer."
+                    self._arm(now, "retransmission", self.rtt.rto, "RTO")
+                return
+        else:
+            self.cc.on_ack(now, max(data_acked, 0), flight, sample)
+            self._dup_acks = 0
+            if self._phase == "loss" and seq_ge(ack, self._recover):
+                self._phase = "open"
+        if tcb.snd_una == tcb.snd_max:
+            self.timers.cancel("retransmission")  # RFC 6298 (5.2)
+        else:
+            self._arm(now, "retransmission", self.rtt.rto, "RTO")  # (5.3)
+
+    def _on_dup_ack(self, now: int) -> None:
+        """RFC 5681 §3.2 and RFC 6582 §3.2: fast retransmit on the third duplicate."""
+        tcb = self.tcb
+        self._n["dup_acks"] += 1
+        self._dup_acks += 1
+        if self._phase == "recovery":
+            self.cc.on_dup_ack_in_recovery(now)  # step 3: inflate
+            return
+        if self._dup_acks != DUP_ACK_THRESHOLD:
+            return
+        # RFC 6582 §3.2 step 2: enter only if the ACK covers more than "recover", so
+        # duplicates caused by retransmissions after a timeout do not trigger it again.
+        if not seq_gt(tcb.snd_una, self._recover):
+            return
+        self._recover = tcb.snd_max
+        self.cc.on_enter_recovery(now, seq_diff(tcb.snd_max, tcb.snd_una))
+        self._phase = "recovery"
+        self._partial_acks = 0
+        self._retransmit_head(now)
+
+    def _retransmit_head(self, now: int) -> None:
+        """Send the first unacknowledged segment again, now (fast retransmit)."""
+        tcb = self.tcb
+        off = seq_diff(tcb.snd_una, self._buf_seq)
+        payload = self.sendbuf.peek(off, min(tcb.snd_mss, seq_diff(tcb.snd_max, tcb.snd_una)))
+        flags = ACK
+        end = seq_add(tcb.snd_una, len(payload))
+        if tcb.fin_sent and end == self._fin_seq() and seq_lt(end, tcb.snd_max):
+            flags |= FIN
+        if not payload and not flags & FIN:
+            return
+        if payload and len(payload) == len(self.sendbuf) - off:
+            flags |= PSH
+        self._out.append(self._make(flags, tcb.snd_una, now, payload))
+        self._n["retransmissions"] += 1
+        self._n["retransmitted_bytes"] += len(payload)
+        self._rtt_seq = None  # Karn
+
+    def _on_urg(self, seg: TcpSegment) -> None:
+        # §3.10.7.4 sixth: urgent data is not delivered separately; keep the pointer.
+        up = seq_add(seg.seq, seg.urgent)
+        if seq_gt(up, self.tcb.rcv_up):
+            self.tcb.rcv_up = up
+
+    def _on_text(self, seg: TcpSegment, now: int) -> bool:
+        """§3.10.7.4 seventh: take in-window text into the reassembly buffer.  False when
+        the connection was reset because of it."""
+        tcb = self.tcb
+        if tcb.state not in _RECEIVING:
+            # CLOSE-WAIT, CLOSING, LAST-ACK, TIME-WAIT: the peer's FIN came before.
+            self._drop("text-after-fin", now)
+            return True
+        payload = memoryview(seg.payload)
+        offset = seq_diff(seg.seq, tcb.rcv_nxt)
+        if offset < 0:  # trim what we already have
+            payload = payload[-offset:]
+            offset = 0
+        room = tcb.rcv_wnd - offset
+        if len(payload) > room:  # trim what lies beyond the window
+            payload = payload[: max(room, 0)]
+        if not payload:
+            self._ack_now = True  # a pure duplicate: the peer missed our ACK
+            return True
+        if tcb.app_closed:
+            # RFC 1122 4.2.2.13: nobody will read it; tell the peer with a RST.
+            self._drop("data-after-close", now)
+            self._reset_and_close(now)
+            return False
+        self._rcv_mss = max(self._rcv_mss, len(seg.payload))
+        advanced = self.recvbuf.insert(offset, payload)
+        if offset > 0:
+            # Out of order: ACK at once (RFC 5681 §4.2, RFC 9293 3.8.6.3) so the
+            # sender sees duplicate ACKs, with SACK blocks.
+            self._last_ooo_seq = seg.seq
+            self._ack_now = True
+            return True
+        if advanced:
+            self._advance_rcv_nxt(advanced)
+            self._events.append(DataReceived(advanced))
+            if advanced > len(payload) or self.recvbuf.ooo_ranges():
+                self._ack_now = True  # a hole filled or one remains: ACK at once
+            else:
+                # Delayed ACK (RFC 9293 3.8.6.3, RFC 5681 §4.2): at least every
+                # second full-sized segment, and within delayed_ack.
+                self._unacked_rx += advanced
+                if self._unacked_rx >= 2 * self._rcv_mss:
+                    self._ack_now = True
+                elif not self.timers.is_armed("delayed-ack"):
+                    self._arm(now, "delayed-ack", self.config.delayed_ack, "delayed ACK")
+        if self._peer_fin_seq is not None and self._peer_fin_seq == tcb.rcv_nxt:
+            self._accept_fin(now)
+        return True
+
+    def _advance_rcv_nxt(self, n: int) -> None:
+        tcb = self.tcb
+        tcb.rcv_nxt = seq_add(tcb.rcv_nxt, n)
+        tcb.rcv_wnd = max(tcb.rcv_wnd - n, 0)  # the right edge stays where it was
+
+    def _on_fin(self, seg: TcpSegment, now: int) -> None:
+        """§3.10.7.4 eighth."""
+        tcb = self.tcb
+        if tcb.fin_received:
+            self._ack_now = True  # a retransmitted FIN: ACK it again
+            return
+        fin_seq = seq_add(seg.seq, len(seg.payload))
+        if fin_seq == tcb.rcv_nxt:
+            self._accept_fin(now)
+        elif in_window(fin_seq, tcb.rcv_nxt, tcb.rcv_wnd + 1):
+            # Ahead of missing data: remember it, take it when the hole fills.
+            self._peer_fin_seq = fin_seq
+            self._ack_now = True
+
+    def _accept_fin(self, now: int) -> None:
+        tcb = self.tcb
+        self._peer_fin_seq = None
+        tcb.fin_received = True
+        self._advance_rcv_nxt(1)
+        self._ack_now = True  # a FIN is acknowledged at once
+        self._events.append(PeerClosed())
+        match tcb.state:
+            case State.SYN_RECEIVED | State.ESTABLISHED:
+                self._set_state(State.CLOSE_WAIT, now)
+            case State.FIN_WAIT_1:
+                if tcb.fin_acked:
+                    self._enter_time_wait(now)
+                else:
+                    self._set_state(State.CLOSING, now)
+            case State.FIN_WAIT_2:
+                self._enter_time_wait(now)
+            case _:
+                pass
+
+    def _enter_time_wait(self, now: int) -> None:
+        self._set_state(State.TIME_WAIT, now)
+        for name in ("retransmission", "persist", "keepalive", "fin-wait-2", "delayed-ack"):
+            self.timers.cancel(name)
+        self._arm(now, "time-wait", 2 * self.config.msl, "2MSL")
+
+    # ------------------------------------------------------------------ sending
+
+    def _fin_seq(self) -> int:
+        return seq_add(self._buf_seq, len(self.sendbuf))
+
+    def _send_syn(self, now: int) -> TcpSegment:
+        tcb = self.tcb
+        synack = tcb.state is State.SYN_RECEIVED
+        seg = self._make(SYN | ACK if synack else SYN, tcb.iss, now)
+        tcb.snd_nxt = seq_add(tcb.iss, 1)
+        if seq_gt(tcb.snd_nxt, tcb.snd_max):
+            tcb.snd_max = tcb.snd_nxt
+        if self._syn_new:
+            self._syn_new = False
+            self._rtt_seq = tcb.snd_nxt
+            self._rtt_time = now
+        else:
+            self._n["retransmissions"] += 1
+        if not self.timers.is_armed("syn"):
+            self._arm(now, "syn", self.rtt.rto, "SYN retransmission")
+        return seg
+
+    def _send_data(self, now: int, out: list[TcpSegment]) -> None:
+        """Segments from SND.NXT within min(SND.WND, cwnd), with sender SWS avoidance and
+        Nagle (RFC 9293 3.8.6.2.1, 3.7.4); the FIN rides on the last one."""
+        tcb = self.tcb
+        mss = tcb.snd_mss
+        buf = self.sendbuf
+        while True:
+            off = seq_diff(tcb.snd_nxt, self._buf_seq)
+            unsent = len(buf) - off
+            if unsent < 0 or (unsent == 0 and not tcb.fin_queued):
+                break  # everything (and the FIN, if any) is out
+            window_end = seq_add(tcb.snd_una, min(tcb.snd_wnd, self.cc.cwnd))
+            usable = seq_diff(window_end, tcb.snd_nxt)
+            length = max(0, min(unsent, mss, usable))
+            fin = tcb.fin_queued and length == unsent and usable > length
+            if length == 0 and not fin:
+                break
+            retransmit = seq_lt(tcb.snd_nxt, tcb.snd_max)
+            if length < mss and not fin and not retransmit and not self._force:
+                # Sender SWS avoidance (3.8.6.2.1): send a short segment only when it
+                # empties the queue or fills half the largest window seen -- and then,
+                # with Nagle (3.7.4), only when nothing is unacknowledged.
+                if length < unsent and length < tcb.max_snd_wnd // 2:
+                    break
+                if not self.config.nodelay and tcb.snd_una != tcb.snd_max:
+                    break
+            self._force = False
+            seq = tcb.snd_nxt
+            payload = buf.peek(off, length) if length else b""
+            flags = ACK
+            if length and length == unsent:
+                flags |= PSH
+            if fin:
+                flags |= FIN
+                tcb.fin_sent = True
+            out.append(self._make(flags, seq, now, payload))
+            end = seq_add(seq, length + (1 if fin else 0))
+            tcb.snd_nxt = end
+            if retransmit:
+                self._n["retransmissions"] += 1
+                self._n["retransmitted_bytes"] += length
+            elif self._rtt_seq is None and not tcb.timestamps:
+                self._rtt_seq = end  # RFC 6298 §3: time one segment per RTT
+                self._rtt_time = now
+            if seq_gt(end, tcb.snd_max):
+                tcb.snd_max = end
+            if not self.timers.is_armed("retransmission"):
+                self._arm(now, "retransmission", self.rtt.rto, "RTO")  # (5.1)
+            if fin:
+                break
+        self._force = False
+        blocked = len(buf) - seq_diff(tcb.snd_nxt, self._buf_seq) > 0 or (
+            tcb.fin_queued and not tcb.fin_sent
+        )
+        if self.timers.is_armed("retransmission"):
+            self.timers.cancel("persist")  # ACKs of data in flight will clock us
+        elif blocked:
+            if not self.timers.is_armed("persist"):
+                self._arm(now, "persist", self.rtt.rto, "window too small")
+        elif tcb.snd_max != tcb.snd_una and not self.timers.is_armed("persist"):
+            self._arm(now, "retransmission", self.rtt.rto, "RTO")
+
+    def _make(
+        self, flags: Flags, seq: int, now: int, payload: bytes | memoryview = b""
+    ) -> TcpSegment:
+        """A segment from us with the current ACK, window and options."""
+        tcb = self.tcb
+        syn = bool(flags & SYN)
+        if syn:
+            # RFC 7323 §2.2: the window in a SYN is never scaled.
+            window = min(self.recvbuf.window, MAX_WINDOW_FIELD)
+            tcb.rcv_wnd = window
+        else:
+            window = self._window_field()
+        ts = None
+        if tcb.timestamps or (syn and tcb.state is State.SYN_SENT and self.config.timestamps):
+            ts = ((now // MS) & MASK, tcb.ts_recent if flags & ACK else 0)
+        sack: tuple[tuple[int, int], ...] = ()
+        if flags & ACK:
+            tcb.last_ack_sent = tcb.rcv_nxt
+            self._ack_now = False
+            self._unacked_rx = 0
+            self.timers.cancel("delayed-ack")
+            if tcb.sack and not syn:
+                sack = self._sack_blocks()
+        mss = wscale = None
+        sack_permitted = False
+        if syn:
+            mss = tcb.mss_local
+            if tcb.state is State.SYN_SENT:
+                wscale = self._wscale_offer
+                sack_permitted = self.config.sack
+            else:  # a SYN-ACK offers only what the peer's SYN offered (RFC 7323 §1.3)
+                wscale = self._wscale_offer if self._peer_wscale else None
+                sack_permitted = tcb.sack
+        return TcpSegment(
+            src_port=self.local[1],
+            dst_port=self.remote[1],
+            seq=seq,
+            ack=tcb.rcv_nxt if flags & ACK else 0,
+            flags=flags,
+            window=window,
+            payload=payload,
+            mss=mss,
+            wscale=wscale,
+            sack_permitted=sack_permitted,
+            sack=sack,
+            timestamps=ts,
+        )
+
+    def _window_field(self) -> int:
+        """The 16-bit window to advertise (RFC 9293 3.8.6.2.2, RFC 7323 §2.4)."""
+        tcb = self.tcb
+        shift = tcb.wscale_local
+        wnd = tcb.rcv_wnd
+        avail = self.recvbuf.window
+        # Receiver SWS avoidance: move the right edge only by a useful amount.
+        if avail - wnd >= min(self.recvbuf.capacity // 2, tcb.mss_local):
+            wnd = avail
+        field = min(wnd >> shift, MAX_WINDOW_FIELD)
+        if field << shift < tcb.rcv_wnd and field < MAX_WINDOW_FIELD:
+            field += 1  # rounding down would shrink the right edge (RFC 7323 §2.4)
+        tcb.rcv_wnd = field << shift
+        return field
+
+    def _maybe_window_update(self) -> None:
+        """After the application read: ACK at once if the window we could offer has at
+        least doubled and grown by the SWS threshold (Linux tcp_cleanup_rbuf)."""
+        tcb = self.tcb
+        if tcb.state not in _RECEIVING:
+            return
+        avail = self.recvbuf.window
+        threshold = min(self.recvbuf.capacity // 2, tcb.mss_local)
+        if avail - tcb.rcv_wnd >= threshold and avail >= 2 * tcb.rcv_wnd:
+            self._ack_now = True
+
+    def _sack_blocks(self) -> tuple[tuple[int, int], ...]:
+        """RFC 2018 §4: out-of-order ranges, the one holding the latest segment first."""
+        tcb = self.tcb
+        ranges = self.recvbuf.ooo_ranges()
+        if not ranges:
+            return ()
+        nxt = tcb.rcv_nxt
+        blocks = [(seq_add(nxt, s), seq_add(nxt, e)) for s, e in ranges]
+        latest = self._last_ooo_seq
+        if latest is not None:
+            for i, (left, right) in enumerate(blocks):
+                if between(left, latest, right):
+                    blocks.insert(0, blocks.pop(i))
+                    break
+        return tuple(blocks[: 3 if tcb.timestamps else 4])
+
+    def _rst(self, seq: int) -> TcpSegment:
+        return TcpSegment(
+            src_port=self.local[1], dst_port=self.remote[1], seq=seq, ack=0, flags=RST, window=0
+        )
+
+    def _reset_for(self, seg: TcpSegment) -> TcpSegment:
+        # §3.10.7.1: <SEQ=SEG.ACK><CTL=RST>, or <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>.
+        if seg.flags & ACK:
+            return self._rst(seg.ack)
+        return TcpSegment(
+            src_port=self.local[1],
+            dst_port=self.remote[1],
+            seq=0,
+            ack=seq_add(seg.seq, seg.seg_len),
+            flags=RST | ACK,
+            window=0,
+        )
+
+    def _reset_and_close(self, now: int) -> None:
+        # §3.10.5: <SEQ=SND.NXT><CTL=RST>
+        self._out.append(self._rst(self.tcb.snd_max))
+        self._set_state(State.CLOSED, now)
+
+    def _fail(self, reason: str, now: int, *, rst: bool = False) -> None:
+        self.error = reason
+        self._emit(ConnectionFailed(reason), now)
+        if rst:
+            self._reset_and_close(now)
+        else:
+            self._set_state(State.CLOSED, now)
+
+    # ------------------------------------------------------------------ state, events
+
+    def _set_state(self, new: State, now: int) -> None:
+        """The only writer of tcb.state: emits StateChanged and a STATE trace event."""
+        tcb = self.tcb
+        old = tcb.state
+        if old is new:
+            return
+        tcb.state = new
+        self._trace(STATE, now, old=str(old), new=str(new))
+        self._emit(StateChanged(old, new), now)
+        if new is State.ESTABLISHED:
+            self._emit(Established(), now)
+            if self.config.keepalive_idle is not None:
+                self._arm(now, "keepalive", self.config.keepalive_idle, "idle")
+        elif new is State.CLOSED:
+            self.timers.cancel_all()
+            self._emit(Closed(), now)
+
+    def _emit(self, event: Event, now: int) -> None:
+        self._events.append(event)
+        if self._tracer is not None:
+            self._trace(EVENT, now, event=event)
+
+    def _drop(self, reason: str, now: int) -> None:
+        self._drops[reason] = self._drops.get(reason, 0) + 1
+        if self._tracer is not None:
+            self._trace(DROP, now, reason=reason)
+
+    def _trace(self, kind: str, now: int, **fields: object) -> None:
+        if self._tracer is not None:
+            self._tracer(TraceEvent(now, kind, self._name, fields))
+
+    # ------------------------------------------------------------------ snapshot
+
+    def snapshot(self, now: int) -> dict[str, object]:
+        """The whole TCB as plain, JSON-safe data (docs/internals.md)."""
+        tcb = self.tcb
+        snap = tcb.snapshot()
+        queued = len(self.sendbuf)
+        data_end = seq_add(self._buf_seq, queued)
+        sent_to = tcb.snd_max if seq_le(tcb.snd_max, data_end) else data_end
+        unacked = max(seq_diff(sent_to, self._buf_seq), 0)
+        nxt = tcb.rcv_nxt
+        return {
+            "id": self.id,
+            "state": str(tcb.state),
+            "local": {"addr": str(self.local[0]), "port": self.local[1]},
+            "remote": {"addr": str(self.remote[0]), "port": self.remote[1]},
+            "send": snap["send"],
+            "receive": snap["receive"],
+            "options": snap["options"],
+            "congestion": {
+                **self.cc.snapshot(),
+                "in_flight": seq_diff(tcb.snd_max, tcb.snd_una),
+                "phase": self._phase,
+                "recover": self._recover,
+                "dup_acks": self._dup_acks,
+            },
+            "rtt": self.rtt.snapshot(),
+            "buffers": {
+                "send_capacity": self.sendbuf.capacity,
+                "send_queued": queued,
+                "unacked": unacked,
+                "unsent": queued - unacked,
+                "recv_capacity": self.recvbuf.capacity,
+                "unread": self.recvbuf.readable,
+                "out_of_order": [
+                    [seq_add(nxt, s), seq_add(nxt, e)] for s, e in self.recvbuf.ooo_ranges()
+                ],
+            },
+            "counters": self.counters,
+            "timers": self.timers.snapshot(now),
+            "close": snap["close"],
+        }
