@@ -28,9 +28,8 @@ StackFactory = Callable[[StackOptions, Callable[[Any], None] | None], Any]
 def default_stack_factory(opts: StackOptions, tracer: Callable[[Any], None] | None) -> Any:
     """A `stack.api.Stack` on a TUN device, configured from the command line."""
     api = importlib.import_module("stack.api")
-    config = None
-    if opts.mss is not None:
-        config = importlib.import_module("stack.tcp.config").TcpConfig(mss=opts.mss)
+    overrides = opts.tcp_overrides()
+    config = api.TcpConfig(**overrides) if overrides else None
     return api.Stack(
         tun=opts.tun,
         addr=opts.addr,
@@ -39,6 +38,7 @@ def default_stack_factory(opts: StackOptions, tracer: Callable[[Any], None] | No
         config=config,
         tracer=tracer,
         pcap=opts.pcap,
+        impair=opts.impair,
     )
 
 
@@ -136,8 +136,11 @@ class App:
             ) from None
         try:
             yield entered if entered is not None else stack
-        finally:
-            stack.__exit__(None, None, None)
+        except BaseException:
+            # Leaving on an error or ^C: the stack resets its connections at once.
+            stack.__exit__(*sys.exc_info())
+            raise
+        stack.__exit__(None, None, None)
 
     def resolve(self, host: str, numeric: bool) -> str:
         """HOST as an IPv4 address string: literal as is; a name through the system

@@ -8,6 +8,7 @@ command takes (the TUN/address options, `-v`, `--trace`, `--pcap`, `--mss`,
 from __future__ import annotations
 
 import functools
+import importlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -117,6 +118,36 @@ class StackOptions:
     trace: bool = False
     pcap: str | None = None
     verbose: int = 0
+    impair: str | None = None
+    cc: str | None = None
+    sack: bool = True
+    wscale: bool = True
+    timestamps: bool = True
+
+    def tcp_overrides(self) -> dict[str, Any]:
+        """The TcpConfig fields the options changed (an empty dict: the defaults)."""
+        changed: dict[str, Any] = {}
+        if self.mss is not None:
+            changed["mss"] = self.mss
+        if self.cc is not None:
+            changed["cc"] = self.cc
+        for name in ("sack", "wscale", "timestamps"):
+            if not getattr(self, name):
+                changed[name] = False
+        return changed
+
+
+class Impair(click.ParamType):
+    """An impairment spec, checked by the stack's own parser and kept in canonical form."""
+
+    name = "spec"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        impair = importlib.import_module("stack.io.impair")
+        try:
+            return str(impair.ImpairSpec.parse(str(value)))
+        except ValueError as e:
+            self.fail(str(e).removeprefix("impair: "), param, ctx)
 
 
 def stack_options(f: F) -> F:
@@ -147,6 +178,31 @@ def stack_options(f: F) -> F:
             type=click.IntRange(88, 65495),
             metavar="BYTES",
             help="Maximum segment size to announce (default: interface MTU - 40).",
+        ),
+        click.option(
+            "--cc",
+            type=click.Choice(["newreno", "cubic"]),
+            help="Congestion control (default: newreno).",
+        ),
+        click.option("--no-sack", "no_sack", is_flag=True, help="Do not offer SACK (RFC 2018)."),
+        click.option(
+            "--no-wscale",
+            "no_wscale",
+            is_flag=True,
+            help="Do not offer window scaling (RFC 7323 §2).",
+        ),
+        click.option(
+            "--no-timestamps",
+            "no_timestamps",
+            is_flag=True,
+            help="Do not offer timestamps (RFC 7323 §3).",
+        ),
+        click.option(
+            "--impair",
+            type=Impair(),
+            metavar="SPEC",
+            help="Impair the link both ways, seeded: loss=5%,dup=1%,reorder=2%,delay=20ms,"
+            "jitter=5ms,corrupt=0.1%,seed=7 (any subset).",
         ),
         click.option(
             "--tun",
@@ -185,6 +241,11 @@ def stack_options(f: F) -> F:
             trace=kwargs.pop("trace"),
             pcap=kwargs.pop("pcap"),
             verbose=kwargs.pop("verbose"),
+            impair=kwargs.pop("impair"),
+            cc=kwargs.pop("cc"),
+            sack=not kwargs.pop("no_sack"),
+            wscale=not kwargs.pop("no_wscale"),
+            timestamps=not kwargs.pop("no_timestamps"),
         )
         return f(stack=stack, **kwargs)
 

@@ -78,6 +78,7 @@ class ConnectSession(Session):
         self.recv_only = recv_only
         self.verbose = verbose
         self.started = self.loop.now()
+        self.ended: int | None = None
         self.last_activity = self.started
         self.stdin_eof = False
         self.stdout = FdWriter(
@@ -157,6 +158,7 @@ class ConnectSession(Session):
             addr, port = self.sock.remote
             failure = self.app.connect_failure(relay.failure, addr, port, None)
             self.error = failure.format_message()
+        self.ended = self.loop.now()
         if relay.failure is None and self.error is None:
             self.settle(self.sock, self._finish)
         else:
@@ -214,7 +216,7 @@ class ConnectSession(Session):
             self.stdout.flush_blocking()
             self.stdout.close()
         if self.verbose:
-            seconds = (self.loop.now() - self.started) / 1e9
+            seconds = ((self.ended or self.loop.now()) - self.started) / 1e9
             self.app.say(
                 f"{self.relay.sent} bytes sent, {self.relay.received} received in {seconds:.2f} s"
             )
