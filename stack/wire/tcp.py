@@ -155,7 +155,23 @@ class TcpSegment:
         )
 
     def options_bytes(self) -> bytes:
-        """The options as build lays them out (Linux order, 32-bit aligned, at most 40)."""
+        """The options as build lays them out (Linux order, 32-bit aligned, at most 40).
+
+        Raises ValueError when a value does not fit its option or they need over 40 bytes.
+        """
+        try:
+            options = self._pack_options()
+        except struct.error as exc:
+            raise ValueError(f"TCP option out of range: {exc}") from None
+        if len(options) & 3:  # RFC 9293 §3.1: the header ends on a 32-bit boundary
+            options += bytes(4 - (len(options) & 3))
+        if len(options) > MAX_OPTIONS_LEN:
+            raise ValueError(f"TCP options need {len(options)} bytes > {MAX_OPTIONS_LEN}")
+        return options
+
+    def _pack_options(self) -> bytes:
+        # tcp_options_write() in Linux net/ipv4/tcp_output.c writes this order, every
+        # option in whole 32-bit words, so no trailing padding is ever needed.
         parts: list[bytes] = []
         if self.mss is not None:
             parts.append(_MSS_WORD.pack(OPT_MSS, 4, self.mss))
@@ -170,12 +186,7 @@ class TcpSegment:
         if self.sack:
             parts.append(bytes((OPT_NOP, OPT_NOP, OPT_SACK, 2 + 8 * len(self.sack))))
             parts.extend(_U32X2.pack(left, right) for left, right in self.sack)
-        options = b"".join(parts)
-        if len(options) & 3:  # RFC 9293 §3.1: the header ends on a 32-bit boundary
-            options += bytes(4 - (len(options) & 3))
-        if len(options) > MAX_OPTIONS_LEN:
-            raise ValueError(f"TCP options need {len(options)} bytes > {MAX_OPTIONS_LEN}")
-        return options
+        return b"".join(parts)
 
     def build(self, src: Address, dst: Address) -> bytes:
         """The segment's bytes: header, options (padded), payload; checksum set for src->dst.

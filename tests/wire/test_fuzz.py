@@ -234,3 +234,40 @@ def test_corrupt_option_lists_raise_only_wire_error(
         assert err.reason in {"option-overrun", "bad-option-length"}
     else:
         format_segment(seg, CLIENT, SERVER)
+
+
+any_int = st.integers(-(1 << 33), 1 << 33)
+
+
+@given(
+    st.tuples(any_int, any_int, any_int, any_int, any_int, any_int),
+    st.none() | any_int,
+    st.none() | any_int,
+    st.none() | st.tuples(any_int, any_int),
+    st.lists(st.tuples(any_int, any_int), max_size=5).map(tuple),
+)
+def test_build_of_any_values_raises_only_value_error(
+    header: tuple[int, ...],
+    mss: int | None,
+    wscale: int | None,
+    timestamps: tuple[int, int] | None,
+    sack: tuple[tuple[int, int], ...],
+) -> None:
+    """Our own bad values are a ValueError, never struct.error or OverflowError."""
+    sport, dport, seq, ack, window, urgent = header
+    builds = [
+        lambda: TcpSegment(sport, dport, seq, ack, Flags.ACK, window, urgent, b"x").build(
+            CLIENT, SERVER
+        ),
+        lambda: TcpSegment(
+            1, 2, 3, 4, Flags.SYN, 5, 0, b"", mss, wscale, True, sack, timestamps
+        ).build(CLIENT, SERVER),
+        lambda: Ipv4Header(CLIENT, SERVER, sport, ttl=dport, tos=seq, ident=ack).build(b""),
+        lambda: IcmpEcho(8, sport, dport).build(),
+        lambda: Ipv6Header(CLIENT6, SERVER6, sport, dport, seq, ack).build(b""),
+    ]
+    for build in builds:
+        try:
+            build()
+        except ValueError:
+            pass

@@ -176,6 +176,15 @@ def test_build_field_out_of_range_raises_value_error() -> None:
         TcpSegment(70000, 2, 0, 0, Flags.ACK, 0).build(A, B)
 
 
+@pytest.mark.parametrize(
+    "fields",
+    [{"mss": 70000}, {"wscale": 256}, {"timestamps": (1 << 32, 0)}, {"sack": ((-1, 2),)}],
+)
+def test_build_option_out_of_range_raises_value_error(fields: dict) -> None:
+    with pytest.raises(ValueError, match="TCP option out of range"):
+        TcpSegment(1, 2, 0, 0, Flags.ACK, 0, **fields).build(A, B)
+
+
 def test_build_takes_a_memoryview_payload() -> None:
     data = bytes(range(256)) * 4
     seg = TcpSegment(1, 2, 3, 4, Flags.ACK | Flags.PSH, 5, payload=memoryview(data)[1:])
