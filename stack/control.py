@@ -491,15 +491,19 @@ class ControlServer:
         return self._close(obj, req, now)
 
     def _send(self, conn: Any, req: Request, now: int) -> Response:
-        snap = conn.snapshot(now)
-        if snap["close"]["fin_sent"] or snap["close"].get("app_closed"):
-            return Response.error(
-                WRITE_CLOSED, f"{req.conn} is {snap['state']}: its write side is closed"
-            )
+        from stack.api import InvalidStateError
+
+        sock = self._socket(req.conn)
+        shut = sock is not None and sock.writable == 0 and conn.send_space > 0
         try:
+            if shut:  # the owning application shut its write side (or closed the socket)
+                raise InvalidStateError("shut for writing")
             queued = conn.send(req.data, now)
-        except Exception as exc:  # InvalidStateError: the state forbids SEND (RFC 9293 3.10.2)
-            return Response.error(WRITE_CLOSED, f"{req.conn} refuses data: {exc}")
+        except InvalidStateError:
+            # RFC 9293 3.10.2: SEND after CLOSE is "connection closing".
+            return Response.error(
+                WRITE_CLOSED, f"{req.conn} is {conn.state}: its write side is closed"
+            )
         # The loop pumps its hosts after every fd callback: the data leaves at once.
         return Response(
             ok=True, result={"id": req.conn, "queued": queued, "state": str(conn.state)}
@@ -507,15 +511,30 @@ class ControlServer:
 
     def _close(self, conn: Any, req: Request, now: int) -> Response:
         if req.how == "reset":
-            conn.abort(now)  # RFC 9293 3.10.7 ABORT: RST, then CLOSED
+            conn.abort(now)  # RFC 9293 3.10.5 ABORT: RST, then CLOSED
         elif req.how == "half":
-            snap = conn.snapshot(now)
-            if not snap["close"]["fin_sent"]:
+            sock = self._socket(req.conn)
+            if sock is not None:
+                # Through the owner's socket, so its writes now fail with EPIPE.
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_WR)
+            elif not conn.snapshot(now)["close"]["fin_sent"]:
                 conn.shutdown(now)  # RFC 9293 3.10.4 CLOSE: FIN after the queued data
         else:
-            conn.close(now)  # the application is gone (RFC 1122 4.2.2.13)
-        state = str(conn.state)
-        return Response(ok=True, result={"id": req.conn, "state": state})
+            # The application is gone (RFC 1122 4.2.2.13): FIN, later data refused. The
+            # owner's socket stays open and reads EOF once the connection closes.
+            conn.close(now)
+        return Response(ok=True, result={"id": req.conn, "state": str(conn.state)})
+
+    def _socket(self, full_id: str | None) -> Any:
+        """The owning application's `stack.api.Socket` for the ID, if it holds one."""
+        sockets = getattr(self.stack, "sockets", None)
+        if sockets is None:
+            return None
+        for sock in sockets():
+            if sock.id == full_id:
+                return sock
+        return None
 
     def _conn_id(self, n: int) -> str:
         return f"{self.pid}.{n}"

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import selectors
 import socket
 import stat
 import threading
@@ -17,6 +16,7 @@ from typing import Any
 import pytest
 
 from stack import control
+from stack.api import Stack
 from stack.control import (
     MAX_REQUEST,
     ControlClient,
@@ -34,6 +34,9 @@ from stack.control import (
     encode_response,
     runtime_dir,
 )
+from stack.io.link import PairLink
+from stack.io.loop import Loop
+from stack.tcp.errors import InvalidStateError
 
 # --------------------------------------------------------------------------- codec
 
@@ -139,49 +142,6 @@ def test_client_removes_a_socket_nobody_listens_on(tmp_path: Any) -> None:
 # --------------------------------------------------------------------------- server doubles
 
 
-class SelectorLoop:
-    """The slice of stack.io.loop.Loop the server uses (readers, writers, now())."""
-
-    def __init__(self) -> None:
-        self.sel = selectors.DefaultSelector()
-        self.cbs: dict[tuple[int, int], Callable[[], None]] = {}
-
-    def now(self) -> int:
-        return 5_000_000_000
-
-    def _update(self, fd: int) -> None:
-        events = sum(ev for (f, ev) in self.cbs if f == fd)
-        try:
-            self.sel.unregister(fd)
-        except KeyError:
-            pass
-        if events:
-            self.sel.register(fd, events)
-
-    def add_reader(self, fd: int, cb: Callable[[], None]) -> None:
-        self.cbs[(fd, selectors.EVENT_READ)] = cb
-        self._update(fd)
-
-    def remove_reader(self, fd: int) -> None:
-        self.cbs.pop((fd, selectors.EVENT_READ), None)
-        self._update(fd)
-
-    def add_writer(self, fd: int, cb: Callable[[], None]) -> None:
-        self.cbs[(fd, selectors.EVENT_WRITE)] = cb
-        self._update(fd)
-
-    def remove_writer(self, fd: int) -> None:
-        self.cbs.pop((fd, selectors.EVENT_WRITE), None)
-        self._update(fd)
-
-    def run_once(self, timeout: float) -> None:
-        for key, mask in self.sel.select(timeout):
-            for ev in (selectors.EVENT_READ, selectors.EVENT_WRITE):
-                cb = self.cbs.get((key.fd, ev))
-                if mask & ev and cb is not None:
-                    cb()
-
-
 class FakeConnection:
     """Records the user calls the server makes; snapshot() in the documented shape."""
 
@@ -203,8 +163,12 @@ class FakeConnection:
             "timers": [],
         }  # fmt: skip
 
+    send_space = 10  # a send buffer with 10 bytes free
+
     def send(self, data: bytes, now: int) -> int:
-        self.sent += data[:10]  # a send buffer with 10 bytes free
+        if self.fin_sent:
+            raise InvalidStateError("connection closing")
+        self.sent += data[:10]
         return min(len(data), 10)
 
     def shutdown(self, now: int) -> None:
@@ -245,8 +209,10 @@ class FakeHost:
 
 
 class FakeStack:
+    """A host double on the real Loop (readers, writers, now())."""
+
     def __init__(self) -> None:
-        self.loop = SelectorLoop()
+        self.loop = Loop()
         self.host = FakeHost()
         self.tun_name = "pytcp9"
         self.address = "10.77.9.2"
@@ -533,3 +499,143 @@ def test_other_uid_cannot_reach_the_socket_by_default(open_dir: str) -> None:
         assert json.loads(_as_nobody(ask)) == [[], [f"{open_dir}: permission denied"]]
     finally:
         server.close()
+
+
+# --------------------------------------------------------------------------- real stacks
+
+
+class PairedStacks:
+    """Two real stacks over an in-memory PairLink in one loop: A (10.77.0.2, with the
+    control server) connected to B (10.77.0.1) listening on 5000."""
+
+    def __init__(self, directory: str) -> None:
+        a_link, b_link = PairLink.pair()
+        self.loop = Loop()
+        self.a = Stack(link=a_link, loop=self.loop, addr="10.77.0.2", gateway="10.77.0.1/24",
+                       seed=1).open()  # fmt: skip
+        self.b = Stack(link=b_link, loop=self.loop, addr="10.77.0.1", gateway="10.77.0.2/24",
+                       seed=2).open()  # fmt: skip
+        self.listener = self.b.listen(5000)
+        self.client = self.a.connect("10.77.0.1", 5000, timeout=5)
+        server = self.listener.accept(timeout=5)
+        assert server is not None
+        self.server = server
+        self.control = ControlServer(self.a, directory=directory).start()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def run_in_background(self) -> None:
+        """Run the shared loop on a thread while the test talks to the control socket."""
+
+        def run() -> None:
+            deadline = time.monotonic() + 60
+            while not self._stop.is_set() and time.monotonic() < deadline:
+                self.loop.run_once(0.02)
+
+        self._stop.clear()
+        self._thread = threading.Thread(target=run, daemon=True)
+        self._thread.start()
+
+    def pause(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+            self._thread = None
+
+    def close(self) -> None:
+        self.pause()
+        self.control.close()
+        self.a.close(linger=0)
+        self.b.close(linger=0)
+        self.loop.close()
+
+
+@pytest.fixture
+def paired(tmp_path: Any) -> Iterator[PairedStacks]:
+    p = PairedStacks(str(tmp_path / "rt"))
+    try:
+        yield p
+    finally:
+        p.close()
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 5) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def test_real_stack_list_and_get(paired: PairedStacks) -> None:
+    paired.client.sendall(b"hello")
+    paired.loop.run_until(lambda: paired.server.readable == 5, 5)
+    paired.run_in_background()
+    client = ControlClient([paired.control.directory], timeout=5)
+    (entry,) = client.entries()
+    assert entry["id"] == paired.client.id
+    assert entry["state"] == "ESTABLISHED"
+    assert entry["local"]["addr"] == "10.77.0.2"
+    assert entry["remote"] == {"addr": "10.77.0.1", "port": 5000}
+    assert entry["counters"]["bytes_out"] == 5
+    send = entry["send"]
+    assert (send["snd_nxt"] - send["iss"] - 1) % 2**32 == 5  # SYN takes one
+    assert [t["name"] for t in entry["timers"]] == [
+        "retransmission", "syn", "delayed-ack", "persist", "keepalive", "time-wait", "fin-wait-2",
+    ]  # fmt: skip
+    assert client.resolve(str(os.getpid())) == paired.client.id  # a unique prefix
+
+
+def test_real_stack_send_reaches_the_peer(paired: PairedStacks) -> None:
+    paired.run_in_background()
+    client = ControlClient([paired.control.directory], timeout=5)
+    assert client.send(paired.client.id, b"from outside\n")["queued"] == 13
+    assert wait_for(lambda: paired.server.readable == 13)
+    paired.pause()
+    assert paired.server.recv(100) == b"from outside\n"
+
+
+def test_real_stack_half_close_keeps_receiving(paired: PairedStacks) -> None:
+    paired.run_in_background()
+    client = ControlClient([paired.control.directory], timeout=5)
+    client.close(paired.client.id, "half")
+    assert wait_for(lambda: close_completed("half", client.get(paired.client.id)))
+    assert client.get(paired.client.id)["state"] == "FIN-WAIT-2"
+    with pytest.raises(ControlError) as info:
+        client.send(paired.client.id, b"too late")
+    assert info.value.code == "write-closed"
+    assert str(info.value) == f"{paired.client.id} is FIN-WAIT-2: its write side is closed"
+    paired.pause()
+    assert paired.server.recv(100) == b""  # the peer reads EOF
+    paired.server.sendall(b"still flowing")  # and can still send to the half-closed side
+    paired.loop.run_until(lambda: paired.client.readable == 13, 5)
+    assert paired.client.recv(100) == b"still flowing"
+    with pytest.raises(BrokenPipeError):
+        paired.client.send(b"owner cannot write either")
+
+
+def test_real_stack_reset(paired: PairedStacks) -> None:
+    paired.run_in_background()
+    client = ControlClient([paired.control.directory], timeout=5)
+    assert client.close(paired.client.id, "reset")["state"] == "CLOSED"
+    assert wait_for(lambda: paired.server.state == "CLOSED")
+    paired.pause()
+    with pytest.raises(ConnectionResetError):
+        paired.server.recv(100)
+
+
+def test_real_stack_full_close(paired: PairedStacks) -> None:
+    paired.run_in_background()
+    client = ControlClient([paired.control.directory], timeout=5)
+    client.close(paired.client.id, "full")
+    assert wait_for(lambda: paired.server.at_eof)
+    paired.pause()
+    paired.server.close()  # the peer closes too: our side reaches TIME-WAIT
+    paired.loop.run_until(lambda: paired.client.state == "TIME-WAIT", 5)
+    paired.run_in_background()
+    entry = client.get(paired.client.id)
+    assert entry["state"] == "TIME-WAIT"
+    assert close_completed("full", entry)
+    (tw,) = [t for t in entry["timers"] if t["name"] == "time-wait"]
+    assert tw["armed"] is True
