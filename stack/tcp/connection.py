@@ -867,8 +867,7 @@ class Connection:
         tcb.snd_una = ack
         if seq_lt(tcb.snd_nxt, ack):
             tcb.snd_nxt = ack
-        if tcb.state in (State.SYN_SENT, State.SYN_RECEIVED):
-            self.timers.cancel("syn")
+        self.timers.cancel("syn")  # the SYN is acknowledged by any advancing ACK
         # RTT: the timestamp echo (RFC 7323 §4.1) or the timed segment (RFC 6298 §3).
         sample: int | None = None
         if tcb.timestamps and seg.timestamps is not None and seg.timestamps[1]:
@@ -1023,7 +1022,9 @@ class Connection:
         tcb = self.tcb
         self._peer_fin_seq = None
         tcb.fin_received = True
-        self._advance_rcv_nxt(1)
+        # The FIN takes a sequence number but no buffer space: the right edge moves
+        # with RCV.NXT.
+        tcb.rcv_nxt = seq_add(tcb.rcv_nxt, 1)
         self._ack_now = True  # a FIN is acknowledged at once
         self._events.append(PeerClosed())
         match tcb.state:
