@@ -38,7 +38,13 @@ PROBE_CLOSE_WAIT = 10.0  # seconds the probe waits for the peer's FIN after its 
 WATCH_DEFAULT = 2.0  # seconds between redraws of --watch without a value
 CLEAR = "\x1b[H\x1b[2J"  # cursor home, erase screen: redraw in place on a terminal
 
-JSON_FIELDS = """\
+NOTES = """\
+Control endpoints: every pytcp process that runs a stack serves a Unix socket,
+<runtime dir>/PID.sock (mode 0600, directory 0700), where the runtime dir is
+/run/pytcp for root, $XDG_RUNTIME_DIR/pytcp otherwise, or $PYTCP_RUNTIME_DIR. Only
+the same user or root may use it (checked with SO_PEERCRED). Sockets of processes
+that died are removed when found.
+
 JSON output (--json) is stable; times are nanoseconds, sequence numbers raw (mod 2**32).
 A list is an array of objects; `inspect ID` prints one object; with --watch one
 object or array per line. Every connection object has:
@@ -322,7 +328,7 @@ def _probe(
 
 
 @click.command(
-    epilog=JSON_FIELDS,
+    epilog="The JSON fields are listed under NOTES in pytcp-inspect(1).",
     short_help="List live connections, show one connection's TCB, or probe HOST PORT.",
 )
 @click.argument(
@@ -353,7 +359,12 @@ def _probe(
     metavar="N",
     help="With --watch: stop after N redraws.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts (fields below).")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print JSON for scripts (stable fields; see the man page).",
+)
 @click.option(
     "--data",
     metavar="TEXT",
