@@ -15,8 +15,11 @@ import click
 
 from pytcpcli import __version__
 from pytcpcli.app import App
+from pytcpcli.commands.close import close
 from pytcpcli.commands.connect import connect
+from pytcpcli.commands.inspect import inspect
 from pytcpcli.commands.listen import listen
+from pytcpcli.commands.send import send
 from pytcpcli.errors import EXIT_OK, EXIT_SIGINT, EXIT_USAGE
 
 
@@ -72,6 +75,9 @@ def cli(ctx: click.Context) -> None:
 
 cli.add_command(connect)
 cli.add_command(listen)
+cli.add_command(send)
+cli.add_command(close)
+cli.add_command(inspect)
 
 
 def main(argv: list[str] | None = None) -> None:
