@@ -5,8 +5,9 @@ from __future__ import annotations
 from ipaddress import IPv4Address
 
 from stack.wire import Flags, Ipv4Header, TcpSegment, format_segment
+from stack.wire.ipv6 import Ipv6Header
 from stack.wire.pretty import format_flags
-from tests.wire.vectors import LINUX_DATA, LINUX_SYN, LINUX_SYN_ACK
+from tests.wire.vectors import LINUX_DATA, LINUX_SYN, LINUX_SYN6, LINUX_SYN_ACK
 
 A = IPv4Address("10.77.0.2")
 B = IPv4Address("10.77.0.1")
@@ -102,3 +103,12 @@ def test_flag_letters() -> None:
     assert format_flags(Flags(0)) == "none"
     assert format_flags(Flags.SYN | Flags.ECE | Flags.CWR) == "SEW"
     assert format_flags(Flags.RST | Flags.ACK) == "R."
+
+
+def test_ipv6_addresses_as_tcpdump_prints_them() -> None:
+    hdr, payload = Ipv6Header.parse(LINUX_SYN6)
+    seg = TcpSegment.parse(payload, hdr.src, hdr.dst)
+    assert format_segment(seg, hdr.src, hdr.dst) == (
+        "fd77::2.40000 > fd77::1.5000: Flags [S], seq 3580363760, win 65476, "
+        "options [mss 65476,sackOK,TS val 2605812712 ecr 0,nop,wscale 10], length 0"
+    )
