@@ -62,7 +62,7 @@ class Flags(enum.IntFlag):
 Address = IPv4Address | IPv6Address
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class TcpSegment:
     """One TCP segment as values: header fields, the options we know, and the payload.
 
@@ -83,6 +83,34 @@ class TcpSegment:
     sack_permitted: bool = False  # option kind 4
     sack: tuple[tuple[int, int], ...] = ()  # option kind 5: (left, right) edges
     timestamps: tuple[int, int] | None = None  # option kind 8: (TSval, TSecr)
+
+    def __repr__(self) -> str:
+        # A memoryview payload would print as "<memory at 0x...>": show the bytes (the
+        # first 64 of them), and only the options that are present, so test diffs read.
+        payload = bytes(self.payload[:64])
+        more = len(self.payload) - len(payload)
+        shown = f"{payload!r}" + (f"+{more} bytes" if more > 0 else "")
+        fields = [
+            f"src_port={self.src_port}",
+            f"dst_port={self.dst_port}",
+            f"seq={self.seq}",
+            f"ack={self.ack}",
+            f"flags={_flag_names(self.flags)}",
+            f"window={self.window}",
+        ]
+        if self.urgent:
+            fields.append(f"urgent={self.urgent}")
+        if len(self.payload):
+            fields.append(f"payload={shown}")
+        for name in ("mss", "wscale", "timestamps"):
+            value = getattr(self, name)
+            if value is not None:
+                fields.append(f"{name}={value!r}")
+        if self.sack_permitted:
+            fields.append("sack_permitted=True")
+        if self.sack:
+            fields.append(f"sack={self.sack!r}")
+        return f"TcpSegment({', '.join(fields)})"
 
     @property
     def seg_len(self) -> int:
@@ -220,6 +248,11 @@ class TcpSegment:
         checksum = ~total & 0xFFFF
         header = header[:16] + _U16.pack(checksum) + header[18:]
         return b"".join((header, payload)) if payload else header
+
+
+def _flag_names(flags: int) -> str:
+    names = [flag.name for flag in Flags if flags & flag and flag.name]
+    return "Flags." + "|".join(names) if names else "Flags(0)"
 
 
 def _parse_options(

@@ -350,3 +350,19 @@ def test_replace_keeps_the_dataclass_frozen() -> None:
     assert replace(seg, seq=5).seq == 5
     with pytest.raises(AttributeError):
         seg.seq = 5  # type: ignore[misc]
+
+
+def test_repr_shows_payload_bytes_and_present_options() -> None:
+    seg = TcpSegment.parse(tcp_part(LINUX_DATA), CLIENT, SERVER)
+    assert repr(seg) == (
+        "TcpSegment(src_port=40000, dst_port=5000, seq=1792775971, ack=4254408397, "
+        "flags=Flags.PSH|ACK, window=64, payload=b'hello\\n', "
+        "timestamps=(2880921809, 3942130038))"
+    )
+    big = TcpSegment(
+        1, 2, 3, 4, Flags(0), 5, urgent=1, payload=bytes(100), sack=((1, 2),), sack_permitted=True
+    )
+    assert repr(big) == (
+        "TcpSegment(src_port=1, dst_port=2, seq=3, ack=4, flags=Flags(0), window=5, urgent=1, "
+        f"payload={bytes(64)!r}+36 bytes, sack_permitted=True, sack=((1, 2),))"
+    )
