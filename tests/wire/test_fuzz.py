@@ -271,3 +271,33 @@ def test_build_of_any_values_raises_only_value_error(
             build()
         except ValueError:
             pass
+
+
+@settings(max_examples=500)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from([0, 43, 44, 60, 6, 58, 59, 99]), u8, st.binary(max_size=24)),
+        max_size=5,
+    ),
+    st.sampled_from([0, 43, 44, 60, 6]),
+    st.binary(max_size=24),
+)
+def test_ipv6_extension_chains_raise_only_wire_error(
+    chain: list[tuple[int, int, bytes]], first: int, tail: bytes
+) -> None:
+    """Chains of hop-by-hop, routing, fragment and destination headers, well-formed or not."""
+    body = b"".join(bytes((nh, length)) + rest for nh, length, rest in chain) + tail
+    fixed = struct.pack("!IHBB", 6 << 28, len(body), first, 64)
+    packet = fixed + CLIENT6.packed + SERVER6.packed + body
+    try:
+        hdr, payload = Ipv6Header.parse(packet)
+    except WireError as err:
+        assert err.reason in {
+            "truncated",
+            "fragment",
+            "bad-extension-header",
+            "routing-header",
+            "unrecognized-ipv6-option",
+        }
+    else:
+        assert hdr.header_length + len(payload) == len(packet)
