@@ -974,7 +974,7 @@ class Connection:
             self._drop("data-after-close", now)
             self._reset_and_close(now)
             return False
-        self._rcv_mss = max(self._rcv_mss, len(seg.payload))
+        self._rcv_mss = max(self._rcv_mss, min(len(seg.payload), tcb.mss_local))
         advanced = self.recvbuf.insert(offset, payload)
         if offset > 0:
             # Out of order: ACK at once (RFC 5681 §4.2, RFC 9293 3.8.6.3) so the
