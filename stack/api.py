@@ -1,0 +1,601 @@
+"""What the CLI uses: `Stack` (a host, its link and its loop) and socket-like `Socket`s.
+
+Imports everything below it (stack.io, stack.host, stack.tcp, stack.wire, stack.trace).
+
+A `Stack` is entered as a context manager: that opens its TUN interface (DESIGN §3;
+`tun`/`addr` default to the environment variables PYTCP_TUN and PYTCP_ADDR, read here),
+builds the `Host` and the `Loop`, and `close()` (or leaving the `with`) ends every
+connection and removes the interface. Blocking calls run the loop until their
+condition holds or their timeout passes; `setblocking(False)` turns `send`/`recv`
+into single polls for the CLI's relay, which drives the same loop with its own file
+descriptors and learns of changes through `on_change` callbacks.
+
+Connection failures surface as the builtins: ConnectionRefusedError,
+ConnectionResetError, TimeoutError, and OSError(EHOSTUNREACH, "... unreachable").
+The machine refusing a TUN device is `StackEnvironmentError` (an OSError; exit 3).
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import os
+import random
+import socket
+from collections.abc import Callable
+from ipaddress import IPv4Address
+from typing import Any
+
+from stack.host import Host, Listener
+from stack.io.impair import Impairer, ImpairSpec
+from stack.io.link import Link
+from stack.io.loop import Loop
+from stack.io.pcap import PcapWriter
+from stack.io.tun import DEFAULT_MTU, StackEnvironmentError, TunLink
+from stack.tcp.config import TcpConfig
+from stack.tcp.errors import InvalidStateError
+from stack.tcp.state import State
+from stack.trace import Tracer
+
+__all__ = ["ListeningSocket", "Socket", "Stack", "StackEnvironmentError", "TcpConfig"]
+
+ENV_TUN = "PYTCP_TUN"
+ENV_ADDR = "PYTCP_ADDR"
+CLOSE_LINGER = 2.0  # seconds Stack.close() waits for FINs to be acknowledged, then RSTs
+# With an injected link (no TUN): the DESIGN §3 addresses of pytcp0.
+PAIR_ADDRESS = IPv4Address("10.77.0.2")
+PAIR_PEER = IPv4Address("10.77.0.1")
+
+# States in which the application's close has nothing left to wait for: our FIN is
+# acknowledged (FIN-WAIT-2, TIME-WAIT) or the connection is gone.
+_CLOSE_DONE = frozenset({State.CLOSED, State.FIN_WAIT_2, State.TIME_WAIT})
+
+
+def _failure(reason: str, remote: tuple[str, int]) -> OSError:
+    """The builtin exception for a connection failure reason ("refused", "reset", ...)."""
+    where = f"{remote[0]}:{remote[1]}"
+    if reason == "refused":
+        return ConnectionRefusedError(errno.ECONNREFUSED, f"connection to {where} refused")
+    if reason == "reset":
+        return ConnectionResetError(errno.ECONNRESET, f"connection to {where} reset by peer")
+    if reason == "timed out":
+        return TimeoutError(errno.ETIMEDOUT, f"connection to {where} timed out")
+    if reason == "unreachable":
+        return OSError(errno.EHOSTUNREACH, f"{where} unreachable")
+    return OSError(errno.EIO, f"connection to {where} failed: {reason}")
+
+
+def _resolve(host: str) -> IPv4Address:
+    try:
+        return IPv4Address(host)
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None, socket.AF_INET, socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise OSError(errno.EHOSTUNREACH, f"cannot resolve {host}: {exc.strerror}") from exc
+    return IPv4Address(infos[0][4][0])
+
+
+class Socket:
+    """One TCP connection of a `Stack`, shaped like a `socket.socket`.
+
+    Blocking by default (with the timeout of `settimeout`, None = forever);
+    `setblocking(False)` makes `send`/`recv` raise BlockingIOError instead of waiting.
+    """
+
+    def __init__(self, stack: Stack, conn: Any) -> None:
+        self._stack = stack
+        self._conn = conn
+        self.id = f"{os.getpid()}.{conn.id}"
+        self.local = (str(conn.local[0]), conn.local[1])
+        self.remote = (str(conn.remote[0]), conn.remote[1])
+        self._timeout: float | None = None
+        self._callback: Callable[[], None] | None = None
+        self._last: tuple[Any, ...] | None = None
+        self._error: OSError | None = None
+        self._write_shut = False
+        self._read_shut = False
+        self.closed = False
+
+    # -- state ---------------------------------------------------------------------
+
+    @property
+    def connection(self) -> Any:
+        """The `Connection` underneath (for tests and `inspect`)."""
+        return self._conn
+
+    @property
+    def state(self) -> str:
+        return str(self._conn.state)
+
+    @property
+    def readable(self) -> int:
+        return int(self._conn.readable)
+
+    @property
+    def writable(self) -> int:
+        if self._write_shut or self.closed:
+            return 0
+        return int(self._conn.send_space)
+
+    @property
+    def at_eof(self) -> bool:
+        return bool(self._conn.at_eof) or self._read_shut
+
+    @property
+    def error(self) -> BaseException | None:
+        """The failure that ended the connection (refused, reset, timed out...), or None."""
+        if self._error is None and self._conn.error is not None:
+            self._error = _failure(self._conn.error, self.remote)
+        return self._error
+
+    def info(self) -> dict[str, Any]:
+        """The whole TCB as plain data (Connection.snapshot)."""
+        return dict(self._conn.snapshot(self._stack.loop.now()))
+
+    # -- modes ---------------------------------------------------------------------
+
+    def setblocking(self, flag: bool) -> None:
+        self._timeout = None if flag else 0.0
+
+    def settimeout(self, timeout: float | None) -> None:
+        """Seconds a blocking call waits before TimeoutError; None forever, 0 non-blocking."""
+        self._timeout = timeout
+
+    def gettimeout(self) -> float | None:
+        return self._timeout
+
+    def on_change(self, cb: Callable[[], None] | None) -> None:
+        """Call `cb` after every loop iteration in which this connection produced events
+        or its state, readable or writable amounts, EOF or error changed."""
+        self._callback = cb
+        self._last = self._signature()
+
+    # -- data ----------------------------------------------------------------------
+
+    def send(self, data: bytes | bytearray | memoryview) -> int:
+        """Queue what fits of `data`; blocking waits for room. Returns bytes queued."""
+        self._check_open()
+        if not data:
+            return 0
+        conn = self._conn
+        if not self._wait(lambda: conn.send_space > 0 or self._cannot_send()):
+            raise self._would_block("send")
+        self._raise_if_cannot_send()
+        view = memoryview(data)
+        try:
+            n = conn.send(bytes(view[: conn.send_space]), self._stack.loop.now())
+        except InvalidStateError as exc:
+            raise BrokenPipeError(errno.EPIPE, f"cannot send: {exc}") from exc
+        return int(n)
+
+    def sendall(self, data: bytes | bytearray | memoryview) -> None:
+        """Queue all of `data`, running the loop while the send buffer is full (also in
+        non-blocking mode); the socket timeout bounds each wait for room."""
+        view = memoryview(data)
+        offset = 0
+        conn = self._conn
+        self._check_open()
+        while offset < len(view):
+            if not self._stack.loop.run_until(
+                lambda: conn.send_space > 0 or self._cannot_send(), self._timeout or None
+            ):
+                raise TimeoutError(errno.ETIMEDOUT, "timed out waiting to send")
+            self._raise_if_cannot_send()
+            chunk = bytes(view[offset : offset + conn.send_space])
+            try:
+                offset += conn.send(chunk, self._stack.loop.now())
+            except InvalidStateError as exc:
+                raise BrokenPipeError(errno.EPIPE, f"cannot send: {exc}") from exc
+
+    def recv(self, bufsize: int) -> bytes:
+        """Up to `bufsize` bytes; b"" at end of file. Blocking waits for data or EOF."""
+        self._check_open()
+        conn = self._conn
+        if self._read_shut:
+            return b""
+        if not self._wait(
+            lambda: conn.readable > 0 or conn.at_eof or conn.error is not None or conn.is_closed
+        ):
+            raise self._would_block("recv")
+        if conn.readable > 0:
+            return bytes(conn.receive(bufsize, self._stack.loop.now()))
+        if conn.error is not None:
+            error = self.error
+            assert error is not None
+            raise error
+        return b""
+
+    # -- closing -------------------------------------------------------------------
+
+    def shutdown(self, how: int = socket.SHUT_WR) -> None:
+        """SHUT_WR: send FIN after the queued data (half-close); SHUT_RD: read EOF from now."""
+        self._check_open()
+        if how in (socket.SHUT_RD, socket.SHUT_RDWR):
+            self._read_shut = True
+        if how in (socket.SHUT_WR, socket.SHUT_RDWR) and not self._write_shut:
+            if self._conn.is_closed:
+                raise OSError(errno.ENOTCONN, "socket is not connected")
+            self._write_shut = True
+            try:
+                self._conn.shutdown(self._stack.loop.now())
+            except InvalidStateError as exc:
+                raise OSError(errno.ENOTCONN, f"cannot shut down: {exc}") from exc
+
+    def close(self) -> None:
+        """The application is done: FIN after queued data (RST if unread data is
+        discarded, RFC 1122 4.2.2.13); the close completes in the background."""
+        if self.closed:
+            return
+        self.closed = True
+        self._callback = None
+        if not self._conn.is_closed:
+            try:
+                self._conn.close(self._stack.loop.now())
+            except InvalidStateError:
+                pass  # already closing: nothing more to do
+        self._stack._forget(self)
+
+    def abort(self) -> None:
+        """Reset the connection now (RST if synchronized) and close the socket."""
+        if not self._conn.is_closed:
+            self._conn.abort(self._stack.loop.now())
+        self.closed = True
+        self._callback = None
+        self._stack._forget(self)
+
+    # -- internals -----------------------------------------------------------------
+
+    def _signature(self) -> tuple[Any, ...]:
+        conn = self._conn
+        return (conn.state, conn.readable, conn.send_space, conn.at_eof, conn.error)
+
+    def _notify(self) -> None:
+        """Loop hook: drain the connection's events and call back if anything changed."""
+        conn = self._conn
+        events = 0
+        while conn.next_event() is not None:
+            events += 1
+        if self._callback is None:
+            return
+        sig = self._signature()
+        if events or sig != self._last:
+            self._last = sig
+            self._callback()
+
+    def _wait(self, condition: Callable[[], bool]) -> bool:
+        if condition():
+            return True
+        if self._timeout == 0:
+            return False
+        if self._stack.loop.run_until(condition, self._timeout):
+            return True
+        raise TimeoutError(errno.ETIMEDOUT, "timed out")
+
+    def _would_block(self, what: str) -> BlockingIOError:
+        return BlockingIOError(errno.EAGAIN, f"{what} would block")
+
+    def _cannot_send(self) -> bool:
+        conn = self._conn
+        return (
+            self._write_shut
+            or conn.error is not None
+            or conn.is_closed
+            or conn.state not in (State.ESTABLISHED, State.CLOSE_WAIT)
+        )
+
+    def _raise_if_cannot_send(self) -> None:
+        if self._conn.error is not None:
+            error = self.error
+            assert error is not None
+            raise error
+        if self._cannot_send():
+            raise BrokenPipeError(
+                errno.EPIPE, f"cannot send: connection is {self._conn.state} and shut for writing"
+            )
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise OSError(errno.EBADF, "socket is closed")
+        self._stack._check_open()
+
+    def __repr__(self) -> str:
+        local, remote = self.local, self.remote
+        return f"<Socket {self.id} {local[0]}:{local[1]} -> {remote[0]}:{remote[1]} {self.state}>"
+
+
+class ListeningSocket:
+    """A listener of a `Stack`: `accept()` returns connected `Socket`s."""
+
+    def __init__(self, stack: Stack, listener: Listener) -> None:
+        self._stack = stack
+        self._listener = listener
+        self.id = f"{os.getpid()}.{listener.id}"
+        self.local = (str(listener.local[0]), listener.local[1])
+        self._callback: Callable[[], None] | None = None
+        self._last_pending = 0
+        self.closed = False
+
+    @property
+    def listener(self) -> Listener:
+        return self._listener
+
+    @property
+    def state(self) -> str:
+        return "CLOSED" if self.closed else "LISTEN"
+
+    @property
+    def pending(self) -> int:
+        """Established connections waiting in accept()."""
+        return int(self._listener.pending)
+
+    def accept(self, timeout: float | None = None) -> Socket | None:
+        """The next established connection; waits up to `timeout` seconds (None: forever,
+        0: poll) and returns None when none arrived in time."""
+        if self.closed:
+            raise OSError(errno.EBADF, "listening socket is closed")
+        self._stack._check_open()
+        listener = self._listener
+        if not self._stack.loop.run_until(lambda: listener.pending > 0, timeout):
+            return None
+        conn = listener.accept()
+        if conn is None:
+            return None
+        return self._stack._adopt(conn)
+
+    def on_change(self, cb: Callable[[], None] | None) -> None:
+        """Call `cb` after every loop iteration in which the accept queue changed."""
+        self._callback = cb
+        self._last_pending = self._listener.pending
+
+    def _notify(self) -> None:
+        if self._callback is None:
+            return
+        pending = self._listener.pending
+        if pending != self._last_pending:
+            self._last_pending = pending
+            self._callback()
+
+    def info(self) -> dict[str, Any]:
+        return dict(self._listener.snapshot(self._stack.loop.now()))
+
+    def close(self) -> None:
+        """Stop listening: connections not yet accepted are reset."""
+        if self.closed:
+            return
+        self.closed = True
+        self._callback = None
+        self._listener.close(self._stack.loop.now())
+        self._stack._forget(self)
+
+    def __repr__(self) -> str:
+        return f"<ListeningSocket {self.id} {self.local[0]}:{self.local[1]}>"
+
+
+class Stack:
+    """One userspace TCP/IP stack: a TUN interface (or the `link` given), a `Host`, a `Loop`.
+
+    Enter it (`with Stack() as s:`) to create the interface; `close()` removes it.
+    `loop` lets several stacks share one loop (tests: two stacks over a PairLink pair
+    in one thread); without it each stack has its own.
+    """
+
+    def __init__(
+        self,
+        *,
+        tun: str | None = None,
+        addr: str | None = None,
+        gateway: str | None = None,
+        mtu: int | None = None,
+        config: TcpConfig | None = None,
+        tracer: Tracer | None = None,
+        pcap: str | None = None,
+        impair: str | None = None,
+        link: Link | None = None,
+        loop: Loop | None = None,
+        seed: int | None = None,
+    ) -> None:
+        self._tun = tun
+        self._addr = addr
+        self._gateway = gateway
+        self._mtu = mtu
+        self.config = config if config is not None else TcpConfig()
+        self._tracer = tracer
+        self._pcap_path = pcap
+        self.impair = ImpairSpec.parse(impair) if impair is not None else None
+        self._link: Link | None = link
+        self._given_link = link is not None
+        self._shared_loop = loop
+        self._seed = seed
+        self._sockets: dict[str, Socket | ListeningSocket] = {}
+        self._pcap: PcapWriter | None = None
+        self.tun_name = ""
+        self.address = PAIR_ADDRESS
+        self.peer_address = PAIR_PEER
+        self.mtu = mtu or DEFAULT_MTU
+        self.host: Host
+        self.loop: Loop
+        self.opened = False
+        self.closed = False
+
+    # -- lifetime ------------------------------------------------------------------
+
+    def open(self) -> Stack:
+        """Create the interface (or take the given link), the host and the loop."""
+        if self.opened:
+            return self
+        if self._link is None:
+            name = self._tun if self._tun is not None else os.environ.get(ENV_TUN) or None
+            addr = self._addr if self._addr is not None else os.environ.get(ENV_ADDR) or None
+            tun = TunLink.open(name, addr=addr, gateway=self._gateway, mtu=self._mtu)
+            self._link = tun
+            self.tun_name = tun.name
+            self.address = tun.address
+            self.peer_address = tun.peer_address
+            self.mtu = tun.mtu
+        else:
+            self.tun_name = str(getattr(self._link, "name", ""))
+            if self._addr is not None:
+                self.address = IPv4Address(self._addr)
+            if self._gateway is not None:
+                self.peer_address = ipaddress.IPv4Interface(self._gateway).ip
+        try:
+            rng = random.Random(self._seed if self._seed is not None else os.urandom(16))
+            secret = rng.randbytes(16) if self._seed is not None else os.urandom(16)
+            self.host = Host(
+                address=self.address,
+                isn_secret=secret,
+                rng=rng,
+                config=self.config,
+                mtu=self.mtu,
+                tracer=self._tracer,
+            )
+            self.loop = self._shared_loop if self._shared_loop is not None else Loop()
+            impair_out = impair_in = None
+            if self.impair is not None:
+                seed = self.impair.seed
+                impair_out = Impairer(self.impair, random.Random(seed))
+                # The other direction draws from its own stream: same seed, same run.
+                impair_in = Impairer(self.impair, random.Random(None if seed is None else ~seed))
+            if self._pcap_path is not None:
+                self._pcap = PcapWriter(self._pcap_path)
+            self.loop.attach(
+                self.host, self._link, impair_out=impair_out, impair_in=impair_in, pcap=self._pcap
+            )
+            self.loop.add_hook(self._after_iteration)
+        except BaseException:
+            self._release()
+            raise
+        self.opened = True
+        return self
+
+    def __enter__(self) -> Stack:
+        return self.open()
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        # On an exception the connections are reset at once rather than closed politely.
+        self.close(linger=0 if exc_type is not None else None)
+
+    def close(self, linger: float | None = None) -> None:
+        """Close every socket, give FINs up to `linger` seconds (CLOSE_LINGER) to be
+        acknowledged, reset what is still open, and remove the interface."""
+        if self.closed:
+            return
+        self.closed = True
+        if not self.opened:
+            self._release()
+            return
+        try:
+            now = self.loop.now()
+            for sock in list(self._sockets.values()):
+                if linger == 0 and isinstance(sock, Socket):
+                    sock.abort()
+                else:
+                    sock.close()
+            for listener in self.host.listeners():
+                listener.close(now)
+            host = self.host
+            wait = CLOSE_LINGER if linger is None else linger
+            if wait > 0:
+                self.loop.run_until(
+                    lambda: all(c.state in _CLOSE_DONE for c in host.connections()), wait
+                )
+            now = self.loop.now()
+            for conn in host.connections():
+                if conn.state not in _CLOSE_DONE:
+                    conn.abort(now)
+            self.loop.run_once(0)  # the RSTs leave before the interface goes
+        finally:
+            self.loop.remove_hook(self._after_iteration)
+            self.loop.detach(self.host)
+            if self._shared_loop is None:
+                self.loop.close()
+            self._release()
+
+    def _release(self) -> None:
+        if self._pcap is not None:
+            self._pcap.close()
+            self._pcap = None
+        if self._link is not None and not self._given_link:
+            self._link.close()
+
+    def _check_open(self) -> None:
+        if self.closed or not self.opened:
+            raise OSError(errno.EBADF, "stack is not open (use `with Stack() as stack:`)")
+
+    # -- sockets -------------------------------------------------------------------
+
+    def connect(
+        self,
+        host: str,
+        port: int,
+        *,
+        timeout: float | None = None,
+        source_port: int | None = None,
+    ) -> Socket:
+        """Open a connection to `host`:`port` and wait for the handshake (at most
+        `timeout` seconds; without one the SYN retries bound it, about 2 minutes)."""
+        self._check_open()
+        address = _resolve(host)
+        conn = self.host.connect(
+            (address, port), self.loop.now(), local_port=source_port, config=self.config
+        )
+        sock = self._adopt(conn)
+        where = (str(address), port)
+
+        def settled() -> bool:
+            return conn.state != State.SYN_SENT or conn.error is not None or conn.is_closed
+
+        if not self.loop.run_until(settled, timeout):
+            sock.abort()
+            raise TimeoutError(
+                errno.ETIMEDOUT,
+                f"connection to {where[0]}:{where[1]} timed out after {timeout:g} s",
+            )
+        if conn.error is not None or conn.is_closed:
+            self._forget(sock)
+            sock.closed = True
+            raise _failure(conn.error or "reset", where)
+        return sock
+
+    def listen(self, port: int, address: str | None = None, backlog: int = 128) -> ListeningSocket:
+        """Listen on `port` (0: an ephemeral port) of this stack's address."""
+        self._check_open()
+        listener = self.host.listen(
+            port,
+            address=IPv4Address(address) if address is not None else None,
+            backlog=backlog,
+            config=self.config,
+        )
+        sock = ListeningSocket(self, listener)
+        self._sockets[sock.id] = sock
+        return sock
+
+    def sockets(self) -> list[Socket | ListeningSocket]:
+        """Sockets the application holds (not yet closed), oldest first."""
+        return list(self._sockets.values())
+
+    def run_until(self, predicate: Callable[[], bool], timeout: float | None = None) -> bool:
+        """Run the loop until `predicate()` (True) or `timeout` seconds pass (False)."""
+        self._check_open()
+        return self.loop.run_until(predicate, timeout)
+
+    def run_once(self, timeout: float | None = None) -> None:
+        self._check_open()
+        self.loop.run_once(timeout)
+
+    def _adopt(self, conn: Any) -> Socket:
+        sock = Socket(self, conn)
+        self._sockets[sock.id] = sock
+        return sock
+
+    def _forget(self, sock: Socket | ListeningSocket) -> None:
+        self._sockets.pop(sock.id, None)
+
+    def _after_iteration(self) -> None:
+        for sock in list(self._sockets.values()):
+            sock._notify()
+
+    def __repr__(self) -> str:
+        return f"<Stack {self.tun_name or 'link'} {self.address} mtu {self.mtu}>"

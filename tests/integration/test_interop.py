@@ -1,0 +1,372 @@
+"""pytcp against the Linux kernel's TCP over a real TUN device (issue 4).
+
+Each test has its own network namespace (the `netns` fixture): the stack runs in a
+thread of the test (harness.StackThread) on `pytcp0` (kernel 10.77.0.1, stack
+10.77.0.2), and the kernel's side is Python's `socket` module in the same namespace.
+Every wait is bounded (harness.BOUND).
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+import selectors
+import socket
+import struct
+import threading
+from typing import Any
+
+import pytest
+
+from stack.api import Socket, Stack
+from tests.conftest import Netns
+from tests.integration.harness import (
+    BOUND,
+    FirstSegments,
+    StackThread,
+    kernel_duplex,
+    pytcp_duplex,
+    sha256,
+    ss_time_wait,
+)
+
+PORT = 5000
+KERNEL = "10.77.0.1"
+PYTCP = "10.77.0.2"
+BULK = 8 << 20  # 8 MiB each way
+HALF = 1 << 20  # 1 MiB after the EOF of a half-close
+
+pytestmark = [pytest.mark.netns, pytest.mark.timeout(180)]
+
+
+def payload(seed: int, size: int) -> bytes:
+    return random.Random(seed).randbytes(size)
+
+
+def kernel_server() -> socket.socket:
+    # On every address: bound before the stack's TUN (and so 10.77.0.1) exists.
+    srv = socket.create_server(("0.0.0.0", PORT), backlog=512)
+    srv.settimeout(BOUND)
+    return srv
+
+
+# -- handshake, 8 MiB each way, four-way close --------------------------------------------
+
+
+@pytest.mark.parametrize("first", ["pytcp", "kernel"])
+def test_kernel_client_to_pytcp_listener(netns: Netns, first: str) -> None:
+    up, down = payload(1, BULK), payload(2, BULK)  # kernel -> pytcp, pytcp -> kernel
+    tracer = FirstSegments(limit=3)
+
+    def body(t: StackThread, stack: Stack) -> dict[str, Any]:
+        listener = stack.listen(PORT)
+        t.marker.set()
+        sock = listener.accept(timeout=BOUND)
+        assert sock is not None
+        digest, count = pytcp_duplex(stack, sock, down, BULK)
+        conn = sock.connection
+        if first == "pytcp":
+            sock.close()
+            assert stack.run_until(lambda: sock.state == "TIME-WAIT", BOUND)
+        else:
+            sock.setblocking(True)
+            assert sock.recv(1) == b""  # the kernel's FIN
+            sock.close()
+            assert stack.run_until(lambda: conn.is_closed, BOUND)
+        return {"digest": digest, "count": count, "info": sock.info()}
+
+    t = StackThread(body, tracer=tracer).start()
+    assert t.marker.wait(BOUND)
+    with socket.create_connection((PYTCP, PORT), timeout=BOUND) as k:
+        kernel_port = k.getsockname()[1]
+        digest, count = kernel_duplex(k, up, BULK)
+        if first == "kernel":
+            k.close()
+        else:
+            assert k.recv(1) == b""  # pytcp's FIN
+    result = t.result()
+
+    assert (count, digest) == (BULK, sha256(down))
+    assert (result["count"], result["digest"]) == (BULK, sha256(up))
+    assert tracer.segments == [("in", "S"), ("out", "S."), ("in", ".")]
+    assert [s[1:] for s in tracer.states[:3]] == [
+        ("CLOSED", "LISTEN"),  # the listener's child starts as a passive OPEN
+        ("LISTEN", "SYN-RECEIVED"),
+        ("SYN-RECEIVED", "ESTABLISHED"),
+    ]
+    info = result["info"]
+    if first == "pytcp":
+        assert info["state"] == "TIME-WAIT"
+        timers = {tm["name"]: tm for tm in info["timers"]}
+        assert timers["time-wait"]["armed"] is True
+        assert (f"{KERNEL}:{kernel_port}", f"{PYTCP}:{PORT}") not in ss_time_wait()
+    else:
+        assert info["state"] == "CLOSED"
+        assert (f"{KERNEL}:{kernel_port}", f"{PYTCP}:{PORT}") in ss_time_wait()
+
+
+@pytest.mark.parametrize("first", ["pytcp", "kernel"])
+def test_pytcp_client_to_kernel_listener(netns: Netns, first: str) -> None:
+    up, down = payload(3, BULK), payload(4, BULK)  # pytcp -> kernel, kernel -> pytcp
+    tracer = FirstSegments(limit=3)
+
+    def body(t: StackThread, stack: Stack) -> dict[str, Any]:
+        sock = stack.connect(KERNEL, PORT, timeout=BOUND)
+        digest, count = pytcp_duplex(stack, sock, up, BULK)
+        conn = sock.connection
+        if first == "pytcp":
+            sock.close()
+            assert stack.run_until(lambda: sock.state == "TIME-WAIT", BOUND)
+        else:
+            sock.setblocking(True)
+            assert sock.recv(1) == b""
+            sock.close()
+            assert stack.run_until(lambda: conn.is_closed, BOUND)
+        return {"digest": digest, "count": count, "info": sock.info(), "local": sock.local}
+
+    with kernel_server() as srv:
+        t = StackThread(body, tracer=tracer).start()
+        k, _ = srv.accept()
+        with k:
+            digest, count = kernel_duplex(k, down, BULK)
+            if first == "kernel":
+                k.close()
+            else:
+                assert k.recv(1) == b""
+        result = t.result()
+
+    assert (count, digest) == (BULK, sha256(up))
+    assert (result["count"], result["digest"]) == (BULK, sha256(down))
+    assert tracer.segments == [("out", "S"), ("in", "S."), ("out", ".")]
+    assert [s[1:] for s in tracer.states[:2]] == [
+        ("CLOSED", "SYN-SENT"),
+        ("SYN-SENT", "ESTABLISHED"),
+    ]
+    pair = (f"{KERNEL}:{PORT}", f"{PYTCP}:{result['local'][1]}")
+    if first == "pytcp":
+        assert result["info"]["state"] == "TIME-WAIT"
+        assert pair not in ss_time_wait()
+    else:
+        assert result["info"]["state"] == "CLOSED"
+        assert pair in ss_time_wait()
+
+
+# -- half-close -----------------------------------------------------------------------------
+
+
+def test_kernel_half_closes_pytcp_keeps_sending(netns: Netns) -> None:
+    after = payload(5, HALF)
+
+    def body(t: StackThread, stack: Stack) -> tuple[bytes, str]:
+        listener = stack.listen(PORT)
+        t.marker.set()
+        sock = listener.accept(timeout=BOUND)
+        assert sock is not None
+        sock.settimeout(BOUND)
+        got = bytearray()
+        while chunk := sock.recv(65536):
+            got += chunk
+        state = sock.state  # EOF seen: CLOSE-WAIT, and still free to send
+        sock.sendall(after)
+        sock.close()
+        assert stack.run_until(lambda: sock.connection.is_closed, BOUND)
+        return bytes(got), state
+
+    t = StackThread(body).start()
+    assert t.marker.wait(BOUND)
+    with socket.create_connection((PYTCP, PORT), timeout=BOUND) as k:
+        k.sendall(b"before the FIN")
+        k.shutdown(socket.SHUT_WR)
+        received = bytearray()
+        while chunk := k.recv(1 << 20):
+            received += chunk
+    got, state = t.result()
+    assert (got, state) == (b"before the FIN", "CLOSE-WAIT")
+    assert sha256(bytes(received)) == sha256(after) and len(received) == HALF
+
+
+def test_pytcp_half_closes_kernel_keeps_sending(netns: Netns) -> None:
+    after = payload(6, HALF)
+
+    def body(t: StackThread, stack: Stack) -> tuple[bytes, str]:
+        sock = stack.connect(KERNEL, PORT, timeout=BOUND)
+        sock.settimeout(BOUND)
+        sock.sendall(b"before the FIN")
+        sock.shutdown(socket.SHUT_WR)
+        got = bytearray()
+        while chunk := sock.recv(65536):
+            got += chunk
+        state = sock.state
+        sock.close()
+        assert stack.run_until(lambda: sock.state == "TIME-WAIT", BOUND)
+        return bytes(got), state
+
+    with kernel_server() as srv:
+        t = StackThread(body).start()
+        k, _ = srv.accept()
+        with k:
+            k.settimeout(BOUND)
+            received = bytearray()
+            while chunk := k.recv(65536):
+                received += chunk
+            assert received == b"before the FIN"  # then EOF: pytcp's FIN
+            k.sendall(after)
+        got, state = t.result()
+    assert sha256(got) == sha256(after) and len(got) == HALF
+    assert state == "TIME-WAIT"  # its FIN was acked, the kernel's arrived: it closed first
+
+
+# -- refused ---------------------------------------------------------------------------------
+
+
+def test_pytcp_connect_to_closed_kernel_port_is_refused(netns: Netns) -> None:
+    def body(t: StackThread, stack: Stack) -> str:
+        with pytest.raises(ConnectionRefusedError) as exc:
+            stack.connect(KERNEL, 9, timeout=BOUND)
+        return str(exc.value)
+
+    t = StackThread(body).start()
+    assert t.result() == f"[Errno 111] connection to {KERNEL}:9 refused"
+
+
+def test_kernel_connect_to_closed_pytcp_port_is_refused(netns: Netns) -> None:
+    def body(t: StackThread, stack: Stack) -> int:
+        t.run_until_stopped(stack)
+        return stack.host.counters["rst_sent"]
+
+    t = StackThread(body).start()
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection((PYTCP, 9), timeout=BOUND)
+    assert t.result() == 1
+
+
+# -- reset -----------------------------------------------------------------------------------
+
+
+def test_kernel_linger_zero_close_resets_pytcp(netns: Netns) -> None:
+    def body(t: StackThread, stack: Stack) -> tuple[str, str | None]:
+        sock = stack.connect(KERNEL, PORT, timeout=BOUND)
+        sock.settimeout(BOUND)
+        with pytest.raises(ConnectionResetError) as exc:
+            sock.recv(100)
+        return str(exc.value), sock.connection.error
+
+    with kernel_server() as srv:
+        t = StackThread(body).start()
+        k, _ = srv.accept()
+        k.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        k.close()  # SO_LINGER 0: RST instead of FIN
+        message, error = t.result()
+    assert error == "reset"
+    assert message.endswith(f"connection to {KERNEL}:{PORT} reset by peer")
+
+
+def test_pytcp_abort_resets_kernel(netns: Netns) -> None:
+    def body(t: StackThread, stack: Stack) -> None:
+        sock = stack.connect(KERNEL, PORT, timeout=BOUND)
+        sock.sendall(b"hello")
+        t.wait_go(stack)
+        sock.abort()
+        stack.run_once(0)  # the RST leaves now
+
+    with kernel_server() as srv:
+        t = StackThread(body).start()
+        k, _ = srv.accept()
+        with k:
+            k.settimeout(BOUND)
+            assert k.recv(5) == b"hello"
+            t.proceed()
+            with pytest.raises(ConnectionResetError):
+                while k.recv(100):
+                    pass
+        t.result()
+
+
+# -- many connections ------------------------------------------------------------------------
+
+CLIENTS = 200
+ECHO = 64 << 10
+
+
+def echo_server(t: StackThread, stack: Stack) -> int:
+    """Echo every connection on PORT until the test stops; returns connections served."""
+    listener = stack.listen(PORT, backlog=CLIENTS + 56)
+    backlog: dict[str, bytearray] = {}
+    served = 0
+
+    def pump(sock: Socket) -> None:
+        buf = backlog[sock.id]
+        while sock.readable and len(buf) < (1 << 20):
+            buf += sock.recv(1 << 20)
+        while buf and sock.writable:
+            n = sock.send(bytes(buf[: sock.writable]))
+            del buf[:n]
+        if (sock.at_eof and not buf) or sock.error is not None:
+            sock.close()
+
+    def on_accept() -> None:
+        nonlocal served
+        while (sock := listener.accept(timeout=0)) is not None:
+            served += 1
+            sock.setblocking(False)
+            backlog[sock.id] = bytearray()
+            sock.on_change(functools.partial(pump, sock))
+            pump(sock)
+
+    listener.on_change(on_accept)
+    t.marker.set()
+    t.run_until_stopped(stack)
+    return served
+
+
+def test_200_kernel_clients_echo_through_pytcp_listener(netns: Netns) -> None:
+    t = StackThread(echo_server).start()
+    assert t.marker.wait(BOUND)
+    data = [payload(100 + i, ECHO) for i in range(CLIENTS)]
+    sel = selectors.DefaultSelector()
+    state: dict[int, dict[str, Any]] = {}
+    socks = []
+    for i in range(CLIENTS):
+        s = socket.socket()
+        s.setblocking(False)
+        s.connect_ex((PYTCP, PORT))
+        socks.append(s)
+        state[s.fileno()] = {"i": i, "sent": 0, "got": bytearray(), "sock": s, "done": False}
+        sel.register(s, selectors.EVENT_READ | selectors.EVENT_WRITE)
+    deadline = threading.Event()
+    timer = threading.Timer(BOUND * 2, deadline.set)
+    timer.start()
+    try:
+        remaining = CLIENTS
+        while remaining and not deadline.is_set():
+            for key, events in sel.select(1.0):
+                st = state[key.fd]
+                s, i = st["sock"], st["i"]
+                if events & selectors.EVENT_WRITE and st["sent"] < ECHO:
+                    try:
+                        st["sent"] += s.send(data[i][st["sent"] : st["sent"] + 65536])
+                    except BlockingIOError:
+                        pass
+                    if st["sent"] == ECHO:
+                        s.shutdown(socket.SHUT_WR)
+                        sel.modify(s, selectors.EVENT_READ)
+                if events & selectors.EVENT_READ:
+                    try:
+                        chunk = s.recv(1 << 20)
+                    except BlockingIOError:
+                        continue
+                    if chunk:
+                        st["got"] += chunk
+                    else:
+                        sel.unregister(s)
+                        st["done"] = True
+                        remaining -= 1
+    finally:
+        timer.cancel()
+        sel.close()
+    served = t.result()
+    intact = [st["i"] for st in state.values() if st["done"] and st["got"] == data[st["i"]]]
+    for s in socks:
+        s.close()
+    assert served == CLIENTS
+    assert sorted(intact) == list(range(CLIENTS))

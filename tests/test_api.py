@@ -1,0 +1,266 @@
+"""stack/api.py without root: two Stacks over a PairLink pair, driven by one shared Loop."""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from stack import ListeningSocket, Socket, Stack, StackEnvironmentError, TcpConfig
+from stack.io.link import PairLink
+from stack.io.loop import Loop
+
+CLIENT = "10.77.0.2"
+SERVER = "10.77.0.1"
+PORT = 5000
+WAIT = 10.0  # bounds every blocking call: a hung test fails instead of hanging
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[Stack, Stack]]:
+    a, b = PairLink.pair()
+    loop = Loop()
+    client = Stack(link=a, loop=loop, addr=CLIENT, gateway=f"{SERVER}/24", seed=1)
+    server = Stack(link=b, loop=loop, addr=SERVER, gateway=f"{CLIENT}/24", seed=2)
+    with client, server:
+        yield client, server
+    a.close()
+    b.close()
+    loop.close()
+
+
+def connected(pair: tuple[Stack, Stack]) -> tuple[Socket, Socket, ListeningSocket]:
+    client, server = pair
+    listener = server.listen(PORT)
+    sock = client.connect(SERVER, PORT, timeout=WAIT)
+    accepted = listener.accept(timeout=WAIT)
+    assert accepted is not None
+    for s in (sock, accepted):
+        s.settimeout(WAIT)
+    return sock, accepted, listener
+
+
+def test_public_names() -> None:
+    import stack
+    from stack.io.tun import StackEnvironmentError as TunError
+    from stack.tcp.config import TcpConfig as RealConfig
+
+    assert stack.__all__ == [
+        "ListeningSocket",
+        "Socket",
+        "Stack",
+        "StackEnvironmentError",
+        "TcpConfig",
+    ]
+    assert (StackEnvironmentError, TcpConfig) == (TunError, RealConfig)
+    assert issubclass(StackEnvironmentError, OSError)
+    with pytest.raises(AttributeError):
+        _ = stack.Nothing
+
+
+def test_connect_accept_exchange_close(pair: tuple[Stack, Stack]) -> None:
+    client, server = pair
+    sock, accepted, listener = connected(pair)
+    pid = os.getpid()
+    assert listener.id == f"{pid}.1"
+    assert (sock.id, accepted.id) == (f"{pid}.1", f"{pid}.2")
+    assert sock.local == (CLIENT, sock.local[1]) and 32768 <= sock.local[1] <= 60999
+    assert (sock.remote, accepted.local, accepted.remote) == (
+        (SERVER, PORT),
+        (SERVER, PORT),
+        sock.local,
+    )
+    assert (sock.state, accepted.state) == ("ESTABLISHED", "ESTABLISHED")
+    assert client.sockets() == [sock] and server.sockets() == [listener, accepted]
+    sock.sendall(b"hello, ")
+    assert sock.send(b"world") == 5
+    got = b""
+    while len(got) < 12:
+        got += accepted.recv(100)
+    assert got == b"hello, world"
+    accepted.sendall(b"x" * 300_000)  # more than the buffers: sendall runs the loop
+    total = 0
+    while total < 300_000:
+        total += len(sock.recv(1 << 20))
+    assert total == 300_000
+    sock.close()
+    assert accepted.recv(10) == b""  # the FIN
+    assert accepted.at_eof
+    accepted.close()
+    assert client.run_until(lambda: sock.state == "TIME-WAIT", WAIT)
+    assert server.run_until(lambda: accepted.connection.is_closed, WAIT)
+    assert sock.info()["state"] == "TIME-WAIT"
+    assert client.sockets() == [] and server.sockets() == [listener]
+    with pytest.raises(OSError) as exc:
+        sock.recv(1)
+    assert (exc.value.errno, exc.value.strerror) == (errno.EBADF, "socket is closed")
+
+
+def test_connect_refused(pair: tuple[Stack, Stack]) -> None:
+    client, _ = pair
+    with pytest.raises(ConnectionRefusedError) as exc:
+        client.connect(SERVER, 7, timeout=WAIT)
+    assert str(exc.value) == f"[Errno 111] connection to {SERVER}:7 refused"
+    assert client.sockets() == []
+
+
+def test_connect_timeout_aborts() -> None:
+    a, b = PairLink.pair()  # nobody drives b: the SYN is never answered
+    try:
+        with Stack(link=a, addr=CLIENT, seed=3) as client:
+            with pytest.raises(TimeoutError) as exc:
+                client.connect(SERVER, PORT, timeout=0.3)
+            assert (
+                str(exc.value) == f"[Errno 110] connection to {SERVER}:{PORT} timed out after 0.3 s"
+            )
+            assert client.sockets() == []
+            assert client.host.connections() == []
+    finally:
+        a.close()
+        b.close()
+
+
+def test_nonblocking_send_recv(pair: tuple[Stack, Stack]) -> None:
+    client, _ = pair
+    sock, accepted, _ = connected(pair)
+    accepted.setblocking(False)
+    with pytest.raises(BlockingIOError):
+        accepted.recv(10)
+    sock.setblocking(False)
+    queued = 0
+    with pytest.raises(BlockingIOError):
+        while True:
+            n = sock.send(b"y" * 65536)
+            assert n > 0
+            queued += n
+    assert sock.writable == 0
+    assert queued == TcpConfig().snd_buf
+    assert client.run_until(lambda: accepted.readable > 0, WAIT)
+    assert accepted.recv(10) == b"yyyyyyyyyy"
+
+
+def test_on_change_fires_on_data_and_stops_when_cleared(pair: tuple[Stack, Stack]) -> None:
+    client, _ = pair
+    sock, accepted, listener = connected(pair)
+    calls: list[int] = []
+    accepted.on_change(lambda: calls.append(accepted.readable))
+    sock.send(b"abc")
+    assert client.run_until(lambda: bool(calls) and calls[-1] == 3, WAIT)
+    accepted.on_change(None)
+    before = len(calls)
+    sock.send(b"def")
+    assert client.run_until(lambda: accepted.readable == 6, WAIT)
+    assert len(calls) == before
+    accepts: list[int] = []
+    listener.on_change(lambda: accepts.append(listener.pending))
+    second = client.connect(SERVER, PORT, timeout=WAIT)
+    assert client.run_until(lambda: accepts == [1], WAIT)
+    assert listener.accept(timeout=0) is not None
+    assert listener.accept(timeout=0) is None
+    second.close()
+
+
+def test_peer_abort_is_connection_reset(pair: tuple[Stack, Stack]) -> None:
+    sock, accepted, _ = connected(pair)
+    accepted.abort()
+    assert accepted.closed
+    with pytest.raises(ConnectionResetError) as exc:
+        sock.recv(10)
+    assert str(exc.value) == f"[Errno 104] connection to {SERVER}:{PORT} reset by peer"
+    assert isinstance(sock.error, ConnectionResetError)
+    with pytest.raises(ConnectionResetError):
+        sock.send(b"late")
+
+
+def test_shutdown_half_close(pair: tuple[Stack, Stack]) -> None:
+    sock, accepted, _ = connected(pair)
+    sock.sendall(b"last words")
+    sock.shutdown(socket.SHUT_WR)
+    sock.shutdown(socket.SHUT_WR)  # twice is harmless, as for a kernel socket
+    with pytest.raises(BrokenPipeError):
+        sock.send(b"more")
+    got = b""
+    while chunk := accepted.recv(100):
+        got += chunk
+    assert got == b"last words"
+    assert accepted.state == "CLOSE-WAIT"
+    accepted.sendall(b"reply after EOF")
+    assert sock.recv(100) == b"reply after EOF"
+    assert sock.writable == 0
+
+
+def test_accept_timeout_and_closed_listener(pair: tuple[Stack, Stack]) -> None:
+    _, server = pair
+    listener = server.listen(PORT)
+    assert listener.accept(timeout=0.05) is None
+    listener.close()
+    assert listener.state == "CLOSED"
+    with pytest.raises(OSError) as exc:
+        listener.accept(timeout=0)
+    assert exc.value.errno == errno.EBADF
+
+
+def test_stack_close_finishes_connections(pair: tuple[Stack, Stack]) -> None:
+    client, server = pair
+    sock, accepted, _ = connected(pair)
+    sock.sendall(b"bye")
+    client.close()
+    assert client.closed and sock.closed
+    assert accepted.recv(10) == b"bye"
+    assert accepted.recv(10) == b""
+    with pytest.raises(OSError) as exc:
+        client.connect(SERVER, PORT)
+    assert exc.value.strerror == "stack is not open (use `with Stack() as stack:`)"
+    # The client's stack is gone, so nobody will ever acknowledge the server's FIN:
+    # linger=0 resets at once instead of waiting CLOSE_LINGER.
+    conn = accepted.connection
+    server.close(linger=0)
+    assert accepted.closed and conn.is_closed
+
+
+def test_stack_exit_on_exception_resets(pair: tuple[Stack, Stack]) -> None:
+    client, _ = pair
+    _, accepted, _ = connected(pair)
+    with pytest.raises(RuntimeError), client:
+        raise RuntimeError("boom")
+    with pytest.raises(ConnectionResetError):
+        accepted.recv(10)
+
+
+def test_pcap_records_the_handshake(tmp_path: Path) -> None:
+    import scapy.layers.inet  # noqa: F401 - registers LINKTYPE_RAW with the reader
+    from scapy.utils import rdpcap
+
+    a, b = PairLink.pair()
+    loop = Loop()
+    path = tmp_path / "s.pcap"
+    try:
+        with (
+            Stack(link=a, loop=loop, addr=CLIENT, pcap=str(path), seed=4) as client,
+            Stack(link=b, loop=loop, addr=SERVER, seed=5) as server,
+        ):
+            listener = server.listen(PORT)
+            sock = client.connect(SERVER, PORT, timeout=WAIT)
+            assert listener.accept(timeout=WAIT) is not None
+            sock.abort()
+            client.run_once(0)
+        packets = rdpcap(str(path))
+        assert [str(p["TCP"].flags) for p in packets] == ["S", "SA", "A", "R"]
+        assert [p["IP"].src for p in packets] == [CLIENT, SERVER, CLIENT, CLIENT]
+    finally:
+        a.close()
+        b.close()
+        loop.close()
+
+
+def test_bad_options() -> None:
+    with pytest.raises(ValueError) as exc:
+        Stack(impair="loss=lots")
+    assert str(exc.value) == "impair: loss=lots: not a rate (try loss=5% or loss=0.05)"
+    with pytest.raises(StackEnvironmentError) as env:
+        Stack(tun="a-name-far-too-long").open()
+    assert str(env.value) == "bad interface name 'a-name-far-too-long': 1 to 15 characters, no '/'"
