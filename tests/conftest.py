@@ -9,6 +9,7 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -54,7 +55,7 @@ class Netns:
 
     name: str
 
-    def run(self, *cmd: str, check: bool = True, **kw) -> subprocess.CompletedProcess:  # type: ignore[no-untyped-def]
+    def run(self, *cmd: str, check: bool = True, **kw: Any) -> subprocess.CompletedProcess[str]:
         """Run a command inside the namespace (the calling thread is already in it)."""
         return subprocess.run(list(cmd), check=check, capture_output=True, text=True, **kw)
 

@@ -24,10 +24,31 @@ FORBIDDEN: dict[str, set[str]] = {
 EVERYWHERE_IN_STACK = {"click", "pytcpcli"}
 
 
+def _is_type_checking_block(node: ast.AST) -> bool:
+    return isinstance(node, ast.If) and (
+        (isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING")
+        or (isinstance(node.test, ast.Attribute) and node.test.attr == "TYPE_CHECKING")
+    )
+
+
+def _runtime_nodes(tree: ast.AST) -> list[ast.AST]:
+    """Every node except those under `if TYPE_CHECKING:` (annotations never run)."""
+    out: list[ast.AST] = []
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        out.append(node)
+        if _is_type_checking_block(node):
+            stack.extend(node.orelse)  # type: ignore[attr-defined]
+            continue
+        stack.extend(ast.iter_child_nodes(node))
+    return out
+
+
 def imported_modules(path: Path) -> set[str]:
     tree = ast.parse(path.read_text(), str(path))
     names: set[str] = set()
-    for node in ast.walk(tree):
+    for node in _runtime_nodes(tree):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
@@ -53,6 +74,12 @@ def test_stack_module_imports_point_down(path: Path) -> None:
             banned |= extra
     bad = sorted(n for n in imported_modules(path) if violates(n, banned))
     assert bad == [], f"{rel} imports {bad}, against DESIGN §2"
+
+
+def test_type_checking_imports_do_not_count(tmp_path: Path) -> None:
+    f = tmp_path / "typed.py"
+    f.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import random\n")
+    assert "random" not in imported_modules(f)
 
 
 def test_checker_catches_a_violation(tmp_path: Path) -> None:
