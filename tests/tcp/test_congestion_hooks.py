@@ -1,0 +1,144 @@
+"""NewReno through the connection: slow start, fast retransmit on the third duplicate
+ACK only (RFC 5681 §3.2), RFC 6582 fast recovery with the recover point, what does and
+does not count as a duplicate ACK (RFC 5681 §2), and the loss window after an RTO."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from stack.tcp.clock import MS
+from stack.tcp.config import TcpConfig
+from tests.tcp.helpers import (
+    CONFIG,
+    LOCAL_ISS,
+    REMOTE_ISS,
+    SEND,
+    established,
+    recv,
+    recv_all,
+    recv_nothing,
+    send,
+)
+
+SMSS = 1460
+NEWRENO = TcpConfig(**{**CONFIG.__dict__, "cc": "newreno", "snd_buf": 1 << 20})
+WIN = 65535
+UNA = LOCAL_ISS + 1
+
+
+def ack(n: int, **kw: object):
+    """The peer acknowledging n bytes of our data, with a steady window."""
+    kw.setdefault("window", WIN)
+    return replace(SEND, ack=UNA + n, **kw)  # type: ignore[arg-type]
+
+
+def flowing(segments: int):
+    """Established under NewReno with `segments` full segments in flight."""
+    c = established(NEWRENO)
+    send(c, ack(0), 0)  # the peer opens its window
+    c.cc.cwnd = segments * SMSS  # as if slow start had got there
+    c.send(b"d" * (segments * SMSS + 20 * SMSS), 0)
+    out = recv_all(c, 0)
+    assert [s.seq for s in out] == [UNA + k * SMSS for k in range(segments)]
+    return c
+
+
+def test_initial_window_then_slow_start() -> None:
+    c = established(NEWRENO)
+    send(c, ack(0), 0)
+    assert c.cc.cwnd == 4380  # RFC 5681 (3): min(4*SMSS, max(2*SMSS, 4380))
+    c.send(b"x" * 10 * SMSS, 0)
+    assert len(recv_all(c, 0)) == 3
+    send(c, ack(SMSS), 10 * MS)
+    assert c.cc.cwnd == 4380 + SMSS
+    assert len(recv_all(c, 10 * MS)) == 2  # one ACKed, cwnd grew by one: two more
+
+
+def test_fast_retransmit_on_third_duplicate_ack_only() -> None:
+    c = flowing(10)
+    send(c, ack(0), 1 * MS)
+    assert recv_nothing(c, 1 * MS)
+    send(c, ack(0), 2 * MS)
+    assert recv_nothing(c, 2 * MS)
+    send(c, ack(0), 3 * MS)
+    seg = recv(c, 3 * MS)
+    assert (seg.seq, len(seg.payload)) == (UNA, SMSS)
+    snap = c.snapshot(3 * MS)["congestion"]
+    assert snap["phase"] == "recovery"
+    assert snap["recover"] == UNA + 10 * SMSS
+    assert snap["ssthresh"] == 5 * SMSS
+    assert snap["cwnd"] == 8 * SMSS  # ssthresh + 3*SMSS
+    assert c.counters["dup_acks"] == 3
+    assert c.counters["retransmissions"] == 1
+
+
+def test_fast_recovery_inflates_partial_ack_retransmits_full_ack_exits() -> None:
+    c = flowing(10)
+    for t in (1, 2, 3):
+        send(c, ack(0), t * MS)
+    recv(c, 3 * MS)
+    # further duplicates inflate cwnd by SMSS each; once cwnd exceeds the flight,
+    # new data goes out (RFC 6582 §3.2 step 3)
+    for t in (4, 5):
+        send(c, ack(0), t * MS)
+        assert recv_nothing(c, t * MS)
+    send(c, ack(0), 6 * MS)
+    assert c.cc.cwnd == 11 * SMSS
+    seg = recv(c, 6 * MS)
+    assert seg.seq == UNA + 10 * SMSS
+    # partial ACK: the next hole is retransmitted at once, recovery continues
+    send(c, ack(4 * SMSS), 7 * MS)
+    # cwnd deflates by the 4 SMSS acknowledged and adds one back (step 5): 8 SMSS,
+    # with 7 in flight: the retransmission plus one new segment
+    assert [s.seq for s in recv_all(c, 7 * MS)] == [UNA + 4 * SMSS, UNA + 11 * SMSS]
+    assert c.cc.cwnd == 8 * SMSS
+    assert c.snapshot(7 * MS)["congestion"]["phase"] == "recovery"
+    # the full ACK (covers recover) ends it (step 6, option 1):
+    # cwnd = min(ssthresh, max(FlightSize, SMSS) + SMSS) = min(5, 2 + 1) SMSS
+    send(c, ack(10 * SMSS), 8 * MS)
+    snap = c.snapshot(8 * MS)["congestion"]
+    assert (snap["phase"], snap["cwnd"], snap["in_flight"]) == ("open", 3 * SMSS, 2 * SMSS)
+
+
+def test_window_update_is_not_a_duplicate_ack() -> None:
+    c = flowing(10)
+    for k in range(4):
+        send(c, ack(0, window=WIN - 100 * (k + 1)), (k + 1) * MS)
+    assert c.counters["dup_acks"] == 0
+    assert recv_nothing(c, 5 * MS)
+
+
+def test_segment_with_data_is_not_a_duplicate_ack() -> None:
+    c = flowing(10)
+    for k in range(4):
+        send(c, ack(0, seq=REMOTE_ISS + 1 + k, payload=b"x"), (k + 1) * MS)
+    assert c.counters["dup_acks"] == 0
+    assert c.snapshot(5 * MS)["congestion"]["phase"] == "open"
+
+
+def test_no_duplicate_ack_without_outstanding_data() -> None:
+    c = established(NEWRENO)
+    for k in range(4):
+        send(c, ack(0), k * MS)
+    assert c.counters["dup_acks"] == 0
+
+
+def test_rto_sets_loss_window_and_goes_back_n() -> None:
+    c = flowing(10)
+    out = recv_all(c, 200 * MS)  # RTO = rto_min after the handshake's zero RTT
+    assert [(s.seq, len(s.payload)) for s in out] == [(UNA, SMSS)]  # cwnd = 1 SMSS
+    snap = c.snapshot(200 * MS)["congestion"]
+    assert (snap["cwnd"], snap["ssthresh"], snap["phase"]) == (SMSS, 5 * SMSS, "loss")
+    assert snap["recover"] == UNA + 10 * SMSS
+    send(c, ack(SMSS), 210 * MS)
+    # slow start from the loss window: two segments, the next ones from SND.UNA on
+    assert [s.seq for s in recv_all(c, 210 * MS)] == [UNA + SMSS, UNA + 2 * SMSS]
+
+
+def test_duplicates_after_rto_below_recover_do_not_trigger_fast_retransmit() -> None:
+    c = flowing(10)
+    recv_all(c, 200 * MS)
+    for t in (1, 2, 3, 4):
+        send(c, ack(0), 200 * MS + t)
+    assert c.snapshot(201 * MS)["congestion"]["phase"] == "loss"
+    assert c.counters["retransmissions"] == 1

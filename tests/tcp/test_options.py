@@ -1,0 +1,151 @@
+"""Option negotiation: MSS (RFC 9293 3.7.1), window scale and timestamps (RFC 7323),
+SACK-permitted and SACK blocks (RFC 2018)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from stack.tcp.clock import MS
+from stack.tcp.config import TcpConfig
+from tests.tcp.helpers import (
+    ACK,
+    CONFIG,
+    LOCAL_ISS,
+    MSS,
+    PSH,
+    RECV,
+    REMOTE_ISS,
+    SEND,
+    SYN,
+    connection,
+    recv,
+    send,
+    syn,
+)
+
+FULL = TcpConfig(rcv_buf=256 * 1024, snd_buf=256 * 1024, cc="none")  # defaults: every option
+
+
+def test_syn_carries_every_option_from_config() -> None:
+    c = connection(FULL)
+    c.open_active(5 * MS)
+    assert recv(c, 5 * MS) == replace(
+        RECV,
+        seq=LOCAL_ISS,
+        ack=0,
+        flags=SYN,
+        window=65535,
+        mss=MSS,
+        wscale=3,  # 256 KiB >> 3 fits 16 bits
+        sack_permitted=True,
+        timestamps=(5, 0),  # TSval from now in ms
+    )
+
+
+def test_mss_from_link_mtu_and_config() -> None:
+    c = connection(CONFIG, mtu=9000)
+    c.open_active(0)
+    assert recv(c, 0).mss == 8960
+    c = connection(TcpConfig(**{**CONFIG.__dict__, "mss": 1000}))
+    c.open_active(0)
+    assert recv(c, 0).mss == 1000
+
+
+def test_passive_open_negotiates_everything_the_peer_offered() -> None:
+    c = connection(FULL)
+    c.open_passive(0)
+    send(c, syn(wscale=7, sack_permitted=True, timestamps=(777, 0), window=64240), 0)
+    assert recv(c, 2 * MS) == replace(
+        RECV,
+        seq=LOCAL_ISS,
+        flags=SYN | ACK,
+        window=65535,
+        mss=MSS,
+        wscale=3,
+        sack_permitted=True,
+        timestamps=(2, 777),
+    )
+    tcb = c.tcb
+    assert (tcb.wscale_local, tcb.wscale_remote, tcb.sack, tcb.timestamps) == (3, 7, True, True)
+    assert tcb.snd_mss == MSS - 12  # timestamps take 12 bytes of every segment
+    send(c, replace(SEND, window=1000, timestamps=(778, 2)), 10 * MS)
+    assert tcb.snd_wnd == 1000 << 7
+    c.send(b"x", 10 * MS)
+    assert recv(c, 10 * MS) == replace(
+        RECV, flags=PSH | ACK, window=256 * 1024 >> 3, payload=b"x", timestamps=(10, 778)
+    )
+
+
+def test_passive_open_offers_nothing_the_peer_did_not() -> None:
+    c = connection(FULL)
+    c.open_passive(0)
+    send(c, syn(), 0)
+    assert recv(c, 0) == replace(RECV, seq=LOCAL_ISS, flags=SYN | ACK, window=65535, mss=MSS)
+    assert (c.tcb.wscale_local, c.tcb.wscale_remote) == (0, 0)
+
+
+def test_active_open_without_peer_options_falls_back() -> None:
+    c = connection(FULL)
+    c.open_active(0)
+    recv(c, 0)
+    send(c, replace(SEND, seq=REMOTE_ISS, flags=SYN | ACK, window=5000), 1)
+    tcb = c.tcb
+    assert (tcb.wscale_local, tcb.wscale_remote, tcb.sack, tcb.timestamps) == (0, 0, False, False)
+    assert tcb.snd_mss == 536
+    assert recv(c, 1) == replace(RECV, window=65535)
+
+
+def test_window_scale_shift_above_14_is_clamped() -> None:
+    c = connection(FULL)
+    c.open_passive(0)
+    send(c, syn(wscale=20), 0)
+    assert c.tcb.wscale_remote == 14  # RFC 7323 §2.3
+
+
+def test_timestamps_rttm_sample_from_echo() -> None:
+    c = connection(FULL)
+    c.open_active(0)
+    recv(c, 0)
+    send(
+        c,
+        replace(SEND, seq=REMOTE_ISS, flags=SYN | ACK, timestamps=(50, 0), window=1000, wscale=0),
+        30 * MS,
+    )
+    assert c.rtt.srtt == 30 * MS  # the SYN was timed
+    c.send(b"abc", 100 * MS)
+    assert recv(c, 100 * MS).timestamps == (100, 50)
+    send(c, replace(SEND, ack=LOCAL_ISS + 4, timestamps=(60, 100)), 180 * MS)
+    assert c.rtt.samples == 2
+    assert c.rtt.min_rtt == 30 * MS
+    assert c.tcb.ts_recent == 60
+
+
+def test_sack_blocks_for_out_of_order_data_latest_first() -> None:
+    c = connection(FULL)
+    c.open_passive(0)
+    send(c, syn(sack_permitted=True), 0)
+    recv(c, 0)
+    send(c, SEND, 0)
+    nxt = REMOTE_ISS + 1
+    send(c, replace(SEND, seq=nxt + 10, payload=b"b" * 10), 1)
+    assert recv(c, 1).sack == ((nxt + 10, nxt + 20),)
+    send(c, replace(SEND, seq=nxt + 30, payload=b"d" * 10), 2)
+    assert recv(c, 2).sack == ((nxt + 30, nxt + 40), (nxt + 10, nxt + 20))
+    send(c, replace(SEND, seq=nxt + 20, payload=b"c" * 5), 3)
+    assert recv(c, 3).sack == ((nxt + 10, nxt + 25), (nxt + 30, nxt + 40))
+    send(c, replace(SEND, seq=nxt, payload=b"a" * 10), 4)
+    seg = recv(c, 4)
+    assert (seg.ack, seg.sack) == (nxt + 25, ((nxt + 30, nxt + 40),))
+    send(c, replace(SEND, seq=nxt + 25, payload=b"c" * 5), 5)
+    seg = recv(c, 5)
+    assert (seg.ack, seg.sack) == (nxt + 40, ())
+
+
+def test_no_sack_blocks_unless_negotiated() -> None:
+    c = connection(FULL)
+    c.open_passive(0)
+    send(c, syn(), 0)
+    recv(c, 0)
+    send(c, SEND, 0)
+    send(c, replace(SEND, seq=REMOTE_ISS + 11, payload=b"b" * 10), 1)
+    assert recv(c, 1).sack == ()
