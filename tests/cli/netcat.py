@@ -1,0 +1,160 @@
+"""Helpers for running the installed `pytcp` as a user would, inside a test namespace.
+
+pytcp creates pytcp0 in the fresh namespace: the kernel is 10.77.0.1 on it and pytcp
+is 10.77.0.2. Kernel peers are Python sockets in threads; every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+PYTCP = os.path.join(os.path.dirname(sys.executable), "pytcp")
+KERNEL = "10.77.0.1"
+STACK = "10.77.0.2"
+TIMEOUT = 60  # seconds any one subprocess or wait may take before the test fails
+
+
+def pytcp(*args: str, **kw: Any) -> subprocess.Popen[bytes]:
+    """Start `pytcp ARGS...` with pipes for whatever stdin/stdout/stderr are not given."""
+    kw.setdefault("stdin", subprocess.PIPE)
+    kw.setdefault("stdout", subprocess.PIPE)
+    kw.setdefault("stderr", subprocess.PIPE)
+    return subprocess.Popen([PYTCP, *args], **kw)
+
+
+def run(*args: str, input: bytes = b"", timeout: float = TIMEOUT) -> subprocess.CompletedProcess:
+    return subprocess.run([PYTCP, *args], input=input, capture_output=True, timeout=timeout)
+
+
+def recv_all(conn: socket.socket) -> bytes:
+    chunks = []
+    while True:
+        data = conn.recv(1 << 16)
+        if not data:
+            return b"".join(chunks)
+        chunks.append(data)
+
+
+def unacked(conn: socket.socket) -> int:
+    """Bytes the kernel has sent on conn that the peer has not acknowledged (SIOCOUTQ
+    counts unsent + unacknowledged)."""
+    import fcntl
+    import struct
+    import termios
+
+    buf = fcntl.ioctl(conn.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
+    return int(struct.unpack("i", buf)[0])
+
+
+@dataclass
+class KernelServer:
+    """A kernel TCP server on 0.0.0.0:port; handler(conn) runs in a thread per client."""
+
+    port: int
+    handler: Callable[[socket.socket], Any]
+    results: list[Any] = field(default_factory=list)
+    errors: list[BaseException] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("0.0.0.0", self.port))
+        self.sock.listen(16)
+        self.sock.settimeout(TIMEOUT)
+        self.threads: list[threading.Thread] = []
+        self.accepting = threading.Thread(target=self._accept, daemon=True)
+        self.accepting.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            conn.settimeout(TIMEOUT)
+            t = threading.Thread(target=self._serve, args=(conn,), daemon=True)
+            t.start()
+            self.threads.append(t)
+
+    def _serve(self, conn: socket.socket) -> None:
+        try:
+            with conn:
+                self.results.append(self.handler(conn))
+        except BaseException as e:  # reported by wait()
+            self.errors.append(e)
+
+    def wait(self, clients: int = 1) -> list[Any]:
+        """The handlers' results once `clients` handlers finished (bounded by TIMEOUT)."""
+        deadline = TIMEOUT
+        for _ in range(deadline * 20):
+            if len(self.results) + len(self.errors) >= clients:
+                break
+            threading.Event().wait(0.05)
+        if self.errors:
+            raise self.errors[0]
+        assert len(self.results) >= clients, f"{len(self.results)} of {clients} clients done"
+        return self.results
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class StderrLines:
+    """Collects a process's stderr lines in a thread; `wait_for(prefix)` blocks until one
+    starts with prefix (bounded)."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        assert proc.stderr is not None
+        self.lines: list[str] = []
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._read, args=(proc.stderr,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream: Any) -> None:
+        for raw in stream:
+            self._queue.put(raw.decode(errors="replace"))
+        self._queue.put(None)
+
+    def wait_for(self, prefix: str, timeout: float = TIMEOUT) -> str:
+        while True:
+            line = self._queue.get(timeout=timeout)
+            if line is None:
+                raise AssertionError(f"stderr ended before {prefix!r}: {self.lines}")
+            self.lines.append(line)
+            if line.startswith(prefix):
+                return line
+
+    def rest(self, timeout: float = TIMEOUT) -> list[str]:
+        """Every remaining line, until the stream ends."""
+        while True:
+            line = self._queue.get(timeout=timeout)
+            if line is None:
+                return self.lines
+            self.lines.append(line)
+
+
+def start_listener(*args: str, **kw: Any) -> tuple[subprocess.Popen[bytes], StderrLines]:
+    """`pytcp listen -v ARGS` started and listening (its first -v line seen)."""
+    proc = pytcp("listen", "-v", *args, **kw)
+    err = StderrLines(proc)
+    try:
+        err.wait_for("pytcp: listening on ")
+    except BaseException:
+        proc.kill()
+        proc.wait(TIMEOUT)
+        raise
+    return proc, err
+
+
+def connect_kernel(port: int, host: str = STACK) -> socket.socket:
+    sock = socket.create_connection((host, port), timeout=TIMEOUT)
+    sock.settimeout(TIMEOUT)
+    return sock

@@ -1,0 +1,358 @@
+"""`pytcp connect` as a user runs it: the installed command against kernel peers, in a netns."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from tests.cli.netcat import (
+    KERNEL,
+    PYTCP,
+    TIMEOUT,
+    KernelServer,
+    StderrLines,
+    pytcp,
+    recv_all,
+    run,
+    unacked,
+)
+
+pytestmark = [pytest.mark.netns, pytest.mark.timeout(240)]
+
+
+def upper_echo(conn: socket.socket) -> bytes:
+    data = recv_all(conn)
+    conn.sendall(data.upper())
+    return data
+
+
+def test_stdin_to_peer_and_reply_to_stdout(netns) -> None:
+    server = KernelServer(7000, upper_echo)
+    out = run("connect", KERNEL, "7000", input=b"hello\x00world\n")
+    assert (out.returncode, out.stdout, out.stderr) == (0, b"HELLO\x00WORLD\n", b"")
+    assert server.wait() == [b"hello\x00world\n"]
+
+
+def test_verbose_lines(netns) -> None:
+    KernelServer(7000, upper_echo)
+    out = run("connect", "-v", KERNEL, "7000", input=b"abc")
+    assert (out.returncode, out.stdout) == (0, b"ABC")
+    lines = out.stderr.decode().splitlines()
+    assert lines[0].startswith(f"pytcp: connected to {KERNEL} port 7000 from 10.77.0.2 port ")
+    assert lines[0].endswith(" (pytcp0)")
+    assert lines[1] == "pytcp: the peer closed its side of the connection"
+    assert lines[2].startswith("pytcp: 3 bytes sent, 3 received in ")
+    assert len(lines) == 3
+
+
+def test_http_server_fetched_through_a_pipeline(netns, tmp_path: Path) -> None:
+    (tmp_path / "index.html").write_bytes(b"<h1>pytcp</h1>\n")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "http.server", "--bind", "0.0.0.0", "8000"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        StderrLines(server)  # drained so the server never blocks on its log
+        for _ in range(200):  # bounded wait for the server to listen
+            probe = socket.socket()
+            if probe.connect_ex(("127.0.0.1", 8000)) == 0:
+                probe.close()
+                break
+            probe.close()
+            threading.Event().wait(0.05)
+        out = subprocess.run(
+            f"printf 'GET /index.html HTTP/1.0\\r\\n\\r\\n' | {PYTCP} connect {KERNEL} 8000",
+            shell=True,
+            capture_output=True,
+            timeout=TIMEOUT,
+        )
+    finally:
+        server.terminate()
+        server.wait(TIMEOUT)
+    assert (out.returncode, out.stderr) == (0, b"")
+    head, body = out.stdout.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.0 200 OK\r\n")
+    assert body == b"<h1>pytcp</h1>\n"
+
+
+def test_megabytes_of_binary_both_ways(netns, tmp_path: Path) -> None:
+    data = os.urandom(4 * 1024 * 1024 + 123)
+    (tmp_path / "in.bin").write_bytes(data)
+
+    def echo(conn: socket.socket) -> str:
+        h = hashlib.sha256()
+        # Echo as it arrives (full duplex), so neither side can wait for the other's EOF.
+        while chunk := conn.recv(1 << 16):
+            h.update(chunk)
+            conn.sendall(chunk)
+        return h.hexdigest()
+
+    server = KernelServer(7001, echo)
+    with open(tmp_path / "in.bin", "rb") as stdin, open(tmp_path / "out.bin", "wb") as stdout:
+        proc = subprocess.run(
+            [PYTCP, "connect", KERNEL, "7001"],
+            stdin=stdin,
+            stdout=stdout,
+            stderr=subprocess.PIPE,
+            timeout=200,
+        )
+    assert (proc.returncode, proc.stderr) == (0, b"")
+    digest = hashlib.sha256(data).hexdigest()
+    assert server.wait() == [digest]
+    assert hashlib.sha256((tmp_path / "out.bin").read_bytes()).hexdigest() == digest
+
+
+def test_peer_fin_closes_stdout_while_stdin_stays_open(netns) -> None:
+    def greet_then_read(conn: socket.socket) -> bytes:
+        conn.sendall(b"hello\n")
+        conn.shutdown(socket.SHUT_WR)
+        return recv_all(conn)
+
+    server = KernelServer(7002, greet_then_read)
+    proc = pytcp("connect", KERNEL, "7002")
+    assert proc.stdout is not None and proc.stdin is not None
+    # The next stage of a pipeline sees EOF although pytcp's stdin is still open.
+    assert proc.stdout.read() == b"hello\n"
+    assert proc.poll() is None
+    proc.stdin.write(b"still sending\n")
+    proc.stdin.close()
+    assert proc.wait(TIMEOUT) == 0
+    assert server.wait() == [b"still sending\n"]
+
+
+def test_pipeline_finishes_when_the_data_is_done(netns) -> None:
+    KernelServer(7003, upper_echo)
+    out = subprocess.run(
+        f"seq 1 20000 | {PYTCP} connect {KERNEL} 7003 | tail -n 1",
+        shell=True,
+        capture_output=True,
+        timeout=TIMEOUT,
+    )
+    assert (out.returncode, out.stdout, out.stderr) == (0, b"20000\n", b"")
+
+
+def test_refused_exits_1(netns) -> None:
+    # The kernel answers a SYN to a closed port with RST: refused.
+    out = run("connect", KERNEL, "9")
+    assert (out.returncode, out.stdout) == (1, b"")
+    assert (
+        out.stderr
+        == (
+            f"pytcp: connection to {KERNEL} port 9 refused; check that something listens there\n"
+        ).encode()
+    )
+
+
+def test_connect_timeout_exits_1(netns) -> None:
+    # Nobody is 10.77.0.3: the kernel routes the SYN back into the TUN, where it is dropped.
+    out = run("connect", "-w", "1s", "10.77.0.3", "80")
+    assert (out.returncode, out.stdout) == (1, b"")
+    assert out.stderr == (
+        b"pytcp: connection to 10.77.0.3 port 80 timed out after 1s; "
+        b"check the address and route, or raise -w\n"
+    )
+
+
+def test_usage_error_exits_2(netns) -> None:
+    out = run("connect", KERNEL)
+    assert (out.returncode, out.stdout, out.stderr) == (
+        2,
+        b"",
+        b"pytcp: missing argument 'PORT'; see 'pytcp connect --help'\n",
+    )
+
+
+def test_environment_error_exits_3(netns) -> None:
+    # lo exists and is not a TUN device: pytcp cannot attach to it.
+    out = run("connect", "--tun", "lo", KERNEL, "80")
+    assert (out.returncode, out.stdout) == (3, b"")
+    assert out.stderr.startswith(b"pytcp: ") and out.stderr.count(b"\n") == 1
+
+
+def test_zero_io_open_and_closed(netns) -> None:
+    server = KernelServer(7004, recv_all)
+    out = run("connect", "-z", KERNEL, "7004")
+    assert (out.returncode, out.stdout, out.stderr) == (0, b"", b"")
+    assert server.wait() == [b""]
+    assert run("connect", "-z", KERNEL, "7005").returncode == 1
+
+
+def test_recv_only_never_reads_stdin(netns) -> None:
+    def send_and_close(conn: socket.socket) -> bytes:
+        conn.sendall(b"data for you")
+        conn.shutdown(socket.SHUT_WR)
+        return recv_all(conn)
+
+    server = KernelServer(7006, send_and_close)
+    out = run("connect", "-d", KERNEL, "7006", input=b"must not be sent")
+    assert (out.returncode, out.stdout, out.stderr) == (0, b"data for you", b"")
+    assert server.wait() == [b""]
+
+
+def test_send_only_discards_what_arrives(netns) -> None:
+    server = KernelServer(7007, upper_echo)
+    out = run("connect", "--send-only", KERNEL, "7007", input=b"quiet")
+    assert (out.returncode, out.stdout, out.stderr) == (0, b"", b"")
+    assert server.wait() == [b"quiet"]
+
+
+def test_crlf(netns) -> None:
+    server = KernelServer(7008, recv_all)
+    out = run("connect", "-C", KERNEL, "7008", input=b"a\nb\r\nc\n")
+    assert out.returncode == 0
+    assert server.wait() == [b"a\r\nb\r\nc\r\n"]
+
+
+def test_no_shutdown_keeps_writing_side_open_until_the_peer_closes(netns) -> None:
+    def wait_then_close(conn: socket.socket) -> bytes:
+        data = b""
+        while len(data) < 3:
+            data += conn.recv(10)
+        # pytcp must not have sent FIN: the socket has no EOF pending (poll would say so).
+        conn.setblocking(False)
+        try:
+            early_eof = conn.recv(10) == b""
+        except BlockingIOError:
+            early_eof = False
+        conn.setblocking(True)
+        conn.sendall(b"bye")
+        conn.shutdown(socket.SHUT_WR)
+        return data, early_eof, recv_all(conn)
+
+    server = KernelServer(7009, wait_then_close)
+    out = run("connect", "--no-shutdown", KERNEL, "7009", input=b"abc")
+    assert (out.returncode, out.stdout) == (0, b"bye")
+    assert server.wait() == [(b"abc", False, b"")]
+
+
+def test_quit_after_stdin_eof(netns) -> None:
+    def hold(conn: socket.socket) -> bytes:
+        data = recv_all(conn)  # pytcp's FIN ends this; the kernel then never closes
+        conn.sendall(b"late")
+        threading.Event().wait(5)
+        return data
+
+    server = KernelServer(7010, hold)
+    out = run("connect", "-q", "1s", KERNEL, "7010", input=b"x")
+    assert (out.returncode, out.stdout, out.stderr) == (0, b"late", b"")
+    assert server.wait() == [b"x"]
+
+
+def test_idle_timeout_exits_1(netns) -> None:
+    def silent(conn: socket.socket) -> bytes:
+        return recv_all(conn)
+
+    KernelServer(7011, silent)
+    keep_open, writer = os.pipe()  # stdin stays open and silent: idle both ways
+    proc = pytcp("connect", "-i", "1s", KERNEL, "7011", stdin=keep_open)
+    os.close(keep_open)
+    try:
+        out, err = proc.communicate(timeout=TIMEOUT)
+    finally:
+        os.close(writer)
+    assert (proc.returncode, out) == (1, b"")
+    assert err == b"pytcp: no data either way for 1s (-i); closed the connection\n"
+
+
+def test_reset_by_peer_exits_1(netns) -> None:
+    def reset(conn: socket.socket) -> None:
+        conn.recv(1)
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\0\0\0\0\0\0\0")
+        conn.close()  # linger 0: RST
+
+    KernelServer(7012, reset)
+    proc = pytcp("connect", KERNEL, "7012")
+    assert proc.stdin is not None
+    proc.stdin.write(b"x")
+    proc.stdin.flush()
+    out, err = proc.communicate(timeout=TIMEOUT)
+    assert (proc.returncode, out) == (1, b"")
+    assert err == f"pytcp: connection to {KERNEL} port 7012 reset by the peer\n".encode()
+
+
+def test_trace_prints_segments_and_state_changes(netns) -> None:
+    KernelServer(7013, upper_echo)
+    out = run("connect", "--trace", KERNEL, "7013", input=b"hi")
+    assert (out.returncode, out.stdout) == (0, b"HI")
+    lines = out.stderr.decode().splitlines()
+    assert lines[0].endswith(" 1: CLOSED -> SYN-SENT")  # connection 1 of the stack
+    first = lines[1].split(" ", 2)
+    assert first[1] == ">"
+    assert first[2].startswith("10.77.0.2.")
+    assert f" > {KERNEL}.7013: Flags [S], seq " in first[2]
+    assert any(line.endswith("SYN-SENT -> ESTABLISHED") for line in lines)
+    assert any("Flags [P.], seq 1:3, ack 1, win" in line for line in lines)
+    assert any(line.endswith("-> TIME-WAIT") for line in lines)
+
+
+@pytest.mark.skipif(shutil.which("tcpdump") is None, reason="needs tcpdump to read the pcap")
+def test_pcap_readable_by_tcpdump(netns, tmp_path: Path) -> None:
+    KernelServer(7014, upper_echo)
+    pcap = tmp_path / "run.pcap"
+    out = run("connect", "--pcap", str(pcap), KERNEL, "7014", input=b"hi")
+    assert out.returncode == 0
+    read = subprocess.run(
+        ["tcpdump", "-nn", "-r", str(pcap)], capture_output=True, text=True, timeout=TIMEOUT
+    )
+    flags = [
+        line.split("Flags [")[1].split("]")[0]
+        for line in read.stdout.splitlines()
+        if f"{KERNEL}.7014" in line  # not the kernel's IPv6 router solicitations
+    ]
+    assert flags[:3] == ["S", "S.", "."]
+    assert "F." in flags
+
+
+@pytest.mark.parametrize(
+    ("signals", "status"),
+    [
+        ((signal.SIGINT,), 130),
+        ((signal.SIGTERM,), 143),
+        ((signal.SIGINT, signal.SIGINT), 130),
+    ],
+)
+def test_signals_lose_no_received_byte(netns, signals: tuple[int, ...], status: int) -> None:
+    data = os.urandom(300 * 1024)
+    acked = threading.Event()
+    release = threading.Event()
+
+    def push_then_hold(conn: socket.socket) -> bytes:
+        conn.sendall(data)
+        for _ in range(TIMEOUT * 100):  # until pytcp acknowledged every byte
+            if unacked(conn) == 0:
+                break
+            threading.Event().wait(0.01)
+        acked.set()
+        release.wait(TIMEOUT)  # only now may the kernel read pytcp's FIN and close
+        try:
+            return recv_all(conn)
+        except ConnectionResetError:
+            return b"reset"
+
+    server = KernelServer(7015, push_then_hold)
+    # stdout is a pipe nobody reads until after the signals: the bytes sit in pytcp.
+    proc = pytcp("connect", KERNEL, "7015")
+    assert acked.wait(TIMEOUT)
+    for signum in signals:
+        proc.send_signal(signum)
+        if len(signals) > 1:
+            threading.Event().wait(0.2)
+    if len(signals) == 1:
+        release.set()
+    out, err = proc.communicate(timeout=TIMEOUT)
+    release.set()
+    assert (proc.returncode, err) == (status, b"")
+    assert hashlib.sha256(out).hexdigest() == hashlib.sha256(data).hexdigest()
+    # The first signal always sends FIN: the kernel reads EOF (a second one then resets).
+    assert server.wait() == [b""]
