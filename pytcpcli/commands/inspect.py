@@ -35,6 +35,11 @@ from pytcpcli.output import (
 from stack.control import ControlClient, ControlError
 
 PROBE_CLOSE_WAIT = 10.0  # seconds the probe waits for the peer's FIN after its own
+FIRST_FIELDS = frozenset({
+    "state", "local.addr", "local.port", "remote.addr", "remote.port", "send.iss",
+    "send.snd_nxt", "options.mss_local", "options.wscale_local", "options.sack",
+    "options.timestamps", "congestion.algorithm", "congestion.cwnd", "rtt.rto",
+})  # fmt: skip
 WATCH_DEFAULT = 2.0  # seconds between redraws of --watch without a value
 CLEAR = "\x1b[H\x1b[2J"  # cursor home, erase screen: redraw in place on a terminal
 
@@ -190,15 +195,29 @@ def _one(app: App, prefix: str, as_json: bool, watch: float | None, count: int |
 
 class ProbeRecorder:
     """A trace sink that builds the probe's timeline: every segment, and at each state
-    change a snapshot of the TCB diffed against the one before."""
+    change the TCB diffed against the one before.
+
+    A state change is traced in the middle of processing a segment, before the timers it
+    leads to are armed, so its snapshot is taken by a loop hook once the iteration is
+    done. When one segment causes two changes (FIN-WAIT-1 -> FIN-WAIT-2 -> TIME-WAIT),
+    the earlier keeps the snapshot taken as it happened.
+    """
 
     def __init__(self) -> None:
         self.stack: Any = None
         self.start: int | None = None
         self.items: list[TimelineItem] = []
         self.last: dict[str, Any] | None = None
-        self.pending: TimelineItem | None = None  # a state change seen before its TCB
+        self.pending: list[tuple[TimelineItem, dict[str, Any] | None]] = []
         self.isn: dict[tuple[Any, int], int] = {}
+
+    def attach(self, stack: Any) -> None:
+        self.stack = stack
+        stack.loop.add_hook(self.settle)
+
+    def detach(self) -> None:
+        if self.stack is not None:
+            self.stack.loop.remove_hook(self.settle)
 
     def __call__(self, event: Any) -> None:
         try:
@@ -206,26 +225,43 @@ class ProbeRecorder:
         except Exception:
             pass  # a sink must not raise into the stack
 
-    def _snapshot(self, now: int) -> dict[str, Any] | None:
+    def _snapshot(self) -> dict[str, Any] | None:
         if self.stack is None:
             return None
         conns = self.stack.host.connections()
-        return dict(conns[0].snapshot(now)) if conns else None
+        if not conns:
+            return None
+        # A deep copy: the live snapshot shares dicts (counters) with the connection.
+        snap: dict[str, Any] = json.loads(json.dumps(conns[0].snapshot(self.stack.loop.now())))
+        return snap
 
-    def _fill(self, item: TimelineItem, snap: dict[str, Any]) -> None:
+    def _fill(self, item: TimelineItem, snap: dict[str, Any] | None) -> None:
+        if snap is None:
+            old, _, new = item.text.partition(" -> ")
+            item.changes = [("state", old, new)]
+            return
         item.changes = changed_fields(self.last, snap)
+        if self.last is None:
+            # The first change: the identity and what was offered, not every zero.
+            item.changes = [c for c in item.changes if c[0] in FIRST_FIELDS]
         item.timers = snap.get("timers", [])
         self.last = snap
+
+    def settle(self) -> None:
+        """Loop hook: give the state changes of this iteration their snapshots."""
+        if not self.pending:
+            return
+        pending, self.pending = self.pending, []
+        for item, provisional in pending[:-1]:
+            self._fill(item, provisional)
+        item, provisional = pending[-1]
+        final = self._snapshot()
+        self._fill(item, final if final is not None else provisional)
 
     def _record(self, event: Any) -> None:
         if self.start is None:
             self.start = event.now
         offset = event.now - self.start
-        if self.pending is not None:
-            snap = self._snapshot(event.now)
-            if snap is not None:
-                self._fill(self.pending, snap)
-                self.pending = None
         if event.kind in ("segment-in", "segment-out"):
             from stack.wire.pretty import format_segment
 
@@ -239,25 +275,22 @@ class ProbeRecorder:
             text = format_segment(seg, src, dst, isn=isn)
             kind = "in" if event.kind == "segment-in" else "out"
             self.items.append(TimelineItem(offset, kind, text))
+            if self.pending:
+                # Still in the state of the last change: its TCB as of this segment.
+                item, _ = self.pending[-1]
+                snap = self._snapshot()
+                if snap is not None and item.text.endswith(f"-> {snap.get('state')}"):
+                    self.pending[-1] = (item, snap)
         elif event.kind == "state":
             item = TimelineItem(offset, "state", f"{event.fields['old']} -> {event.fields['new']}")
             self.items.append(item)
-            snap = self._snapshot(event.now)
-            if snap is None or snap.get("state") != event.fields["new"]:
-                item.changes = [("state", event.fields["old"], event.fields["new"])]
-                self.pending = item
-            else:
-                self._fill(item, snap)
+            self.pending.append((item, self._snapshot()))
 
-    def finish(self, now: int) -> dict[str, Any] | None:
-        snap = self._snapshot(now)
-        if self.pending is not None and snap is not None:
-            self._fill(self.pending, snap)
-            self.pending = None
+    def finish(self) -> dict[str, Any] | None:
+        """Settle what is pending; the last snapshot of the connection."""
+        self.settle()
+        snap = self._snapshot()
         return snap if snap is not None else self.last
-
-    def states(self) -> list[str]:
-        return [i.text.split(" -> ")[1] for i in self.items if i.kind == "state"]
 
 
 def _probe_app(app: App, recorder: ProbeRecorder) -> App:
@@ -287,7 +320,7 @@ def _probe(
     failure: CliError | None = None
     final: dict[str, Any] | None = None
     with _probe_app(app, recorder).stack(opts) as st:
-        recorder.stack = st
+        recorder.attach(st)
         try:
             sock = st.connect(address, port, timeout=timeout)
         except OSError as e:
@@ -297,13 +330,22 @@ def _probe(
                 if data:
                     sock.sendall(data)
                 sock.shutdown()  # our FIN: FIN-WAIT-1, then FIN-WAIT-2 once acknowledged
-                st.run_until(lambda: sock.at_eof or sock.error is not None, PROBE_CLOSE_WAIT)
-                while sock.readable:
-                    sock.recv(65536)  # the peer's reply counts in the summary, not printed
+                # Read the peer's reply (counted in the summary, not printed) up to its FIN.
+                deadline = st.loop.now() + int(PROBE_CLOSE_WAIT * 1e9)
+                while not sock.at_eof and sock.error is None:
+                    left = (deadline - st.loop.now()) / 1e9
+                    ready = st.run_until(
+                        lambda: sock.readable > 0 or sock.at_eof or sock.error is not None,
+                        max(left, 0.0),
+                    )
+                    if not ready:
+                        break
+                    while sock.readable:
+                        sock.recv(65536)
                 st.run_until(lambda: sock.state in ("TIME-WAIT", "CLOSED"), PROBE_CLOSE_WAIT)
             except OSError as e:
                 failure = app.connect_failure(e, address, port, timeout)
-            final = recorder.finish(st.loop.now())
+            final = recorder.finish()
             if failure is None and (final is None or final.get("state") != "TIME-WAIT"):
                 state = final.get("state") if final else "CLOSED"
                 failure = CliError(
@@ -312,6 +354,7 @@ def _probe(
                     EXIT_CONN,
                 )
             sock.close()
+        recorder.detach()
     if as_json:
         timeline = [dataclasses.asdict(i) for i in recorder.items]
         click.echo(render_json({"timeline": timeline, "summary": final}), nl=False)
