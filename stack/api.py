@@ -410,6 +410,7 @@ class Stack:
         self._seed = seed
         self._sockets: dict[str, Socket | ListeningSocket] = {}
         self._pcap: PcapWriter | None = None
+        self.impairers: tuple[Impairer, Impairer] | None = None  # (outgoing, incoming)
         self.tun_name = ""
         self.address = PAIR_ADDRESS
         self.peer_address = PAIR_PEER
@@ -458,6 +459,7 @@ class Stack:
                 impair_out = Impairer(self.impair, random.Random(seed))
                 # The other direction draws from its own stream: same seed, same run.
                 impair_in = Impairer(self.impair, random.Random(None if seed is None else ~seed))
+                self.impairers = (impair_out, impair_in)
             if self._pcap_path is not None:
                 self._pcap = PcapWriter(self._pcap_path)
             self.loop.attach(

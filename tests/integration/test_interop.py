@@ -11,9 +11,12 @@ from __future__ import annotations
 import functools
 import random
 import selectors
+import shutil
 import socket
 import struct
+import subprocess
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -370,3 +373,93 @@ def test_200_kernel_clients_echo_through_pytcp_listener(netns: Netns) -> None:
         s.close()
     assert served == CLIENTS
     assert sorted(intact) == list(range(CLIENTS))
+
+
+# -- environment, impairment, unreachable, pcap over the TUN ----------------------------------
+
+
+def test_env_and_kwargs_choose_the_interface(netns: Netns, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PYTCP_TUN", "envtun")
+    monkeypatch.setenv("PYTCP_ADDR", "10.77.3.9")
+    with Stack() as stack:
+        assert (stack.tun_name, str(stack.address), str(stack.peer_address)) == (
+            "envtun",
+            "10.77.3.9",
+            "10.77.3.1",
+        )
+    with Stack(tun="kwtun", addr="10.77.4.7", mtu=9000) as stack:
+        assert (stack.tun_name, str(stack.address), stack.mtu) == ("kwtun", "10.77.4.7", 9000)
+        assert stack.host.mtu == 9000
+
+
+def test_transfer_survives_impairment(netns: Netns) -> None:
+    up, down = payload(7, HALF), payload(8, HALF)
+    spec = "loss=3%,dup=1%,reorder=3%,delay=2ms,seed=7"
+
+    def body(t: StackThread, stack: Stack) -> dict[str, Any]:
+        sock = stack.connect(KERNEL, PORT, timeout=BOUND)
+        digest, count = pytcp_duplex(stack, sock, up, HALF)
+        info = sock.info()
+        sock.close()
+        assert stack.impairers is not None
+        out, _ = stack.impairers
+        return {"digest": digest, "count": count, "info": info, "lost": out.counters["lost"]}
+
+    with kernel_server() as srv:
+        t = StackThread(body, impair=spec).start()
+        k, _ = srv.accept()
+        with k:
+            digest, count = kernel_duplex(k, down, HALF)
+        result = t.result()
+    assert (count, digest) == (HALF, sha256(up))
+    assert (result["count"], result["digest"]) == (HALF, sha256(down))
+    assert result["lost"] > 0  # seeded: the same packets are lost every run
+    assert result["info"]["counters"]["retransmissions"] > 0  # ... and recovered from
+
+
+def test_unreachable_destination(netns: Netns) -> None:
+    # Forwarding on (in this namespace only) and no route to 10.99.0.0/16: the kernel
+    # answers the SYN with ICMP network unreachable, a hard error in SYN-SENT.
+    netns.run("sysctl", "-qw", "net.ipv4.ip_forward=1")
+
+    def body(t: StackThread, stack: Stack) -> str:
+        with pytest.raises(OSError) as exc:
+            stack.connect("10.99.0.1", 80, timeout=BOUND)
+        assert exc.type is OSError
+        return str(exc.value)
+
+    assert StackThread(body).start().result() == "[Errno 113] 10.99.0.1:80 unreachable"
+
+
+@pytest.mark.skipif(shutil.which("tcpdump") is None, reason="needs tcpdump")
+def test_pcap_of_a_kernel_connection_reads_in_tcpdump(netns: Netns, tmp_path: Path) -> None:
+    path = tmp_path / "c.pcap"
+
+    def body(t: StackThread, stack: Stack) -> int:
+        sock = stack.connect(KERNEL, PORT, timeout=BOUND)
+        sock.sendall(b"ping")
+        sock.close()
+        assert stack.run_until(lambda: sock.state == "TIME-WAIT", BOUND)
+        return sock.local[1]
+
+    with kernel_server() as srv:
+        t = StackThread(body, pcap=str(path)).start()
+        k, _ = srv.accept()
+        with k:
+            k.settimeout(BOUND)
+            assert k.recv(10) == b"ping"
+            assert k.recv(10) == b""
+        port = t.result()
+    out = subprocess.run(
+        ["tcpdump", "-r", str(path), "-n", "-q", "tcp"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    lines = [line.split(" ", 1)[1] for line in out.stdout.splitlines()]
+    me, them = f"{PYTCP}.{port}", f"{KERNEL}.{PORT}"
+    assert lines[0] == f"IP {me} > {them}: tcp 0"  # SYN
+    assert lines[1] == f"IP {them} > {me}: tcp 0"  # SYN-ACK
+    assert f"IP {me} > {them}: tcp 4" in lines  # the data
+    assert len(lines) >= 6  # ... and the two FINs and their ACKs
