@@ -1,0 +1,132 @@
+"""`pytcp send`: one shot against a peer stack (PairLink, no root) and --conn on a live
+connection of a control endpoint, through CliRunner; argument handling."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from pytcpcli.app import App
+from pytcpcli.main import cli
+from tests.cli.test_inspect import live, paired_factory
+from tests.test_control import PairedStacks
+
+__all__ = ["live"]  # the fixture, imported for pytest
+
+
+def one_shot(tmp_path: Any, args: list[str], reply: bytes, stdin: bytes = b"") -> tuple[Any, Any]:
+    peers: list[Any] = []
+    out_r, out_w = os.pipe()
+    in_r, in_w = os.pipe()
+    os.write(in_w, stdin)
+    os.close(in_w)
+    app = App(stack_factory=paired_factory(peers, reply), stdin_fd=in_r, stdout_fd=out_w)
+    runner = CliRunner(env={"PYTCP_RUNTIME_DIR": str(tmp_path)})
+    try:
+        result = runner.invoke(cli, ["send", "--time-wait", "0", *args], obj=app, prog_name="pytcp")
+    finally:
+        os.close(out_w)
+        os.close(in_r)
+    with os.fdopen(out_r, "rb") as f:
+        stdout = f.read()
+    for b, _peer in peers:
+        b.close(linger=0)
+    return result, (stdout, bytes(peers[0][1].received) if peers else None)
+
+
+def test_echo_like_join_with_newline(tmp_path: Any) -> None:
+    result, (stdout, received) = one_shot(
+        tmp_path, ["10.77.0.1", "5000", "hello", "big  world"], b"reply\n"
+    )
+    assert result.exit_code == 0, result.output
+    assert received == b"hello big  world\n"
+    assert stdout == b"reply\n"
+    assert result.output == ""
+
+
+def test_no_newline(tmp_path: Any) -> None:
+    result, (stdout, received) = one_shot(tmp_path, ["-n", "10.77.0.1", "5000", "ping"], b"")
+    assert (result.exit_code, received, stdout) == (0, b"ping", b"")
+
+
+def test_file_and_stdin(tmp_path: Any) -> None:
+    blob = bytes(range(256)) * 1000
+    path = tmp_path / "blob"
+    path.write_bytes(blob)
+    result, (stdout, received) = one_shot(
+        tmp_path, ["--file", str(path), "10.77.0.1", "5000"], b"ok"
+    )
+    assert (result.exit_code, received, stdout) == (0, blob, b"ok")
+    result, (stdout, received) = one_shot(tmp_path, ["10.77.0.1", "5000"], b"", stdin=b"from stdin")
+    assert (result.exit_code, received) == (0, b"from stdin")
+
+
+def test_verbose_reports_counts(tmp_path: Any) -> None:
+    result, _ = one_shot(tmp_path, ["-v", "10.77.0.1", "5000", "abc"], b"xyz")
+    assert result.exit_code == 0
+    lines = result.output.splitlines()
+    assert lines[0].startswith("pytcp: connected to 10.77.0.1 port 5000 from 10.77.0.2 port ")
+    assert lines[1].startswith("pytcp: 4 bytes sent, 3 received, srtt ")
+    assert lines[1].endswith(", 0 retransmissions")
+
+
+def test_refused(tmp_path: Any) -> None:
+    result, _ = one_shot(tmp_path, ["10.77.0.1", "5001", "x"], b"")
+    assert result.exit_code == 1
+    assert result.output == (
+        "pytcp: connection to 10.77.0.1 port 5001 refused; check that something listens there\n"
+    )
+
+
+def test_conn_queues_on_a_live_connection(live: tuple[PairedStacks, CliRunner]) -> None:
+    paired, runner = live
+    result = runner.invoke(cli, ["send", "--conn", paired.client.id, "queued", "text"])
+    assert result.exit_code == 0
+    assert result.output == f"12 bytes queued on {paired.client.id}\n"
+    paired.pause()
+    paired.loop.run_until(lambda: paired.server.readable == 17, 5)
+    assert paired.server.recv(100) == b"hello" + b"queued text\n"  # after the fixture's
+
+
+def test_conn_write_side_closed_exits_1(live: tuple[PairedStacks, CliRunner]) -> None:
+    paired, runner = live
+    assert runner.invoke(cli, ["close", "--half", paired.client.id]).exit_code == 0
+    result = runner.invoke(cli, ["send", "--conn", paired.client.id, "late"])
+    assert result.exit_code == 1
+    assert result.output == (f"pytcp: {paired.client.id} is FIN-WAIT-2: its write side is closed\n")
+
+
+def test_conn_unknown_id(tmp_path: Any) -> None:
+    runner = CliRunner(env={"PYTCP_RUNTIME_DIR": str(tmp_path)})
+    result = runner.invoke(cli, ["send", "--conn", "77.7", "x"])
+    assert result.exit_code == 1
+    assert result.output == "pytcp: no live connection matches '77.7'; `pytcp inspect` lists them\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["send"], "pytcp: give HOST PORT [DATA...], or --conn ID [DATA...]\n"),
+        (["send", "10.77.0.1"], "pytcp: give HOST PORT [DATA...], or --conn ID [DATA...]\n"),
+        (
+            ["send", "--conn", "1.1", "--tun", "x", "data"],
+            "pytcp: --conn uses the other process's stack; stack options do not apply\n",
+        ),
+    ],
+)
+def test_usage_errors(args: list[str], message: str) -> None:
+    result = CliRunner().invoke(cli, args, prog_name="pytcp")
+    assert (result.exit_code, result.output) == (2, message)
+
+
+def test_bad_port_and_data_with_file(tmp_path: Any) -> None:
+    result = CliRunner().invoke(cli, ["send", "10.77.0.1", "99999"], prog_name="pytcp")
+    assert result.exit_code == 2
+    assert "99999 is out of range; a port is 1-65535" in result.output
+    path = tmp_path / "f"
+    path.write_bytes(b"x")
+    result, _ = one_shot(tmp_path, ["--file", str(path), "10.77.0.1", "5000", "extra"], b"")
+    assert (result.exit_code, result.output) == (2, "pytcp: give DATA or --file, not both\n")
