@@ -1,0 +1,152 @@
+"""`pytcp listen` as a user runs it: the installed command against kernel clients, in a netns."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+
+import pytest
+
+from tests.cli.netcat import (
+    STACK,
+    TIMEOUT,
+    connect_kernel,
+    recv_all,
+    start_listener,
+)
+
+pytestmark = [pytest.mark.netns, pytest.mark.timeout(240)]
+
+
+def test_one_connection_relayed_then_exit(netns) -> None:
+    proc, err = start_listener("9000")
+    assert proc.stdin is not None and proc.stdout is not None
+    client = connect_kernel(9000)
+    port = client.getsockname()[1]
+    line = err.wait_for("pytcp: connection from 10.77.0.1 port ")
+    assert line == f"pytcp: connection from 10.77.0.1 port {port}\n"
+    proc.stdin.write(b"reply\x00\xff")
+    proc.stdin.close()
+    client.sendall(b"request\x00\xff")
+    client.shutdown(socket.SHUT_WR)
+    assert recv_all(client) == b"reply\x00\xff"
+    client.close()
+    assert proc.stdout.read() == b"request\x00\xff"
+    assert proc.wait(TIMEOUT) == 0
+    rest = err.rest()
+    assert rest[-1] == f"pytcp: 10.77.0.1 port {port}: 7 bytes sent, 9 received\n"
+
+
+def test_second_client_is_refused_without_keep_open(netns) -> None:
+    proc, err = start_listener("9001", stdin=subprocess.DEVNULL)
+    first = connect_kernel(9001)
+    err.wait_for("pytcp: connection from ")
+    with pytest.raises(ConnectionRefusedError):
+        connect_kernel(9001)
+    first.sendall(b"one")
+    first.shutdown(socket.SHUT_WR)
+    assert recv_all(first) == b""
+    out, _ = proc.communicate(timeout=TIMEOUT)
+    assert (proc.returncode, out) == (0, b"one")
+
+
+def test_curl_fetches_from_a_shell_child(netns) -> None:
+    if shutil.which("curl") is None:
+        pytest.skip("needs curl")
+    reply = 'printf "HTTP/1.0 200 OK\\r\\nContent-Type: text/plain\\r\\n\\r\\nhello from sh\\n"'
+    proc, _ = start_listener("8080", "-c", reply, stdin=subprocess.DEVNULL)
+    got = subprocess.run(
+        ["curl", "-sS", "--max-time", "30", f"http://{STACK}:8080/"],
+        capture_output=True,
+        timeout=TIMEOUT,
+    )
+    assert (got.returncode, got.stdout, got.stderr) == (0, b"hello from sh\n", b"")
+    out, _ = proc.communicate(timeout=TIMEOUT)
+    assert (proc.returncode, out) == (0, b"")
+
+
+def test_exec_child_sees_the_connection_in_its_environment(netns) -> None:
+    show = 'echo "$PYTCP_REMOTE_ADDR $PYTCP_REMOTE_PORT $PYTCP_LOCAL_ADDR $PYTCP_LOCAL_PORT"'
+    proc, _ = start_listener("9002", "-c", show, stdin=subprocess.DEVNULL)
+    client = connect_kernel(9002)
+    me = client.getsockname()
+    # The child exits after one line: pytcp sends it, then FIN (a clean close, no RST).
+    assert recv_all(client) == f"{me[0]} {me[1]} {STACK} 9002\n".encode()
+    client.close()
+    assert proc.wait(TIMEOUT) == 0
+
+
+def test_exec_argv_echo_of_megabytes(netns) -> None:
+    proc, _ = start_listener("9003", "-e", "cat", stdin=subprocess.DEVNULL)
+    data = os.urandom(3 * 1024 * 1024 + 7)
+    client = connect_kernel(9003)
+
+    def send() -> None:
+        client.sendall(data)
+        client.shutdown(socket.SHUT_WR)
+
+    sender = threading.Thread(target=send, daemon=True)
+    sender.start()
+    echoed = recv_all(client)
+    sender.join(TIMEOUT)
+    client.close()
+    assert hashlib.sha256(echoed).hexdigest() == hashlib.sha256(data).hexdigest()
+    assert proc.wait(TIMEOUT) == 0
+
+
+def test_keep_open_serves_clients_concurrently_and_broadcasts_stdin(netns) -> None:
+    proc, err = start_listener("-k", "9004")
+    assert proc.stdin is not None
+    clients = [connect_kernel(9004) for _ in range(3)]
+    for _ in clients:
+        err.wait_for("pytcp: connection from ")
+    proc.stdin.write(b"to everyone\n")
+    proc.stdin.flush()
+    for client in clients:
+        got = b""
+        while len(got) < 12:
+            got += client.recv(64)
+        assert got == b"to everyone\n"
+    for i, client in enumerate(clients):
+        client.sendall(f"client {i}\n".encode())
+        client.shutdown(socket.SHUT_WR)
+    for _ in clients:
+        err.wait_for("pytcp: 10.77.0.1 port ")  # the per-connection summary: all three ended
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=TIMEOUT)
+    assert proc.returncode == 130
+    assert sorted(out.splitlines()) == [b"client 0", b"client 1", b"client 2"]
+    for client in clients:
+        client.close()
+
+
+def test_max_conns_makes_later_clients_wait(netns) -> None:
+    proc, err = start_listener("-k", "-m", "1", "9005", "-e", "cat", stdin=subprocess.DEVNULL)
+    first = connect_kernel(9005)
+    err.wait_for("pytcp: connection from ")
+    second = connect_kernel(9005)  # completes in the backlog, not accepted yet
+    second.sendall(b"second")
+    second.shutdown(socket.SHUT_WR)
+    first.sendall(b"first")
+    first.shutdown(socket.SHUT_WR)
+    assert recv_all(first) == b"first"
+    assert recv_all(second) == b"second"
+    first_port, second_port = first.getsockname()[1], second.getsockname()[1]
+    err.wait_for(f"pytcp: connection from 10.77.0.1 port {second_port}\n")
+    # The second client was accepted only after the first had ended.
+    assert any(line.startswith(f"pytcp: 10.77.0.1 port {first_port}: ") for line in err.lines)
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=TIMEOUT)
+    assert proc.returncode == 143
+
+
+def test_sigint_while_listening_exits_130(netns) -> None:
+    proc, _ = start_listener("9006", stdin=subprocess.DEVNULL)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=TIMEOUT)
+    assert (proc.returncode, out) == (130, b"")
