@@ -540,6 +540,14 @@ class Stack:
         `timeout` seconds; without one the SYN retries bound it, about 2 minutes)."""
         self._check_open()
         address = _resolve(host)
+        if address.is_loopback:
+            # The kernel drops packets from a TUN to 127/8 as martians: say so now rather
+            # than time out after two minutes of SYN retries.
+            raise OSError(
+                errno.ENETUNREACH,
+                f"{host} is a loopback address, which the stack cannot reach: "
+                f"the kernel is at {self.peer_address}",
+            )
         conn = self.host.connect(
             (address, port), self.loop.now(), local_port=source_port, config=self.config
         )

@@ -108,6 +108,16 @@ def test_connect_refused(pair: tuple[Stack, Stack]) -> None:
     assert client.sockets() == []
 
 
+def test_connect_to_loopback_says_where_the_kernel_is(pair: tuple[Stack, Stack]) -> None:
+    client, _ = pair
+    with pytest.raises(OSError) as exc:
+        client.connect("localhost", PORT)
+    assert exc.value.errno == errno.ENETUNREACH
+    assert exc.value.strerror == (
+        f"localhost is a loopback address, which the stack cannot reach: the kernel is at {SERVER}"
+    )
+
+
 def test_connect_timeout_aborts() -> None:
     a, b = PairLink.pair()  # nobody drives b: the SYN is never answered
     try:

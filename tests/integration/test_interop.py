@@ -9,12 +9,15 @@ Every wait is bounded (harness.BOUND).
 from __future__ import annotations
 
 import functools
+import json
+import os
 import random
 import selectors
 import shutil
 import socket
 import struct
 import subprocess
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -463,3 +466,62 @@ def test_pcap_of_a_kernel_connection_reads_in_tcpdump(netns: Netns, tmp_path: Pa
     assert lines[1] == f"IP {them} > {me}: tcp 0"  # SYN-ACK
     assert f"IP {me} > {them}: tcp 4" in lines  # the data
     assert len(lines) >= 6  # ... and the two FINs and their ACKs
+
+
+def test_ordinary_user_runs_pytcp_on_own_persistent_tun(netns: Netns) -> None:
+    """pytcp without root: uid 65534 attaches to a persistent TUN root made for it, as is,
+    and serves a kernel client through it."""
+    import stack.host  # noqa: F401 - loaded before the fork: the child cannot read root's files
+    from tests.integration.test_tun import _kernel_addresses_loaded
+
+    _kernel_addresses_loaded()
+    with tempfile.TemporaryDirectory(prefix="pytcp-tun-") as tmp:
+        os.chmod(tmp, 0o755)
+        node = os.path.join(tmp, "tun")
+        try:
+            os.mknod(node, 0o20666, os.makedev(10, 200))
+            os.chmod(node, 0o666)
+        except OSError as exc:
+            pytest.skip(f"cannot create a tun device node here: {exc}")
+        netns.run("ip", "tuntap", "add", "dev", "usertun", "mode", "tun", "user", "65534")
+        netns.run("ip", "addr", "add", "10.77.7.1/24", "dev", "usertun")
+        netns.run("ip", "link", "set", "usertun", "up")
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child reports through the pipe and exit status
+            status = 1
+            try:
+                os.close(r)
+                os.setgroups([])
+                os.setgid(65534)
+                os.setuid(65534)
+                from stack.io import tun
+
+                tun.TUN_PATH = node
+                with Stack(tun="usertun") as st:
+                    listener = st.listen(PORT)
+                    os.write(w, f"{st.address} {os.getuid()}\n".encode())
+                    sock = listener.accept(timeout=BOUND)
+                    assert sock is not None
+                    sock.settimeout(BOUND)
+                    sock.sendall(sock.recv(100).upper())
+                    sock.shutdown(socket.SHUT_WR)
+                    assert sock.recv(1) == b""
+                    sock.close()
+                status = 0
+            finally:
+                os._exit(status)
+        os.close(w)
+        try:
+            with os.fdopen(r, "rb") as f:
+                assert f.readline() == b"10.77.7.2 65534\n"
+            with socket.create_connection(("10.77.7.2", PORT), timeout=BOUND) as k:
+                k.sendall(b"no root needed")
+                k.settimeout(BOUND)
+                assert k.recv(100) == b"NO ROOT NEEDED"
+                k.shutdown(socket.SHUT_WR)
+        finally:
+            _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+    info = json.loads(netns.run("ip", "-j", "addr", "show", "dev", "usertun").stdout)[0]
+    assert [a["local"] for a in info["addr_info"] if a["family"] == "inet"] == ["10.77.7.1"]

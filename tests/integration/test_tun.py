@@ -245,9 +245,14 @@ def test_default_attaches_to_a_free_persistent_pytcp0(netns: Netns) -> None:
             assert (second.name, second.created) == ("pytcp1", True)
 
 
+def _kernel_addresses_loaded() -> None:
+    """Import pyroute2 fully now: a child that drops root cannot read root's files."""
+    tun._kernel_addresses()
+
+
 def _as_nobody(tun_path: str, name: str) -> tuple[str, str]:
     """Fork, drop to uid/gid 65534, open `name` through `tun_path`; ("ok"|"error", detail)."""
-    tun._kernel_addresses()  # import pyroute2 fully now: the child cannot read root's files
+    _kernel_addresses_loaded()
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child reports through the pipe
