@@ -201,6 +201,7 @@ class Connection:
         self._peer_wscale = False  # the peer's SYN carried a window-scale option
         self._buf_seq = seq_add(iss, 1)  # sequence number of send-buffer byte 0
         self._syn_new = True  # the next SYN we send is not a retransmission
+        self._syn_pending = False  # a SYN (or SYN-ACK) is due out
         self._ack_now = False  # an ACK must go out with the next segments_to_send
         self._unacked_rx = 0  # in-order bytes received since our last ACK
         self._rcv_mss = DEFAULT_MSS  # largest payload seen from the peer (delayed ACK)
@@ -355,12 +356,15 @@ class Connection:
         tcb = self.tcb
         state = tcb.state
         if state is State.SYN_SENT or state in SYNCHRONIZED:
-            if tcb.snd_nxt == tcb.iss and state in (State.SYN_SENT, State.SYN_RECEIVED):
+            if self._syn_pending and state in (State.SYN_SENT, State.SYN_RECEIVED):
                 out.append(self._send_syn(now))
             if state in _SENDING:
                 self._send_data(now, out)
             if self._ack_now and state is not State.SYN_SENT:
-                out.append(self._make(ACK, tcb.snd_nxt, now))
+                # SND.MAX, not SND.NXT: after a timeout pulled SND.NXT back, an ACK with
+                # the old sequence number would be unacceptable to the peer (BSD
+                # tcp_output does the same).
+                out.append(self._make(ACK, tcb.snd_max, now))
         n = self._n
         for seg in out:
             n["segments_out"] += 1
@@ -420,7 +424,7 @@ class Connection:
             return
         self.rtt.backoff()
         self._rtt_seq = None  # Karn: never time a retransmitted segment
-        tcb.snd_nxt = tcb.iss
+        self._syn_pending = True
         self._arm(now, "syn", self.rtt.rto, "SYN retransmission", backoff + 1)
 
     def _on_rto(self, now: int) -> None:
@@ -487,7 +491,7 @@ class Connection:
             return
         self._keepalives_unanswered += 1
         self._n["keepalive_probes"] += 1
-        self._out.append(self._make(ACK, seq_add(tcb.snd_nxt, -1), now))
+        self._out.append(self._make(ACK, seq_add(tcb.snd_max, -1), now))
         self._arm(
             now,
             "keepalive",
@@ -638,9 +642,7 @@ class Connection:
         else:
             # Simultaneous open: SYN-RECEIVED, send <SEQ=ISS><ACK=RCV.NXT><CTL=SYN,ACK>.
             self._set_state(State.SYN_RECEIVED, now)
-            tcb.snd_nxt = tcb.iss
             self._syn_new = True
-            self.timers.cancel("syn")
             if seg.payload or flags & FIN:
                 self._drop("syn-data-ignored", now)
 
@@ -676,7 +678,7 @@ class Connection:
         ):
             # The peer's SYN again: our SYN-ACK was lost.  Resend it now.
             self._drop("retransmitted-syn", now)
-            tcb.snd_nxt = tcb.iss
+            self._syn_pending = True
             return
         if self._paws_reject(seg, now):
             return
@@ -791,7 +793,7 @@ class Connection:
             return
         self._last_challenge = now
         self._n["challenge_acks"] += 1
-        self._out.append(self._make(ACK, self.tcb.snd_nxt, now))
+        self._out.append(self._make(ACK, self.tcb.snd_max, now))
 
     def _on_ack(self, seg: TcpSegment, now: int) -> bool:
         """§3.10.7.4 fifth.  False when the segment is done with."""
@@ -1055,9 +1057,7 @@ class Connection:
         tcb = self.tcb
         synack = tcb.state is State.SYN_RECEIVED
         seg = self._make(SYN | ACK if synack else SYN, tcb.iss, now)
-        tcb.snd_nxt = seq_add(tcb.iss, 1)
-        if seq_gt(tcb.snd_nxt, tcb.snd_max):
-            tcb.snd_max = tcb.snd_nxt
+        self._syn_pending = False
         if self._syn_new:
             self._syn_new = False
             self._rtt_seq = tcb.snd_nxt
@@ -1260,6 +1260,12 @@ class Connection:
         if old is new:
             return
         tcb.state = new
+        if new in (State.SYN_SENT, State.SYN_RECEIVED):
+            # §3.10.1 / §3.10.7.2: the SYN is queued now and SND.NXT = ISS + 1, so an
+            # ACK for it is acceptable even before the owner collected the segment.
+            self._syn_pending = True
+            tcb.snd_nxt = tcb.snd_max = seq_add(tcb.iss, 1)
+            self._arm(now, "syn", self.rtt.rto, "SYN retransmission")
         self._trace(STATE, now, old=str(old), new=str(new))
         self._emit(StateChanged(old, new), now)
         if new is State.ESTABLISHED:

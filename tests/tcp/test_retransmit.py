@@ -182,3 +182,17 @@ def test_old_ack_ignored() -> None:
     send(c, replace(SEND, ack=LOCAL_ISS + 2), 2)
     assert c.tcb.snd_una == LOCAL_ISS + 4
     assert recv_nothing(c, 2)
+
+
+def test_pure_ack_after_rto_carries_snd_max() -> None:
+    # After a timeout pulled SND.NXT back, an ACK sent with SEQ = SND.NXT would be
+    # older than the peer's RCV.NXT and unacceptable there; BSD uses SND.MAX.
+    c = established(TcpConfig(**{**CONFIG.__dict__, "cc": "newreno", "snd_buf": 8192}))
+    c.send(b"q" * 2920, 0)
+    assert len(recv_all(c, 0)) == 2
+    assert [s.seq for s in recv_all(c, RTO)] == [LOCAL_ISS + 1]  # loss window: one
+    assert (c.tcb.snd_nxt, c.tcb.snd_max) == (LOCAL_ISS + 1461, LOCAL_ISS + 2921)
+    send(c, replace(SEND, payload=b"p" * 2000, ack=LOCAL_ISS + 1), RTO + 1)
+    assert recv(c, RTO + 1 + 40 * MS) == replace(
+        RECV, seq=LOCAL_ISS + 2921, ack=REMOTE_ISS + 2001, window=4096 - 2000
+    )
