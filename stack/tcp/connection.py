@@ -25,13 +25,14 @@ RFC section                              where
           seventh: text                  `_on_text` (reassembly.RecvBuffer)
           eighth: FIN                    `_on_fin`, `_accept_fin`
 §3.10.8 timeouts, RFC 6298               `handle_timers`, `_on_rto`, `_on_syn_timeout`
-§3.8.6.2.1 sender SWS / §3.7.4 Nagle     `_send_data`
-§3.8.6.2.2 receiver SWS, RFC 7323 §2.4   `_window_field`, `_maybe_window_update`
+§3.8.6.2.1 sender SWS / §3.7.4 Nagle     `Sender._send_data` (sender.py)
+§3.8.6.2.2 receiver SWS, RFC 7323 §2.4   `Sender._window_field`, `_maybe_window_update`
 §3.8.6.1 zero-window probing (persist)   `_on_persist`
 §3.8.6.3 delayed ACK, RFC 5681 §4.2      `_on_text`, timer "delayed-ack"
-RFC 5681 §3.2 + RFC 6582 NewReno         `_on_dup_ack`, `_ack_advance` (CC hooks)
-RFC 7323 timestamps (RTTM, PAWS)         `_make`, `_paws_reject`, `_ack_advance`
-RFC 2018 SACK (receiver side)            `_sack_blocks`
+RFC 5681 §3.2 + RFC 6582 NewReno         `_on_dup_ack`, `_ack_advance` (CC hooks),
+                                         `Sender._retransmit_head`
+RFC 7323 timestamps (RTTM, PAWS)         `Sender._make`, `_paws_reject`, `_ack_advance`
+RFC 2018 SACK (receiver side)            `Sender._sack_blocks`
 RFC 1122 4.2.3.6 keepalive               `_on_keepalive`
 RFC 1191 / RFC 5927 ICMP                 `receive_icmp`
 
@@ -40,8 +41,10 @@ Sequence space.  The SYN occupies ISS; data byte k of the send buffer lives at
 once the application asked for it, sits right after the last byte.  SND.NXT is where
 the next transmission starts and may be pulled back to SND.UNA by a timeout (go-back-N);
 SND.MAX (BSD's snd_max) is the highest sequence sent, so ACKs for data sent before
-the timeout stay acceptable.  `segments_to_send` sends whatever lies between SND.NXT
-and the usable window: "retransmit" is "move SND.NXT back".
+the timeout stay acceptable, and pure ACKs carry SND.MAX so the peer never sees them
+as old.  `segments_to_send` sends whatever lies between SND.NXT and the usable window:
+"retransmit" is "move SND.NXT back".  The SYN is the exception: it is queued at OPEN
+(SND.NXT = ISS + 1 at once, §3.10.1) and `_syn_pending` says it is due again.
 
 Choices worth knowing:
 - Nagle is on by default, as on a Linux socket without TCP_NODELAY; TcpConfig(nodelay=True)
@@ -58,7 +61,6 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import replace
-from ipaddress import IPv4Address
 
 from stack.tcp.clock import MS, SECOND
 from stack.tcp.config import TcpConfig
@@ -76,6 +78,7 @@ from stack.tcp.events import (
 from stack.tcp.reassembly import RecvBuffer
 from stack.tcp.rtt import RttEstimator
 from stack.tcp.sendbuf import SendBuffer
+from stack.tcp.sender import MAX_WINDOW_FIELD, RECEIVING, SENDING, Endpoint, Sender
 from stack.tcp.seq import (
     MASK,
     between,
@@ -90,11 +93,18 @@ from stack.tcp.seq import (
 from stack.tcp.state import SYNCHRONIZED, USER_CALLS, State
 from stack.tcp.tcb import Tcb
 from stack.tcp.timers import TimerSet
-from stack.trace import DROP, EVENT, SEGMENT_IN, SEGMENT_OUT, STATE, TIMER, TraceEvent, Tracer
+from stack.trace import (
+    DROP,
+    EVENT,
+    SEGMENT_IN,
+    SEGMENT_OUT,
+    STATE,
+    TIMER,
+    Tracer,
+    null_tracer,
+)
 from stack.wire.icmp import IcmpError
 from stack.wire.tcp import Flags, TcpSegment
-
-Endpoint = tuple[IPv4Address, int]  # docs/internals.md; IPv6 later, same shape
 
 ACK = Flags.ACK
 SYN = Flags.SYN
@@ -107,17 +117,9 @@ DEFAULT_MSS = 536  # RFC 9293 3.7.1 / RFC 1122 4.2.2.6: assumed when the SYN has
 MIN_MSS = 48  # floor for ICMP-lowered MSS (Linux tcp_min_snd_mss)
 IP_TCP_HEADERS = 40  # IPv4 + TCP headers without options (RFC 9293 3.7.1)
 TS_OPTION_SPACE = 12  # RFC 7323 §3: 10 bytes + 2 NOP, on every segment once negotiated
-MAX_WINDOW_FIELD = 0xFFFF
 MAX_WSCALE = 14  # RFC 7323 §2.3
 DUP_ACK_THRESHOLD = 3  # RFC 5681 §3.2
 PAWS_IDLE = 24 * 24 * 3600 * SECOND  # RFC 7323 §5.5: TS.Recent is invalid after 24 days
-
-# States in which queued data and the FIN are (re)transmitted.
-_SENDING = frozenset(
-    {State.ESTABLISHED, State.CLOSE_WAIT, State.FIN_WAIT_1, State.CLOSING, State.LAST_ACK}
-)
-# States in which arriving text is accepted (RFC 9293 §3.10.7.4 seventh).
-_RECEIVING = frozenset({State.ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2})
 
 
 def _wscale_for(buffer: int) -> int:
@@ -128,7 +130,7 @@ def _wscale_for(buffer: int) -> int:
     return shift
 
 
-class Connection:
+class Connection(Sender):
     """One TCP connection (RFC 9293), sans-IO.
 
     Driven by user calls, `receive_segment`/`receive_icmp` and `handle_timers`; after any
@@ -152,7 +154,8 @@ class Connection:
         self.remote = remote
         self.config = config
         self.link_mtu = link_mtu
-        self._tracer = tracer
+        # The null tracer is as good as none: skip building events for it.
+        self._tracer = None if tracer is null_tracer else tracer
         self._name = str(id)
         iss &= MASK
         mss = link_mtu - IP_TCP_HEADERS
@@ -358,7 +361,7 @@ class Connection:
         if state is State.SYN_SENT or state in SYNCHRONIZED:
             if self._syn_pending and state in (State.SYN_SENT, State.SYN_RECEIVED):
                 out.append(self._send_syn(now))
-            if state in _SENDING:
+            if state in SENDING:
                 self._send_data(now, out)
             if self._ack_now and state is not State.SYN_SENT:
                 # SND.MAX, not SND.NXT: after a timeout pulled SND.NXT back, an ACK with
@@ -404,11 +407,6 @@ class Connection:
                     self._reset_and_close(now)
             if self.tcb.state is State.CLOSED:
                 break
-
-    def _arm(self, now: int, name: str, delay: int, reason: str, backoff: int = 0) -> None:
-        self.timers.arm(name, now + delay, reason, backoff)
-        if self._tracer is not None:
-            self._trace(TIMER, now, timer=name, action="armed", deadline=now + delay, reason=reason)
 
     def _on_syn_timeout(self, now: int, backoff: int) -> None:
         # RFC 9293 §3.8.1 / RFC 6298 (5.5): back off and resend the SYN (or SYN-ACK);
@@ -533,7 +531,7 @@ class Connection:
             tcb.snd_mss = mss
             self.cc.set_mss(mss)
             # RFC 1191 §6.3: retransmit what the router dropped, in smaller segments.
-            if tcb.state in _SENDING:
+            if tcb.state in SENDING:
                 tcb.snd_nxt = tcb.snd_una
                 self._rtt_seq = None
             return
@@ -835,6 +833,10 @@ class Connection:
             # updating the window.
             if tcb.snd_wnd == 0 and window > 0:
                 self.timers.cancel("persist")
+                if not self.timers.is_armed("retransmission"):
+                    # Only a zero-window probe is out, and the peer's zero window
+                    # dropped it: resume from SND.UNA rather than leave a hole.
+                    tcb.snd_nxt = tcb.snd_una
             tcb.snd_wnd = window
             tcb.snd_wl1 = seg.seq
             tcb.snd_wl2 = ack
@@ -928,24 +930,6 @@ class Connection:
         self._partial_acks = 0
         self._retransmit_head(now)
 
-    def _retransmit_head(self, now: int) -> None:
-        """Send the first unacknowledged segment again, now (fast retransmit)."""
-        tcb = self.tcb
-        off = seq_diff(tcb.snd_una, self._buf_seq)
-        payload = self.sendbuf.peek(off, min(tcb.snd_mss, seq_diff(tcb.snd_max, tcb.snd_una)))
-        flags = ACK
-        end = seq_add(tcb.snd_una, len(payload))
-        if tcb.fin_sent and end == self._fin_seq() and seq_lt(end, tcb.snd_max):
-            flags |= FIN
-        if not payload and not flags & FIN:
-            return
-        if payload and len(payload) == len(self.sendbuf) - off:
-            flags |= PSH
-        self._out.append(self._make(flags, tcb.snd_una, now, payload))
-        self._n["retransmissions"] += 1
-        self._n["retransmitted_bytes"] += len(payload)
-        self._rtt_seq = None  # Karn
-
     def _on_urg(self, seg: TcpSegment) -> None:
         # §3.10.7.4 sixth: urgent data is not delivered separately; keep the pointer.
         up = seq_add(seg.seq, seg.urgent)
@@ -956,7 +940,7 @@ class Connection:
         """§3.10.7.4 seventh: take in-window text into the reassembly buffer.  False when
         the connection was reset because of it."""
         tcb = self.tcb
-        if tcb.state not in _RECEIVING:
+        if tcb.state not in RECEIVING:
             # CLOSE-WAIT, CLOSING, LAST-ACK, TIME-WAIT: the peer's FIN came before.
             self._drop("text-after-fin", now)
             return True
@@ -1048,196 +1032,6 @@ class Connection:
             self.timers.cancel(name)
         self._arm(now, "time-wait", 2 * self.config.msl, "2MSL")
 
-    # ------------------------------------------------------------------ sending
-
-    def _fin_seq(self) -> int:
-        return seq_add(self._buf_seq, len(self.sendbuf))
-
-    def _send_syn(self, now: int) -> TcpSegment:
-        tcb = self.tcb
-        synack = tcb.state is State.SYN_RECEIVED
-        seg = self._make(SYN | ACK if synack else SYN, tcb.iss, now)
-        self._syn_pending = False
-        if self._syn_new:
-            self._syn_new = False
-            self._rtt_seq = tcb.snd_nxt
-            self._rtt_time = now
-        else:
-            self._n["retransmissions"] += 1
-        if not self.timers.is_armed("syn"):
-            self._arm(now, "syn", self.rtt.rto, "SYN retransmission")
-        return seg
-
-    def _send_data(self, now: int, out: list[TcpSegment]) -> None:
-        """Segments from SND.NXT within min(SND.WND, cwnd), with sender SWS avoidance and
-        Nagle (RFC 9293 3.8.6.2.1, 3.7.4); the FIN rides on the last one."""
-        tcb = self.tcb
-        mss = tcb.snd_mss
-        buf = self.sendbuf
-        while True:
-            off = seq_diff(tcb.snd_nxt, self._buf_seq)
-            unsent = len(buf) - off
-            if unsent < 0 or (unsent == 0 and not tcb.fin_queued):
-                break  # everything (and the FIN, if any) is out
-            window_end = seq_add(tcb.snd_una, min(tcb.snd_wnd, self.cc.cwnd))
-            usable = seq_diff(window_end, tcb.snd_nxt)
-            length = max(0, min(unsent, mss, usable))
-            fin = tcb.fin_queued and length == unsent and usable > length
-            if length == 0 and not fin:
-                break
-            retransmit = seq_lt(tcb.snd_nxt, tcb.snd_max)
-            if length < mss and not fin and not retransmit and not self._force:
-                # Sender SWS avoidance (3.8.6.2.1): send a short segment only when it
-                # empties the queue or fills half the largest window seen -- and then,
-                # with Nagle (3.7.4), only when nothing is unacknowledged.
-                if length < unsent and length < tcb.max_snd_wnd // 2:
-                    break
-                if not self.config.nodelay and tcb.snd_una != tcb.snd_max:
-                    break
-            self._force = False
-            seq = tcb.snd_nxt
-            payload = buf.peek(off, length) if length else b""
-            flags = ACK
-            if length and length == unsent:
-                flags |= PSH
-            if fin:
-                flags |= FIN
-                tcb.fin_sent = True
-            out.append(self._make(flags, seq, now, payload))
-            end = seq_add(seq, length + (1 if fin else 0))
-            tcb.snd_nxt = end
-            if retransmit:
-                self._n["retransmissions"] += 1
-                self._n["retransmitted_bytes"] += length
-            elif self._rtt_seq is None and not tcb.timestamps:
-                self._rtt_seq = end  # RFC 6298 §3: time one segment per RTT
-                self._rtt_time = now
-            if seq_gt(end, tcb.snd_max):
-                tcb.snd_max = end
-            if not self.timers.is_armed("retransmission"):
-                self._arm(now, "retransmission", self.rtt.rto, "RTO")  # (5.1)
-            if fin:
-                break
-        self._force = False
-        blocked = len(buf) - seq_diff(tcb.snd_nxt, self._buf_seq) > 0 or (
-            tcb.fin_queued and not tcb.fin_sent
-        )
-        if self.timers.is_armed("retransmission"):
-            self.timers.cancel("persist")  # ACKs of data in flight will clock us
-        elif blocked:
-            if not self.timers.is_armed("persist"):
-                self._arm(now, "persist", self.rtt.rto, "window too small")
-        elif tcb.snd_max != tcb.snd_una and not self.timers.is_armed("persist"):
-            self._arm(now, "retransmission", self.rtt.rto, "RTO")
-
-    def _make(
-        self, flags: Flags, seq: int, now: int, payload: bytes | memoryview = b""
-    ) -> TcpSegment:
-        """A segment from us with the current ACK, window and options."""
-        tcb = self.tcb
-        syn = bool(flags & SYN)
-        if syn:
-            # RFC 7323 §2.2: the window in a SYN is never scaled.
-            window = min(self.recvbuf.window, MAX_WINDOW_FIELD)
-            tcb.rcv_wnd = window
-        else:
-            window = self._window_field()
-        ts = None
-        if tcb.timestamps or (syn and tcb.state is State.SYN_SENT and self.config.timestamps):
-            ts = ((now // MS) & MASK, tcb.ts_recent if flags & ACK else 0)
-        sack: tuple[tuple[int, int], ...] = ()
-        if flags & ACK:
-            tcb.last_ack_sent = tcb.rcv_nxt
-            self._ack_now = False
-            self._unacked_rx = 0
-            self.timers.cancel("delayed-ack")
-            if tcb.sack and not syn:
-                sack = self._sack_blocks()
-        mss = wscale = None
-        sack_permitted = False
-        if syn:
-            mss = tcb.mss_local
-            if tcb.state is State.SYN_SENT:
-                wscale = self._wscale_offer
-                sack_permitted = self.config.sack
-            else:  # a SYN-ACK offers only what the peer's SYN offered (RFC 7323 §1.3)
-                wscale = self._wscale_offer if self._peer_wscale else None
-                sack_permitted = tcb.sack
-        return TcpSegment(
-            src_port=self.local[1],
-            dst_port=self.remote[1],
-            seq=seq,
-            ack=tcb.rcv_nxt if flags & ACK else 0,
-            flags=flags,
-            window=window,
-            payload=payload,
-            mss=mss,
-            wscale=wscale,
-            sack_permitted=sack_permitted,
-            sack=sack,
-            timestamps=ts,
-        )
-
-    def _window_field(self) -> int:
-        """The 16-bit window to advertise (RFC 9293 3.8.6.2.2, RFC 7323 §2.4)."""
-        tcb = self.tcb
-        shift = tcb.wscale_local
-        wnd = tcb.rcv_wnd
-        avail = self.recvbuf.window
-        # Receiver SWS avoidance: move the right edge only by a useful amount.
-        if avail - wnd >= min(self.recvbuf.capacity // 2, tcb.mss_local):
-            wnd = avail
-        field = min(wnd >> shift, MAX_WINDOW_FIELD)
-        if field << shift < tcb.rcv_wnd and field < MAX_WINDOW_FIELD:
-            field += 1  # rounding down would shrink the right edge (RFC 7323 §2.4)
-        tcb.rcv_wnd = field << shift
-        return field
-
-    def _maybe_window_update(self) -> None:
-        """After the application read: ACK at once if the window we could offer has at
-        least doubled and grown by the SWS threshold (Linux tcp_cleanup_rbuf)."""
-        tcb = self.tcb
-        if tcb.state not in _RECEIVING:
-            return
-        avail = self.recvbuf.window
-        threshold = min(self.recvbuf.capacity // 2, tcb.mss_local)
-        if avail - tcb.rcv_wnd >= threshold and avail >= 2 * tcb.rcv_wnd:
-            self._ack_now = True
-
-    def _sack_blocks(self) -> tuple[tuple[int, int], ...]:
-        """RFC 2018 §4: out-of-order ranges, the one holding the latest segment first."""
-        tcb = self.tcb
-        ranges = self.recvbuf.ooo_ranges()
-        if not ranges:
-            return ()
-        nxt = tcb.rcv_nxt
-        blocks = [(seq_add(nxt, s), seq_add(nxt, e)) for s, e in ranges]
-        latest = self._last_ooo_seq
-        if latest is not None:
-            for i, (left, right) in enumerate(blocks):
-                if between(left, latest, right):
-                    blocks.insert(0, blocks.pop(i))
-                    break
-        return tuple(blocks[: 3 if tcb.timestamps else 4])
-
-    def _rst(self, seq: int) -> TcpSegment:
-        return TcpSegment(
-            src_port=self.local[1], dst_port=self.remote[1], seq=seq, ack=0, flags=RST, window=0
-        )
-
-    def _reset_for(self, seg: TcpSegment) -> TcpSegment:
-        # §3.10.7.1: <SEQ=SEG.ACK><CTL=RST>, or <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>.
-        if seg.flags & ACK:
-            return self._rst(seg.ack)
-        return TcpSegment(
-            src_port=self.local[1],
-            dst_port=self.remote[1],
-            seq=0,
-            ack=seq_add(seg.seq, seg.seg_len),
-            flags=RST | ACK,
-            window=0,
-        )
-
     def _reset_and_close(self, now: int) -> None:
         # §3.10.5: <SEQ=SND.NXT><CTL=RST>
         self._out.append(self._rst(self.tcb.snd_max))
@@ -1285,10 +1079,6 @@ class Connection:
         self._drops[reason] = self._drops.get(reason, 0) + 1
         if self._tracer is not None:
             self._trace(DROP, now, reason=reason)
-
-    def _trace(self, kind: str, now: int, **fields: object) -> None:
-        if self._tracer is not None:
-            self._tracer(TraceEvent(now, kind, self._name, fields))
 
     # ------------------------------------------------------------------ snapshot
 

@@ -1,0 +1,289 @@
+"""The sending half of a Connection: segmentation, the SYN, retransmission of the head,
+the advertised window, options and SACK blocks on every segment we build.
+Imports tcp (clock, config, congestion, buffers, rtt, seq, state, tcb, timers), stack.wire
+and stack.trace.
+
+`Sender` is Connection's base class and shares its state (the attributes declared
+below, set up by Connection.__init__); it never changes the connection's state, only
+SND.NXT/SND.MAX, the send-side timers and the counters.  It exists because what to
+put on the wire and when (RFC 9293 3.7.4, 3.8.6, RFC 6298, RFC 7323, RFC 2018) changes
+for different reasons than the §3.10 state machine in connection.py.
+"""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address
+
+from stack.tcp.clock import MS
+from stack.tcp.config import TcpConfig
+from stack.tcp.congestion import CongestionControl
+from stack.tcp.reassembly import RecvBuffer
+from stack.tcp.rtt import RttEstimator
+from stack.tcp.sendbuf import SendBuffer
+from stack.tcp.seq import MASK, between, seq_add, seq_diff, seq_gt, seq_lt
+from stack.tcp.state import State
+from stack.tcp.tcb import Tcb
+from stack.tcp.timers import TimerSet
+from stack.trace import TIMER, TraceEvent, Tracer
+from stack.wire.tcp import Flags, TcpSegment
+
+Endpoint = tuple[IPv4Address, int]  # docs/internals.md; IPv6 later, same shape
+
+ACK = Flags.ACK
+SYN = Flags.SYN
+FIN = Flags.FIN
+RST = Flags.RST
+PSH = Flags.PSH
+
+MAX_WINDOW_FIELD = 0xFFFF
+# States in which queued data and the FIN are (re)transmitted.
+SENDING = frozenset(
+    {State.ESTABLISHED, State.CLOSE_WAIT, State.FIN_WAIT_1, State.CLOSING, State.LAST_ACK}
+)
+# States in which arriving text is accepted (RFC 9293 §3.10.7.4 seventh).
+RECEIVING = frozenset({State.ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2})
+
+
+class Sender:
+    """What goes on the wire, and when; Connection inherits it (see the module docstring)."""
+
+    id: int
+    local: Endpoint
+    remote: Endpoint
+    config: TcpConfig
+    tcb: Tcb
+    timers: TimerSet
+    rtt: RttEstimator
+    cc: CongestionControl
+    sendbuf: SendBuffer
+    recvbuf: RecvBuffer
+    _tracer: Tracer | None
+    _name: str
+    _n: dict[str, int]
+    _out: list[TcpSegment]
+    _wscale_offer: int | None
+    _peer_wscale: bool
+    _buf_seq: int
+    _syn_new: bool
+    _syn_pending: bool
+    _ack_now: bool
+    _unacked_rx: int
+    _last_ooo_seq: int | None
+    _rtt_seq: int | None
+    _rtt_time: int
+    _force: bool
+
+    def _arm(self, now: int, name: str, delay: int, reason: str, backoff: int = 0) -> None:
+        self.timers.arm(name, now + delay, reason, backoff)
+        if self._tracer is not None:
+            self._trace(TIMER, now, timer=name, action="armed", deadline=now + delay, reason=reason)
+
+    def _trace(self, kind: str, now: int, **fields: object) -> None:
+        if self._tracer is not None:
+            self._tracer(TraceEvent(now, kind, self._name, fields))
+
+    def _fin_seq(self) -> int:
+        return seq_add(self._buf_seq, len(self.sendbuf))
+
+    def _send_syn(self, now: int) -> TcpSegment:
+        tcb = self.tcb
+        synack = tcb.state is State.SYN_RECEIVED
+        seg = self._make(SYN | ACK if synack else SYN, tcb.iss, now)
+        self._syn_pending = False
+        if self._syn_new:
+            self._syn_new = False
+            self._rtt_seq = tcb.snd_nxt
+            self._rtt_time = now
+        else:
+            self._n["retransmissions"] += 1
+        if not self.timers.is_armed("syn"):
+            self._arm(now, "syn", self.rtt.rto, "SYN retransmission")
+        return seg
+
+    def _send_data(self, now: int, out: list[TcpSegment]) -> None:
+        """Segments from SND.NXT within min(SND.WND, cwnd), with sender SWS avoidance and
+        Nagle (RFC 9293 3.8.6.2.1, 3.7.4); the FIN rides on the last one."""
+        tcb = self.tcb
+        mss = tcb.snd_mss
+        buf = self.sendbuf
+        while True:
+            off = seq_diff(tcb.snd_nxt, self._buf_seq)
+            unsent = len(buf) - off
+            if unsent < 0 or (unsent == 0 and not tcb.fin_queued):
+                break  # everything (and the FIN, if any) is out
+            window_end = seq_add(tcb.snd_una, min(tcb.snd_wnd, self.cc.cwnd))
+            usable = seq_diff(window_end, tcb.snd_nxt)
+            length = max(0, min(unsent, mss, usable))
+            fin = tcb.fin_queued and length == unsent and usable > length
+            if length == 0 and not fin:
+                break
+            retransmit = seq_lt(tcb.snd_nxt, tcb.snd_max)
+            if length < mss and not fin and not retransmit and not self._force:
+                # Sender SWS avoidance (3.8.6.2.1): send a short segment only when it
+                # empties the queue or fills half the largest window seen -- and then,
+                # with Nagle (3.7.4), only when nothing is unacknowledged.
+                if length < unsent and length < tcb.max_snd_wnd // 2:
+                    break
+                if not self.config.nodelay and tcb.snd_una != tcb.snd_max:
+                    break
+            self._force = False
+            seq = tcb.snd_nxt
+            payload = buf.peek(off, length) if length else b""
+            flags = ACK
+            if length and length == unsent:
+                flags |= PSH
+            if fin:
+                flags |= FIN
+                tcb.fin_sent = True
+            out.append(self._make(flags, seq, now, payload))
+            end = seq_add(seq, length + (1 if fin else 0))
+            tcb.snd_nxt = end
+            if retransmit:
+                self._n["retransmissions"] += 1
+                self._n["retransmitted_bytes"] += length
+            elif self._rtt_seq is None and not tcb.timestamps:
+                self._rtt_seq = end  # RFC 6298 §3: time one segment per RTT
+                self._rtt_time = now
+            if seq_gt(end, tcb.snd_max):
+                tcb.snd_max = end
+            if not self.timers.is_armed("retransmission"):
+                self._arm(now, "retransmission", self.rtt.rto, "RTO")  # (5.1)
+            if fin:
+                break
+        self._force = False
+        blocked = len(buf) - seq_diff(tcb.snd_nxt, self._buf_seq) > 0 or (
+            tcb.fin_queued and not tcb.fin_sent
+        )
+        if self.timers.is_armed("retransmission"):
+            self.timers.cancel("persist")  # ACKs of data in flight will clock us
+        elif blocked:
+            if not self.timers.is_armed("persist"):
+                self._arm(now, "persist", self.rtt.rto, "window too small")
+        elif tcb.snd_max != tcb.snd_una and not self.timers.is_armed("persist"):
+            self._arm(now, "retransmission", self.rtt.rto, "RTO")
+
+    def _make(
+        self, flags: Flags, seq: int, now: int, payload: bytes | memoryview = b""
+    ) -> TcpSegment:
+        """A segment from us with the current ACK, window and options."""
+        tcb = self.tcb
+        syn = bool(flags & SYN)
+        if syn:
+            # RFC 7323 §2.2: the window in a SYN is never scaled.
+            window = min(self.recvbuf.window, MAX_WINDOW_FIELD)
+            tcb.rcv_wnd = window
+        else:
+            window = self._window_field()
+        ts = None
+        if tcb.timestamps or (syn and tcb.state is State.SYN_SENT and self.config.timestamps):
+            ts = ((now // MS) & MASK, tcb.ts_recent if flags & ACK else 0)
+        sack: tuple[tuple[int, int], ...] = ()
+        if flags & ACK:
+            tcb.last_ack_sent = tcb.rcv_nxt
+            self._ack_now = False
+            self._unacked_rx = 0
+            self.timers.cancel("delayed-ack")
+            if tcb.sack and not syn:
+                sack = self._sack_blocks()
+        mss = wscale = None
+        sack_permitted = False
+        if syn:
+            mss = tcb.mss_local
+            if tcb.state is State.SYN_SENT:
+                wscale = self._wscale_offer
+                sack_permitted = self.config.sack
+            else:  # a SYN-ACK offers only what the peer's SYN offered (RFC 7323 §1.3)
+                wscale = self._wscale_offer if self._peer_wscale else None
+                sack_permitted = tcb.sack
+        return TcpSegment(
+            src_port=self.local[1],
+            dst_port=self.remote[1],
+            seq=seq,
+            ack=tcb.rcv_nxt if flags & ACK else 0,
+            flags=flags,
+            window=window,
+            payload=payload,
+            mss=mss,
+            wscale=wscale,
+            sack_permitted=sack_permitted,
+            sack=sack,
+            timestamps=ts,
+        )
+
+    def _window_field(self) -> int:
+        """The 16-bit window to advertise (RFC 9293 3.8.6.2.2, RFC 7323 §2.4)."""
+        tcb = self.tcb
+        shift = tcb.wscale_local
+        wnd = tcb.rcv_wnd
+        avail = self.recvbuf.window
+        # Receiver SWS avoidance: move the right edge only by a useful amount.
+        if avail - wnd >= min(self.recvbuf.capacity // 2, tcb.mss_local):
+            wnd = avail
+        field = min(wnd >> shift, MAX_WINDOW_FIELD)
+        if field << shift < tcb.rcv_wnd and field < MAX_WINDOW_FIELD:
+            field += 1  # rounding down would shrink the right edge (RFC 7323 §2.4)
+        tcb.rcv_wnd = field << shift
+        return field
+
+    def _maybe_window_update(self) -> None:
+        """After the application read: ACK at once if the window we could offer has at
+        least doubled and grown by the SWS threshold (Linux tcp_cleanup_rbuf)."""
+        tcb = self.tcb
+        if tcb.state not in RECEIVING:
+            return
+        avail = self.recvbuf.window
+        threshold = min(self.recvbuf.capacity // 2, tcb.mss_local)
+        if avail - tcb.rcv_wnd >= threshold and avail >= 2 * tcb.rcv_wnd:
+            self._ack_now = True
+
+    def _sack_blocks(self) -> tuple[tuple[int, int], ...]:
+        """RFC 2018 §4: out-of-order ranges, the one holding the latest segment first."""
+        tcb = self.tcb
+        ranges = self.recvbuf.ooo_ranges()
+        if not ranges:
+            return ()
+        nxt = tcb.rcv_nxt
+        blocks = [(seq_add(nxt, s), seq_add(nxt, e)) for s, e in ranges]
+        latest = self._last_ooo_seq
+        if latest is not None:
+            for i, (left, right) in enumerate(blocks):
+                if between(left, latest, right):
+                    blocks.insert(0, blocks.pop(i))
+                    break
+        return tuple(blocks[: 3 if tcb.timestamps else 4])
+
+    def _rst(self, seq: int) -> TcpSegment:
+        return TcpSegment(
+            src_port=self.local[1], dst_port=self.remote[1], seq=seq, ack=0, flags=RST, window=0
+        )
+
+    def _reset_for(self, seg: TcpSegment) -> TcpSegment:
+        # §3.10.7.1: <SEQ=SEG.ACK><CTL=RST>, or <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>.
+        if seg.flags & ACK:
+            return self._rst(seg.ack)
+        return TcpSegment(
+            src_port=self.local[1],
+            dst_port=self.remote[1],
+            seq=0,
+            ack=seq_add(seg.seq, seg.seg_len),
+            flags=RST | ACK,
+            window=0,
+        )
+
+    def _retransmit_head(self, now: int) -> None:
+        """Send the first unacknowledged segment again, now (fast retransmit)."""
+        tcb = self.tcb
+        off = seq_diff(tcb.snd_una, self._buf_seq)
+        payload = self.sendbuf.peek(off, min(tcb.snd_mss, seq_diff(tcb.snd_max, tcb.snd_una)))
+        flags = ACK
+        end = seq_add(tcb.snd_una, len(payload))
+        if tcb.fin_sent and end == self._fin_seq() and seq_lt(end, tcb.snd_max):
+            flags |= FIN
+        if not payload and not flags & FIN:
+            return
+        if payload and len(payload) == len(self.sendbuf) - off:
+            flags |= PSH
+        self._out.append(self._make(flags, tcb.snd_una, now, payload))
+        self._n["retransmissions"] += 1
+        self._n["retransmitted_bytes"] += len(payload)
+        self._rtt_seq = None  # Karn
