@@ -104,7 +104,10 @@ class Sender:
         """Segments from SND.NXT within min(SND.WND, cwnd), with sender SWS avoidance and
         Nagle (RFC 9293 3.8.6.2.1, 3.7.4); the FIN rides on the last one."""
         tcb = self.tcb
-        mss = tcb.snd_mss
+        # SACK blocks ride on our data segments too: keep header + payload within the
+        # path MTU (2 NOPs + kind + length + 8 bytes a block, RFC 2018 §3).
+        blocks = len(self._sack_blocks()) if tcb.sack else 0
+        mss = tcb.snd_mss - (8 * blocks + 4 if blocks else 0)
         buf = self.sendbuf
         while True:
             off = seq_diff(tcb.snd_nxt, self._buf_seq)

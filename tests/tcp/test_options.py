@@ -149,3 +149,17 @@ def test_no_sack_blocks_unless_negotiated() -> None:
     send(c, SEND, 0)
     send(c, replace(SEND, seq=REMOTE_ISS + 11, payload=b"b" * 10), 1)
     assert recv(c, 1).sack == ()
+
+
+def test_data_segments_shrink_to_make_room_for_sack_blocks() -> None:
+    c = connection(FULL)
+    c.open_passive(0)
+    send(c, syn(sack_permitted=True, window=65535), 0)
+    recv(c, 0)
+    send(c, replace(SEND, window=65535), 0)
+    send(c, replace(SEND, seq=REMOTE_ISS + 11, payload=b"b" * 10, window=65535), 1)
+    recv(c, 1)
+    c.send(b"x" * 2000, 2)
+    seg = recv(c, 2)
+    assert seg.sack == ((REMOTE_ISS + 11, REMOTE_ISS + 21),)
+    assert len(seg.payload) == MSS - 12  # one block: 2 NOPs + 2 + 8 bytes of option
