@@ -215,6 +215,11 @@ class Socket:
         if how in (socket.SHUT_RD, socket.SHUT_RDWR):
             self._read_shut = True
         if how in (socket.SHUT_WR, socket.SHUT_RDWR) and not self._write_shut:
+            if self._conn.error is not None:
+                # The failure says more than Linux's ENOTCONN would: report it.
+                error = self.error
+                assert error is not None
+                raise error
             if self._conn.is_closed:
                 raise OSError(errno.ENOTCONN, "socket is not connected")
             self._write_shut = True

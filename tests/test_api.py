@@ -184,6 +184,8 @@ def test_peer_abort_is_connection_reset(pair: tuple[Stack, Stack]) -> None:
     assert isinstance(sock.error, ConnectionResetError)
     with pytest.raises(ConnectionResetError):
         sock.send(b"late")
+    with pytest.raises(ConnectionResetError):
+        sock.shutdown(socket.SHUT_WR)
 
 
 def test_shutdown_half_close(pair: tuple[Stack, Stack]) -> None:
