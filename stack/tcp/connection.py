@@ -112,6 +112,8 @@ FIN = Flags.FIN
 RST = Flags.RST
 PSH = Flags.PSH
 URG = Flags.URG
+# int forms for tests on every arriving segment: IntFlag arithmetic costs a Python call
+F_FIN, F_SYN, F_RST, F_ACK, F_URG = 1, 2, 4, 16, 32
 
 DEFAULT_MSS = 536  # RFC 9293 3.7.1 / RFC 1122 4.2.2.6: assumed when the SYN has no MSS
 MIN_MSS = 48  # floor for ICMP-lowered MSS (Linux tcp_min_snd_mss)
@@ -667,11 +669,11 @@ class Connection(Sender):
     def _on_synchronized(self, seg: TcpSegment, now: int) -> None:
         """§3.10.7.4, SYN-RECEIVED through TIME-WAIT, in the RFC's order."""
         tcb = self.tcb
-        flags = seg.flags
+        flags = int(seg.flags)  # int arithmetic: IntFlag ops are slow
         if (
             tcb.state is State.SYN_RECEIVED
-            and flags & SYN
-            and not flags & (ACK | RST)
+            and flags & F_SYN
+            and not flags & (F_ACK | F_RST)
             and seg.seq == tcb.irs
         ):
             # The peer's SYN again: our SYN-ACK was lost.  Resend it now.
@@ -691,10 +693,10 @@ class Connection(Sender):
                 if seg.payload:
                     self._drop("zero-window", now)
             else:
-                if flags & RST:  # RFC 5961 §3.2: out-of-window RST is silently dropped
+                if flags & F_RST:  # RFC 5961 §3.2: out-of-window RST is silently dropped
                     self._drop("rst-out-of-window", now)
                     return
-                if tcb.state is State.TIME_WAIT and flags & FIN:
+                if tcb.state is State.TIME_WAIT and flags & F_FIN:
                     # A retransmitted FIN: our last ACK was lost.  ACK it again and
                     # restart the 2·MSL wait (§3.10.7.4 eighth, TIME-WAIT).
                     self._arm(now, "time-wait", 2 * self.config.msl, "2MSL")
@@ -713,24 +715,24 @@ class Connection(Sender):
         self._keepalives_unanswered = 0
         if self.config.keepalive_idle is not None and tcb.state is State.ESTABLISHED:
             self.timers.arm("keepalive", now + self.config.keepalive_idle, "idle")
-        if flags & RST:  # second
+        if flags & F_RST:  # second
             self._on_rst(seg, now)
             return
-        if flags & SYN:  # fourth (the third, security, is not implemented)
+        if flags & F_SYN:  # fourth (the third, security, is not implemented)
             self._on_syn(seg, now)
             return
-        if not flags & ACK:  # fifth: "if the ACK bit is off, drop the segment"
+        if not flags & F_ACK:  # fifth: "if the ACK bit is off, drop the segment"
             self._drop("no-ack", now)
             return
         if not self._on_ack(seg, now):
             return
-        if flags & URG:  # sixth
+        if flags & F_URG:  # sixth
             self._on_urg(seg)
         if not text_ok:
             return
         if seg.payload and not self._on_text(seg, now):  # seventh
             return
-        if flags & FIN:  # eighth
+        if flags & F_FIN:  # eighth
             self._on_fin(seg, now)
 
     def _paws_reject(self, seg: TcpSegment, now: int) -> bool:
@@ -739,7 +741,7 @@ class Connection(Sender):
         if (
             tcb.timestamps
             and seg.timestamps is not None
-            and not seg.flags & RST
+            and not int(seg.flags) & F_RST
             and seq_lt(seg.timestamps[0], tcb.ts_recent)
             and now - tcb.ts_recent_age <= PAWS_IDLE
         ):
@@ -822,7 +824,7 @@ class Connection(Sender):
             ack == tcb.snd_una
             and self.timers.is_armed("retransmission")
             and not seg.payload
-            and not seg.flags & (SYN | FIN)
+            and not int(seg.flags) & (F_SYN | F_FIN)
             and window == tcb.snd_wnd
         ):
             # RFC 5681 §2 duplicate ACK: outstanding data, no data, no SYN/FIN, same
