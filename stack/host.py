@@ -1,0 +1,589 @@
+"""One host: IPv4 in and out, TCP demultiplexing, listeners, ports, RSTs and ICMP.
+
+`Host` turns IP packets into calls on `Connection` objects and their segments back into
+IP packets, sans-IO: time (`now`, ns) and randomness (`rng`, `isn_secret`) are handed in.
+Imports `stack.wire`, `stack.tcp`, `stack.trace` and the standard library (no I/O).
+
+What the host decides, and where the rule comes from:
+- demultiplexing by 4-tuple, then by listening port (RFC 9293 §3.10.7);
+- a segment nobody owns draws a RST as if to a CLOSED connection, never a RST in reply
+  to a RST (§3.10.7.1); a segment to a listener follows §3.10.7.2 (RST ignored, any ACK
+  answered with a RST, SYN opens a connection);
+- listeners bound two queues, like Linux: the SYN backlog (embryonic connections in
+  SYN-RECEIVED) and the accept queue (ESTABLISHED, not yet accepted). A SYN finding
+  either full is dropped ("syn-backlog-full", "accept-queue-full"): the peer retries.
+  While the accept queue is full, the ACK that would complete a handshake is dropped
+  ("accept-queue-full") and the connection stays SYN-RECEIVED, as Linux does with
+  tcp_abort_on_overflow=0: our SYN-ACK retransmission and the peer's data retransmission
+  finish the handshake once the application accepts, and nothing is reset;
+- ephemeral ports by RFC 6056 §3.3.4 (Algorithm 4, "double-hash"), 32768-60999 as Linux;
+- ICMP destination unreachable goes to the connection whose segment it quotes (RFC 5927,
+  the connection validates it); echo requests are answered (RFC 1122 §3.2.2.6).
+
+Bad input is a counted, traced drop (`counters["drops"][reason]`); nothing but a bug in
+the stack makes `receive_packet` raise.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import itertools
+from collections import deque
+from collections.abc import Callable
+from ipaddress import IPv4Address
+from typing import Any, Protocol, TypedDict
+
+from stack.tcp.config import TcpConfig
+from stack.tcp.connection import Connection
+from stack.tcp.isn import IsnGenerator
+from stack.tcp.seq import MASK
+from stack.tcp.state import State
+from stack.trace import DROP, SEGMENT_OUT, TraceEvent, Tracer, null_tracer
+from stack.wire import PROTO_ICMP, PROTO_TCP, Flags, Ipv4Header, TcpSegment, WireError
+from stack.wire.icmp import IcmpEcho, IcmpError
+from stack.wire.icmp import parse as parse_icmp
+
+Endpoint = tuple[IPv4Address, int]
+Key = tuple[IPv4Address, int, IPv4Address, int]  # local addr, local port, remote addr, port
+
+ANY = IPv4Address(0)
+BROADCAST = IPv4Address("255.255.255.255")
+TTL = 64  # RFC 1700 / Linux ip_default_ttl
+EPHEMERAL_MIN = 32768  # Linux net.ipv4.ip_local_port_range
+EPHEMERAL_MAX = 60999
+PORT_TABLE_LENGTH = 256  # RFC 6056 §3.3.4 TABLE_LENGTH
+
+# States of a listener's child before it is handed to the accept queue.
+_EMBRYONIC = frozenset({State.LISTEN, State.SYN_RECEIVED})
+
+
+class RandomSource(Protocol):
+    """What the host draws from: a `random.Random` handed in (never imported here)."""
+
+    def getrandbits(self, k: int, /) -> int: ...
+
+
+class HostCounters(TypedDict):
+    packets_in: int
+    packets_out: int
+    rst_sent: int
+    icmp_in: int
+    icmp_out: int
+    drops: dict[str, int]
+
+
+class PortAllocator:
+    """Ephemeral ports by RFC 6056 §3.3.4, Algorithm 4 ("double-hash port selection").
+
+    offset = F(local, remote, secret1) spreads 4-tuples over the range; table[G(...)]
+    is a per-bucket counter so that successive connections to one remote walk forward
+    from the offset (no reuse soon after a close) while the sequence seen by one remote
+    says nothing about the ports used towards another.
+    """
+
+    def __init__(
+        self,
+        secret: bytes,
+        rng: RandomSource,
+        low: int = EPHEMERAL_MIN,
+        high: int = EPHEMERAL_MAX,
+    ) -> None:
+        # Two keys derived from the one secret: F and G must be independent (§3.3.4).
+        self._key_f = hashlib.blake2s(secret, person=b"port-F").digest()
+        self._key_g = hashlib.blake2s(secret, person=b"port-G").digest()
+        self.low, self.high = low, high
+        # "table[i] = random() % 65536" at boot.
+        self._table = [rng.getrandbits(16) for _ in range(PORT_TABLE_LENGTH)]
+
+    def _hash(self, key: bytes, local: IPv4Address, remote: Endpoint) -> int:
+        data = local.packed + remote[0].packed + remote[1].to_bytes(2, "big")
+        return int.from_bytes(hashlib.blake2s(data, key=key, digest_size=4).digest(), "big")
+
+    def pick(
+        self, local: IPv4Address, remote: Endpoint, suitable: Callable[[int], bool]
+    ) -> int | None:
+        """The first suitable port of this 4-tuple's sequence; None when all are taken."""
+        num_ephemeral = self.high - self.low + 1
+        offset = self._hash(self._key_f, local, remote)
+        index = self._hash(self._key_g, local, remote) % PORT_TABLE_LENGTH
+        table = self._table
+        for _ in range(num_ephemeral):
+            port = self.low + (offset + table[index]) % num_ephemeral
+            table[index] += 1
+            if suitable(port):
+                return port
+        return None
+
+
+class Listener:
+    """A passive open on one port: its SYN backlog and accept queue.
+
+    `backlog` bounds both queues (at least 1, as Linux turns listen(0) into one slot).
+    """
+
+    def __init__(
+        self,
+        *,
+        id: int,
+        local: Endpoint,
+        backlog: int,
+        config: TcpConfig,
+        on_close: Callable[[Listener], None],
+    ) -> None:
+        self.id = id
+        self.local = local
+        self.backlog = max(1, backlog)
+        self.config = config
+        self.closed = False
+        self._embryonic: dict[int, Connection] = {}
+        self._accept_queue: deque[Connection] = deque()
+        self._on_close = on_close
+        self.counters = {"syn_received": 0, "accepted": 0, "syn_dropped": 0, "ack_dropped": 0}
+
+    def accept(self) -> Connection | None:
+        """The oldest connection that completed its handshake, or None."""
+        if not self._accept_queue:
+            return None
+        self.counters["accepted"] += 1
+        return self._accept_queue.popleft()
+
+    @property
+    def pending(self) -> int:
+        """Connections waiting in accept()."""
+        return len(self._accept_queue)
+
+    @property
+    def embryonic(self) -> int:
+        """Connections in SYN-RECEIVED (the SYN backlog)."""
+        return len(self._embryonic)
+
+    @property
+    def accept_queue_full(self) -> bool:
+        return len(self._accept_queue) >= self.backlog
+
+    @property
+    def syn_backlog_full(self) -> bool:
+        return len(self._embryonic) >= self.backlog
+
+    def matches(self, address: IPv4Address) -> bool:
+        return self.local[0] == ANY or self.local[0] == address
+
+    def close(self, now: int) -> None:
+        """Stop listening: embryonic and unaccepted connections are aborted (RST)."""
+        if self.closed:
+            return
+        self.closed = True
+        doomed = [*self._embryonic.values(), *self._accept_queue]
+        self._embryonic.clear()
+        self._accept_queue.clear()
+        for conn in doomed:
+            if not conn.is_closed:
+                conn.abort(now)
+        self._on_close(self)
+
+    def snapshot(self, now: int) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "state": "LISTEN",
+            "local": {"addr": str(self.local[0]), "port": self.local[1]},
+            "backlog": self.backlog,
+            "syn_queue": len(self._embryonic),
+            "accept_queue": len(self._accept_queue),
+            "counters": dict(self.counters),
+        }
+
+
+class Host:
+    """One IPv4 address's TCP: connections by 4-tuple, listeners by port.
+
+    Drive it like a connection: receive_packet() for each packet from the link,
+    handle_timers(now) when next_deadline() is reached, and packets_to_send(now) after
+    any input, timer or user call on one of its connections.
+    """
+
+    def __init__(
+        self,
+        *,
+        address: IPv4Address,
+        isn_secret: bytes,
+        rng: RandomSource,
+        config: TcpConfig | None = None,
+        mtu: int = 1500,
+        tracer: Tracer | None = None,
+        isn: Callable[[Endpoint, Endpoint, int], int] | None = None,
+    ) -> None:
+        self.address = address
+        self.config = config if config is not None else TcpConfig()
+        self.mtu = mtu
+        self._tracer: Tracer = tracer if tracer is not None else null_tracer
+        self._isn: Callable[[Endpoint, Endpoint, int], int] = (
+            isn if isn is not None else IsnGenerator(isn_secret)
+        )
+        self._ports = PortAllocator(isn_secret, rng)
+        self._ids = itertools.count(1)
+        self._ident = rng.getrandbits(16)  # IPv4 identification (RFC 6864: any value)
+        self._live: dict[int, Connection] = {}  # by id: insertion order is id order
+        self._by_key: dict[Key, Connection] = {}
+        self._listeners: dict[int, Listener] = {}  # by port
+        self._parent: dict[int, Listener] = {}  # embryonic connection id -> its listener
+        self._outbox: list[bytes] = []  # packets the host itself made (RST, echo reply)
+        self.counters: HostCounters = {
+            "packets_in": 0,
+            "packets_out": 0,
+            "rst_sent": 0,
+            "icmp_in": 0,
+            "icmp_out": 0,
+            "drops": {},
+        }
+
+    # ----------------------------------------------------------------- user calls
+
+    def connect(
+        self,
+        remote: Endpoint,
+        now: int,
+        *,
+        local_port: int | None = None,
+        config: TcpConfig | None = None,
+    ) -> Connection:
+        """Active open towards `remote`: the SYN leaves with the next packets_to_send().
+
+        An explicit `local_port` is refused with EADDRINUSE when a listener holds it or the
+        4-tuple is in use (bind() with SO_REUSEADDR, as netcat sets it). Without one the
+        port comes from RFC 6056; EADDRNOTAVAIL when the range is exhausted for `remote`.
+        """
+        raddr, rport = remote
+        if not 0 < rport < 65536:
+            raise ValueError(f"remote port {rport} out of range 1-65535")
+        if raddr.is_unspecified or raddr.is_multicast or raddr == BROADCAST:
+            raise OSError(errno.EADDRNOTAVAIL, f"cannot connect to {raddr}")
+        if local_port is None:
+            port = self._ports.pick(self.address, remote, lambda p: not self._port_taken(p, remote))
+            if port is None:
+                raise OSError(errno.EADDRNOTAVAIL, f"no free local port towards {raddr}:{rport}")
+        else:
+            if not 0 < local_port < 65536:
+                raise ValueError(f"local port {local_port} out of range 1-65535")
+            if self._port_taken(local_port, remote):
+                raise OSError(errno.EADDRINUSE, f"local port {local_port} is in use")
+            port = local_port
+        local = (self.address, port)
+        conn = self._new_connection(local, remote, now, config or self.config)
+        conn.open_active(now)
+        return conn
+
+    def listen(
+        self,
+        port: int,
+        *,
+        address: IPv4Address | None = None,
+        backlog: int = 128,
+        config: TcpConfig | None = None,
+    ) -> Listener:
+        """Passive open on `port` (0: an ephemeral one), on our address or any (None).
+
+        EADDRINUSE when another listener holds the port; established connections using
+        it as their local port do not prevent it (SO_REUSEADDR semantics).
+        """
+        address = ANY if address is None else address
+        if address not in (ANY, self.address):
+            raise OSError(errno.EADDRNOTAVAIL, f"{address} is not this host's address")
+        if port == 0:
+            found = self._ports.pick(self.address, (ANY, 0), lambda p: p not in self._listeners)
+            if found is None:
+                raise OSError(errno.EADDRINUSE, "no free port to listen on")
+            port = found
+        if not 0 < port < 65536:
+            raise ValueError(f"port {port} out of range 0-65535")
+        if port in self._listeners:
+            raise OSError(errno.EADDRINUSE, f"port {port} is already listening")
+        listener = Listener(
+            id=next(self._ids),
+            local=(address, port),
+            backlog=backlog,
+            config=config or self.config,
+            on_close=self._unlisten,
+        )
+        self._listeners[port] = listener
+        return listener
+
+    def connections(self) -> list[Connection]:
+        """Live connections (not CLOSED), by id."""
+        return [c for c in self._live.values() if not c.is_closed]
+
+    def listeners(self) -> list[Listener]:
+        """Open listeners, by id."""
+        return sorted(self._listeners.values(), key=lambda lst: lst.id)
+
+    def snapshot(self) -> dict[str, Any]:
+        """The host as plain data: address, counters, listener and connection ids."""
+        counters = dict(self.counters)
+        counters["drops"] = dict(self.counters["drops"])
+        return {
+            "address": str(self.address),
+            "mtu": self.mtu,
+            "counters": counters,
+            "listeners": [lst.id for lst in self.listeners()],
+            "connections": [c.id for c in self.connections()],
+        }
+
+    # ---------------------------------------------------------------- input
+
+    def receive_packet(self, data: bytes | bytearray | memoryview, now: int) -> None:
+        """One IP packet from the link. Never raises on any input: bad packets are dropped,
+        counted in counters["drops"] by reason, and traced. Call packets_to_send() next."""
+        self.counters["packets_in"] += 1
+        try:
+            ip, payload = Ipv4Header.parse(data)
+        except WireError as exc:
+            self._drop(now, exc.reason, detail=str(exc))
+            return
+        if ip.dst != self.address:
+            self._drop(now, "not-for-us", src=ip.src, dst=ip.dst)
+            return
+        # RFC 1122 §3.2.1.3: a source that is not one host is bogus, and our own address
+        # arriving from the link is spoofed (a "martian" to Linux); never answer either.
+        src = ip.src
+        if src.is_multicast or src.is_unspecified or src == BROADCAST or src == self.address:
+            self._drop(now, "bad-source", src=ip.src, dst=ip.dst)
+            return
+        if ip.protocol == PROTO_TCP:
+            self._receive_tcp(ip, payload, now)
+        elif ip.protocol == PROTO_ICMP:
+            self._receive_icmp(ip, payload, now)
+        else:
+            self._drop(now, "unknown-protocol", src=ip.src, dst=ip.dst, protocol=ip.protocol)
+
+    def _receive_tcp(self, ip: Ipv4Header, payload: memoryview, now: int) -> None:
+        try:
+            seg = TcpSegment.parse(payload, ip.src, ip.dst)
+        except WireError as exc:
+            self._drop(now, exc.reason, src=ip.src, dst=ip.dst, detail=str(exc))
+            return
+        conn = self._by_key.get((ip.dst, seg.dst_port, ip.src, seg.src_port))
+        if conn is not None and not conn.is_closed:
+            parent = self._parent.get(conn.id)
+            if (
+                parent is not None
+                and parent.accept_queue_full
+                and seg.flags & Flags.ACK
+                and not seg.flags & (Flags.RST | Flags.SYN)
+            ):
+                # Linux (tcp_abort_on_overflow=0): drop the handshake-completing ACK and
+                # let retransmissions finish the handshake once there is room.
+                parent.counters["ack_dropped"] += 1
+                self._drop(now, "accept-queue-full", src=ip.src, dst=ip.dst, segment=seg)
+                return
+            conn.receive_segment(seg, now)
+            if parent is not None:
+                self._settle(conn, parent, now)
+            return
+        listener = self._listeners.get(seg.dst_port)
+        if listener is not None and listener.matches(ip.dst):
+            self._listener_segment(listener, ip, seg, now)
+            return
+        self._reset_orphan(ip, seg, now, "no-connection")
+
+    def _listener_segment(
+        self, listener: Listener, ip: Ipv4Header, seg: TcpSegment, now: int
+    ) -> None:
+        """RFC 9293 §3.10.7.2, LISTEN state, for a segment that matched no connection."""
+        flags = seg.flags
+        if flags & Flags.RST:  # "first, check for a RST": ignore it
+            self._drop(now, "rst-to-listener", src=ip.src, dst=ip.dst, segment=seg)
+            return
+        if flags & Flags.ACK:  # "second, check for an ACK": <SEQ=SEG.ACK><CTL=RST>
+            self._reset_orphan(ip, seg, now, "ack-to-listener")
+            return
+        if not flags & Flags.SYN:  # "fourth, other control or text": drop it
+            self._drop(now, "no-syn-to-listener", src=ip.src, dst=ip.dst, segment=seg)
+            return
+        if listener.syn_backlog_full:
+            listener.counters["syn_dropped"] += 1
+            self._drop(now, "syn-backlog-full", src=ip.src, dst=ip.dst, segment=seg)
+            return
+        if listener.accept_queue_full:
+            # Linux drops SYNs as well while the accept queue is full (tcp_conn_request).
+            listener.counters["syn_dropped"] += 1
+            self._drop(now, "accept-queue-full", src=ip.src, dst=ip.dst, segment=seg)
+            return
+        # "third, check for a SYN": a new connection in LISTEN takes the SYN from here.
+        conn = self._new_connection(
+            (ip.dst, seg.dst_port), (ip.src, seg.src_port), now, listener.config
+        )
+        listener.counters["syn_received"] += 1
+        listener._embryonic[conn.id] = conn
+        self._parent[conn.id] = listener
+        conn.open_passive(now)
+        conn.receive_segment(seg, now)
+        self._settle(conn, listener, now)
+
+    def _receive_icmp(self, ip: Ipv4Header, payload: memoryview, now: int) -> None:
+        self.counters["icmp_in"] += 1
+        try:
+            message = parse_icmp(payload)
+        except WireError as exc:
+            self._drop(now, "icmp-" + exc.reason, src=ip.src, dst=ip.dst, detail=str(exc))
+            return
+        if isinstance(message, IcmpEcho):
+            if message.is_request and message.code == 0:
+                # RFC 1122 §3.2.2.6: every host implements an echo server.
+                self._emit(IPv4Address(ip.dst), ip.src, PROTO_ICMP, message.reply().build())
+                self.counters["icmp_out"] += 1
+            else:
+                self._drop(now, "icmp-echo-reply", src=ip.src, dst=ip.dst)
+            return
+        if message is None:
+            self._drop(now, "icmp-ignored", src=ip.src, dst=ip.dst)
+            return
+        self._icmp_error(ip, message, now)
+
+    def _icmp_error(self, ip: Ipv4Header, err: IcmpError, now: int) -> None:
+        quoted = err.quoted
+        # The quoted header is one we sent: its source is us and its ports are ours first.
+        conn = self._by_key.get((quoted.src, err.src_port, quoted.dst, err.dst_port))
+        if conn is None or conn.is_closed:
+            self._drop(now, "icmp-no-connection", src=ip.src, dst=ip.dst, icmp=err)
+            return
+        conn.receive_icmp(err, now)
+        parent = self._parent.get(conn.id)
+        if parent is not None:
+            self._settle(conn, parent, now)
+
+    # --------------------------------------------------------------- output and time
+
+    def packets_to_send(self, now: int) -> list[bytes]:
+        """Every IP packet due now: the host's own and each connection's segments.
+
+        Connections that reached CLOSED are forgotten here, after their last segment
+        (a RST of abort) went out; the objects stay valid for whoever holds them.
+        """
+        out = self._outbox
+        self._outbox = []
+        closed = []
+        for conn in self._live.values():
+            segments = conn.segments_to_send(now)
+            if segments:
+                src, dst = conn.local[0], conn.remote[0]
+                for seg in segments:
+                    out.append(self._ip(src, dst, PROTO_TCP, seg.build(src, dst)))
+            if conn.is_closed:
+                closed.append(conn)
+        for conn in closed:
+            self._forget(conn)
+        self.counters["packets_out"] += len(out)
+        return out
+
+    def handle_timers(self, now: int) -> None:
+        """Run every connection timer due at `now`. Call packets_to_send() next."""
+        for conn in list(self._live.values()):
+            deadline = conn.next_deadline()
+            if deadline is not None and deadline <= now:
+                conn.handle_timers(now)
+                parent = self._parent.get(conn.id)
+                if parent is not None:
+                    self._settle(conn, parent, now)
+
+    def next_deadline(self) -> int | None:
+        """The earliest timer deadline of any connection; None when no timer is armed.
+
+        A plain scan: at tens of connections it costs microseconds (see tests/test_host.py),
+        and deadlines move inside connections on user calls the host never sees.
+        """
+        earliest: int | None = None
+        for conn in self._live.values():
+            deadline = conn.next_deadline()
+            if deadline is not None and (earliest is None or deadline < earliest):
+                earliest = deadline
+        return earliest
+
+    # --------------------------------------------------------------- internals
+
+    def _new_connection(
+        self, local: Endpoint, remote: Endpoint, now: int, config: TcpConfig
+    ) -> Connection:
+        conn = Connection(
+            id=next(self._ids),
+            local=local,
+            remote=remote,
+            iss=self._isn(local, remote, now) & MASK,
+            config=config,
+            link_mtu=self.mtu,
+            tracer=self._tracer,
+        )
+        self._live[conn.id] = conn
+        self._by_key[(local[0], local[1], remote[0], remote[1])] = conn
+        return conn
+
+    def _forget(self, conn: Connection) -> None:
+        self._live.pop(conn.id, None)
+        key = (conn.local[0], conn.local[1], conn.remote[0], conn.remote[1])
+        if self._by_key.get(key) is conn:
+            del self._by_key[key]
+        parent = self._parent.pop(conn.id, None)
+        if parent is not None:
+            parent._embryonic.pop(conn.id, None)
+
+    def _settle(self, conn: Connection, listener: Listener, now: int) -> None:
+        """After input to a listener's child: hand it to the accept queue once it is
+        synchronized past SYN-RECEIVED; forget it from the backlog if it died there."""
+        if conn.is_closed:
+            listener._embryonic.pop(conn.id, None)
+            self._parent.pop(conn.id, None)
+        elif conn.state not in _EMBRYONIC:
+            listener._embryonic.pop(conn.id, None)
+            self._parent.pop(conn.id, None)
+            if listener.closed:
+                conn.abort(now)
+            else:
+                listener._accept_queue.append(conn)
+
+    def _port_taken(self, port: int, remote: Endpoint) -> bool:
+        if port in self._listeners:
+            return True
+        conn = self._by_key.get((self.address, port, remote[0], remote[1]))
+        return conn is not None and not conn.is_closed
+
+    def _unlisten(self, listener: Listener) -> None:
+        if self._listeners.get(listener.local[1]) is listener:
+            del self._listeners[listener.local[1]]
+        for conn_id in [cid for cid, parent in self._parent.items() if parent is listener]:
+            del self._parent[conn_id]
+
+    def _reset_orphan(self, ip: Ipv4Header, seg: TcpSegment, now: int, reason: str) -> None:
+        """RFC 9293 §3.10.7.1: the reply of a CLOSED connection, never a RST to a RST."""
+        if seg.flags & Flags.RST:
+            self._drop(now, "rst-no-connection", src=ip.src, dst=ip.dst, segment=seg)
+            return
+        if seg.flags & Flags.ACK:
+            rst = TcpSegment(seg.dst_port, seg.src_port, seg.ack, 0, Flags.RST, 0)
+        else:
+            rst = TcpSegment(
+                seg.dst_port,
+                seg.src_port,
+                0,
+                (seg.seq + seg.seg_len) & MASK,
+                Flags.RST | Flags.ACK,
+                0,
+            )
+        self._drop(now, reason, src=ip.src, dst=ip.dst, segment=seg)
+        self._emit(ip.dst, ip.src, PROTO_TCP, rst.build(ip.dst, ip.src))
+        self.counters["rst_sent"] += 1
+        self._tracer(
+            TraceEvent(now, SEGMENT_OUT, None, {"segment": rst, "src": ip.dst, "dst": ip.src})
+        )
+
+    def _emit(self, src: IPv4Address, dst: IPv4Address, protocol: int, payload: bytes) -> None:
+        self._outbox.append(self._ip(src, dst, protocol, payload))
+
+    def _ip(self, src: IPv4Address, dst: IPv4Address, protocol: int, payload: bytes) -> bytes:
+        ident = self._ident
+        self._ident = (ident + 1) & 0xFFFF
+        # DF set: we do path MTU discovery (RFC 1191) and never fragment.
+        return Ipv4Header(src, dst, protocol, TTL, 0, ident, True).build(payload)
+
+    def _drop(self, now: int, reason: str, **fields: Any) -> None:
+        drops = self.counters["drops"]
+        drops[reason] = drops.get(reason, 0) + 1
+        self._tracer(TraceEvent(now, DROP, None, {"reason": reason, **fields}))

@@ -1,0 +1,66 @@
+"""Many connections at once over a lossy link: demultiplexing, listener queues and the
+host's bookkeeping under load. Two client hosts open 12 connections each to one server
+(backlog 8, so SYNs overflow the queues and are retried); every connection moves its own
+bytes both ways and closes cleanly.
+"""
+
+from __future__ import annotations
+
+import random
+from ipaddress import IPv4Address
+
+from stack.io.impair import ImpairSpec
+from stack.tcp.clock import MS, SECOND
+from stack.tcp.connection import Connection
+from stack.tcp.state import State
+from tests.sim.harness import App, Network
+
+SERVER = IPv4Address("10.77.0.2")
+CLIENTS = [IPv4Address("10.77.0.1"), IPv4Address("10.77.0.3")]
+PORT = 7000
+PER_CLIENT = 12
+SIZE = 24 * 1024
+
+
+def test_two_dozen_connections_through_a_small_backlog() -> None:
+    spec = ImpairSpec(loss=0.03, dup=0.01, reorder=0.02, delay=2 * MS)
+    net = Network([SERVER, *CLIENTS], spec, seed=5, mtu=1500)
+    rng = random.Random(5)
+    listener = net.hosts[SERVER].listen(PORT, backlog=8)
+    clients: list[tuple[Connection, App]] = []
+    for addr in CLIENTS:
+        for _ in range(PER_CLIENT):
+            conn = net.hosts[addr].connect((SERVER, PORT), net.now)
+            clients.append((conn, App(rng.randbytes(SIZE))))
+    expected = {(c.local[0], c.local[1]): app.payload for c, app in clients}
+    assert len(expected) == 2 * PER_CLIENT
+    servers: list[tuple[Connection, App]] = []
+
+    def apps(now: int) -> None:
+        # Accept one connection per step at most, so the accept queue really fills.
+        conn = listener.accept()
+        if conn is not None:
+            servers.append((conn, App(bytes(reversed(expected[conn.remote])))))
+        for conn, app in clients:
+            app.step(conn, now, may_close=True)
+        for conn, app in servers:
+            app.step(conn, now, may_close=conn.at_eof)
+
+    def done() -> bool:
+        return len(servers) == len(clients) and all(c.is_closed for c, _ in clients + servers)
+
+    net.run(apps, done, max_iterations=400_000, max_time=1200 * SECOND)
+
+    for conn, app in clients:
+        assert conn.state == State.CLOSED
+        assert conn.error is None
+        assert bytes(app.received) == bytes(reversed(app.payload))
+    for conn, app in servers:
+        assert bytes(app.received) == expected[conn.remote]
+        assert conn.error is None
+    for host in net.hosts.values():
+        assert host.connections() == []
+        assert host.next_deadline() is None
+    assert net.unroutable == 0
+    assert (listener.pending, listener.embryonic) == (0, 0)
+    assert listener.counters["accepted"] == 2 * PER_CLIENT

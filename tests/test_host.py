@@ -1,0 +1,626 @@
+"""Host: demultiplexing, listeners and their queues, RSTs for orphans, ICMP, ports, fuzz.
+
+Packets are built with the wire layer and fed to one Host at 10.77.0.2 from a peer at
+10.77.0.1 with a fake clock; ISS is pinned so every expected segment is exact.
+"""
+
+from __future__ import annotations
+
+import errno
+import random
+from dataclasses import replace
+from ipaddress import IPv4Address
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from stack.host import EPHEMERAL_MAX, EPHEMERAL_MIN, Host, PortAllocator
+from stack.tcp.clock import MS, SECOND
+from stack.tcp.events import ConnectionFailed
+from stack.tcp.state import State
+from stack.trace import DROP, TraceLog
+from stack.wire import (
+    PROTO_ICMP,
+    PROTO_TCP,
+    Flags,
+    Ipv4Header,
+    TcpSegment,
+    internet_checksum,
+    pseudo_header_sum,
+)
+from stack.wire.icmp import (
+    CODE_HOST_UNREACHABLE,
+    TYPE_DEST_UNREACHABLE,
+    TYPE_ECHO_REQUEST,
+    IcmpEcho,
+    IcmpError,
+)
+
+LOCAL = IPv4Address("10.77.0.2")
+PEER = IPv4Address("10.77.0.1")
+OTHER = IPv4Address("10.77.0.3")
+LOCAL_ISS = 10_000
+PEER_ISS = 50_000
+LISTEN_PORT = 5000
+PEER_PORT = 40_000
+
+S, A, R, F, P = Flags.SYN, Flags.ACK, Flags.RST, Flags.FIN, Flags.PSH
+
+
+def make_host(**kw: object) -> tuple[Host, TraceLog]:
+    log = TraceLog()
+    host = Host(
+        address=LOCAL,
+        isn_secret=b"test secret",
+        rng=random.Random(1),
+        tracer=log,
+        isn=lambda local, remote, now: LOCAL_ISS,
+        **kw,  # type: ignore[arg-type]
+    )
+    return host, log
+
+
+def packet(seg: TcpSegment, src: IPv4Address = PEER, dst: IPv4Address = LOCAL) -> bytes:
+    return Ipv4Header(src, dst, PROTO_TCP).build(seg.build(src, dst))
+
+
+def segments(packets: list[bytes]) -> list[TcpSegment]:
+    """The TCP segments of packets the host sent, checking their IP headers."""
+    out = []
+    for data in packets:
+        ip, payload = Ipv4Header.parse(data)
+        assert (ip.protocol, ip.ttl, ip.dont_fragment) == (PROTO_TCP, 64, True)
+        out.append(TcpSegment.parse(payload, ip.src, ip.dst))
+    return out
+
+
+def only(host: Host, now: int) -> TcpSegment:
+    [seg] = segments(host.packets_to_send(now))
+    return seg
+
+
+def bare(seg: TcpSegment) -> tuple[int, int, int, int, Flags, int]:
+    """The header fields that matter to these tests, options left out."""
+    return (seg.src_port, seg.dst_port, seg.seq, seg.ack, seg.flags, len(seg.payload))
+
+
+def syn(port: int = PEER_PORT, iss: int = PEER_ISS) -> TcpSegment:
+    return TcpSegment(port, LISTEN_PORT, iss, 0, S, 65535, mss=1460)
+
+
+def ack(port: int = PEER_PORT, iss: int = PEER_ISS) -> TcpSegment:
+    return TcpSegment(port, LISTEN_PORT, iss + 1, LOCAL_ISS + 1, A, 65535)
+
+
+# ------------------------------------------------------------------ RST for orphans
+
+
+def test_rst_for_orphan_without_ack_is_rst_ack_of_seq_plus_len() -> None:
+    host, log = make_host()
+    host.receive_packet(packet(syn()), 0)
+    # RFC 9293 §3.10.7.1: <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>
+    assert only(host, 0) == TcpSegment(LISTEN_PORT, PEER_PORT, 0, PEER_ISS + 1, R | A, 0)
+    assert host.counters["rst_sent"] == 1
+    assert host.counters["drops"] == {"no-connection": 1}
+    assert [e.fields["reason"] for e in log.of_kind(DROP)] == ["no-connection"]
+
+
+def test_rst_for_orphan_with_ack_takes_seq_from_seg_ack() -> None:
+    host, _ = make_host()
+    data = TcpSegment(PEER_PORT, 80, 7, 123_456, A | P, 1000, payload=b"hello")
+    host.receive_packet(packet(data), 0)
+    # <SEQ=SEG.ACK><CTL=RST>
+    assert only(host, 0) == TcpSegment(80, PEER_PORT, 123_456, 0, R, 0)
+
+
+def test_rst_for_orphan_counts_fin_and_payload_and_wraps() -> None:
+    host, _ = make_host()
+    seg = TcpSegment(PEER_PORT, 80, 2**32 - 3, 0, F, 1000, payload=b"abcdef")
+    host.receive_packet(packet(seg), 0)
+    assert only(host, 0) == TcpSegment(80, PEER_PORT, 0, 4, R | A, 0)  # -3 + 6 + 1
+
+
+@pytest.mark.parametrize("flags", [R, R | A, R | S, R | F | A])
+def test_never_a_rst_in_reply_to_a_rst(flags: Flags) -> None:
+    host, _ = make_host()
+    host.listen(LISTEN_PORT)
+    host.receive_packet(packet(TcpSegment(PEER_PORT, 81, 1, 2, flags, 0)), 0)
+    host.receive_packet(packet(TcpSegment(PEER_PORT, LISTEN_PORT, 1, 2, flags, 0)), 0)
+    assert host.packets_to_send(0) == []
+    assert host.counters["rst_sent"] == 0
+    assert host.counters["drops"] == {"rst-no-connection": 1, "rst-to-listener": 1}
+
+
+def test_ack_to_listener_draws_rst() -> None:
+    host, _ = make_host()
+    host.listen(LISTEN_PORT)
+    host.receive_packet(packet(ack()), 0)
+    # RFC 9293 §3.10.7.2 "second, check for an ACK": <SEQ=SEG.ACK><CTL=RST>
+    assert only(host, 0) == TcpSegment(LISTEN_PORT, PEER_PORT, LOCAL_ISS + 1, 0, R, 0)
+    assert host.connections() == []
+
+
+def test_segment_without_syn_ack_or_rst_to_listener_is_dropped() -> None:
+    host, _ = make_host()
+    host.listen(LISTEN_PORT)
+    host.receive_packet(packet(TcpSegment(PEER_PORT, LISTEN_PORT, 1, 0, P, 9, payload=b"x")), 0)
+    assert host.packets_to_send(0) == []
+    assert host.counters["drops"] == {"no-syn-to-listener": 1}
+
+
+def test_listener_on_a_specific_address_matches_it() -> None:
+    host, _ = make_host()
+    lst = host.listen(LISTEN_PORT, address=LOCAL)
+    host.receive_packet(packet(syn()), 0)
+    assert lst.embryonic == 1
+    with pytest.raises(OSError) as info:
+        host.listen(LISTEN_PORT + 1, address=OTHER)
+    assert info.value.errno == errno.EADDRNOTAVAIL
+
+
+# ------------------------------------------------------------------ drops
+
+
+def test_bad_packets_are_counted_drops() -> None:
+    host, log = make_host()
+    good = packet(syn())
+    host.receive_packet(good[:10], 0)  # truncated IP header
+    host.receive_packet(good[:-1] + bytes([good[-1] ^ 1]), 0)  # TCP checksum
+    bad_ip = bytearray(good)
+    bad_ip[8] ^= 1  # TTL: IP header checksum
+    host.receive_packet(bad_ip, 0)
+    host.receive_packet(packet(syn(), dst=OTHER), 0)
+    host.receive_packet(Ipv4Header(PEER, LOCAL, 17).build(b"12345678"), 0)  # UDP
+    host.receive_packet(b"", 0)
+    host.receive_packet(packet(syn(), src=IPv4Address("224.0.0.1")), 0)
+    host.receive_packet(packet(syn(), src=LOCAL), 0)  # our own address from outside
+    assert host.packets_to_send(0) == []
+    assert host.counters["drops"] == {
+        "truncated": 2,
+        "bad-checksum": 1,
+        "bad-header-checksum": 1,
+        "not-for-us": 1,
+        "unknown-protocol": 1,
+        "bad-source": 2,
+    }
+    assert host.counters["packets_in"] == 8
+    assert len(log.of_kind(DROP)) == 8
+
+
+# ------------------------------------------------------------------ ICMP
+
+
+def test_ping_is_answered() -> None:
+    host, _ = make_host()
+    request = IcmpEcho(TYPE_ECHO_REQUEST, 0x1234, 7, b"ping payload").build()
+    host.receive_packet(Ipv4Header(PEER, LOCAL, PROTO_ICMP).build(request), 0)
+    [reply] = host.packets_to_send(0)
+    ip, payload = Ipv4Header.parse(reply)
+    assert (ip.src, ip.dst, ip.protocol) == (LOCAL, PEER, PROTO_ICMP)
+    assert bytes(payload) == IcmpEcho(0, 0x1234, 7, b"ping payload").build()
+    assert (host.counters["icmp_in"], host.counters["icmp_out"]) == (1, 1)
+    assert host.counters["packets_out"] == 1
+
+
+def test_bad_icmp_is_dropped() -> None:
+    host, _ = make_host()
+    request = bytearray(IcmpEcho(TYPE_ECHO_REQUEST, 1, 1, b"x").build())
+    request[-1] ^= 0xFF
+    host.receive_packet(Ipv4Header(PEER, LOCAL, PROTO_ICMP).build(request), 0)
+    reply = IcmpEcho(0, 1, 1, b"x").build()
+    host.receive_packet(Ipv4Header(PEER, LOCAL, PROTO_ICMP).build(reply), 0)
+    assert host.packets_to_send(0) == []
+    assert host.counters["drops"] == {"icmp-bad-checksum": 1, "icmp-echo-reply": 1}
+
+
+def test_icmp_for_no_connection_is_dropped() -> None:
+    host, _ = make_host()
+    quoted = Ipv4Header(LOCAL, PEER, PROTO_TCP, total_length=60)
+    err = IcmpError(TYPE_DEST_UNREACHABLE, CODE_HOST_UNREACHABLE, None, quoted, 1234, 80, 5)
+    host.receive_packet(Ipv4Header(OTHER, LOCAL, PROTO_ICMP).build(err.build()), 0)
+    assert host.counters["drops"] == {"icmp-no-connection": 1}
+
+
+def test_icmp_unreachable_fails_the_quoted_connection() -> None:
+    host, _ = make_host()
+    a = host.connect((PEER, 80), 0)
+    b = host.connect((PEER, 81), 0)
+    sent = host.packets_to_send(0)
+    by_port = {seg.dst_port: data for seg, data in zip(segments(sent), sent, strict=True)}
+    quoted, _ = Ipv4Header.parse(by_port[80])
+    err = IcmpError(
+        TYPE_DEST_UNREACHABLE, CODE_HOST_UNREACHABLE, None, quoted, a.local[1], 80, LOCAL_ISS
+    )
+    host.receive_packet(Ipv4Header(OTHER, LOCAL, PROTO_ICMP).build(err.build()), 1 * MS)
+    assert a.error == "unreachable"
+    assert ConnectionFailed("unreachable") in drain_events(a)
+    assert a.is_closed
+    assert b.state == State.SYN_SENT
+    host.packets_to_send(1 * MS)
+    assert host.connections() == [b]
+
+
+def drain_events(conn: object) -> list[object]:
+    events = []
+    for _ in range(100):
+        event = conn.next_event()  # type: ignore[attr-defined]
+        if event is None:
+            break
+        events.append(event)
+    return events
+
+
+# ------------------------------------------------------------------ demultiplexing
+
+
+def handshake_active(host: Host, port: int, now: int) -> tuple[object, TcpSegment]:
+    """connect() to PEER:port and answer its SYN; returns the connection and its ACK."""
+    conn = host.connect((PEER, port), now)
+    [syn_out] = [s for s in segments(host.packets_to_send(now)) if s.dst_port == port]
+    assert syn_out.flags == S
+    assert syn_out.seq == LOCAL_ISS
+    synack = TcpSegment(port, syn_out.src_port, PEER_ISS, LOCAL_ISS + 1, S | A, 65535, mss=1460)
+    host.receive_packet(packet(synack), now)
+    return conn, only(host, now)
+
+
+def test_demux_by_four_tuple() -> None:
+    host, _ = make_host()
+    a = host.connect((PEER, 80), 0)
+    b = host.connect((PEER, 81), 0)
+    c = host.connect((OTHER, 80), 0)
+    assert [x.id for x in (a, b, c)] == [1, 2, 3]
+    sent = {(seg.dst_port, seg.src_port) for seg in segments(host.packets_to_send(0))}
+    assert sent == {(80, a.local[1]), (81, b.local[1]), (80, c.local[1])}
+    synack = TcpSegment(81, b.local[1], PEER_ISS, LOCAL_ISS + 1, S | A, 65535, mss=1460)
+    host.receive_packet(packet(synack), 1 * MS)
+    assert (a.state, b.state, c.state) == (State.SYN_SENT, State.ESTABLISHED, State.SYN_SENT)
+    assert bare(only(host, 1 * MS)) == (b.local[1], 81, LOCAL_ISS + 1, PEER_ISS + 1, A, 0)
+    # The same ports from another address belong to nobody.
+    synack_c = TcpSegment(80, c.local[1], PEER_ISS, LOCAL_ISS + 1, S | A, 65535)
+    host.receive_packet(packet(synack_c, src=PEER), 1 * MS)
+    if c.local[1] != a.local[1]:
+        assert only(host, 1 * MS) == TcpSegment(c.local[1], 80, LOCAL_ISS + 1, 0, R, 0)
+    assert c.state == State.SYN_SENT
+    assert host.connections() == [a, b, c]
+
+
+def test_connection_is_forgotten_once_closed_and_then_orphan() -> None:
+    host, _ = make_host()
+    conn, _ = handshake_active(host, 80, 0)
+    conn.abort(1 * MS)  # type: ignore[attr-defined]
+    assert bare(only(host, 1 * MS))[4] & R
+    assert host.connections() == []
+    assert conn.is_closed  # type: ignore[attr-defined]
+    late = TcpSegment(80, conn.local[1], PEER_ISS + 1, LOCAL_ISS + 1, A, 65535, payload=b"x")  # type: ignore[attr-defined]
+    host.receive_packet(packet(late), 2 * MS)
+    assert only(host, 2 * MS) == TcpSegment(conn.local[1], 80, LOCAL_ISS + 1, 0, R, 0)  # type: ignore[attr-defined]
+
+
+# ------------------------------------------------------------------ listeners
+
+
+def test_passive_open_accept() -> None:
+    host, _ = make_host()
+    lst = host.listen(LISTEN_PORT)
+    assert lst.id == 1
+    host.receive_packet(packet(syn()), 0)
+    synack = only(host, 0)
+    assert bare(synack) == (LISTEN_PORT, PEER_PORT, LOCAL_ISS, PEER_ISS + 1, S | A, 0)
+    assert (lst.embryonic, lst.pending, lst.accept()) == (1, 0, None)
+    host.receive_packet(packet(ack()), 1 * MS)
+    assert (lst.embryonic, lst.pending) == (0, 1)
+    conn = lst.accept()
+    assert conn is not None
+    assert conn.id == 2
+    assert conn.state == State.ESTABLISHED
+    assert (conn.local, conn.remote) == ((LOCAL, LISTEN_PORT), (PEER, PEER_PORT))
+    assert lst.accept() is None
+    assert host.connections() == [conn]
+    assert host.snapshot() == {
+        "address": "10.77.0.2",
+        "mtu": 1500,
+        "counters": {
+            "packets_in": 2,
+            "packets_out": 1,
+            "rst_sent": 0,
+            "icmp_in": 0,
+            "icmp_out": 0,
+            "drops": {},
+        },
+        "listeners": [1],
+        "connections": [2],
+    }
+
+
+def test_syn_backlog_limit() -> None:
+    host, _ = make_host()
+    lst = host.listen(LISTEN_PORT, backlog=2)
+    for port in (40_001, 40_002, 40_003):
+        host.receive_packet(packet(syn(port)), 0)
+    assert sorted(s.dst_port for s in segments(host.packets_to_send(0))) == [40_001, 40_002]
+    assert host.counters["drops"] == {"syn-backlog-full": 1}
+    assert lst.embryonic == 2
+    assert lst.snapshot(0) == {
+        "id": 1,
+        "state": "LISTEN",
+        "local": {"addr": "0.0.0.0", "port": LISTEN_PORT},
+        "backlog": 2,
+        "syn_queue": 2,
+        "accept_queue": 0,
+        "counters": {"syn_received": 2, "accepted": 0, "syn_dropped": 1, "ack_dropped": 0},
+    }
+
+
+def test_accept_queue_limit_drops_the_final_ack_until_accept() -> None:
+    host, _ = make_host()
+    lst = host.listen(LISTEN_PORT, backlog=2)
+    host.receive_packet(packet(syn(40_001)), 0)
+    host.receive_packet(packet(syn(40_002)), 0)
+    host.receive_packet(packet(ack(40_001)), 0)
+    host.receive_packet(packet(syn(40_003)), 0)
+    host.receive_packet(packet(ack(40_002)), 0)
+    assert (lst.embryonic, lst.pending) == (1, 2)
+    host.packets_to_send(0)
+    # The accept queue is full: the ACK completing 40_003's handshake is dropped...
+    host.receive_packet(packet(ack(40_003)), 1 * MS)
+    assert host.packets_to_send(1 * MS) == []
+    assert host.counters["drops"] == {"accept-queue-full": 1}
+    assert (lst.embryonic, lst.pending) == (1, 2)
+    # ... and so is a new SYN.
+    host.receive_packet(packet(syn(40_004)), 1 * MS)
+    assert host.counters["drops"] == {"accept-queue-full": 2}
+    first = lst.accept()
+    assert first is not None
+    assert first.remote == (PEER, 40_001)
+    # The peer's retransmission completes it once there is room.
+    host.receive_packet(packet(ack(40_003)), 2 * MS)
+    assert (lst.embryonic, lst.pending) == (0, 2)
+    assert [c.remote[1] for c in (lst.accept(), lst.accept())] == [40_002, 40_003]  # type: ignore[union-attr]
+
+
+def test_listener_close_resets_embryonic_and_unaccepted() -> None:
+    host, _ = make_host()
+    lst = host.listen(LISTEN_PORT)
+    host.receive_packet(packet(syn(40_001)), 0)
+    host.receive_packet(packet(syn(40_002)), 0)
+    host.receive_packet(packet(ack(40_001)), 0)
+    host.packets_to_send(0)
+    lst.close(1 * MS)
+    rsts = sorted(bare(s) for s in segments(host.packets_to_send(1 * MS)))
+    assert [(r[1], r[4] & R) for r in rsts] == [(40_001, R), (40_002, R)]
+    assert host.listeners() == []
+    assert host.connections() == []
+    host.receive_packet(packet(syn(40_005)), 2 * MS)
+    assert bare(only(host, 2 * MS)) == (LISTEN_PORT, 40_005, 0, PEER_ISS + 1, R | A, 0)
+    host.listen(LISTEN_PORT)  # the port is free again
+
+
+# ------------------------------------------------------------------ ports
+
+
+def test_listen_and_connect_eaddrinuse() -> None:
+    host, _ = make_host()
+    host.listen(LISTEN_PORT)
+    with pytest.raises(OSError) as info:
+        host.listen(LISTEN_PORT)
+    assert info.value.errno == errno.EADDRINUSE
+    with pytest.raises(OSError) as info:
+        host.connect((PEER, 80), 0, local_port=LISTEN_PORT)
+    assert info.value.errno == errno.EADDRINUSE
+    host.connect((PEER, 80), 0, local_port=6000)
+    with pytest.raises(OSError) as info:
+        host.connect((PEER, 80), 0, local_port=6000)
+    assert info.value.errno == errno.EADDRINUSE
+    other = host.connect((PEER, 81), 0, local_port=6000)  # another 4-tuple: fine
+    assert other.local == (LOCAL, 6000)
+
+
+def test_ephemeral_ports_in_range_distinct_and_deterministic() -> None:
+    runs = []
+    for _ in range(2):
+        host, _ = make_host()
+        ports = [host.connect((PEER, 80), 0).local[1] for _ in range(200)]
+        runs.append(ports)
+        assert all(EPHEMERAL_MIN <= p <= EPHEMERAL_MAX for p in ports)
+        assert len(set(ports)) == 200
+    assert runs[0] == runs[1]
+
+
+def test_ephemeral_ports_depend_on_secret_and_remote() -> None:
+    def first(secret: bytes, remote: tuple[IPv4Address, int]) -> list[int]:
+        alloc = PortAllocator(secret, random.Random(0))
+        return [alloc.pick(LOCAL, remote, lambda p: True) for _ in range(5)]  # type: ignore[misc]
+
+    a = first(b"one", (PEER, 80))
+    assert a != first(b"two", (PEER, 80))
+    assert a != first(b"one", (PEER, 81))
+    # Algorithm 4: one remote's ports walk forward from its offset.
+    assert [p - a[0] for p in a] == [0, 1, 2, 3, 4] or EPHEMERAL_MAX in a
+
+
+def test_port_allocator_skips_taken_ports_and_exhausts() -> None:
+    alloc = PortAllocator(b"s", random.Random(0), low=1000, high=1009)
+    taken: set[int] = set()
+    for _ in range(10):
+        port = alloc.pick(LOCAL, (PEER, 80), lambda p: p not in taken)
+        assert port is not None
+        taken.add(port)
+    assert taken == set(range(1000, 1010))
+    assert alloc.pick(LOCAL, (PEER, 80), lambda p: p not in taken) is None
+
+
+def test_connect_rejects_bad_remotes() -> None:
+    host, _ = make_host()
+    with pytest.raises(ValueError, match="remote port 0 out of range"):
+        host.connect((PEER, 0), 0)
+    with pytest.raises(OSError) as info:
+        host.connect((IPv4Address("0.0.0.0"), 80), 0)
+    assert info.value.errno == errno.EADDRNOTAVAIL
+
+
+# ------------------------------------------------------------------ timers
+
+
+def test_next_deadline_is_the_minimum_and_timers_fire() -> None:
+    host, _ = make_host()
+    assert host.next_deadline() is None
+    a = host.connect((PEER, 80), 0)
+    b = host.connect((PEER, 81), 5 * MS)
+    host.packets_to_send(5 * MS)
+    assert host.next_deadline() == min(a.next_deadline(), b.next_deadline())  # type: ignore[type-var]
+    deadline = host.next_deadline()
+    assert deadline is not None
+    host.handle_timers(deadline)
+    again = segments(host.packets_to_send(deadline))
+    assert [bare(s)[1:5] for s in again] == [(80, LOCAL_ISS, 0, S)]  # SYN retransmitted
+
+
+def test_synack_retries_exhausted_frees_the_backlog() -> None:
+    host, _ = make_host()
+    lst = host.listen(LISTEN_PORT, backlog=1)
+    host.receive_packet(packet(syn()), 0)
+    now = 0
+    for _ in range(100):
+        host.packets_to_send(now)
+        deadline = host.next_deadline()
+        if deadline is None:
+            break
+        now = deadline
+        host.handle_timers(now)
+    assert host.next_deadline() is None
+    assert now < 600 * SECOND
+    assert (lst.embryonic, lst.pending, host.connections()) == (0, 0, [])
+
+
+# ------------------------------------------------------------------ fuzz
+
+ports = st.sampled_from([LISTEN_PORT, PEER_PORT, 80, 1])
+flags = st.integers(0, 255).map(Flags)
+u32 = st.integers(0, 2**32 - 1)
+
+
+@st.composite
+def tcp_segments(draw: st.DrawFn) -> TcpSegment:
+    return TcpSegment(
+        draw(ports),
+        draw(ports),
+        draw(st.one_of(u32, st.sampled_from([PEER_ISS, PEER_ISS + 1, LOCAL_ISS + 1]))),
+        draw(st.one_of(u32, st.sampled_from([LOCAL_ISS, LOCAL_ISS + 1, 0]))),
+        draw(flags),
+        draw(st.integers(0, 65535)),
+        draw(st.integers(0, 65535)),
+        draw(st.binary(max_size=64)),
+        mss=draw(st.none() | st.integers(0, 65535)),
+        wscale=draw(st.none() | st.integers(0, 255)),
+        sack_permitted=draw(st.booleans()),
+        sack=draw(st.lists(st.tuples(u32, u32), max_size=3).map(tuple)),
+        timestamps=draw(st.none() | st.tuples(u32, u32)),
+    )
+
+
+def established_host() -> Host:
+    """A host with a listener, an accepted connection and one in SYN-RECEIVED."""
+    host, _ = make_host()
+    lst = host.listen(LISTEN_PORT, backlog=4)
+    host.receive_packet(packet(syn(PEER_PORT)), 0)
+    host.receive_packet(packet(ack(PEER_PORT)), 0)
+    host.receive_packet(packet(syn(80)), 0)
+    host.connect((PEER, 1), 0, local_port=PEER_PORT)
+    host.packets_to_send(0)
+    assert lst.pending == 1
+    return host
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(tcp_segments(), min_size=1, max_size=8), st.integers(0, 10 * SECOND))
+def test_fuzz_valid_segments_never_raise(segs: list[TcpSegment], step: int) -> None:
+    host = established_host()
+    now = 0
+    for seg in segs:
+        try:
+            data = packet(seg)
+        except ValueError:
+            continue  # options that do not fit 40 bytes cannot be built: nothing to send
+        now += step
+        host.receive_packet(data, now)
+        host.handle_timers(now)
+        segments(host.packets_to_send(now))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=120))
+def test_fuzz_random_bytes_never_raise(data: bytes) -> None:
+    host = established_host()
+    host.receive_packet(data, 1)
+    host.receive_packet(Ipv4Header(PEER, LOCAL, PROTO_TCP).build(data), 1)
+    host.receive_packet(Ipv4Header(PEER, LOCAL, PROTO_ICMP).build(data), 1)
+    host.packets_to_send(1)
+
+
+def fix_checksums(buf: bytearray) -> None:
+    """Recompute the IPv4 header checksum and the TCP or ICMP checksum in place, where
+    the (mutated) header still says where they are."""
+    if len(buf) < 20:
+        return
+    ihl = (buf[0] & 0x0F) * 4
+    if ihl < 20 or ihl > len(buf):
+        return
+    buf[10:12] = b"\0\0"
+    buf[10:12] = internet_checksum(buf[:ihl]).to_bytes(2, "big")
+    body = memoryview(buf)[ihl:]
+    if buf[9] == PROTO_TCP and len(body) >= 18:
+        body[16:18] = b"\0\0"
+        src, dst = IPv4Address(bytes(buf[12:16])), IPv4Address(bytes(buf[16:20]))
+        initial = pseudo_header_sum(src, dst, PROTO_TCP, len(body))
+        body[16:18] = internet_checksum(body, initial).to_bytes(2, "big")
+    elif buf[9] == PROTO_ICMP and len(body) >= 4:
+        body[2:4] = b"\0\0"
+        body[2:4] = internet_checksum(body).to_bytes(2, "big")
+    body.release()
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.data())
+def test_fuzz_mutated_packets_never_raise(data: st.DataObject) -> None:
+    host = established_host()
+    quoted = Ipv4Header(LOCAL, PEER, PROTO_TCP, total_length=60)
+    icmp = IcmpError(TYPE_DEST_UNREACHABLE, 4, 1200, quoted, PEER_PORT, 1, LOCAL_ISS).build()
+    seeds = [
+        packet(syn()),
+        packet(ack()),
+        packet(replace(ack(), payload=b"hello", flags=A | P | F)),
+        Ipv4Header(PEER, LOCAL, PROTO_ICMP).build(icmp),
+        Ipv4Header(PEER, LOCAL, PROTO_ICMP).build(IcmpEcho(8, 1, 2, b"abc").build()),
+    ]
+    buf = bytearray(data.draw(st.sampled_from(seeds)))
+    for _ in range(data.draw(st.integers(1, 6))):
+        i = data.draw(st.integers(0, len(buf) - 1))
+        buf[i] = data.draw(st.integers(0, 255))
+    if data.draw(st.booleans()):
+        buf = buf[: data.draw(st.integers(0, len(buf)))]
+    if data.draw(st.booleans()):
+        fix_checksums(buf)  # so that the mutation reaches past the checksums
+    host.receive_packet(bytes(buf), 1)
+    host.handle_timers(2 * SECOND)
+    host.packets_to_send(2 * SECOND)
+
+
+def test_fix_checksums_makes_a_packet_valid_again() -> None:
+    # The mutation fuzzer relies on it to get past the checksums.
+    for original in (packet(syn()), Ipv4Header(PEER, LOCAL, PROTO_ICMP).build(b"\x08\0\0\0ab")):
+        buf = bytearray(original)
+        buf[10:12] = b"\xff\xff"
+        buf[22] ^= 0x55  # inside TCP (sequence number) or ICMP (identifier)
+        fix_checksums(buf)
+        ip, payload = Ipv4Header.parse(buf)
+        assert (
+            internet_checksum(
+                payload,
+                pseudo_header_sum(PEER, LOCAL, PROTO_TCP, len(payload))
+                if ip.protocol == PROTO_TCP
+                else 0,
+            )
+            == 0
+        )
