@@ -121,6 +121,7 @@ IP_TCP_HEADERS = 40  # IPv4 + TCP headers without options (RFC 9293 3.7.1)
 TS_OPTION_SPACE = 12  # RFC 7323 §3: 10 bytes + 2 NOP, on every segment once negotiated
 MAX_WSCALE = 14  # RFC 7323 §2.3
 DUP_ACK_THRESHOLD = 3  # RFC 5681 §3.2
+RTO_AFTER_SYN_TIMEOUT = 3 * SECOND  # RFC 6298 (5.7)
 PAWS_IDLE = 24 * 24 * 3600 * SECOND  # RFC 7323 §5.5: TS.Recent is invalid after 24 days
 
 
@@ -207,6 +208,7 @@ class Connection(Sender):
         self._buf_seq = seq_add(iss, 1)  # sequence number of send-buffer byte 0
         self._syn_new = True  # the next SYN we send is not a retransmission
         self._syn_pending = False  # a SYN (or SYN-ACK) is due out
+        self._syn_timeouts = 0
         self._ack_now = False  # an ACK must go out with the next segments_to_send
         self._unacked_rx = 0  # in-order bytes received since our last ACK
         self._rcv_mss = DEFAULT_MSS  # largest payload seen from the peer (delayed ACK)
@@ -425,6 +427,7 @@ class Connection(Sender):
         self.rtt.backoff()
         self._rtt_seq = None  # Karn: never time a retransmitted segment
         self._syn_pending = True
+        self._syn_timeouts += 1
         self._arm(now, "syn", self.rtt.rto, "SYN retransmission", backoff + 1)
 
     def _on_rto(self, now: int) -> None:
@@ -1065,6 +1068,15 @@ class Connection(Sender):
         self._trace(STATE, now, old=str(old), new=str(new))
         self._emit(StateChanged(old, new), now)
         if new is State.ESTABLISHED:
+            if self._syn_timeouts and self.rtt.samples == 0:
+                # RFC 6298 (5.7): the SYN timed out and nothing was measured: start
+                # the data phase with an RTO of 3 s, not the 1 s initial value.
+                cfg = self.config
+                self.rtt = RttEstimator(
+                    rto_initial=max(RTO_AFTER_SYN_TIMEOUT, cfg.rto_initial),
+                    rto_min=cfg.rto_min,
+                    rto_max=cfg.rto_max,
+                )
             self._emit(Established(), now)
             if self.config.keepalive_idle is not None:
                 self._arm(now, "keepalive", self.config.keepalive_idle, "idle")

@@ -154,6 +154,7 @@ def test_karn_no_rtt_sample_from_retransmitted_syn() -> None:
     assert c.state is State.ESTABLISHED
     assert c.rtt.samples == 0
     assert c.rtt.backoffs == 0  # new ACK resets the backoff
+    assert c.rtt.rto == 3 * SECOND  # RFC 6298 (5.7): re-initialised after a SYN timeout
 
 
 def test_syn_ack_retransmitted_and_lost_syn_ack_resent_on_peer_syn() -> None:
@@ -259,3 +260,13 @@ def test_snapshot_has_every_section_and_timer() -> None:
     ]
     assert snap["state"] == "ESTABLISHED"
     assert snap["local"] == {"addr": "10.77.0.2", "port": 5000}
+
+
+def test_rto_after_syn_timeout_is_three_seconds_for_data() -> None:
+    c = syn_received()
+    assert recv(c, 1 * SECOND).flags == SYN | ACK  # the SYN-ACK timed out once
+    send(c, SEND, 1 * SECOND + 5 * MS)
+    assert c.state is State.ESTABLISHED
+    c.send(b"x", 2 * SECOND)
+    recv(c, 2 * SECOND)
+    assert c.timers["retransmission"].deadline == 5 * SECOND  # RFC 6298 (5.7)
