@@ -50,26 +50,34 @@ Control endpoints: every pytcp process that runs a stack serves a Unix socket,
 the same user or root may use it (checked with SO_PEERCRED). Sockets of processes
 that died are removed when found.
 
-JSON output (--json) is stable; times are nanoseconds, sequence numbers raw (mod 2**32).
-A list is an array of objects; `inspect ID` prints one object; with --watch one
-object or array per line. Every connection object has:
-  id ("PID.N"), pid, tun, state (RFC 9293 name, "ESTABLISHED"),
-  local, remote {addr, port},
-  send {iss, snd_una, snd_nxt, snd_max, snd_wnd, snd_wl1, snd_wl2, snd_up, max_snd_wnd},
-  receive {irs, rcv_nxt, rcv_wnd, rcv_up},
-  options {mss_local, mss_remote, snd_mss, wscale_local, wscale_remote, sack, timestamps},
-  congestion {algorithm, cwnd, ssthresh, in_flight, phase, recover, dup_acks},
-  rtt {srtt, rttvar, rto, min_rtt, samples, backoff},
-  buffers {send_capacity, send_queued, unacked, unsent, recv_capacity, unread,
-           out_of_order [[start_seq, end_seq], ...]},
-  counters {segments_in, segments_out, bytes_in, bytes_out, retransmissions,
-            retransmitted_bytes, dup_acks, challenge_acks, drops {reason: n}},
-  timers [{name, armed, deadline, remaining, backoff, reason}] (all seven:
-          retransmission, syn, delayed-ack, persist, keepalive, time-wait, fin-wait-2),
-  close {fin_sent, fin_acked, fin_received, app_closed}.
-A listener has id, pid, tun, state "LISTEN", local, backlog, syn_queue, accept_queue
-and counters. The probe prints {"timeline": [{offset, kind, text, changes, timers}],
-"summary": <connection object>}.
+JSON output (--json) is stable; times are nanoseconds, sequence numbers raw
+(mod 2**32). A list is an array of objects; `inspect ID` prints one object; with
+--watch, one object or array per line.
+
+Every connection object has: id ("PID.N"), pid, tun, state (the RFC 9293 name,
+such as "ESTABLISHED"), local and remote {addr, port};
+
+send {iss, snd_una, snd_nxt, snd_max, snd_wnd, snd_wl1, snd_wl2, snd_up,
+max_snd_wnd}; receive {irs, rcv_nxt, rcv_wnd, rcv_up};
+
+options {mss_local, mss_remote, snd_mss, wscale_local, wscale_remote, sack,
+timestamps}; congestion {algorithm, cwnd, ssthresh, in_flight, phase, recover,
+dup_acks}; rtt {srtt, rttvar, rto, min_rtt, samples, backoff};
+
+buffers {send_capacity, send_queued, unacked, unsent, recv_capacity, unread,
+out_of_order: [[start_seq, end_seq], ...]};
+
+counters {segments_in, segments_out, bytes_in, bytes_out, retransmissions,
+retransmitted_bytes, dup_acks, challenge_acks, keepalive_probes,
+zero_window_probes, drops: {reason: count}};
+
+timers: a list of all seven timers (retransmission, syn, delayed-ack, persist,
+keepalive, time-wait, fin-wait-2), each {name, armed, deadline, remaining,
+backoff, reason}; close {fin_sent, fin_acked, fin_received, app_closed}.
+
+A listener has id, pid, tun, state "LISTEN", local, backlog, syn_queue,
+accept_queue and counters. The probe prints {"timeline": [{offset, kind, text,
+changes, timers}, ...], "summary": <connection object>}.
 """
 
 EXIT_STATUS = """\
