@@ -125,7 +125,9 @@ def option_record(param: click.Parameter, ctx: click.Context) -> tuple[str, str]
         flag, _, metavar = name.partition(" ")
         part = f"\\fB{roff_escape(flag)}\\fR"
         if metavar:
-            part += f" \\fI{roff_escape(metavar)}\\fR"
+            # \: lets a long choice list ([a|b|c...]) break after each bar.
+            breakable = roff_escape(metavar).replace("|", "|\\:")
+            part += f" \\fI{breakable}\\fR"
         parts.append(part)
     return ", ".join(parts), roff_escape(" ".join(help_text.split()))
 
