@@ -460,6 +460,15 @@ class TunLink:
             packet = os.read(self._fd, READ_SIZE)
         except BlockingIOError:
             return None
+        except OSError as exc:
+            # EBADFD: the interface was deleted under us (`ip link del`). Say so once;
+            # the link is dead from now on, so closing the stack afterwards is quiet.
+            self.close()
+            raise _fail(
+                f"interface {self.name} went away while pytcp was using it "
+                f"({exc.strerror}): was it deleted?",
+                exc.errno or errno.EBADFD,
+            ) from exc
         self.counters["rx_packets"] += 1
         self.counters["rx_bytes"] += len(packet)
         return packet

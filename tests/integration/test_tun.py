@@ -406,3 +406,20 @@ def test_interface_gone_when_process_ends(netns: Netns, how: str) -> None:
     assert wait_gone(netns, "pytcp0")
     expected = {"normal": 0, "exception": 1, "SIGTERM": -15, "SIGKILL": -9}[how]
     assert proc.returncode == expected
+
+
+@pytest.mark.netns
+def test_interface_deleted_under_us_is_one_environment_error(
+    netns: Netns, tunlink: TunLink
+) -> None:
+    netns.run("ip", "link", "del", "pytcp0")
+    with pytest.raises(StackEnvironmentError) as exc:
+        tunlink.recv()
+    assert str(exc.value) == (
+        "interface pytcp0 went away while pytcp was using it (File descriptor in bad state): "
+        "was it deleted?"
+    )
+    assert exc.value.errno == errno.EBADFD
+    assert tunlink.recv() is None  # dead from now on, quietly
+    tunlink.send(b"x")
+    assert tunlink.counters["tx_dropped"] == 1
