@@ -31,6 +31,7 @@ from stack.io.link import Link
 from stack.io.pcap import PcapWriter
 
 DRAIN_LIMIT = 4096  # packets read from one link per wake-up, so timers and fds are not starved
+POLL_INTERVAL = 1_000_000  # ns: how often a link without a file descriptor is polled
 SETTLE_ROUNDS = 8  # pump rounds per wake-up while hosts keep producing packets for each other
 
 
@@ -89,6 +90,7 @@ class _Port:
         self.pcap = pcap
         self.wall_offset = wall_offset  # wall-clock ns = loop ns + offset (pcap timestamps)
         self.held: list[tuple[int, int, bool, bytes]] = []  # (at, seq, outgoing, packet) heap
+        self.polled = False  # the link has no fileno(): wake every POLL_INTERVAL to read it
         self.seq = itertools.count()
 
 
@@ -143,6 +145,8 @@ class Loop:
         if fd is not None:
             self._link_fds[fd] = port
             self._update(fd)
+        else:
+            port.polled = True  # Link protocol: no descriptor means the loop must poll
 
     def detach(self, host: HostLike) -> None:
         """Stop driving `host`; its held packets are dropped. The link stays open."""
@@ -281,7 +285,10 @@ class Loop:
 
     def _next_wake(self) -> int | None:
         wake: int | None = None
+        now = self.now()
         for port in self._ports:
+            if port.polled and (wake is None or now + POLL_INTERVAL < wake):
+                wake = now + POLL_INTERVAL
             d = port.host.next_deadline()
             if d is not None and (wake is None or d < wake):
                 wake = d

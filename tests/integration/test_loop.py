@@ -262,3 +262,34 @@ def test_unpollable_fd_is_refused_and_forgotten(loop: Loop, tmp_path: Path) -> N
         loop.remove_writer(fd)
     finally:
         os.close(fd)
+
+
+class FdlessLink:
+    """A Link without a descriptor: packets appear in `inbox` behind the loop's back."""
+
+    def __init__(self) -> None:
+        self.inbox: list[bytes] = []
+        self.sent: list[bytes] = []
+
+    def fileno(self) -> int | None:
+        return None
+
+    def recv(self) -> bytes | None:
+        return self.inbox.pop(0) if self.inbox else None
+
+    def send(self, packet: bytes) -> None:
+        self.sent.append(packet)
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.timeout(20)
+def test_link_without_fileno_is_polled(loop: Loop) -> None:
+    link = FdlessLink()
+    host = ScriptedHost()
+    loop.attach(host, link)
+    loop.run_once(0)
+    link.inbox.append(b"late")  # no descriptor will ever say so: only polling finds it
+    assert loop.run_until(lambda: len(host.received) == 1, timeout=None)
+    assert host.received[0][0] == b"late"
