@@ -37,6 +37,7 @@ MAX_REQUEST = 256 * 1024  # bytes per request line; a send request carries base6
 MAX_RESPONSE = 64 * 1024 * 1024  # a list of many connections stays well below this
 MAX_SEND_CHUNK = 96 * 1024  # raw bytes per send request: base64 of it fits MAX_REQUEST
 MAX_CLIENTS = 32  # control clients served at once; more are answered "busy" and closed
+CLIENT_TIMEOUT = 30.0  # seconds a control client may stay connected (it asks, then goes)
 
 OPS = ("list", "get", "send", "close")
 CLOSE_HOW = ("half", "full", "reset")
@@ -284,6 +285,7 @@ class _Client:
         self.outbuf = bytearray()
         self.closing = False
         self.writing = False
+        self.timer: Any = None  # the loop's Handle that hangs up on a client that lingers
 
 
 class ControlServer:
@@ -375,8 +377,10 @@ class ControlServer:
                 self._count("busy")
                 self._refuse(client, BUSY, f"{MAX_CLIENTS} control clients already connected")
                 continue
-            self.clients[sock.fileno()] = client
-            self.stack.loop.add_reader(sock.fileno(), partial(self._on_read, sock.fileno()))
+            fd = sock.fileno()
+            self.clients[fd] = client
+            self.stack.loop.add_reader(fd, partial(self._on_read, fd))
+            client.timer = self.stack.loop.call_later(CLIENT_TIMEOUT, partial(self._expire, fd))
 
     def _refuse(self, client: _Client, code: str, message: str) -> None:
         with contextlib.suppress(OSError):
@@ -441,10 +445,16 @@ class ControlServer:
             if client.closing:
                 self._drop(fd)
 
+    def _expire(self, fd: int) -> None:
+        self._count("client-timeout")
+        self._drop(fd)
+
     def _drop(self, fd: int) -> None:
         client = self.clients.pop(fd, None)
         if client is None:
             return
+        if client.timer is not None:
+            client.timer.cancel()
         with contextlib.suppress(Exception):
             self.stack.loop.remove_reader(fd)
         if client.writing:

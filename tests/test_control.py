@@ -639,3 +639,17 @@ def test_real_stack_full_close(paired: PairedStacks) -> None:
     assert close_completed("full", entry)
     (tw,) = [t for t in entry["timers"] if t["name"] == "time-wait"]
     assert tw["armed"] is True
+
+
+def test_a_client_that_lingers_is_hung_up_on(
+    served: tuple[ControlServer, FakeStack, str], monkeypatch: Any
+) -> None:
+    server, _stack, directory = served
+    monkeypatch.setattr(control, "CLIENT_TIMEOUT", 0.2)
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(5)
+        s.connect(server.path)
+        assert s.recv(100) == b""  # hung up on after CLIENT_TIMEOUT without a request
+    assert server.counters == {"client-timeout": 1}
+    assert server.clients == {}
+    assert len(ControlClient([directory], timeout=5).entries()) == 3
