@@ -103,6 +103,7 @@ class App:
     stdout_fd: int = 1
     err: TextIO | None = None
     resolver: Callable[[str], str] | None = None
+    serve_control: bool = True  # let `pytcp inspect/send/close` reach our connections
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -141,6 +142,25 @@ class App:
             stack.__exit__(*sys.exc_info())
             raise
         stack.__exit__(None, None, None)
+
+    @contextlib.contextmanager
+    def control(self, stack: Any, verbose: int = 0) -> Iterator[None]:
+        """Serve this process's connections to `pytcp inspect`, `send --conn` and `close`
+        (stack.control) while the block runs. A control socket that cannot be made costs
+        only that: the data path goes on, and -v says why."""
+        server = None
+        if self.serve_control:
+            control = importlib.import_module("stack.control")
+            try:
+                server = control.ControlServer(stack).start()
+            except (OSError, control.ControlError) as e:
+                if verbose:
+                    self.say(f"warning: {e}; pytcp inspect will not see this process")
+        try:
+            yield
+        finally:
+            if server is not None:
+                server.close()
 
     def resolve(self, host: str, numeric: bool) -> str:
         """HOST as an IPv4 address string: literal as is; a name through the system

@@ -58,6 +58,9 @@ class SocketLike(Protocol):
 # RFC 9293 §3.3.2 states in which our FIN has been acknowledged (or the connection is gone).
 OUR_FIN_ACKED = frozenset({"FIN-WAIT-2", "TIME-WAIT", "CLOSED"})
 CLOSED_STATES = frozenset({"TIME-WAIT", "CLOSED"})
+# States in which our FIN is already sent: after our own shutdown, or one another pytcp
+# process asked for through the control endpoint (`pytcp close --half ID`).
+WRITE_CLOSED = frozenset({"FIN-WAIT-1", "FIN-WAIT-2", "CLOSING", "TIME-WAIT", "LAST-ACK", "CLOSED"})
 
 
 def _pollable(loop: LoopLike, fd: int, add: Callable[[int, Callable[[], None]], None]) -> bool:
@@ -407,6 +410,8 @@ class Relay:
 
     def _pump_once(self) -> None:
         progressed = False
+        if not self.fin_sent and self.sock.state in WRITE_CLOSED:
+            self._write_side_gone()
         try:
             if self.up:
                 progressed |= self._send()
@@ -426,12 +431,23 @@ class Relay:
         if self.peer_eof and self.fin_sent and self.sock.state in CLOSED_STATES:
             self._finish()
 
+    def _write_side_gone(self) -> None:
+        """Our FIN went out without us (pytcp close --half): what is queued cannot follow."""
+        self.fin_sent = True
+        self.discarded += len(self.up)
+        self.up.clear()
+
     def _send(self) -> bool:
         sent_any = False
         while self.up:
             try:
                 n = self.sock.send(bytes(self.up[:CHUNK]))
             except BlockingIOError:
+                break
+            except BrokenPipeError:
+                if self.sock.error is not None:
+                    raise
+                self._write_side_gone()
                 break
             if n <= 0:
                 break

@@ -305,7 +305,7 @@ def connect(
     if recv_only and send_only:
         raise CliError("--recv-only and --send-only exclude each other; pick one", EXIT_USAGE)
     address = app.resolve(host, numeric)
-    with app.stack(stack) as st:
+    with app.stack(stack) as st, app.control(st, stack.verbose):
         try:
             sock = st.connect(address, port, timeout=timeout, source_port=source_port)
         except OSError as e:

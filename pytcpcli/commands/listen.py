@@ -480,7 +480,7 @@ def listen(
             raise CliError("-e needs a command; give one", EXIT_USAGE)
     elif sh_cmd is not None:
         command = ["/bin/sh", "-c", sh_cmd]
-    with app.stack(stack) as st:
+    with app.stack(stack) as st, app.control(st, stack.verbose):
         try:
             listener = st.listen(port, address=address, backlog=backlog)
         except OSError as e:

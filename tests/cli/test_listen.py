@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -13,6 +14,7 @@ import threading
 import pytest
 
 from tests.cli.netcat import (
+    PYTCP,
     STACK,
     TIMEOUT,
     connect_kernel,
@@ -150,3 +152,35 @@ def test_sigint_while_listening_exits_130(netns) -> None:
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=TIMEOUT)
     assert (proc.returncode, out) == (130, b"")
+
+
+def test_half_close_from_another_pytcp_process(netns, tmp_path) -> None:
+    # `pytcp close --half ID` sends our FIN through the control endpoint; the relay goes
+    # on receiving and ends cleanly when the peer closes, though its stdin never ended.
+    env = dict(os.environ, PYTCP_RUNTIME_DIR=str(tmp_path))
+    keep_open, writer = os.pipe()
+    proc, err = start_listener("9007", stdin=keep_open, env=env)
+    os.close(keep_open)
+    try:
+        client = connect_kernel(9007)
+        err.wait_for("pytcp: connection from ")
+        listing = subprocess.run(
+            [PYTCP, "inspect", "--json"], capture_output=True, env=env, timeout=TIMEOUT
+        )
+        assert listing.returncode == 0, listing.stderr
+        conn_id = next(
+            row["id"]
+            for row in json.loads(listing.stdout)
+            if row["state"] == "ESTABLISHED" and row["remote"]["port"] == client.getsockname()[1]
+        )
+        closed = subprocess.run(
+            [PYTCP, "close", "--half", conn_id], capture_output=True, env=env, timeout=TIMEOUT
+        )
+        assert closed.returncode == 0, closed.stderr
+        assert recv_all(client) == b""  # our FIN arrived
+        client.sendall(b"after our FIN")
+        client.close()
+        out, _ = proc.communicate(timeout=TIMEOUT)
+        assert (proc.returncode, out) == (0, b"after our FIN")
+    finally:
+        os.close(writer)
