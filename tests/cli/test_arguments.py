@@ -57,7 +57,7 @@ def run(
         made.append(FakeStack(opts, tracer, failure))
         return made[-1]
 
-    app = App(stack_factory=factory, **app_kw)
+    app = App(stack_factory=factory, serve_control=False, **app_kw)
     result = CliRunner().invoke(cli, args, obj=app, prog_name="pytcp")
     return result, made
 
