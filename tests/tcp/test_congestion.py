@@ -383,6 +383,15 @@ def test_cubic_negative_k_when_epoch_starts_above_w_max() -> None:
     assert cc.w_cubic(0) == 500_000
 
 
+def test_cubic_partial_ack_ends_the_epoch() -> None:
+    cc = cubic_after_loss()
+    cc.on_ack(0, 1, 0, None)
+    assert cc.k == 6 * SECOND
+    cc.on_enter_recovery(0, 201_600)
+    cc.on_partial_ack(0, 3000)
+    assert cc.k is None
+
+
 def test_cubic_set_mss_scales_w_max() -> None:
     cc = cubic_after_loss()
     cc.on_ack(0, 1, 0, None)
@@ -407,7 +416,17 @@ def test_controllers_keep_cwnd_sane(script: list[tuple[str, int, int]]) -> None:
         for op, n, dt in script:
             now += dt
             if op == "ack":
+                before = cc.cwnd
                 cc.on_ack(now, n, n, dt)
+                if cls is NewReno:
+                    # RFC 5681 (2) and (3): at most one SMSS per ACK.
+                    assert before <= cc.cwnd <= before + MSS
+                elif n <= before:
+                    # RFC 9438 §4.2: the target is at most 1.5 * cwnd; §4.3: W_est
+                    # grows by at most one segment per window acknowledged.
+                    assert before <= cc.cwnd <= before + before // 2 + MSS
+                else:
+                    assert before <= cc.cwnd
             elif op == "enter":
                 cc.on_enter_recovery(now, n)
             elif op == "dup":

@@ -219,3 +219,14 @@ def test_rto_always_within_bounds(ops: list[int | str]) -> None:
         assert 200 * MS <= e.rto <= 120 * SECOND
         if e.samples:
             assert e.srtt is not None and e.rttvar is not None and e.srtt >= 0 <= e.rttvar
+
+
+@given(st.lists(st.integers(0, 10 * SECOND), min_size=1, max_size=60))
+def test_srtt_is_a_weighted_mean_of_the_samples(samples: list[int]) -> None:
+    e = estimator()
+    for r in samples:
+        e.sample(r)
+    assert e.srtt is not None
+    assert min(samples) <= e.srtt <= max(samples)
+    assert e.min_rtt == min(samples)
+    assert e.samples == len(samples)

@@ -150,9 +150,16 @@ class Cubic(NewReno):
         # RFC 6582 §3.2 step 2 with CUBIC's ssthresh.
         self.cwnd = self.ssthresh + 3 * self.mss
 
+    def on_partial_ack(self, now: int, acked: int) -> None:
+        super().on_partial_ack(now, acked)
+        # cwnd shrank under the epoch: a later one starts from the window it finds.
+        self._t_epoch = None
+        self.k = None
+
     def on_exit_recovery(self, now: int, in_flight: int) -> None:
         super().on_exit_recovery(now, in_flight)
         self._t_epoch = None  # congestion avoidance starts afresh from here
+        self.k = None
 
     def on_rto(self, now: int, in_flight: int) -> None:
         # RFC 9438 §4.8: ssthresh as in §4.6 (held when the same data times out
