@@ -457,7 +457,6 @@ class Stack:
                 mtu=self.mtu,
                 tracer=self._tracer,
             )
-            self.loop = self._shared_loop if self._shared_loop is not None else Loop()
             impair_out = impair_in = None
             if self.impair is not None:
                 seed = self.impair.seed
@@ -466,7 +465,14 @@ class Stack:
                 impair_in = Impairer(self.impair, random.Random(None if seed is None else ~seed))
                 self.impairers = (impair_out, impair_in)
             if self._pcap_path is not None:
-                self._pcap = PcapWriter(self._pcap_path)
+                try:
+                    self._pcap = PcapWriter(self._pcap_path)
+                except OSError as exc:
+                    raise StackEnvironmentError(
+                        exc.errno or errno.EIO,
+                        f"cannot write pcap file {self._pcap_path}: {exc.strerror}",
+                    ) from exc
+            self.loop = self._shared_loop if self._shared_loop is not None else Loop()
             self.loop.attach(
                 self.host, self._link, impair_out=impair_out, impair_in=impair_in, pcap=self._pcap
             )

@@ -276,3 +276,14 @@ def test_bad_options() -> None:
     with pytest.raises(StackEnvironmentError) as env:
         Stack(tun="a-name-far-too-long").open()
     assert str(env.value) == "bad interface name 'a-name-far-too-long': 1 to 15 characters, no '/'"
+    a, b = PairLink.pair()
+    try:
+        with pytest.raises(StackEnvironmentError) as env:
+            Stack(link=a, pcap="/nonexistent/dir/x.pcap").open()
+        assert str(env.value) == (
+            "cannot write pcap file /nonexistent/dir/x.pcap: No such file or directory"
+        )
+        assert not a.closed  # a link handed in stays the caller's to close
+    finally:
+        a.close()
+        b.close()
