@@ -35,7 +35,7 @@ def run(*args: str, input: bytes = b"", timeout: float = TIMEOUT) -> subprocess.
 
 
 def recv_all(conn: socket.socket) -> bytes:
-    chunks = []
+    chunks: list[bytes] = []
     while True:
         data = conn.recv(1 << 16)
         if not data:
