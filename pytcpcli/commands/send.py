@@ -113,6 +113,39 @@ def _queue(app: App, conn_id: str, payload: bytes) -> None:
     click.echo(f"{queued} bytes queued on {full_id}")
 
 
+def _exchange(st: Any, sock: Any, payload: bytes, stdout_fd: int) -> None:
+    """Send `payload` then FIN while writing whatever arrives to stdout, until the peer's
+    FIN. Both directions move together: a peer that answers while we still send (an echo
+    server and a payload larger than the windows) cannot deadlock us."""
+    view = memoryview(payload)
+    offset = 0
+    shut = False
+    sock.setblocking(False)
+    while True:
+        while sock.readable:
+            _write_all(stdout_fd, sock.recv(65536))
+        if sock.error is not None:
+            raise sock.error
+        while offset < len(view) and sock.writable:
+            offset += sock.send(view[offset : offset + 65536])
+        if offset == len(view) and not shut:
+            sock.shutdown()  # FIN after the data: the peer sees EOF and answers
+            shut = True
+        if shut and sock.at_eof:
+            return
+        sending = offset < len(view)
+
+        def ready(sending: bool = sending) -> bool:
+            return bool(
+                sock.readable > 0
+                or sock.at_eof
+                or sock.error is not None
+                or (sending and sock.writable > 0)
+            )
+
+        st.run_until(ready, None)
+
+
 def _one_shot(
     app: App,
     opts: StackOptions,
@@ -137,11 +170,7 @@ def _one_shot(
             )
         info: dict[str, Any] = {}
         try:
-            if payload:
-                sock.sendall(payload)
-            sock.shutdown()  # FIN after the data: the peer sees EOF and answers
-            while chunk := sock.recv(65536):
-                _write_all(app.stdout_fd, chunk)
+            _exchange(st, sock, payload, app.stdout_fd)
             # Our FIN acknowledged and the peer's received: TIME-WAIT (RFC 9293 3.6).
             st.run_until(lambda: sock.state in ("TIME-WAIT", "CLOSED"), 5.0)
             info = sock.info()
