@@ -14,9 +14,12 @@ from ipaddress import IPv4Address
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from stack.host import EPHEMERAL_MAX, EPHEMERAL_MIN, Host, PortAllocator
 from stack.tcp.clock import MS, SECOND
+from stack.tcp.connection import Connection
+from stack.tcp.errors import InvalidStateError
 from stack.tcp.events import ConnectionFailed
 from stack.tcp.state import State
 from stack.trace import DROP, TraceLog
@@ -624,3 +627,175 @@ def test_fix_checksums_makes_a_packet_valid_again() -> None:
             )
             == 0
         )
+
+
+# ------------------------------------------------------------------ stateful fuzz
+
+
+class HostMachine(RuleBasedStateMachine):
+    """Random interleavings of user calls, peer segments aimed near each connection's
+    window, ICMP errors and time. Nothing may raise but InvalidStateError from a user
+    call; every packet out must parse; the listener queues stay within their bounds."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.host, self.log = make_host()
+        self.host.listen(LISTEN_PORT, backlog=2)
+        self.now = 0
+        self.conns: list[Connection] = []
+        self.peer_seq: dict[int, int] = {}
+
+    @rule(port=st.sampled_from([80, 81]))
+    def connect(self, port: int) -> None:
+        try:
+            self.conns.append(self.host.connect((PEER, port), self.now))
+        except OSError as exc:
+            assert exc.errno == errno.EADDRNOTAVAIL
+
+    @rule(port=st.integers(40_000, 40_005))
+    def peer_syn(self, port: int) -> None:
+        self.host.receive_packet(packet(syn(port)), self.now)
+        for lst in self.host.listeners():
+            self.conns.extend(c for c in self.host.connections() if c not in self.conns)
+            assert lst.embryonic <= lst.backlog
+
+    @rule(
+        pick=st.integers(0, 1000),
+        flags=st.sampled_from([A, A, A | P, A | F, A | P | F, R, R | A, S, S | A, F, 0]),
+        seq_off=st.sampled_from([0, 0, 0, 1, -1, 100, -100, 2**31, 70_000]),
+        ack_off=st.sampled_from([0, 0, 0, 1, -1, 2**31, -70_000]),
+        payload=st.sampled_from([b"", b"x", b"hello world" * 10]),
+        window=st.sampled_from([0, 1, 1000, 65535]),
+    )
+    def peer_segment(
+        self, pick: int, flags: int, seq_off: int, ack_off: int, payload: bytes, window: int
+    ) -> None:
+        if not self.conns:
+            return
+        conn = self.conns[pick % len(self.conns)]
+        tcb = conn.tcb
+        seg = TcpSegment(
+            conn.remote[1],
+            conn.local[1],
+            (tcb.rcv_nxt + seq_off) % 2**32,
+            (tcb.snd_nxt + ack_off) % 2**32,
+            Flags(flags),
+            window,
+            payload=payload,
+        )
+        self.host.receive_packet(packet(seg, src=conn.remote[0]), self.now)
+
+    @rule(pick=st.integers(0, 1000))
+    def peer_completes_handshake(self, pick: int) -> None:
+        """The peer's side of a handshake: SYN-ACK to our SYN, ACK to our SYN-ACK."""
+        if not self.conns:
+            return
+        conn = self.conns[pick % len(self.conns)]
+        tcb = conn.tcb
+        if conn.state == State.SYN_SENT:
+            seg = TcpSegment(
+                conn.remote[1], conn.local[1], PEER_ISS, tcb.snd_nxt, S | A, 65535, mss=1460
+            )
+        elif conn.state == State.SYN_RECEIVED:
+            seg = TcpSegment(conn.remote[1], conn.local[1], tcb.rcv_nxt, tcb.snd_nxt, A, 65535)
+        else:
+            return
+        self.host.receive_packet(packet(seg, src=conn.remote[0]), self.now)
+
+    @rule(
+        pick=st.integers(0, 1000),
+        flags=st.sampled_from([A, A | F, A | P]),
+        payload=st.sampled_from([b"", b"y" * 700]),
+    )
+    def peer_in_order(self, pick: int, flags: int, payload: bytes) -> None:
+        """An in-window segment acknowledging everything: moves closes along."""
+        if not self.conns:
+            return
+        conn = self.conns[pick % len(self.conns)]
+        tcb = conn.tcb
+        seg = TcpSegment(
+            conn.remote[1],
+            conn.local[1],
+            tcb.rcv_nxt,
+            tcb.snd_nxt,
+            Flags(flags),
+            65535,
+            payload=payload,
+        )
+        self.host.receive_packet(packet(seg, src=conn.remote[0]), self.now)
+
+    @rule(pick=st.integers(0, 1000), code=st.sampled_from([0, 1, 3, 4]))
+    def icmp(self, pick: int, code: int) -> None:
+        if not self.conns:
+            return
+        conn = self.conns[pick % len(self.conns)]
+        quoted = Ipv4Header(conn.local[0], conn.remote[0], PROTO_TCP, total_length=60)
+        err = IcmpError(
+            TYPE_DEST_UNREACHABLE,
+            code,
+            1200 if code == 4 else None,
+            quoted,
+            conn.local[1],
+            conn.remote[1],
+            conn.tcb.snd_una,
+        )
+        self.host.receive_packet(Ipv4Header(OTHER, LOCAL, PROTO_ICMP).build(err.build()), self.now)
+
+    @rule(
+        pick=st.integers(0, 1000),
+        call=st.sampled_from(["send", "receive", "shutdown", "close", "abort", "status"]),
+    )
+    def user_call(self, pick: int, call: str) -> None:
+        if not self.conns:
+            return
+        conn = self.conns[pick % len(self.conns)]
+        try:
+            if call == "send":
+                conn.send(b"data" * 100, self.now)
+            elif call == "receive":
+                conn.receive(1000, self.now)
+            elif call == "status":
+                conn.status(self.now)
+            else:
+                getattr(conn, call)(self.now)
+        except InvalidStateError:
+            pass
+        while conn.next_event() is not None:
+            pass
+
+    @rule()
+    def accept(self) -> None:
+        for lst in self.host.listeners():
+            lst.accept()
+
+    @rule(dt=st.sampled_from([1 * MS, 40 * MS, 300 * MS, 2 * SECOND, 70 * SECOND]))
+    def tick(self, dt: int) -> None:
+        self.now += dt
+        self.host.handle_timers(self.now)
+
+    @invariant()
+    def outputs_parse_and_queues_are_bounded(self) -> None:
+        for data in self.host.packets_to_send(self.now):
+            ip, payload = Ipv4Header.parse(data)
+            assert ip.src == LOCAL
+            if ip.protocol == PROTO_TCP:
+                TcpSegment.parse(payload, ip.src, ip.dst)
+        live = self.host.connections()
+        assert all(not c.is_closed for c in live)
+        self.conns = [c for c in self.conns if not c.is_closed]
+        assert [c.id for c in live] == sorted(c.id for c in live)
+        for lst in self.host.listeners():
+            assert lst.embryonic <= lst.backlog
+            assert lst.pending <= lst.backlog
+        deadline = self.host.next_deadline()
+        deadlines = [d for c in live if (d := c.next_deadline()) is not None]
+        assert deadline == (min(deadlines) if deadlines else None)
+
+
+HostMachine.TestCase.settings = settings(
+    max_examples=150,
+    stateful_step_count=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+test_host_machine = HostMachine.TestCase
