@@ -327,7 +327,8 @@ def _probe(
     recorder = ProbeRecorder()
     failure: CliError | None = None
     final: dict[str, Any] | None = None
-    with _probe_app(app, recorder).stack(opts) as st:
+    probe_app = _probe_app(app, recorder)
+    with probe_app.stack(opts) as st, probe_app.control(st, opts.verbose):
         recorder.attach(st)
         try:
             sock = st.connect(address, port, timeout=timeout)

@@ -157,7 +157,7 @@ def _one_shot(
     time_wait: float | None,
 ) -> None:
     address = app.resolve(host, False)
-    with app.stack(opts) as st:
+    with app.stack(opts) as st, app.control(st, opts.verbose):
         try:
             sock = st.connect(address, port, timeout=timeout, source_port=source_port)
         except OSError as e:

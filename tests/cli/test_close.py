@@ -4,15 +4,19 @@ completed."""
 
 from __future__ import annotations
 
+import json
+import threading
 from typing import Any
 
+import pytest
 from click.testing import CliRunner
 
 from pytcpcli.main import cli
-from tests.cli.test_inspect import live
+from tests.cli.netcat import TIMEOUT
+from tests.cli.test_inspect import Held, held, live
 from tests.test_control import PairedStacks
 
-__all__ = ["live"]  # the fixture, imported for pytest
+__all__ = ["held", "live"]  # fixtures, imported for pytest
 
 
 def test_half_close_completes_and_the_peer_can_still_send(
@@ -69,3 +73,48 @@ def test_unknown_and_usage(tmp_path: Any) -> None:
         2,
         "pytcp: --half and --reset exclude each other; pick one\n",
     )
+
+
+@pytest.mark.netns
+@pytest.mark.timeout(240)
+def test_netns_half_close_kernel_reads_eof_and_still_sends(held: Held) -> None:
+    conn_id = held.conn_id()
+    out = held.run("close", "--half", conn_id)
+    assert (out.returncode, out.stdout) == (0, f"{conn_id} FIN-WAIT-2\n".encode())
+    assert held.kernel.recv(100) == b""  # EOF: our FIN
+    held.kernel.sendall(b"still heard\n")
+    assert held.read_stdout(12) == b"still heard\n"  # the listener keeps writing it out
+    entry = json.loads(held.run("inspect", conn_id, "--json").stdout)
+    assert entry["state"] == "FIN-WAIT-2"
+    assert entry["close"] == {
+        "fin_sent": True, "fin_acked": True, "fin_received": False, "app_closed": False,
+    }  # fmt: skip
+
+
+@pytest.mark.netns
+@pytest.mark.timeout(240)
+def test_netns_reset_gives_econnreset_at_the_kernel(held: Held) -> None:
+    conn_id = held.conn_id()
+    out = held.run("close", "--reset", conn_id)
+    assert (out.returncode, out.stdout) == (0, f"{conn_id} CLOSED\n".encode())
+    with pytest.raises(ConnectionResetError):
+        held.kernel.recv(100)
+    assert conn_id not in [e["id"] for e in held.entries()]
+
+
+@pytest.mark.netns
+@pytest.mark.timeout(240)
+def test_netns_full_close_completes_when_the_kernel_closes(held: Held) -> None:
+    conn_id = held.conn_id()
+
+    # The kernel closes as soon as it reads our FIN, so the close completes (TIME-WAIT).
+    def close_on_eof() -> None:
+        held.kernel.recv(100)
+        held.kernel.close()
+
+    closer = threading.Thread(target=close_on_eof)
+    closer.start()
+    out = held.run("close", "-w", "10s", conn_id)
+    closer.join(TIMEOUT)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout in (f"{conn_id} TIME-WAIT\n".encode(), f"{conn_id} CLOSED\n".encode())

@@ -5,19 +5,28 @@ from __future__ import annotations
 
 import json
 import os
+import select
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
 
 from pytcpcli.app import App
-from pytcpcli.commands.inspect import complete_connection_ids
+from pytcpcli.commands.inspect import NOTES, complete_connection_ids
 from pytcpcli.main import cli
 from stack.api import Stack
+from stack.control import MAX_REQUEST
 from stack.io.link import PairLink
 from stack.io.loop import Loop
-from tests.test_control import PairedStacks
+from tests.cli.netcat import PYTCP, TIMEOUT, KernelServer, connect_kernel, recv_all, start_listener
+from tests.test_control import PairedStacks, _as_nobody, raw_exchange
 
 
 @pytest.fixture
@@ -100,6 +109,20 @@ def test_json_by_unique_prefix(live: tuple[PairedStacks, CliRunner]) -> None:
     assert (entry["send"]["snd_nxt"] - entry["send"]["iss"] - 1) % 2**32 == 5
     listing = json.loads(invoke(runner, "inspect", "--json").output)
     assert [e["id"] for e in listing] == [paired.client.id]
+
+
+def test_every_json_field_is_documented(live: tuple[PairedStacks, CliRunner]) -> None:
+    """The man page's NOTES name every field a real snapshot has (stable field names)."""
+    paired, runner = live
+    entry = json.loads(invoke(runner, "inspect", paired.client.id, "--json").output)
+    words = set(NOTES.replace("{", " ").replace("}", " ").replace(",", " ").replace(":", " ")
+                .replace(";", " ").replace("(", " ").replace(")", " ").split())  # fmt: skip
+    missing = [k for k in entry if k not in words]
+    for section in ("send", "receive", "options", "congestion", "rtt", "buffers", "counters",
+                    "close"):  # fmt: skip
+        missing += [f"{section}.{k}" for k in entry[section] if k not in words]
+    missing += [f"timers.{k}" for k in entry["timers"][0] if k not in words]
+    assert missing == []
 
 
 def test_watch_redraws_count_times(live: tuple[PairedStacks, CliRunner]) -> None:
@@ -268,3 +291,278 @@ def test_probe_refused_exits_1(tmp_path: Any) -> None:
     )
     for b, _peer in peers:
         b.close(linger=0)
+
+
+# --------------------------------------------------------------------------- netns: kernel peers
+
+
+@dataclass
+class Held:
+    """A `pytcp listen -k 5000` subprocess holding one connection from a kernel client, with
+    its control endpoint in a private runtime directory, and a way to run other pytcp
+    commands against it."""
+
+    proc: subprocess.Popen[bytes]
+    err: Any
+    kernel: socket.socket
+    rundir: str
+    env: dict[str, str]
+
+    def run(self, *args: str, user: int | None = None, input: bytes = b"") -> Any:
+        return subprocess.run(
+            [PYTCP, *args], input=input, capture_output=True, timeout=TIMEOUT, env=self.env,
+            user=user, group=user, extra_groups=[] if user is not None else None,
+        )  # fmt: skip
+
+    def entries(self) -> list[dict[str, Any]]:
+        out = self.run("inspect", "--json")
+        assert out.returncode == 0, out.stderr
+        entries: list[dict[str, Any]] = json.loads(out.stdout)
+        return entries
+
+    def conn_id(self) -> str:
+        """The ID of the connection from the kernel client (waits until it is listed)."""
+        port = self.kernel.getsockname()[1]
+        deadline = time.monotonic() + TIMEOUT
+        while time.monotonic() < deadline:
+            for e in self.entries():
+                if (e.get("remote") or {}).get("port") == port:
+                    return str(e["id"])
+            time.sleep(0.05)
+        raise AssertionError("the kernel client's connection was never listed")
+
+    def read_stdout(self, n: int) -> bytes:
+        """Exactly n bytes from the listener's stdout (bounded in time)."""
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        buf = b""
+        deadline = time.monotonic() + TIMEOUT
+        while len(buf) < n and time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], 0.1)
+            if ready:
+                chunk = os.read(fd, n - len(buf))
+                if not chunk:
+                    break
+                buf += chunk
+        return buf
+
+
+@pytest.fixture
+def held(netns: Any) -> Iterator[Held]:
+    # Under /tmp with 0711 so the `nobody` of the security tests can reach the path.
+    rundir = tempfile.mkdtemp(prefix="pytcp-held-")
+    os.chmod(rundir, 0o711)
+    env = {**os.environ, "PYTCP_RUNTIME_DIR": os.path.join(rundir, "rt")}
+    proc, err = start_listener("-k", "5000", env=env)  # -k: the listener stays listed
+    kernel = connect_kernel(5000)
+    try:
+        yield Held(proc, err, kernel, rundir, env)
+    finally:
+        kernel.close()
+        proc.kill()
+        proc.wait(TIMEOUT)
+        shutil.rmtree(rundir, ignore_errors=True)
+
+
+@pytest.mark.netns
+@pytest.mark.timeout(240)
+def test_netns_inspect_lists_the_kernel_connection(held: Held) -> None:
+    held.kernel.sendall(b"k" * 100)
+    assert held.read_stdout(100) == b"k" * 100
+    conn_id = held.conn_id()
+    entries = {e["id"]: e for e in held.entries()}
+    entry = entries[conn_id]
+    assert entry["state"] == "ESTABLISHED"
+    assert entry["pid"] == held.proc.pid
+    assert entry["local"] == {"addr": "10.77.0.2", "port": 5000}
+    assert entry["remote"] == {"addr": "10.77.0.1", "port": held.kernel.getsockname()[1]}
+    assert entry["counters"]["bytes_in"] == 100
+    assert (entry["receive"]["rcv_nxt"] - entry["receive"]["irs"] - 1) % 2**32 == 100
+    listeners = [e for e in entries.values() if e["state"] == "LISTEN"]
+    assert [(e["pid"], e["local"]["port"]) for e in listeners] == [(held.proc.pid, 5000)]
+    table = held.run("inspect")
+    assert table.returncode == 0
+    rows = {line.split()[0]: line.split() for line in table.stdout.decode().splitlines()[1:]}
+    kernel_port = held.kernel.getsockname()[1]
+    assert rows[conn_id][1:4] == ["ESTABLISHED", "10.77.0.2:5000", f"10.77.0.1:{kernel_port}"]
+
+
+@pytest.mark.netns
+@pytest.mark.timeout(240)
+def test_netns_inspect_id_json_counts_what_was_sent(held: Held) -> None:
+    assert held.proc.stdin is not None
+    held.proc.stdin.write(b"hello kernel\n")
+    held.proc.stdin.flush()
+    got = b""
+    while len(got) < 13:
+        got += held.kernel.recv(100)
+    assert got == b"hello kernel\n"
+    conn_id = held.conn_id()
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline:
+        out = held.run("inspect", conn_id, "--json")
+        entry = json.loads(out.stdout)
+        if entry["buffers"]["send_queued"] == 0:  # acknowledged by the kernel
+            break
+        time.sleep(0.05)
+    assert set(entry) >= {
+        "id", "state", "local", "remote", "send", "receive", "options", "congestion", "rtt",
+        "buffers", "counters", "timers", "close",
+    }  # fmt: skip
+    send = entry["send"]
+    assert (send["snd_nxt"] - send["iss"] - 1) % 2**32 == 13
+    assert [t["name"] for t in entry["timers"]] == [
+        "retransmission", "syn", "delayed-ack", "persist", "keepalive", "time-wait", "fin-wait-2",
+    ]  # fmt: skip
+    text = held.run("inspect", conn_id).stdout.decode()
+    assert "Timers" in text.splitlines() and f"  id       {conn_id}" in text.splitlines()
+
+
+@pytest.mark.netns
+@pytest.mark.timeout(240)
+def test_netns_probe_against_a_kernel_listener(netns: Any, tmp_path: Any) -> None:
+    def handler(conn: socket.socket) -> bytes:
+        data = recv_all(conn)  # to our FIN
+        conn.sendall(b"bye\n")
+        time.sleep(0.3)  # the kernel acknowledges our FIN before it sends its own
+        return data
+
+    server = KernelServer(7000, handler)
+    try:
+        env = {**os.environ, "PYTCP_RUNTIME_DIR": str(tmp_path)}
+        out = subprocess.run(
+            [PYTCP, "inspect", "10.77.0.1", "7000", "--data", "hi\\n", "--json"],
+            capture_output=True, timeout=TIMEOUT, env=env,
+        )  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        assert server.wait() == [b"hi\n"]
+    finally:
+        server.close()
+    probe = json.loads(out.stdout)
+    reached = [i["text"].split(" -> ")[1] for i in probe["timeline"] if i["kind"] == "state"]
+    assert reached == ["SYN-SENT", "ESTABLISHED", "FIN-WAIT-1", "FIN-WAIT-2", "TIME-WAIT"]
+    last = [i for i in probe["timeline"] if i["kind"] == "state"][-1]
+    assert [t["name"] for t in last["timers"] if t["armed"]] == ["time-wait"]
+    assert probe["summary"]["counters"]["bytes_in"] == 4
+    assert probe["summary"]["options"]["mss_remote"] == 1460
+
+
+# --------------------------------------------------------------------------- netns: security
+
+
+def _cli_as_nobody(env: dict[str, str], *args: str) -> dict[str, Any]:
+    """`pytcp ARGS` through CliRunner in a child that became nobody (the venv's python
+    lives where nobody may not exec it, so the child keeps this interpreter)."""
+
+    def run() -> bytes:
+        from click.testing import CliRunner
+
+        from pytcpcli.main import cli
+
+        result = CliRunner(env=env).invoke(cli, list(args), prog_name="pytcp")
+        return json.dumps(
+            {"code": result.exit_code, "stdout": result.stdout, "stderr": result.stderr}
+        ).encode()
+
+    out: dict[str, Any] = json.loads(_as_nobody(run))
+    return out
+
+
+def _still_carries_data(held: Held) -> None:
+    held.kernel.sendall(b"still alive\n")
+    assert held.read_stdout(12) == b"still alive\n"
+    entry = next(e for e in held.entries() if e["id"] == held.conn_id())
+    assert entry["state"] == "ESTABLISHED"
+
+
+@pytest.mark.netns
+@pytest.mark.timeout(240)
+def test_netns_another_uid_cannot_see_or_close(held: Held) -> None:
+    conn_id = held.conn_id()
+    env = {"PYTCP_RUNTIME_DIR": held.env["PYTCP_RUNTIME_DIR"]}
+    listing = _cli_as_nobody(env, "inspect")
+    assert listing == {
+        "code": 0,
+        "stdout": "no live pytcp connections\n",
+        "stderr": f"pytcp: warning: {env['PYTCP_RUNTIME_DIR']}: permission denied\n",
+    }
+    closing = _cli_as_nobody(env, "close", "--reset", conn_id)
+    assert closing["code"] == 1
+    assert closing["stderr"] == (
+        f"pytcp: no live connection matches '{conn_id}'; `pytcp inspect` lists them "
+        f"({env['PYTCP_RUNTIME_DIR']}: permission denied)\n"
+    )
+    _still_carries_data(held)
+
+
+@pytest.mark.netns
+@pytest.mark.timeout(240)
+def test_netns_peer_credentials_refuse_another_uid_even_with_open_modes(held: Held) -> None:
+    conn_id = held.conn_id()
+    directory = held.env["PYTCP_RUNTIME_DIR"]
+    os.chmod(directory, 0o755)  # modes opened up: only SO_PEERCRED stands in the way
+    os.chmod(os.path.join(directory, f"{held.proc.pid}.sock"), 0o666)
+    env = {"PYTCP_RUNTIME_DIR": directory}
+    refused = f"pytcp: warning: process {held.proc.pid}: uid 65534 may not use process "
+    refused += f"{held.proc.pid}\n"
+    assert _cli_as_nobody(env, "inspect", "--json") == {
+        "code": 0, "stdout": "[]\n", "stderr": refused,
+    }  # fmt: skip
+    sent = _cli_as_nobody(env, "send", "--conn", conn_id, "intruder")
+    assert sent["code"] == 1
+    _still_carries_data(held)
+    assert held.kernel.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0
+
+
+@pytest.mark.netns
+@pytest.mark.timeout(240)
+def test_netns_malformed_and_oversized_requests_leave_the_connection_alone(held: Held) -> None:
+    conn_id = held.conn_id()
+    path = os.path.join(held.env["PYTCP_RUNTIME_DIR"], f"{held.proc.pid}.sock")
+    replies = raw_exchange(
+        path,
+        b"\x00\xff garbage\n"
+        b'{"v":1,"op":"send","conn":"' + conn_id.encode() + b'","data":"%%%"}\n'
+        b'{"v":9,"op":"list"}\n',
+        replies=3,
+    )
+    assert [r["error"]["code"] for r in replies] == ["bad-json", "bad-request", "bad-version"]
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(10)
+        s.connect(path)
+        s.sendall(b"y" * (MAX_REQUEST + 10))
+        reply = json.loads(s.recv(65536))
+    assert reply["error"]["code"] == "too-large"
+    _still_carries_data(held)
+    assert held.proc.poll() is None  # the listener process is still running
+
+
+@pytest.mark.netns
+@pytest.mark.timeout(240)
+def test_netns_socket_of_a_killed_process_is_removed(netns: Any, tmp_path: Any) -> None:
+    directory = str(tmp_path / "rt")
+    env = {**os.environ, "PYTCP_RUNTIME_DIR": directory}
+    proc, _err = start_listener("5002", env=env)
+    path = os.path.join(directory, f"{proc.pid}.sock")
+    try:
+        assert os.path.exists(path)
+        listed = subprocess.run([PYTCP, "inspect", "--json"], capture_output=True, env=env,
+                                timeout=TIMEOUT)  # fmt: skip
+        assert [e["local"]["port"] for e in json.loads(listed.stdout)] == [5002]
+    finally:
+        proc.kill()  # SIGKILL: no chance to remove its socket
+        proc.wait(TIMEOUT)
+    assert os.path.exists(path)
+    out = subprocess.run([PYTCP, "inspect"], capture_output=True, env=env, timeout=TIMEOUT)
+    assert (out.returncode, out.stdout, out.stderr) == (0, b"no live pytcp connections\n", b"")
+    assert not os.path.exists(path)
+
+
+@pytest.mark.netns
+@pytest.mark.timeout(240)
+def test_netns_shell_completion_offers_live_ids(held: Held) -> None:
+    conn_id = held.conn_id()
+    env = {**held.env, "_PYTCP_COMPLETE": "bash_complete", "COMP_WORDS": "pytcp close ",
+           "COMP_CWORD": "2"}  # fmt: skip
+    out = subprocess.run([PYTCP], capture_output=True, env=env, timeout=TIMEOUT)
+    assert f"plain,{conn_id}" in out.stdout.decode().splitlines()

@@ -3,7 +3,10 @@ connection of a control endpoint, through CliRunner; argument handling."""
 
 from __future__ import annotations
 
+import hashlib
 import os
+import socket
+import subprocess
 from typing import Any
 
 import pytest
@@ -11,10 +14,11 @@ from click.testing import CliRunner
 
 from pytcpcli.app import App
 from pytcpcli.main import cli
-from tests.cli.test_inspect import live, paired_factory
+from tests.cli.netcat import PYTCP, TIMEOUT, KernelServer, recv_all
+from tests.cli.test_inspect import Held, held, live, paired_factory
 from tests.test_control import PairedStacks
 
-__all__ = ["live"]  # the fixture, imported for pytest
+__all__ = ["held", "live"]  # fixtures, imported for pytest
 
 
 def one_shot(tmp_path: Any, args: list[str], reply: bytes, stdin: bytes = b"") -> tuple[Any, Any]:
@@ -130,3 +134,91 @@ def test_bad_port_and_data_with_file(tmp_path: Any) -> None:
     path.write_bytes(b"x")
     result, _ = one_shot(tmp_path, ["--file", str(path), "10.77.0.1", "5000", "extra"], b"")
     assert (result.exit_code, result.output) == (2, "pytcp: give DATA or --file, not both\n")
+
+
+@pytest.mark.netns
+@pytest.mark.timeout(240)
+def test_netns_send_conn_reaches_the_kernel(held: Held) -> None:
+    conn_id = held.conn_id()
+    out = held.run("send", "--conn", conn_id, "from", "another process")
+    assert (out.returncode, out.stdout) == (0, f"21 bytes queued on {conn_id}\n".encode())
+    got = b""
+    while len(got) < 21:
+        chunk = held.kernel.recv(100)
+        assert chunk
+        got += chunk
+    assert got == b"from another process\n"
+    blob = bytes(range(256)) * 800  # larger than one request: sent in chunks
+    out = held.run("send", "--conn", conn_id, "--file", "/dev/stdin", input=blob)
+    assert (out.returncode, out.stdout) == (0, f"{len(blob)} bytes queued on {conn_id}\n".encode())
+    got = b""
+    while len(got) < len(blob):
+        chunk = held.kernel.recv(65536)
+        assert chunk
+        got += chunk
+    assert got == blob
+
+
+@pytest.mark.netns
+@pytest.mark.timeout(240)
+def test_netns_send_conn_after_half_close_fails(held: Held) -> None:
+    conn_id = held.conn_id()
+    assert held.run("close", "--half", conn_id).returncode == 0
+    out = held.run("send", "--conn", conn_id, "late")
+    assert out.returncode == 1
+    assert out.stderr == f"pytcp: {conn_id} is FIN-WAIT-2: its write side is closed\n".encode()
+
+
+@pytest.mark.netns
+@pytest.mark.timeout(240)
+def test_netns_one_shot_against_a_kernel_server(netns: Any, tmp_path: Any) -> None:
+    def handler(conn: socket.socket) -> bytes:
+        data = recv_all(conn)
+        conn.sendall(data.upper())
+        return data
+
+    server = KernelServer(7001, handler)
+    try:
+        out = subprocess.run(
+            [PYTCP, "send", "-v", "10.77.0.1", "7001", "shout", "this"],
+            capture_output=True, timeout=TIMEOUT,
+            env={**os.environ, "PYTCP_RUNTIME_DIR": str(tmp_path)},
+        )  # fmt: skip
+        assert server.wait() == [b"shout this\n"]
+    finally:
+        server.close()
+    assert (out.returncode, out.stdout) == (0, b"SHOUT THIS\n")
+    report = out.stderr.decode().splitlines()[-1]
+    assert report.startswith("pytcp: 11 bytes sent, 11 received, srtt ")
+    assert report.endswith(", 0 retransmissions")
+
+
+@pytest.mark.netns
+@pytest.mark.timeout(240)
+def test_netns_one_shot_to_an_echo_server_larger_than_the_windows(
+    netns: Any, tmp_path: Any
+) -> None:
+    """The echo comes back while we still send: both directions must move together."""
+
+    def echo(conn: socket.socket) -> int:
+        total = 0
+        while chunk := conn.recv(65536):
+            conn.sendall(chunk)
+            total += len(chunk)
+        return total
+
+    blob = hashlib.sha256(b"seed").digest() * (3 * 1024 * 1024 // 32)  # 3 MiB
+    path = tmp_path / "blob"
+    path.write_bytes(blob)
+    server = KernelServer(7002, echo)
+    try:
+        out = subprocess.run(
+            [PYTCP, "send", "--file", str(path), "10.77.0.1", "7002"],
+            capture_output=True, timeout=TIMEOUT,
+            env={**os.environ, "PYTCP_RUNTIME_DIR": str(tmp_path / "rt")},
+        )  # fmt: skip
+        assert server.wait() == [len(blob)]
+    finally:
+        server.close()
+    assert out.returncode == 0, out.stderr
+    assert hashlib.sha256(out.stdout).digest() == hashlib.sha256(blob).digest()
