@@ -691,9 +691,11 @@ class Connection(Sender):
             if tcb.rcv_wnd == 0 and seg.seq == tcb.rcv_nxt:
                 # A zero window still processes valid ACKs, URGs and RSTs (§3.10.7.4);
                 # the text is not taken (a zero-window probe) and is answered by an ACK.
-                text_ok = False
+                # A bare FIN needs no buffer: take it, as Linux does, rather than make
+                # a peer that sends FINs regardless of the window retry forever.
                 self._ack_now = True
                 if seg.payload:
+                    text_ok = False
                     self._drop("zero-window", now)
             else:
                 if flags & F_RST:  # RFC 5961 §3.2: out-of-window RST is silently dropped

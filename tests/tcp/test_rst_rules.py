@@ -204,3 +204,17 @@ def test_paws_drops_old_timestamp_with_ack() -> None:
     send(c, replace(SEND, payload=b"new", timestamps=(1002, 0)), 3)
     assert c.readable == 3
     assert c.tcb.ts_recent == 1002
+
+
+def test_bare_fin_accepted_at_zero_window() -> None:
+    c = zero_window()
+    send(c, replace(SEND, seq=NXT + BUF, flags=FIN | ACK), 1)
+    assert c.state is State.CLOSE_WAIT
+    assert recv(c, 1) == replace(RECV, ack=NXT + BUF + 1, window=0)
+
+
+def test_fin_with_data_at_zero_window_is_not_taken() -> None:
+    c = zero_window()
+    send(c, replace(SEND, seq=NXT + BUF, flags=FIN | ACK, payload=b"z"), 1)
+    assert c.state is State.ESTABLISHED
+    assert recv(c, 1) == replace(RECV, ack=NXT + BUF, window=0)
