@@ -143,3 +143,15 @@ def test_delayed_ack_reason_in_snapshot() -> None:
         "backoff": 0,
         "reason": "delayed ACK",
     }
+
+
+def test_snapshot_is_json_safe_in_every_state() -> None:
+    import json
+
+    from tests.tcp.helpers import BUILDERS
+
+    for state, build in BUILDERS.items():
+        c = build()
+        snap = c.snapshot(7)
+        assert json.loads(json.dumps(snap)) == snap, state
+        assert snap["state"] == str(state)
