@@ -13,6 +13,7 @@ import contextlib
 import errno
 import importlib
 import ipaddress
+import os
 import socket
 import sys
 from collections.abc import Callable, Iterator
@@ -88,7 +89,9 @@ class TraceWriter:
             self.err.write(f"{stamp} {'<' if kind == 'segment-in' else '>'} {line}\n")
         elif kind == "state" and (self.states or self.segments):
             fields = event.fields
-            self.err.write(f"{stamp} {event.conn}: {fields['old']} -> {fields['new']}\n")
+            # The connection as `pytcp inspect` names it: PID.N.
+            conn = f"{os.getpid()}.{event.conn}"
+            self.err.write(f"{stamp} {conn}: {fields['old']} -> {fields['new']}\n")
         else:
             return
         self.err.flush()

@@ -130,7 +130,7 @@ class ListenSession(Session):
         sock.setblocking(False)
         remote_addr, remote_port = sock.remote
         if self.verbose:
-            self.app.say(f"connection from {remote_addr} port {remote_port}")
+            self.app.say(f"connection from {remote_addr} port {remote_port} (id {sock.id})")
         client = Client(sock)
         self.clients.append(client)
         if self.command is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -48,7 +49,7 @@ def test_verbose_lines(netns) -> None:
     assert (out.returncode, out.stdout) == (0, b"ABC")
     lines = out.stderr.decode().splitlines()
     assert lines[0].startswith(f"pytcp: connected to {KERNEL} port 7000 from 10.77.0.2 port ")
-    assert lines[0].endswith(" (pytcp0)")
+    assert lines[0].endswith(f" (pytcp0, id {out_pid(lines[0])}.1)")
     assert lines[1] == "pytcp: the peer closed its side of the connection"
     assert lines[2].startswith("pytcp: 3 bytes sent, 3 received in ")
     assert len(lines) == 3
@@ -286,7 +287,8 @@ def test_trace_prints_segments_and_state_changes(netns) -> None:
     out = run("connect", "--trace", KERNEL, "7013", input=b"hi")
     assert (out.returncode, out.stdout) == (0, b"HI")
     lines = out.stderr.decode().splitlines()
-    assert lines[0].endswith(" 1: CLOSED -> SYN-SENT")  # connection 1 of the stack
+    # "seconds PID.N: OLD -> NEW", N = 1: the stack's first connection
+    assert re.fullmatch(r"0\.\d{6} \d+\.1: CLOSED -> SYN-SENT", lines[0])
     first = lines[1].split(" ", 2)
     assert first[1] == ">"
     assert first[2].startswith("10.77.0.2.")
@@ -356,3 +358,8 @@ def test_signals_lose_no_received_byte(netns, signals: tuple[int, ...], status: 
     assert hashlib.sha256(out).hexdigest() == hashlib.sha256(data).hexdigest()
     # The first signal always sends FIN: the kernel reads EOF (a second one then resets).
     assert server.wait() == [b""]
+
+
+def out_pid(line: str) -> str:
+    """The PID in `... id PID.N)`: the id pytcp inspect shows."""
+    return line.rsplit(" id ", 1)[1].split(".")[0]

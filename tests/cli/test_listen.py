@@ -31,7 +31,7 @@ def test_one_connection_relayed_then_exit(netns) -> None:
     client = connect_kernel(9000)
     port = client.getsockname()[1]
     line = err.wait_for("pytcp: connection from 10.77.0.1 port ")
-    assert line == f"pytcp: connection from 10.77.0.1 port {port}\n"
+    assert line == f"pytcp: connection from 10.77.0.1 port {port} (id {proc.pid}.2)\n"
     proc.stdin.write(b"reply\x00\xff")
     proc.stdin.close()
     client.sendall(b"request\x00\xff")
@@ -139,7 +139,7 @@ def test_max_conns_makes_later_clients_wait(netns) -> None:
     assert recv_all(first) == b"first"
     assert recv_all(second) == b"second"
     first_port, second_port = first.getsockname()[1], second.getsockname()[1]
-    err.wait_for(f"pytcp: connection from 10.77.0.1 port {second_port}\n")
+    err.wait_for(f"pytcp: connection from 10.77.0.1 port {second_port} (id ")
     # The second client was accepted only after the first had ended.
     assert any(line.startswith(f"pytcp: 10.77.0.1 port {first_port}: ") for line in err.lines)
     proc.send_signal(signal.SIGTERM)
