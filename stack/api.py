@@ -400,6 +400,7 @@ class Stack:
         link: Link | None = None,
         loop: Loop | None = None,
         seed: int | None = None,
+        offload: bool = False,
     ) -> None:
         self._tun = tun
         self._addr = addr
@@ -413,6 +414,7 @@ class Stack:
         self._given_link = link is not None
         self._shared_loop = loop
         self._seed = seed
+        self.offload = offload
         self._sockets: dict[str, Socket | ListeningSocket] = {}
         self._pcap: PcapWriter | None = None
         self.impairers: tuple[Impairer, Impairer] | None = None  # (outgoing, incoming)
@@ -434,7 +436,9 @@ class Stack:
         if self._link is None:
             name = self._tun if self._tun is not None else os.environ.get(ENV_TUN) or None
             addr = self._addr if self._addr is not None else os.environ.get(ENV_ADDR) or None
-            tun = TunLink.open(name, addr=addr, gateway=self._gateway, mtu=self._mtu)
+            tun = TunLink.open(
+                name, addr=addr, gateway=self._gateway, mtu=self._mtu, offload=self.offload
+            )
             self._link = tun
             self.tun_name = tun.name
             self.address = tun.address
@@ -525,6 +529,13 @@ class Stack:
             if self._shared_loop is None:
                 self.loop.close()
             self._release()
+
+    @property
+    def link(self) -> Link:
+        """The link under the host: the TunLink opened on enter, or the link handed in."""
+        if self._link is None:
+            raise OSError(errno.EBADF, "stack is not open (use `with Stack() as stack:`)")
+        return self._link
 
     def _release(self) -> None:
         if self._pcap is not None:
