@@ -5,6 +5,7 @@ Run as root:  .venv/bin/python benchmarks/bulk.py [--size MIB] [--mtu N]... [--r
 In a throwaway network namespace (created and removed here; the host's own network is
 never touched) it measures, per MTU:
   kernel -> pytcp   a kernel client sends SIZE MiB to a pytcp listener over the TUN
+    ... offload     the same with Stack(offload=True): TSO/GSO super-segments from the kernel
   pytcp -> kernel   a pytcp client sends SIZE MiB to a kernel listener over the TUN
 and once:
   kernel -> kernel  the same transfer between two kernel sockets over loopback,
@@ -87,14 +88,14 @@ def kernel_to_kernel(data: bytes) -> float:
             return timed(run, len(data))
 
 
-def with_stack(mtu: int, body: Callable[[Stack], float]) -> float:
+def with_stack(mtu: int, body: Callable[[Stack], float], offload: bool = False) -> float:
     """Run body(stack) on a fresh Stack in a thread (a Stack belongs to one thread)."""
     result: list[float] = []
     errors: list[BaseException] = []
 
     def main() -> None:
         try:
-            with Stack(mtu=mtu) as stack:
+            with Stack(mtu=mtu, offload=offload) as stack:
                 result.append(body(stack))
         except BaseException as exc:
             errors.append(exc)
@@ -109,7 +110,7 @@ def with_stack(mtu: int, body: Callable[[Stack], float]) -> float:
     return result[0]
 
 
-def kernel_to_pytcp(data: bytes, mtu: int) -> float:
+def kernel_to_pytcp(data: bytes, mtu: int, offload: bool = False) -> float:
     listening = threading.Event()
 
     def body(stack: Stack) -> float:
@@ -132,7 +133,7 @@ def kernel_to_pytcp(data: bytes, mtu: int) -> float:
     sender = threading.Thread(target=kernel_side)
     sender.start()
     try:
-        return with_stack(mtu, body)
+        return with_stack(mtu, body, offload)
     finally:
         sender.join(60)
 
@@ -172,6 +173,11 @@ def main() -> int:
         help="TUN MTU to measure (repeatable; default 1500 and 65000)",
     )
     parser.add_argument("--runs", type=int, default=3, help="best of this many (default 3)")
+    parser.add_argument(
+        "--no-offload",
+        action="store_true",
+        help="skip the kernel -> pytcp rows with TSO/GSO offload (Stack(offload=True))",
+    )
     args = parser.parse_args()
     mtus = args.mtu or [1500, 65000]
     if os.geteuid() != 0:
@@ -193,6 +199,9 @@ def main() -> int:
         for mtu in mtus:
             down = max(kernel_to_pytcp(data, mtu) for _ in range(args.runs))
             print(f"{'kernel -> pytcp':<18}{mtu:>7}{down:>10.1f}{down / kernel:>11.4f}")
+            if not args.no_offload:
+                gso = max(kernel_to_pytcp(data, mtu, offload=True) for _ in range(args.runs))
+                print(f"{'  ... offload':<18}{mtu:>7}{gso:>10.1f}{gso / kernel:>11.4f}")
             up = max(pytcp_to_kernel(data, mtu) for _ in range(args.runs))
             print(f"{'pytcp -> kernel':<18}{mtu:>7}{up:>10.1f}{up / kernel:>11.4f}")
     finally:
