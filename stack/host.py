@@ -16,6 +16,8 @@ What the host decides, and where the rule comes from:
   ("accept-queue-full") and the connection stays SYN-RECEIVED, as Linux does with
   tcp_abort_on_overflow=0: our SYN-ACK retransmission and the peer's data retransmission
   finish the handshake once the application accepts, and nothing is reset;
+- a SYN for a 4-tuple in TIME-WAIT, on a listening port, starts a new incarnation when
+  it is newer (by timestamps, RFC 6191, else by sequence number, RFC 1122 §4.2.2.13);
 - ephemeral ports by RFC 6056 §3.3.4 (Algorithm 4, "double-hash"), 32768-60999 as Linux;
 - ICMP destination unreachable goes to the connection whose segment it quotes (RFC 5927,
   the connection validates it); echo requests are answered (RFC 1122 §3.2.2.6).
@@ -37,7 +39,7 @@ from typing import Any, Protocol, TypedDict
 from stack.tcp.config import TcpConfig
 from stack.tcp.connection import Connection
 from stack.tcp.isn import IsnGenerator
-from stack.tcp.seq import MASK
+from stack.tcp.seq import MASK, seq_gt
 from stack.tcp.state import State
 from stack.trace import DROP, SEGMENT_OUT, TraceEvent, Tracer, null_tracer
 from stack.wire import PROTO_ICMP, PROTO_TCP, Flags, Ipv4Header, TcpSegment, WireError
@@ -53,6 +55,9 @@ TTL = 64  # RFC 1700 / Linux ip_default_ttl
 EPHEMERAL_MIN = 32768  # Linux net.ipv4.ip_local_port_range
 EPHEMERAL_MAX = 60999
 PORT_TABLE_LENGTH = 256  # RFC 6056 §3.3.4 TABLE_LENGTH
+
+_SYN = int(Flags.SYN)
+_SYN_ACK_RST = int(Flags.SYN | Flags.ACK | Flags.RST)
 
 # States of a listener's child before it is handed to the accept queue.
 _EMBRYONIC = frozenset({State.LISTEN, State.SYN_RECEIVED})
@@ -362,6 +367,13 @@ class Host:
             self._drop(now, exc.reason, src=ip.src, dst=ip.dst, detail=str(exc))
             return
         conn = self._by_key.get((ip.dst, seg.dst_port, ip.src, seg.src_port))
+        if conn is not None and not conn.is_closed and self._may_reopen(conn, seg):
+            # RFC 9293 §3.10.7.4 note / RFC 1122 §4.2.2.13: a new SYN may reopen a
+            # connection in TIME-WAIT. The old incarnation is deleted (ABORT in TIME-WAIT
+            # sends nothing) and the SYN goes to the listener as a new connection.
+            conn.abort(now)
+            self._forget(conn)
+            conn = None
         if conn is not None and not conn.is_closed:
             parent = self._parent.get(conn.id)
             if (
@@ -538,6 +550,20 @@ class Host:
                 conn.abort(now)
             else:
                 listener._accept_queue.append(conn)
+
+    def _may_reopen(self, conn: Connection, seg: TcpSegment) -> bool:
+        """A SYN that may start a new incarnation of a 4-tuple in TIME-WAIT: there is a
+        listener for it, and it is newer than the old one by timestamps when both sides
+        used them (RFC 6191 §2) or else by sequence number (RFC 1122 §4.2.2.13)."""
+        if conn.state is not State.TIME_WAIT or int(seg.flags) & _SYN_ACK_RST != _SYN:
+            return False
+        listener = self._listeners.get(conn.local[1])
+        if listener is None or not listener.matches(conn.local[0]):
+            return False
+        tcb = conn.tcb
+        if tcb.timestamps and seg.timestamps is not None:
+            return seq_gt(seg.timestamps[0], tcb.ts_recent)
+        return seq_gt(seg.seq, tcb.rcv_nxt)
 
     def _port_taken(self, port: int, remote: Endpoint) -> bool:
         if port in self._listeners:

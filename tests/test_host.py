@@ -400,6 +400,66 @@ def test_listener_close_resets_embryonic_and_unaccepted() -> None:
     host.listen(LISTEN_PORT)  # the port is free again
 
 
+def server_in_time_wait(host: Host, ts: bool = False) -> Connection:
+    """An accepted connection that the server closed first and the peer too: TIME-WAIT.
+    With `ts`, both sides use timestamps (the peer's TSval is 1000, then 1001, 1002)."""
+    lst = host.listen(LISTEN_PORT)
+    stamp = (lambda n: (1000 + n, 0)) if ts else (lambda n: None)
+    host.receive_packet(packet(replace(syn(), timestamps=stamp(0))), 0)
+    host.receive_packet(packet(replace(ack(), timestamps=stamp(1))), 0)
+    conn = lst.accept()
+    assert conn is not None
+    assert conn.tcb.timestamps == ts
+    conn.shutdown(0)
+    [fin] = segments(host.packets_to_send(0))
+    assert fin.flags & F
+    fin_ack = TcpSegment(
+        PEER_PORT, LISTEN_PORT, PEER_ISS + 1, LOCAL_ISS + 2, A | F, 65535, timestamps=stamp(2)
+    )
+    host.receive_packet(packet(fin_ack), 1 * MS)
+    host.packets_to_send(1 * MS)
+    assert conn.state == State.TIME_WAIT
+    return conn
+
+
+def test_new_syn_with_higher_seq_reopens_time_wait() -> None:
+    host, _ = make_host()
+    old = server_in_time_wait(host)
+    host.receive_packet(packet(syn(iss=PEER_ISS + 100_000)), 2 * MS)
+    # RFC 1122 §4.2.2.13: the old incarnation goes, a new one answers the SYN.
+    assert old.state == State.CLOSED
+    synack = only(host, 2 * MS)
+    assert bare(synack) == (LISTEN_PORT, PEER_PORT, LOCAL_ISS, PEER_ISS + 100_001, S | A, 0)
+    [new] = host.connections()
+    assert (new.id, new.state) == (old.id + 1, State.SYN_RECEIVED)
+
+
+def test_old_syn_in_time_wait_stays_with_the_old_connection() -> None:
+    host, _ = make_host()
+    old = server_in_time_wait(host)
+    host.receive_packet(packet(syn(iss=PEER_ISS - 5)), 2 * MS)
+    assert old.state == State.TIME_WAIT
+    assert host.connections() == [old]
+    # RFC 5961 §4: the old connection answers with a challenge ACK, no new connection.
+    assert bare(only(host, 2 * MS)) == (LISTEN_PORT, PEER_PORT, LOCAL_ISS + 2, PEER_ISS + 2, A, 0)
+
+
+@pytest.mark.parametrize(
+    ("seq", "tsval", "reopens"),
+    [(PEER_ISS - 5, 1003, True), (PEER_ISS + 100_000, 1002, False)],
+)
+def test_time_wait_reopen_goes_by_timestamps_when_both_used_them(
+    seq: int, tsval: int, reopens: bool
+) -> None:
+    # RFC 6191 §2: with timestamps on both sides, a newer TSval decides, not the sequence.
+    host, _ = make_host()
+    old = server_in_time_wait(host, ts=True)
+    host.receive_packet(packet(replace(syn(iss=seq), timestamps=(tsval, 0))), 2 * MS)
+    assert (old.state == State.CLOSED) == reopens
+    [reply] = segments(host.packets_to_send(2 * MS))
+    assert reply.flags == (S | A if reopens else A)
+
+
 # ------------------------------------------------------------------ ports
 
 
