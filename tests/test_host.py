@@ -22,7 +22,7 @@ from stack.tcp.connection import Connection
 from stack.tcp.errors import InvalidStateError
 from stack.tcp.events import ConnectionFailed
 from stack.tcp.state import State
-from stack.trace import DROP, TraceLog
+from stack.trace import DROP, SEGMENT_OUT, TraceLog
 from stack.wire import (
     PROTO_ICMP,
     PROTO_TCP,
@@ -107,6 +107,9 @@ def test_rst_for_orphan_without_ack_is_rst_ack_of_seq_plus_len() -> None:
     assert host.counters["rst_sent"] == 1
     assert host.counters["drops"] == {"no-connection": 1}
     assert [e.fields["reason"] for e in log.of_kind(DROP)] == ["no-connection"]
+    [out] = log.of_kind(SEGMENT_OUT)
+    assert (out.conn, out.fields["src"], out.fields["dst"]) == (None, LOCAL, PEER)
+    assert out.fields["segment"] == TcpSegment(LISTEN_PORT, PEER_PORT, 0, PEER_ISS + 1, R | A, 0)
 
 
 def test_rst_for_orphan_with_ack_takes_seq_from_seg_ack() -> None:
