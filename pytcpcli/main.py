@@ -7,6 +7,7 @@ logic lives in `stack/`. A command is added with one `cli.add_command(...)` line
 from __future__ import annotations
 
 import errno
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -80,8 +81,25 @@ cli.add_command(close)
 cli.add_command(inspect)
 
 
+def ensure_std_fds() -> None:
+    """Open /dev/null on stdin, stdout or stderr if the caller closed them (`<&-`).
+
+    Otherwise the TUN device would get fd 0 or 1, and connection data would be read
+    from, or written into, the interface itself.
+    """
+    for fd, mode in ((0, os.O_RDONLY), (1, os.O_WRONLY), (2, os.O_WRONLY)):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, mode)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
+    ensure_std_fds()
     cli.main(args=argv, prog_name="pytcp")
 
 

@@ -66,8 +66,11 @@ WRITE_CLOSED = frozenset({"FIN-WAIT-1", "FIN-WAIT-2", "CLOSING", "TIME-WAIT", "L
 def _pollable(loop: LoopLike, fd: int, add: Callable[[int, Callable[[], None]], None]) -> bool:
     """Whether the loop's selector accepts fd: regular files and /dev/null are not pollable
     (epoll refuses them with EPERM); they are always ready instead."""
-    if stat.S_ISREG(os.fstat(fd).st_mode):
-        return False
+    try:
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            return False
+    except OSError:
+        return False  # a closed fd (`<&-`): reading it is EOF, writing it is broken
     try:
         add(fd, lambda: None)
     except PermissionError:
@@ -238,7 +241,7 @@ class FdWriter:
                     self.loop.add_writer(self.fd, self._flush)
                 return
             except OSError as e:
-                if e.errno not in (errno.EPIPE, errno.ECONNRESET, errno.EIO):
+                if e.errno not in (errno.EPIPE, errno.ECONNRESET, errno.EIO, errno.EBADF):
                     raise
                 self._break()
                 return

@@ -363,3 +363,47 @@ def test_signals_lose_no_received_byte(netns, signals: tuple[int, ...], status: 
 def out_pid(line: str) -> str:
     """The PID in `... id PID.N)`: the id pytcp inspect shows."""
     return line.rsplit(" id ", 1)[1].split(".")[0]
+
+
+def test_closed_stdin_and_stdout_are_not_the_tun_device(netns) -> None:
+    def greet(conn: socket.socket) -> bytes:
+        conn.sendall(b"hi")
+        return recv_all(conn)
+
+    server = KernelServer(7016, greet)
+    out = subprocess.run(
+        f"{PYTCP} connect {KERNEL} 7016 <&-", shell=True, capture_output=True, timeout=TIMEOUT
+    )
+    assert (out.returncode, out.stdout, out.stderr) == (0, b"hi", b"")
+    out = subprocess.run(
+        f"echo x | {PYTCP} connect {KERNEL} 7016 >&-",
+        shell=True,
+        capture_output=True,
+        timeout=TIMEOUT,
+    )
+    assert (out.returncode, out.stderr) == (0, b"")
+    assert server.wait(2) == [b"", b"x\n"]
+
+
+def test_stdout_reader_gone_is_reported(netns) -> None:
+    def flood(conn: socket.socket) -> str:
+        try:
+            conn.sendall(os.urandom(4 * 1024 * 1024))
+            recv_all(conn)
+        except (ConnectionResetError, BrokenPipeError):  # EPIPE: the RST came mid-send
+            return "reset"
+        return "closed"
+
+    server = KernelServer(7017, flood)
+    out = subprocess.run(
+        f"{PYTCP} connect {KERNEL} 7017 </dev/null | head -c 10 | wc -c; "
+        'echo "pytcp exit ${PIPESTATUS[0]}"',
+        shell=True,
+        executable="/bin/bash",
+        capture_output=True,
+        timeout=TIMEOUT,
+    )
+    assert out.stdout == b"10\npytcp exit 1\n"
+    assert out.stderr == b"pytcp: stdout was closed before every received byte was written\n"
+    # pytcp cannot take more: it resets the connection rather than pretend to read it.
+    assert server.wait() == ["reset"]
