@@ -3,9 +3,12 @@
 Imports the standard library and the layers below (stack.io.link, impair, pcap).
 
 A `Loop` drives one or more attached hosts, each over its own link (a TUN device, or
-a `PairLink` in tests). Every wake-up, for each host: drain its link until EAGAIN into
-`host.receive_packet`, run `host.handle_timers`, write `host.packets_to_send` to the
-link; then run due loop timers and the callbacks of ready file descriptors (stdin,
+a `PairLink` in tests). Every wake-up, for each host: drain its link until EAGAIN (at
+most DRAIN_LIMIT packets, so a flood cannot starve timers and other descriptors; the
+rest is read on the next wake-up, at once) into `host.receive_packet`, run
+`host.handle_timers`, write `host.packets_to_send` to the link. Draining a batch before
+asking for output lets the host answer a burst with one cumulative ACK, as GRO does.
+Then run due loop timers and the callbacks of ready file descriptors (stdin,
 stdout, child pipes, the control socket), pump the hosts again so what those callbacks
 queued leaves at once, and run the iteration hooks (the API's change notifications).
 Then sleep until the earliest of: a host's `next_deadline()`, a loop timer, a held
