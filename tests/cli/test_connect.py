@@ -407,3 +407,46 @@ def test_stdout_reader_gone_is_reported(netns) -> None:
     assert out.stderr == b"pytcp: stdout was closed before every received byte was written\n"
     # pytcp cannot take more: it resets the connection rather than pretend to read it.
     assert server.wait() == ["reset"]
+
+
+def test_closing_first_lingers_briefly_not_two_msl(netns) -> None:
+    KernelServer(7018, upper_echo)
+    # TIME-WAIT lasts 2·MSL = 60 s; the default linger is 1 s, so this finishes well within
+    # the subprocess bound (a hung or 60 s linger fails the test by timing out).
+    out = run("connect", "-vv", KERNEL, "7018", input=b"bye", timeout=30)
+    assert (out.returncode, out.stdout) == (0, b"BYE")
+    states = [
+        line.split(": ", 1)[1]
+        for line in out.stderr.decode().splitlines()
+        if re.fullmatch(r"\d+\.\d{6} \d+\.\d+: .* -> .*", line)
+    ]
+    assert states == [
+        "CLOSED -> SYN-SENT",
+        "SYN-SENT -> ESTABLISHED",
+        "ESTABLISHED -> FIN-WAIT-1",
+        "FIN-WAIT-1 -> FIN-WAIT-2",
+        "FIN-WAIT-2 -> TIME-WAIT",
+    ]
+
+
+def test_impaired_link_still_delivers_every_byte(netns) -> None:
+    data = os.urandom(512 * 1024)
+
+    def digest(conn: socket.socket) -> str:
+        got = recv_all(conn)
+        conn.sendall(hashlib.sha256(got).hexdigest().encode())
+        return hashlib.sha256(got).hexdigest()
+
+    server = KernelServer(7019, digest)
+    out = run(
+        "connect",
+        "--impair",
+        "loss=2%,dup=1%,reorder=2%,seed=7",
+        KERNEL,
+        "7019",
+        input=data,
+        timeout=200,
+    )
+    assert (out.returncode, out.stderr) == (0, b"")
+    assert out.stdout == hashlib.sha256(data).hexdigest().encode()
+    assert server.wait() == [hashlib.sha256(data).hexdigest()]

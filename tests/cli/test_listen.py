@@ -20,6 +20,7 @@ from tests.cli.netcat import (
     connect_kernel,
     recv_all,
     start_listener,
+    unacked,
 )
 
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(240)]
@@ -184,3 +185,22 @@ def test_half_close_from_another_pytcp_process(netns, tmp_path) -> None:
         assert (proc.returncode, out) == (0, b"after our FIN")
     finally:
         os.close(writer)
+
+
+def test_sigterm_loses_no_received_byte(netns) -> None:
+    data = os.urandom(300 * 1024)
+    proc, err = start_listener("9008")  # stdout: a pipe nobody reads until the end
+    client = connect_kernel(9008)
+    err.wait_for("pytcp: connection from ")
+    client.sendall(data)
+    for _ in range(TIMEOUT * 100):  # until pytcp acknowledged every byte
+        if unacked(client) == 0:
+            break
+        threading.Event().wait(0.01)
+    assert unacked(client) == 0
+    proc.send_signal(signal.SIGTERM)
+    assert recv_all(client) == b""  # the graceful close: pytcp's FIN
+    client.close()
+    out, _ = proc.communicate(timeout=TIMEOUT)
+    assert proc.returncode == 143
+    assert hashlib.sha256(out).hexdigest() == hashlib.sha256(data).hexdigest()
