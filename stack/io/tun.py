@@ -372,13 +372,15 @@ class TunLink:
         for n in range(MAX_AUTO):
             name = f"{DEFAULT_PREFIX}{n}"
             if _interface_exists(name):
-                if addr is not None or gateway is not None or mtu is not None:
+                if gateway is not None or mtu is not None:
                     continue  # asked for a configuration: only a new interface can have it
                 try:
-                    return cls._attach(name, None, offload)
+                    return cls._attach(name, addr, offload)
                 except StackEnvironmentError as exc:
                     if exc.errno in (errno.EBUSY, errno.EPERM, errno.EINVAL):
                         continue  # someone else's: try the next N
+                    if exc.errno == errno.EADDRNOTAVAIL and addr is not None:
+                        continue  # --addr belongs to another subnet than this one's
                     raise
             gw = gateway or (
                 _default_gateway_for(addr) if addr else IPv4Interface(f"10.77.{n}.1/24")
@@ -455,11 +457,17 @@ class TunLink:
             ours = [ka for ka in _kernel_addresses() if ka.ifname == actual]
             if not ours:
                 raise _fail(
-                    f"interface {actual} has no IPv4 address: add one "
-                    f"(ip addr add 10.77.0.1/24 dev {actual}) or give --addr and --gateway",
+                    f"interface {actual} has no IPv4 address, and pytcp uses an existing "
+                    f"interface as it is: add one (ip addr add 10.77.0.1/24 dev {actual})",
                     errno.EADDRNOTAVAIL,
                 )
             kernel = ours[0]
+            if addr is not None and addr not in kernel.network:
+                raise _fail(
+                    f"--addr {addr} is outside {actual}'s subnet {kernel.network}: "
+                    "choose an address in it",
+                    errno.EADDRNOTAVAIL,
+                )
             iface = IPv4Interface(f"{kernel.local}/{kernel.network.prefixlen}")
             stack_addr = addr if addr is not None else derive_stack_address(iface, kernel.peer)
             if stack_addr == kernel.local:

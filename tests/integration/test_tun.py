@@ -226,8 +226,13 @@ def test_attach_to_persistent_device_as_is(netns: Netns) -> None:
     with pytest.raises(StackEnvironmentError) as exc:
         TunLink.open("bare")
     assert str(exc.value) == (
-        "interface bare has no IPv4 address: add one (ip addr add 10.77.0.1/24 dev bare) "
-        "or give --addr and --gateway"
+        "interface bare has no IPv4 address, and pytcp uses an existing interface as it is: "
+        "add one (ip addr add 10.77.0.1/24 dev bare)"
+    )
+    with pytest.raises(StackEnvironmentError) as exc:
+        TunLink.open("ptun", addr="10.77.99.2")
+    assert str(exc.value) == (
+        "--addr 10.77.99.2 is outside ptun's subnet 10.77.5.0/24: choose an address in it"
     )
     # A point-to-point address names the stack's address as the peer.
     netns.run("ip", "addr", "add", "10.77.6.1", "peer", "10.77.6.9", "dev", "bare")
@@ -243,6 +248,10 @@ def test_default_attaches_to_a_free_persistent_pytcp0(netns: Netns) -> None:
         assert (link.name, link.created, str(link.address)) == ("pytcp0", False, "10.77.0.2")
         with TunLink.open() as second:  # pytcp0 is busy now: a new pytcp1
             assert (second.name, second.created) == ("pytcp1", True)
+    with TunLink.open(addr="10.77.0.9") as link:  # PYTCP_ADDR in pytcp0's subnet: attached
+        assert (link.name, link.created, str(link.address)) == ("pytcp0", False, "10.77.0.9")
+    with TunLink.open(addr="10.77.8.2") as link:  # another subnet: a new interface for it
+        assert (link.name, link.created, str(link.peer_address)) == ("pytcp1", True, "10.77.8.1")
 
 
 def _kernel_addresses_loaded() -> None:
