@@ -407,7 +407,8 @@ def parse_addr_port(args: tuple[str, ...]) -> tuple[str | None, int]:
     "--keep-open",
     is_flag=True,
     help="Serve connections concurrently and keep listening: data of all clients goes "
-    "to stdout, stdin goes to every connected client.",
+    "to stdout, stdin goes to every connected client (after stdin ends, each client "
+    "gets FIN: a half-close, it can still send).",
 )
 @click.option(
     "-e",

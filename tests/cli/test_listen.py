@@ -204,3 +204,17 @@ def test_sigterm_loses_no_received_byte(netns) -> None:
     out, _ = proc.communicate(timeout=TIMEOUT)
     assert proc.returncode == 143
     assert hashlib.sha256(out).hexdigest() == hashlib.sha256(data).hexdigest()
+
+
+def test_keep_open_after_stdin_ended_half_closes_each_client(netns) -> None:
+    proc, err = start_listener("-k", "9009", stdin=subprocess.DEVNULL)
+    for i in range(2):
+        client = connect_kernel(9009)
+        err.wait_for("pytcp: connection from ")
+        assert recv_all(client) == b""  # FIN at once: stdin has nothing more for anyone
+        client.sendall(f"still heard {i}\n".encode())
+        client.close()
+        err.wait_for("pytcp: 10.77.0.1 port ")
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=TIMEOUT)
+    assert (proc.returncode, out) == (130, b"still heard 0\nstill heard 1\n")
