@@ -32,7 +32,8 @@ RFC section                              where
 RFC 5681 §3.2 + RFC 6582 NewReno         `_on_dup_ack`, `_ack_advance` (CC hooks),
                                          `Sender._retransmit_head`
 RFC 7323 timestamps (RTTM, PAWS)         `Sender._make`, `_paws_reject`, `_ack_advance`
-RFC 2018 SACK (receiver side)            `Sender._sack_blocks`
+RFC 2018 SACK                            `Sender._sack_blocks` (receiver),
+                                         `Sender._note_sack`, `_retransmit_next_hole`
 RFC 1122 4.2.3.6 keepalive               `_on_keepalive`
 RFC 1191 / RFC 5927 ICMP                 `receive_icmp`
 
@@ -49,8 +50,10 @@ as old.  `segments_to_send` sends whatever lies between SND.NXT and the usable w
 Choices worth knowing:
 - Nagle is on by default, as on a Linux socket without TCP_NODELAY; TcpConfig(nodelay=True)
   turns it off.  Sender SWS avoidance applies either way.
-- The sender does not use the peer's SACK blocks (receiver-side SACK only): loss
-  recovery is NewReno.
+- Loss recovery is NewReno (RFC 6582).  With SACK negotiated the sender keeps a
+  scoreboard of the peer's SACK blocks and, in fast recovery, spends each duplicate
+  ACK on resending the next hole instead of inflating cwnd (RFC 2018 §4); it is not
+  the full RFC 6675 pipe algorithm, and go-back-N after a timeout ignores SACKs.
 - A connection opened passively that is reset in SYN-RECEIVED goes to CLOSED, not back
   to LISTEN: the host keeps the listener and creates one Connection per SYN.
 - Zero-window probes carry one new byte (RFC 9293 §3.8.6.1); they back off like the RTO
@@ -222,6 +225,8 @@ class Connection(Sender):
         self._phase = "open"  # "open" | "recovery" (fast recovery) | "loss" (after RTO)
         self._partial_acks = 0
         self._force = False  # send one segment past SWS avoidance (persist override)
+        self._sacked: list[tuple[int, int]] = []  # SACK scoreboard (sender.py)
+        self._rexmit_next = iss  # end of the last hole resent in this recovery
         self._probes_unanswered = 0  # persist probes with no ACK at all
         self._keepalives_unanswered = 0
         self._last_challenge: int | None = None
@@ -443,6 +448,7 @@ class Connection(Sender):
         self._phase = "loss"
         self._dup_acks = 0
         self._partial_acks = 0
+        self._sacked = []  # RFC 2018 §8: after a timeout, forget what was SACKed
         self.rtt.backoff()
         self._rtt_seq = None
         tcb.snd_nxt = tcb.snd_una
@@ -823,6 +829,8 @@ class Connection(Sender):
             return False
         window = seg.window << tcb.wscale_remote
         self._probes_unanswered = 0
+        if tcb.sack and (seg.sack or self._sacked):
+            self._note_sack(seg.sack)
         if seq_gt(ack, tcb.snd_una):
             self._ack_advance(ack, seg, now)
         elif (
@@ -878,6 +886,8 @@ class Connection(Sender):
         tcb.snd_una = ack
         if seq_lt(tcb.snd_nxt, ack):
             tcb.snd_nxt = ack
+        if self._sacked:
+            self._note_sack(())  # drop what SND.UNA passed
         self.timers.cancel("syn")  # the SYN is acknowledged by any advancing ACK
         # RTT: the timestamp echo (RFC 7323 §4.1) or the timed segment (RFC 6298 §3).
         sample: int | None = None
@@ -901,7 +911,10 @@ class Connection(Sender):
             else:
                 # Step 5: a partial ACK: retransmit the next hole and stay in recovery.
                 self.cc.on_partial_ack(now, max(data_acked, 0))
-                self._retransmit_head(now)
+                if not (tcb.sack and seq_gt(self._rexmit_next, ack)):
+                    self._retransmit_head(now)
+                elif not self._retransmit_next_hole(now):
+                    pass  # every hole below the highest SACKed byte was resent already
                 self._partial_acks += 1
                 if self._partial_acks == 1 and tcb.snd_max != tcb.snd_una:
                     # "For the first partial ACK ... also reset the retransmit timer."
@@ -923,7 +936,10 @@ class Connection(Sender):
         self._n["dup_acks"] += 1
         self._dup_acks += 1
         if self._phase == "recovery":
-            self.cc.on_dup_ack_in_recovery(now)  # step 3: inflate
+            # With SACK, the segment that left the network makes room for the next
+            # hole (RFC 2018 §4); otherwise NewReno inflates cwnd (RFC 6582 step 3).
+            if not (self.tcb.sack and self._retransmit_next_hole(now)):
+                self.cc.on_dup_ack_in_recovery(now)
             return
         if self._dup_acks != DUP_ACK_THRESHOLD:
             return
@@ -935,6 +951,7 @@ class Connection(Sender):
         self.cc.on_enter_recovery(now, seq_diff(tcb.snd_max, tcb.snd_una))
         self._phase = "recovery"
         self._partial_acks = 0
+        self._rexmit_next = tcb.snd_una
         self._retransmit_head(now)
 
     def _on_urg(self, seg: TcpSegment) -> None:
@@ -1121,6 +1138,7 @@ class Connection(Sender):
                 "phase": self._phase,
                 "recover": self._recover,
                 "dup_acks": self._dup_acks,
+                "sacked": [[left, right] for left, right in self._sacked],
             },
             "rtt": self.rtt.snapshot(),
             "buffers": {

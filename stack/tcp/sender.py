@@ -36,6 +36,7 @@ RST = Flags.RST
 PSH = Flags.PSH
 
 MAX_WINDOW_FIELD = 0xFFFF
+MAX_SACKED_RANGES = 32  # scoreboard entries kept; more only costs memory an attacker chooses
 # States in which queued data and the FIN are (re)transmitted.
 SENDING = frozenset(
     {State.ESTABLISHED, State.CLOSE_WAIT, State.FIN_WAIT_1, State.CLOSING, State.LAST_ACK}
@@ -72,6 +73,8 @@ class Sender:
     _rtt_seq: int | None
     _rtt_time: int
     _force: bool
+    _sacked: list[tuple[int, int]]
+    _rexmit_next: int
 
     def _arm(self, now: int, name: str, delay: int, reason: str, backoff: int = 0) -> None:
         self.timers.arm(name, now + delay, reason, backoff)
@@ -276,17 +279,67 @@ class Sender:
     def _retransmit_head(self, now: int) -> None:
         """Send the first unacknowledged segment again, now (fast retransmit)."""
         tcb = self.tcb
-        off = seq_diff(tcb.snd_una, self._buf_seq)
-        payload = self.sendbuf.peek(off, min(tcb.snd_mss, seq_diff(tcb.snd_max, tcb.snd_una)))
+        self._retransmit(tcb.snd_una, tcb.snd_max, now)
+
+    def _retransmit(self, start: int, limit: int, now: int) -> bool:
+        """Send again up to one segment of what lies in [start, limit), now; the FIN too
+        if it is the last thing before limit.  False when there was nothing to send."""
+        tcb = self.tcb
+        off = seq_diff(start, self._buf_seq)
+        payload = self.sendbuf.peek(off, min(tcb.snd_mss, seq_diff(limit, start)))
         flags = ACK
-        end = seq_add(tcb.snd_una, len(payload))
-        if tcb.fin_sent and end == self._fin_seq() and seq_lt(end, tcb.snd_max):
+        end = seq_add(start, len(payload))
+        if tcb.fin_sent and end == self._fin_seq() and seq_lt(end, limit):
             flags |= FIN
         if not payload and not flags & FIN:
-            return
+            return False
         if payload and len(payload) == len(self.sendbuf) - off:
             flags |= PSH
-        self._out.append(self._make(flags, tcb.snd_una, now, payload))
+        self._out.append(self._make(flags, start, now, payload))
         self._n["retransmissions"] += 1
         self._n["retransmitted_bytes"] += len(payload)
         self._rtt_seq = None  # Karn
+        if seq_gt(end, self._rexmit_next):
+            self._rexmit_next = end
+        return True
+
+    # RFC 2018 §4 (the sender's side of SACK): a scoreboard of what the peer holds above
+    # SND.UNA lets fast recovery resend every hole, one per duplicate ACK, instead of
+    # one per round trip as plain NewReno does.
+
+    def _note_sack(self, blocks: tuple[tuple[int, int], ...]) -> None:
+        """Merge the peer's SACK blocks into the scoreboard; drop what SND.UNA passed.
+        Blocks outside (SND.UNA, SND.MAX] are ignored (RFC 2018 §4, RFC 5961 spirit)."""
+        tcb = self.tcb
+        una = tcb.snd_una
+        span = seq_diff(tcb.snd_max, una)
+        offsets = [(seq_diff(left, una), seq_diff(right, una)) for left, right in self._sacked]
+        for left, right in blocks:
+            lo, hi = seq_diff(left, una), seq_diff(right, una)
+            if 0 < lo < hi <= span:
+                offsets.append((lo, hi))
+        merged: list[tuple[int, int]] = []
+        for lo, hi in sorted(offsets):
+            lo = max(lo, 0)
+            if hi <= lo:
+                continue
+            if merged and lo <= merged[-1][1]:
+                if hi > merged[-1][1]:
+                    merged[-1] = (merged[-1][0], hi)
+            else:
+                merged.append((lo, hi))
+        self._sacked = [(seq_add(una, lo), seq_add(una, hi)) for lo, hi in merged][
+            :MAX_SACKED_RANGES
+        ]
+
+    def _retransmit_next_hole(self, now: int) -> bool:
+        """Resend the first hole the scoreboard shows at or after the last one resent in
+        this recovery (below the highest SACKed byte).  False when there is none."""
+        una = self.tcb.snd_una
+        pos = max(seq_diff(self._rexmit_next, una), 0)
+        for left, right in self._sacked:
+            lo, hi = seq_diff(left, una), seq_diff(right, una)
+            if pos < lo:
+                return self._retransmit(seq_add(una, pos), left, now)
+            pos = max(pos, hi)
+        return False

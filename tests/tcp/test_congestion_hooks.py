@@ -142,3 +142,66 @@ def test_duplicates_after_rto_below_recover_do_not_trigger_fast_retransmit() -> 
         send(c, ack(0), 200 * MS + t)
     assert c.snapshot(201 * MS)["congestion"]["phase"] == "loss"
     assert c.counters["retransmissions"] == 1
+
+
+def sack_flowing(segments: int):
+    """Like flowing(), with SACK negotiated."""
+    from tests.tcp.helpers import connection, syn
+
+    c = connection(TcpConfig(**{**NEWRENO.__dict__, "sack": True}))
+    c.open_passive(0)
+    send(c, syn(sack_permitted=True, window=WIN), 0)
+    recv(c, 0)
+    send(c, ack(0), 0)
+    assert c.tcb.sack
+    c.cc.cwnd = segments * SMSS
+    c.send(b"d" * (segments * SMSS + 20 * SMSS), 0)
+    assert len(recv_all(c, 0)) == segments
+    return c
+
+
+def seg_range(first: int, last: int) -> tuple[int, int]:
+    return (UNA + first * SMSS, UNA + last * SMSS)
+
+
+def test_sack_recovery_resends_every_hole_one_per_duplicate_ack() -> None:
+    c = sack_flowing(10)  # segments 0 and 3 are lost
+    send(c, ack(0, sack=(seg_range(1, 2),)), 1 * MS)
+    send(c, ack(0, sack=(seg_range(1, 3),)), 2 * MS)
+    assert recv_nothing(c, 2 * MS)
+    send(c, ack(0, sack=(seg_range(4, 5), seg_range(1, 3))), 3 * MS)
+    assert [s.seq for s in recv_all(c, 3 * MS)] == [UNA]  # fast retransmit of the head
+    cwnd = c.cc.cwnd
+    # the next duplicate shows the second hole: resent at once, not a round trip later
+    send(c, ack(0, sack=(seg_range(4, 6), seg_range(1, 3))), 4 * MS)
+    assert [(s.seq, len(s.payload)) for s in recv_all(c, 4 * MS)] == [(UNA + 3 * SMSS, SMSS)]
+    assert c.cc.cwnd == cwnd  # the departed segment's slot carried the retransmission
+    assert c.snapshot(4 * MS)["congestion"]["sacked"] == [
+        [UNA + SMSS, UNA + 3 * SMSS],
+        [UNA + 4 * SMSS, UNA + 6 * SMSS],
+    ]
+    # no hole left: further duplicates inflate cwnd as in NewReno
+    send(c, ack(0, sack=(seg_range(4, 7), seg_range(1, 3))), 5 * MS)
+    assert c.cc.cwnd == cwnd + SMSS
+    # the head's retransmission arrives: a partial ACK; the hole after it was resent
+    # already, so nothing is sent twice
+    send(c, ack(3 * SMSS, sack=(seg_range(4, 7),)), 6 * MS)
+    assert [s.seq for s in recv_all(c, 6 * MS)] == []
+    assert c.counters["retransmissions"] == 2
+    send(c, ack(10 * SMSS), 7 * MS)
+    assert c.snapshot(7 * MS)["congestion"]["phase"] == "open"
+    assert c.snapshot(7 * MS)["congestion"]["sacked"] == []
+
+
+def test_sack_blocks_outside_the_flight_are_ignored() -> None:
+    c = sack_flowing(4)
+    send(c, ack(0, sack=((UNA - 100, UNA), (UNA + 4 * SMSS, UNA + 5 * SMSS))), 1 * MS)
+    assert c.snapshot(1 * MS)["congestion"]["sacked"] == []
+
+
+def test_rto_forgets_the_sack_scoreboard() -> None:
+    c = sack_flowing(4)
+    send(c, ack(0, sack=(seg_range(1, 2),)), 1 * MS)
+    assert c.snapshot(1 * MS)["congestion"]["sacked"] == [[UNA + SMSS, UNA + 2 * SMSS]]
+    recv_all(c, 300 * MS)
+    assert c.snapshot(300 * MS)["congestion"]["sacked"] == []
