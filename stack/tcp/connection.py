@@ -911,10 +911,12 @@ class Connection(Sender):
             else:
                 # Step 5: a partial ACK: retransmit the next hole and stay in recovery.
                 self.cc.on_partial_ack(now, max(data_acked, 0))
-                if not (tcb.sack and seq_gt(self._rexmit_next, ack)):
+                if tcb.sack and seq_gt(self._rexmit_next, ack):
+                    # The new head was resent already in this recovery (SACK): go on
+                    # to the next hole, if the scoreboard shows one.
+                    self._retransmit_next_hole(now)
+                else:
                     self._retransmit_head(now)
-                elif not self._retransmit_next_hole(now):
-                    pass  # every hole below the highest SACKed byte was resent already
                 self._partial_acks += 1
                 if self._partial_acks == 1 and tcb.snd_max != tcb.snd_una:
                     # "For the first partial ACK ... also reset the retransmit timer."
