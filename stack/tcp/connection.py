@@ -458,6 +458,11 @@ class Connection(Sender):
         """RFC 9293 §3.8.6.1: probe a zero window; or, for a small nonzero window that
         SWS avoidance blocked, send what fits (the §3.8.6.2.1 override timeout)."""
         tcb = self.tcb
+        pending = len(self.sendbuf) - seq_diff(tcb.snd_una, self._buf_seq) > 0 or (
+            tcb.fin_queued and not tcb.fin_acked
+        )
+        if tcb.state not in SENDING or not pending:
+            return  # everything was acknowledged meanwhile: nothing to probe with
         if tcb.snd_wnd == 0:
             if self._probes_unanswered >= self.config.retries:
                 self._fail("timed out", now)

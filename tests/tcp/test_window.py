@@ -224,3 +224,15 @@ def test_send_space_tracks_the_buffer() -> None:
     assert c.send(b"x" * 5000, 0) == BUF
     assert c.send_space == 0
     assert c.send(b"y", 0) == 0
+
+
+def test_persist_timer_with_nothing_left_to_send_is_quiet() -> None:
+    c = established()
+    send(c, replace(SEND, window=0), 0)
+    c.send(b"x", 0)
+    assert recv_nothing(c, 0)
+    assert recv(c, RTO) == replace(RECV, payload=b"x")  # the probe carries the only byte
+    send(c, replace(SEND, ack=LOCAL_ISS + 2, window=0), RTO + 1)  # taken, window still 0
+    assert recv_nothing(c, 10 * RTO)
+    assert c.next_deadline() is None
+    assert c.counters["zero_window_probes"] == 1
