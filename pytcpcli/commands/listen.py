@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 from typing import Any
@@ -51,6 +52,7 @@ class Client:
         self.relay: Relay = relay  # type: ignore[assignment]  # set right after creation
         self.child: subprocess.Popen[bytes] | None = None
         self.child_out: FdReader | None = None
+        self.child_out_fd: int | None = None
         self.child_in: FdWriter | None = None
         self.pidfd: int | None = None
         self.child_exited = False
@@ -207,27 +209,27 @@ class ListenSession(Session):
             PYTCP_LOCAL_ADDR=str(local_addr),
             PYTCP_LOCAL_PORT=str(local_port),
         )
+        # Our own pipes, not subprocess.PIPE: the relay owns and closes the parent ends as
+        # raw fds, with no file object left to close a reused fd number later.
+        child_stdin, to_child = os.pipe()
+        from_child, child_stdout = os.pipe()
         try:
             child = subprocess.Popen(
-                self.command,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                env=env,
-                close_fds=True,
-                start_new_session=False,
+                self.command, stdin=child_stdin, stdout=child_stdout, env=env, close_fds=True
             )
         except OSError as e:
+            for fd in (child_stdin, to_child, from_child, child_stdout):
+                os.close(fd)
             self.app.say(f"cannot run {self.command[0]!r}: {e.strerror}; closing the connection")
             client.sock.abort()
             client.closed = client.ended = True
             client.child_exited = True
             self._check_end()
             return
-        assert child.stdin is not None and child.stdout is not None
+        os.close(child_stdin)
+        os.close(child_stdout)
         client.child = child
-        client.child_in = FdWriter(
-            self.loop, child.stdin.fileno(), on_drain=lambda: self._pump(client)
-        )
+        client.child_in = FdWriter(self.loop, to_child, on_drain=lambda: self._pump(client))
         client.relay = Relay(
             client.sock,
             client.child_in,
@@ -236,12 +238,8 @@ class ListenSession(Session):
             on_done=lambda relay: self._on_closed(client),
             crlf=self.crlf,
         )
-        client.child_out = FdReader(
-            self.loop,
-            child.stdout.fileno(),
-            client.relay.feed,
-            client.relay.feed_eof,
-        )
+        client.child_out = FdReader(self.loop, from_child, client.relay.feed, client.relay.feed_eof)
+        client.child_out_fd = from_child
         client.child_out.resume()
         client.pidfd = os.pidfd_open(child.pid)
         self.loop.add_reader(client.pidfd, lambda: self._child_exited(client))
@@ -322,8 +320,9 @@ class ListenSession(Session):
             client.child_in.close()
         if client.child_out is not None:
             client.child_out.stop()
-        if client.child is not None and client.child.stdout is not None:
-            client.child.stdout.close()
+        if client.child_out_fd is not None:
+            os.close(client.child_out_fd)
+            client.child_out_fd = None
         try:
             client.sock.close()
         except OSError:
@@ -479,6 +478,10 @@ def listen(
             raise CliError(f"cannot split -e {exec_cmd!r}: {e}; check the quotes", 2) from None
         if not command:
             raise CliError("-e needs a command; give one", EXIT_USAGE)
+        if shutil.which(command[0]) is None:
+            raise CliError(
+                f"cannot find {command[0]!r} for -e; give a path or a command on PATH", EXIT_USAGE
+            )
     elif sh_cmd is not None:
         command = ["/bin/sh", "-c", sh_cmd]
     with app.stack(stack) as st, app.control(st, stack.verbose):

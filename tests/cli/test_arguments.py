@@ -118,6 +118,10 @@ def run(
             'cannot split -e "\'cat": No closing quotation; check the quotes',
         ),
         (["listen", "-e", "", "80"], "-e needs a command; give one"),
+        (
+            ["listen", "-e", "no-such-command-xyz --flag", "80"],
+            "cannot find 'no-such-command-xyz' for -e; give a path or a command on PATH",
+        ),
     ],
 )
 def test_usage_errors_are_one_line_and_exit_2(args: list[str], message: str) -> None:
