@@ -38,12 +38,17 @@ class App:
     """One end's application: writes `payload`, reads everything, shuts down when told."""
 
     payload: bytes
+    read_limit: int | None = None  # a slow reader: at most this many bytes ...
+    read_interval: int = 0  # ... once per this many ns
+    next_read: int = 0
     sent: int = 0
     received: bytearray = field(default_factory=bytearray)
     shut: bool = False
     states: list[State] = field(default_factory=list)
 
-    def step(self, conn: Connection, now: int, may_close: bool) -> None:
+    def step(self, conn: Connection, now: int, may_close: bool, after_eof: bool = False) -> None:
+        """Act at `now`: take events, write what fits, read, and shut down once every byte
+        is written (and, with `after_eof`, once the peer's EOF was read) if `may_close`."""
         while (event := conn.next_event()) is not None:
             if isinstance(event, StateChanged):
                 self.states.append(event.new)
@@ -53,11 +58,24 @@ class App:
                 if n == 0:
                     break
                 self.sent += n
-        while conn.readable:
-            self.received += conn.receive(WRITE_CHUNK, now)
+        if self.read_limit is not None:
+            if conn.readable and now >= self.next_read:
+                self.received += conn.receive(self.read_limit, now)
+                self.next_read = now + self.read_interval
+        else:
+            while conn.readable:
+                self.received += conn.receive(WRITE_CHUNK, now)
+        if after_eof and not conn.at_eof:
+            return
         if may_close and not self.shut and self.sent == len(self.payload):
             conn.shutdown(now)
             self.shut = True
+
+    def wake(self, conn: Connection) -> int | None:
+        """When this application next wants to run on its own (a slow reader's next read)."""
+        if self.read_limit is not None and conn.readable:
+            return self.next_read
+        return None
 
 
 class Network:
@@ -91,6 +109,8 @@ class Network:
         self._in_flight: list[tuple[int, int, IPv4Address, bytes]] = []
         self._order = 0  # ties at one deliver_at keep their sending order
         self.unroutable = 0
+        # Called with (sender address, packet) for every packet a host sends.
+        self.observers: list[Callable[[IPv4Address, bytes], None]] = []
 
     @property
     def in_flight(self) -> int:
@@ -109,6 +129,8 @@ class Network:
         for addr, host in self.hosts.items():
             impairer = self.impairers[addr]
             for data in host.packets_to_send(now):
+                for observe in self.observers:
+                    observe(addr, data)
                 dst = IPv4Address(data[16:20])
                 if dst not in self.hosts:
                     self.unroutable += 1
@@ -117,9 +139,11 @@ class Network:
                     heapq.heappush(heap, (at, self._order, dst, delivered))
                     self._order += 1
 
-    def advance(self) -> None:
-        """Jump to the next delivery or timer deadline."""
+    def advance(self, wake: int | None = None) -> None:
+        """Jump to the next delivery, timer deadline or application wake-up."""
         upcoming = [d for d in (h.next_deadline() for h in self.hosts.values()) if d is not None]
+        if wake is not None:
+            upcoming.append(wake)
         if self._in_flight:
             upcoming.append(self._in_flight[0][0])
         if not upcoming:
@@ -133,14 +157,16 @@ class Network:
         *,
         max_iterations: int,
         max_time: int,
+        wake: Callable[[], int | None] = lambda: None,
     ) -> None:
-        """Step until done() holds with nothing in flight; bounded in count and time."""
+        """Step until done() holds with nothing in flight; bounded in count and time.
+        `wake` gives the next time the applications want to act on their own."""
         for _ in range(max_iterations):
             self.iterations += 1
             self.step(apps)
             if done() and not self._in_flight:
                 return
-            self.advance()
+            self.advance(wake())
             if self.now > max_time:
                 raise SimulationError(f"still running at {self.now / SECOND:.3f} s simulated")
         raise SimulationError(f"not done within {max_iterations} iterations")

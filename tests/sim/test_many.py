@@ -44,7 +44,7 @@ def test_two_dozen_connections_through_a_small_backlog() -> None:
         for conn, app in clients:
             app.step(conn, now, may_close=True)
         for conn, app in servers:
-            app.step(conn, now, may_close=conn.at_eof)
+            app.step(conn, now, may_close=True, after_eof=True)
 
     def done() -> bool:
         return len(servers) == len(clients) and all(c.is_closed for c, _ in clients + servers)

@@ -61,7 +61,7 @@ def run(seed: int, *, spec: ImpairSpec = LOSSY, iss: list[int] | None = None) ->
         client_app.step(client, now, may_close=True)
         for server in accepted:
             # The server closes once it has the client's EOF and has sent its own data.
-            server_app.step(server, now, may_close=server.at_eof)
+            server_app.step(server, now, may_close=True, after_eof=True)
 
     def done() -> bool:
         return bool(accepted) and client.is_closed and accepted[0].is_closed
