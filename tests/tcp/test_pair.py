@@ -12,8 +12,11 @@ from tests.tcp.helpers import Pair
 FULL = TcpConfig(rcv_buf=64 * 1024, snd_buf=64 * 1024)  # every option, NewReno, Nagle
 
 
-def transfer(pair: Pair, a_data: bytes, b_data: bytes) -> tuple[bytes, bytes]:
-    """Client sends a_data, server sends b_data; both shut down after sending."""
+def transfer(
+    pair: Pair, a_data: bytes, b_data: bytes, *, read_limit: int = 1 << 20
+) -> tuple[bytes, bytes]:
+    """Client sends a_data, server sends b_data; both shut down after sending.  Each
+    side reads at most read_limit bytes per step (a slow reader when small)."""
     client, server = pair.client, pair.server
     got_at_server = bytearray()
     got_at_client = bytearray()
@@ -32,14 +35,15 @@ def transfer(pair: Pair, a_data: bytes, b_data: bytes) -> tuple[bytes, bytes]:
             if b_off == len(b_data) and not shut_b:
                 server.shutdown(pair.now)
                 shut_b = True
-        got_at_server.extend(server.receive(1 << 20, pair.now))
-        got_at_client.extend(client.receive(1 << 20, pair.now))
-        return client.is_closed and server.is_closed
+        got_at_server.extend(server.receive(read_limit, pair.now))
+        got_at_client.extend(client.receive(read_limit, pair.now))
+        # A connection may reach CLOSED with bytes still unread: keep reading them.
+        return client.is_closed and server.is_closed and not (client.readable or server.readable)
 
     for _ in range(400_000):
         if pump():
             break
-        if not pair.step():
+        if not pair.step() and not (client.readable or server.readable):
             break
     assert client.error is None and server.error is None
     assert client.is_closed and server.is_closed
@@ -71,3 +75,10 @@ def test_pair_across_the_sequence_wrap_with_plain_options() -> None:
     pair = Pair(plain, plain, client_iss=2**32 - 300, server_iss=2**32 - 100, loss=0.05, seed=9)
     a, b = payload(50_000, 5), payload(40_000, 6)
     assert transfer(pair, a, b) == (a, b)
+
+
+def test_pair_slow_reader_small_buffers_through_loss() -> None:
+    small = TcpConfig(rcv_buf=2048, snd_buf=8192)
+    pair = Pair(small, small, loss=0.05, seed=4)
+    a, b = payload(30_000, 7), payload(20_000, 8)
+    assert transfer(pair, a, b, read_limit=100) == (a, b)
