@@ -314,7 +314,7 @@ def connect(
             local_addr, local_port = sock.local
             app.say(
                 f"connected to {address} port {port} from {local_addr} port {local_port} "
-                f"({st.tun_name}, id {sock.id})"
+                f"({st.tun_name + ', ' if st.tun_name else ''}id {sock.id})"
             )
         if zero:
             zero_io(st, sock)

@@ -125,7 +125,7 @@ def test_verbose_and_state_changes(paired: tuple[App, list[Peer]], tmp_path: Pat
     said = [line for line in lines if line.startswith("pytcp: ")]
     assert said[0] == (
         f"pytcp: connected to 10.77.0.1 port 7000 from 10.77.0.2 port "
-        f"{said[0].split(' port ')[2].split(' ')[0]} (, id {pid}.1)"
+        f"{said[0].split(' port ')[2].split(' ')[0]} (id {pid}.1)"
     )
     assert said[1] == "pytcp: the peer closed its side of the connection"
     assert said[2].startswith("pytcp: 3 bytes sent, 3 received in ")
