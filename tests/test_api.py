@@ -28,6 +28,18 @@ def pair() -> Iterator[tuple[Stack, Stack]]:
     server = Stack(link=b, loop=loop, addr=SERVER, gateway=f"{CLIENT}/24", seed=2)
     with client, server:
         yield client, server
+        # Close while both stacks still answer each other: a stack that has left the
+        # shared loop cannot ACK the other's FIN, which would then linger CLOSE_LINGER.
+        if not (client.closed or server.closed):
+            for sock in client.sockets() + server.sockets():
+                sock.close()
+            hosts = (client.host, server.host)
+            loop.run_until(
+                lambda: all(
+                    str(c.state) in ("CLOSED", "TIME-WAIT") for h in hosts for c in h.connections()
+                ),
+                WAIT,
+            )
     a.close()
     b.close()
     loop.close()
@@ -287,3 +299,17 @@ def test_bad_options() -> None:
     finally:
         a.close()
         b.close()
+
+
+def test_idle_loop_sleeps_instead_of_spinning(pair: tuple[Stack, Stack]) -> None:
+    client, server = pair
+    sock, accepted, _ = connected(pair)
+    sock.sendall(b"x")
+    assert accepted.recv(1) == b"x"
+    # Once the delayed ACK has gone, nothing is due: no timer, no packet, no descriptor.
+    assert client.run_until(
+        lambda: client.host.next_deadline() is None and server.host.next_deadline() is None, WAIT
+    )
+    before = client.loop.iterations
+    assert client.run_until(lambda: False, 0.2) is False
+    assert client.loop.iterations - before == 1  # one sleep of the whole 0.2 s, no spinning
