@@ -3,7 +3,8 @@
 `ImpairSpec` is the parsed form of `--impair SPEC`; `Impairer` applies it to one
 packet at a time, sans-IO: the caller hands in `now` and gets back the deliveries
 (time, bytes) to schedule, so the event loop and the simulation tests drive it the
-same way. Imports the standard library only (`random` is allowed in `io/`).
+same way. Imports the standard library (`random` is allowed in `io/`) and the time
+units of `stack.tcp.clock`.
 """
 
 from __future__ import annotations
