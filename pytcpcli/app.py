@@ -26,17 +26,23 @@ from pytcpcli.options import StackOptions, format_duration
 StackFactory = Callable[[StackOptions, Callable[[Any], None] | None], Any]
 
 
+def tcp_config(opts: StackOptions) -> Any:
+    """The stack's TcpConfig with what --mss, --cc, --no-sack, ... changed (None: defaults)."""
+    overrides = opts.tcp_overrides()
+    if not overrides:
+        return None
+    return importlib.import_module("stack.api").TcpConfig(**overrides)
+
+
 def default_stack_factory(opts: StackOptions, tracer: Callable[[Any], None] | None) -> Any:
     """A `stack.api.Stack` on a TUN device, configured from the command line."""
     api = importlib.import_module("stack.api")
-    overrides = opts.tcp_overrides()
-    config = api.TcpConfig(**overrides) if overrides else None
     return api.Stack(
         tun=opts.tun,
         addr=opts.addr,
         gateway=opts.gateway,
         mtu=opts.mtu,
-        config=config,
+        config=tcp_config(opts),
         tracer=tracer,
         pcap=opts.pcap,
         impair=opts.impair,

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from pytcpcli.app import App
+from pytcpcli.app import App, tcp_config
 from pytcpcli.main import cli
 from stack.api import Socket, Stack
 from stack.io.link import PairLink
@@ -74,7 +74,7 @@ def paired() -> Iterator[tuple[App, list[Peer]]]:
         peers.append(Peer(b, 7000, bytes.upper))
         return Stack(
             link=a_link, loop=loop, addr="10.77.0.2", gateway="10.77.0.1/24", seed=1,
-            tracer=tracer,
+            tracer=tracer, config=tcp_config(opts), impair=opts.impair,
         )  # fmt: skip
 
     yield App(stack_factory=factory, serve_control=False), peers
@@ -136,3 +136,13 @@ def test_crlf_and_send_only(paired: tuple[App, list[Peer]], tmp_path: Path) -> N
     result, out = run_connect(app, tmp_path, b"a\nb\n", "-C", "--send-only", "--time-wait", "0")
     assert (result.exit_code, out) == (0, b"")
     assert bytes(peers[0].received) == b"a\r\nb\r\n"
+
+
+def test_option_flags_reach_the_syn(paired: tuple[App, list[Peer]], tmp_path: Path) -> None:
+    app, _ = paired
+    flags = ["--trace", "--mss", "1000", "--no-sack", "--no-wscale", "--no-timestamps"]
+    result, out = run_connect(app, tmp_path, b"x", *flags, "--cc", "cubic", "--time-wait", "0")
+    assert (result.exit_code, out) == (0, b"X")
+    syn = next(line for line in result.stderr.splitlines() if "Flags [S]," in line)
+    assert syn.endswith(", options [mss 1000], length 0")
+    assert syn.split(" ")[1:3] == [">", "10.77.0.2." + syn.split(" ")[2].rsplit(".", 1)[1]]
