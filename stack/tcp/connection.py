@@ -240,6 +240,12 @@ class Connection(Sender):
         return {**self._n, "drops": dict(self._drops)}
 
     @property
+    def sacked(self) -> list[tuple[int, int]]:
+        """The sender's SACK scoreboard: [left, right) sequence ranges the peer holds
+        above SND.UNA (RFC 2018 §4)."""
+        return list(self._sacked)
+
+    @property
     def state(self) -> State:
         return self.tcb.state
 
@@ -1145,7 +1151,6 @@ class Connection(Sender):
                 "phase": self._phase,
                 "recover": self._recover,
                 "dup_acks": self._dup_acks,
-                "sacked": [[left, right] for left, right in self._sacked],
             },
             "rtt": self.rtt.snapshot(),
             "buffers": {
