@@ -15,6 +15,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import select
 import signal
 import stat
 from collections.abc import Callable
@@ -274,7 +275,12 @@ class FdWriter:
         self._restore_flags()
         try:
             while self.buf:
-                n = os.write(self.fd, self.buf)
+                try:
+                    n = os.write(self.fd, self.buf)
+                except BlockingIOError:
+                    # The fd was non-blocking before pytcp came (inherited): wait here.
+                    select.select([], [self.fd], [])
+                    continue
                 del self.buf[:n]
                 self.written += n
         except OSError:

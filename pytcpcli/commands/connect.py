@@ -142,11 +142,10 @@ class ConnectSession(Session):
             self.relay.shutdown_now()
 
     def _on_stdout_broken(self) -> None:
-        if self.relay.peer_eof:
-            return
         self.error = "stdout was closed before every received byte was written"
         self.code = EXIT_CONN
-        self.relay.abort()
+        if not self.relay.peer_eof and not self.relay.done:
+            self.relay.abort()  # nobody takes what arrives: say so to the peer (RST)
 
     # -- the end
 
@@ -165,10 +164,9 @@ class ConnectSession(Session):
             self._finish()
 
     def _finish(self) -> None:
+        """The connection is over; run() writes out what stdout still holds."""
         if self.finished:
             return
-        self.stdout.flush_blocking()
-        self.stdout.close_when_drained()
         if self.stdin is not None:
             self.stdin.stop()
         try:
@@ -212,9 +210,11 @@ class ConnectSession(Session):
         try:
             self.loop.run_until(lambda: self.finished, None)
         finally:
+            # Signals are back to their defaults first: a ^C during a blocking write to a
+            # stuck stdout reader ends pytcp instead of waiting for the reader forever.
             self.close_signals()
             self.stdout.flush_blocking()
-            self.stdout.close()
+            self.stdout.close_when_drained()
         if self.verbose:
             seconds = ((self.ended or self.loop.now()) - self.started) / 1e9
             self.app.say(

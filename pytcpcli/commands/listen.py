@@ -329,12 +329,9 @@ class ListenSession(Session):
             pass
 
     def _end_run(self) -> None:
+        """Every connection is over; run() writes out what stdout still holds."""
         if self.finished:
             return
-        if self.stdout is not None:
-            self.stdout.flush_blocking()
-            if not self.keep_open:
-                self.stdout.close_when_drained()
         if self.stdin is not None:
             self.stdin.stop()
         self.finished = True
@@ -374,7 +371,7 @@ class ListenSession(Session):
                     client.child.send_signal(signal.SIGTERM)
             if self.stdout is not None:
                 self.stdout.flush_blocking()
-                self.stdout.close()
+                self.stdout.close_when_drained()
         if self.error is not None and self.signum is None:
             raise CliError(self.error, self.code)
         return self.code
