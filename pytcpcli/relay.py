@@ -596,9 +596,16 @@ class Session:
     then RST), and set `finished` (with `code`/`error`) when they are done.
     """
 
-    def __init__(self, loop: LoopLike, *, time_wait: float | None) -> None:
+    def __init__(
+        self,
+        loop: LoopLike,
+        *,
+        time_wait: float | None,
+        say: Callable[[str], None] | None = None,
+    ) -> None:
         self.loop = loop
         self.time_wait = time_wait
+        self.say = say  # -v: tell what a signal does
         self.finished = False
         self.code = 0
         self.error: str | None = None
@@ -607,12 +614,17 @@ class Session:
         self.signals = SignalWatch(loop, self._on_signal)
 
     def _on_signal(self, signum: int) -> None:
+        name = signal.Signals(signum).name
         if self.signum is None:
             self.signum = signum
             self.code = EXIT_SIGNAL.get(signum, 128 + signum)
+            if self.say is not None:
+                self.say(f"{name}: closing (FIN); send it again to reset (RST)")
             self._grace = self.loop.call_later(GRACE, self.abort_all)
             self.graceful_close()
         else:
+            if self.say is not None:
+                self.say(f"{name} again: resetting (RST)")
             self.abort_all()
 
     def graceful_close(self) -> None:

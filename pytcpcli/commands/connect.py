@@ -69,7 +69,7 @@ class ConnectSession(Session):
         crlf: bool,
         verbose: int,
     ) -> None:
-        super().__init__(stack.loop, time_wait=time_wait)
+        super().__init__(stack.loop, time_wait=time_wait, say=app.say if verbose else None)
         self.app = app
         self.sock = sock
         self.quit_after = quit_after

@@ -76,7 +76,7 @@ class ListenSession(Session):
         time_wait: float | None,
         verbose: int,
     ) -> None:
-        super().__init__(stack.loop, time_wait=time_wait)
+        super().__init__(stack.loop, time_wait=time_wait, say=app.say if verbose else None)
         self.app = app
         self.stack = stack
         self.listener: Any = listener
