@@ -33,6 +33,7 @@ from stack.io.loop import Loop
 from stack.io.pcap import PcapWriter
 from stack.io.tun import DEFAULT_MTU, StackEnvironmentError, TunLink
 from stack.tcp.config import TcpConfig
+from stack.tcp.connection import Connection
 from stack.tcp.errors import InvalidStateError
 from stack.tcp.state import State
 from stack.trace import Tracer
@@ -84,7 +85,7 @@ class Socket:
     `setblocking(False)` makes `send`/`recv` raise BlockingIOError instead of waiting.
     """
 
-    def __init__(self, stack: Stack, conn: Any) -> None:
+    def __init__(self, stack: Stack, conn: Connection) -> None:
         self._stack = stack
         self._conn = conn
         self.id = f"{os.getpid()}.{conn.id}"
@@ -101,7 +102,7 @@ class Socket:
     # -- state ---------------------------------------------------------------------
 
     @property
-    def connection(self) -> Any:
+    def connection(self) -> Connection:
         """The `Connection` underneath (for tests and `inspect`)."""
         return self._conn
 
@@ -163,9 +164,9 @@ class Socket:
         if not self._wait(lambda: conn.send_space > 0 or self._cannot_send()):
             raise self._would_block("send")
         self._raise_if_cannot_send()
-        view = memoryview(data)
         try:
-            n = conn.send(bytes(view[: conn.send_space]), self._stack.loop.now())
+            # The connection copies what fits into its ring: no slice or copy here.
+            n = conn.send(data, self._stack.loop.now())
         except InvalidStateError as exc:
             raise BrokenPipeError(errno.EPIPE, f"cannot send: {exc}") from exc
         return int(n)
@@ -183,9 +184,8 @@ class Socket:
             ):
                 raise TimeoutError(errno.ETIMEDOUT, "timed out waiting to send")
             self._raise_if_cannot_send()
-            chunk = bytes(view[offset : offset + conn.send_space])
             try:
-                offset += conn.send(chunk, self._stack.loop.now())
+                offset += conn.send(view[offset:], self._stack.loop.now())
             except InvalidStateError as exc:
                 raise BrokenPipeError(errno.EPIPE, f"cannot send: {exc}") from exc
 
@@ -617,7 +617,7 @@ class Stack:
         self._check_open()
         self.loop.run_once(timeout)
 
-    def _adopt(self, conn: Any) -> Socket:
+    def _adopt(self, conn: Connection) -> Socket:
         sock = Socket(self, conn)
         self._sockets[sock.id] = sock
         return sock
