@@ -11,7 +11,9 @@ What the host decides, and where the rule comes from:
   answered with a RST, SYN opens a connection);
 - listeners bound two queues, like Linux: the SYN backlog (embryonic connections in
   SYN-RECEIVED) and the accept queue (ESTABLISHED, not yet accepted). A SYN finding
-  either full is dropped ("syn-backlog-full", "accept-queue-full"): the peer retries.
+  either full is dropped ("syn-backlog-full", "accept-queue-full"): the peer retries;
+  with `syn_cookies=True` a full SYN backlog answers with a SYN cookie instead (RFC 4987
+  §3.6), as Linux does with net.ipv4.tcp_syncookies=1.
   While the accept queue is full, the ACK that would complete a handshake is dropped
   ("accept-queue-full") and the connection stays SYN-RECEIVED, as Linux does with
   tcp_abort_on_overflow=0: our SYN-ACK retransmission and the peer's data retransmission
@@ -38,7 +40,7 @@ from typing import Any, Protocol, TypedDict
 
 from stack.tcp.config import TcpConfig
 from stack.tcp.connection import Connection
-from stack.tcp.isn import IsnGenerator
+from stack.tcp.isn import IsnGenerator, SynCookies
 from stack.tcp.seq import MASK, seq_gt
 from stack.tcp.state import State
 from stack.trace import DROP, SEGMENT_OUT, TraceEvent, Tracer, null_tracer
@@ -52,6 +54,8 @@ Key = tuple[IPv4Address, int, IPv4Address, int]  # local addr, local port, remot
 ANY = IPv4Address(0)
 BROADCAST = IPv4Address("255.255.255.255")
 TTL = 64  # RFC 1700 / Linux ip_default_ttl
+DEFAULT_MSS = 536  # RFC 9293 §3.7.1: the MSS of a SYN without the option
+IP_TCP_HEADERS = 40  # IPv4 + TCP without options: MSS = MTU - 40 (RFC 9293 §3.7.1)
 EPHEMERAL_MIN = 32768  # Linux net.ipv4.ip_local_port_range
 EPHEMERAL_MAX = 60999
 PORT_TABLE_LENGTH = 256  # RFC 6056 §3.3.4 TABLE_LENGTH
@@ -144,7 +148,14 @@ class Listener:
         self._embryonic: dict[int, Connection] = {}
         self._accept_queue: deque[Connection] = deque()
         self._on_close = on_close
-        self.counters = {"syn_received": 0, "accepted": 0, "syn_dropped": 0, "ack_dropped": 0}
+        self.counters = {
+            "syn_received": 0,
+            "accepted": 0,
+            "syn_dropped": 0,
+            "ack_dropped": 0,
+            "cookies_sent": 0,
+            "cookies_accepted": 0,
+        }
 
     def accept(self) -> Connection | None:
         """The oldest connection that completed its handshake, or None."""
@@ -217,6 +228,7 @@ class Host:
         mtu: int = 1500,
         tracer: Tracer | None = None,
         isn: Callable[[Endpoint, Endpoint, int], int] | None = None,
+        syn_cookies: bool = False,
     ) -> None:
         self.address = address
         self.config = config if config is not None else TcpConfig()
@@ -226,6 +238,8 @@ class Host:
             isn if isn is not None else IsnGenerator(isn_secret)
         )
         self._ports = PortAllocator(isn_secret, rng)
+        # RFC 4987 §3.6, when asked for: SYN-ACKs with cookies once a SYN backlog is full.
+        self._cookies = SynCookies(isn_secret) if syn_cookies else None
         self._ids = itertools.count(1)
         self._ident = rng.getrandbits(16)  # IPv4 identification (RFC 6864: any value)
         self._live: dict[int, Connection] = {}  # by id: insertion order is id order
@@ -406,19 +420,25 @@ class Host:
             self._drop(now, "rst-to-listener", src=ip.src, dst=ip.dst, segment=seg)
             return
         if flags & Flags.ACK:  # "second, check for an ACK": <SEQ=SEG.ACK><CTL=RST>
+            if not flags & Flags.SYN and self._accept_cookie(listener, ip, seg, now):
+                return
             self._reset_orphan(ip, seg, now, "ack-to-listener")
             return
         if not flags & Flags.SYN:  # "fourth, other control or text": drop it
             self._drop(now, "no-syn-to-listener", src=ip.src, dst=ip.dst, segment=seg)
             return
-        if listener.syn_backlog_full:
-            listener.counters["syn_dropped"] += 1
-            self._drop(now, "syn-backlog-full", src=ip.src, dst=ip.dst, segment=seg)
-            return
         if listener.accept_queue_full:
-            # Linux drops SYNs as well while the accept queue is full (tcp_conn_request).
+            # Linux drops SYNs while the accept queue is full, cookies or not
+            # (tcp_conn_request).
             listener.counters["syn_dropped"] += 1
             self._drop(now, "accept-queue-full", src=ip.src, dst=ip.dst, segment=seg)
+            return
+        if listener.syn_backlog_full:
+            if self._cookies is not None:
+                self._send_cookie(listener, ip, seg, now)
+                return
+            listener.counters["syn_dropped"] += 1
+            self._drop(now, "syn-backlog-full", src=ip.src, dst=ip.dst, segment=seg)
             return
         # "third, check for a SYN": a new connection in LISTEN takes the SYN from here.
         conn = self._new_connection(
@@ -512,14 +532,77 @@ class Host:
 
     # --------------------------------------------------------------- internals
 
+    def _send_cookie(self, listener: Listener, ip: Ipv4Header, seg: TcpSegment, now: int) -> None:
+        """RFC 4987 §3.6: answer a SYN the full backlog cannot hold with a SYN-ACK whose
+        sequence number encodes the connection, and keep no state. Only the MSS survives
+        (window scaling, SACK and timestamps are not offered)."""
+        assert self._cookies is not None
+        local, remote = (ip.dst, seg.dst_port), (ip.src, seg.src_port)
+        peer_mss = seg.mss if seg.mss is not None else DEFAULT_MSS
+        cookie = self._cookies.make(local, remote, seg.seq, peer_mss, now)
+        config = listener.config
+        synack = TcpSegment(
+            seg.dst_port,
+            seg.src_port,
+            cookie,
+            (seg.seq + 1) & MASK,
+            Flags.SYN | Flags.ACK,
+            min(config.rcv_buf, 0xFFFF),  # unscaled: no window scale option on a cookie
+            mss=config.mss if config.mss is not None else self.mtu - IP_TCP_HEADERS,
+        )
+        listener.counters["cookies_sent"] += 1
+        self._emit(ip.dst, ip.src, PROTO_TCP, synack.build(ip.dst, ip.src))
+        self._tracer(
+            TraceEvent(now, SEGMENT_OUT, None, {"segment": synack, "src": ip.dst, "dst": ip.src})
+        )
+
+    def _accept_cookie(self, listener: Listener, ip: Ipv4Header, seg: TcpSegment, now: int) -> bool:
+        """An ACK to a listening port that carries one of our SYN cookies (RFC 4987 §3.6)
+        becomes a connection: it is opened passively, handed the SYN the cookie stands for
+        (the peer's ISN and the MSS it encodes), and then this ACK."""
+        if self._cookies is None:
+            return False
+        local, remote = (ip.dst, seg.dst_port), (ip.src, seg.src_port)
+        peer_isn = (seg.seq - 1) & MASK
+        iss = (seg.ack - 1) & MASK
+        mss = self._cookies.check(local, remote, peer_isn, iss, now)
+        if mss is None:
+            return False
+        if listener.accept_queue_full:
+            # As for a stateful handshake (Linux: ListenOverflows): drop, no RST; the
+            # peer's retransmission of this segment brings the cookie back.
+            listener.counters["ack_dropped"] += 1
+            self._drop(now, "accept-queue-full", src=ip.src, dst=ip.dst, segment=seg)
+            return True
+        conn = self._new_connection(local, remote, now, listener.config, iss=iss)
+        listener.counters["cookies_accepted"] += 1
+        listener._embryonic[conn.id] = conn
+        self._parent[conn.id] = listener
+        conn.open_passive(now)
+        conn.receive_segment(
+            TcpSegment(seg.src_port, seg.dst_port, peer_isn, 0, Flags.SYN, seg.window, mss=mss),
+            now,
+        )
+        # The SYN-ACK this connection would send already left, statelessly, as the cookie.
+        conn.segments_to_send(now)
+        conn.receive_segment(seg, now)
+        self._settle(conn, listener, now)
+        return True
+
     def _new_connection(
-        self, local: Endpoint, remote: Endpoint, now: int, config: TcpConfig
+        self,
+        local: Endpoint,
+        remote: Endpoint,
+        now: int,
+        config: TcpConfig,
+        *,
+        iss: int | None = None,
     ) -> Connection:
         conn = Connection(
             id=next(self._ids),
             local=local,
             remote=remote,
-            iss=self._isn(local, remote, now) & MASK,
+            iss=(self._isn(local, remote, now) if iss is None else iss) & MASK,
             config=config,
             link_mtu=self.mtu,
             tracer=self._tracer,

@@ -21,6 +21,7 @@ from stack.tcp.clock import MS, SECOND
 from stack.tcp.connection import Connection
 from stack.tcp.errors import InvalidStateError
 from stack.tcp.events import ConnectionFailed
+from stack.tcp.isn import SynCookies
 from stack.tcp.state import State
 from stack.trace import DROP, SEGMENT_OUT, TraceLog
 from stack.wire import (
@@ -355,7 +356,14 @@ def test_syn_backlog_limit() -> None:
         "backlog": 2,
         "syn_queue": 2,
         "accept_queue": 0,
-        "counters": {"syn_received": 2, "accepted": 0, "syn_dropped": 1, "ack_dropped": 0},
+        "counters": {
+            "syn_received": 2,
+            "accepted": 0,
+            "syn_dropped": 1,
+            "ack_dropped": 0,
+            "cookies_sent": 0,
+            "cookies_accepted": 0,
+        },
     }
 
 
@@ -461,6 +469,60 @@ def test_time_wait_reopen_goes_by_timestamps_when_both_used_them(
     assert (old.state == State.CLOSED) == reopens
     [reply] = segments(host.packets_to_send(2 * MS))
     assert reply.flags == (S | A if reopens else A)
+
+
+def test_syn_cookie_when_the_backlog_is_full() -> None:
+    host, _ = make_host(syn_cookies=True)
+    lst = host.listen(LISTEN_PORT, backlog=1)
+    host.receive_packet(packet(syn(40_001)), 0)
+    host.packets_to_send(0)
+    host.receive_packet(packet(replace(syn(40_002), wscale=7, sack_permitted=True)), 0)
+    # RFC 4987 §3.6: a SYN-ACK whose ISS is the cookie, no state kept, MSS only.
+    cookie = only(host, 0)
+    expected_iss = SynCookies(b"test secret").make(
+        (LOCAL, LISTEN_PORT), (PEER, 40_002), PEER_ISS, 1460, 0
+    )
+    assert cookie == TcpSegment(
+        LISTEN_PORT, 40_002, expected_iss, PEER_ISS + 1, S | A, 65535, mss=1460
+    )
+    assert (lst.embryonic, len(host.connections())) == (1, 1)
+    # The ACK carrying the cookie back, with data, becomes an accepted connection.
+    final = TcpSegment(
+        40_002, LISTEN_PORT, PEER_ISS + 1, expected_iss + 1, A | P, 65535, payload=b"hello"
+    )
+    host.receive_packet(packet(final), 1 * MS)
+    assert (lst.embryonic, lst.pending) == (1, 1)
+    conn = lst.accept()
+    assert conn is not None
+    assert conn.state == State.ESTABLISHED
+    assert (conn.tcb.iss, conn.tcb.irs, conn.tcb.snd_mss) == (expected_iss, PEER_ISS, 1460)
+    assert (conn.tcb.wscale_remote, conn.tcb.sack) == (0, False)
+    assert conn.receive(100, 1 * MS) == b"hello"
+    assert lst.counters["cookies_sent"] == lst.counters["cookies_accepted"] == 1
+
+
+def test_forged_or_stale_cookie_draws_a_rst() -> None:
+    host, _ = make_host(syn_cookies=True)
+    lst = host.listen(LISTEN_PORT, backlog=1)
+    host.receive_packet(packet(syn(40_001)), 0)
+    host.receive_packet(packet(syn(40_002)), 0)
+    cookie = segments(host.packets_to_send(0))[1].seq
+    forged = TcpSegment(40_002, LISTEN_PORT, PEER_ISS + 1, cookie + 2, A, 65535)
+    host.receive_packet(packet(forged), 1 * MS)
+    assert only(host, 1 * MS) == TcpSegment(LISTEN_PORT, 40_002, cookie + 2, 0, R, 0)
+    stale = TcpSegment(40_002, LISTEN_PORT, PEER_ISS + 1, cookie + 1, A, 65535)
+    host.receive_packet(packet(stale), 200 * SECOND)  # cookies live 64-128 s
+    assert bare(only(host, 200 * SECOND))[4] == R
+    assert (lst.pending, lst.counters["cookies_accepted"]) == (0, 0)
+
+
+def test_without_cookies_a_full_backlog_drops_syns() -> None:
+    host, _ = make_host()
+    host.listen(LISTEN_PORT, backlog=1)
+    host.receive_packet(packet(syn(40_001)), 0)
+    host.receive_packet(packet(syn(40_002)), 0)
+    assert [s.dst_port for s in segments(host.packets_to_send(0))] == [40_001]
+    assert host.counters["drops"] == {"syn-backlog-full": 1}
 
 
 # ------------------------------------------------------------------ ports
@@ -855,6 +917,15 @@ class HostMachine(RuleBasedStateMachine):
         assert deadline == (min(deadlines) if deadlines else None)
 
 
+class CookieHostMachine(HostMachine):
+    """The same, with SYN cookies answering SYNs beyond the backlog of 2."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.host, self.log = make_host(syn_cookies=True)
+        self.host.listen(LISTEN_PORT, backlog=2)
+
+
 HostMachine.TestCase.settings = settings(
     max_examples=150,
     stateful_step_count=40,
@@ -862,3 +933,5 @@ HostMachine.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow],
 )
 test_host_machine = HostMachine.TestCase
+CookieHostMachine.TestCase.settings = HostMachine.TestCase.settings
+test_cookie_host_machine = CookieHostMachine.TestCase

@@ -90,6 +90,7 @@ class Network:
         mtu: int,
         config: TcpConfig | None = None,
         iss: list[int] | None = None,
+        syn_cookies: bool = False,
     ) -> None:
         rng = random.Random(seed)
         self.hosts: dict[IPv4Address, Host] = {}
@@ -102,6 +103,7 @@ class Network:
                 config=config,
                 mtu=mtu,
                 isn=None if iss is None else fixed_isn(iss[n]),
+                syn_cookies=syn_cookies,
             )
             self.impairers[addr] = Impairer(spec, random.Random(rng.getrandbits(32)))
         self.now = 0

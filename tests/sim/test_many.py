@@ -1,7 +1,8 @@
 """Many connections at once over a lossy link: demultiplexing, listener queues and the
 host's bookkeeping under load. Two client hosts open 12 connections each to one server
 (backlog 8, so SYNs overflow the queues and are retried); every connection moves its own
-bytes both ways and closes cleanly.
+bytes both ways and closes cleanly. Then a spoofed SYN flood against the backlog, with and
+without SYN cookies.
 """
 
 from __future__ import annotations
@@ -9,10 +10,13 @@ from __future__ import annotations
 import random
 from ipaddress import IPv4Address
 
+import pytest
+
 from stack.io.impair import ImpairSpec
 from stack.tcp.clock import MS, SECOND
 from stack.tcp.connection import Connection
 from stack.tcp.state import State
+from stack.wire import PROTO_TCP, Flags, Ipv4Header, TcpSegment
 from tests.sim.harness import App, Network
 
 SERVER = IPv4Address("10.77.0.2")
@@ -20,6 +24,7 @@ CLIENTS = [IPv4Address("10.77.0.1"), IPv4Address("10.77.0.3")]
 PORT = 7000
 PER_CLIENT = 12
 SIZE = 24 * 1024
+FLOOD_CLIENTS = 6
 
 
 def test_two_dozen_connections_through_a_small_backlog() -> None:
@@ -64,3 +69,55 @@ def test_two_dozen_connections_through_a_small_backlog() -> None:
     assert net.unroutable == 0
     assert (listener.pending, listener.embryonic) == (0, 0)
     assert listener.counters["accepted"] == 2 * PER_CLIENT
+
+
+@pytest.mark.parametrize("syn_cookies", [True, False], ids=["cookies", "no-cookies"])
+def test_syn_flood_with_and_without_cookies(syn_cookies: bool) -> None:
+    # A spoofed SYN flood (from an address that never answers) fills the SYN backlog;
+    # then 6 real clients connect (at one instant: fewer than the accept queue holds).
+    # With SYN cookies (RFC 4987 §3.6) they get through at once; without, their SYNs are
+    # dropped until the flood's embryonic connections give up after their SYN-ACK
+    # retries (about a minute, as on Linux).
+    net = Network(
+        [SERVER, CLIENTS[0]], ImpairSpec(delay=2 * MS), 8, mtu=1500, syn_cookies=syn_cookies
+    )
+    server_host = net.hosts[SERVER]
+    listener = server_host.listen(PORT, backlog=8)
+    spoofed = IPv4Address("10.77.0.99")
+    for port in range(1000, 1008):
+        syn = TcpSegment(port, PORT, port * 1000, 0, Flags.SYN, 65535, mss=1460)
+        server_host.receive_packet(
+            Ipv4Header(spoofed, SERVER, PROTO_TCP).build(syn.build(spoofed, SERVER)), 0
+        )
+    assert listener.embryonic == 8
+    rng = random.Random(8)
+    clients = [
+        (net.hosts[CLIENTS[0]].connect((SERVER, PORT), 0), App(rng.randbytes(SIZE)))
+        for _ in range(FLOOD_CLIENTS)
+    ]
+    servers: list[tuple[Connection, App]] = []
+    established_at: list[int] = []
+
+    def apps(now: int) -> None:
+        while (conn := listener.accept()) is not None:
+            servers.append((conn, App(b"")))
+            established_at.append(now)
+        for conn, app in clients:
+            app.step(conn, now, may_close=True)
+        for conn, app in servers:
+            app.step(conn, now, may_close=True, after_eof=True)
+
+    def done() -> bool:
+        return len(servers) == len(clients) and all(c.is_closed for c, _ in clients + servers)
+
+    net.run(apps, done, max_iterations=200_000, max_time=1200 * SECOND)
+    received = {conn.remote: bytes(app.received) for conn, app in servers}
+    for conn, app in clients:
+        assert conn.error is None
+        assert received[conn.local] == app.payload
+    if syn_cookies:
+        assert listener.counters["cookies_accepted"] == FLOOD_CLIENTS
+        assert max(established_at) < 1 * SECOND
+    else:
+        assert listener.counters["cookies_sent"] == 0
+        assert min(established_at) > 30 * SECOND
