@@ -6,6 +6,7 @@ process per connection (-e/-c), through `pytcpcli.relay`; no protocol logic here
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import os
 import shlex
@@ -485,6 +486,12 @@ def listen(
         try:
             listener = st.listen(port, address=address, backlog=backlog)
         except OSError as e:
+            if e.errno == errno.EADDRNOTAVAIL:
+                raise CliError(
+                    f"cannot listen on {address}: pytcp's address is {st.address}; "
+                    "give that or no ADDR",
+                    EXIT_USAGE,
+                ) from None
             raise CliError(
                 f"cannot listen on port {port}: {e.strerror or e}; choose another port", EXIT_ENV
             ) from None

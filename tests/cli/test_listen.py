@@ -218,3 +218,14 @@ def test_keep_open_after_stdin_ended_half_closes_each_client(netns) -> None:
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=TIMEOUT)
     assert (proc.returncode, out) == (130, b"still heard 0\nstill heard 1\n")
+
+
+def test_an_address_that_is_not_pytcps_is_a_usage_error(netns) -> None:
+    proc = subprocess.run(
+        [PYTCP, "listen", "10.77.0.9", "9010"], capture_output=True, timeout=TIMEOUT
+    )
+    assert (proc.returncode, proc.stdout, proc.stderr) == (
+        2,
+        b"",
+        b"pytcp: cannot listen on 10.77.0.9: pytcp's address is 10.77.0.2; give that or no ADDR\n",
+    )
