@@ -230,6 +230,7 @@ class Connection(Sender):
         self._probes_unanswered = 0  # persist probes with no ACK at all
         self._keepalives_unanswered = 0
         self._last_challenge: int | None = None
+        self._ts_floor: int | None = None  # TSval clock (ms) at the last RTO
 
     # ------------------------------------------------------------------ properties
 
@@ -439,6 +440,7 @@ class Connection(Sender):
         self._rtt_seq = None  # Karn: never time a retransmitted segment
         self._syn_pending = True
         self._syn_timeouts += 1
+        self._ts_floor = (now // MS) & MASK  # Karn for timestamps, as in _on_rto
         self._arm(now, "syn", self.rtt.rto, "SYN retransmission", backoff + 1)
 
     def _on_rto(self, now: int) -> None:
@@ -455,6 +457,7 @@ class Connection(Sender):
         self._dup_acks = 0
         self._partial_acks = 0
         self._sacked = []  # RFC 2018 §8: after a timeout, forget what was SACKed
+        self._ts_floor = (now // MS) & MASK  # see _ack_advance: older echoes are no samples
         self.rtt.backoff()
         self._rtt_seq = None
         tcb.snd_nxt = tcb.snd_una
@@ -903,7 +906,13 @@ class Connection(Sender):
         # RTT: the timestamp echo (RFC 7323 §4.1) or the timed segment (RFC 6298 §3).
         sample: int | None = None
         if tcb.timestamps and seg.timestamps is not None and seg.timestamps[1]:
-            sample = ((now // MS - seg.timestamps[1]) & MASK) * MS
+            tsecr = seg.timestamps[1]
+            # Karn's rule for timestamps: after a timeout, an echo of a segment sent
+            # before it measures our backoff, not the path.  Peers echo such stale
+            # values when they answer a duplicate (RFC 7323 §4.3 keeps TS.Recent for
+            # out-of-window segments), and one such sample can inflate SRTT by minutes.
+            if self._ts_floor is None or seq_ge(tsecr, self._ts_floor):
+                sample = ((now // MS - tsecr) & MASK) * MS
             self._rtt_seq = None
         elif self._rtt_seq is not None and seq_ge(ack, self._rtt_seq):
             sample = now - self._rtt_time

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from stack.tcp.clock import MS
+from stack.tcp.clock import MS, SECOND
 from stack.tcp.config import TcpConfig
 from tests.tcp.helpers import (
     ACK,
@@ -163,3 +163,27 @@ def test_data_segments_shrink_to_make_room_for_sack_blocks() -> None:
     seg = recv(c, 2)
     assert seg.sack == ((REMOTE_ISS + 11, REMOTE_ISS + 21),)
     assert len(seg.payload) == MSS - 12  # one block: 2 NOPs + 2 + 8 bytes of option
+
+
+def test_timestamp_echo_older_than_the_last_rto_is_not_a_sample() -> None:
+    # Karn's rule for timestamps: the peer answers our retransmission of data it already
+    # had with the TS.Recent of the original (RFC 7323 §4.3); that "RTT" is our backoff.
+    c = connection(FULL)
+    c.open_passive(0)
+    send(c, syn(timestamps=(1, 0), window=65535), 0)
+    recv(c, 0)
+    send(c, replace(SEND, timestamps=(2, 0), window=65535), 10 * MS)
+    samples = c.rtt.samples
+    c.send(b"abc", 20 * MS)
+    assert recv(c, 20 * MS).timestamps == (20, 2)
+    rto = c.rtt.rto
+    assert recv(c, 20 * MS + rto).timestamps == ((20 * MS + rto) // MS, 2)  # RTO
+    # the ACK finally arrives, echoing the original segment's TSval: not a sample
+    send(c, replace(SEND, ack=LOCAL_ISS + 4, timestamps=(3, 20), window=65535), 3 * SECOND)
+    assert c.tcb.snd_una == LOCAL_ISS + 4
+    assert c.rtt.samples == samples
+    # an echo of a segment sent after the timeout is one
+    c.send(b"d", 4 * SECOND)
+    recv(c, 4 * SECOND)
+    send(c, replace(SEND, ack=LOCAL_ISS + 5, timestamps=(4, 4000), window=65535), 4010 * MS)
+    assert c.rtt.samples == samples + 1
