@@ -60,9 +60,10 @@ def test_pair_transfers_both_ways_and_closes() -> None:
     assert transfer(pair, a, b) == (a, b)
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
-def test_pair_through_loss_duplication_and_reordering(seed: int) -> None:
-    pair = Pair(FULL, FULL, loss=0.05, dup=0.02, reorder=0.05, seed=seed)
+@pytest.mark.parametrize(("seed", "cc"), [(1, "newreno"), (2, "newreno"), (3, "cubic")])
+def test_pair_through_loss_duplication_and_reordering(seed: int, cc: str) -> None:
+    config = TcpConfig(rcv_buf=64 * 1024, snd_buf=64 * 1024, cc=cc)
+    pair = Pair(config, config, loss=0.05, dup=0.02, reorder=0.05, seed=seed)
     a, b = payload(100_000, seed), payload(80_000, seed + 1)
     assert transfer(pair, a, b) == (a, b)
     assert pair.client.counters["retransmissions"] + pair.server.counters["retransmissions"] > 0
