@@ -134,10 +134,11 @@ del S
 
 
 def format_user_calls() -> str:
-    """The table as aligned text, one state per line (for `inspect` and docs)."""
-    width = max(len(str(s)) for s in State)
-    lines = ["".ljust(width) + "  " + "  ".join(c.ljust(8) for c in CALLS)]
-    for s in State:
-        cells = [USER_CALLS[(s, c)].removeprefix("error: ")[:8].ljust(8) for c in CALLS]
-        lines.append(str(s).ljust(width) + "  " + "  ".join(cells))
-    return "\n".join(lines)
+    """The table as aligned text, one state per line (for `inspect` and docs); errors
+    are shown as "error: <text>"."""
+    rows = [["", *CALLS]] + [[str(s), *(USER_CALLS[(s, c)] for c in CALLS)] for s in State]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    )
