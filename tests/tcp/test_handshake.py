@@ -11,6 +11,7 @@ from tests.tcp.helpers import (
     ACK,
     BUF,
     CONFIG,
+    FIN,
     LOCAL_ISS,
     MSS,
     RECV,
@@ -270,3 +271,20 @@ def test_rto_after_syn_timeout_is_three_seconds_for_data() -> None:
     c.send(b"x", 2 * SECOND)
     recv(c, 2 * SECOND)
     assert c.timers["retransmission"].deadline == 5 * SECOND  # RFC 6298 (5.7)
+
+
+def test_data_on_the_handshake_ack_is_delivered() -> None:
+    c = syn_received()
+    send(c, replace(SEND, flags=ACK | FIN, payload=b"GET /"), 1 * MS)
+    assert c.state is State.CLOSE_WAIT
+    assert c.receive(100, 1 * MS) == b"GET /"
+    assert c.at_eof
+    assert recv(c, 1 * MS) == replace(RECV, ack=REMOTE_ISS + 7, window=BUF - 5)
+
+
+def test_data_on_the_syn_ack_is_delivered() -> None:
+    c = syn_sent()
+    send(c, replace(SEND, seq=REMOTE_ISS, flags=SYN | ACK, payload=b"hi"), 1 * MS)
+    assert c.state is State.ESTABLISHED
+    assert c.receive(10, 1 * MS) == b"hi"
+    assert recv(c, 1 * MS) == replace(RECV, ack=REMOTE_ISS + 3, window=BUF - 2)
