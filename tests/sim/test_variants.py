@@ -151,3 +151,81 @@ def test_rtt_estimate_stays_sane_at_high_loss(seed: int, timestamps: bool) -> No
     # ACK, a duplicate answered with the old TS.Recent): taken as a sample it is minutes
     # long and pins the RTO at rto_max. Karn's rule applies to echoed timestamps too.
     assert max_srtt(TcpConfig(timestamps=timestamps), seed) < 1 * SECOND
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_simultaneous_close(seed: int) -> None:
+    # Both ends shut down as soon as their own data is written: their FINs cross, so
+    # these runs go through CLOSING (RFC 9293 §3.6, simultaneous close) on one end.
+    net = Network([CLIENT, SERVER], LOSSY, seed, mtu=1500)
+    rng = random.Random(seed)
+    client_app, server_app = App(rng.randbytes(SIZE)), App(rng.randbytes(SIZE))
+    listener = net.hosts[SERVER].listen(PORT)
+    client = net.hosts[CLIENT].connect((SERVER, PORT), 0)
+    accepted: list[Connection] = []
+
+    def apps(now: int) -> None:
+        if not accepted and (conn := listener.accept()) is not None:
+            accepted.append(conn)
+        client_app.step(client, now, may_close=True)
+        for server in accepted:
+            server_app.step(server, now, may_close=True)
+
+    def done() -> bool:
+        return bool(accepted) and client.is_closed and accepted[0].is_closed
+
+    net.run(apps, done, max_iterations=400_000, max_time=3600 * SECOND)
+    client_app.step(client, net.now, may_close=False)
+    server_app.step(accepted[0], net.now, may_close=False)
+    assert bytes(server_app.received) == client_app.payload
+    assert bytes(client_app.received) == server_app.payload
+    for app, conn in ((client_app, client), (server_app, accepted[0])):
+        assert conn.error is None
+        assert app.states[-2:] == [State.TIME_WAIT, State.CLOSED]
+    assert State.CLOSING in client_app.states + server_app.states
+
+
+def test_jumbo_segments_of_64_kib() -> None:
+    # DESIGN §2: the stack carries 64 KB segments (large TUN MTU, GSO/GRO).
+    sizes: list[int] = []
+
+    def observe(sender: IPv4Address, data: bytes) -> None:
+        sizes.append(len(data))
+
+    _, client, _ = transfer(
+        TcpConfig(), LOSSY, seed=4, observe=observe, mtu=65535, size=4 * 1024 * 1024
+    )
+    assert max(sizes) > 60_000
+    assert client.tcb.snd_mss > 60_000
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
+def test_abort_mid_transfer_resets_the_peer(seed: int) -> None:
+    # The client aborts halfway; its RST may be lost on this link, and then the server's
+    # retransmissions meet the client host's RST for a connection it no longer has
+    # (RFC 9293 §3.10.7.1). Either way the server fails with "reset".
+    net = Network([CLIENT, SERVER], LOSSY, seed, mtu=1500)
+    rng = random.Random(seed)
+    client_app, server_app = App(rng.randbytes(SIZE)), App(rng.randbytes(SIZE))
+    listener = net.hosts[SERVER].listen(PORT)
+    client = net.hosts[CLIENT].connect((SERVER, PORT), 0)
+    accepted: list[Connection] = []
+
+    def apps(now: int) -> None:
+        if not accepted and (conn := listener.accept()) is not None:
+            accepted.append(conn)
+        if not client.is_closed:
+            client_app.step(client, now, may_close=False)
+            if len(client_app.received) >= SIZE // 2:
+                client.abort(now)
+        for server in accepted:
+            server_app.step(server, now, may_close=False)
+
+    def done() -> bool:
+        return bool(accepted) and client.is_closed and accepted[0].is_closed
+
+    net.run(apps, done, max_iterations=400_000, max_time=3600 * SECOND)
+    assert client.error is None  # an abort is the application's choice, not a failure
+    assert accepted[0].error == "reset"
+    for host in net.hosts.values():
+        assert host.connections() == []
