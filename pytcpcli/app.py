@@ -59,8 +59,9 @@ def _environment_errors() -> tuple[type[BaseException], ...]:
 class TraceWriter:
     """The --trace / -vv sink: one tcpdump-style line per segment, one per state change.
 
-    Sequence numbers print relative to each side's ISN once both SYNs were seen, as
-    tcpdump does. Lines go to stderr (stdout carries connection data only).
+    `SECONDS In|Out <tcpdump line>` and `SECONDS PID.N: OLD -> NEW`, seconds from the
+    first event. Sequence numbers print relative to each side's ISN once both SYNs were
+    seen, as tcpdump does. Lines go to stderr (stdout carries connection data only).
     """
 
     def __init__(self, err: TextIO, *, segments: bool, states: bool) -> None:
@@ -92,7 +93,8 @@ class TraceWriter:
             if sender in self.isn and receiver in self.isn and not seg.flags & 0x02:
                 isn = (self.isn[sender], self.isn[receiver])
             line = pretty.format_segment(seg, src, dst, isn=isn)
-            self.err.write(f"{stamp} {'<' if kind == 'segment-in' else '>'} {line}\n")
+            # In/Out as tcpdump -i any marks direction; then tcpdump's own line.
+            self.err.write(f"{stamp} {'In ' if kind == 'segment-in' else 'Out'} {line}\n")
         elif kind == "state" and (self.states or self.segments):
             fields = event.fields
             # The connection as `pytcp inspect` names it: PID.N.

@@ -39,7 +39,7 @@ DEFAULT_EXIT_STATUS = """\
 1  the connection failed: refused, reset, timed out, unreachable.
 2  usage error.
 3  environment: no permission for /dev/net/tun, interface busy, ...
-130  interrupted by SIGINT.
+130  interrupted by SIGINT (143: SIGTERM, where a command says so).
 """
 
 GROUP_NOTES = """\
@@ -132,6 +132,11 @@ def option_record(param: click.Parameter, ctx: click.Context) -> tuple[str, str]
     return ", ".join(parts), roff_escape(" ".join(help_text.split()))
 
 
+def option_name(param: click.Option) -> str:
+    """The long name of an option as written on the command line (`--tun`)."""
+    return max(param.opts, key=len)
+
+
 def title(name: str, section: str = "1") -> list[str]:
     return [
         f'.TH "{name.upper()}" "{section}" "" "pytcp {__version__}" "User Commands"',
@@ -168,6 +173,13 @@ def command_page(name: str, command: click.Command) -> str:
         record = option_record(param, ctx)
         if record is not None:
             lines += [".TP", record[0], record[1]]
+    env = [
+        f"{param.envvar}  {option_name(param)}: {' '.join((param.help or '').split())}"
+        for param in command.get_params(ctx)
+        if isinstance(param, click.Option) and isinstance(param.envvar, str)
+    ]
+    if env:
+        lines += [".SH ENVIRONMENT", *roff_tagged("\n".join(env))]
     exit_status = getattr(module, "EXIT_STATUS", None) or DEFAULT_EXIT_STATUS
     lines += [".SH EXIT STATUS", *roff_tagged(exit_status)]
     examples = getattr(module, "EXAMPLES", None) or f"Show every option:\n  {PROG} {name} --help\n"

@@ -290,7 +290,7 @@ def test_trace_prints_segments_and_state_changes(netns) -> None:
     # "seconds PID.N: OLD -> NEW", N = 1: the stack's first connection
     assert re.fullmatch(r"0\.\d{6} \d+\.1: CLOSED -> SYN-SENT", lines[0])
     first = lines[1].split(" ", 2)
-    assert first[1] == ">"
+    assert first[1] == "Out"
     assert first[2].startswith("10.77.0.2.")
     assert f" > {KERNEL}.7013: Flags [S], seq " in first[2]
     assert any(line.endswith("SYN-SENT -> ESTABLISHED") for line in lines)

@@ -145,4 +145,6 @@ def test_option_flags_reach_the_syn(paired: tuple[App, list[Peer]], tmp_path: Pa
     assert (result.exit_code, out) == (0, b"X")
     syn = next(line for line in result.stderr.splitlines() if "Flags [S]," in line)
     assert syn.endswith(", options [mss 1000], length 0")
-    assert syn.split(" ")[1:3] == [">", "10.77.0.2." + syn.split(" ")[2].rsplit(".", 1)[1]]
+    assert syn.split(" ")[1:3] == ["Out", "10.77.0.2." + syn.split(" ")[2].rsplit(".", 1)[1]]
+    synack = next(line for line in result.stderr.splitlines() if "Flags [S.]," in line)
+    assert synack.split(" ")[1:4] == ["In", "", "10.77.0.1.7000"]
