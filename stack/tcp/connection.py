@@ -119,6 +119,7 @@ URG = Flags.URG
 F_FIN, F_SYN, F_RST, F_ACK, F_URG = 1, 2, 4, 16, 32
 
 DEFAULT_MSS = 536  # RFC 9293 3.7.1 / RFC 1122 4.2.2.6: assumed when the SYN has no MSS
+MIN_IPV4_MTU = 68  # RFC 791: every IPv4 module forwards 68-octet datagrams
 MIN_MSS = 48  # floor for ICMP-lowered MSS (Linux tcp_min_snd_mss)
 IP_TCP_HEADERS = 40  # IPv4 + TCP headers without options (RFC 9293 3.7.1)
 TS_OPTION_SPACE = 12  # RFC 7323 §3: 10 bytes + 2 NOP, on every segment once negotiated
@@ -231,6 +232,7 @@ class Connection(Sender):
         self._keepalives_unanswered = 0
         self._last_challenge: int | None = None
         self._ts_floor: int | None = None  # TSval clock (ms) at the last RTO
+        self._path_mtu = link_mtu  # lowered by ICMP fragmentation-needed (RFC 1191)
 
     # ------------------------------------------------------------------ properties
 
@@ -548,17 +550,23 @@ class Connection(Sender):
             if not err.mtu:
                 self._drop("icmp-no-mtu", now)
                 return
-            ts = TS_OPTION_SPACE if tcb.timestamps else 0
-            mss = max(err.mtu - IP_TCP_HEADERS - ts, MIN_MSS)
-            if mss >= tcb.snd_mss:
+            if err.mtu >= self._path_mtu:
                 self._drop("icmp-mtu-not-lower", now)
                 return
-            tcb.snd_mss = mss
-            self.cc.set_mss(mss)
-            # RFC 1191 §6.3: retransmit what the router dropped, in smaller segments.
-            if tcb.state in SENDING:
-                tcb.snd_nxt = tcb.snd_una
-                self._rtt_seq = None
+            if err.mtu < MIN_IPV4_MTU:  # RFC 791 / RFC 1191 §3: no IPv4 path is smaller
+                self._drop("icmp-mtu-too-small", now)
+                return
+            # Remembered, so that an MSS negotiated later (the SYN-ACK) respects it.
+            self._path_mtu = err.mtu
+            ts = TS_OPTION_SPACE if tcb.timestamps else 0
+            mss = max(err.mtu - IP_TCP_HEADERS - ts, MIN_MSS)
+            if mss < tcb.snd_mss:
+                tcb.snd_mss = mss
+                self.cc.set_mss(mss)
+                # RFC 1191 §6.3: resend what the router dropped, in smaller segments.
+                if tcb.state in SENDING:
+                    tcb.snd_nxt = tcb.snd_una
+                    self._rtt_seq = None
             return
         if tcb.state in (State.SYN_SENT, State.SYN_RECEIVED):
             self._fail("refused" if err.code == 3 else "unreachable", now)
@@ -686,7 +694,8 @@ class Connection(Sender):
             tcb.ts_recent = syn.timestamps[0]
             tcb.ts_recent_age = now
         ts = TS_OPTION_SPACE if tcb.timestamps else 0
-        tcb.snd_mss = max(min(tcb.mss_remote, tcb.mss_local) - ts, MIN_MSS)
+        path = self._path_mtu - IP_TCP_HEADERS
+        tcb.snd_mss = max(min(tcb.mss_remote, tcb.mss_local, path) - ts, MIN_MSS)
         self.cc.set_mss(tcb.snd_mss)
 
     def _on_synchronized(self, seg: TcpSegment, now: int) -> None:

@@ -15,7 +15,9 @@ from tests.tcp.helpers import (
     PSH,
     RECV,
     REMOTE,
+    REMOTE_ISS,
     SEND,
+    SYN,
     established,
     events,
     recv,
@@ -90,3 +92,20 @@ def test_frag_needed_that_would_not_lower_the_mss_is_ignored() -> None:
     c.receive_icmp(icmp(4, seq=LOCAL_ISS + 1, mtu=1500), 1)
     assert c.tcb.snd_mss == 1460
     assert c.counters["drops"] == {"icmp-mtu-not-lower": 1}
+
+
+def test_frag_needed_during_the_handshake_caps_the_mss_negotiated_later() -> None:
+    c = syn_sent()
+    c.receive_icmp(icmp(4, seq=LOCAL_ISS, mtu=1000), 1)
+    send(c, replace(SEND, seq=REMOTE_ISS, flags=SYN | ACK, mss=1460), 2)
+    assert c.state is State.ESTABLISHED
+    assert c.tcb.snd_mss == 960
+
+
+def test_frag_needed_below_the_ipv4_minimum_is_ignored() -> None:
+    c = established()
+    c.send(b"m", 0)
+    recv(c, 0)
+    c.receive_icmp(icmp(4, seq=LOCAL_ISS + 1, mtu=60), 1)
+    assert c.tcb.snd_mss == 1460
+    assert c.counters["drops"] == {"icmp-mtu-too-small": 1}
