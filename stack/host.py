@@ -353,6 +353,11 @@ class Host:
         """One IP packet from the link. Never raises on any input: bad packets are dropped,
         counted in counters["drops"] by reason, and traced. Call packets_to_send() next."""
         self.counters["packets_in"] += 1
+        if len(data) and data[0] >> 4 == 6:
+            # The kernel sends IPv6 router and multicast listener solicitations on a new
+            # interface; say what they are rather than counting them as bad IPv4.
+            self._drop(now, "ipv6-unsupported")
+            return
         try:
             ip, payload = Ipv4Header.parse(data)
         except WireError as exc:

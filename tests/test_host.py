@@ -182,6 +182,7 @@ def test_bad_packets_are_counted_drops() -> None:
     host.receive_packet(b"", 0)
     host.receive_packet(packet(syn(), src=IPv4Address("224.0.0.1")), 0)
     host.receive_packet(packet(syn(), src=LOCAL), 0)  # our own address from outside
+    host.receive_packet(b"\x60" + bytes(47), 0)  # IPv6 (a router solicitation, say)
     assert host.packets_to_send(0) == []
     assert host.counters["drops"] == {
         "truncated": 2,
@@ -190,9 +191,10 @@ def test_bad_packets_are_counted_drops() -> None:
         "not-for-us": 1,
         "unknown-protocol": 1,
         "bad-source": 2,
+        "ipv6-unsupported": 1,
     }
-    assert host.counters["packets_in"] == 8
-    assert len(log.of_kind(DROP)) == 8
+    assert host.counters["packets_in"] == 9
+    assert len(log.of_kind(DROP)) == 9
 
 
 # ------------------------------------------------------------------ ICMP
