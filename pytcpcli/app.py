@@ -59,7 +59,8 @@ def _environment_errors() -> tuple[type[BaseException], ...]:
 class TraceWriter:
     """The --trace / -vv sink: one tcpdump-style line per segment, one per state change.
 
-    `SECONDS In|Out <tcpdump line>` and `SECONDS PID.N: OLD -> NEW`, seconds from the
+    `SECONDS In|Out <tcpdump line>`, `SECONDS PID.N: OLD -> NEW` and, for segments the
+    stack refused, `SECONDS drop[ PID.N]: REASON`; seconds from the
     first event. Sequence numbers print relative to each side's ISN once both SYNs were
     seen, as tcpdump does. Lines go to stderr (stdout carries connection data only).
     """
@@ -95,6 +96,10 @@ class TraceWriter:
             line = pretty.format_segment(seg, src, dst, isn=isn)
             # In/Out as tcpdump -i any marks direction; then tcpdump's own line.
             self.err.write(f"{stamp} {'In ' if kind == 'segment-in' else 'Out'} {line}\n")
+        elif kind == "drop" and self.segments:
+            # A segment the stack refused (bad checksum, out of window, ...): say why.
+            who = f" {os.getpid()}.{event.conn}" if event.conn is not None else ""
+            self.err.write(f"{stamp} drop{who}: {event.fields.get('reason', '?')}\n")
         elif kind == "state" and (self.states or self.segments):
             fields = event.fields
             # The connection as `pytcp inspect` names it: PID.N.

@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -148,3 +149,17 @@ def test_option_flags_reach_the_syn(paired: tuple[App, list[Peer]], tmp_path: Pa
     assert syn.split(" ")[1:3] == ["Out", "10.77.0.2." + syn.split(" ")[2].rsplit(".", 1)[1]]
     synack = next(line for line in result.stderr.splitlines() if "Flags [S.]," in line)
     assert synack.split(" ")[1:4] == ["In", "", "10.77.0.1.7000"]
+
+
+def test_trace_shows_drops_of_corrupted_segments(
+    paired: tuple[App, list[Peer]], tmp_path: Path
+) -> None:
+    app, peers = paired
+    data = os.urandom(64 * 1024)
+    args = ["--trace", "--impair", "corrupt=5%,seed=3", "--time-wait", "0"]
+    result, out = run_connect(app, tmp_path, data, *args)
+    assert (result.exit_code, out) == (0, data.upper())
+    assert bytes(peers[0].received) == data
+    drops = [line.split(" ", 1)[1] for line in result.stderr.splitlines() if " drop" in line]
+    assert "drop: bad-checksum" in drops  # a flipped bit: caught by the TCP checksum
+    assert all(re.fullmatch(r"drop( \d+\.\d+)?: [a-z-]+", line) for line in drops), drops
