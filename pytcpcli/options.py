@@ -165,7 +165,8 @@ def stack_options(f: F) -> F:
         click.option(
             "--trace",
             is_flag=True,
-            help="Print every segment in and out (tcpdump style) and every state change on stderr.",
+            help="Print every segment in and out (tcpdump style), every state change and "
+            "every segment dropped (with the reason) on stderr.",
         ),
         click.option(
             "--pcap",
