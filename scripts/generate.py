@@ -48,6 +48,9 @@ gives the kernel 10.77.N.1/24 on it and uses 10.77.N.2 itself; --tun, --addr and
 --gateway (and PYTCP_TUN, PYTCP_ADDR) change that. An interface that already exists
 is attached to as it is, which is how pytcp runs without root. Interfaces pytcp
 created are removed when it exits.
+
+Shell completion: source completions/pytcp.bash in bash, put completions/_pytcp on
+$fpath in zsh, copy completions/pytcp.fish to ~/.config/fish/completions/ in fish.
 """
 
 ENVIRONMENT = """\
