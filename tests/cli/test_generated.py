@@ -94,3 +94,17 @@ def test_script_check_mode_passes() -> None:
         timeout=120,
     )
     assert (out.returncode, out.stderr) == (0, "")
+
+
+def test_the_installed_command_answers_the_completion_scripts() -> None:
+    exe = Path(sys.executable).parent / "pytcp"
+
+    def complete(words: str) -> list[str]:
+        env = {"COMP_WORDS": words, "COMP_CWORD": str(len(words.split(" ")) - 1),
+               "_PYTCP_COMPLETE": "bash_complete", "PATH": "/usr/bin:/bin"}  # fmt: skip
+        out = subprocess.run([str(exe)], capture_output=True, text=True, env=env, timeout=60)
+        return out.stdout.splitlines()
+
+    assert complete("pytcp con") == ["plain,connect"]
+    assert complete("pytcp connect --cc ") == ["plain,newreno", "plain,cubic"]
+    assert complete("pytcp listen --time") == ["plain,--time-wait"]
