@@ -79,6 +79,14 @@ def _pollable(loop: LoopLike, fd: int, add: Callable[[int, Callable[[], None]], 
     return True
 
 
+def _same_file(fd: int, other: int) -> bool:
+    try:
+        a, b = os.fstat(fd), os.fstat(other)
+    except OSError:
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
 class FdReader:
     """Reads an fd in CHUNKs while resumed, handing bytes to on_data and EOF to on_eof once.
 
@@ -203,10 +211,16 @@ class FdWriter:
         self._waiting = False
         self._saved_flags: int | None = None
         self.pollable = _pollable(loop, fd, loop.add_writer)
+        # stderr on the same file (2>&1, a terminal): O_NONBLOCK is a property of the open
+        # file, so it would reach stderr's writes too and break them. Such an fd stays
+        # blocking and gets one PIPE_BUF at a time when the loop says there is room,
+        # which a pipe or terminal takes without blocking.
+        self.stepwise = self.pollable and _same_file(fd, 2)
         if self.pollable:
             loop.remove_writer(fd)
+        if self.pollable and not self.stepwise:
             # Non-blocking so a partial write never stalls the stack; the old flags come
-            # back in close() because stdout may be a terminal shared with the shell.
+            # back in close() because the file may be shared with the shell.
             self._saved_flags = fcntl.fcntl(fd, fcntl.F_GETFL)
             fcntl.fcntl(fd, fcntl.F_SETFL, self._saved_flags | os.O_NONBLOCK)
 
@@ -223,7 +237,12 @@ class FdWriter:
             self.dropped += len(data)
             return
         self.buf += data
-        if not self._waiting:
+        if self._waiting:
+            return
+        if self.stepwise:
+            self._waiting = True
+            self.loop.add_writer(self.fd, self._step)
+        else:
             self._flush()
 
     def close_when_drained(self) -> None:
@@ -251,6 +270,27 @@ class FdWriter:
         if self._waiting:
             self._waiting = False
             self.loop.remove_writer(self.fd)
+        if self._closing:
+            self._close()
+        self.on_drain()
+
+    def _step(self) -> None:
+        """Stepwise mode: the fd is writable, so one PIPE_BUF goes without blocking."""
+        try:
+            n = os.write(self.fd, self.buf[: select.PIPE_BUF])
+        except InterruptedError:
+            return
+        except OSError as e:
+            if e.errno not in (errno.EPIPE, errno.ECONNRESET, errno.EIO, errno.EBADF):
+                raise
+            self._break()
+            return
+        del self.buf[:n]
+        self.written += n
+        if self.buf:
+            return
+        self._waiting = False
+        self.loop.remove_writer(self.fd)
         if self._closing:
             self._close()
         self.on_drain()

@@ -450,3 +450,32 @@ def test_impaired_link_still_delivers_every_byte(netns) -> None:
     assert (out.returncode, out.stderr) == (0, b"")
     assert out.stdout == hashlib.sha256(data).hexdigest().encode()
     assert server.wait() == [hashlib.sha256(data).hexdigest()]
+
+
+def test_stdout_and_stderr_into_one_slow_pipe(netns, tmp_path: Path) -> None:
+    data = os.urandom(1024 * 1024)
+
+    def send(conn: socket.socket) -> bytes:
+        conn.sendall(data)
+        conn.shutdown(socket.SHUT_WR)
+        return recv_all(conn)
+
+    server = KernelServer(7020, send)
+    pcap = tmp_path / "run.pcap"
+    # 2>&1: stdout and stderr are one open file, and its reader starts late; neither the
+    # trace lines nor the data may be lost or crash pytcp.
+    out = subprocess.run(
+        f"{PYTCP} connect -v --trace --pcap {pcap} {KERNEL} 7020 </dev/null 2>&1 | (sleep 1; cat)",
+        shell=True,
+        capture_output=True,
+        timeout=TIMEOUT,
+    )
+    assert (out.returncode, out.stderr) == (0, b"")
+    assert out.stdout.count(b"pytcp: 0 bytes sent, 1048576 received in ") == 1
+    traced = out.stdout.count(b" In  10.77.0.1.7020 > ") + out.stdout.count(b" Out 10.77.0.2.")
+    # Every TCP segment of the run has its trace line: tcpdump counts them in the pcap.
+    read = subprocess.run(
+        ["tcpdump", "-nn", "-r", str(pcap), "tcp"], capture_output=True, timeout=TIMEOUT
+    )
+    assert traced == len(read.stdout.splitlines()) > 1048576 // 65536
+    assert server.wait() == [b""]

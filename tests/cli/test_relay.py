@@ -261,3 +261,30 @@ def read_to_eof(fd: int) -> bytes:
     while chunk := os.read(fd, 65536):
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def test_writer_sharing_stderrs_file_stays_blocking(loop: Loop) -> None:
+    # 2>&1 into a pipe: O_NONBLOCK on stdout would make stderr's writes fail too.
+    r, w = os.pipe()
+    saved = os.dup(2)
+    os.dup2(w, 2)
+    try:
+        writer = FdWriter(loop, w)
+        assert writer.stepwise and os.get_blocking(w) and os.get_blocking(2)
+        data = os.urandom(200 * 1024)
+        writer.write(data)
+        got = bytearray()
+
+        def read() -> None:
+            got.extend(os.read(r, 65536))
+
+        loop.add_reader(r, read)
+        assert loop.run_until(lambda: writer.pending == 0, BOUND)
+        loop.run_until(lambda: len(got) == len(data), BOUND)
+        loop.remove_reader(r)
+        assert bytes(got) == data and os.get_blocking(2)
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+    writer.close_when_drained()
+    os.close(r)
