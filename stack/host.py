@@ -22,7 +22,8 @@ What the host decides, and where the rule comes from:
   it is newer (by timestamps, RFC 6191, else by sequence number, RFC 1122 §4.2.2.13);
 - ephemeral ports by RFC 6056 §3.3.4 (Algorithm 4, "double-hash"), 32768-60999 as Linux;
 - ICMP destination unreachable goes to the connection whose segment it quotes (RFC 5927,
-  the connection validates it); echo requests are answered (RFC 1122 §3.2.2.6).
+  the connection validates it); echo requests are answered (RFC 1122 §3.2.2.6); other
+  transports (UDP, ...) get Protocol Unreachable, rate-limited (RFC 1122 §3.2.2.1).
 
 Bad input is a counted, traced drop (`counters["drops"][reason]`); nothing but a bug in
 the stack makes `receive_packet` raise.
@@ -38,6 +39,7 @@ from collections.abc import Callable
 from ipaddress import IPv4Address
 from typing import Any, Protocol, TypedDict
 
+from stack.tcp.clock import SECOND
 from stack.tcp.config import TcpConfig
 from stack.tcp.connection import Connection
 from stack.tcp.isn import IsnGenerator, SynCookies
@@ -45,7 +47,7 @@ from stack.tcp.seq import MASK, seq_gt
 from stack.tcp.state import State
 from stack.trace import DROP, SEGMENT_OUT, TraceEvent, Tracer, null_tracer
 from stack.wire import PROTO_ICMP, PROTO_TCP, Flags, Ipv4Header, TcpSegment, WireError
-from stack.wire.icmp import IcmpEcho, IcmpError
+from stack.wire.icmp import CODE_PROTOCOL_UNREACHABLE, IcmpEcho, IcmpError, build_unreachable
 from stack.wire.icmp import parse as parse_icmp
 
 Endpoint = tuple[IPv4Address, int]
@@ -56,6 +58,8 @@ BROADCAST = IPv4Address("255.255.255.255")
 TTL = 64  # RFC 1700 / Linux ip_default_ttl
 DEFAULT_MSS = 536  # RFC 9293 §3.7.1: the MSS of a SYN without the option
 IP_TCP_HEADERS = 40  # IPv4 + TCP without options: MSS = MTU - 40 (RFC 9293 §3.7.1)
+ICMP_ERRORS_PER_SECOND = 1000  # Linux net.ipv4.icmp_msgs_per_sec
+ICMP_ERROR_BURST = 50  # Linux net.ipv4.icmp_msgs_burst
 EPHEMERAL_MIN = 32768  # Linux net.ipv4.ip_local_port_range
 EPHEMERAL_MAX = 60999
 PORT_TABLE_LENGTH = 256  # RFC 6056 §3.3.4 TABLE_LENGTH
@@ -247,6 +251,8 @@ class Host:
         self._listeners: dict[int, Listener] = {}  # by port
         self._parent: dict[int, Listener] = {}  # embryonic connection id -> its listener
         self._outbox: list[bytes] = []  # packets the host itself made (RST, echo reply)
+        self._icmp_tokens = float(ICMP_ERROR_BURST)  # token bucket of ICMP errors
+        self._icmp_refill = 0
         self.counters: HostCounters = {
             "packets_in": 0,
             "packets_out": 0,
@@ -377,7 +383,10 @@ class Host:
         elif ip.protocol == PROTO_ICMP:
             self._receive_icmp(ip, payload, now)
         else:
+            # RFC 1122 §3.2.2.1: a host SHOULD say Protocol Unreachable for a transport it
+            # does not implement (UDP included: `nc -u` then fails at once, not silently).
             self._drop(now, "unknown-protocol", src=ip.src, dst=ip.dst, protocol=ip.protocol)
+            self._send_unreachable(CODE_PROTOCOL_UNREACHABLE, ip, data, now)
 
     def _receive_tcp(self, ip: Ipv4Header, payload: memoryview, now: int) -> None:
         try:
@@ -687,6 +696,26 @@ class Host:
         self._tracer(
             TraceEvent(now, SEGMENT_OUT, None, {"segment": rst, "src": ip.dst, "dst": ip.src})
         )
+
+    def _send_unreachable(
+        self, code: int, ip: Ipv4Header, data: bytes | bytearray | memoryview, now: int
+    ) -> None:
+        """An ICMP destination unreachable about `data`, within the error rate limit
+        (RFC 1812 §4.3.2.8, Linux icmp_msgs_per_sec and icmp_msgs_burst). Only called for
+        a unicast packet to us from a unicast source, never about an ICMP message (RFC
+        1122 §3.2.2)."""
+        tokens = min(
+            ICMP_ERROR_BURST,
+            self._icmp_tokens + (now - self._icmp_refill) * ICMP_ERRORS_PER_SECOND / SECOND,
+        )
+        self._icmp_refill = now
+        if tokens < 1:
+            self._icmp_tokens = tokens
+            self._drop(now, "icmp-rate-limited", src=ip.src, dst=ip.dst)
+            return
+        self._icmp_tokens = tokens - 1
+        self._emit(ip.dst, ip.src, PROTO_ICMP, build_unreachable(code, data))
+        self.counters["icmp_out"] += 1
 
     def _emit(self, src: IPv4Address, dst: IPv4Address, protocol: int, payload: bytes) -> None:
         self._outbox.append(self._ip(src, dst, protocol, payload))

@@ -39,6 +39,7 @@ from stack.wire.icmp import (
     TYPE_ECHO_REQUEST,
     IcmpEcho,
     IcmpError,
+    build_unreachable,
 )
 
 LOCAL = IPv4Address("10.77.0.2")
@@ -178,7 +179,6 @@ def test_bad_packets_are_counted_drops() -> None:
     bad_ip[8] ^= 1  # TTL: IP header checksum
     host.receive_packet(bad_ip, 0)
     host.receive_packet(packet(syn(), dst=OTHER), 0)
-    host.receive_packet(Ipv4Header(PEER, LOCAL, 17).build(b"12345678"), 0)  # UDP
     host.receive_packet(b"", 0)
     host.receive_packet(packet(syn(), src=IPv4Address("224.0.0.1")), 0)
     host.receive_packet(packet(syn(), src=LOCAL), 0)  # our own address from outside
@@ -189,12 +189,38 @@ def test_bad_packets_are_counted_drops() -> None:
         "bad-checksum": 1,
         "bad-header-checksum": 1,
         "not-for-us": 1,
-        "unknown-protocol": 1,
         "bad-source": 2,
         "ipv6-unsupported": 1,
     }
-    assert host.counters["packets_in"] == 9
-    assert len(log.of_kind(DROP)) == 9
+    assert host.counters["packets_in"] == 8
+    assert len(log.of_kind(DROP)) == 8
+
+
+def test_udp_draws_protocol_unreachable() -> None:
+    host, _ = make_host()
+    udp = Ipv4Header(PEER, LOCAL, 17).build(b"\x30\x39\x00\x35\x00\x0c\x00\x00data")
+    host.receive_packet(udp, 0)
+    [reply] = host.packets_to_send(0)
+    ip, payload = Ipv4Header.parse(reply)
+    assert (ip.src, ip.dst, ip.protocol) == (LOCAL, PEER, PROTO_ICMP)
+    # RFC 792: type 3 code 2, quoting the IP header and the first 8 bytes of the datagram.
+    assert bytes(payload) == build_unreachable(2, udp)
+    assert bytes(payload[8:]) == udp[:28]
+    assert host.counters["drops"] == {"unknown-protocol": 1}
+    assert host.counters["icmp_out"] == 1
+
+
+def test_icmp_errors_are_rate_limited() -> None:
+    host, _ = make_host()
+    udp = Ipv4Header(PEER, LOCAL, 17).build(bytes(12))
+    for _ in range(60):
+        host.receive_packet(udp, 1 * SECOND)
+    # A burst of 50, then 1000 a second (Linux icmp_msgs_burst, icmp_msgs_per_sec).
+    assert len(host.packets_to_send(1 * SECOND)) == 50
+    assert host.counters["drops"]["icmp-rate-limited"] == 10
+    for _ in range(20):
+        host.receive_packet(udp, 1 * SECOND + 5 * MS)
+    assert len(host.packets_to_send(1 * SECOND + 5 * MS)) == 5
 
 
 # ------------------------------------------------------------------ ICMP
