@@ -1,13 +1,15 @@
 """Host: demultiplexing, listeners and their queues, RSTs for orphans, ICMP, ports, fuzz.
 
 Packets are built with the wire layer and fed to one Host at 10.77.0.2 from a peer at
-10.77.0.1 with a fake clock; ISS is pinned so every expected segment is exact.
+10.77.0.1 with a fake clock; ISS is pinned so every expected segment is exact. The last
+tests (netns) check ping and UDP against the Linux kernel over a real TUN.
 """
 
 from __future__ import annotations
 
 import errno
 import random
+import socket
 from dataclasses import replace
 from ipaddress import IPv4Address
 
@@ -16,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
+from stack.api import Stack
 from stack.host import EPHEMERAL_MAX, EPHEMERAL_MIN, Host, PortAllocator
 from stack.tcp.clock import MS, SECOND
 from stack.tcp.connection import Connection
@@ -41,6 +44,9 @@ from stack.wire.icmp import (
     IcmpError,
     build_unreachable,
 )
+from stack.wire.icmp import parse as parse_icmp
+from tests.conftest import Netns
+from tests.integration.harness import BOUND, StackThread
 
 LOCAL = IPv4Address("10.77.0.2")
 PEER = IPv4Address("10.77.0.1")
@@ -964,3 +970,50 @@ HostMachine.TestCase.settings = settings(
 test_host_machine = HostMachine.TestCase
 CookieHostMachine.TestCase.settings = HostMachine.TestCase.settings
 test_cookie_host_machine = CookieHostMachine.TestCase
+
+
+# ------------------------------------------------------------------ against the kernel
+
+KERNEL_SIDE = "10.77.0.1"  # the defaults of a Stack's first TUN in a fresh namespace
+STACK_SIDE = "10.77.0.2"
+
+
+@pytest.mark.netns
+def test_kernel_ping_is_answered(netns: Netns) -> None:
+    def body(t: StackThread, stack: Stack) -> int:
+        t.run_until_stopped(stack)
+        return stack.host.counters["icmp_out"]
+
+    t = StackThread(body).start()
+    request = IcmpEcho(TYPE_ECHO_REQUEST, 0x4242, 7, b"pytcp ping").build()
+    replies = []
+    with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP) as raw:
+        raw.settimeout(BOUND)
+        raw.sendto(request, (STACK_SIDE, 0))
+        for _ in range(20):  # a raw socket sees every ICMP message: skip the others
+            data, (addr, _) = raw.recvfrom(4096)
+            _, payload = Ipv4Header.parse(data)
+            message = parse_icmp(payload)
+            if isinstance(message, IcmpEcho) and message.type == 0 and message.ident == 0x4242:
+                replies.append((addr, message.seq, bytes(message.payload)))
+                break
+    assert replies == [(STACK_SIDE, 7, b"pytcp ping")]
+    assert t.result() == 1
+
+
+@pytest.mark.netns
+def test_kernel_udp_gets_protocol_unreachable(netns: Netns) -> None:
+    def body(t: StackThread, stack: Stack) -> dict[str, int]:
+        t.run_until_stopped(stack)
+        return stack.host.counters["drops"]
+
+    t = StackThread(body).start()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        udp.settimeout(BOUND)
+        udp.connect((STACK_SIDE, 9))
+        udp.send(b"anyone?")
+        # Linux maps ICMP protocol unreachable to ENOPROTOOPT on a connected socket.
+        with pytest.raises(OSError) as info:
+            udp.recv(100)
+    assert info.value.errno == errno.ENOPROTOOPT
+    assert t.result()["unknown-protocol"] == 1
