@@ -113,8 +113,9 @@ def test_jitter_stays_within_bounds_and_not_before_now() -> None:
     imp = Impairer(ImpairSpec(delay=2 * MS, jitter=5 * MS), random.Random(9))
     times = [imp.apply(PACKET, SECOND)[0][0] for _ in range(500)]
     assert min(times) == SECOND  # clamped: delay - jitter < 0
-    assert max(times) <= SECOND + 7 * MS
-    assert len(set(times)) > 100
+    assert max(times) == 1_006_947_742  # this seed's largest: within delay + jitter
+    assert all(SECOND <= t <= SECOND + 7 * MS for t in times)
+    assert len(set(times)) == 329
 
 
 def test_same_seed_same_deliveries() -> None:
@@ -128,17 +129,20 @@ def test_same_seed_same_deliveries() -> None:
     assert [other.apply(PACKET, n * MS) for n in range(300)] != runs[0]
 
 
-def test_rates_are_roughly_honoured() -> None:
-    # Seeded, so the counts are exact for this seed; the bounds document what they mean.
+def test_rates_are_honoured() -> None:
+    # Seeded, so the counts are exact: 1002 of 20000 lost is 5.01 %, 210 of the 18998
+    # survivors duplicated is 1.1 %, 365 of 19208 copies reordered is 1.9 %.
     imp = Impairer(ImpairSpec(loss=0.05, dup=0.01, reorder=0.02), random.Random(7))
     for n in range(20_000):
         imp.apply(PACKET, n)
-    c = imp.counters
-    assert c["packets"] == 20_000
-    assert 800 <= c["lost"] <= 1200
-    assert 100 <= c["duplicated"] <= 300
-    assert 250 <= c["reordered"] <= 550
-    assert c["delivered"] == c["packets"] - c["lost"] + c["duplicated"]
+    assert imp.counters == {
+        "packets": 20_000,
+        "lost": 1002,
+        "duplicated": 210,
+        "reordered": 365,
+        "corrupted": 0,
+        "delivered": 20_000 - 1002 + 210,
+    }
 
 
 @given(
