@@ -162,7 +162,9 @@ class Listener:
         }
 
     def accept(self) -> Connection | None:
-        """The oldest connection that completed its handshake, or None."""
+        """The oldest connection that completed its handshake, or None. It may have
+        failed since (a RST before accept): its error and events say so, as a socket
+        accepted on Linux then reports ECONNRESET."""
         if not self._accept_queue:
             return None
         self.counters["accepted"] += 1

@@ -1021,3 +1021,18 @@ def test_kernel_udp_gets_protocol_unreachable(netns: Netns) -> None:
             udp.recv(100)
     assert info.value.errno == errno.ENOPROTOOPT
     assert t.result()["unknown-protocol"] == 1
+
+
+def test_connection_reset_before_accept_is_still_accepted() -> None:
+    host, _ = make_host()
+    lst = host.listen(LISTEN_PORT)
+    host.receive_packet(packet(syn()), 0)
+    host.receive_packet(packet(ack()), 0)
+    host.packets_to_send(0)
+    rst = TcpSegment(PEER_PORT, LISTEN_PORT, PEER_ISS + 1, 0, R, 0)
+    host.receive_packet(packet(rst), 1 * MS)
+    host.packets_to_send(1 * MS)
+    assert host.connections() == []
+    conn = lst.accept()
+    assert conn is not None
+    assert (conn.state, conn.error) == (State.CLOSED, "reset")
