@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -22,6 +23,17 @@ from pytcpcli.commands.inspect import inspect
 from pytcpcli.commands.listen import listen
 from pytcpcli.commands.send import send
 from pytcpcli.errors import EXIT_OK, EXIT_SIGINT, EXIT_USAGE
+
+
+class Interrupted(BaseException):
+    """SIGINT outside a relay session (before or after it): exit 130 with no message.
+
+    Not KeyboardInterrupt, which click answers with a blank line on stderr.
+    """
+
+
+def _interrupted(signum: int, frame: Any) -> None:
+    raise Interrupted
 
 
 class PytcpGroup(click.Group):
@@ -51,7 +63,7 @@ class PytcpGroup(click.Group):
         except click.ClickException as e:
             e.show()
             sys.exit(e.exit_code)
-        except (click.Abort, KeyboardInterrupt):
+        except (click.Abort, KeyboardInterrupt, Interrupted):
             sys.exit(EXIT_SIGINT)
         except OSError as e:
             if e.errno != errno.EPIPE:
@@ -100,6 +112,7 @@ def ensure_std_fds() -> None:
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
     ensure_std_fds()
+    signal.signal(signal.SIGINT, _interrupted)
     cli.main(args=argv, prog_name="pytcp")
 
 

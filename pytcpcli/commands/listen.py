@@ -100,8 +100,6 @@ class ListenSession(Session):
                 on_broken=self._on_stdout_broken,
             )
             self.stdin = FdReader(self.loop, app.stdin_fd, self._on_stdin, self._on_stdin_eof)
-        listener.on_change(self._accept)
-        self._accept()
 
     # -- accepting
 
@@ -363,6 +361,8 @@ class ListenSession(Session):
         self._end_run()
 
     def run(self) -> int:
+        self.listener.on_change(self._accept)
+        self._accept()
         try:
             self.loop.run_until(lambda: self.finished, None)
         finally:
@@ -495,9 +495,7 @@ def listen(
             raise CliError(
                 f"cannot listen on port {port}: {e.strerror or e}; choose another port", EXIT_ENV
             ) from None
-        if stack.verbose:
-            app.say(f"listening on {st.tun_name} {address or st.address} port {port}")
-        code = ListenSession(
+        session = ListenSession(
             app,
             st,
             listener,
@@ -507,6 +505,10 @@ def listen(
             crlf=crlf,
             time_wait=time_wait,
             verbose=stack.verbose,
-        ).run()
+        )
+        # Said once the session's signal handling is in place: a ^C from now on closes.
+        if stack.verbose:
+            app.say(f"listening on {st.tun_name} {address or st.address} port {port}")
+        code = session.run()
     if code != EXIT_OK:
         click.get_current_context().exit(code)

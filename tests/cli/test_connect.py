@@ -289,7 +289,8 @@ def test_trace_prints_segments_and_state_changes(netns) -> None:
     lines = out.stderr.decode().splitlines()
     # "seconds PID.N: OLD -> NEW", N = 1: the stack's first connection
     assert re.fullmatch(r"0\.\d{6} \d+\.1: CLOSED -> SYN-SENT", lines[0])
-    first = lines[1].split(" ", 2)
+    # (the kernel's IPv6 router solicitations may come first, as "drop: ipv6-unsupported")
+    first = next(line for line in lines if " Out " in line).split(" ", 2)
     assert first[1] == "Out"
     assert first[2].startswith("10.77.0.2.")
     assert f" > {KERNEL}.7013: Flags [S], seq " in first[2]
@@ -479,3 +480,16 @@ def test_stdout_and_stderr_into_one_slow_pipe(netns, tmp_path: Path) -> None:
     )
     assert traced == len(read.stdout.splitlines()) > 1048576 // 65536
     assert server.wait() == [b""]
+
+
+def test_sigint_during_the_handshake_exits_130_quietly(netns) -> None:
+    # Nobody is 10.77.0.3: the SYN goes unanswered and pytcp waits in SYN-SENT.
+    proc = pytcp("connect", "--trace", "10.77.0.3", "80")
+    err = StderrLines(proc)
+    err.wait_for("")  # the first trace line: the stack is up and connecting
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(TIMEOUT) == 130
+    rest = err.rest()
+    assert [line for line in rest if not re.match(r"\d+\.\d{6} ", line)] == []
+    # The interface pytcp made is gone with it.
+    assert subprocess.run(["ip", "link", "show", "pytcp0"], capture_output=True).returncode != 0
