@@ -1,4 +1,5 @@
-"""One host: IPv4 in and out, TCP demultiplexing, listeners, ports, RSTs and ICMP.
+"""One host: IPv4 (and IPv6 when given an address) in and out, TCP demultiplexing,
+listeners, ports, RSTs and ICMP.
 
 `Host` turns IP packets into calls on `Connection` objects and their segments back into
 IP packets, sans-IO: time (`now`, ns) and randomness (`rng`, `isn_secret`) are handed in.
@@ -23,7 +24,11 @@ What the host decides, and where the rule comes from:
 - ephemeral ports by RFC 6056 §3.3.4 (Algorithm 4, "double-hash"), 32768-60999 as Linux;
 - ICMP destination unreachable goes to the connection whose segment it quotes (RFC 5927,
   the connection validates it); echo requests are answered (RFC 1122 §3.2.2.6); other
-  transports (UDP, ...) get Protocol Unreachable, rate-limited (RFC 1122 §3.2.2.1).
+  transports (UDP, ...) get Protocol Unreachable, rate-limited (RFC 1122 §3.2.2.1);
+- IPv6 (RFC 8200) the same way when the host has an IPv6 address: ICMPv6 echo (RFC 4443
+  §4.1), destination unreachable and packet too big (RFC 8201) to the quoted connection,
+  MSS 20 bytes smaller; listeners on 0.0.0.0 or :: hear both families. Without an IPv6
+  address IPv6 packets are dropped as "ipv6-unsupported".
 
 Bad input is a counted, traced drop (`counters["drops"][reason]`); nothing but a bug in
 the stack makes `receive_packet` raise.
@@ -36,8 +41,8 @@ import hashlib
 import itertools
 from collections import deque
 from collections.abc import Callable
-from ipaddress import IPv4Address
-from typing import Any, Protocol, TypedDict
+from ipaddress import IPv4Address, IPv6Address
+from typing import Any, Protocol, TypedDict, cast
 
 from stack.tcp.clock import SECOND
 from stack.tcp.config import TcpConfig
@@ -47,17 +52,30 @@ from stack.tcp.seq import MASK, seq_gt
 from stack.tcp.state import State
 from stack.trace import DROP, SEGMENT_OUT, TraceEvent, Tracer, null_tracer
 from stack.wire import PROTO_ICMP, PROTO_TCP, Flags, Ipv4Header, TcpSegment, WireError
-from stack.wire.icmp import CODE_PROTOCOL_UNREACHABLE, IcmpEcho, IcmpError, build_unreachable
+from stack.wire.icmp import (
+    CODE_PROTOCOL_UNREACHABLE,
+    TYPE6_PACKET_TOO_BIG,
+    IcmpEcho,
+    IcmpError,
+    Icmpv6Error,
+    build_unreachable,
+    parse_v6,
+)
 from stack.wire.icmp import parse as parse_icmp
+from stack.wire.ipv6 import PROTO_ICMPV6, Ipv6Header
 
-Endpoint = tuple[IPv4Address, int]
-Key = tuple[IPv4Address, int, IPv4Address, int]  # local addr, local port, remote addr, port
+Address = IPv4Address | IPv6Address
+Endpoint = tuple[Address, int]
+Key = tuple[Address, int, Address, int]  # local addr, local port, remote addr, port
+IpHeader = Ipv4Header | Ipv6Header
 
-ANY = IPv4Address(0)
+ANY = IPv4Address(0)  # a listener on ANY (or ANY6) hears both of the host's addresses
+ANY6 = IPv6Address(0)
 BROADCAST = IPv4Address("255.255.255.255")
 TTL = 64  # RFC 1700 / Linux ip_default_ttl
 DEFAULT_MSS = 536  # RFC 9293 §3.7.1: the MSS of a SYN without the option
 IP_TCP_HEADERS = 40  # IPv4 + TCP without options: MSS = MTU - 40 (RFC 9293 §3.7.1)
+IPV6_EXTRA = 20  # IPv6's fixed header is 20 bytes longer: MSS = MTU - 60 (RFC 8200 §5)
 ICMP_ERRORS_PER_SECOND = 1000  # Linux net.ipv4.icmp_msgs_per_sec
 ICMP_ERROR_BURST = 50  # Linux net.ipv4.icmp_msgs_burst
 EPHEMERAL_MIN = 32768  # Linux net.ipv4.ip_local_port_range
@@ -86,6 +104,23 @@ class HostCounters(TypedDict):
     drops: dict[str, int]
 
 
+_QUOTED_V4_PLACEHOLDER = Ipv4Header(ANY, ANY, PROTO_TCP)
+
+
+def _as_icmpv4(err: Icmpv6Error) -> IcmpError:
+    """An ICMPv6 error in the terms Connection.receive_icmp reads (type 3, code, mtu, seq):
+    packet too big (RFC 4443 §3.2) is "fragmentation needed" with the MTU less the 20
+    bytes IPv6's header adds (the connection subtracts 40 for IPv4 and TCP); unreachable
+    code 4, port unreachable (RFC 4443 §3.1), is port unreachable; any other code says
+    the host cannot be reached. The quoted IPv6 header stays with the host, which used it
+    to find the connection."""
+    if err.type == TYPE6_PACKET_TOO_BIG:
+        code, mtu = 4, (err.mtu - IPV6_EXTRA if err.mtu else None)
+    else:
+        code, mtu = (3 if err.code == 4 else 1), None
+    return IcmpError(3, code, mtu, _QUOTED_V4_PLACEHOLDER, err.src_port, err.dst_port, err.seq)
+
+
 class PortAllocator:
     """Ephemeral ports by RFC 6056 §3.3.4, Algorithm 4 ("double-hash port selection").
 
@@ -109,13 +144,11 @@ class PortAllocator:
         # "table[i] = random() % 65536" at boot.
         self._table = [rng.getrandbits(16) for _ in range(PORT_TABLE_LENGTH)]
 
-    def _hash(self, key: bytes, local: IPv4Address, remote: Endpoint) -> int:
+    def _hash(self, key: bytes, local: Address, remote: Endpoint) -> int:
         data = local.packed + remote[0].packed + remote[1].to_bytes(2, "big")
         return int.from_bytes(hashlib.blake2s(data, key=key, digest_size=4).digest(), "big")
 
-    def pick(
-        self, local: IPv4Address, remote: Endpoint, suitable: Callable[[int], bool]
-    ) -> int | None:
+    def pick(self, local: Address, remote: Endpoint, suitable: Callable[[int], bool]) -> int | None:
         """The first suitable port of this 4-tuple's sequence; None when all are taken."""
         num_ephemeral = self.high - self.low + 1
         offset = self._hash(self._key_f, local, remote)
@@ -188,8 +221,8 @@ class Listener:
     def syn_backlog_full(self) -> bool:
         return len(self._embryonic) >= self.backlog
 
-    def matches(self, address: IPv4Address) -> bool:
-        return self.local[0] == ANY or self.local[0] == address
+    def matches(self, address: Address) -> bool:
+        return self.local[0] in (ANY, ANY6) or self.local[0] == address
 
     def close(self, now: int) -> None:
         """Stop listening: embryonic and unaccepted connections are aborted (RST)."""
@@ -217,7 +250,8 @@ class Listener:
 
 
 class Host:
-    """One IPv4 address's TCP: connections by 4-tuple, listeners by port.
+    """One host's TCP on an IPv4 address and, optionally, an IPv6 one: connections by
+    4-tuple, listeners by port.
 
     Drive it like a connection: receive_packet() for each packet from the link,
     handle_timers(now) when next_deadline() is reached, and packets_to_send(now) after
@@ -235,8 +269,10 @@ class Host:
         tracer: Tracer | None = None,
         isn: Callable[[Endpoint, Endpoint, int], int] | None = None,
         syn_cookies: bool = False,
+        address6: IPv6Address | None = None,
     ) -> None:
         self.address = address
+        self.address6 = address6
         self.config = config if config is not None else TcpConfig()
         self.mtu = mtu
         self._tracer: Tracer = tracer if tracer is not None else null_tracer
@@ -285,8 +321,11 @@ class Host:
             raise ValueError(f"remote port {rport} out of range 1-65535")
         if raddr.is_unspecified or raddr.is_multicast or raddr == BROADCAST:
             raise OSError(errno.EADDRNOTAVAIL, f"cannot connect to {raddr}")
+        own = self._own_address(raddr)
+        if own is None:
+            raise OSError(errno.EADDRNOTAVAIL, f"no IPv{raddr.version} address to connect from")
         if local_port is None:
-            port = self._ports.pick(self.address, remote, lambda p: not self._port_taken(p, remote))
+            port = self._ports.pick(own, remote, lambda p: not self._port_taken(p, remote))
             if port is None:
                 raise OSError(errno.EADDRNOTAVAIL, f"no free local port towards {raddr}:{rport}")
         else:
@@ -295,7 +334,7 @@ class Host:
             if self._port_taken(local_port, remote):
                 raise OSError(errno.EADDRINUSE, f"local port {local_port} is in use")
             port = local_port
-        local = (self.address, port)
+        local: Endpoint = (own, port)
         conn = self._new_connection(local, remote, now, config or self.config)
         conn.open_active(now)
         return conn
@@ -304,17 +343,18 @@ class Host:
         self,
         port: int,
         *,
-        address: IPv4Address | None = None,
+        address: Address | None = None,
         backlog: int = 128,
         config: TcpConfig | None = None,
     ) -> Listener:
-        """Passive open on `port` (0: an ephemeral one), on our address or any (None).
+        """Passive open on `port` (0: an ephemeral one), on one of our addresses or on
+        all of them (None, 0.0.0.0 or ::, like a dual-stack socket).
 
         EADDRINUSE when another listener holds the port; established connections using
         it as their local port do not prevent it (SO_REUSEADDR semantics).
         """
         address = ANY if address is None else address
-        if address not in (ANY, self.address):
+        if address not in (ANY, ANY6, self.address) and address != self.address6:
             raise OSError(errno.EADDRNOTAVAIL, f"{address} is not this host's address")
         if port == 0:
             found = self._ports.pick(self.address, (ANY, 0), lambda p: p not in self._listeners)
@@ -349,6 +389,7 @@ class Host:
         counters["drops"] = dict(self.counters["drops"])
         return {
             "address": str(self.address),
+            "address6": None if self.address6 is None else str(self.address6),
             "mtu": self.mtu,
             "counters": counters,
             "listeners": [lst.id for lst in self.listeners()],
@@ -362,9 +403,12 @@ class Host:
         counted in counters["drops"] by reason, and traced. Call packets_to_send() next."""
         self.counters["packets_in"] += 1
         if len(data) and data[0] >> 4 == 6:
-            # The kernel sends IPv6 router and multicast listener solicitations on a new
-            # interface; say what they are rather than counting them as bad IPv4.
-            self._drop(now, "ipv6-unsupported")
+            if self.address6 is not None:
+                self._receive_ipv6(self.address6, data, now)
+            else:
+                # The kernel sends IPv6 router and multicast listener solicitations on a
+                # new interface; say what they are rather than counting them as bad IPv4.
+                self._drop(now, "ipv6-unsupported")
             return
         try:
             ip, payload = Ipv4Header.parse(data)
@@ -390,7 +434,30 @@ class Host:
             self._drop(now, "unknown-protocol", src=ip.src, dst=ip.dst, protocol=ip.protocol)
             self._send_unreachable(CODE_PROTOCOL_UNREACHABLE, ip, data, now)
 
-    def _receive_tcp(self, ip: Ipv4Header, payload: memoryview, now: int) -> None:
+    def _receive_ipv6(
+        self, address6: IPv6Address, data: bytes | bytearray | memoryview, now: int
+    ) -> None:
+        try:
+            ip6, payload = Ipv6Header.parse(data)
+        except WireError as exc:
+            self._drop(now, exc.reason, detail=str(exc))
+            return
+        if ip6.dst != address6:
+            # Multicast too: neighbour discovery has no use on a point-to-point TUN.
+            self._drop(now, "not-for-us", src=ip6.src, dst=ip6.dst)
+            return
+        src = ip6.src
+        if src.is_multicast or src.is_unspecified or src == address6:  # RFC 4291 §2.7
+            self._drop(now, "bad-source", src=ip6.src, dst=ip6.dst)
+            return
+        if ip6.protocol == PROTO_TCP:
+            self._receive_tcp(ip6, payload, now)
+        elif ip6.protocol == PROTO_ICMPV6:
+            self._receive_icmp6(ip6, payload, now)
+        else:
+            self._drop(now, "unknown-protocol", src=ip6.src, dst=ip6.dst, protocol=ip6.protocol)
+
+    def _receive_tcp(self, ip: IpHeader, payload: memoryview, now: int) -> None:
         try:
             seg = TcpSegment.parse(payload, ip.src, ip.dst)
         except WireError as exc:
@@ -428,7 +495,7 @@ class Host:
         self._reset_orphan(ip, seg, now, "no-connection")
 
     def _listener_segment(
-        self, listener: Listener, ip: Ipv4Header, seg: TcpSegment, now: int
+        self, listener: Listener, ip: IpHeader, seg: TcpSegment, now: int
     ) -> None:
         """RFC 9293 §3.10.7.2, LISTEN state, for a segment that matched no connection."""
         flags = seg.flags
@@ -487,8 +554,32 @@ class Host:
             return
         self._icmp_error(ip, message, now)
 
-    def _icmp_error(self, ip: Ipv4Header, err: IcmpError, now: int) -> None:
-        quoted = err.quoted
+    def _receive_icmp6(self, ip6: Ipv6Header, payload: memoryview, now: int) -> None:
+        self.counters["icmp_in"] += 1
+        try:
+            message = parse_v6(payload, ip6.src, ip6.dst)
+        except WireError as exc:
+            self._drop(now, "icmp-" + exc.reason, src=ip6.src, dst=ip6.dst, detail=str(exc))
+            return
+        if isinstance(message, IcmpEcho):
+            if message.is_request and message.code == 0:
+                # RFC 4443 §4.1: every node implements an echo responder.
+                reply = message.reply().build(ip6.dst, ip6.src)
+                self._emit(ip6.dst, ip6.src, PROTO_ICMPV6, reply)
+                self.counters["icmp_out"] += 1
+            else:
+                self._drop(now, "icmp-echo-reply", src=ip6.src, dst=ip6.dst)
+            return
+        if message is None:
+            self._drop(now, "icmp-ignored", src=ip6.src, dst=ip6.dst)
+            return
+        self._icmp_error(ip6, _as_icmpv4(message), now, quoted=message.quoted)
+
+    def _icmp_error(
+        self, ip: IpHeader, err: IcmpError, now: int, *, quoted: IpHeader | None = None
+    ) -> None:
+        if quoted is None:
+            quoted = err.quoted
         # The quoted header is one we sent: its source is us and its ports are ours first.
         conn = self._by_key.get((quoted.src, err.src_port, quoted.dst, err.dst_port))
         if conn is None or conn.is_closed:
@@ -548,7 +639,7 @@ class Host:
 
     # --------------------------------------------------------------- internals
 
-    def _send_cookie(self, listener: Listener, ip: Ipv4Header, seg: TcpSegment, now: int) -> None:
+    def _send_cookie(self, listener: Listener, ip: IpHeader, seg: TcpSegment, now: int) -> None:
         """RFC 4987 §3.6: answer a SYN the full backlog cannot hold with a SYN-ACK whose
         sequence number encodes the connection, and keep no state. Only the MSS survives
         (window scaling, SACK and timestamps are not offered)."""
@@ -564,7 +655,7 @@ class Host:
             (seg.seq + 1) & MASK,
             Flags.SYN | Flags.ACK,
             min(config.rcv_buf, 0xFFFF),  # unscaled: no window scale option on a cookie
-            mss=config.mss if config.mss is not None else self.mtu - IP_TCP_HEADERS,
+            mss=config.mss if config.mss is not None else self._link_mtu(ip.dst) - IP_TCP_HEADERS,
         )
         listener.counters["cookies_sent"] += 1
         self._emit(ip.dst, ip.src, PROTO_TCP, synack.build(ip.dst, ip.src))
@@ -572,7 +663,7 @@ class Host:
             TraceEvent(now, SEGMENT_OUT, None, {"segment": synack, "src": ip.dst, "dst": ip.src})
         )
 
-    def _accept_cookie(self, listener: Listener, ip: Ipv4Header, seg: TcpSegment, now: int) -> bool:
+    def _accept_cookie(self, listener: Listener, ip: IpHeader, seg: TcpSegment, now: int) -> bool:
         """An ACK to a listening port that carries one of our SYN cookies (RFC 4987 §3.6)
         becomes a connection: it is opened passively, handed the SYN the cookie stands for
         (the peer's ISN and the MSS it encodes), and then this ACK."""
@@ -616,11 +707,13 @@ class Host:
     ) -> Connection:
         conn = Connection(
             id=next(self._ids),
-            local=local,
-            remote=remote,
+            # Connection's Endpoint is typed IPv4 (tcp/sender.py); it only stores and
+            # prints addresses, so an IPv6 endpoint is as good.
+            local=cast("tuple[IPv4Address, int]", local),
+            remote=cast("tuple[IPv4Address, int]", remote),
             iss=(self._isn(local, remote, now) if iss is None else iss) & MASK,
             config=config,
-            link_mtu=self.mtu,
+            link_mtu=self._link_mtu(local[0]),
             tracer=self._tracer,
         )
         self._live[conn.id] = conn
@@ -664,10 +757,22 @@ class Host:
             return seq_gt(seg.timestamps[0], tcb.ts_recent)
         return seq_gt(seg.seq, tcb.rcv_nxt)
 
+    def _own_address(self, remote: Address) -> Address | None:
+        """Our address of the remote's family."""
+        return self.address if remote.version == 4 else self.address6
+
+    def _link_mtu(self, local: Address) -> int:
+        """The MTU as a connection sees it: Connection takes MSS = link_mtu - 40 (IPv4 and
+        TCP headers), so an IPv6 connection is handed 20 bytes less (RFC 8200 §5)."""
+        return self.mtu if local.version == 4 else self.mtu - IPV6_EXTRA
+
     def _port_taken(self, port: int, remote: Endpoint) -> bool:
         if port in self._listeners:
             return True
-        conn = self._by_key.get((self.address, port, remote[0], remote[1]))
+        own = self._own_address(remote[0])
+        if own is None:
+            return True
+        conn = self._by_key.get((own, port, remote[0], remote[1]))
         return conn is not None and not conn.is_closed
 
     def _unlisten(self, listener: Listener) -> None:
@@ -676,7 +781,7 @@ class Host:
         for conn_id in [cid for cid, parent in self._parent.items() if parent is listener]:
             del self._parent[conn_id]
 
-    def _reset_orphan(self, ip: Ipv4Header, seg: TcpSegment, now: int, reason: str) -> None:
+    def _reset_orphan(self, ip: IpHeader, seg: TcpSegment, now: int, reason: str) -> None:
         """RFC 9293 §3.10.7.1: the reply of a CLOSED connection, never a RST to a RST."""
         if seg.flags & Flags.RST:
             self._drop(now, "rst-no-connection", src=ip.src, dst=ip.dst, segment=seg)
@@ -719,10 +824,14 @@ class Host:
         self._emit(ip.dst, ip.src, PROTO_ICMP, build_unreachable(code, data))
         self.counters["icmp_out"] += 1
 
-    def _emit(self, src: IPv4Address, dst: IPv4Address, protocol: int, payload: bytes) -> None:
+    def _emit(self, src: Address, dst: Address, protocol: int, payload: bytes) -> None:
         self._outbox.append(self._ip(src, dst, protocol, payload))
 
-    def _ip(self, src: IPv4Address, dst: IPv4Address, protocol: int, payload: bytes) -> bytes:
+    def _ip(self, src: Address, dst: Address, protocol: int, payload: bytes) -> bytes:
+        if isinstance(src, IPv6Address) and isinstance(dst, IPv6Address):
+            # IPv6 never fragments on the way (RFC 8200 §5): PMTU discovery is the rule.
+            return Ipv6Header(src, dst, protocol, TTL).build(payload)
+        assert isinstance(src, IPv4Address) and isinstance(dst, IPv4Address)
         ident = self._ident
         self._ident = (ident + 1) & 0xFFFF
         # DF set: we do path MTU discovery (RFC 1191) and never fragment.

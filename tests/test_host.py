@@ -11,7 +11,7 @@ import errno
 import random
 import socket
 from dataclasses import replace
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -42,9 +42,11 @@ from stack.wire.icmp import (
     TYPE_ECHO_REQUEST,
     IcmpEcho,
     IcmpError,
+    Icmpv6Error,
     build_unreachable,
 )
 from stack.wire.icmp import parse as parse_icmp
+from stack.wire.ipv6 import PROTO_ICMPV6, Ipv6Header
 from tests.conftest import Netns
 from tests.integration.harness import BOUND, StackThread
 
@@ -361,6 +363,7 @@ def test_passive_open_accept() -> None:
     assert host.connections() == [conn]
     assert host.snapshot() == {
         "address": "10.77.0.2",
+        "address6": None,
         "mtu": 1500,
         "counters": {
             "packets_in": 2,
@@ -974,6 +977,174 @@ HostMachine.TestCase.settings = settings(
 test_host_machine = HostMachine.TestCase
 CookieHostMachine.TestCase.settings = HostMachine.TestCase.settings
 test_cookie_host_machine = CookieHostMachine.TestCase
+
+
+# ------------------------------------------------------------------ IPv6
+
+LOCAL6 = IPv6Address("fd77::2")
+PEER6 = IPv6Address("fd77::1")
+
+
+def make_host6(**kw: object) -> Host:
+    return Host(
+        address=LOCAL,
+        address6=LOCAL6,
+        isn_secret=b"test secret",
+        rng=random.Random(1),
+        isn=lambda local, remote, now: LOCAL_ISS,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def packet6(seg: TcpSegment, src: IPv6Address = PEER6, dst: IPv6Address = LOCAL6) -> bytes:
+    return Ipv6Header(src, dst, PROTO_TCP).build(seg.build(src, dst))
+
+
+def segments6(packets: list[bytes]) -> list[TcpSegment]:
+    out = []
+    for data in packets:
+        ip6, payload = Ipv6Header.parse(data)
+        assert (ip6.src, ip6.protocol, ip6.hop_limit) == (LOCAL6, PROTO_TCP, 64)
+        out.append(TcpSegment.parse(payload, ip6.src, ip6.dst))
+    return out
+
+
+def test_ipv6_passive_open_accept_and_data() -> None:
+    host = make_host6()
+    lst = host.listen(LISTEN_PORT)  # all addresses: IPv4 and IPv6
+    host.receive_packet(packet6(syn()), 0)
+    [synack] = segments6(host.packets_to_send(0))
+    # RFC 8200 §5: MSS = MTU - 40 (IPv6) - 20 (TCP).
+    assert bare(synack) == (LISTEN_PORT, PEER_PORT, LOCAL_ISS, PEER_ISS + 1, S | A, 0)
+    assert synack.mss == 1440
+    host.receive_packet(packet6(replace(ack(), payload=b"over six", flags=A | P)), 1 * MS)
+    conn = lst.accept()
+    assert conn is not None
+    assert (conn.local, conn.remote) == ((LOCAL6, LISTEN_PORT), (PEER6, PEER_PORT))
+    assert conn.receive(100, 1 * MS) == b"over six"
+    conn.send(b"back", 1 * MS)
+    [data] = segments6(host.packets_to_send(1 * MS))
+    assert bytes(data.payload) == b"back"
+    # The same port over IPv4 is a different 4-tuple, served by the same listener.
+    host.receive_packet(packet(syn()), 2 * MS)
+    assert [s.dst_port for s in segments(host.packets_to_send(2 * MS))] == [PEER_PORT]
+    assert lst.embryonic == 1
+
+
+def test_ipv6_orphan_rst_and_never_a_rst_to_a_rst() -> None:
+    host = make_host6()
+    host.receive_packet(packet6(syn()), 0)
+    [rst] = segments6(host.packets_to_send(0))
+    assert rst == TcpSegment(LISTEN_PORT, PEER_PORT, 0, PEER_ISS + 1, R | A, 0)
+    host.receive_packet(packet6(TcpSegment(PEER_PORT, 80, 5, 6, R | A, 0)), 0)
+    assert host.packets_to_send(0) == []
+    assert host.counters["drops"] == {"no-connection": 1, "rst-no-connection": 1}
+
+
+def test_ipv6_ping_is_answered() -> None:
+    host = make_host6()
+    request = IcmpEcho(128, 0x77, 3, b"ping six").build(PEER6, LOCAL6)
+    host.receive_packet(Ipv6Header(PEER6, LOCAL6, PROTO_ICMPV6).build(request), 0)
+    [reply] = host.packets_to_send(0)
+    ip6, payload = Ipv6Header.parse(reply)
+    assert (ip6.src, ip6.dst, ip6.protocol) == (LOCAL6, PEER6, PROTO_ICMPV6)
+    assert bytes(payload) == IcmpEcho(129, 0x77, 3, b"ping six").build(LOCAL6, PEER6)
+
+
+def test_ipv6_bad_packets_are_drops() -> None:
+    host = make_host6()
+    host.receive_packet(packet6(syn(), dst=IPv6Address("ff02::1")), 0)
+    host.receive_packet(packet6(syn(), src=IPv6Address("ff02::2")), 0)
+    host.receive_packet(packet6(syn(), src=LOCAL6), 0)
+    host.receive_packet(packet6(syn())[:30], 0)
+    bad = bytearray(packet6(syn()))
+    bad[-1] ^= 1
+    host.receive_packet(bad, 0)
+    host.receive_packet(Ipv6Header(PEER6, LOCAL6, 17).build(bytes(12)), 0)
+    assert host.packets_to_send(0) == []
+    assert host.counters["drops"] == {
+        "not-for-us": 1,
+        "bad-source": 2,
+        "truncated": 1,
+        "bad-checksum": 1,
+        "unknown-protocol": 1,
+    }
+
+
+def test_ipv6_connect_needs_an_ipv6_address() -> None:
+    host, _ = make_host()
+    with pytest.raises(OSError) as info:
+        host.connect((PEER6, 80), 0)
+    assert info.value.errno == errno.EADDRNOTAVAIL
+
+
+def synack6(conn: Connection) -> TcpSegment:
+    return TcpSegment(
+        conn.remote[1], conn.local[1], PEER_ISS, LOCAL_ISS + 1, S | A, 65535, mss=1440
+    )
+
+
+def test_icmpv6_port_unreachable_refuses_connect() -> None:
+    host = make_host6()
+    conn = host.connect((PEER6, 80), 0)
+    assert conn.local[0] == LOCAL6
+    [syn_out] = segments6(host.packets_to_send(0))
+    quoted = Ipv6Header(LOCAL6, PEER6, PROTO_TCP, payload_length=40)
+    err = Icmpv6Error(1, 4, None, quoted, conn.local[1], 80, syn_out.seq)  # port unreachable
+    host.receive_packet(
+        Ipv6Header(PEER6, LOCAL6, PROTO_ICMPV6).build(err.build(PEER6, LOCAL6)), 1 * MS
+    )
+    assert conn.error == "refused"
+
+
+def test_icmpv6_packet_too_big_lowers_the_mss() -> None:
+    host = make_host6()
+    conn = host.connect((PEER6, 80), 0)
+    host.packets_to_send(0)
+    host.receive_packet(packet6(synack6(conn)), 1 * MS)
+    conn.send(b"x" * 3000, 1 * MS)
+    first = segments6(host.packets_to_send(1 * MS))
+    assert [len(s.payload) for s in first if s.payload][:2] == [1440, 1440]
+    quoted = Ipv6Header(LOCAL6, PEER6, PROTO_TCP, payload_length=1460)
+    err = Icmpv6Error(2, 0, 1280, quoted, conn.local[1], 80, LOCAL_ISS + 1)
+    host.receive_packet(
+        Ipv6Header(PEER6, LOCAL6, PROTO_ICMPV6).build(err.build(PEER6, LOCAL6)), 2 * MS
+    )
+    # RFC 8201: segments now fit 1280 - 40 (IPv6) - 20 (TCP).
+    assert conn.tcb.snd_mss == 1220
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=120))
+def test_ipv6_fuzz_random_bytes_never_raise(data: bytes) -> None:
+    host = make_host6()
+    host.listen(LISTEN_PORT)
+    host.receive_packet(b"\x60" + data, 1)
+    host.receive_packet(Ipv6Header(PEER6, LOCAL6, PROTO_TCP).build(data), 1)
+    host.receive_packet(Ipv6Header(PEER6, LOCAL6, PROTO_ICMPV6).build(data), 1)
+    host.packets_to_send(1)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(tcp_segments(), min_size=1, max_size=8), st.integers(0, 10 * SECOND))
+def test_ipv6_fuzz_valid_segments_never_raise(segs: list[TcpSegment], step: int) -> None:
+    host = make_host6()
+    lst = host.listen(LISTEN_PORT, backlog=4)
+    host.receive_packet(packet6(syn(PEER_PORT)), 0)
+    host.receive_packet(packet6(ack(PEER_PORT)), 0)
+    host.connect((PEER6, 1), 0, local_port=PEER_PORT)
+    host.packets_to_send(0)
+    assert lst.pending == 1
+    now = 0
+    for seg in segs:
+        try:
+            data = packet6(seg)
+        except ValueError:
+            continue
+        now += step
+        host.receive_packet(data, now)
+        host.handle_timers(now)
+        segments6(host.packets_to_send(now))
 
 
 # ------------------------------------------------------------------ against the kernel

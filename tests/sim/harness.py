@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import heapq
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 
 from stack.host import Host
 from stack.io.impair import Impairer, ImpairSpec
@@ -79,11 +79,12 @@ class App:
 
 
 class Network:
-    """Hosts on one wire. Each host's packets pass its own Impairer on the way out."""
+    """Hosts on one wire. Each host's packets pass its own Impairer on the way out.
+    An IPv6 address makes a host that speaks IPv6 (its IPv4 address, 10.77.0.N, unused)."""
 
     def __init__(
         self,
-        addresses: list[IPv4Address],
+        addresses: Sequence[IPv4Address | IPv6Address],
         spec: ImpairSpec,
         seed: int,
         *,
@@ -93,11 +94,13 @@ class Network:
         syn_cookies: bool = False,
     ) -> None:
         rng = random.Random(seed)
-        self.hosts: dict[IPv4Address, Host] = {}
-        self.impairers: dict[IPv4Address, Impairer] = {}
+        self.hosts: dict[IPv4Address | IPv6Address, Host] = {}
+        self.impairers: dict[IPv4Address | IPv6Address, Impairer] = {}
         for n, addr in enumerate(addresses):
+            v6 = isinstance(addr, IPv6Address)
             self.hosts[addr] = Host(
-                address=addr,
+                address=IPv4Address(f"10.77.0.{n + 1}") if v6 else IPv4Address(addr),
+                address6=addr if isinstance(addr, IPv6Address) else None,
                 isn_secret=rng.randbytes(16),
                 rng=random.Random(rng.getrandbits(32)),
                 config=config,
@@ -108,11 +111,11 @@ class Network:
             self.impairers[addr] = Impairer(spec, random.Random(rng.getrandbits(32)))
         self.now = 0
         self.iterations = 0
-        self._in_flight: list[tuple[int, int, IPv4Address, bytes]] = []
+        self._in_flight: list[tuple[int, int, IPv4Address | IPv6Address, bytes]] = []
         self._order = 0  # ties at one deliver_at keep their sending order
         self.unroutable = 0
         # Called with (sender address, packet) for every packet a host sends.
-        self.observers: list[Callable[[IPv4Address, bytes], None]] = []
+        self.observers: list[Callable[[IPv4Address | IPv6Address, bytes], None]] = []
 
     @property
     def in_flight(self) -> int:
@@ -133,7 +136,9 @@ class Network:
             for data in host.packets_to_send(now):
                 for observe in self.observers:
                     observe(addr, data)
-                dst = IPv4Address(data[16:20])
+                dst: IPv4Address | IPv6Address = (
+                    IPv6Address(data[24:40]) if data[0] >> 4 == 6 else IPv4Address(data[16:20])
+                )
                 if dst not in self.hosts:
                     self.unroutable += 1
                     continue

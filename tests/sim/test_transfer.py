@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 
 import pytest
 
@@ -46,13 +46,23 @@ class Result:
         return list(self.net.impairers.values())
 
 
-def run(seed: int, *, spec: ImpairSpec = LOSSY, iss: list[int] | None = None) -> Result:
-    net = Network([CLIENT, SERVER], spec, seed, mtu=MTU, iss=iss)
+def run(
+    seed: int,
+    *,
+    spec: ImpairSpec = LOSSY,
+    iss: list[int] | None = None,
+    addresses: tuple[IPv4Address, IPv4Address] | tuple[IPv6Address, IPv6Address] = (
+        CLIENT,
+        SERVER,
+    ),
+) -> Result:
+    client_addr, server_addr = addresses
+    net = Network([client_addr, server_addr], spec, seed, mtu=MTU, iss=iss)
     rng = random.Random(seed)
     client_app = App(rng.randbytes(MIB))
     server_app = App(rng.randbytes(MIB))
-    listener = net.hosts[SERVER].listen(PORT, backlog=4)
-    client = net.hosts[CLIENT].connect((SERVER, PORT), net.now)
+    listener = net.hosts[server_addr].listen(PORT, backlog=4)
+    client = net.hosts[client_addr].connect((server_addr, PORT), net.now)
     accepted: list[Connection] = []
 
     def apps(now: int) -> None:
@@ -139,3 +149,12 @@ def test_corruption_is_dropped_and_recovered() -> None:
     # One flipped bit always changes a ones' complement sum, and the IP header checksum
     # and the TCP checksum between them cover every bit: each corrupted copy is a drop.
     assert dropped == corrupted
+
+
+def test_one_mib_each_way_over_ipv6() -> None:
+    result = run(41, addresses=(IPv6Address("fd77::1"), IPv6Address("fd77::2")))
+    check_clean(result)
+    assert result.client.local[0] == IPv6Address("fd77::1")
+    # RFC 8200 §5: the MSS leaves room for the 40-byte IPv6 header (1500 - 60).
+    assert result.client.tcb.mss_local == 1440
+    assert retransmissions(result) > 0

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 
 import pytest
 
@@ -35,7 +35,7 @@ def transfer(
     *,
     server_read_limit: int | None = None,
     server_read_interval: int = 0,
-    observe: Callable[[IPv4Address, bytes], None] | None = None,
+    observe: Callable[[IPv4Address | IPv6Address, bytes], None] | None = None,
     setup: Callable[[Network], None] | None = None,
     mtu: int = 1500,
     size: int = SIZE,
@@ -103,7 +103,7 @@ def test_slow_reader_behind_a_small_buffer() -> None:
     # (or probe when one is lost, RFC 9293 §3.8.6.1), and no byte may be lost.
     windows: list[int] = []
 
-    def observe(sender: IPv4Address, data: bytes) -> None:
+    def observe(sender: IPv4Address | IPv6Address, data: bytes) -> None:
         if sender == SERVER:
             ip, payload = Ipv4Header.parse(data)
             windows.append(TcpSegment.parse(payload, ip.src, ip.dst).window)
@@ -128,7 +128,7 @@ def max_srtt(config: TcpConfig, seed: int) -> int:
     hosts: list[Host] = []
     now = [0]
 
-    def observe(sender: IPv4Address, data: bytes) -> None:
+    def observe(sender: IPv4Address | IPv6Address, data: bytes) -> None:
         nonlocal peak
         for host in hosts:
             for conn in host.connections():
@@ -189,7 +189,7 @@ def test_jumbo_segments_of_64_kib() -> None:
     # DESIGN §2: the stack carries 64 KB segments (large TUN MTU, GSO/GRO).
     sizes: list[int] = []
 
-    def observe(sender: IPv4Address, data: bytes) -> None:
+    def observe(sender: IPv4Address | IPv6Address, data: bytes) -> None:
         sizes.append(len(data))
 
     _, client, _ = transfer(
