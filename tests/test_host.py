@@ -543,7 +543,7 @@ def test_forged_or_stale_cookie_draws_a_rst() -> None:
     lst = host.listen(LISTEN_PORT, backlog=1)
     host.receive_packet(packet(syn(40_001)), 0)
     host.receive_packet(packet(syn(40_002)), 0)
-    cookie = segments(host.packets_to_send(0))[1].seq
+    [cookie] = [s.seq for s in segments(host.packets_to_send(0)) if s.dst_port == 40_002]
     forged = TcpSegment(40_002, LISTEN_PORT, PEER_ISS + 1, cookie + 2, A, 65535)
     host.receive_packet(packet(forged), 1 * MS)
     assert only(host, 1 * MS) == TcpSegment(LISTEN_PORT, 40_002, cookie + 2, 0, R, 0)
@@ -1112,6 +1112,20 @@ def test_icmpv6_packet_too_big_lowers_the_mss() -> None:
     )
     # RFC 8201: segments now fit 1280 - 40 (IPv6) - 20 (TCP).
     assert conn.tcb.snd_mss == 1220
+
+
+def test_ipv6_syn_cookie() -> None:
+    host = make_host6(syn_cookies=True)
+    lst = host.listen(LISTEN_PORT, backlog=1)
+    host.receive_packet(packet6(syn(40_001)), 0)
+    host.receive_packet(packet6(syn(40_002)), 0)
+    [cookie] = [s for s in segments6(host.packets_to_send(0)) if s.dst_port == 40_002]
+    assert (cookie.flags, cookie.mss, cookie.wscale) == (S | A, 1440, None)
+    final = TcpSegment(40_002, LISTEN_PORT, PEER_ISS + 1, cookie.seq + 1, A, 65535)
+    host.receive_packet(packet6(final), 1 * MS)
+    conn = lst.accept()
+    assert conn is not None
+    assert (conn.state, conn.remote, conn.tcb.snd_mss) == (State.ESTABLISHED, (PEER6, 40_002), 1440)
 
 
 @settings(max_examples=300, deadline=None)
