@@ -304,6 +304,7 @@ class ControlServer:
         self.clients: dict[int, _Client] = {}
         self.counters: dict[str, int] = {}
         self._uid = os.geteuid()
+        self._inode = -1
 
     # -- life cycle
 
@@ -320,6 +321,7 @@ class ControlServer:
             sock.setblocking(False)
             # Renamed only once it listens: a <pid>.sock that refuses is always stale.
             os.replace(tmp, self.path)
+            self._inode = os.stat(self.path).st_ino
         except OSError as exc:
             sock.close()
             with contextlib.suppress(OSError):
@@ -343,8 +345,11 @@ class ControlServer:
         atexit.unregister(self._unlink)
 
     def _unlink(self) -> None:
+        # Only our own socket file: another server of this pid (a second stack in one
+        # process) may have replaced it.
         with contextlib.suppress(OSError):
-            os.unlink(self.path)
+            if os.stat(self.path).st_ino == self._inode:
+                os.unlink(self.path)
 
     def _count(self, what: str) -> None:
         self.counters[what] = self.counters.get(what, 0) + 1

@@ -653,3 +653,12 @@ def test_a_client_that_lingers_is_hung_up_on(
     assert server.counters == {"client-timeout": 1}
     assert server.clients == {}
     assert len(ControlClient([directory], timeout=5).entries()) == 3
+
+
+def test_closing_a_replaced_server_leaves_the_new_socket(tmp_path: Any) -> None:
+    first = ControlServer(FakeStack(), directory=str(tmp_path)).start()
+    second = ControlServer(FakeStack(), directory=str(tmp_path)).start()  # same pid
+    first.close()
+    assert stat.S_ISSOCK(os.stat(second.path).st_mode)
+    second.close()
+    assert os.listdir(tmp_path) == []
