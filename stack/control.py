@@ -3,7 +3,8 @@
 Three parts: a pure JSON-lines codec (`Request`, `Response`, `encode_*`/`decode_*`), the
 server (`ControlServer(stack).start()`: a Unix socket served from the stack's own `Loop`,
 non-blocking), and the client other `pytcp` processes use (`ControlClient`). Imports the
-standard library and nothing of the stack but the `Stack` object it is handed (`stack.api`).
+standard library, and `stack.api` (for InvalidStateError) only when serving a request; it
+acts on the `Stack` it is handed: its loop, host and sockets.
 
 Protocol: one JSON object per line each way, UTF-8, at most `MAX_REQUEST` bytes per
 request. Every message carries `"v": PROTOCOL_VERSION`. Requests are
