@@ -144,7 +144,10 @@ class App:
             stack = self.stack_factory(opts, self.make_tracer(opts))
             entered = stack.__enter__()
         except env_errors as e:
-            raise CliError(str(e), EXIT_ENV) from None
+            # EINVAL: a bad --tun/--addr/--gateway value is a usage error, the rest is
+            # the machine (no /dev/net/tun, no permission, interface busy).
+            code = EXIT_USAGE if getattr(e, "errno", None) == errno.EINVAL else EXIT_ENV
+            raise CliError(str(e), code) from None
         except PermissionError as e:
             raise CliError(
                 f"no permission to set up the TUN device ({e.strerror}); "

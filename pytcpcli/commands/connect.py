@@ -32,7 +32,7 @@ EXIT_STATUS = """\
 0  the connection was made and closed cleanly (with -z: the port is open).
 1  the connection failed: refused, reset, timed out (-w), idle (-i), unreachable,
    or stdout was closed before every received byte was written.
-2  usage error: a bad option, port or duration.
+2  usage error: a bad option, port, duration or --tun/--addr/--gateway value.
 3  environment: no permission for /dev/net/tun, the interface is busy, ...
 130  interrupted by SIGINT (143 for SIGTERM); every byte received was written first.
 """

@@ -26,7 +26,7 @@ from pytcpcli.relay import FdReader, FdWriter, Relay, Session
 EXIT_STATUS = """\
 0  the connection (or, with -k, every connection) was closed cleanly.
 1  the one connection failed: reset by the peer, or stdout was closed early.
-2  usage error: a bad option, address or port.
+2  usage error: a bad option, address, port or --tun/--addr/--gateway value.
 3  environment: no permission for /dev/net/tun, the port or interface is busy, ...
 130  interrupted by SIGINT (143 for SIGTERM), the usual way to stop -k.
 """

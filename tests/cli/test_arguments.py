@@ -165,6 +165,12 @@ def test_environment_failure_exits_3() -> None:
     assert result.stderr == f"pytcp: {failure}\n"
 
 
+def test_bad_interface_option_is_a_usage_error() -> None:
+    failure = StackEnvironmentError(errno.EINVAL, "bad --addr '10.77.0.300': expected an IPv4")
+    result, _ = run(["connect", "--addr", "10.77.0.300", "10.77.0.1", "80"], failure)
+    assert (result.exit_code, result.stderr) == (2, f"pytcp: {failure}\n")
+
+
 def test_listen_port_in_use_exits_3() -> None:
     result, made = run(
         ["listen", "--backlog", "4", "10.77.0.2", "80"],

@@ -174,6 +174,15 @@ def test_usage_error_exits_2(netns) -> None:
     )
 
 
+def test_bad_interface_setting_exits_2(netns) -> None:
+    out = run("connect", "--addr", "10.77.0.300", KERNEL, "80")
+    assert (out.returncode, out.stdout, out.stderr) == (
+        2,
+        b"",
+        b"pytcp: bad --addr '10.77.0.300': expected an IPv4 address such as 10.77.0.2\n",
+    )
+
+
 def test_environment_error_exits_3(netns) -> None:
     # lo exists and is not a TUN device: pytcp cannot attach to it.
     out = run("connect", "--tun", "lo", KERNEL, "80")
