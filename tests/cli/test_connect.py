@@ -184,10 +184,25 @@ def test_bad_interface_setting_exits_2(netns) -> None:
 
 
 def test_environment_error_exits_3(netns) -> None:
-    # lo exists and is not a TUN device: pytcp cannot attach to it.
+    # An existing TUN is used as it is; one without an address cannot carry pytcp.
+    netns.run("ip", "tuntap", "add", "ptx", "mode", "tun")
+    out = run("connect", "--tun", "ptx", KERNEL, "80")
+    assert (out.returncode, out.stdout, out.stderr) == (
+        3,
+        b"",
+        b"pytcp: interface ptx has no IPv4 address, and pytcp uses an existing interface as "
+        b"it is: add one (ip addr add 10.77.0.1/24 dev ptx)\n",
+    )
+
+
+def test_not_a_tun_device_exits_2(netns) -> None:
     out = run("connect", "--tun", "lo", KERNEL, "80")
-    assert (out.returncode, out.stdout) == (3, b"")
-    assert out.stderr.startswith(b"pytcp: ") and out.stderr.count(b"\n") == 1
+    assert (out.returncode, out.stdout, out.stderr) == (
+        2,
+        b"",
+        b"pytcp: interface lo exists but is not a TUN device without packet info "
+        b"(pick another name with --tun)\n",
+    )
 
 
 def test_zero_io_open_and_closed(netns) -> None:
