@@ -57,7 +57,10 @@ Choices worth knowing:
 - A connection opened passively that is reset in SYN-RECEIVED goes to CLOSED, not back
   to LISTEN: the host keeps the listener and creates one Connection per SYN.
 - Zero-window probes carry one new byte (RFC 9293 §3.8.6.1); they back off like the RTO
-  and give up only after `config.retries` probes in a row got no answer at all.
+  and give up only after `config.retries` probes in a row got no answer at all.  A
+  peer that shrinks its window to zero with data in flight gets the same: the RTO
+  that finds a zero window hands over to the persist timer (`_on_rto`) and counts no
+  retry, so a live peer that holds its window shut never times the connection out.
 """
 
 from __future__ import annotations
@@ -448,6 +451,16 @@ class Connection(Sender):
     def _on_rto(self, now: int) -> None:
         """RFC 6298 (5.4)-(5.6) and RFC 5681 §3.1: loss window, go-back-N from SND.UNA."""
         tcb = self.tcb
+        if tcb.snd_wnd == 0 and tcb.state in SENDING:
+            # The peer shrank its window to zero with data in flight (RFC 9293 §3.8.6.1,
+            # MUST-34/35, SHLD-17): resending is not possible, and the peer is not
+            # unreachable, so this is no retry.  Probe the zero window instead (from
+            # SND.UNA, with the persist backoff) and go back to SND.UNA when it opens.
+            self._rtt_seq = None
+            self._ts_floor = (now // MS) & MASK  # what is resent later is ambiguous
+            tcb.snd_nxt = tcb.snd_una
+            self._arm(now, "persist", self.rtt.rto, "zero-window probe")
+            return
         self._retries += 1
         if self._retries > self.config.retries:
             self._fail("timed out", now)

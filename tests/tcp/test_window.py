@@ -236,3 +236,37 @@ def test_persist_timer_with_nothing_left_to_send_is_quiet() -> None:
     assert recv_nothing(c, 10 * RTO)
     assert c.next_deadline() is None
     assert c.counters["zero_window_probes"] == 1
+
+
+def test_window_shrunk_to_zero_with_data_in_flight_probes_and_never_times_out() -> None:
+    # RFC 9293 §3.8.6.1 MUST-34/35, SHLD-17: the peer shrinks its window to zero while
+    # data is in flight.  The RTO finds nothing it may resend: it hands over to the
+    # persist timer (no retry counted) instead of going back N segments into nothing.
+    c = established(cfg(retries=3))
+    data = bytes(range(250)) * 8
+    c.send(data, 0)
+    assert recv_all(c, 0) == [
+        replace(RECV, payload=data[:1460]),
+        replace(DATA, seq=LOCAL_ISS + 1461, payload=data[1460:]),
+    ]
+    send(c, replace(SEND, ack=LOCAL_ISS + 1001, window=0), 0)
+    assert c.timers["retransmission"].deadline == RTO
+    assert recv_nothing(c, RTO)  # the RTO fires: nothing fits a zero window
+    assert c.timers["retransmission"].deadline is None
+    assert c.timers["persist"].deadline == 2 * RTO
+    assert c.tcb.snd_nxt == LOCAL_ISS + 1001
+    t = RTO
+    for k in range(8):  # more probes than `retries`: answered ones never time out
+        t += RTO << k
+        assert recv_nothing(c, t - 1)
+        assert recv(c, t) == replace(RECV, seq=LOCAL_ISS + 1001, payload=data[1000:1001])
+        send(c, replace(SEND, ack=LOCAL_ISS + 1001, window=0), t + 1)
+        assert recv_nothing(c, t + 1)
+        assert c.state is State.ESTABLISHED
+    assert c.counters["zero_window_probes"] == 8
+    assert c.rtt.backoffs == 0
+    # the window opens: everything from SND.UNA goes again
+    send(c, replace(SEND, ack=LOCAL_ISS + 1001, window=4096), t + 2)
+    assert recv(c, t + 2) == replace(DATA, seq=LOCAL_ISS + 1001, payload=data[1000:])
+    assert c.timers["persist"].deadline is None
+    assert c.timers["retransmission"].deadline == t + 2 + RTO
