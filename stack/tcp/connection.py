@@ -989,7 +989,9 @@ class Connection(Sender):
             return
         # RFC 6582 §3.2 step 2: enter only if the ACK covers more than "recover", so
         # duplicates caused by retransmissions after a timeout do not trigger it again.
-        if not seq_gt(tcb.snd_una, self._recover):
+        # `_recover` holds SND.MAX, one past the RFC's "highest sequence number
+        # transmitted": covering more than that number is reaching `_recover`.
+        if not seq_ge(tcb.snd_una, self._recover):
             return
         self._recover = tcb.snd_max
         self.cc.on_enter_recovery(now, seq_diff(tcb.snd_max, tcb.snd_una))

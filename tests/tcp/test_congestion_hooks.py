@@ -205,3 +205,32 @@ def test_rto_forgets_the_sack_scoreboard() -> None:
     assert c.sacked == [(UNA + SMSS, UNA + 2 * SMSS)]
     recv_all(c, 300 * MS)
     assert c.sacked == []
+
+
+def test_fast_retransmit_again_for_a_loss_starting_exactly_at_recover() -> None:
+    # RFC 6582 §3.2 step 2: "recover" is the highest sequence number sent when
+    # recovery began; duplicates whose cumulative ACK covers more than it -- here
+    # SND.UNA = recover + 1, the first byte sent after it -- start a new recovery.
+    c = flowing(10)
+    for t in (1, 2, 3):
+        send(c, ack(0), t * MS)
+    recv(c, 3 * MS)
+    recover = c.snapshot(3 * MS)["congestion"]["recover"]
+    assert recover == UNA + 10 * SMSS
+    send(c, ack(10 * SMSS), 4 * MS)  # the full ACK: exactly up to recover
+    assert c.snapshot(4 * MS)["congestion"]["phase"] == "open"
+    out = recv_all(c, 4 * MS)
+    assert [s.seq for s in out] == [UNA + 10 * SMSS, UNA + 11 * SMSS]
+    # the segment at recover is lost; three duplicates at recover come back
+    send(c, ack(10 * SMSS), 5 * MS)
+    send(c, ack(10 * SMSS), 6 * MS)
+    assert recv_nothing(c, 6 * MS)
+    send(c, ack(10 * SMSS), 7 * MS)
+    out = recv_all(c, 7 * MS)
+    # the head again, then new data: cwnd = ssthresh (2 SMSS, the floor) + 3 SMSS
+    assert [(s.seq, len(s.payload)) for s in out] == [
+        (UNA + k * SMSS, SMSS) for k in (10, 12, 13, 14)
+    ]
+    snap = c.snapshot(7 * MS)["congestion"]
+    assert (snap["phase"], snap["recover"]) == ("recovery", UNA + 12 * SMSS)
+    assert (snap["ssthresh"], snap["cwnd"]) == (2 * SMSS, 5 * SMSS)
