@@ -969,6 +969,12 @@ class Connection(Sender):
             self._dup_acks = 0
             if self._phase == "loss" and seq_ge(ack, self._recover):
                 self._phase = "open"
+            if self._phase == "open":
+                # Drag "recover" along with SND.UNA: left at ISS (or at the last loss)
+                # it would fall 2**31 behind after 2 GiB without loss, and the mod
+                # 2**32 test in _on_dup_ack would refuse fast retransmit for the next
+                # 2 GiB.  Outside recovery it only has to stay at or below SND.UNA.
+                self._recover = ack
         if tcb.snd_una == tcb.snd_max:
             self.timers.cancel("retransmission")  # RFC 6298 (5.2)
         else:

@@ -4,18 +4,24 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from stack.tcp.clock import MS
+from stack.tcp.config import TcpConfig
 from stack.tcp.state import State
 from tests.tcp.helpers import (
     ACK,
+    CONFIG,
     FIN,
+    LOCAL_ISS,
     PSH,
     RECV,
     RST,
     SEND,
+    connection,
     established,
     recv,
     recv_all,
     send,
+    syn,
 )
 
 ISS = 2**32 - 300
@@ -89,3 +95,37 @@ def test_old_ack_before_the_wrap_is_acceptable_within_max_window() -> None:
     send(c, replace(IN, ack=at(ISS + 1), payload=b"q"), 2)  # old ACK, in range: data taken
     assert c.readable == 1
     assert c.tcb.snd_una == at(ISS + 501)
+
+
+def test_fast_retransmit_still_works_after_two_gib_without_loss() -> None:
+    # RFC 6582 §3.2 "recover" must stay within 2**31 of SND.UNA for the mod-2**32
+    # comparison of step 2: outside recovery it follows SND.UNA.
+    cfg = TcpConfig(**{**CONFIG.__dict__, "cc": "newreno", "wscale": True, "snd_buf": 4 << 20})
+    c = connection(cfg, mtu=65535)
+    c.open_passive(0)
+    send(c, syn(mss=65495, wscale=7), 0)
+    recv(c, 0)
+    win = (8 << 20) >> 7
+    send(c, replace(SEND, ack=LOCAL_ISS + 1, window=win), 0)
+    assert c.state is State.ESTABLISHED
+    chunk = b"z" * (1 << 20)
+    total = 0
+    t = 0
+    while total < 2**31 + (4 << 20):
+        total += c.send(chunk, t)
+        if recv_all(c, t):
+            send(c, replace(SEND, ack=c.tcb.snd_max, window=win), t)
+        t += MS
+    while recv_all(c, t):
+        send(c, replace(SEND, ack=c.tcb.snd_max, window=win), t)
+    una = c.tcb.snd_una
+    assert una == at(LOCAL_ISS + 1 + total)
+    assert c.snapshot(t)["congestion"]["recover"] == una
+    mss = c.tcb.snd_mss
+    c.send(b"q" * 8 * mss, t)
+    assert [s.seq for s in recv_all(c, t)] == [at(una + k * mss) for k in range(8)]
+    for k in range(3):  # the first is lost; three duplicates
+        send(c, replace(SEND, ack=una, window=win), t + (k + 1) * MS)
+    out = recv_all(c, t + 3 * MS)
+    assert [(s.seq, len(s.payload)) for s in out] == [(una, mss)]
+    assert c.snapshot(t + 3 * MS)["congestion"]["phase"] == "recovery"
