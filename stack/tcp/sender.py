@@ -107,10 +107,7 @@ class Sender:
         """Segments from SND.NXT within min(SND.WND, cwnd), with sender SWS avoidance and
         Nagle (RFC 9293 3.8.6.2.1, 3.7.4); the FIN rides on the last one."""
         tcb = self.tcb
-        # SACK blocks ride on our data segments too: keep header + payload within the
-        # path MTU (2 NOPs + kind + length + 8 bytes a block, RFC 2018 §3).
-        blocks = len(self._sack_blocks()) if tcb.sack else 0
-        mss = tcb.snd_mss - (8 * blocks + 4 if blocks else 0)
+        mss = self._payload_mss()
         buf = self.sendbuf
         while True:
             off = seq_diff(tcb.snd_nxt, self._buf_seq)
@@ -167,6 +164,15 @@ class Sender:
                 self._arm(now, "persist", self.rtt.rto, "window too small")
         elif tcb.snd_max != tcb.snd_una and not self.timers.is_armed("persist"):
             self._arm(now, "retransmission", self.rtt.rto, "RTO")
+
+    def _payload_mss(self) -> int:
+        """Payload bytes that fit a segment built now.  SACK blocks ride on our data
+        segments too: keep header + payload within the path MTU (2 NOPs + kind +
+        length + 8 bytes a block, RFC 2018 §3; options count against the MSS,
+        RFC 9293 3.7.1)."""
+        tcb = self.tcb
+        blocks = len(self._sack_blocks()) if tcb.sack else 0
+        return tcb.snd_mss - (8 * blocks + 4 if blocks else 0)
 
     def _make(
         self, flags: Flags, seq: int, now: int, payload: bytes | memoryview = b""
@@ -286,7 +292,7 @@ class Sender:
         if it is the last thing before limit.  False when there was nothing to send."""
         tcb = self.tcb
         off = seq_diff(start, self._buf_seq)
-        payload = self.sendbuf.peek(off, min(tcb.snd_mss, seq_diff(limit, start)))
+        payload = self.sendbuf.peek(off, min(self._payload_mss(), seq_diff(limit, start)))
         flags = ACK
         end = seq_add(start, len(payload))
         if tcb.fin_sent and end == self._fin_seq() and seq_lt(end, limit):

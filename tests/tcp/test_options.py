@@ -10,15 +10,18 @@ from stack.tcp.config import TcpConfig
 from tests.tcp.helpers import (
     ACK,
     CONFIG,
+    LOCAL,
     LOCAL_ISS,
     MSS,
     PSH,
     RECV,
+    REMOTE,
     REMOTE_ISS,
     SEND,
     SYN,
     connection,
     recv,
+    recv_all,
     send,
     syn,
 )
@@ -187,3 +190,30 @@ def test_timestamp_echo_older_than_the_last_rto_is_not_a_sample() -> None:
     recv(c, 4 * SECOND)
     send(c, replace(SEND, ack=LOCAL_ISS + 5, timestamps=(4, 4000), window=65535), 4010 * MS)
     assert c.rtt.samples == samples + 1
+
+
+def test_retransmission_with_sack_blocks_fits_the_mtu() -> None:
+    # RFC 9293 3.7.1 / RFC 2018 §3: options count against the MSS.  A fast
+    # retransmission carrying three SACK blocks (we hold the peer's out-of-order data)
+    # shrinks its payload as new data does: 20 + 20 + 12 (timestamps) + 28 + 1420.
+    cfg = TcpConfig(rcv_buf=1 << 18, snd_buf=1 << 18, wscale=False, cc="newreno", nodelay=True)
+    c = connection(cfg)
+    c.open_passive(0)
+    send(c, syn(sack_permitted=True, timestamps=(1, 0)), 0)
+    recv(c, 0)
+    send(c, replace(SEND, window=65535, timestamps=(2, 0)), 0)
+    mss = c.tcb.snd_mss
+    assert mss == 1448
+    for k in (2, 4, 6):  # the peer's segment 1 was lost: three ranges held
+        seg = replace(SEND, seq=REMOTE_ISS + 1 + k * 1000, payload=b"p" * 1000)
+        send(c, replace(seg, window=65535, timestamps=(3, 0)), 0)
+    recv_all(c, 0)
+    c.send(b"x" * 8 * mss, 0)
+    new = recv_all(c, 0)
+    assert [len(s.payload) for s in new] == [1420, 1420, 1420]  # cwnd: 4380 bytes
+    for right in (2, 3, 3):  # the first is lost: three duplicates, SACKing the others
+        sack = ((LOCAL_ISS + 1 + 1420, LOCAL_ISS + 1 + right * 1420),)
+        send(c, replace(SEND, window=65535, timestamps=(4, 0), sack=sack), 10 * MS)
+    rexmit = recv_all(c, 10 * MS)[0]
+    assert (rexmit.seq, len(rexmit.payload), len(rexmit.sack)) == (LOCAL_ISS + 1, 1420, 3)
+    assert 20 + len(rexmit.build(LOCAL[0], REMOTE[0])) == 1500
