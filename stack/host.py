@@ -692,6 +692,9 @@ class Host:
         )
         # The SYN-ACK this connection would send already left, statelessly, as the cookie.
         conn.segments_to_send(now)
+        # It left when the SYN came, not now; no timestamps ride on a cookie either:
+        # the handshake yields no RTT sample (the first RTO stays at rto_initial).
+        conn.skip_rtt_sample()
         conn.receive_segment(seg, now)
         self._settle(conn, listener, now)
         return True

@@ -538,6 +538,33 @@ def test_syn_cookie_when_the_backlog_is_full() -> None:
     assert lst.counters["cookies_sent"] == lst.counters["cookies_accepted"] == 1
 
 
+def test_syn_cookie_connection_takes_no_rtt_sample_from_the_handshake() -> None:
+    # RFC 6298 §3: only true measurements.  The cookie SYN-ACK left when the SYN came;
+    # the connection rebuilt when the ACK arrives cannot time it, so the first RTO is
+    # the initial one (2.1), not rto_min from a 0 ns "sample".
+    host, _ = make_host(syn_cookies=True)
+    lst = host.listen(LISTEN_PORT, backlog=1)
+    host.receive_packet(packet(syn(40_001)), 0)
+    host.packets_to_send(0)
+    host.receive_packet(packet(syn(40_002)), 0)
+    cookie = only(host, 0)
+    final = TcpSegment(40_002, LISTEN_PORT, PEER_ISS + 1, cookie.seq + 1, A, 65535)
+    host.receive_packet(packet(final), 600 * MS)
+    conn = lst.accept()
+    assert conn is not None and conn.state == State.ESTABLISHED
+    assert conn.rtt.snapshot() == {
+        "srtt": None,
+        "rttvar": None,
+        "rto": 1 * SECOND,
+        "min_rtt": None,
+        "samples": 0,
+        "backoff": 0,
+    }
+    conn.send(b"x" * 100, 600 * MS)
+    host.packets_to_send(600 * MS)
+    assert conn.timers["retransmission"].deadline == 1600 * MS
+
+
 def test_forged_or_stale_cookie_draws_a_rst() -> None:
     host, _ = make_host(syn_cookies=True)
     lst = host.listen(LISTEN_PORT, backlog=1)

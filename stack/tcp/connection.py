@@ -372,6 +372,12 @@ class Connection(Sender):
     def next_deadline(self) -> int | None:
         return self.timers.earliest()
 
+    def skip_rtt_sample(self) -> None:
+        """Time nothing that is in flight now: the host calls it when the SYN-ACK this
+        connection just built already left earlier, statelessly, as a SYN cookie, so
+        its timing would measure nothing (RFC 6298 §3 wants only true samples)."""
+        self._rtt_seq = None
+
     def segments_to_send(self, now: int) -> list[TcpSegment]:
         """Everything due now: control segments, the SYN, data within the windows, the
         FIN, and an ACK if one is owed and nothing else carried it."""
