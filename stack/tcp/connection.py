@@ -727,9 +727,11 @@ class Connection(Sender):
             and not flags & (F_ACK | F_RST)
             and seg.seq == tcb.irs
         ):
-            # The peer's SYN again: our SYN-ACK was lost.  Resend it now.
+            # The peer's SYN again: our SYN-ACK was lost.  Resend it now, and time
+            # neither copy: its ACK cannot say which one it answers (Karn, RFC 6298 §3).
             self._drop("retransmitted-syn", now)
             self._syn_pending = True
+            self._rtt_seq = None
             return
         if self._paws_reject(seg, now):
             return

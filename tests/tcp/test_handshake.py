@@ -288,3 +288,15 @@ def test_data_on_the_syn_ack_is_delivered() -> None:
     assert c.state is State.ESTABLISHED
     assert c.receive(10, 1 * MS) == b"hi"
     assert recv(c, 1 * MS) == replace(RECV, ack=REMOTE_ISS + 3, window=BUF - 2)
+
+
+def test_karn_syn_ack_resent_for_a_repeated_syn_is_not_timed() -> None:
+    # RFC 6298 §3: our first SYN-ACK was lost, the peer's SYN came again and we resent
+    # it: the ACK cannot say which copy it answers, so it yields no RTT sample.
+    c = syn_received()
+    send(c, syn(), 900 * MS)
+    assert recv(c, 900 * MS) == replace(RECV, seq=LOCAL_ISS, flags=SYN | ACK, mss=MSS)
+    assert c.counters["retransmissions"] == 1
+    send(c, SEND, 910 * MS)
+    assert c.state is State.ESTABLISHED
+    assert (c.rtt.samples, c.rtt.srtt, c.rtt.rto) == (0, None, 1 * SECOND)
