@@ -56,6 +56,10 @@ Choices worth knowing:
   the full RFC 6675 pipe algorithm, and go-back-N after a timeout ignores SACKs.
 - A connection opened passively that is reset in SYN-RECEIVED goes to CLOSED, not back
   to LISTEN: the host keeps the listener and creates one Connection per SYN.
+- RTT: one segment per round trip is timed in ns (RFC 6298 §3), timestamps or not, as
+  Linux times with its µs clock; the TSecr echo (RFC 7323 §4.1, 1 ms ticks) supplies
+  samples only while a retransmission keeps Karn's rule from timing (`Sender._karn`),
+  and never from an echo of a segment sent before the last RTO (`_ts_floor`).
 - Zero-window probes carry one new byte (RFC 9293 §3.8.6.1); they back off like the RTO
   and give up only after `config.retries` probes in a row got no answer at all.  A
   peer that shrinks its window to zero with data in flight gets the same: the RTO
@@ -224,6 +228,7 @@ class Connection(Sender):
         self._retries = 0  # consecutive RTOs (or SYN timeouts) without progress
         self._rtt_seq: int | None = None  # timed segment's end (RFC 6298 §3, Karn)
         self._rtt_time = 0
+        self._rtt_karn = False  # a retransmission suspended timing (TSecr may sample)
         self._dup_acks = 0
         self._recover = iss  # RFC 6582 §3.2 step 1: initialised to ISS
         self._phase = "open"  # "open" | "recovery" (fast recovery) | "loss" (after RTO)
@@ -448,7 +453,7 @@ class Connection(Sender):
             self._fail("timed out", now)
             return
         self.rtt.backoff()
-        self._rtt_seq = None  # Karn: never time a retransmitted segment
+        self._karn()  # never time a retransmitted segment
         self._syn_pending = True
         self._syn_timeouts += 1
         self._ts_floor = (now // MS) & MASK  # Karn for timestamps, as in _on_rto
@@ -462,7 +467,7 @@ class Connection(Sender):
             # MUST-34/35, SHLD-17): resending is not possible, and the peer is not
             # unreachable, so this is no retry.  Probe the zero window instead (from
             # SND.UNA, with the persist backoff) and go back to SND.UNA when it opens.
-            self._rtt_seq = None
+            self._karn()
             self._ts_floor = (now // MS) & MASK  # what is resent later is ambiguous
             tcb.snd_nxt = tcb.snd_una
             self._arm(now, "persist", self.rtt.rto, "zero-window probe")
@@ -480,7 +485,7 @@ class Connection(Sender):
         self._sacked = []  # RFC 2018 §8: after a timeout, forget what was SACKed
         self._ts_floor = (now // MS) & MASK  # see _ack_advance: older echoes are no samples
         self.rtt.backoff()
-        self._rtt_seq = None
+        self._karn()
         tcb.snd_nxt = tcb.snd_una
         self._arm(now, "retransmission", self.rtt.rto, "RTO", self._retries)
 
@@ -585,7 +590,7 @@ class Connection(Sender):
                 # RFC 1191 §6.3: resend what the router dropped, in smaller segments.
                 if tcb.state in SENDING:
                     tcb.snd_nxt = tcb.snd_una
-                    self._rtt_seq = None
+                    self._karn()
             return
         if tcb.state in (State.SYN_SENT, State.SYN_RECEIVED):
             self._fail("refused" if err.code == 3 else "unreachable", now)
@@ -731,7 +736,7 @@ class Connection(Sender):
             # neither copy: its ACK cannot say which one it answers (Karn, RFC 6298 §3).
             self._drop("retransmitted-syn", now)
             self._syn_pending = True
-            self._rtt_seq = None
+            self._karn()
             return
         if self._paws_reject(seg, now):
             return
@@ -933,9 +938,16 @@ class Connection(Sender):
         if self._sacked:
             self._note_sack(())  # drop what SND.UNA passed
         self.timers.cancel("syn")  # the SYN is acknowledged by any advancing ACK
-        # RTT: the timestamp echo (RFC 7323 §4.1) or the timed segment (RFC 6298 §3).
+        # RTT: the timed segment (RFC 6298 §3), in ns, timestamps or not (as Linux
+        # times with its µs clock); the timestamp echo (RFC 7323 §4.1, 1 ms ticks)
+        # only while a retransmission keeps Karn's rule from timing segments.
         sample: int | None = None
-        if tcb.timestamps and seg.timestamps is not None and seg.timestamps[1]:
+        rtt_seq = self._rtt_seq
+        if rtt_seq is not None and seq_ge(ack, rtt_seq):
+            sample = now - self._rtt_time
+            self._rtt_seq = None
+            self._rtt_karn = False
+        elif self._rtt_karn and tcb.timestamps and seg.timestamps is not None and seg.timestamps[1]:
             tsecr = seg.timestamps[1]
             # Karn's rule for timestamps: after a timeout, an echo of a segment sent
             # before it measures our backoff, not the path.  Peers echo such stale
@@ -943,10 +955,6 @@ class Connection(Sender):
             # out-of-window segments), and one such sample can inflate SRTT by minutes.
             if self._ts_floor is None or seq_ge(tsecr, self._ts_floor):
                 sample = ((now // MS - tsecr) & MASK) * MS
-            self._rtt_seq = None
-        elif self._rtt_seq is not None and seq_ge(ack, self._rtt_seq):
-            sample = now - self._rtt_time
-            self._rtt_seq = None
         if sample is not None:
             self.rtt.sample(sample)
         self.rtt.reset_backoff()

@@ -72,6 +72,7 @@ class Sender:
     _last_ooo_seq: int | None
     _rtt_seq: int | None
     _rtt_time: int
+    _rtt_karn: bool
     _force: bool
     _sacked: list[tuple[int, int]]
     _rexmit_next: int
@@ -80,6 +81,12 @@ class Sender:
         self.timers.arm(name, now + delay, reason, backoff)
         if self._tracer is not None:
             self._trace(TIMER, now, timer=name, action="armed", deadline=now + delay, reason=reason)
+
+    def _karn(self) -> None:
+        """Something is sent again: time nothing in flight (Karn, RFC 6298 §3); until
+        the next timed segment is acknowledged, timestamp echoes supply the samples."""
+        self._rtt_seq = None
+        self._rtt_karn = True
 
     def _trace(self, kind: str, now: int, **fields: object) -> None:
         if self._tracer is not None:
@@ -144,7 +151,7 @@ class Sender:
             if retransmit:
                 self._n["retransmissions"] += 1
                 self._n["retransmitted_bytes"] += length
-            elif self._rtt_seq is None and not tcb.timestamps:
+            elif self._rtt_seq is None:
                 self._rtt_seq = end  # RFC 6298 §3: time one segment per RTT
                 self._rtt_time = now
             if seq_gt(end, tcb.snd_max):
@@ -304,7 +311,7 @@ class Sender:
         self._out.append(self._make(flags, start, now, payload))
         self._n["retransmissions"] += 1
         self._n["retransmitted_bytes"] += len(payload)
-        self._rtt_seq = None  # Karn
+        self._karn()
         if seq_gt(end, self._rexmit_next):
             self._rexmit_next = end
         return True

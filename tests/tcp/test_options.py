@@ -192,6 +192,45 @@ def test_timestamp_echo_older_than_the_last_rto_is_not_a_sample() -> None:
     assert c.rtt.samples == samples + 1
 
 
+def test_timestamps_on_data_is_still_timed_in_ns() -> None:
+    # RFC 6298 §3 per-segment timing stays on with timestamps (as Linux times in µs):
+    # a 300 µs path is measured as 300 µs, not as 0 or 1 ms ticks of TSecr.
+    c = connection(FULL)
+    c.open_passive(0)
+    send(c, syn(timestamps=(1, 0), window=65535), 0)
+    assert recv(c, 0).timestamps == (0, 1)
+    send(c, replace(SEND, timestamps=(2, 0), window=65535), 300_000)
+    assert (c.rtt.samples, c.rtt.srtt) == (1, 300_000)  # the SYN-ACK, timed in ns
+    t = 7 * MS + 123_456
+    for k in range(3):
+        c.send(b"x" * 100, t)
+        seg = recv(c, t)
+        ack = LOCAL_ISS + 1 + 100 * (k + 1)
+        send(
+            c, replace(SEND, ack=ack, timestamps=(3, seg.timestamps[0]), window=65535), t + 300_000
+        )
+        t += 10 * MS
+    assert c.rtt.snapshot()["samples"] == 4
+    assert (c.rtt.srtt, c.rtt.min_rtt) == (300_000, 300_000)
+
+
+def test_timestamp_echo_samples_the_ack_of_a_retransmission() -> None:
+    # Karn's rule forbids timing the retransmission; its TSecr echo is unambiguous
+    # (RFC 7323 §4.1) and supplies the sample, in 1 ms ticks.
+    c = connection(FULL)
+    c.open_passive(0)
+    send(c, syn(timestamps=(1, 0), window=65535), 0)
+    recv(c, 0)
+    send(c, replace(SEND, timestamps=(2, 0), window=65535), 10 * MS)
+    assert (c.rtt.samples, c.rtt.rto) == (1, 200 * MS)
+    c.send(b"abc", 20 * MS)
+    assert recv(c, 20 * MS).timestamps == (20, 2)
+    assert recv(c, 220 * MS).timestamps == (220, 2)  # the RTO resends it
+    send(c, replace(SEND, ack=LOCAL_ISS + 4, timestamps=(3, 220), window=65535), 227 * MS)
+    assert c.rtt.samples == 2
+    assert c.rtt.min_rtt == 7 * MS
+
+
 def test_retransmission_with_sack_blocks_fits_the_mtu() -> None:
     # RFC 9293 3.7.1 / RFC 2018 §3: options count against the MSS.  A fast
     # retransmission carrying three SACK blocks (we hold the peer's out-of-order data)
