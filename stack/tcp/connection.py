@@ -240,6 +240,7 @@ class Connection(Sender):
         self._keepalives_unanswered = 0
         self._last_challenge: int | None = None
         self._ts_floor: int | None = None  # TSval clock (ms) at the last RTO
+        self._ts_floor_end = iss  # SND.MAX then: the floor is dropped once ACKed
         self._path_mtu = link_mtu  # lowered by ICMP fragmentation-needed (RFC 1191)
 
     # ------------------------------------------------------------------ properties
@@ -456,7 +457,7 @@ class Connection(Sender):
         self._karn()  # never time a retransmitted segment
         self._syn_pending = True
         self._syn_timeouts += 1
-        self._ts_floor = (now // MS) & MASK  # Karn for timestamps, as in _on_rto
+        self._set_ts_floor(now)  # Karn for timestamps, as in _on_rto
         self._arm(now, "syn", self.rtt.rto, "SYN retransmission", backoff + 1)
 
     def _on_rto(self, now: int) -> None:
@@ -468,7 +469,7 @@ class Connection(Sender):
             # unreachable, so this is no retry.  Probe the zero window instead (from
             # SND.UNA, with the persist backoff) and go back to SND.UNA when it opens.
             self._karn()
-            self._ts_floor = (now // MS) & MASK  # what is resent later is ambiguous
+            self._set_ts_floor(now)  # what is resent later is ambiguous
             tcb.snd_nxt = tcb.snd_una
             self._arm(now, "persist", self.rtt.rto, "zero-window probe")
             return
@@ -483,11 +484,17 @@ class Connection(Sender):
         self._dup_acks = 0
         self._partial_acks = 0
         self._sacked = []  # RFC 2018 §8: after a timeout, forget what was SACKed
-        self._ts_floor = (now // MS) & MASK  # see _ack_advance: older echoes are no samples
+        self._set_ts_floor(now)  # see _ack_advance: older echoes are no samples
         self.rtt.backoff()
         self._karn()
         tcb.snd_nxt = tcb.snd_una
         self._arm(now, "retransmission", self.rtt.rto, "RTO", self._retries)
+
+    def _set_ts_floor(self, now: int) -> None:
+        """Echoes of TSvals older than now are no RTT samples (see _ack_advance) until
+        everything sent so far is acknowledged."""
+        self._ts_floor = (now // MS) & MASK
+        self._ts_floor_end = self.tcb.snd_max
 
     def _on_persist(self, now: int, backoff: int) -> None:
         """RFC 9293 §3.8.6.1: probe a zero window; or, for a small nonzero window that
@@ -955,6 +962,11 @@ class Connection(Sender):
             # out-of-window segments), and one such sample can inflate SRTT by minutes.
             if self._ts_floor is None or seq_ge(tsecr, self._ts_floor):
                 sample = ((now // MS - tsecr) & MASK) * MS
+        if self._ts_floor is not None and seq_ge(ack, self._ts_floor_end):
+            # Everything sent before the floor was set is acknowledged: later ACKs
+            # echo later segments.  Kept, the floor would fall 2**31 ms (24.9 days)
+            # behind and the mod 2**32 test refuse every echo for the next 24.9 days.
+            self._ts_floor = None
         if sample is not None:
             self.rtt.sample(sample)
         self.rtt.reset_backoff()

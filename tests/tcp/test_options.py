@@ -231,6 +231,35 @@ def test_timestamp_echo_samples_the_ack_of_a_retransmission() -> None:
     assert c.rtt.min_rtt == 7 * MS
 
 
+def test_timestamp_echoes_still_sample_25_days_after_an_rto() -> None:
+    # The Karn floor set by an RTO is dropped once everything sent before it is
+    # acknowledged; kept, it would fall 2**31 ms behind after 24.9 days and the mod
+    # 2**32 comparison would refuse every echo (here: of a fast retransmission).
+    c = connection(FULL)
+    c.open_passive(0)
+    send(c, syn(timestamps=(1, 0), window=65535), 0)
+    recv(c, 0)
+    send(c, replace(SEND, timestamps=(2, 0), window=65535), 10 * MS)
+    c.send(b"abc", 20 * MS)
+    recv(c, 20 * MS)
+    assert recv(c, 220 * MS).timestamps == (220, 2)  # an RTO
+    send(c, replace(SEND, ack=LOCAL_ISS + 4, timestamps=(3, 220), window=65535), 227 * MS)
+    assert c.rtt.samples == 2
+    t = 25 * 24 * 3600 * SECOND
+    una = LOCAL_ISS + 4
+    c.send(b"y" * 4 * 1448, t)
+    first = recv_all(c, t)
+    assert [len(s.payload) for s in first] == [1448] * 4
+    for k in (1, 2, 3):  # the first is lost: three duplicates, fast retransmit
+        send(c, replace(SEND, ack=una, timestamps=(3 + k, t // MS), window=65535), t + k * MS)
+    [rexmit] = recv_all(c, t + 3 * MS)
+    assert (rexmit.seq, rexmit.timestamps) == (una, ((t + 3 * MS) // MS % 2**32, 6))
+    full = replace(SEND, ack=una + 4 * 1448, timestamps=(7, rexmit.timestamps[0]), window=65535)
+    send(c, full, t + 8 * MS)
+    assert c.rtt.samples == 3  # the echo of the retransmission: 5 ms
+    assert c.rtt.min_rtt == 5 * MS
+
+
 def test_retransmission_with_sack_blocks_fits_the_mtu() -> None:
     # RFC 9293 3.7.1 / RFC 2018 §3: options count against the MSS.  A fast
     # retransmission carrying three SACK blocks (we hold the peer's out-of-order data)
