@@ -774,9 +774,12 @@ class Connection(Sender):
             seg.timestamps is not None
             and tcb.timestamps
             and seq_le(seg.seq, tcb.last_ack_sent)
-            and seq_ge(seg.timestamps[0], tcb.ts_recent)
+            and (seq_ge(seg.timestamps[0], tcb.ts_recent) or now - tcb.ts_recent_age > PAWS_IDLE)
         ):
             # RFC 7323 §4.3 (2): remember the peer's clock for the echo and PAWS.
+            # §5.5: after 24 days idle TS.Recent is invalid and the next TSval
+            # replaces it whatever its value (as Linux tcp_paws_check), or the
+            # peer's clock, 2**31 ticks on, would never count as newer again.
             tcb.ts_recent = seg.timestamps[0]
             tcb.ts_recent_age = now
         self._keepalives_unanswered = 0

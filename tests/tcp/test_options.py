@@ -260,6 +260,24 @@ def test_timestamp_echoes_still_sample_25_days_after_an_rto() -> None:
     assert c.rtt.min_rtt == 5 * MS
 
 
+def test_ts_recent_is_replaced_after_24_days_idle() -> None:
+    # RFC 7323 §5.5: after more than 24 days idle TS.Recent is invalid; the next
+    # segment's TSval replaces it even when, 2**31 ticks on, it looks older.
+    c = connection(FULL)
+    c.open_passive(0)
+    send(c, syn(timestamps=(1000, 0), window=65535), 0)
+    recv(c, 0)
+    send(c, replace(SEND, timestamps=(1001, 0), window=65535), 0)
+    day = 24 * 3600 * SECOND
+    nxt = REMOTE_ISS + 1
+    for k, (t, tsval) in enumerate([(1 * day, 86_401_000), (27 * day, 2_332_801_000)]):
+        data = replace(SEND, seq=nxt + 2 * k, payload=b"hi", timestamps=(tsval, 0))
+        send(c, replace(data, window=65535), t)
+        assert c.tcb.ts_recent == tsval
+        assert recv(c, t + 40 * MS).timestamps == ((t + 40 * MS) // MS % 2**32, tsval)
+        assert c.receive(10, t + 40 * MS) == b"hi"
+
+
 def test_retransmission_with_sack_blocks_fits_the_mtu() -> None:
     # RFC 9293 3.7.1 / RFC 2018 §3: options count against the MSS.  A fast
     # retransmission carrying three SACK blocks (we hold the peer's out-of-order data)
