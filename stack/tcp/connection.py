@@ -28,7 +28,8 @@ RFC section                              where
 §3.8.6.2.1 sender SWS / §3.7.4 Nagle     `Sender._send_data` (sender.py)
 §3.8.6.2.2 receiver SWS, RFC 7323 §2.4   `Sender._window_field`, `_maybe_window_update`
 §3.8.6.1 zero-window probing (persist)   `_on_persist`
-§3.8.6.3 delayed ACK, RFC 5681 §4.2      `_on_text`, timer "delayed-ack"
+§3.8.6.3 delayed ACK, RFC 5681 §4.2      `_on_text`, timer "delayed-ack"; `_ack_own`
+                                         in `receive_segment` (ACKs within a burst)
 RFC 5681 §3.2 + RFC 6582 NewReno         `_on_dup_ack`, `_ack_advance` (CC hooks),
                                          `Sender._retransmit_head`
 RFC 7323 timestamps (RTTM, PAWS)         `Sender._make`, `_paws_reject`, `_ack_advance`
@@ -56,6 +57,10 @@ Choices worth knowing:
   the full RFC 6675 pipe algorithm, and go-back-N after a timeout ignores SACKs.
 - A connection opened passively that is reset in SYN-RECEIVED goes to CLOSED, not back
   to LISTEN: the host keeps the listener and creates one Connection per SYN.
+- The owner feeds a burst of segments before it collects output.  An ACK owed for
+  every second full-sized segment or for out-of-order data still goes out per pair
+  (per segment) as if collected in between: the next segment's arrival queues it
+  first (`_ack_own`).  Other ACKs (delayed, duplicate data, FIN) merge into the last.
 - RTT: one segment per round trip is timed in ns (RFC 6298 §3), timestamps or not, as
   Linux times with its µs clock; the TSecr echo (RFC 7323 §4.1, 1 ms ticks) supplies
   samples only while a retransmission keeps Karn's rule from timing (`Sender._karn`),
@@ -221,6 +226,8 @@ class Connection(Sender):
         self._syn_pending = False  # a SYN (or SYN-ACK) is due out
         self._syn_timeouts = 0
         self._ack_now = False  # an ACK must go out with the next segments_to_send
+        # ... and may not be merged into the ACK of a later segment (see receive_segment)
+        self._ack_own = False
         self._unacked_rx = 0  # in-order bytes received since our last ACK
         self._rcv_mss = DEFAULT_MSS  # largest payload seen from the peer (delayed ACK)
         self._peer_fin_seq: int | None = None  # FIN that arrived ahead of missing data
@@ -614,6 +621,15 @@ class Connection(Sender):
         n["bytes_in"] += len(seg.payload)
         if self._tracer is not None:
             self._trace(SEGMENT_IN, now, segment=seg, src=self.remote[0], dst=self.local[0])
+        if self._ack_own:
+            # The owner feeds bursts of segments before it collects output.  An ACK
+            # owed for every second full-sized segment (RFC 5681 §4.2, RFC 9293
+            # 3.8.6.3 SHLD-19) or for out-of-order data (a duplicate ACK the peer
+            # counts) goes out now, as it would have had the owner collected between
+            # segments, not merged into one cumulative ACK for the whole burst.
+            self._ack_own = False
+            if self._ack_now and self.tcb.state in SYNCHRONIZED:
+                self._out.append(self._make(ACK, self.tcb.snd_max, now))
         match self.tcb.state:
             case State.CLOSED:
                 self._on_closed(seg, now)
@@ -1073,19 +1089,20 @@ class Connection(Sender):
             # Out of order: ACK at once (RFC 5681 §4.2, RFC 9293 3.8.6.3) so the
             # sender sees duplicate ACKs, with SACK blocks.
             self._last_ooo_seq = seg.seq
-            self._ack_now = True
+            self._ack_now = self._ack_own = True
             return True
         if advanced:
             self._advance_rcv_nxt(advanced)
             self._events.append(DataReceived(advanced))
             if advanced > len(payload) or self.recvbuf.ooo_ranges():
-                self._ack_now = True  # a hole filled or one remains: ACK at once
+                # a hole filled or one remains: ACK at once
+                self._ack_now = self._ack_own = True
             else:
-                # Delayed ACK (RFC 9293 3.8.6.3, RFC 5681 §4.2): at least every
+                # Delayed ACK (RFC 9293 3.8.6.3 SHLD-19, RFC 5681 §4.2): at least every
                 # second full-sized segment, and within delayed_ack.
                 self._unacked_rx += advanced
                 if self._unacked_rx >= 2 * self._rcv_mss:
-                    self._ack_now = True
+                    self._ack_now = self._ack_own = True
                 elif not self.timers.is_armed("delayed-ack"):
                     self._arm(now, "delayed-ack", self.config.delayed_ack, "delayed ACK")
         if self._peer_fin_seq is not None and self._peer_fin_seq == tcb.rcv_nxt:

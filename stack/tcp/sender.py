@@ -68,6 +68,7 @@ class Sender:
     _syn_new: bool
     _syn_pending: bool
     _ack_now: bool
+    _ack_own: bool
     _unacked_rx: int
     _last_ooo_seq: int | None
     _rtt_seq: int | None
@@ -199,7 +200,7 @@ class Sender:
         sack: tuple[tuple[int, int], ...] = ()
         if flags & ACK:
             tcb.last_ack_sent = tcb.rcv_nxt
-            self._ack_now = False
+            self._ack_now = self._ack_own = False
             self._unacked_rx = 0
             self.timers.cancel("delayed-ack")
             if tcb.sack and not syn:

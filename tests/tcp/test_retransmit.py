@@ -140,6 +140,30 @@ def test_ack_every_second_full_segment() -> None:
     assert recv(c, 1).ack == REMOTE_ISS + 2921
 
 
+def test_ack_every_second_full_segment_within_a_burst() -> None:
+    # RFC 5681 §4.2 / RFC 9293 3.8.6.3 SHLD-19: six full segments fed before the owner
+    # collects output still draw an ACK per two, not one cumulative ACK.
+    c = established(TcpConfig(**{**CONFIG.__dict__, "rcv_buf": 65535}))
+    for k in range(7):
+        send(c, replace(SEND, seq=REMOTE_ISS + 1 + k * 1460, payload=b"x" * 1460), k)
+    out = recv_all(c, 7)
+    assert [(s.ack, s.window) for s in out] == [
+        (REMOTE_ISS + 1 + 2920, 65535 - 2920),
+        (REMOTE_ISS + 1 + 5840, 65535 - 5840),
+        (REMOTE_ISS + 1 + 8760, 65535 - 8760),
+    ]
+    assert c.timers["delayed-ack"].deadline == 6 + 40 * MS  # the seventh waits
+
+
+def test_duplicate_ack_for_every_out_of_order_segment_within_a_burst() -> None:
+    # RFC 5681 §4.2: an immediate (duplicate) ACK per out-of-order segment, so the
+    # peer counts three and retransmits, even when they arrive in one burst.
+    c = established()
+    for k in range(1, 4):
+        send(c, replace(SEND, seq=REMOTE_ISS + 1 + 10 * k, payload=b"y" * 10), k)
+    assert recv_all(c, 4) == [replace(RECV, window=4096)] * 3
+
+
 def test_data_piggybacks_the_delayed_ack() -> None:
     c = established()
     send(c, replace(SEND, payload=b"ping"), 0)
