@@ -18,11 +18,17 @@ import os
 import select
 import signal
 import stat
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any, Protocol
 
 CHUNK = 64 * 1024  # one read from an fd or a socket
 HIGH_WATER = 256 * 1024  # bytes buffered before the producer is paused
+# Write errors that mean the output is gone for good (the reader left, the disk is full):
+# the writer turns `broken` and counts what it could not write instead of raising.
+BROKEN_ERRNOS = frozenset(
+    {errno.EPIPE, errno.ECONNRESET, errno.EIO, errno.EBADF, errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+)
 
 
 class Handle(Protocol):
@@ -261,7 +267,7 @@ class FdWriter:
                     self.loop.add_writer(self.fd, self._flush)
                 return
             except OSError as e:
-                if e.errno not in (errno.EPIPE, errno.ECONNRESET, errno.EIO, errno.EBADF):
+                if e.errno not in BROKEN_ERRNOS:
                     raise
                 self._break()
                 return
@@ -281,7 +287,7 @@ class FdWriter:
         except InterruptedError:
             return
         except OSError as e:
-            if e.errno not in (errno.EPIPE, errno.ECONNRESET, errno.EIO, errno.EBADF):
+            if e.errno not in BROKEN_ERRNOS:
                 raise
             self._break()
             return
@@ -327,6 +333,35 @@ class FdWriter:
             self.dropped += len(self.buf)
             self.buf.clear()
             self.broken = True
+
+    def write_available(self) -> None:
+        """Write what the fd takes now without blocking (a second signal: pytcp must
+        end at once); what stays in `pending` could not be written."""
+        if self.closed or not self.buf:
+            return
+        if self._waiting:
+            self._waiting = False
+            self.loop.remove_writer(self.fd)
+        nonblocking = self._saved_flags is not None
+        for _ in range(len(self.buf) // select.PIPE_BUF + 2):  # bounded: each pass writes
+            if not self.buf:
+                break
+            if self.pollable:
+                try:
+                    if not select.select([], [self.fd], [], 0)[1]:
+                        break
+                except (OSError, ValueError):
+                    break
+            # A blocking fd the selector called writable takes PIPE_BUF without blocking.
+            chunk = self.buf if nonblocking or not self.pollable else self.buf[: select.PIPE_BUF]
+            try:
+                n = os.write(self.fd, chunk)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                break
+            del self.buf[:n]
+            self.written += n
 
     def _restore_flags(self) -> None:
         if self._saved_flags is not None:
@@ -627,13 +662,16 @@ GRACE = 2.0  # seconds the first SIGINT/SIGTERM waits for the close before abort
 EXIT_SIGNAL: dict[int, int] = {signal.SIGINT: 130, signal.SIGTERM: 143}  # 128 + signal number
 
 
-class Session:
+class Session(ABC):
     """What connect and listen share around their relays: signals, the TIME-WAIT
     linger, the end of the run and its exit status.
 
     Subclasses implement `graceful_close()` (first signal: FIN everywhere, keep
     receiving) and `abort_all()` (second signal or GRACE over: take what was received,
     then RST), and set `finished` (with `code`/`error`) when they are done.
+
+    A second SIGINT/SIGTERM is a hard stop (`hard_stop`): connections are reset, stdout
+    gets only what it accepts without blocking, and `finish_output` reports the rest.
     """
 
     def __init__(
@@ -642,14 +680,18 @@ class Session:
         *,
         time_wait: float | None,
         say: Callable[[str], None] | None = None,
+        warn: Callable[[str], None] = lambda message: None,
     ) -> None:
         self.loop = loop
         self.time_wait = time_wait
         self.say = say  # -v: tell what a signal does
+        self.warn = warn  # always: what the user must know (bytes that were lost)
         self.finished = False
+        self.hard_stop = False
         self.code = 0
         self.error: str | None = None
         self.signum: int | None = None
+        self._hard_signum = signal.SIGINT
         self._grace: Any = None
         self.signals = SignalWatch(loop, self._on_signal)
 
@@ -665,13 +707,45 @@ class Session:
         else:
             if self.say is not None:
                 self.say(f"{name} again: resetting (RST)")
+            self._hard_signum = signum
+            self.hard_stop = True
             self.abort_all()
 
+    @abstractmethod
     def graceful_close(self) -> None:
-        raise NotImplementedError
+        """First signal: FIN on every connection, keep receiving."""
 
+    @abstractmethod
     def abort_all(self) -> None:
-        raise NotImplementedError
+        """Second signal or GRACE over: take what was received, then RST everything."""
+
+    def finish_output(self, out: FdWriter | None, *, failed: bool = False) -> None:
+        """The run is over: write out what `out` (stdout) holds, then stop watching signals.
+
+        The loop keeps running while stdout drains, so a slow reader delays the exit but
+        a second SIGINT/SIGTERM still ends it at once: then only what stdout accepts
+        without blocking is written and the rest is reported on stderr. Without a second
+        signal nothing received is lost. `failed`: the loop itself raised (the TUN is
+        gone), so stdout is written out with plain blocking writes.
+        """
+        if out is not None and not self.hard_stop and not failed:
+            self.loop.run_until(lambda: out.closed or not out.pending or self.hard_stop, None)
+        self.close_signals()
+        if out is None:
+            return
+        if self.hard_stop:
+            out.write_available()
+            lost = out.pending
+            out.close()
+            if lost:
+                name = signal.Signals(self._hard_signum).name
+                self.warn(
+                    f"{lost} received bytes could not be written to stdout "
+                    f"(its reader was not reading when the second {name} came)"
+                )
+        else:
+            out.flush_blocking()
+            out.close_when_drained()
 
     def settle(self, sock: SocketLike, then: Callable[[], None]) -> None:
         """After a complete close: stay in TIME-WAIT (RFC 9293 §3.6.1) as long as

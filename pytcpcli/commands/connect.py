@@ -69,7 +69,9 @@ class ConnectSession(Session):
         crlf: bool,
         verbose: int,
     ) -> None:
-        super().__init__(stack.loop, time_wait=time_wait, say=app.say if verbose else None)
+        super().__init__(
+            stack.loop, time_wait=time_wait, say=app.say if verbose else None, warn=app.say
+        )
         self.app = app
         self.sock = sock
         self.quit_after = quit_after
@@ -207,14 +209,14 @@ class ConnectSession(Session):
         self._finish()
 
     def run(self) -> int:
+        failed = True
         try:
             self.loop.run_until(lambda: self.finished, None)
+            failed = False
         finally:
-            # Signals are back to their defaults first: a ^C during a blocking write to a
-            # stuck stdout reader ends pytcp instead of waiting for the reader forever.
-            self.close_signals()
-            self.stdout.flush_blocking()
-            self.stdout.close_when_drained()
+            # stdout drains with signals still watched: a second ^C while its reader is
+            # stuck ends pytcp at once (RST, what cannot be written is reported).
+            self.finish_output(self.stdout, failed=failed)
         if self.verbose:
             seconds = ((self.ended or self.loop.now()) - self.started) / 1e9
             self.app.say(

@@ -77,7 +77,9 @@ class ListenSession(Session):
         time_wait: float | None,
         verbose: int,
     ) -> None:
-        super().__init__(stack.loop, time_wait=time_wait, say=app.say if verbose else None)
+        super().__init__(
+            stack.loop, time_wait=time_wait, say=app.say if verbose else None, warn=app.say
+        )
         self.app = app
         self.stack = stack
         self.listener: Any = listener
@@ -363,16 +365,17 @@ class ListenSession(Session):
     def run(self) -> int:
         self.listener.on_change(self._accept)
         self._accept()
+        failed = True
         try:
             self.loop.run_until(lambda: self.finished, None)
+            failed = False
         finally:
-            self.close_signals()
             for client in self.clients:
                 if client.child is not None and client.child.poll() is None:
                     client.child.send_signal(signal.SIGTERM)
-            if self.stdout is not None:
-                self.stdout.flush_blocking()
-                self.stdout.close_when_drained()
+            # stdout drains with signals still watched: a second ^C while its reader is
+            # stuck ends pytcp at once (RST, what cannot be written is reported).
+            self.finish_output(self.stdout, failed=failed)
         if self.error is not None and self.signum is None:
             raise CliError(self.error, self.code)
         return self.code

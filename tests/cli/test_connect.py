@@ -379,8 +379,15 @@ def test_signals_lose_no_received_byte(netns, signals: tuple[int, ...], status: 
         release.set()
     out, err = proc.communicate(timeout=TIMEOUT)
     release.set()
-    assert (proc.returncode, err) == (status, b"")
-    assert hashlib.sha256(out).hexdigest() == hashlib.sha256(data).hexdigest()
+    if len(signals) == 1:
+        assert (proc.returncode, err) == (status, b"")
+        assert hashlib.sha256(out).hexdigest() == hashlib.sha256(data).hexdigest()
+    else:
+        # A second signal ends pytcp at once: stdout gets what it takes without blocking,
+        # the rest is counted on stderr (tests/cli/test_stop.py checks the count).
+        assert proc.returncode == status
+        assert out == data[: len(out)]
+        assert err == b"" if len(out) == len(data) else err.endswith(b" came)\n")
     # The first signal always sends FIN: the kernel reads EOF (a second one then resets).
     assert server.wait() == [b""]
 
