@@ -265,9 +265,11 @@ interface. --time-wait DURATION changes that linger; --time-wait full holds the 
 2·MSL.
 
 Signals: the first SIGINT or SIGTERM stops reading stdin, sends FIN on every connection
-and waits up to 2 s for the close; a second one aborts with RST. Either way every byte
-pytcp acknowledged to a peer is written out before it exits (status 130 for SIGINT,
-143 for SIGTERM).
+and waits up to 2 s for the close (then RST); every byte pytcp acknowledged to a peer is
+written to stdout before it exits, however long stdout's reader takes. A second SIGINT
+or SIGTERM ends pytcp at once: RST on every connection, stdout gets what it accepts
+without blocking, and a line on stderr counts the received bytes that could not be
+written. The status is 130 for SIGINT, 143 for SIGTERM.
 
 Back-pressure: pytcp reads stdin only while the connection has room for it, and reads
 the connection only while stdout keeps up, so a slow reader shrinks the TCP window
