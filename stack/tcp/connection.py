@@ -57,6 +57,10 @@ Choices worth knowing:
   the full RFC 6675 pipe algorithm, and go-back-N after a timeout ignores SACKs.
 - A connection opened passively that is reset in SYN-RECEIVED goes to CLOSED, not back
   to LISTEN: the host keeps the listener and creates one Connection per SYN.
+- cwnd grows only on ACKs of a window that cwnd limited (in slow start: whose flight
+  reached half of cwnd), as Linux tcp_is_cwnd_limited (RFC 7661's spirit): a sender
+  held back by the peer's window or the application keeps its cwnd
+  (`Sender._cwnd_validate`, the `cwnd_limited` argument of `cc.on_ack`).
 - The owner feeds a burst of segments before it collects output.  An ACK owed for
   every second full-sized segment or for out-of-order data still goes out per pair
   (per segment) as if collected in between: the next segment's arrival queues it
@@ -243,6 +247,9 @@ class Connection(Sender):
         self._force = False  # send one segment past SWS avoidance (persist override)
         self._sacked: list[tuple[int, int]] = []  # SACK scoreboard (sender.py)
         self._rexmit_next = iss  # end of the last hole resent in this recovery
+        self._cwnd_limited = False  # cwnd limited the sender in this window (sender.py)
+        self._max_flight = 0  # the largest flight in this window
+        self._cwnd_usage_seq = iss  # SND.MAX when the window began
         self._probes_unanswered = 0  # persist probes with no ACK at all
         self._keepalives_unanswered = 0
         self._last_challenge: int | None = None
@@ -1012,7 +1019,8 @@ class Connection(Sender):
                     self._arm(now, "retransmission", self.rtt.rto, "RTO")
                 return
         else:
-            self.cc.on_ack(now, max(data_acked, 0), flight, sample)
+            limited = self._is_cwnd_limited()
+            self.cc.on_ack(now, max(data_acked, 0), flight, sample, cwnd_limited=limited)
             self._dup_acks = 0
             if self._phase == "loss" and seq_ge(ack, self._recover):
                 self._phase = "open"

@@ -20,7 +20,7 @@ from stack.tcp.congestion import CongestionControl
 from stack.tcp.reassembly import RecvBuffer
 from stack.tcp.rtt import RttEstimator
 from stack.tcp.sendbuf import SendBuffer
-from stack.tcp.seq import MASK, between, seq_add, seq_diff, seq_gt, seq_lt
+from stack.tcp.seq import MASK, between, seq_add, seq_diff, seq_ge, seq_gt, seq_lt
 from stack.tcp.state import State
 from stack.tcp.tcb import Tcb
 from stack.tcp.timers import TimerSet
@@ -76,6 +76,9 @@ class Sender:
     _rtt_karn: bool
     _force: bool
     _sacked: list[tuple[int, int]]
+    _cwnd_limited: bool
+    _max_flight: int
+    _cwnd_usage_seq: int
     _rexmit_next: int
 
     def _arm(self, now: int, name: str, delay: int, reason: str, backoff: int = 0) -> None:
@@ -162,6 +165,7 @@ class Sender:
             if fin:
                 break
         self._force = False
+        self._cwnd_validate()
         blocked = len(buf) - seq_diff(tcb.snd_nxt, self._buf_seq) > 0 or (
             tcb.fin_queued and not tcb.fin_sent
         )
@@ -172,6 +176,31 @@ class Sender:
                 self._arm(now, "persist", self.rtt.rto, "window too small")
         elif tcb.snd_max != tcb.snd_una and not self.timers.is_armed("persist"):
             self._arm(now, "retransmission", self.rtt.rto, "RTO")
+
+    def _cwnd_validate(self) -> None:
+        """Remember, for the current window of data, whether cwnd limited the sender
+        and the largest flight (Linux tcp_cwnd_validate): an ACK grows cwnd only if
+        the window was used (`_is_cwnd_limited`), or cwnd would grow without bound
+        while the peer's window or the application limits the flight."""
+        tcb = self.tcb
+        flight = seq_diff(tcb.snd_max, tcb.snd_una)
+        limited = self.cc.cwnd - flight < tcb.snd_mss  # no room for a full segment
+        if (
+            seq_ge(tcb.snd_una, self._cwnd_usage_seq)
+            or limited
+            or (not self._cwnd_limited and flight > self._max_flight)
+        ):
+            self._cwnd_limited = limited
+            self._max_flight = flight
+            self._cwnd_usage_seq = tcb.snd_max
+
+    def _is_cwnd_limited(self) -> bool:
+        """Linux tcp_is_cwnd_limited: cwnd was full in this window, or, in slow start,
+        the flight reached half of it (so cwnd grows to twice what was used)."""
+        cc = self.cc
+        if self._cwnd_limited:
+            return True
+        return cc.cwnd < cc.ssthresh and cc.cwnd < 2 * self._max_flight
 
     def _payload_mss(self) -> int:
         """Payload bytes that fit a segment built now.  SACK blocks ride on our data

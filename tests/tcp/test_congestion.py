@@ -439,3 +439,25 @@ def test_controllers_keep_cwnd_sane(script: list[tuple[str, int, int]]) -> None:
                 cc.on_rto(now, n)
             assert cc.cwnd >= MSS
             assert cc.ssthresh >= 2 * MSS
+
+
+def test_acks_of_an_unused_window_do_not_grow_cwnd() -> None:  # Linux tcp_is_cwnd_limited
+    cc = NewReno(MSS)
+    cc.on_ack(0, 1000, 0, None, cwnd_limited=False)
+    assert cc.cwnd == 4000
+    cc.ssthresh = 4000
+    cc.on_ack(0, 4000, 0, None, cwnd_limited=False)
+    cc.on_ack(0, 1000, 0, None, cwnd_limited=True)
+    assert cc.cwnd == 4000  # bytes_acked counts only ACKs of a used window: 1000 < cwnd
+
+
+def test_cubic_epoch_clock_stops_while_the_window_is_unused() -> None:  # as Linux's idle shift
+    cc = cubic_after_loss()
+    cc.on_ack(0, 1, 0, None)  # the epoch starts at t = 0
+    cc.on_ack(2 * SECOND, 1000, 0, None, cwnd_limited=False)
+    cc.on_ack(5 * SECOND, 1000, 0, None, cwnd_limited=False)
+    assert cc.cwnd == 201_600
+    # 8 s of the 10 were unused: the curve is at t = 2 s, W_cubic = 288 000 - 0.4 * 4**3
+    # segments = 262 400 (at t = 10 s it would be 313 600, capped at 1.5 cwnd = 302 400)
+    cc.on_ack(10 * SECOND, 201_600, 0, None)
+    assert cc.cwnd == 262_400

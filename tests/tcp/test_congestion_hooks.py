@@ -234,3 +234,31 @@ def test_fast_retransmit_again_for_a_loss_starting_exactly_at_recover() -> None:
     snap = c.snapshot(7 * MS)["congestion"]
     assert (snap["phase"], snap["recover"]) == ("recovery", UNA + 12 * SMSS)
     assert (snap["ssthresh"], snap["cwnd"]) == (2 * SMSS, 5 * SMSS)
+
+
+def test_cwnd_does_not_grow_while_the_peer_window_limits_the_flight() -> None:
+    # Linux tcp_is_cwnd_limited (RFC 7661's spirit): ACKs of a flight that did not
+    # use the window do not grow cwnd; in slow start cwnd grows to twice the flight.
+    c = established(NEWRENO)
+    send(c, ack(0, window=2 * SMSS), 0)
+    c.send(b"w" * 40 * SMSS, 0)
+    for k in range(10):
+        t = k * 10 * MS
+        assert [len(s.payload) for s in recv_all(c, t)] == [SMSS, SMSS]
+        send(c, ack(2 * SMSS * (k + 1), window=2 * SMSS), t + 5 * MS)
+        assert c.cc.cwnd == 4 * SMSS  # 4380 + 1460 once, then no more
+
+
+def test_cwnd_grows_in_congestion_avoidance_only_when_the_window_is_full() -> None:
+    c = established(TcpConfig(**{**NEWRENO.__dict__, "cc": "cubic"}))
+    send(c, ack(0, window=4 * SMSS), 0)
+    c.cc.ssthresh = c.cc.cwnd = 4 * SMSS  # congestion avoidance, window = peer window
+    c.send(b"w" * 40 * SMSS, 0)
+    assert len(recv_all(c, 0)) == 4
+    send(c, ack(4 * SMSS, window=4 * SMSS), 5 * MS)
+    grown = c.cc.cwnd
+    assert grown > 4 * SMSS  # cwnd-limited: CUBIC grows (RFC 9438 §4.4)
+    for k in range(2, 10):
+        assert len(recv_all(c, k * 10 * MS)) == 4  # the peer's window limits it now
+        send(c, ack(4 * SMSS * k, window=4 * SMSS), k * 10 * MS + 5 * MS)
+        assert c.cc.cwnd == grown

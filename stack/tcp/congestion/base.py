@@ -7,6 +7,9 @@ the hooks below. All sizes are bytes; `now` is ns.
 Which hook the connection calls when:
 - `on_ack`: an ACK advanced SND.UNA by `acked` bytes outside fast recovery;
   `in_flight` is the FlightSize after it, `rtt` a Karn-valid sample or None.
+  `cwnd_limited` says whether cwnd limited the sender in the current window (Linux
+  tcp_is_cwnd_limited, RFC 7661's spirit): a window that was not used is not
+  validated by ACKs, so controllers grow cwnd only when it is True.
 - `on_enter_recovery`: the third duplicate ACK (RFC 5681 §3.2 step 2); `in_flight`
   is the FlightSize when it arrived.  Then the connection retransmits.
 - `on_dup_ack_in_recovery`: each further duplicate ACK (RFC 6582 §3.2 step 3).
@@ -47,7 +50,9 @@ class CongestionControl:
         self.ssthresh = INFINITE_SSTHRESH
         self._acked_any = False
 
-    def on_ack(self, now: int, acked: int, in_flight: int, rtt: int | None) -> None:
+    def on_ack(
+        self, now: int, acked: int, in_flight: int, rtt: int | None, cwnd_limited: bool = True
+    ) -> None:
         self._acked_any = True
 
     def on_enter_recovery(self, now: int, in_flight: int) -> None:

@@ -56,6 +56,7 @@ class Cubic(NewReno):
         self._w_est = 0  # W_est in bytes << W_EST_SHIFT
         self._carry = 0  # remainder of the per-ACK increase, in bytes * cwnd
         self._srtt: int | None = None  # smoothed from the samples on_ack receives
+        self._unused_since: int | None = None  # first ACK of a stretch not cwnd-limited
 
     # -- the cubic function -------------------------------------------------
 
@@ -92,7 +93,9 @@ class Cubic(NewReno):
 
     # -- hooks ----------------------------------------------------------------
 
-    def on_ack(self, now: int, acked: int, in_flight: int, rtt: int | None) -> None:
+    def on_ack(
+        self, now: int, acked: int, in_flight: int, rtt: int | None, cwnd_limited: bool = True
+    ) -> None:
         if rtt is not None and rtt >= 0:
             # RFC 9438 §4.2 uses the smoothed RTT in W_cubic(t + RTT).
             self._srtt = rtt if self._srtt is None else (7 * self._srtt + rtt) >> 3
@@ -100,6 +103,17 @@ class Cubic(NewReno):
             return
         self._acked_any = True
         self._rto_backed_off = False
+        if not cwnd_limited:
+            # No growth while the window is not used; the epoch's clock stops too
+            # (as Linux shifts epoch_start over an idle period), so the curve does
+            # not jump ahead once the sender fills the window again.
+            if self._unused_since is None:
+                self._unused_since = now
+            return
+        if self._unused_since is not None:
+            if self._t_epoch is not None:
+                self._t_epoch += now - self._unused_since
+            self._unused_since = None
         if self.cwnd < self.ssthresh:
             # Slow start as in RFC 5681 (RFC 9438 §4.10; HyStart++ not used).
             self.cwnd += min(acked, self.mss)

@@ -18,11 +18,15 @@ class NewReno(CongestionControl):
         self._bytes_acked = 0  # RFC 3465 §2.1 bytes_acked, congestion avoidance only
         self._rto_backed_off = False  # an RTO reduced ssthresh and nothing was ACKed since
 
-    def on_ack(self, now: int, acked: int, in_flight: int, rtt: int | None) -> None:
+    def on_ack(
+        self, now: int, acked: int, in_flight: int, rtt: int | None, cwnd_limited: bool = True
+    ) -> None:
         if acked <= 0:
             return
         self._acked_any = True
         self._rto_backed_off = False
+        if not cwnd_limited:
+            return  # the window was not used: the ACK does not show it is safe to grow
         if self.cwnd < self.ssthresh:
             # Slow start: cwnd += min(N, SMSS) (RFC 5681 §3.1 (2); RFC 3465 L = 1*SMSS).
             self.cwnd += min(acked, self.mss)
