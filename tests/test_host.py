@@ -508,6 +508,30 @@ def test_time_wait_reopen_goes_by_timestamps_when_both_used_them(
     assert reply.flags == (S | A if reopens else A)
 
 
+def test_syn_with_a_new_isn_in_syn_received_challenge_ack_then_rst_frees_it() -> None:
+    # RFC 9293 §3.10.7.4 fourth would return a passive SYN-RECEIVED to LISTEN; we keep
+    # RFC 5961 §4's challenge ACK (as Linux tcp_check_req ACKs an out-of-window SYN):
+    # a live peer ignores it, a restarted one answers with the RST that frees the
+    # embryonic connection, and its next SYN finds the listener.
+    host, _ = make_host()
+    lst = host.listen(LISTEN_PORT)
+    host.receive_packet(packet(syn()), 0)
+    assert bare(only(host, 0)) == (LISTEN_PORT, PEER_PORT, LOCAL_ISS, PEER_ISS + 1, S | A, 0)
+    new_isn = PEER_ISS + 3_000_000
+    host.receive_packet(packet(syn(iss=new_isn)), 1 * SECOND)
+    challenge = only(host, 1 * SECOND)
+    assert bare(challenge) == (LISTEN_PORT, PEER_PORT, LOCAL_ISS + 1, PEER_ISS + 1, A, 0)
+    assert lst.embryonic == 1
+    # the peer, in SYN-SENT, finds the ACK unacceptable: <SEQ=SEG.ACK><CTL=RST>
+    rst = TcpSegment(PEER_PORT, LISTEN_PORT, challenge.ack, 0, R, 0)
+    host.receive_packet(packet(rst), 1 * SECOND + 1 * MS)
+    assert host.packets_to_send(1 * SECOND + 1 * MS) == []
+    assert (lst.embryonic, len(host.connections())) == (0, 0)
+    host.receive_packet(packet(syn(iss=new_isn)), 2 * SECOND)
+    synack = only(host, 2 * SECOND)
+    assert bare(synack) == (LISTEN_PORT, PEER_PORT, LOCAL_ISS, new_isn + 1, S | A, 0)
+
+
 def test_syn_cookie_when_the_backlog_is_full() -> None:
     host, _ = make_host(syn_cookies=True)
     lst = host.listen(LISTEN_PORT, backlog=1)

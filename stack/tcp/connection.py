@@ -57,6 +57,13 @@ Choices worth knowing:
   the full RFC 6675 pipe algorithm, and go-back-N after a timeout ignores SACKs.
 - A connection opened passively that is reset in SYN-RECEIVED goes to CLOSED, not back
   to LISTEN: the host keeps the listener and creates one Connection per SYN.
+- A SYN with a new ISN in passive SYN-RECEIVED draws a challenge ACK (RFC 5961 §4),
+  not RFC 9293 §3.10.7.4 fourth's "return to LISTEN": a blind in-window SYN could
+  otherwise kill a handshake.  Linux's tcp_check_req does the same for a SYN out of
+  the window (it ACKs and drops; an in-window one gets a RST).  A peer that really
+  restarted answers the ACK with a RST <SEQ=SEG.ACK> that is exact, so this
+  connection closes and the peer's next SYN finds the listener: one round trip
+  later than "return to LISTEN", with no state a third party can destroy.
 - cwnd grows only on ACKs of a window that cwnd limited (in slow start: whose flight
   reached half of cwnd), as Linux tcp_is_cwnd_limited (RFC 7661's spirit): a sender
   held back by the peer's window or the application keeps its cwnd
@@ -874,7 +881,8 @@ class Connection(Sender):
 
     def _on_syn(self, seg: TcpSegment, now: int) -> None:
         """§3.10.7.4 fourth, RFC 5961 §4: a SYN in a synchronized state draws a challenge
-        ACK whatever its sequence number; a live peer ignores it, a restarted one RSTs."""
+        ACK whatever its sequence number; a live peer ignores it, a restarted one RSTs.
+        Passive SYN-RECEIVED too (a SYN with a new ISN): see the module docstring."""
         self._drop("syn-in-synchronized", now)
         self._challenge_ack(now)
 
