@@ -20,9 +20,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from pytcpcli.errors import EXIT_CONN, EXIT_ENV, EXIT_USAGE, CliError
+from pytcpcli.errors import EXIT_CONN, EXIT_ENV, EXIT_OK, EXIT_USAGE, CliError
 from pytcpcli.options import StackOptions, format_duration
 
+CONTROL_LINGER = 0.5  # seconds control clients connected at the end are still served
 StackFactory = Callable[[StackOptions, Callable[[Any], None] | None], Any]
 
 
@@ -175,10 +176,16 @@ class App:
             except (OSError, control.ControlError) as e:
                 if verbose:
                     self.say(f"warning: {e}; pytcp inspect will not see this process")
+        failed = True
         try:
             yield
+            failed = False
         finally:
             if server is not None:
+                if not failed:
+                    # A `pytcp close` may have ended the run: answer the control clients
+                    # still connected (their replies, a follow-up request) before going.
+                    stack.loop.run_until(lambda: not server.clients, CONTROL_LINGER)
                 server.close()
 
     def resolve(self, host: str, numeric: bool) -> str:
@@ -209,6 +216,15 @@ class App:
     ) -> CliError:
         """The one line for a connection that could not be made or broke (exit 1)."""
         where = f"{host} port {port}"
+        how = getattr(error, "how", None)  # stack.api.ClosedElsewhere: pytcp close did it
+        if how is not None:
+            by = "reset by pytcp close --reset" if how == "reset" else "closed by pytcp close"
+            if getattr(error, "established", True):
+                # The user ended it on purpose, as with ^C: not a connection failure.
+                return CliError(f"connection to {where} {by} (another process)", EXIT_OK)
+            return CliError(
+                f"connection to {where} {by} (another process) before it was established"
+            )
         if isinstance(error, ConnectionRefusedError):
             return CliError(f"connection to {where} refused; check that something listens there")
         if isinstance(error, ConnectionResetError):

@@ -271,6 +271,11 @@ or SIGTERM ends pytcp at once: RST on every connection, stdout gets what it acce
 without blocking, and a line on stderr counts the received bytes that could not be
 written. The status is 130 for SIGINT, 143 for SIGTERM.
 
+Closed by another process: `pytcp close --half ID` sends this connection's FIN; pytcp
+stops reading stdin and says on stderr how many bytes of it were not sent. `pytcp close
+ID` also refuses later data, `pytcp close --reset ID` aborts with RST; pytcp says which
+happened (never "the peer closed") and answers the control request before it exits.
+
 Back-pressure: pytcp reads stdin only while the connection has room for it, and reads
 the connection only while stdout keeps up, so a slow reader shrinks the TCP window
 instead of pytcp's memory.

@@ -426,6 +426,7 @@ class Relay:
         on_progress: Callable[[], None] = lambda: None,
         on_peer_eof: Callable[[], None] = lambda: None,
         on_done: Callable[[Relay], None] = lambda relay: None,
+        on_write_side_gone: Callable[[int], None] = lambda unsent: None,
         crlf: bool = False,
         shutdown_on_eof: bool = True,
     ) -> None:
@@ -434,12 +435,14 @@ class Relay:
         self.on_progress = on_progress
         self.on_peer_eof = on_peer_eof
         self.on_done = on_done
+        self.on_write_side_gone = on_write_side_gone
         self.crlf = crlf
         self.shutdown_on_eof = shutdown_on_eof
         self.up = bytearray()
         self.sent = 0
         self.received = 0
-        self.discarded = 0
+        self.discarded = 0  # received with no sink (--send-only)
+        self.unsent = 0  # fed after the write side was closed by another process
         self.input_eof = False
         self.fin_sent = False
         self.peer_eof = False
@@ -458,6 +461,7 @@ class Relay:
 
     def feed(self, data: bytes) -> None:
         if self.fin_sent or self.done:
+            self.unsent += len(data)
             return
         if self.crlf:
             converted = to_crlf(data, self._after_cr)
@@ -516,10 +520,15 @@ class Relay:
             self._finish()
 
     def _write_side_gone(self) -> None:
-        """Our FIN went out without us (pytcp close --half): what is queued cannot follow."""
+        """Our FIN went out without us (pytcp close [--half] from another process): what
+        is queued cannot follow. `on_write_side_gone(unsent)` is told, unless the
+        connection failed (a reset is reported as the failure)."""
         self.fin_sent = True
-        self.discarded += len(self.up)
+        unsent = len(self.up)
+        self.unsent += unsent
         self.up.clear()
+        if self.sock.error is None:
+            self.on_write_side_gone(unsent)
 
     def _send(self) -> bool:
         sent_any = False
@@ -691,7 +700,7 @@ class Session(ABC):
         self.code = 0
         self.error: str | None = None
         self.signum: int | None = None
-        self._hard_signum = signal.SIGINT
+        self._hard_signum: int = signal.SIGINT
         self._grace: Any = None
         self.signals = SignalWatch(loop, self._on_signal)
 

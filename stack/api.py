@@ -12,6 +12,10 @@ descriptors and learns of changes through `on_change` callbacks.
 
 Connection failures surface as the builtins: ConnectionRefusedError,
 ConnectionResetError, TimeoutError, and OSError(EHOSTUNREACH, "... unreachable").
+A connection that something other than its socket aborted (`pytcp close --reset`
+through stack.control acts on the Connection itself) surfaces as
+ConnectionAbortedError(ECONNABORTED); `Socket.closed_elsewhere` tells a reset from a
+close requested that way.
 The machine refusing a TUN device is `StackEnvironmentError` (an OSError; exit 3).
 """
 
@@ -38,7 +42,14 @@ from stack.tcp.errors import InvalidStateError
 from stack.tcp.state import State
 from stack.trace import Tracer
 
-__all__ = ["ListeningSocket", "Socket", "Stack", "StackEnvironmentError", "TcpConfig"]
+__all__ = [
+    "ClosedElsewhere",
+    "ListeningSocket",
+    "Socket",
+    "Stack",
+    "StackEnvironmentError",
+    "TcpConfig",
+]
 
 ENV_TUN = "PYTCP_TUN"
 ENV_ADDR = "PYTCP_ADDR"
@@ -64,6 +75,20 @@ def _failure(reason: str, remote: tuple[str, int]) -> OSError:
     if reason == "unreachable":
         return OSError(errno.EHOSTUNREACH, f"{where} unreachable")
     return OSError(errno.EIO, f"connection to {where} failed: {reason}")
+
+
+class ClosedElsewhere(ConnectionAbortedError):
+    """The connection was ended for its owner by another party (`pytcp close` through
+    stack.control): `how` is "reset" or "closed" (Socket.closed_elsewhere)."""
+
+    def __init__(self, how: str, remote: tuple[str, int], *, established: bool) -> None:
+        where = f"{remote[0]}:{remote[1]}"
+        when = "" if established else " before it was established"
+        super().__init__(
+            errno.ECONNABORTED, f"connection to {where} {how} by another process{when}"
+        )
+        self.how = how
+        self.established = established
 
 
 def _resolve(host: str) -> IPv4Address:
@@ -97,6 +122,7 @@ class Socket:
         self._error: OSError | None = None
         self._write_shut = False
         self._read_shut = False
+        self._aborted = False
         self.closed = False
 
     # -- state ---------------------------------------------------------------------
@@ -126,10 +152,32 @@ class Socket:
 
     @property
     def error(self) -> BaseException | None:
-        """The failure that ended the connection (refused, reset, timed out...), or None."""
+        """The failure that ended the connection (refused, reset, timed out...), or None.
+
+        A reset that did not come from the peer nor from this socket (another process
+        through `pytcp close --reset`) is ConnectionAbortedError."""
         if self._error is None and self._conn.error is not None:
             self._error = _failure(self._conn.error, self.remote)
+        if self._error is None and self.closed_elsewhere == "reset":
+            self._error = ClosedElsewhere("reset", self.remote, established=True)
         return self._error
+
+    @property
+    def closed_elsewhere(self) -> str | None:
+        """How the connection was ended by someone other than this socket's owner, or
+        None: "reset" (ABORT, RFC 9293 3.10.5: CLOSED without failure, without both FINs
+        exchanged, and not by this socket's abort()) or "closed" (CLOSE as the
+        application gone, RFC 1122 4.2.2.13, while this socket is still open). That
+        someone is the stack's control endpoint, acting for `pytcp close [--reset] ID`."""
+        if self.closed or self._aborted:
+            return None
+        conn = self._conn
+        tcb = conn.tcb
+        if tcb.app_closed:
+            return "closed"
+        if conn.is_closed and conn.error is None and not (tcb.fin_received and tcb.fin_acked):
+            return "reset"
+        return None
 
     def info(self) -> dict[str, Any]:
         """The whole TCB as plain data (Connection.snapshot)."""
@@ -201,9 +249,8 @@ class Socket:
             raise self._would_block("recv")
         if conn.readable > 0:
             return bytes(conn.receive(bufsize, self._stack.loop.now()))
-        if conn.error is not None:
-            error = self.error
-            assert error is not None
+        error = self.error
+        if error is not None:
             raise error
         return b""
 
@@ -246,6 +293,7 @@ class Socket:
         """Reset the connection now (RST if synchronized) and close the socket."""
         if not self._conn.is_closed:
             self._conn.abort(self._stack.loop.now())
+        self._aborted = True
         self.closed = True
         self._callback = None
         self._stack._forget(self)
@@ -586,8 +634,11 @@ class Stack:
                 f"connection to {where[0]}:{where[1]} timed out after {timeout:g} s",
             )
         if conn.error is not None or conn.is_closed:
+            how = sock.closed_elsewhere  # asked before the socket is marked closed
             self._forget(sock)
             sock.closed = True
+            if conn.error is None and how is not None:
+                raise ClosedElsewhere(how, where, established=False)
             raise _failure(conn.error or "reset", where)
         return sock
 

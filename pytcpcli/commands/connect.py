@@ -29,8 +29,11 @@ ZERO_IO_CLOSE = 2.0  # seconds -z waits for the four-way close to finish
 
 # Man page sections scripts/generate.py takes from each command module.
 EXIT_STATUS = """\
-0  the connection was made and closed cleanly (with -z: the port is open).
-1  the connection failed: refused, reset, timed out (-w), idle (-i), unreachable,
+0  the connection was made and closed cleanly (with -z: the port is open), or it was
+   closed or reset by `pytcp close [--reset] ID` from another process: a close the
+   user asked for is not a connection failure (stderr says which it was).
+1  the connection failed: refused, reset by the peer, timed out (-w), idle (-i),
+   unreachable, closed or reset by `pytcp close` before the handshake completed,
    or stdout was closed before every received byte was written.
 2  usage error: a bad option, port, duration or --tun/--addr/--gateway value.
 3  environment: no permission for /dev/net/tun, the interface is busy, ...
@@ -98,6 +101,7 @@ class ConnectSession(Session):
             on_progress=self._on_progress,
             on_peer_eof=self._on_peer_eof,
             on_done=self._on_done,
+            on_write_side_gone=self._on_write_side_gone,
             crlf=crlf,
             shutdown_on_eof=not no_shutdown,
         )
@@ -144,6 +148,22 @@ class ConnectSession(Session):
         if self.recv_only or (self.no_shutdown and self.stdin_eof):
             self.relay.shutdown_now()
 
+    def _on_write_side_gone(self, unsent: int) -> None:
+        """`pytcp close [--half] ID` from another process sent our FIN: stdin can no
+        longer go anywhere, so it is no longer read; say so whatever -v says."""
+        if self.stdin is not None and not self.stdin_eof:
+            self.stdin.stop()
+        how = getattr(self.sock, "closed_elsewhere", None)
+        if how == "closed":
+            what = "the connection was closed by pytcp close (another process)"
+        else:
+            what = "the write side was closed by pytcp close --half (another process)"
+        if self.stdin is not None and not self.stdin_eof:
+            what += f"; stdin is no longer read: {unsent} bytes of it were not sent"
+        elif unsent:
+            what += f"; {unsent} bytes of stdin were not sent"
+        self.app.say(what)
+
     def _on_stdout_broken(self) -> None:
         self.error = "stdout was closed before every received byte was written"
         self.code = EXIT_CONN
@@ -156,9 +176,9 @@ class ConnectSession(Session):
         if self.stdin is not None:
             self.stdin.stop()
         if relay.failure is not None and self.signum is None and self.error is None:
-            self.code = EXIT_CONN
             addr, port = self.sock.remote
             failure = self.app.connect_failure(relay.failure, addr, port, None)
+            self.code = failure.exit_code
             self.error = failure.format_message()
         self.ended = self.loop.now()
         if relay.failure is None and self.error is None:

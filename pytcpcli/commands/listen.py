@@ -24,7 +24,9 @@ from pytcpcli.relay import FdReader, FdWriter, Relay, Session
 
 # Man page sections scripts/generate.py takes from each command module.
 EXIT_STATUS = """\
-0  the connection (or, with -k, every connection) was closed cleanly.
+0  the connection (or, with -k, every connection) was closed cleanly, or closed or
+   reset by `pytcp close [--reset] ID` from another process (not a failure: the user
+   asked for it; stderr says which it was).
 1  the one connection failed: reset by the peer, or stdout was closed early.
 2  usage error: a bad option, address, port or --tun/--addr/--gateway value.
 3  environment: no permission for /dev/net/tun, the port or interface is busy, ...
@@ -145,6 +147,7 @@ class ListenSession(Session):
             on_progress=self._on_progress,
             on_peer_eof=lambda: self._on_peer_eof(client),
             on_done=lambda relay: self._on_closed(client),
+            on_write_side_gone=lambda unsent: self._on_write_side_gone(client, unsent),
             crlf=self.crlf,
         )
         if self.stdin_eof:
@@ -189,6 +192,24 @@ class ListenSession(Session):
             client.child_in.close_when_drained()  # the child reads EOF
         elif not self.keep_open and self.stdout is not None:
             self.stdout.close_when_drained()  # one client: the pipeline sees EOF now
+
+    def _on_write_side_gone(self, client: Client, unsent: int) -> None:
+        """`pytcp close [--half] ID` from another process sent this connection's FIN:
+        say so whatever -v says. A child's later output is read and counted as unsent
+        (so it never blocks on a full pipe)."""
+        addr, port = client.sock.remote
+        how = getattr(client.sock, "closed_elsewhere", None)
+        if how == "closed":
+            what = f"connection from {addr} port {port} was closed by pytcp close"
+        else:
+            what = f"the write side to {addr} port {port} was closed by pytcp close --half"
+        what += " (another process)"
+        source = "the child's output" if client.child is not None else "stdin"
+        if unsent:
+            what += f"; {unsent} bytes of {source} were not sent"
+        self.app.say(what)
+        if client.child is None and self.stdin is not None and not self.keep_open:
+            self.stdin.stop()  # its only reader is gone
 
     def _on_stdout_broken(self) -> None:
         self.error = "stdout was closed before every received byte was written"
@@ -237,6 +258,7 @@ class ListenSession(Session):
             on_progress=lambda: self._child_progress(client),
             on_peer_eof=lambda: self._on_peer_eof(client),
             on_done=lambda relay: self._on_closed(client),
+            on_write_side_gone=lambda unsent: self._on_write_side_gone(client, unsent),
             crlf=self.crlf,
         )
         client.child_out = FdReader(self.loop, from_child, client.relay.feed, client.relay.feed_eof)
@@ -280,11 +302,12 @@ class ListenSession(Session):
         relay = client.relay
         if relay.failure is not None and self.signum is None:
             addr, port = client.sock.remote
-            message = self.app.connect_failure(relay.failure, addr, port, None).format_message()
+            failure = self.app.connect_failure(relay.failure, addr, port, None)
+            message = failure.format_message()
             if self.keep_open:
                 self.app.say(message)
             else:
-                self.error, self.code = message, EXIT_CONN
+                self.error, self.code = message, failure.exit_code
         if self.verbose:
             addr, port = client.sock.remote
             self.app.say(f"{addr} port {port}: {relay.sent} bytes sent, {relay.received} received")

@@ -5,6 +5,7 @@ The installed command as a subprocess in a test namespace, kernel peers as socke
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -17,6 +18,7 @@ from tests.cli.netcat import (
     KERNEL,
     TIMEOUT,
     KernelServer,
+    StderrLines,
     connect_kernel,
     pytcp,
     recv_all,
@@ -97,3 +99,105 @@ def test_second_sigterm_ends_listen_with_stdout_stuck(netns) -> None:
     assert out == data[: len(out)]
     rest = [line for line in err.rest() if "received bytes could not be written" in line]
     assert lost_bytes("".join(rest).encode(), "SIGTERM") == DATA - len(out) > 0
+
+
+def connection_id(err: StderrLines) -> str:
+    line = err.wait_for("pytcp: connected to ")
+    return line.rsplit(" id ", 1)[1].rstrip(")\n")
+
+
+def control_request(pid: int, request: dict[str, str]) -> dict[str, object]:
+    """One request on the owner's control socket, as `pytcp close` sends it; its reply."""
+    from stack.control import runtime_dir
+
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(TIMEOUT)
+        s.connect(os.path.join(runtime_dir(), f"{pid}.sock"))
+        s.sendall(json.dumps({"v": 1, **request}).encode() + b"\n")
+        reply = b""
+        while not reply.endswith(b"\n"):
+            chunk = s.recv(4096)
+            assert chunk, f"the owner hung up before answering: {reply!r}"
+            reply += chunk
+    return dict(json.loads(reply))
+
+
+def test_connect_reset_by_pytcp_close_says_so_and_exits_0(netns) -> None:
+    def hold(conn: socket.socket) -> str:
+        try:
+            return "eof" if recv_all(conn) == b"" else "data"
+        except ConnectionResetError:
+            return "reset"
+
+    server = KernelServer(7110, hold)
+    proc = pytcp("connect", "-v", KERNEL, "7110")
+    err = StderrLines(proc)
+    conn_id = connection_id(err)
+    reply = control_request(proc.pid, {"op": "close", "conn": conn_id, "how": "reset"})
+    assert reply["ok"] is True, reply
+    proc.wait(TIMEOUT)
+    lines = err.rest()
+    assert proc.returncode == 0
+    assert (
+        f"pytcp: connection to {KERNEL} port 7110 reset by pytcp close --reset (another process)\n"
+        in lines
+    )
+    assert not [line for line in lines if "the peer closed" in line]
+    assert server.wait() == ["reset"]
+
+
+def test_connect_closed_by_pytcp_close_says_so(netns) -> None:
+    def echo_until_eof(conn: socket.socket) -> bytes:
+        return recv_all(conn)
+
+    server = KernelServer(7111, echo_until_eof)
+    proc = pytcp("connect", "-v", KERNEL, "7111")
+    err = StderrLines(proc)
+    conn_id = connection_id(err)
+    reply = control_request(proc.pid, {"op": "close", "conn": conn_id, "how": "full"})
+    assert reply["ok"] is True, reply
+    proc.wait(TIMEOUT)
+    lines = err.rest()
+    assert proc.returncode == 0
+    assert (
+        "pytcp: the connection was closed by pytcp close (another process); "
+        "stdin is no longer read: 0 bytes of it were not sent\n"
+    ) in lines
+    assert server.wait() == [b""]
+
+
+def test_listen_reset_by_pytcp_close_says_so(netns) -> None:
+    proc, err = start_listener("7112")
+    conn = connect_kernel(7112)
+    line = err.wait_for("pytcp: connection from ")
+    conn_id = line.rsplit("(id ", 1)[1].rstrip(")\n")
+    reply = control_request(proc.pid, {"op": "close", "conn": conn_id, "how": "reset"})
+    assert reply["ok"] is True, reply
+    proc.wait(TIMEOUT)
+    lines = err.rest()
+    assert proc.returncode == 0
+    assert (
+        f"pytcp: connection to {KERNEL} port {conn.getsockname()[1]} "
+        "reset by pytcp close --reset (another process)\n" in lines
+    )
+    with pytest.raises(ConnectionResetError):
+        recv_all(conn)
+
+
+def test_connect_reset_by_pytcp_close_in_syn_sent_exits_1(netns) -> None:
+    # Nothing answers 10.77.0.9 (no such host on pytcp0): the SYN waits for an answer.
+    proc = pytcp("connect", "-vv", "10.77.0.9", "7113")
+    err = StderrLines(proc)
+    line = err.wait_for("")
+    while "-> SYN-SENT" not in line:
+        line = err.wait_for("")
+    conn_id = line.split()[1].rstrip(":")
+    reply = control_request(proc.pid, {"op": "close", "conn": conn_id, "how": "reset"})
+    assert reply["ok"] is True, reply
+    proc.wait(TIMEOUT)
+    lines = err.rest()
+    assert proc.returncode == 1
+    assert (
+        "pytcp: connection to 10.77.0.9 port 7113 reset by pytcp close --reset "
+        "(another process) before it was established\n"
+    ) in lines
