@@ -157,6 +157,11 @@ class App:
             ) from None
         try:
             yield entered if entered is not None else stack
+        except env_errors as e:
+            # The machine took the interface away mid-run (`ip link del`): one line, exit 3.
+            with contextlib.suppress(Exception):
+                stack.__exit__(*sys.exc_info())
+            raise CliError(str(e), EXIT_ENV) from None
         except BaseException:
             # Leaving on an error or ^C: the stack resets its connections at once.
             stack.__exit__(*sys.exc_info())

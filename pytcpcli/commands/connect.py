@@ -36,7 +36,8 @@ EXIT_STATUS = """\
    unreachable, closed or reset by `pytcp close` before the handshake completed,
    or stdout was closed before every received byte was written.
 2  usage error: a bad option, port, duration or --tun/--addr/--gateway value.
-3  environment: no permission for /dev/net/tun, the interface is busy, ...
+3  environment: no permission for /dev/net/tun, the interface is busy or was
+   deleted while pytcp used it, ...
 130  interrupted by SIGINT (143 for SIGTERM); every byte received was written first,
      unless a second signal came while stdout's reader was stuck (see NOTES).
 """

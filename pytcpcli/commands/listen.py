@@ -29,7 +29,8 @@ EXIT_STATUS = """\
    asked for it; stderr says which it was).
 1  the one connection failed: reset by the peer, or stdout was closed early.
 2  usage error: a bad option, address, port or --tun/--addr/--gateway value.
-3  environment: no permission for /dev/net/tun, the port or interface is busy, ...
+3  environment: no permission for /dev/net/tun, the port or interface is busy, the
+   interface was deleted while pytcp used it, ...
 130  interrupted by SIGINT (143 for SIGTERM), the usual way to stop -k.
 """
 

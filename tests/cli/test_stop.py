@@ -201,3 +201,22 @@ def test_connect_reset_by_pytcp_close_in_syn_sent_exits_1(netns) -> None:
         "pytcp: connection to 10.77.0.9 port 7113 reset by pytcp close --reset "
         "(another process) before it was established\n"
     ) in lines
+
+
+def test_interface_deleted_mid_connection_is_one_line_and_exit_3(netns) -> None:
+    release = threading.Event()
+
+    def hold(conn: socket.socket) -> None:
+        release.wait(TIMEOUT)
+
+    KernelServer(7114, hold)
+    proc = pytcp("connect", "-v", KERNEL, "7114")
+    err = StderrLines(proc)
+    connection_id(err)
+    netns.run("ip", "link", "del", "pytcp0")
+    proc.wait(TIMEOUT)
+    release.set()
+    lines = err.rest()
+    assert proc.returncode == 3
+    assert len(lines) == 2, lines  # the -v "connected" line, then the error
+    assert lines[1].startswith("pytcp: interface pytcp0 went away while pytcp was using it")
