@@ -57,6 +57,10 @@ WRITE_CLOSED = "write-closed"
 FORBIDDEN = "forbidden"
 BUSY = "busy"
 INTERNAL = "internal"
+# Client side only: the process is gone (its socket vanished or refuses), or it closed the
+# control socket without answering (it was exiting): ask again to learn which.
+GONE = "gone"
+HUNG_UP = "hung-up"
 
 
 class ServedStack(Protocol):
@@ -423,6 +427,12 @@ class ControlServer:
             line = bytes(client.inbuf[:nl])
             del client.inbuf[: nl + 1]
             self._reply(client, self.handle_line(line))
+            # Written now, inside this reader callback: the owner's own callbacks (which
+            # may end its process once a close or reset took effect) run only after it,
+            # as loop hooks, so the client always gets the reply of what was done.
+            self._flush(fd)
+            if fd not in self.clients:
+                return
         self._flush(fd)
 
     def _reply(self, client: _Client, resp: Response) -> None:
@@ -602,7 +612,7 @@ def _exchange(path: str, req: Request, timeout: float) -> Response:
         while b"\n" not in buf:
             chunk = sock.recv(1 << 20)
             if not chunk:
-                raise ControlError("the control endpoint hung up without answering")
+                raise ControlError("the control endpoint hung up without answering", HUNG_UP)
             buf += chunk
             if len(buf) > MAX_RESPONSE:
                 raise ControlError("the control endpoint sent an oversized reply")
@@ -640,11 +650,22 @@ class ControlClient:
             # Sockets are renamed into place only once listening: a refusal means stale.
             with contextlib.suppress(OSError):
                 os.unlink(ep.path)
-            raise ControlError(f"process {ep.pid} is gone (stale socket removed)") from None
+            raise ControlError(f"process {ep.pid} is gone (stale socket removed)", GONE) from None
         except FileNotFoundError:
-            raise ControlError(f"process {ep.pid} is gone") from None
+            raise ControlError(f"process {ep.pid} is gone", GONE) from None
+        except ConnectionResetError:
+            # It accepted nothing and closed its control socket: it is exiting.
+            raise ControlError(
+                f"process {ep.pid} hung up without answering (exiting?)", HUNG_UP
+            ) from None
         except PermissionError:
             raise ControlError(f"process {ep.pid}: permission denied") from None
+        except ControlError as exc:
+            if exc.code == HUNG_UP:
+                raise ControlError(
+                    f"process {ep.pid} hung up without answering (exiting?)", HUNG_UP
+                ) from None
+            raise
         except TimeoutError:
             raise ControlError(
                 f"process {ep.pid} did not answer within {self.timeout:g}s"
@@ -660,7 +681,7 @@ class ControlClient:
             try:
                 resp = self.request(ep, Request(op="list"))
             except ControlError as exc:
-                if "is gone" not in str(exc):
+                if exc.code not in (GONE, HUNG_UP):  # gone or exiting: not a problem
                     self.problems.append(str(exc))
                 continue
             if not resp.ok:
@@ -699,7 +720,7 @@ class ControlClient:
             if ep.pid == pid:
                 path = ep
         if path is None:
-            raise ControlError(f"process {pid} is gone", NO_SUCH_CONNECTION)
+            raise ControlError(f"process {pid} is gone", GONE)
         resp = self.request(path, req)
         if not resp.ok:
             raise ControlError(str(resp.message), str(resp.code))
@@ -723,6 +744,12 @@ def _id_key(entry: dict[str, Any]) -> tuple[int, int]:
         return int(pid), int(n)
     except ValueError:
         return 0, 0
+
+
+def is_gone(error: ControlError) -> bool:
+    """Whether `error` says the connection no longer exists: its stack forgot it, or the
+    process that held it is gone (its connections went with it)."""
+    return error.code in (NO_SUCH_CONNECTION, GONE)
 
 
 def close_completed(how: str, entry: dict[str, Any] | None) -> bool:
@@ -759,6 +786,7 @@ __all__ = [
     "discover",
     "encode_request",
     "encode_response",
+    "is_gone",
     "runtime_dir",
     "search_dirs",
 ]

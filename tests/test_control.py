@@ -662,3 +662,34 @@ def test_closing_a_replaced_server_leaves_the_new_socket(tmp_path: Any) -> None:
     assert stat.S_ISSOCK(os.stat(second.path).st_mode)
     second.close()
     assert os.listdir(tmp_path) == []
+
+
+def _end_owner_when(paired: PairedStacks, done: Callable[[], bool]) -> None:
+    """Make the control server's process behave like a `pytcp connect` that exits once
+    `done()`: from a loop hook (where the owner's callbacks run) it stops answering, and
+    the next control client that connects finds the socket closed under it without an
+    answer, as when the process exits; then the socket file is gone."""
+
+    def hook() -> None:
+        server = paired.control
+        if server.listener is not None and done():
+            paired.loop.add_reader(server.listener.fileno(), server.close)  # no accept
+
+    paired.loop.add_hook(hook)
+
+
+def test_the_reply_is_written_before_the_owner_can_end(paired: PairedStacks) -> None:
+    _end_owner_when(paired, lambda: paired.client.state == "CLOSED")
+    paired.run_in_background()
+    client = ControlClient([paired.control.directory], timeout=5)
+    assert client.close(paired.client.id, "reset") == {"id": paired.client.id, "state": "CLOSED"}
+    # The owner then hangs up on the next request, and once its socket is gone, is gone.
+    with pytest.raises(ControlError) as info:
+        client.get(paired.client.id)
+    assert info.value.code == "hung-up"
+    assert str(info.value) == f"process {os.getpid()} hung up without answering (exiting?)"
+    assert wait_for(lambda: not os.path.exists(paired.control.path))
+    with pytest.raises(ControlError) as info:
+        client.get(paired.client.id)
+    assert info.value.code == "gone"
+    assert control.is_gone(info.value)

@@ -7,6 +7,7 @@ completion) and `stack.control` (the client); no protocol logic lives here.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import click
 
@@ -14,7 +15,7 @@ from pytcpcli.app import App
 from pytcpcli.commands.inspect import complete_connection_ids
 from pytcpcli.errors import EXIT_CONN, EXIT_USAGE, CliError
 from pytcpcli.options import DURATION, format_duration
-from stack.control import ControlClient, ControlError, close_completed
+from stack.control import HUNG_UP, ControlClient, ControlError, close_completed, is_gone
 
 POLL = 0.05  # seconds between looks at the connection while the close completes
 DEFAULT_WAIT = 5.0
@@ -71,24 +72,30 @@ def close(app: App, conn_id: str, half: bool, reset: bool, timeout: float) -> No
     client = ControlClient()
     try:
         full_id = client.resolve(conn_id)
-        state = client.close(full_id, how)["state"]
     except ControlError as e:
         raise CliError(str(e), EXIT_CONN) from None
+    state = _close_and_wait(client, full_id, how, timeout)
+    click.echo(f"{full_id} {state}")
+
+
+def _close_and_wait(client: ControlClient, full_id: str, how: str, timeout: float) -> str:
+    """Ask the owner to close `full_id`, then look until the close completed; the state
+    reached. The owner may end its process as soon as the connection is closed (a
+    `pytcp connect` whose connection was reset exits): a process that hangs up without
+    answering is asked again, and a process that is gone took the connection with it."""
     deadline = time.monotonic() + timeout
+    entry: dict[str, Any] | None
+    try:
+        entry = client.close(full_id, how)
+    except ControlError as e:
+        if e.code != HUNG_UP:
+            raise CliError(str(e), EXIT_CONN) from None
+        entry = {"state": "unknown"}  # it was exiting as we asked: look again below
     while True:
-        try:
-            entry = client.get(full_id)
-        except ControlError as e:
-            if e.code != "no-such-connection" and "is gone" not in str(e):
-                raise CliError(str(e), EXIT_CONN) from None
-            entry = None  # CLOSED and forgotten by its stack
-        if entry is not None:
-            state = entry.get("state", state)
-        else:
-            state = "CLOSED"
-        if close_completed(how, entry):
-            break
+        if entry is not None and close_completed(how, entry):
+            return str(entry.get("state"))
         if time.monotonic() >= deadline:
+            state = entry.get("state") if entry is not None else "CLOSED"
             click.echo(f"{full_id} {state}")
             raise CliError(
                 f"the {how} close of {full_id} did not complete within "
@@ -96,7 +103,14 @@ def close(app: App, conn_id: str, half: bool, reset: bool, timeout: float) -> No
                 EXIT_CONN,
             )
         time.sleep(POLL)
-    click.echo(f"{full_id} {state}")
+        try:
+            entry = client.get(full_id)
+        except ControlError as e:
+            if is_gone(e):
+                return "CLOSED"  # closed and forgotten by its stack, or gone with its process
+            if e.code != HUNG_UP:
+                raise CliError(str(e), EXIT_CONN) from None
+            # Hung up without answering: it is exiting. Ask again; bounded by -w.
 
 
 close.exit_status = EXIT_STATUS  # type: ignore[attr-defined]

@@ -32,7 +32,7 @@ from pytcpcli.output import (
     render_tcb,
     render_timeline,
 )
-from stack.control import ControlClient, ControlError
+from stack.control import HUNG_UP, ControlClient, ControlError, is_gone
 
 PROBE_CLOSE_WAIT = 10.0  # seconds the probe waits for the peer's FIN after its own
 FIRST_FIELDS = frozenset({
@@ -188,7 +188,7 @@ def _one(app: App, prefix: str, as_json: bool, watch: float | None, count: int |
         try:
             entry = client.get(conn_id)
         except ControlError as e:
-            if e.code == "no-such-connection" or "is gone" in str(e):
+            if is_gone(e) or e.code == HUNG_UP:
                 raise CliError(f"connection {conn_id} is gone", EXIT_CONN) from None
             raise control_failure(e) from None
         if as_json:
