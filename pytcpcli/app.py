@@ -118,6 +118,7 @@ class App:
     stack_factory: StackFactory = default_stack_factory
     stdin_fd: int = 0
     stdout_fd: int = 1
+    stdout_closed: bool = False  # the caller closed stdout (`>&-`): received data is lost
     err: TextIO | None = None
     resolver: Callable[[str], str] | None = None
     serve_control: bool = True  # let `pytcp inspect/send/close` reach our connections

@@ -83,7 +83,7 @@ def cli(ctx: click.Context) -> None:
     connection data only; messages go to stderr.
     """
     if ctx.obj is None:
-        ctx.obj = App()
+        ctx.obj = App(stdout_closed=1 in CLOSED_AT_START)
 
 
 cli.add_command(connect)
@@ -93,25 +93,33 @@ cli.add_command(close)
 cli.add_command(inspect)
 
 
-def ensure_std_fds() -> None:
-    """Open /dev/null on stdin, stdout or stderr if the caller closed them (`<&-`).
+CLOSED_AT_START: set[int] = set()  # std fds the caller had closed (`>&-`)
+
+
+def ensure_std_fds() -> set[int]:
+    """Open /dev/null on stdin, stdout or stderr if the caller closed them (`<&-`);
+    returns those fds.
 
     Otherwise the TUN device would get fd 0 or 1, and connection data would be read
-    from, or written into, the interface itself.
+    from, or written into, the interface itself. A closed stdout is still reported as
+    one when data arrives for it (App.stdout_closed): nc exits 1 there too.
     """
+    closed = set()
     for fd, mode in ((0, os.O_RDONLY), (1, os.O_WRONLY), (2, os.O_WRONLY)):
         try:
             os.fstat(fd)
         except OSError:
+            closed.add(fd)
             null = os.open(os.devnull, mode)
             if null != fd:
                 os.dup2(null, fd)
                 os.close(null)
+    return closed
 
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
-    ensure_std_fds()
+    CLOSED_AT_START.update(ensure_std_fds())
     signal.signal(signal.SIGINT, _interrupted)
     cli.main(args=argv, prog_name="pytcp")
 

@@ -202,8 +202,10 @@ class FdWriter:
         on_drain: Callable[[], None] = lambda: None,
         on_broken: Callable[[], None] = lambda: None,
         owned: bool = True,
+        gone: bool = False,
     ) -> None:
         self.loop = loop
+        self.gone = gone  # the fd was closed before pytcp started: the first write breaks
         self.fd = fd
         self.on_drain = on_drain
         self.on_broken = on_broken
@@ -239,6 +241,10 @@ class FdWriter:
         return len(self.buf) < HIGH_WATER or self.broken
 
     def write(self, data: bytes) -> None:
+        if self.gone and data and not self.broken:
+            self.dropped += len(data)
+            self._break()
+            return
         if self.broken or self.closed:
             self.dropped += len(data)
             return

@@ -34,7 +34,8 @@ EXIT_STATUS = """\
    user asked for is not a connection failure (stderr says which it was).
 1  the connection failed: refused, reset by the peer, timed out (-w), idle (-i),
    unreachable, closed or reset by `pytcp close` before the handshake completed,
-   or stdout was closed before every received byte was written.
+   or stdout was closed (also from the start, `>&-`) before every received byte was
+   written.
 2  usage error: a bad option, port, duration or --tun/--addr/--gateway value.
 3  environment: no permission for /dev/net/tun, the interface is busy or was
    deleted while pytcp used it, ...
@@ -92,6 +93,7 @@ class ConnectSession(Session):
             self.loop,
             app.stdout_fd,
             owned=False,
+            gone=app.stdout_closed,
             on_drain=self._on_stdout_drain,
             on_broken=self._on_stdout_broken,
         )

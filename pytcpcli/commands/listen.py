@@ -101,6 +101,7 @@ class ListenSession(Session):
                 self.loop,
                 app.stdout_fd,
                 owned=False,
+                gone=app.stdout_closed,
                 on_drain=self._pump_all,
                 on_broken=self._on_stdout_broken,
             )

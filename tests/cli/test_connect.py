@@ -398,23 +398,42 @@ def out_pid(line: str) -> str:
 
 
 def test_closed_stdin_and_stdout_are_not_the_tun_device(netns) -> None:
-    def greet(conn: socket.socket) -> bytes:
+    def greet(conn: socket.socket) -> bytes | str:
         conn.sendall(b"hi")
-        return recv_all(conn)
+        try:
+            return recv_all(conn)
+        except ConnectionResetError:
+            return "reset"
 
     server = KernelServer(7016, greet)
     out = subprocess.run(
         f"{PYTCP} connect {KERNEL} 7016 <&-", shell=True, capture_output=True, timeout=TIMEOUT
     )
     assert (out.returncode, out.stdout, out.stderr) == (0, b"hi", b"")
+    # A closed stdout loses what arrives: exit 1 and one line, as nc exits 1 (EBADF).
     out = subprocess.run(
         f"echo x | {PYTCP} connect {KERNEL} 7016 >&-",
         shell=True,
         capture_output=True,
         timeout=TIMEOUT,
     )
+    assert (out.returncode, out.stderr) == (
+        1,
+        b"pytcp: stdout was closed before every received byte was written\n",
+    )
+    assert server.wait(2)[0] == b""
+
+
+def test_closed_stdout_with_nothing_received_exits_0(netns) -> None:
+    server = KernelServer(7029, recv_all)
+    out = subprocess.run(
+        f"echo x | {PYTCP} connect {KERNEL} 7029 >&-",
+        shell=True,
+        capture_output=True,
+        timeout=TIMEOUT,
+    )
     assert (out.returncode, out.stderr) == (0, b"")
-    assert server.wait(2) == [b"", b"x\n"]
+    assert server.wait() == [b"x\n"]
 
 
 def test_stdout_reader_gone_is_reported(netns) -> None:
