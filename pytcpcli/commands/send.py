@@ -35,7 +35,8 @@ EXIT_STATUS = """\
 1  the connection failed (refused, reset, timed out, unreachable); with --conn: no
    live connection matches ID, its write side is closed, or its send buffer stayed
    full for 10 s (the bytes queued so far are reported).
-2  usage error: HOST PORT with --conn, DATA with --file, a bad port.
+2  usage error: no HOST PORT (and no --conn), DATA with --file, a bad port, stack
+   options with --conn.
 3  environment: no permission for /dev/net/tun, the interface is busy, ...
 130  interrupted by SIGINT.
 """
@@ -47,8 +48,10 @@ Without the newline, or from a file, or from stdin:
   pytcp send -n 10.77.0.1 7 ping
   pytcp send --file request.bin 10.77.0.1 9000 > reply.bin
   printf 'GET / HTTP/1.0\\r\\n\\r\\n' | pytcp send -v 10.77.0.1 80
-Queue text on a live connection held by another pytcp (ID from pytcp inspect):
+Queue text on a live connection held by another pytcp (ID from pytcp inspect); with
+--conn every argument is DATA, so this queues "10.77.0.1 7 hi" and a newline:
   pytcp send --conn 4242.3 'hello from outside'
+  pytcp send --conn 4242.3 10.77.0.1 7 hi
 """
 
 
@@ -188,13 +191,14 @@ def _one_shot(
 @click.command(
     short_help="Send DATA to HOST PORT in one shot, or queue it on a live connection (--conn).",
 )
-@click.argument("args", nargs=-1, metavar="[HOST PORT] [DATA...]")
+@click.argument("args", nargs=-1, metavar="(HOST PORT | --conn ID) [DATA...]")
 @click.option(
     "--conn",
     "conn_id",
     metavar="ID",
     shell_complete=complete_connection_ids,
-    help="Queue DATA on the live connection ID of another pytcp process instead.",
+    help="Queue DATA on the live connection ID of another pytcp process instead; every "
+    "argument is then DATA (there is no HOST PORT).",
 )
 @click.option(
     "-n", "no_newline", is_flag=True, help="Do not append a newline to DATA (as echo -n)."
@@ -228,10 +232,10 @@ def send(
     there is no DATA; then FIN, and everything the peer sends until its FIN goes to
     stdout. -v prints the byte counts, the RTT and the retransmissions on stderr.
 
-    With --conn ID the data is queued on a live connection held by another pytcp
-    process (ID from `pytcp inspect`; a unique prefix will do) and the number of
-    bytes queued is printed; it fails (exit 1) when the connection's write side is
-    closed.
+    With --conn ID there is no HOST PORT: every argument is DATA, and it is
+    queued on a live connection held by another pytcp process (ID from `pytcp
+    inspect`; a unique prefix will do). The number of bytes queued is printed; it
+    fails (exit 1) when the connection's write side is closed.
     """
     if conn_id is not None:
         if stack != StackOptions() or source_port is not None or timeout is not None:

@@ -95,6 +95,25 @@ def test_conn_queues_on_a_live_connection(live: tuple[PairedStacks, CliRunner]) 
     assert paired.server.recv(100) == b"hello" + b"queued text\n"  # after the fixture's
 
 
+def test_conn_takes_every_argument_as_data(live: tuple[PairedStacks, CliRunner]) -> None:
+    """With --conn there is no HOST PORT: what looks like one is DATA, as --help, the man
+    page and the exit statuses say (no promise of a usage error for it)."""
+    paired, runner = live
+    result = runner.invoke(cli, ["send", "--conn", paired.client.id, "10.77.0.1", "7", "hi"])
+    assert (result.exit_code, result.output) == (0, f"15 bytes queued on {paired.client.id}\n")
+    paired.pause()
+    paired.loop.run_until(lambda: paired.server.readable == 20, 5)
+    assert paired.server.recv(100) == b"hello" + b"10.77.0.1 7 hi\n"
+    help_text = " ".join(runner.invoke(cli, ["send", "--help"], prog_name="pytcp").output.split())
+    assert "Usage: pytcp send [OPTIONS] (HOST PORT | --conn ID) [DATA...]" in help_text
+    assert "With --conn ID there is no HOST PORT: every argument is DATA" in help_text
+    assert "every argument is then DATA (there is no HOST PORT)" in help_text
+    from pytcpcli.commands.send import EXAMPLES, EXIT_STATUS
+
+    assert "HOST PORT with --conn" not in " ".join(EXIT_STATUS.split())
+    assert "--conn every argument is DATA" in " ".join(EXAMPLES.split())
+
+
 def test_conn_write_side_closed_exits_1(live: tuple[PairedStacks, CliRunner]) -> None:
     paired, runner = live
     assert runner.invoke(cli, ["close", "--half", paired.client.id]).exit_code == 0
