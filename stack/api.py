@@ -367,7 +367,7 @@ class ListeningSocket:
         self.id = f"{os.getpid()}.{listener.id}"
         self.local = (str(listener.local[0]), listener.local[1])
         self._callback: Callable[[], None] | None = None
-        self._last_pending = 0
+        self._last: tuple[int, bool] = (0, False)
         self.closed = False
 
     @property
@@ -376,7 +376,13 @@ class ListeningSocket:
 
     @property
     def state(self) -> str:
-        return "CLOSED" if self.closed else "LISTEN"
+        return "CLOSED" if self.closed or self._listener.closed else "LISTEN"
+
+    @property
+    def closed_elsewhere(self) -> bool:
+        """The listener was closed while this socket is still open: by the stack's
+        control endpoint, for `pytcp close PID.N` from another process."""
+        return bool(self._listener.closed) and not self.closed
 
     @property
     def pending(self) -> int:
@@ -398,16 +404,17 @@ class ListeningSocket:
         return self._stack._adopt(conn)
 
     def on_change(self, cb: Callable[[], None] | None) -> None:
-        """Call `cb` after every loop iteration in which the accept queue changed."""
+        """Call `cb` after every loop iteration in which the accept queue changed or the
+        listener was closed."""
         self._callback = cb
-        self._last_pending = self._listener.pending
+        self._last = (self._listener.pending, self._listener.closed)
 
     def _notify(self) -> None:
         if self._callback is None:
             return
-        pending = self._listener.pending
-        if pending != self._last_pending:
-            self._last_pending = pending
+        now = (self._listener.pending, self._listener.closed)
+        if now != self._last:
+            self._last = now
             self._callback()
 
     def info(self) -> dict[str, Any]:

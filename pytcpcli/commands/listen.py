@@ -32,6 +32,8 @@ EXIT_STATUS = """\
 3  environment: no permission for /dev/net/tun, the port or interface is busy, the
    interface was deleted while pytcp used it, ...
 130  interrupted by SIGINT (143 for SIGTERM), the usual way to stop -k.
+`pytcp close PID.N` on the listener (from another process) ends listening: the live
+connections are finished and pytcp exits as above (-v says so).
 """
 
 NOTES = CLOSE_NOTES
@@ -93,6 +95,7 @@ class ListenSession(Session):
         self.verbose = verbose
         self.clients: list[Client] = []
         self.accepted = 0
+        self.listener_closed = False  # closed by another process: no more clients
         self.stdin_eof = False
         self.stdout: FdWriter | None = None
         self.stdin: FdReader | None = None
@@ -119,6 +122,24 @@ class ListenSession(Session):
         if self.max_conns is not None and len(self.live) >= self.max_conns:
             return False  # further clients wait in the backlog
         return self.keep_open or self.accepted == 0
+
+    def _on_listener_change(self) -> None:
+        if self.listener is not None and getattr(self.listener, "closed_elsewhere", False):
+            # `pytcp close PID.N` from another process closed the listener: no more
+            # clients will come, so the live ones are finished and pytcp exits.
+            self.listener.on_change(None)
+            self.listener.close()
+            self.listener = None
+            self.listener_closed = True
+            if self.verbose:
+                live = len([c for c in self.clients if not c.closed])
+                self.app.say(
+                    "the listener was closed by pytcp close (another process); "
+                    f"exiting after {live} live connection{'' if live == 1 else 's'}"
+                )
+            self._check_end()
+            return
+        self._accept()
 
     def _accept(self) -> None:
         while self._may_accept():
@@ -333,9 +354,12 @@ class ListenSession(Session):
                 client.ended = True
                 self._release(client)
         self.clients = [c for c in self.clients if not c.ended]
-        if (not self.keep_open and self.accepted and not self.clients) or (
-            self.signum is not None and not self.clients
-        ):
+        no_more = (
+            self.signum is not None
+            or self.listener_closed
+            or (not self.keep_open and self.accepted > 0)
+        )
+        if no_more and not self.clients:
             self._end_run()
         else:
             self._accept()
@@ -388,7 +412,7 @@ class ListenSession(Session):
         self._end_run()
 
     def run(self) -> int:
-        self.listener.on_change(self._accept)
+        self.listener.on_change(self._on_listener_change)
         self._accept()
         failed = True
         try:

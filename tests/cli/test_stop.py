@@ -10,6 +10,7 @@ import os
 import re
 import signal
 import socket
+import subprocess
 import threading
 
 import pytest
@@ -220,3 +221,27 @@ def test_interface_deleted_mid_connection_is_one_line_and_exit_3(netns) -> None:
     assert proc.returncode == 3
     assert len(lines) == 2, lines  # the -v "connected" line, then the error
     assert lines[1].startswith("pytcp: interface pytcp0 went away while pytcp was using it")
+
+
+@pytest.mark.parametrize("keep_open", [True, False])
+def test_listener_closed_by_pytcp_close_finishes_live_connections(netns, keep_open) -> None:
+    args = ["-k", "7115"] if keep_open else ["7115"]
+    proc, err = start_listener(*args, stdin=subprocess.DEVNULL)
+    assert proc.stdout is not None
+    if keep_open:
+        conn = connect_kernel(7115)
+        err.wait_for("pytcp: connection from ")
+    reply = control_request(proc.pid, {"op": "close", "conn": f"{proc.pid}.1", "how": "full"})
+    assert reply["ok"] is True, reply
+    live = "1 live connection" if keep_open else "0 live connections"
+    assert err.wait_for("pytcp: the listener was closed ") == (
+        f"pytcp: the listener was closed by pytcp close (another process); exiting after {live}\n"
+    )
+    if keep_open:
+        conn.sendall(b"still here\n")
+        conn.shutdown(socket.SHUT_WR)
+        assert recv_all(conn) == b""  # stdin was /dev/null: pytcp's FIN
+        conn.close()
+    proc.wait(TIMEOUT)
+    assert proc.returncode == 0
+    assert proc.stdout.read() == (b"still here\n" if keep_open else b"")
