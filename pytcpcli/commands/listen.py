@@ -26,14 +26,13 @@ from pytcpcli.relay import FdReader, FdWriter, Relay, Session
 EXIT_STATUS = """\
 0  the connection (or, with -k, every connection) was closed cleanly, or closed or
    reset by `pytcp close [--reset] ID` from another process (not a failure: the user
-   asked for it; stderr says which it was).
+   asked for it; stderr says which it was). `pytcp close PID.N` on the listener ends
+   listening: the live connections are finished, then pytcp exits (-v says so).
 1  the one connection failed: reset by the peer, or stdout was closed early.
 2  usage error: a bad option, address, port or --tun/--addr/--gateway value.
 3  environment: no permission for /dev/net/tun, the port or interface is busy, the
    interface was deleted while pytcp used it, ...
 130  interrupted by SIGINT (143 for SIGTERM), the usual way to stop -k.
-`pytcp close PID.N` on the listener (from another process) ends listening: the live
-connections are finished and pytcp exits as above (-v says so).
 """
 
 NOTES = CLOSE_NOTES
