@@ -22,7 +22,8 @@ LIST_HEADERS = ("ID", "STATE", "LOCAL", "REMOTE", "SEND-Q", "RECV-Q", "CWND", "S
 
 def duration(ns: int | None) -> str:
     """A nanosecond duration in the unit that reads best, 4 significant digits: 1.25s,
-    40ms, 300us, 0."""
+    40ms, 875us, 312.5us, 750ns; "0" only for zero itself (a sub-millisecond RTT keeps its
+    microseconds)."""
     if ns is None:
         return "-"
     if ns == 0:
@@ -33,7 +34,27 @@ def duration(ns: int | None) -> str:
         return f"{sign}{a / 1e9:.4g}s"
     if a >= 1_000_000:
         return f"{sign}{a / 1e6:.4g}ms"
-    return f"{sign}{a / 1e3:.4g}us"
+    if a >= 1_000:
+        return f"{sign}{a / 1e3:.4g}us"
+    return f"{sign}{a}ns"
+
+
+def remaining(ns: int | None) -> str:
+    """Time left on a timer: `in 59.5s`, `overdue 3ms` (it fires on the owner's next
+    iteration), `-` when not armed."""
+    if ns is None:
+        return "-"
+    if ns < 0:
+        return f"overdue {duration(-ns)}"
+    return f"in {duration(ns)}"
+
+
+def monotonic_seconds(ns: int | None) -> str:
+    """A deadline on the stack's clock (CLOCK_MONOTONIC, shared by every process on the
+    host) in seconds with millisecond precision: `81234.567s`."""
+    if ns is None:
+        return "-"
+    return f"{ns / 1e9:.3f}s"
 
 
 def endpoint(ep: Mapping[str, Any] | None) -> str:
@@ -288,19 +309,20 @@ def render_tcb(entry: Mapping[str, Any]) -> str:
 
 
 def render_timers(entry: Mapping[str, Any]) -> str:
-    """The timers table: every timer, armed or not (DESIGN §2 "Timers are data")."""
+    """The timers table: every timer, armed or not (DESIGN §2 "Timers are data"). The
+    deadline is in seconds of CLOCK_MONOTONIC (raw nanoseconds only in --json)."""
     rows = [
         [
             str(t.get("name")),
             _v(bool(t.get("armed"))),
-            _v(t.get("deadline")) if t.get("armed") else "-",
-            duration(t.get("remaining")) if t.get("armed") else "-",
+            remaining(t.get("remaining")) if t.get("armed") else "-",
+            monotonic_seconds(t.get("deadline")) if t.get("armed") else "-",
             _v(t.get("backoff")),
             _v(t.get("reason") or None),
         ]
         for t in entry.get("timers", [])
     ]
-    headers = ("timer", "armed", "deadline (ns)", "remaining", "backoff", "reason")
+    headers = ("timer", "armed", "fires", "deadline (monotonic)", "backoff", "reason")
     return _section("Timers", rows, headers)
 
 
@@ -347,6 +369,16 @@ class TimelineItem:
     timers: list[Mapping[str, Any]] = field(default_factory=list)
 
 
+DURATION_FIELDS = frozenset({"rtt.srtt", "rtt.rttvar", "rtt.rto", "rtt.min_rtt"})  # ns
+
+
+def field_value(name: str, value: Any) -> str:
+    """One flattened snapshot field as the timeline shows it: times as durations."""
+    if name in DURATION_FIELDS and isinstance(value, int) and not isinstance(value, bool):
+        return duration(value)
+    return _v(value)
+
+
 def render_timeline(items: Iterable[TimelineItem]) -> str:
     """The probe's timeline, one segment per line; state changes with their TCB delta."""
     lines = []
@@ -355,10 +387,10 @@ def render_timeline(items: Iterable[TimelineItem]) -> str:
         if item.kind == "state":
             lines.append(f"{stamp}  == {item.text}")
             for name, old, new in item.changes:
-                lines.append(f"{'':15}{name}: {_v(old)} -> {_v(new)}")
+                lines.append(f"{'':15}{name}: {field_value(name, old)} -> {field_value(name, new)}")
             armed = [t for t in item.timers if t.get("armed")]
             timers = ", ".join(
-                f"{t['name']} in {duration(t.get('remaining'))}"
+                f"{t['name']} {remaining(t.get('remaining'))}"
                 + (f" ({t['reason']})" if t.get("reason") else "")
                 for t in armed
             )

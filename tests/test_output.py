@@ -13,7 +13,9 @@ from pytcpcli.output import (
     flatten,
     list_row,
     matches,
+    monotonic_seconds,
     rel,
+    remaining,
     render_json,
     render_list,
     render_probe_summary,
@@ -78,6 +80,33 @@ def test_duration_units() -> None:
     assert duration(60_000_000_000) == "60s"
     assert duration(1_500_000_000) == "1.5s"
     assert duration(-3_000_000) == "-3ms"
+    # Sub-millisecond RTTs keep their microseconds; nothing non-zero reads as 0.
+    assert duration(875_000) == "875us"
+    assert duration(312_456) == "312.5us"
+    assert duration(1_000) == "1us"
+    assert duration(750) == "750ns"
+    assert duration(1) == "1ns"
+    assert remaining(59_500_000_000) == "in 59.5s"
+    assert remaining(-3_000_000) == "overdue 3ms"
+    assert remaining(None) == "-"
+    assert monotonic_seconds(81_234_567_890_123) == "81234.568s"
+
+
+def test_sub_millisecond_rtt_in_every_view() -> None:
+    fast = json.loads(json.dumps(SAMPLE))
+    fast["rtt"].update(srtt=875_000, rttvar=437_500, min_rtt=238_806)
+    assert list_row(fast)[7] == "875us"
+    lines = render_tcb(fast).splitlines()
+    assert "  srtt     875us" in lines
+    assert "  min rtt  238.8us" in lines
+    assert "srtt 875us, min 238.8us," in render_probe_summary(fast)
+    assert "srtt 875us" in send_report(fast)
+    changes = [("rtt.min_rtt", None, 238_806), ("rtt.rto", 10**9, 2 * 10**8)]
+    item = TimelineItem(0, "state", "SYN-SENT -> ESTABLISHED", changes=changes)
+    assert render_timeline([item]).splitlines()[1:3] == [
+        "               rtt.min_rtt: - -> 238.8us",
+        "               rtt.rto: 1s -> 200ms",
+    ]
 
 
 def test_endpoint_and_relative_sequence_numbers() -> None:
@@ -150,15 +179,17 @@ def test_render_tcb_sections() -> None:
 def test_render_timers_lists_every_timer() -> None:
     assert render_timers(SAMPLE) == (
         "Timers\n"
-        "  timer           armed    deadline (ns)    remaining    backoff    reason\n"
-        "  retransmission  yes      5180000000       180ms        1          data in flight\n"
-        "  syn             no       -                -            0          -\n"
-        "  delayed-ack     yes      5020000000       20ms         0          in-order data\n"
-        "  persist         no       -                -            0          -\n"
-        "  keepalive       no       -                -            0          -\n"
-        "  time-wait       no       -                -            0          -\n"
-        "  fin-wait-2      no       -                -            0          -\n"
+        "  timer           armed    fires     deadline (monotonic)    backoff    reason\n"
+        "  retransmission  yes      in 180ms  5.180s                  1          data in flight\n"
+        "  syn             no       -         -                       0          -\n"
+        "  delayed-ack     yes      in 20ms   5.020s                  0          in-order data\n"
+        "  persist         no       -         -                       0          -\n"
+        "  keepalive       no       -         -                       0          -\n"
+        "  time-wait       no       -         -                       0          -\n"
+        "  fin-wait-2      no       -         -                       0          -\n"
     )
+    assert "deadline (ns)" not in render_tcb(SAMPLE)
+    assert "5180000000" not in render_tcb(SAMPLE)  # raw ns only in --json
 
 
 def test_render_tcb_of_a_listener() -> None:
