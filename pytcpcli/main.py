@@ -22,7 +22,7 @@ from pytcpcli.commands.connect import connect
 from pytcpcli.commands.inspect import inspect
 from pytcpcli.commands.listen import listen
 from pytcpcli.commands.send import send
-from pytcpcli.errors import EXIT_OK, EXIT_SIGINT, EXIT_USAGE
+from pytcpcli.errors import EXIT_CONN, EXIT_OK, EXIT_SIGINT, EXIT_USAGE
 
 
 class Interrupted(BaseException):
@@ -55,6 +55,12 @@ class PytcpGroup(click.Group):
             return super().main(args, prog_name, complete_var, False, **extra)
         try:
             rv = super().main(args, prog_name or "pytcp", complete_var, False, **extra)
+        except SystemExit:
+            # click answers EPIPE on stdout by wrapping stdout and exiting 1: pytcp's
+            # choice for EPIPE is a quiet 141 (stdout_failed).
+            if type(sys.stdout).__name__ == "_PacifyFlushWrapper":
+                sys.exit(stdout_failed(OSError(errno.EPIPE, os.strerror(errno.EPIPE))))
+            raise
         except click.UsageError as e:
             path = e.ctx.command_path if e.ctx is not None else "pytcp"
             cause = e.format_message().rstrip(".")
@@ -66,10 +72,48 @@ class PytcpGroup(click.Group):
         except (click.Abort, KeyboardInterrupt, Interrupted):
             sys.exit(EXIT_SIGINT)
         except OSError as e:
-            if e.errno != errno.EPIPE:
+            if e.errno not in STDOUT_ERRNOS:
                 raise
-            sys.exit(EXIT_OK)  # stdout's reader went away while we printed help: not an error
+            sys.exit(stdout_failed(e))
         sys.exit(rv if isinstance(rv, int) else EXIT_OK)
+
+
+# Errors of a write to stdout outside the relay (help, inspect's tables, ...).
+STDOUT_ERRNOS = frozenset({errno.EPIPE, errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})
+EXIT_SIGPIPE = 128 + signal.SIGPIPE  # 141: what a shell reports for a tool SIGPIPE killed
+
+
+def stdout_failed(error: OSError) -> int:
+    """stdout cannot be written: EPIPE (the reader went away, `pytcp --help | head -1`)
+    ends pytcp quietly with 141, as a coreutils tool killed by SIGPIPE; any other error
+    (ENOSPC: `>/dev/full`) is one line on stderr and exit 1. stdout is pointed at
+    /dev/null so the interpreter's final flush cannot fail again."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 1)
+        os.close(null)
+    except OSError:
+        pass
+    if error.errno == errno.EPIPE:
+        return EXIT_SIGPIPE
+    try:
+        sys.stderr.write(f"pytcp: cannot write to stdout: {os.strerror(error.errno or 0)}\n")
+        sys.stderr.flush()
+    except (OSError, AttributeError, ValueError):
+        pass
+    return EXIT_CONN
+
+
+def flush_stdout(code: int) -> int:
+    """Flush what Python buffered for stdout now, where a failure can still be reported."""
+    try:
+        if sys.stdout is not None:
+            sys.stdout.flush()
+    except OSError as e:
+        if e.errno not in STDOUT_ERRNOS:
+            raise
+        return stdout_failed(e) if code == EXIT_OK else code
+    return code
 
 
 @click.group(cls=PytcpGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -81,6 +125,11 @@ def cli(ctx: click.Context) -> None:
     Every connection pytcp makes or accepts runs end to end in pytcp's own TCP:
     the handshake, the data, the four-way close and every timer. stdout carries
     connection data only; messages go to stderr.
+
+    When stdout's reader goes away (EPIPE) while pytcp prints help or inspect's
+    tables, pytcp exits 141 quietly, as a tool killed by SIGPIPE; another stdout
+    error (a full disk) is one line on stderr and exit 1. (Connection data that
+    cannot be written is reported by connect and listen, exit 1.)
     """
     if ctx.obj is None:
         ctx.obj = App(stdout_closed=1 in CLOSED_AT_START)
@@ -121,7 +170,12 @@ def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
     CLOSED_AT_START.update(ensure_std_fds())
     signal.signal(signal.SIGINT, _interrupted)
-    cli.main(args=argv, prog_name="pytcp")
+    try:
+        cli.main(args=argv, prog_name="pytcp")
+        code: Any = EXIT_OK
+    except SystemExit as e:
+        code = e.code
+    sys.exit(flush_stdout(code or EXIT_OK) if isinstance(code, int) or code is None else code)
 
 
 if __name__ == "__main__":

@@ -27,3 +27,29 @@ def test_installed_console_script_runs() -> None:
     exe = sys.executable.rsplit("/", 1)[0] + "/pytcp"
     out = subprocess.run([exe, "--version"], capture_output=True, text=True, check=True)
     assert out.stdout == f"pytcp, version {__version__}\n"
+
+
+PYTCP = sys.executable.rsplit("/", 1)[0] + "/pytcp"
+
+
+def test_stdout_full_is_one_line_and_exit_1() -> None:
+    for args in (["connect", "--help"], ["--help"], ["inspect", "--json"]):
+        with open("/dev/full", "wb") as full:
+            out = subprocess.run([PYTCP, *args], stdout=full, stderr=subprocess.PIPE, timeout=60)
+        assert (out.returncode, out.stderr) == (
+            1,
+            b"pytcp: cannot write to stdout: No space left on device\n",
+        ), args
+
+
+def test_stdout_reader_gone_is_quiet_exit_141() -> None:
+    import os
+
+    for args in (["connect", "--help"], ["inspect", "--json"]):
+        r, w = os.pipe()
+        os.close(r)  # the reader is gone before pytcp writes: EPIPE
+        try:
+            out = subprocess.run([PYTCP, *args], stdout=w, stderr=subprocess.PIPE, timeout=60)
+        finally:
+            os.close(w)
+        assert (out.returncode, out.stderr) == (141, b""), args
