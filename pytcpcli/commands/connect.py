@@ -202,11 +202,17 @@ class ConnectSession(Session):
         self.finished = True
 
     def _quit(self) -> None:
-        """-q: the time after stdin EOF is up; take what arrived, then go."""
+        """-q: the time after stdin EOF is up; take what arrived, then abort with RST,
+        as a kernel close does when data could still arrive unread (RFC 1122
+        4.2.2.13): the peer must not be left half-open."""
         if self.relay.done:
             return
         self.relay.drain()
         self.relay.stop()
+        try:
+            self.sock.abort()
+        except OSError:
+            pass
         self._finish()
 
     def _check_idle(self) -> None:
@@ -271,7 +277,8 @@ def zero_io(stack: Any, sock: Any) -> None:
     "quit_after",
     type=Duration(allow_zero=True),
     metavar="DURATION",
-    help="Exit DURATION after stdin EOF, whatever the peer does.",
+    help="Exit DURATION after stdin EOF, whatever the peer does; a connection still "
+    "open then is aborted with RST (the peer is not left half-open).",
 )
 @click.option(
     "--no-shutdown",
