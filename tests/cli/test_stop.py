@@ -245,3 +245,38 @@ def test_listener_closed_by_pytcp_close_finishes_live_connections(netns, keep_op
     proc.wait(TIMEOUT)
     assert proc.returncode == 0
     assert proc.stdout.read() == (b"still here\n" if keep_open else b"")
+
+
+def test_half_close_from_another_process_stops_stdin_and_says_so(netns) -> None:
+    got_first = threading.Event()
+    may_reply = threading.Event()
+
+    def read_then_reply(conn: socket.socket) -> bytes:
+        first = conn.recv(1)
+        got_first.set()
+        rest = recv_all(conn)  # pytcp's FIN comes from `pytcp close --half`
+        may_reply.wait(TIMEOUT)
+        conn.sendall(b"reply")
+        return first + rest
+
+    server = KernelServer(7116, read_then_reply)
+    proc = pytcp("connect", "-v", KERNEL, "7116")
+    assert proc.stdin is not None and proc.stdout is not None
+    err = StderrLines(proc)
+    conn_id = connection_id(err)
+    proc.stdin.write(b"a")
+    proc.stdin.flush()
+    assert got_first.wait(TIMEOUT)
+    reply = control_request(proc.pid, {"op": "close", "conn": conn_id, "how": "half"})
+    assert reply["ok"] is True, reply
+    assert err.wait_for("pytcp: the write side") == (
+        "pytcp: the write side was closed by pytcp close --half (another process); "
+        "stdin is no longer read: 0 bytes of it were not sent\n"
+    )
+    proc.stdin.write(b"never sent")  # stdin stays open; pytcp no longer reads it
+    proc.stdin.flush()
+    may_reply.set()
+    assert proc.stdout.read() == b"reply"
+    proc.wait(TIMEOUT)
+    assert proc.returncode == 0
+    assert server.wait() == [b"a"]
