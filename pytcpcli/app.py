@@ -57,6 +57,31 @@ def _environment_errors() -> tuple[type[BaseException], ...]:
         return ()
 
 
+def silence(stream: Any) -> None:
+    """stderr failed (full disk, closed): point its fd at /dev/null so what is still
+    buffered, and every later message, goes nowhere instead of failing again (also the
+    interpreter's final flush, which would otherwise turn the exit status into 120)."""
+    try:
+        fd = stream.fileno()
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, fd)
+        os.close(null)
+    except (OSError, AttributeError, ValueError):
+        pass
+
+
+def write_err(stream: TextIO | None, text: str) -> None:
+    """Write a message to stderr if it can be written: diagnostics never affect data.
+    `stream` is None when fd 2 was closed before Python started (sys.stderr is None)."""
+    if stream is None:
+        return
+    try:
+        stream.write(text)
+        stream.flush()
+    except (OSError, ValueError):
+        silence(stream)
+
+
 class TraceWriter:
     """The --trace / -vv sink: one tcpdump-style line per segment, one per state change.
 
@@ -76,8 +101,10 @@ class TraceWriter:
     def __call__(self, event: Any) -> None:
         try:
             self._write(event)
-        except Exception:
+        except OSError:
             # A sink must not raise into the stack; a broken stderr is not worth a crash.
+            silence(self.err)
+        except Exception:
             pass
 
     def _write(self, event: Any) -> None:
@@ -125,17 +152,20 @@ class App:
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def stderr(self) -> TextIO:
+    def stderr(self) -> TextIO | None:
+        """Where messages go; None when there is no stderr (fd 2 closed at start)."""
         return self.err if self.err is not None else sys.stderr
 
     def say(self, message: str) -> None:
-        """One `pytcp: ...` line on stderr (-v output, warnings)."""
-        self.stderr.write(f"pytcp: {message}\n")
-        self.stderr.flush()
+        """One `pytcp: ...` line on stderr (-v output, warnings). A stderr that cannot
+        be written loses the line, never the connection's data."""
+        write_err(self.stderr, f"pytcp: {message}\n")
 
     def make_tracer(self, opts: StackOptions) -> Callable[[Any], None] | None:
         if not opts.trace and opts.verbose < 2:
             return None
+        if self.stderr is None:
+            return None  # nowhere to write the lines
         return TraceWriter(self.stderr, segments=opts.trace, states=opts.verbose >= 2)
 
     @contextlib.contextmanager

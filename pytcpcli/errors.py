@@ -1,7 +1,9 @@
-"""Exit statuses (DESIGN §4) and the one error type commands raise. Imports click only."""
+"""Exit statuses (DESIGN §4) and the one error type commands raise. Imports click only
+(and os)."""
 
 from __future__ import annotations
 
+import os
 from typing import IO, Any
 
 import click
@@ -21,4 +23,14 @@ class CliError(click.ClickException):
         self.exit_code = exit_code  # type: ignore[misc]  # click declares it a ClassVar
 
     def show(self, file: IO[Any] | None = None) -> None:
-        click.echo(f"pytcp: {self.format_message()}", err=True)
+        try:
+            click.echo(f"pytcp: {self.format_message()}", err=True)
+        except (OSError, ValueError):
+            # stderr cannot be written (2>/dev/full): the exit status still tells. Its fd
+            # goes to /dev/null so the interpreter's final flush does not fail (exit 120).
+            try:
+                null = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(null, 2)
+                os.close(null)
+            except OSError:
+                pass

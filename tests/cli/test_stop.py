@@ -17,6 +17,7 @@ import pytest
 
 from tests.cli.netcat import (
     KERNEL,
+    PYTCP,
     TIMEOUT,
     KernelServer,
     StderrLines,
@@ -280,3 +281,37 @@ def test_half_close_from_another_process_stops_stdin_and_says_so(netns) -> None:
     proc.wait(TIMEOUT)
     assert proc.returncode == 0
     assert server.wait() == [b"a"]
+
+
+@pytest.mark.parametrize("stderr", ["2>/dev/full", "2>&-"])
+def test_unwritable_stderr_never_affects_data(netns, stderr: str) -> None:
+    data = os.urandom(200 * 1024)
+
+    def echo(conn: socket.socket) -> bytes:
+        got = recv_all(conn)
+        conn.sendall(got[::-1])
+        return got
+
+    server = KernelServer(7117, echo)
+    out = subprocess.run(
+        f"{PYTCP} connect -vv --trace {KERNEL} 7117 {stderr}",
+        shell=True,
+        input=data,
+        stdout=subprocess.PIPE,
+        timeout=TIMEOUT,
+    )
+    assert out.returncode == 0
+    assert out.stdout == data[::-1]
+    assert server.wait() == [data]
+
+
+@pytest.mark.parametrize("stderr", ["2>/dev/full", "2>&-"])
+def test_unwritable_stderr_keeps_the_failure_status(netns, stderr: str) -> None:
+    out = subprocess.run(
+        f"{PYTCP} connect -v {KERNEL} 7118 {stderr}",  # nothing listens: refused
+        shell=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        timeout=TIMEOUT,
+    )
+    assert (out.returncode, out.stdout) == (1, b"")
