@@ -35,6 +35,7 @@ import socket
 import struct
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from typing import Any
 
 from stack.wire.checksum import ones_sum
 
@@ -63,11 +64,15 @@ DEFAULT_NET = IPv4Network("10.77.0.0/16")  # DESIGN §3: 10.77.N.0/24 per interf
 MAX_AUTO = 256  # pytcp0 .. pytcp255, one /24 of 10.77.0.0/16 each
 READ_SIZE = 65536  # larger than any IPv4 packet: a TUN read never truncates
 
-PERSISTENT_HINT = (
-    "run as root, or have root create a persistent device for you once: "
-    "ip tuntap add dev pytcp0 mode tun user $USER && ip addr add 10.77.0.1/24 dev pytcp0 "
-    "&& ip link set pytcp0 up (then use --tun pytcp0)"
-)
+
+def persistent_hint(name: str = f"{DEFAULT_PREFIX}0") -> str:
+    """What to do without root: a persistent TUN made once for the user, named `name`
+    (the interface the user asked for with --tun, else pytcp0)."""
+    return (
+        "run as root, or have root create a persistent device for you once: "
+        f"ip tuntap add dev {name} mode tun user $USER && ip addr add 10.77.0.1/24 dev {name} "
+        f"&& ip link set {name} up (then use --tun {name})"
+    )
 
 
 class StackEnvironmentError(OSError):
@@ -197,7 +202,9 @@ def _open_device(name: str, *, exclusive: bool, offload: bool = False) -> tuple[
             errno.ENOENT,
         ) from exc
     except PermissionError as exc:
-        raise _fail(f"no permission to open {TUN_PATH}: {PERSISTENT_HINT}", errno.EACCES) from exc
+        raise _fail(
+            f"no permission to open {TUN_PATH}: {persistent_hint(name)}", errno.EACCES
+        ) from exc
     flags = IFF_TUN | IFF_NO_PI | (IFF_TUN_EXCL if exclusive else 0)
     if offload:
         flags |= IFF_VNET_HDR
@@ -223,7 +230,8 @@ def _attach_error(name: str, exc: OSError) -> StackEnvironmentError:
     if exc.errno == errno.EPERM:
         return _fail(
             f"no permission to attach to interface {name} (it belongs to another user, or it is not"
-            f" a TUN): {PERSISTENT_HINT}",
+            " a TUN): run as root, or use one that root made for your user "
+            "(ip tuntap add dev NAME mode tun user $USER, then --tun NAME)",
             errno.EPERM,
         )
     if exc.errno == errno.EINVAL:
@@ -239,7 +247,7 @@ def _create_error(name: str, exc: OSError) -> StackEnvironmentError:
     if exc.errno == errno.EPERM:
         return _fail(
             f"no permission to create TUN interface {name} (needs CAP_NET_ADMIN): "
-            f"{PERSISTENT_HINT}",
+            f"{persistent_hint(name)}",
             errno.EPERM,
         )
     if exc.errno == errno.EBUSY:
@@ -263,7 +271,9 @@ def _check_free(addresses: list[_KernelAddress], gateway: IPv4Interface, addr: I
             )
 
 
-def _configure(index: int, gateway: IPv4Interface, mtu: int) -> None:
+def _configure(index: int, gateway: IPv4Interface, mtu: int, name: str = "pytcp0") -> None:
+    """Configure an interface this process created (never an attached one): MTU, the
+    kernel-side address, no IPv6 address generation, up."""
     from pyroute2 import IPRoute
     from pyroute2.netlink.exceptions import NetlinkError
 
@@ -273,6 +283,7 @@ def _configure(index: int, gateway: IPv4Interface, mtu: int) -> None:
             ipr.addr(
                 "add", index=index, address=str(gateway.ip), prefixlen=gateway.network.prefixlen
             )
+            _no_ipv6_autoconf(ipr, index)
             ipr.link("set", index=index, state="up")
     except NetlinkError as exc:
         code = exc.code
@@ -282,13 +293,32 @@ def _configure(index: int, gateway: IPv4Interface, mtu: int) -> None:
             ) from exc
         if code == errno.EPERM:
             raise _fail(
-                f"no permission to configure the interface: {PERSISTENT_HINT}", code
+                f"no permission to configure the interface: {persistent_hint(name)}", code
             ) from exc
         if code == errno.EINVAL:
             raise _fail(
                 f"the kernel refused the configuration (MTU {mtu}, {gateway}): {exc}", code
             ) from exc
         raise _fail(f"cannot configure the interface: {exc}", code) from exc
+
+
+IN6_ADDR_GEN_MODE_NONE = 1  # linux/if_link.h
+
+
+def _no_ipv6_autoconf(ipr: Any, index: int) -> None:
+    """`ip link set dev X addrgenmode none` before the interface is up: the kernel then
+    gives it no link-local IPv6 address, so it sends no router or neighbour
+    solicitations into the stack (they would show as drops in every --trace). Only this
+    interface; a kernel without IPv6 refuses, which changes nothing."""
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    spec = {
+        "attrs": [["AF_INET6", {"attrs": [["IFLA_INET6_ADDR_GEN_MODE", IN6_ADDR_GEN_MODE_NONE]]}]]
+    }
+    try:
+        ipr.link("set", index=index, IFLA_AF_SPEC=spec)
+    except (NetlinkError, OSError, ValueError, KeyError):
+        pass
 
 
 class TunLink:
@@ -430,7 +460,7 @@ class TunLink:
         except OSError as exc:
             raise _create_error(name, exc) from exc
         try:
-            _configure(socket.if_nametoindex(actual), gateway, mtu)
+            _configure(socket.if_nametoindex(actual), gateway, mtu, actual)
         except BaseException:
             os.close(fd)  # the interface is not persistent: closing removes it
             raise

@@ -116,8 +116,17 @@ def test_default_creates_pytcp0_configured_and_up(netns: Netns, tunlink: TunLink
     assert "UP" in info["flags"]
     assert info["mtu"] == 1500
     assert info["link_type"] == "none"  # a TUN: raw IP, no link-layer header
+    # No IPv6 address generation on an interface pytcp made: no link-local address, so
+    # the kernel sends no router solicitations into the stack.
+    assert addr_gen_mode(netns, "pytcp0") == "none"
+    assert [a for a in info["addr_info"] if a["family"] == "inet6"] == []
     tunlink.close()
     assert wait_gone(netns, "pytcp0")
+
+
+def addr_gen_mode(netns: Netns, name: str) -> str:
+    res = netns.run("ip", "-d", "-j", "link", "show", "dev", name)
+    return str(json.loads(res.stdout)[0]["inet6_addr_gen_mode"])
 
 
 @pytest.mark.netns
@@ -214,6 +223,7 @@ def test_attach_to_persistent_device_as_is(netns: Netns) -> None:
         assert link.mtu == 1400
     info = link_info(netns, "ptun")  # persistent: still there, untouched
     assert info is not None and ipv4_of(info) == ["10.77.5.1/24"] and info["mtu"] == 1400
+    assert addr_gen_mode(netns, "ptun") == "eui64"  # the kernel's default, left alone
     with TunLink.open("ptun", addr="10.77.5.77") as link:
         assert str(link.address) == "10.77.5.77"
     with pytest.raises(StackEnvironmentError) as exc:
@@ -311,14 +321,17 @@ def _check_nobody(netns: Netns, node: str) -> None:
     assert kind == "error"
     assert detail.startswith(
         "no permission to attach to interface roottun (it belongs to another user, or it is "
-        "not a TUN): run as root, or have root create a persistent device for you once: "
-        "ip tuntap add dev pytcp0 mode tun user $USER"
+        "not a TUN): run as root, or use one that root made for your user "
+        "(ip tuntap add dev NAME mode tun user $USER, then --tun NAME)"
     )
     kind, detail = _as_nobody(node, "newtun")
     assert (kind, detail.split(":")[0]) == (
         "error",
         "no permission to create TUN interface newtun (needs CAP_NET_ADMIN)",
     )
+    # --tun newtun was asked for: the hint names newtun, not pytcp0.
+    assert "ip tuntap add dev newtun mode tun user $USER" in detail
+    assert "pytcp0" not in detail
 
 
 def _checksum(data: bytes) -> int:
