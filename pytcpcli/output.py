@@ -367,6 +367,54 @@ class TimelineItem:
     text: str  # the segment (tcpdump style) or "OLD -> NEW"
     changes: list[tuple[str, Any, Any]] = field(default_factory=list)
     timers: list[Mapping[str, Any]] = field(default_factory=list)
+    # On the step into SYN-SENT: the options our SYN carried, {mss, wscale, sack,
+    # timestamps}. The snapshot shows what is negotiated, which stays no/0 until the
+    # SYN-ACK; this is what was offered.
+    offered: dict[str, Any] | None = None
+
+
+def syn_offer(mss: int | None, wscale: int | None, sack: bool, timestamps: bool) -> dict[str, Any]:
+    """`TimelineItem.offered` from the options of an outgoing SYN."""
+    return {"mss": mss, "wscale": wscale, "sack": sack, "timestamps": timestamps}
+
+
+# Negotiated snapshot field -> the key of `offered` that says what our SYN proposed.
+OFFERED_FIELDS = {
+    "options.sack": "sack",
+    "options.timestamps": "timestamps",
+    "options.wscale_local": "wscale",
+}
+
+
+def _offer_text(offered: Mapping[str, Any], key: str) -> str:
+    value = offered.get(key)
+    if key == "wscale":
+        return "not offered" if value is None else f"offered {value}"
+    return "offered" if value else "not offered"
+
+
+def _state_changes(
+    item: TimelineItem, offer: Mapping[str, Any] | None, known: dict[str, Any]
+) -> list[str]:
+    """The `field: old -> new` lines of a state change. On the step into SYN-SENT the
+    negotiated options read as what the SYN offered; on the step that settles them
+    (ESTABLISHED) each offered option shows what became of it, changed or not."""
+    shown: dict[str, str] = {}
+    for name, old, new in item.changes:
+        known[name] = new
+        if item.offered is not None and name in OFFERED_FIELDS:
+            new_text = _offer_text(item.offered, OFFERED_FIELDS[name])
+            shown[name] = f"{field_value(name, old)} -> {new_text}"
+        elif offer is not None and name in OFFERED_FIELDS:
+            shown[name] = f"{_offer_text(offer, OFFERED_FIELDS[name])} -> {field_value(name, new)}"
+        else:
+            shown[name] = f"{field_value(name, old)} -> {field_value(name, new)}"
+    if offer is not None:
+        for name, key in OFFERED_FIELDS.items():
+            if name not in shown and offer.get(key) is not None and offer.get(key) is not False:
+                # Offered, and still as before the SYN-ACK: the peer declined it.
+                shown[name] = f"{_offer_text(offer, key)} -> {field_value(name, known.get(name))}"
+    return [f"{'':15}{name}: {text}" for name, text in sorted(shown.items())]
 
 
 DURATION_FIELDS = frozenset({"rtt.srtt", "rtt.rttvar", "rtt.rto", "rtt.min_rtt"})  # ns
@@ -382,12 +430,18 @@ def field_value(name: str, value: Any) -> str:
 def render_timeline(items: Iterable[TimelineItem]) -> str:
     """The probe's timeline, one segment per line; state changes with their TCB delta."""
     lines = []
+    offer: dict[str, Any] | None = None  # what the SYN offered, until the handshake ends
+    known: dict[str, Any] = {}  # the latest value of every field seen changing
     for item in items:
         stamp = f"{item.offset / 1e6:10.3f} ms"
         if item.kind == "state":
             lines.append(f"{stamp}  == {item.text}")
-            for name, old, new in item.changes:
-                lines.append(f"{'':15}{name}: {field_value(name, old)} -> {field_value(name, new)}")
+            settles = offer is not None and item.text.endswith("-> ESTABLISHED")
+            lines += _state_changes(item, offer if settles else None, known)
+            if item.offered is not None:
+                offer = item.offered
+            elif offer is not None:
+                offer = None  # settled (or the handshake failed): shown once
             armed = [t for t in item.timers if t.get("armed")]
             timers = ", ".join(
                 f"{t['name']} {remaining(t.get('remaining'))}"

@@ -23,6 +23,7 @@ from pytcpcli.output import (
     render_timeline,
     render_timers,
     send_report,
+    syn_offer,
 )
 
 # A snapshot in the shape docs/internals.md documents for Connection.snapshot(), with the
@@ -266,6 +267,50 @@ def test_timeline_and_summary() -> None:
         "  segments           7 sent, 6 received, 1 retransmitted\n"
         "  final state        ESTABLISHED\n"
     )
+
+
+def test_timeline_shows_what_the_syn_offered_then_what_was_negotiated() -> None:
+    syn_sent = TimelineItem(
+        0, "state", "CLOSED -> SYN-SENT",
+        changes=[("options.mss_local", None, 1460), ("options.sack", None, False),
+                 ("options.timestamps", None, False), ("options.wscale_local", None, 0),
+                 ("state", None, "SYN-SENT")],
+        offered=syn_offer(1460, 7, True, True),
+    )  # fmt: skip
+    # The peer takes SACK and window scaling but not timestamps.
+    established = TimelineItem(
+        1_000_000, "state", "SYN-SENT -> ESTABLISHED",
+        changes=[("options.sack", False, True), ("options.wscale_local", 0, 7),
+                 ("state", "SYN-SENT", "ESTABLISHED")],
+    )  # fmt: skip
+    closing = TimelineItem(
+        2_000_000, "state", "ESTABLISHED -> FIN-WAIT-1",
+        changes=[("state", "ESTABLISHED", "FIN-WAIT-1")],
+    )  # fmt: skip
+    assert render_timeline([syn_sent, established, closing]) == (
+        "     0.000 ms  == CLOSED -> SYN-SENT\n"
+        "               options.mss_local: - -> 1460\n"
+        "               options.sack: - -> offered\n"
+        "               options.timestamps: - -> offered\n"
+        "               options.wscale_local: - -> offered 7\n"
+        "               state: - -> SYN-SENT\n"
+        "               timers armed: none\n"
+        "     1.000 ms  == SYN-SENT -> ESTABLISHED\n"
+        "               options.sack: offered -> yes\n"
+        "               options.timestamps: offered -> no\n"
+        "               options.wscale_local: offered 7 -> 7\n"
+        "               state: SYN-SENT -> ESTABLISHED\n"
+        "               timers armed: none\n"
+        "     2.000 ms  == ESTABLISHED -> FIN-WAIT-1\n"
+        "               state: ESTABLISHED -> FIN-WAIT-1\n"
+        "               timers armed: none\n"
+    )
+    # Nothing offered (--no-sack ...): said so, and nothing to settle.
+    syn_sent.offered = syn_offer(1460, None, False, False)
+    text = render_timeline([syn_sent, established])
+    assert "options.sack: - -> not offered" in text
+    assert "options.wscale_local: - -> not offered" in text
+    assert "options.timestamps: offered" not in text
 
 
 def test_send_report() -> None:

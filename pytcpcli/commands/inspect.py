@@ -31,6 +31,7 @@ from pytcpcli.output import (
     render_probe_summary,
     render_tcb,
     render_timeline,
+    syn_offer,
 )
 from stack.control import HUNG_UP, ControlClient, ControlError, is_gone
 
@@ -77,7 +78,10 @@ backoff, reason}; close {fin_sent, fin_acked, fin_received, app_closed}.
 
 A listener has id, pid, tun, state "LISTEN", local, backlog, syn_queue,
 accept_queue and counters. The probe prints {"timeline": [{offset, kind, text,
-changes, timers}, ...], "summary": <connection object>}.
+changes, timers, offered}, ...], "summary": <connection object>}: changes are
+[field, old, new] of the flattened snapshot; offered is null except on the step into
+SYN-SENT, where it holds what our SYN offered, {mss, wscale, sack, timestamps} (the
+snapshot's options say what is negotiated, nothing before the SYN-ACK).
 """
 
 EXIT_STATUS = """\
@@ -282,6 +286,8 @@ class ProbeRecorder:
                 isn = (self.isn[sender], self.isn[receiver])
             text = format_segment(seg, src, dst, isn=isn)
             kind = "in" if event.kind == "segment-in" else "out"
+            if kind == "out" and seg.flags & 0x12 == 0x02:
+                self._offered(seg)
             self.items.append(TimelineItem(offset, kind, text))
             if self.pending:
                 # Still in the state of the last change: its TCB as of this segment.
@@ -293,6 +299,17 @@ class ProbeRecorder:
             item = TimelineItem(offset, "state", f"{event.fields['old']} -> {event.fields['new']}")
             self.items.append(item)
             self.pending.append((item, self._snapshot()))
+
+    def _offered(self, seg: Any) -> None:
+        """Our SYN: what it offers goes on the step into SYN-SENT (its snapshot says what
+        is negotiated, which is nothing yet)."""
+        for item in reversed(self.items):
+            if item.kind == "state":
+                if item.text.endswith("-> SYN-SENT") and item.offered is None:
+                    item.offered = syn_offer(
+                        seg.mss, seg.wscale, bool(seg.sack_permitted), seg.timestamps is not None
+                    )
+                return
 
     def finish(self) -> dict[str, Any] | None:
         """Settle what is pending; the last snapshot of the connection."""

@@ -264,6 +264,40 @@ def test_probe_timeline_through_time_wait(tmp_path: Any) -> None:
         b.close(linger=0)
 
 
+def test_probe_shows_what_the_syn_offered(tmp_path: Any) -> None:
+    """SYN-SENT: the snapshot's options say what is negotiated (nothing yet); the probe
+    shows what the SYN offered beside it, and at ESTABLISHED what became of each."""
+    peers: list[Any] = []
+    app = App(stack_factory=paired_factory(peers, b""))
+    runner = CliRunner(env={"PYTCP_RUNTIME_DIR": str(tmp_path)})
+    result = runner.invoke(cli, ["inspect", "10.77.0.1", "5000", "--json"], obj=app,
+                           prog_name="pytcp")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    timeline = json.loads(result.output)["timeline"]
+    syn = next(i for i in timeline if i["kind"] == "out")
+    assert "sackOK" in syn["text"] and "TS val" in syn["text"] and "wscale" in syn["text"]
+    states = [i for i in timeline if i["kind"] == "state"]
+    assert states[0]["text"] == "CLOSED -> SYN-SENT"
+    offered = states[0]["offered"]
+    assert offered["sack"] is True and offered["timestamps"] is True
+    assert offered["mss"] == 1460 and f"wscale {offered['wscale']}" in syn["text"]
+    assert [i["offered"] for i in states[1:]] == [None] * (len(states) - 1)
+    # The snapshot fields are unchanged: negotiated, so no/0 in SYN-SENT.
+    assert ["options.sack", None, False] in states[0]["changes"]
+    result = runner.invoke(cli, ["inspect", "10.77.0.1", "5000"], obj=app, prog_name="pytcp")
+    assert result.exit_code == 0, result.output
+    lines = [ln.strip() for ln in result.output.splitlines()]
+    syn_sent = lines[: next(n for n, ln in enumerate(lines) if "Flags [S]" in ln)]
+    assert "options.sack: - -> offered" in syn_sent
+    assert "options.timestamps: - -> offered" in syn_sent
+    assert f"options.wscale_local: - -> offered {offered['wscale']}" in syn_sent
+    assert "options.sack: offered -> yes" in lines
+    assert "options.timestamps: offered -> yes" in lines
+    assert f"options.wscale_local: offered {offered['wscale']} -> {offered['wscale']}" in lines
+    for b, _peer in peers:
+        b.close(linger=0)
+
+
 def test_probe_text_output(tmp_path: Any) -> None:
     peers: list[Any] = []
     app = App(stack_factory=paired_factory(peers, b""))
@@ -445,6 +479,11 @@ def test_netns_probe_against_a_kernel_listener(netns: Any, tmp_path: Any) -> Non
     assert [t["name"] for t in last["timers"] if t["armed"]] == ["time-wait"]
     assert probe["summary"]["counters"]["bytes_in"] == 4
     assert probe["summary"]["options"]["mss_remote"] == 1460
+    # What our SYN offered (sackOK, TS, wscale) is on the step into SYN-SENT.
+    first = next(i for i in probe["timeline"] if i["kind"] == "state")
+    assert first["text"] == "CLOSED -> SYN-SENT"
+    assert first["offered"]["sack"] is True and first["offered"]["timestamps"] is True
+    assert first["offered"]["wscale"] == probe["summary"]["options"]["wscale_local"]
 
 
 # --------------------------------------------------------------------------- netns: security
