@@ -41,7 +41,7 @@ FIRST_FIELDS = frozenset({
     "send.snd_nxt", "options.mss_local", "options.wscale_local", "options.sack",
     "options.timestamps", "congestion.algorithm", "congestion.cwnd", "rtt.rto",
 })  # fmt: skip
-WATCH_DEFAULT = 2.0  # seconds between redraws of --watch without a value
+WATCH_DEFAULT = 2.0  # seconds between redraws of --watch without --interval
 CLEAR = "\x1b[H\x1b[2J"  # cursor home, erase screen: redraw in place on a terminal
 
 NOTES = """\
@@ -96,8 +96,11 @@ EXIT_STATUS = """\
 EXAMPLES = """\
 Every live connection and listener of every pytcp process, like ss -ti:
   pytcp inspect
-Only established connections on port 5000, redrawn every second:
+Only established connections on port 5000, redrawn every second (--watch=1 is short
+for --watch --interval 1s):
   pytcp inspect -s established --port 5000 --watch=1
+One connection redrawn every 2 s until Ctrl-C (--watch takes no value, so ID is ID):
+  pytcp inspect --watch 4242.3
 The whole control block and every timer of one connection (a unique prefix will do):
   pytcp inspect 4242.3
 The same for a script:
@@ -396,7 +399,25 @@ def _probe(
 # --------------------------------------------------------------------------- command
 
 
+class InspectCommand(click.Command):
+    """`--watch=SECS` (value attached) is short for `--watch --interval SECS`; a bare
+    `--watch` never takes the next word, so `inspect --watch 4242.3` watches 4242.3."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        rewritten: list[str] = []
+        for n, arg in enumerate(args):
+            if arg == "--":
+                rewritten += args[n:]
+                break
+            if arg.startswith("--watch="):
+                rewritten += ["--watch", "--interval", arg.partition("=")[2]]
+            else:
+                rewritten.append(arg)
+        return super().parse_args(ctx, rewritten)
+
+
 @click.command(
+    cls=InspectCommand,
     epilog="The JSON fields are listed under NOTES in pytcp-inspect(1).",
     short_help="List live connections, show one connection's TCB, or probe HOST PORT.",
 )
@@ -414,13 +435,15 @@ def _probe(
 @click.option("--port", type=PORT, help="Only connections with this local or remote port.")
 @click.option(
     "--watch",
+    is_flag=True,
+    help="Redraw until Ctrl-C (in place on a terminal). It takes no value: "
+    "--watch=SECS is short for --watch --interval SECS.",
+)
+@click.option(
+    "--interval",
     type=DURATION,
-    is_flag=False,
-    flag_value=WATCH_DEFAULT,
-    default=None,
-    metavar="[SECS]",
-    help=f"Redraw every SECS (default {WATCH_DEFAULT:g}s) until Ctrl-C. Write --watch=SECS, "
-    "or put --watch after ID, so ID is not taken for SECS.",
+    metavar="DURATION",
+    help=f"With --watch: time between redraws (default {WATCH_DEFAULT:g}s); implies --watch.",
 )
 @click.option(
     "--count",
@@ -448,7 +471,8 @@ def inspect(
     target: tuple[str, ...],
     states: tuple[str, ...],
     port: int | None,
-    watch: float | None,
+    watch: bool,
+    interval: float | None,
     count: int | None,
     as_json: bool,
     data: str | None,
@@ -473,10 +497,13 @@ def inspect(
     what the peer negotiated and the RTT measured. The stack options (--tun,
     --addr, --trace, ...) apply to the probe only.
     """
-    if count is not None and watch is None:
+    every: float | None = None  # seconds between redraws; None: draw once
+    if watch or interval is not None:
+        every = WATCH_DEFAULT if interval is None else interval
+    if count is not None and every is None:
         raise CliError("--count needs --watch", EXIT_USAGE)
     if len(target) == 2:
-        if watch is not None or states or port is not None:
+        if every is not None or states or port is not None:
             raise CliError("--watch, -s and --port do not apply to a probe", EXIT_USAGE)
         payload = b""
         if data is not None:
@@ -487,11 +514,11 @@ def inspect(
     if data is not None:
         raise CliError("--data is for a probe: pytcp inspect HOST PORT --data TEXT", EXIT_USAGE)
     if len(target) == 0:
-        _list(app, states, port, as_json, watch, count)
+        _list(app, states, port, as_json, every, count)
     elif len(target) == 1:
         if states or port is not None:
             raise CliError("-s and --port filter the list; they do not apply to ID", EXIT_USAGE)
-        _one(app, target[0], as_json, watch, count)
+        _one(app, target[0], as_json, every, count)
     else:
         raise CliError("give no argument, an ID, or HOST PORT", EXIT_USAGE)
 

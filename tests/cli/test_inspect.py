@@ -133,6 +133,25 @@ def test_watch_redraws_count_times(live: tuple[PairedStacks, CliRunner]) -> None
     assert [f["id"] for f in frames] == [paired.client.id] * 3
 
 
+@pytest.mark.parametrize(
+    "watch",
+    [
+        ["--watch", "ID", "--interval", "0.01"],  # ID right after --watch is the ID
+        ["--watch=0.01", "ID"],  # the attached value is the interval
+        ["ID", "--interval", "10ms"],  # --interval implies --watch
+    ],
+)
+def test_watch_never_takes_the_id_for_seconds(
+    live: tuple[PairedStacks, CliRunner], watch: list[str]
+) -> None:
+    paired, runner = live
+    args = [paired.client.id if a == "ID" else a for a in watch]
+    result = invoke(runner, "inspect", *args, "--json", "--count", "2")
+    assert result.exit_code == 0, result.output
+    frames = [json.loads(line) for line in result.output.splitlines()]
+    assert [f["id"] for f in frames] == [paired.client.id] * 2
+
+
 def test_unknown_id_exits_1(live: tuple[PairedStacks, CliRunner]) -> None:
     _paired, runner = live
     result = runner.invoke(cli, ["inspect", "999999999.7"], prog_name="pytcp")
