@@ -231,6 +231,15 @@ class App:
             return str(ipaddress.IPv4Address(host))
         except ValueError:
             pass
+        try:
+            ipaddress.IPv6Address(host.split("%", 1)[0])
+        except ValueError:
+            pass
+        else:
+            raise CliError(
+                f"{host} is an IPv6 address, and IPv6 is not supported yet; give an IPv4 address",
+                EXIT_USAGE,
+            )
         if numeric:
             raise CliError(
                 f"{host!r} is not an IPv4 address and -n forbids name lookups; give an address",
@@ -270,8 +279,12 @@ class App:
             return CliError(
                 f"connection to {where} timed out{after}; check the address and route, or raise -w"
             )
+        if isinstance(error, OSError) and error.errno == errno.EADDRNOTAVAIL:
+            # The stack's own explanation (its own address, a loopback address).
+            return CliError(f"cannot connect to {where}: {error.strerror}")
         if isinstance(error, OSError) and error.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH):
             return CliError(f"{where} is unreachable; check the address and the routes")
         if isinstance(error, OSError) and error.errno == errno.EADDRINUSE:
             return CliError("the source port is in use; choose another -p", EXIT_ENV)
-        return CliError(f"connection to {where} failed: {error}", EXIT_CONN)
+        reason = getattr(error, "strerror", None) or str(error)  # no raw "[Errno N]"
+        return CliError(f"connection to {where} failed: {reason}", EXIT_CONN)

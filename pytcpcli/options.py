@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import importlib
 import re
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -64,7 +65,8 @@ class Duration(click.ParamType):
 
 
 class Port(click.ParamType):
-    """A TCP port number, 1-65535 (0 is not a port anyone can reach)."""
+    """A TCP port, 1-65535 (0 is not a port anyone can reach), or a service name from
+    the system's services database (`ssh`, as nc takes it: socket.getservbyname)."""
 
     name = "port"
 
@@ -74,15 +76,41 @@ class Port(click.ParamType):
         else:
             text = str(value).strip()
             if not text.isdigit():
-                self.fail(f"{value!r} is not a port number (1-65535)", param, ctx)
+                try:
+                    return socket.getservbyname(text, "tcp")
+                except (OSError, UnicodeError):
+                    self.fail(
+                        f"{value!r} is neither a port number (1-65535) nor a TCP service name",
+                        param,
+                        ctx,
+                    )
             number = int(text)
         if not 1 <= number <= 65535:
             self.fail(f"{number} is out of range; a port is 1-65535", param, ctx)
         return number
 
 
+class PortRange(click.ParamType):
+    """PORT or LOW-HIGH (a range, for `connect -z` as nc scans): a list of ports."""
+
+    name = "port"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, list):
+            return value
+        text = str(value).strip()
+        low, dash, high = text.partition("-")
+        if not dash or not low.isdigit() or not high.isdigit():
+            return [PORT.convert(value, param, ctx)]
+        first, last = PORT.convert(low, param, ctx), PORT.convert(high, param, ctx)
+        if first > last:
+            self.fail(f"{text!r} is an empty range; write LOW-HIGH", param, ctx)
+        return list(range(first, last + 1))
+
+
 DURATION = Duration()
 PORT = Port()
+PORTS = PortRange()
 
 
 def parse_time_wait(text: str) -> float | None:

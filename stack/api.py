@@ -625,6 +625,14 @@ class Stack:
                 f"{host} is a loopback address, which the stack cannot reach: "
                 f"the kernel is at {self.peer_address}",
             )
+        if address == self.address:
+            # The kernel would route it straight back into the TUN as a martian; the
+            # stack does not talk to itself either. Say so now rather than time out.
+            raise OSError(
+                errno.EADDRNOTAVAIL,
+                f"{host} is pytcp's own address; a peer is the kernel at {self.peer_address} "
+                "or beyond it",
+            )
         conn = self.host.connect(
             (address, port), self.loop.now(), local_port=source_port, config=self.config
         )

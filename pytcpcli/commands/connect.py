@@ -15,6 +15,7 @@ from pytcpcli.errors import EXIT_CONN, EXIT_OK, EXIT_USAGE, CliError
 from pytcpcli.options import (
     CLOSE_NOTES,
     PORT,
+    PORTS,
     Duration,
     StackOptions,
     format_duration,
@@ -257,6 +258,34 @@ class ConnectSession(Session):
         return self.code
 
 
+def scan(
+    app: App,
+    st: Any,
+    address: str,
+    ports: list[int],
+    timeout: float | None,
+    source_port: int | None,
+    verbose: int,
+) -> int:
+    """-z over a range, one port after the other as nc does: with -v one line per open
+    port (and per closed one with -vv); exit 0 when at least one port is open."""
+    open_ports = 0
+    for port in ports:
+        try:
+            sock = st.connect(address, port, timeout=timeout, source_port=source_port)
+        except OSError as e:
+            # -v: what is not simply closed (timed out, unreachable); -vv: every port.
+            refused = isinstance(e, ConnectionRefusedError)
+            if verbose >= 2 or (verbose and not refused):
+                app.say(app.connect_failure(e, address, port, timeout).format_message())
+            continue
+        open_ports += 1
+        if verbose:
+            app.say(f"connection to {address} port {port} succeeded: open")
+        zero_io(st, sock)
+    return EXIT_OK if open_ports else EXIT_CONN
+
+
 def zero_io(stack: Any, sock: Any) -> None:
     """-z: close right after the handshake and give the four-way close a moment."""
     sock.shutdown()
@@ -269,7 +298,7 @@ def zero_io(stack: Any, sock: Any) -> None:
     short_help="Connect to HOST PORT and relay stdin/stdout (the netcat client).",
 )
 @click.argument("host")
-@click.argument("port", type=PORT)
+@click.argument("ports", metavar="PORT", type=PORTS)
 @timeout_option
 @idle_timeout_option
 @click.option(
@@ -308,7 +337,7 @@ def connect(
     app: App,
     stack: StackOptions,
     host: str,
-    port: int,
+    ports: list[int],
     timeout: float | None,
     idle_timeout: float | None,
     quit_after: float | None,
@@ -329,6 +358,8 @@ def connect(
     sees EOF, and stdin is still sent until its EOF.
 
     HOST is an IPv4 address or a name for the system resolver (not with -n).
+    PORT is a number or a service name (ssh); with -z it may be a range, 20-30,
+    tried one port after the other (exit 0 when at least one is open).
     DURATIONs are written 500ms, 2s, 1.5, 1m. After the close pytcp stays in
     TIME-WAIT for --time-wait (1 s by default, enough to re-ACK a retransmitted
     FIN), not the full 2·MSL of RFC 9293 unless --time-wait full.
@@ -337,7 +368,16 @@ def connect(
     """
     if recv_only and send_only:
         raise CliError("--recv-only and --send-only exclude each other; pick one", EXIT_USAGE)
+    if len(ports) > 1 and not zero:
+        raise CliError("a port range (LOW-HIGH) needs -z: only a scan tries many ports", EXIT_USAGE)
     address = app.resolve(host, numeric)
+    if len(ports) > 1:
+        with app.stack(stack) as st, app.control(st, stack.verbose):
+            code = scan(app, st, address, ports, timeout, source_port, stack.verbose)
+        if code != EXIT_OK:
+            click.get_current_context().exit(code)
+        return
+    port = ports[0]
     with app.stack(stack) as st, app.control(st, stack.verbose):
         try:
             sock = st.connect(address, port, timeout=timeout, source_port=source_port)

@@ -435,7 +435,11 @@ def parse_addr_port(args: tuple[str, ...]) -> tuple[str | None, int]:
         raise click.UsageError(
             "give PORT, or ADDR and PORT" if not args else f"got {len(args)} arguments"
         )
-    port = PORT.convert(args[-1], None, None)
+    try:
+        port = PORT.convert(args[-1], None, None)
+    except click.BadParameter as e:
+        e.param_hint = "'PORT'"
+        raise
     addr = None
     if len(args) == 2:
         try:

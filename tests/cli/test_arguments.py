@@ -106,7 +106,8 @@ def run(
         ),
         (
             ["listen", "99999"],
-            "invalid value: 99999 is out of range; a port is 1-65535; see 'pytcp listen --help'",
+            "invalid value for 'PORT': 99999 is out of range; a port is 1-65535; "
+            "see 'pytcp listen --help'",
         ),
         (
             ["listen", "-m", "2", "80"],

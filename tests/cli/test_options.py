@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import socket
+
 import click
 import pytest
 
 from pytcpcli.options import (
     DURATION,
     PORT,
+    PORTS,
     Duration,
     StackOptions,
     TimeWait,
@@ -60,14 +63,31 @@ def test_format_duration(seconds: float, text: str) -> None:
 def test_ports() -> None:
     assert PORT.convert("80", None, None) == 80
     assert PORT.convert("65535", None, None) == 65535
+    assert PORT.convert("http", None, None) == socket.getservbyname("http", "tcp")
+    assert PORTS.convert("22", None, None) == [22]
+    assert PORTS.convert("20-23", None, None) == [20, 21, 22, 23]
+    assert PORTS.convert("ssh", None, None) == [socket.getservbyname("ssh", "tcp")]
     for bad, message in [
         ("0", "0 is out of range; a port is 1-65535"),
         ("65536", "65536 is out of range; a port is 1-65535"),
-        ("http", "'http' is not a port number (1-65535)"),
-        ("-1", "'-1' is not a port number (1-65535)"),
+        (
+            "no-such-service",
+            "'no-such-service' is neither a port number (1-65535) nor a TCP service name",
+        ),
+        ("-1", "'-1' is neither a port number (1-65535) nor a TCP service name"),
     ]:
         with pytest.raises(click.BadParameter) as err:
             PORT.convert(bad, None, None)
+        assert err.value.message == message
+
+
+def test_port_ranges() -> None:
+    for bad, message in [
+        ("30-20", "'30-20' is an empty range; write LOW-HIGH"),
+        ("0-20", "0 is out of range; a port is 1-65535"),
+    ]:
+        with pytest.raises(click.BadParameter) as err:
+            PORTS.convert(bad, None, None)
         assert err.value.message == message
 
 
