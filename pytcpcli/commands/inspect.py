@@ -131,6 +131,16 @@ def complete_connection_ids(
     ]
 
 
+def complete_inspect_target(
+    ctx: click.Context, param: click.Parameter, incomplete: str
+) -> list[CompletionItem]:
+    """`inspect [ID | HOST PORT]`: IDs at the first argument only; the second is a
+    probe's PORT, where an ID makes no sense."""
+    if ctx.params.get(param.name or ""):
+        return []
+    return complete_connection_ids(ctx, param, incomplete)
+
+
 def control_failure(error: ControlError) -> CliError:
     return CliError(str(error), EXIT_CONN)
 
@@ -422,7 +432,7 @@ class InspectCommand(click.Command):
     short_help="List live connections, show one connection's TCB, or probe HOST PORT.",
 )
 @click.argument(
-    "target", nargs=-1, metavar="[ID | HOST PORT]", shell_complete=complete_connection_ids
+    "target", nargs=-1, metavar="[ID | HOST PORT]", shell_complete=complete_inspect_target
 )
 @click.option(
     "-s",

@@ -170,6 +170,27 @@ def test_completion_lists_live_ids(live: tuple[PairedStacks, CliRunner], monkeyp
     assert complete_connection_ids(None, None, "x") == []  # type: ignore[arg-type]
 
 
+def test_completion_offers_ids_only_where_an_id_goes(
+    live: tuple[PairedStacks, CliRunner],
+) -> None:
+    """The installed command answering bash: `inspect <TAB>` offers the live ID; after
+    one argument comes a probe's PORT, where no ID belongs."""
+    paired, _runner = live
+
+    def complete(words: str) -> list[str]:
+        env = {**os.environ, "PYTCP_RUNTIME_DIR": paired.control.directory,
+               "_PYTCP_COMPLETE": "bash_complete", "COMP_WORDS": words,
+               "COMP_CWORD": str(len(words.split(" ")) - 1)}  # fmt: skip
+        out = subprocess.run([PYTCP], capture_output=True, env=env, timeout=TIMEOUT, text=True)
+        return [line for line in out.stdout.splitlines() if line]  # none: one empty line
+
+    assert complete("pytcp inspect ") == [f"plain,{paired.client.id}"]
+    assert complete("pytcp inspect --json ") == [f"plain,{paired.client.id}"]
+    assert complete("pytcp inspect 10.77.0.1 ") == []
+    assert complete(f"pytcp inspect {paired.client.id} ") == []
+    assert complete("pytcp close ") == [f"plain,{paired.client.id}"]
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
