@@ -5,7 +5,10 @@ and completions/pytcp.bash, completions/_pytcp (zsh), completions/pytcp.fish fro
 click's shell completion. The help text is the single source: NAME, SYNOPSIS,
 DESCRIPTION and OPTIONS come from click; EXIT STATUS, EXAMPLES and NOTES come
 from the command's module (`EXIT_STATUS`, `EXAMPLES`, `NOTES` strings beside the
-command), with the DESIGN §4 statuses when a module has none.
+command), with the DESIGN §4 statuses when a module has none. An EXAMPLES string is
+blocks of a description at the margin (one sentence, over as many lines as it needs)
+followed by its indented commands; anything else stops generation with an error.
+A page's references to itself (`pytcp-inspect(1)` on pytcp-inspect(1)) read "below".
 
 `python scripts/generate.py --check` writes nothing and exits 1 when a file is stale
 (tests/cli/test_generated.py does the same check).
@@ -31,6 +34,7 @@ from pytcpcli.main import cli  # noqa: E402
 from pytcpcli.options import CLOSE_NOTES  # noqa: E402
 
 PROG = "pytcp"
+EXAMPLE_ORDER = ("connect", "listen", "send", "inspect", "close")  # pytcp(1) EXAMPLES
 COMPLETE_VAR = "_PYTCP_COMPLETE"
 COMPLETIONS = {"bash": "pytcp.bash", "zsh": "_pytcp", "fish": "pytcp.fish"}
 
@@ -39,7 +43,8 @@ DEFAULT_EXIT_STATUS = """\
 1  the connection failed: refused, reset, timed out, unreachable.
 2  usage error.
 3  environment: no permission for /dev/net/tun, interface busy, ...
-130  interrupted by SIGINT (143: SIGTERM, where a command says so).
+130  interrupted by SIGINT.
+143  terminated by SIGTERM.
 """
 
 GROUP_NOTES = """\
@@ -56,6 +61,16 @@ $fpath in zsh, copy completions/pytcp.fish to ~/.config/fish/completions/ in fis
 ENVIRONMENT = """\
 PYTCP_TUN  the TUN interface to create or attach to (--tun).
 PYTCP_ADDR  pytcp's own address on it (--addr).
+"""
+
+# Every command serves (connect, listen, send, the inspect probe) or asks (inspect, send
+# --conn, close) the control sockets in this directory.
+CONTROL_ENVIRONMENT = """\
+PYTCP_RUNTIME_DIR  the directory of the control sockets (PID.sock) pytcp serves and the
+    inspect, send --conn and close commands ask; default /run/pytcp for root,
+    $XDG_RUNTIME_DIR/pytcp otherwise, or /tmp/pytcp-UID without XDG_RUNTIME_DIR.
+XDG_RUNTIME_DIR  the user's runtime directory, where the control sockets go when
+    PYTCP_RUNTIME_DIR is not set (not for root).
 """
 
 
@@ -95,25 +110,49 @@ def roff_tagged(text: str) -> list[str]:
     return out
 
 
-def roff_examples(text: str) -> list[str]:
-    """Descriptions at the margin, commands indented -> prose and no-fill blocks."""
-    out: list[str] = []
-    in_code = False
-    for line in inspect.cleandoc(text).splitlines():
+def example_blocks(text: str, where: str = "EXAMPLES") -> list[tuple[str, list[str]]]:
+    """EXAMPLES text -> (description, commands) pairs. A description is every line at the
+    margin up to the commands (one sentence, however many lines it takes); the commands
+    are the indented lines after it. Raises ValueError on a description without commands
+    or commands without a description, so a broken string fails `make generate` instead
+    of leaving a fragment in a page."""
+    blocks: list[tuple[str, list[str]]] = []
+    description: list[str] = []
+    commands: list[str] = []
+    for line in text.expandtabs().splitlines():  # as written: at the margin or indented
+        if not line.strip():
+            continue
         if line.startswith("  "):
-            if not in_code:
-                out += [".PP", ".RS 4", ".nf"]
-                in_code = True
-            out.append(roff_escape(line.strip()))
-        else:
-            if in_code:
-                out += [".fi", ".RE"]
-                in_code = False
-            if line.strip():
-                out += [".PP", roff_escape(line.strip())]
-    if in_code:
+            if not description:
+                raise ValueError(f"{where}: command {line.strip()!r} has no description")
+            commands.append(line[2:].rstrip())
+            continue
+        if commands:
+            blocks.append((" ".join(description), commands))
+            description, commands = [], []
+        description.append(line.strip())
+    if description:
+        if not commands:
+            raise ValueError(f"{where}: {' '.join(description)!r} has no command after it")
+        blocks.append((" ".join(description), commands))
+    return blocks
+
+
+def roff_examples(blocks: list[tuple[str, list[str]]]) -> list[str]:
+    """(description, commands) pairs -> a paragraph each, then its commands unfilled."""
+    out: list[str] = []
+    for description, commands in blocks:
+        out += [".PP", roff_escape(description), ".PP", ".RS 4", ".nf"]
+        out += [roff_escape(command) for command in commands]
         out += [".fi", ".RE"]
     return out
+
+
+def without_self_reference(text: str, page: str) -> str:
+    """Help text names other pages as `pytcp-inspect(1)`; on that page itself the
+    reference points below instead."""
+    text = re.sub(rf"\bin {re.escape(page)}\(1\)", "below", text)
+    return re.sub(rf"\b{re.escape(page)}\(1\)", "this page", text)
 
 
 def option_record(param: click.Parameter, ctx: click.Context) -> tuple[str, str] | None:
@@ -168,9 +207,12 @@ def command_page(name: str, command: click.Command) -> str:
     synopsis = " ".join(command.collect_usage_pieces(ctx))
     lines = [*title(page), ".SH NAME", f"{roff_escape(page)} \\- {roff_escape(short)}"]
     lines += [".SH SYNOPSIS", f"\\fB{PROG} {roff_escape(name)}\\fR {roff_escape(synopsis)}"]
-    lines += [".SH DESCRIPTION", *roff_paragraphs(command.help or short)]
+    lines += [
+        ".SH DESCRIPTION",
+        *roff_paragraphs(without_self_reference(command.help or short, page)),
+    ]
     if command.epilog:
-        lines += roff_paragraphs(command.epilog)
+        lines += roff_paragraphs(without_self_reference(command.epilog, page))
     lines.append(".SH OPTIONS")
     for param in command.get_params(ctx):
         record = option_record(param, ctx)
@@ -181,31 +223,24 @@ def command_page(name: str, command: click.Command) -> str:
         for param in command.get_params(ctx)
         if isinstance(param, click.Option) and isinstance(param.envvar, str)
     ]
-    if env:
-        lines += [".SH ENVIRONMENT", *roff_tagged("\n".join(env))]
+    lines += [".SH ENVIRONMENT", *roff_tagged("\n".join(env) + "\n" + CONTROL_ENVIRONMENT)]
     exit_status = getattr(module, "EXIT_STATUS", None) or DEFAULT_EXIT_STATUS
     lines += [".SH EXIT STATUS", *roff_tagged(exit_status)]
-    examples = getattr(module, "EXAMPLES", None) or f"Show every option:\n  {PROG} {name} --help\n"
-    lines += [".SH EXAMPLES", *roff_examples(examples)]
+    lines += [".SH EXAMPLES", *roff_examples(command_examples(name, command))]
     notes = getattr(module, "NOTES", None)
     if notes:
-        lines += [".SH NOTES", *roff_paragraphs(notes)]
+        lines += [".SH NOTES", *roff_paragraphs(without_self_reference(notes, page))]
     lines += see_also(page)
     return "\n".join(lines) + "\n"
 
 
-def first_example(name: str, command: click.Command) -> str:
-    """The first example of a command's module (description and command lines)."""
+def command_examples(name: str, command: click.Command) -> list[tuple[str, list[str]]]:
+    """The (description, commands) examples of a command's module, or one that shows
+    --help when it has none."""
     text = getattr(command_module(command), "EXAMPLES", None)
     if not text:
-        return f"{command.get_short_help_str(limit=200)}\n  {PROG} {name} --help"
-    lines = inspect.cleandoc(text).splitlines()
-    example = [lines[0]]
-    for line in lines[1:]:
-        if not line.startswith("  "):
-            break
-        example.append(line)
-    return "\n".join(example)
+        return [(command.get_short_help_str(limit=200), [f"{PROG} {name} --help"])]
+    return example_blocks(text, f"{PROG} {name} EXAMPLES")
 
 
 def group_page() -> str:
@@ -228,9 +263,12 @@ def group_page() -> str:
         record = option_record(param, ctx)
         if record is not None:
             lines += [".TP", record[0], record[1]]
-    lines += [".SH ENVIRONMENT", *roff_tagged(ENVIRONMENT)]
+    lines += [".SH ENVIRONMENT", *roff_tagged(ENVIRONMENT + CONTROL_ENVIRONMENT)]
     lines += [".SH EXIT STATUS", *roff_tagged(DEFAULT_EXIT_STATUS)]
-    examples = "\n".join(first_example(n, cli.commands[n]) for n in sorted(cli.commands))
+    # The first example of each command, in the order a newcomer meets them (DESIGN §4).
+    order = [n for n in EXAMPLE_ORDER if n in cli.commands]
+    order += sorted(n for n in cli.commands if n not in order)
+    examples = [command_examples(n, cli.commands[n])[0] for n in order]
     lines += [".SH EXAMPLES", *roff_examples(examples)]
     lines += [".SH NOTES", *roff_paragraphs(GROUP_NOTES + "\n" + CLOSE_NOTES)]
     lines += see_also(PROG)

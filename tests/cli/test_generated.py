@@ -43,6 +43,95 @@ def test_every_command_has_a_page_with_every_section() -> None:
         assert sections[-1] == "SEE ALSO", name
 
 
+def _section(page: str, name: str) -> list[str]:
+    lines = page.splitlines()
+    start = lines.index(f".SH {name}") + 1
+    end = next((n for n in range(start, len(lines)) if lines[n].startswith(".SH ")), len(lines))
+    return lines[start:end]
+
+
+def test_rendered_pages_have_no_fragments_or_self_references() -> None:
+    """Every EXAMPLES paragraph is one whole sentence followed by its commands; no page
+    points the reader to itself; pytcp(1) documents every variable and status."""
+    from pytcpcli.main import cli
+
+    files = generate.render_all()
+    for path, page in files.items():
+        if path.parent.name != "man":
+            continue
+        examples = _section(page, "EXAMPLES")
+        blocks = 0
+        n = 0
+        while n < len(examples):
+            # .PP, the description, .PP, .RS 4, .nf, commands..., .fi, .RE
+            assert examples[n] == ".PP", (path, examples[n:])
+            description = examples[n + 1]
+            assert description[:1].isupper() and description.endswith((":", ".")), (
+                path, description,
+            )  # fmt: skip
+            assert examples[n + 2 : n + 5] == [".PP", ".RS 4", ".nf"], (path, description)
+            end = examples.index(".fi", n + 5)
+            assert end > n + 5, (path, description)  # at least one command
+            assert all(c.startswith("pytcp") or " pytcp " in c for c in examples[n + 5 : end])
+            assert examples[end + 1] == ".RE"
+            n = end + 2
+            blocks += 1
+        assert blocks >= 1, path
+        name = path.stem  # pytcp-inspect
+        own = generate.roff_escape(name)
+        body = "\n".join(ln for ln in page.splitlines() if not ln.startswith((".TH", '.\\"')))
+        body = body.replace(f"{own} \\- ", "")  # NAME
+        assert f"{own}\\fR(1)" not in body and f"{own}(1)" not in body, path
+    group = files[Path("man/pytcp.1")]
+    tags = [line for line in _section(group, "ENVIRONMENT") if line.startswith("\\fB")]
+    variables = ("PYTCP_TUN", "PYTCP_ADDR", "PYTCP_RUNTIME_DIR", "XDG_RUNTIME_DIR")
+    assert tags == [f"\\fB{generate.roff_escape(v)}\\fR" for v in variables]
+    statuses = [line for line in _section(group, "EXIT STATUS") if line.startswith("\\fB")]
+    assert statuses == [f"\\fB{c}\\fR" for c in ("0", "1", "2", "3", "130", "143")]
+    # The group's examples: the first of each command, whole, connect first.
+    first = [ln for ln in _section(group, "EXAMPLES") if "pytcp " in ln and ln[:1] != "."]
+    first = [ln for ln in first if not ln[:1].isupper()]  # the commands, not descriptions
+    used = [ln.split("pytcp ", 1)[1].split()[0] for ln in first]
+    assert used == ["connect", "listen", "send", "inspect", "close"]
+    assert len(first) == len(cli.commands)
+    for command in ("inspect", "send", "close", "connect", "listen"):
+        env = _section(files[Path(f"man/pytcp-{command}.1")], "ENVIRONMENT")
+        assert "\\fBPYTCP_RUNTIME_DIR\\fR" in env, command
+
+
+def test_examples_are_parsed_into_whole_sentences() -> None:
+    text = (
+        "Half-close: send FIN after the queued data; the connection keeps receiving and\n"
+        "the owner keeps writing:\n"
+        "  pytcp close --half 4242.3\n"
+        "Two commands:\n"
+        "  pytcp inspect\n"
+        "  pytcp inspect --json\n"
+    )
+    assert generate.example_blocks(text) == [
+        (
+            "Half-close: send FIN after the queued data; the connection keeps receiving and "
+            "the owner keeps writing:",
+            ["pytcp close --half 4242.3"],
+        ),
+        ("Two commands:", ["pytcp inspect", "pytcp inspect --json"]),
+    ]
+    with pytest.raises(ValueError, match="has no command after it"):
+        generate.example_blocks("A sentence:\n  pytcp x\nA dangling sentence:\n")
+    with pytest.raises(ValueError, match="has no description"):
+        generate.example_blocks("  pytcp x\n")
+
+
+def test_a_page_refers_to_itself_as_below() -> None:
+    assert (
+        generate.without_self_reference(
+            "The JSON fields are listed under NOTES in pytcp-inspect(1); see pytcp-send(1).",
+            "pytcp-inspect",
+        )
+        == "The JSON fields are listed under NOTES below; see pytcp-send(1)."
+    )
+
+
 def test_check_detects_a_stale_page(tmp_path: Path) -> None:
     for path, text in generate.render_all().items():
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
