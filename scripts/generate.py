@@ -44,6 +44,7 @@ DEFAULT_EXIT_STATUS = """\
 2  usage error.
 3  environment: no permission for /dev/net/tun, interface busy, ...
 130  interrupted by SIGINT.
+141  stdout's reader went away (EPIPE) while pytcp printed help or a table.
 143  terminated by SIGTERM.
 """
 

@@ -91,6 +91,9 @@ EXIT_STATUS = """\
 2  usage error: a bad option, port, state or duration.
 3  environment: no permission for /dev/net/tun (the probe only), ...
 130  interrupted by SIGINT (the way out of --watch).
+141  stdout's reader went away (EPIPE) while a table was printed, as a tool killed
+     by SIGPIPE.
+143  terminated by SIGTERM.
 """
 
 EXAMPLES = """\

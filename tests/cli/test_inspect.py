@@ -152,6 +152,34 @@ def test_watch_never_takes_the_id_for_seconds(
     assert [f["id"] for f in frames] == [paired.client.id] * 2
 
 
+def test_watch_ends_143_on_sigterm_and_141_when_stdout_goes(tmp_path: Any) -> None:
+    """The statuses pytcp-inspect(1) documents for a --watch that is stopped."""
+    import signal
+
+    env = {**os.environ, "PYTCP_RUNTIME_DIR": str(tmp_path)}
+    args = [PYTCP, "inspect", "--watch", "--interval", "50ms"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, env=env)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == b"no live pytcp connections\n"  # a first frame
+        proc.send_signal(signal.SIGTERM)
+        # Killed by it (a shell's $? is then 128 + 15 = 143), or exits 143 itself.
+        assert proc.wait(TIMEOUT) in (-signal.SIGTERM, 143)
+    finally:
+        proc.kill()
+        proc.wait(TIMEOUT)
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        assert proc.stdout.readline() == b"no live pytcp connections\n"
+        proc.stdout.close()  # the reader goes away: the next frame meets EPIPE
+        assert proc.wait(TIMEOUT) == 141
+        assert proc.stderr.read() == b""
+    finally:
+        proc.kill()
+        proc.wait(TIMEOUT)
+
+
 def test_unknown_id_exits_1(live: tuple[PairedStacks, CliRunner]) -> None:
     _paired, runner = live
     result = runner.invoke(cli, ["inspect", "999999999.7"], prog_name="pytcp")
