@@ -297,7 +297,9 @@ and waits up to 2 s for the close (then RST); every byte pytcp acknowledged to a
 written to stdout before it exits, however long stdout's reader takes. A second SIGINT
 or SIGTERM ends pytcp at once: RST on every connection, stdout gets what it accepts
 without blocking, and a line on stderr counts the received bytes that could not be
-written. The status is 130 for SIGINT, 143 for SIGTERM.
+written. The status is 130 for SIGINT, 143 for SIGTERM. A signal that finds every
+connection closed already (pytcp only lingering in TIME-WAIT, or listening with no
+client) ends pytcp at once.
 
 Closed by another process: `pytcp close --half ID` sends this connection's FIN; pytcp
 stops reading stdin and says on stderr how many bytes of it were not sent. `pytcp close

@@ -716,7 +716,10 @@ class Session(ABC):
             self.signum = signum
             self.code = EXIT_SIGNAL.get(signum, 128 + signum)
             if self.say is not None:
-                self.say(f"{name}: closing (FIN); send it again to reset (RST)")
+                if self.has_open_connections():
+                    self.say(f"{name}: closing (FIN); send it again to reset (RST)")
+                else:
+                    self.say(f"{name}: no connection open; exiting")
             self._grace = self.loop.call_later(GRACE, self.abort_all)
             self.graceful_close()
         else:
@@ -725,6 +728,11 @@ class Session(ABC):
             self._hard_signum = signum
             self.hard_stop = True
             self.abort_all()
+
+    def has_open_connections(self) -> bool:
+        """Whether a connection is still open (not closed both ways, not lingering in
+        TIME-WAIT): only then does a signal have a FIN to send."""
+        return True
 
     @abstractmethod
     def graceful_close(self) -> None:

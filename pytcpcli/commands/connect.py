@@ -229,9 +229,17 @@ class ConnectSession(Session):
             return
         self.loop.call_later(self.idle_timeout - idle_for, self._check_idle)
 
+    def has_open_connections(self) -> bool:
+        return not self.relay.done
+
     def graceful_close(self) -> None:
         if self.stdin is not None:
             self.stdin.stop()
+        if self.relay.done:
+            # Closed both ways already, lingering in TIME-WAIT (--time-wait): nothing
+            # is left to close, so pytcp goes now.
+            self._finish()
+            return
         self.relay.shutdown_now()
 
     def abort_all(self) -> None:

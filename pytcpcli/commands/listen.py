@@ -6,6 +6,7 @@ process per connection (-e/-c), through `pytcpcli.relay`; no protocol logic here
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import ipaddress
 import os
@@ -13,6 +14,7 @@ import shlex
 import shutil
 import signal
 import subprocess
+import time
 from typing import Any
 
 import click
@@ -21,6 +23,8 @@ from pytcpcli.app import App
 from pytcpcli.errors import EXIT_CONN, EXIT_ENV, EXIT_OK, EXIT_USAGE, CliError
 from pytcpcli.options import CLOSE_NOTES, PORT, StackOptions, stack_options, time_wait_option
 from pytcpcli.relay import FdReader, FdWriter, Relay, Session
+
+CHILD_GRACE = 1.0  # seconds a child has to exit after SIGTERM before SIGKILL
 
 # Man page sections scripts/generate.py takes from each command module.
 EXIT_STATUS = """\
@@ -61,6 +65,7 @@ class Client:
         self.child_in: FdWriter | None = None
         self.pidfd: int | None = None
         self.child_exited = False
+        self.started = 0  # loop time (ns) of the accept
         self.closed = False  # both directions done (relay.done)
         self.ended = False  # closed, child reaped, lingered: forgotten by the server
 
@@ -159,6 +164,7 @@ class ListenSession(Session):
         if self.verbose:
             self.app.say(f"connection from {remote_addr} port {remote_port} (id {sock.id})")
         client = Client(sock)
+        client.started = self.loop.now()
         self.clients.append(client)
         if self.command is not None:
             self._spawn(client)
@@ -308,8 +314,10 @@ class ListenSession(Session):
         self.loop.remove_reader(client.pidfd)
         os.close(client.pidfd)
         client.pidfd = None
-        client.child.wait()
+        status = client.child.wait()
         client.child_exited = True
+        if self.verbose:
+            self.app.say(f"{describe_exit(client.child.pid, self.command, status)}")
         if client.child_out is not None and not client.child_out.eof:
             client.child_out.read_available()
             if not client.child_out.eof:
@@ -332,9 +340,13 @@ class ListenSession(Session):
                 self.error, self.code = message, failure.exit_code
         if self.verbose:
             addr, port = client.sock.remote
-            self.app.say(f"{addr} port {port}: {relay.sent} bytes sent, {relay.received} received")
+            seconds = (self.loop.now() - client.started) / 1e9
+            self.app.say(
+                f"{addr} port {port}: {relay.sent} bytes sent, {relay.received} received "
+                f"in {seconds:.2f} s"
+            )
         if client.child is not None and not client.child_exited and relay.failure is not None:
-            client.child.send_signal(signal.SIGTERM)
+            self._stop_child(client)
         if relay.failure is None:
             self.settle(client.sock, lambda: self._lingered(client))
         else:
@@ -387,9 +399,31 @@ class ListenSession(Session):
 
     # -- signals
 
+    def _stop_child(self, client: Client) -> None:
+        """SIGTERM a connection's child; one that ignores it is SIGKILLed after
+        CHILD_GRACE, so its connection (and pytcp) can end."""
+        child = client.child
+        if child is None or client.child_exited or child.poll() is not None:
+            return
+        child.send_signal(signal.SIGTERM)
+
+        def kill() -> None:
+            if child.poll() is None:
+                child.kill()
+
+        self.loop.call_later(CHILD_GRACE, kill)
+
+    def has_open_connections(self) -> bool:
+        return any(not c.closed for c in self.clients)
+
     def graceful_close(self) -> None:
         if self.stdin is not None:
             self.stdin.stop()
+        for client in self.clients:
+            if client.closed and not client.ended and (client.child is None or client.child_exited):
+                # Closed both ways, lingering in TIME-WAIT: nothing left to close.
+                client.ended = True
+                self._release(client)
         if self.listener is not None:
             self.listener.on_change(None)
             self.listener.close()
@@ -404,10 +438,9 @@ class ListenSession(Session):
             if not client.closed:
                 client.relay.abort()
             if client.child is not None and not client.child_exited:
-                client.child.send_signal(signal.SIGTERM)
+                client.child.send_signal(signal.SIGTERM)  # run() SIGKILLs it after a grace
             client.ended = True
             self._release(client)
-        self.clients = []
         self._end_run()
 
     def run(self) -> int:
@@ -418,15 +451,45 @@ class ListenSession(Session):
             self.loop.run_until(lambda: self.finished, None)
             failed = False
         finally:
-            for client in self.clients:
-                if client.child is not None and client.child.poll() is None:
-                    client.child.send_signal(signal.SIGTERM)
+            end_children([c.child for c in self.clients if c.child is not None])
+            self.clients = []
             # stdout drains with signals still watched: a second ^C while its reader is
             # stuck ends pytcp at once (RST, what cannot be written is reported).
             self.finish_output(self.stdout, failed=failed)
         if self.error is not None and self.signum is None:
             raise CliError(self.error, self.code)
         return self.code
+
+
+def end_children(children: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM the children still running, wait up to CHILD_GRACE for them, SIGKILL the
+    ones that ignored it, and reap them all (no orphan outlives pytcp)."""
+    running = [c for c in children if c.poll() is None]
+    for child in running:
+        with contextlib.suppress(OSError):
+            child.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + CHILD_GRACE
+    for child in running:
+        try:
+            child.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+def describe_exit(pid: int, command: list[str] | None, status: int) -> str:
+    """-v: how a child ended, `child 123 (sh) exited with status 0` / `killed by SIGKILL`."""
+    name = os.path.basename(command[0]) if command else "?"
+    if command and command[:2] == ["/bin/sh", "-c"]:
+        name = "sh -c"
+    if status < 0:
+        try:
+            how = f"was killed by {signal.Signals(-status).name}"
+        except ValueError:
+            how = f"was killed by signal {-status}"
+    else:
+        how = f"exited with status {status}"
+    return f"child {pid} ({name}) {how}"
 
 
 def parse_addr_port(args: tuple[str, ...]) -> tuple[str | None, int]:
@@ -516,7 +579,9 @@ def listen(
     With -e or -c, each connection gets its own child process: what the peer sends
     is the child's stdin, what the child writes is sent; the child's environment
     holds PYTCP_REMOTE_ADDR, PYTCP_REMOTE_PORT, PYTCP_LOCAL_ADDR and PYTCP_LOCAL_PORT.
-    When the child exits, pytcp sends what it wrote, then FIN.
+    When the child exits, pytcp sends what it wrote, then FIN (-v reports its exit
+    status or signal). A child still running when its connection fails or pytcp
+    stops gets SIGTERM, and SIGKILL 1 s later if it is still there.
     """
     address, port = parse_addr_port(addr_port)
     if exec_cmd is not None and sh_cmd is not None:

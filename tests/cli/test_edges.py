@@ -3,11 +3,26 @@ pytcp cannot use, and the wording of their errors. The installed command in a ne
 
 from __future__ import annotations
 
+import os
+import re
+import signal
 import socket
+import subprocess
 
 import pytest
 
-from tests.cli.netcat import KERNEL, STACK, KernelServer, recv_all, run
+from tests.cli.netcat import (
+    KERNEL,
+    STACK,
+    TIMEOUT,
+    KernelServer,
+    StderrLines,
+    connect_kernel,
+    pytcp,
+    recv_all,
+    run,
+    start_listener,
+)
 
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(240)]
 
@@ -83,3 +98,62 @@ def test_listen_port_0_names_port(netns) -> None:
         b"pytcp: invalid value for 'PORT': 0 is out of range; a port is 1-65535; "
         b"see 'pytcp listen --help'\n",
     )
+
+
+def test_listen_verbose_summary_and_child_exit_status(netns) -> None:
+    proc, err = start_listener("7210", stdin=subprocess.DEVNULL)
+    conn = connect_kernel(7210)
+    conn.sendall(b"x")
+    conn.shutdown(socket.SHUT_WR)
+    assert recv_all(conn) == b""
+    conn.close()
+    assert proc.wait(TIMEOUT) == 0
+    summary = [line for line in err.rest() if " received " in line]
+    assert len(summary) == 1
+    assert re.fullmatch(
+        rf"pytcp: {KERNEL} port \d+: 0 bytes sent, 1 received in \d+\.\d\d s\n", summary[0]
+    )
+    proc, err = start_listener("7211", "-e", "sh -c 'exit 3'")
+    conn = connect_kernel(7211)
+    assert recv_all(conn) == b""
+    conn.close()
+    assert proc.wait(TIMEOUT) == 0
+    line = err.wait_for("pytcp: child ")
+    assert re.fullmatch(r"pytcp: child \d+ \(sh\) exited with status 3\n", line)
+
+
+def test_idle_listener_sigterm_does_not_talk_of_rst(netns) -> None:
+    proc, err = start_listener("7212", stdin=subprocess.DEVNULL)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(TIMEOUT) == 143
+    assert err.rest()[1:] == ["pytcp: SIGTERM: no connection open; exiting\n"]
+
+
+def test_sigint_in_full_time_wait_exits_without_closing_again(netns) -> None:
+    KernelServer(7213, recv_all)  # reads pytcp's FIN, then closes: pytcp closed first
+    proc = pytcp("connect", "-vv", "--time-wait", "full", KERNEL, "7213")
+    assert proc.stdin is not None
+    err = StderrLines(proc)
+    proc.stdin.close()
+    err.wait_for("")  # the connected line
+    line = err.wait_for("")
+    while not line.rstrip().endswith("-> TIME-WAIT"):
+        line = err.wait_for("")
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(TIMEOUT) == 130
+    assert "pytcp: SIGINT: no connection open; exiting\n" in err.rest()
+
+
+def test_child_ignoring_sigterm_is_killed_and_reaped(netns) -> None:
+    child = (
+        "exec python3 -c 'import os, signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN);"
+        " print(os.getpid(), flush=True); time.sleep(600)'"
+    )
+    proc, _err = start_listener("7214", "-c", child)
+    conn = connect_kernel(7214)
+    pid = int(conn.recv(64).strip())
+    proc.send_signal(signal.SIGTERM)  # FIN to the client; the child ignores its SIGTERM
+    assert proc.wait(TIMEOUT) == 143
+    conn.close()
+    with pytest.raises(ProcessLookupError):  # killed and reaped, not left running
+        os.kill(pid, 0)

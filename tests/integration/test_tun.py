@@ -223,7 +223,7 @@ def test_attach_to_persistent_device_as_is(netns: Netns) -> None:
         assert link.mtu == 1400
     info = link_info(netns, "ptun")  # persistent: still there, untouched
     assert info is not None and ipv4_of(info) == ["10.77.5.1/24"] and info["mtu"] == 1400
-    assert addr_gen_mode(netns, "ptun") == "eui64"  # the kernel's default, left alone
+    assert addr_gen_mode(netns, "ptun") != "none"  # the kernel's default, left alone
     with TunLink.open("ptun", addr="10.77.5.77") as link:
         assert str(link.address) == "10.77.5.77"
     with pytest.raises(StackEnvironmentError) as exc:
