@@ -63,6 +63,10 @@ class PytcpGroup(click.Group):
             raise
         except click.UsageError as e:
             path = e.ctx.command_path if e.ctx is not None else "pytcp"
+            if e.ctx is None:  # click reports a missing option value without its command
+                words = list(sys.argv[1:] if args is None else args)
+                name = next((w for w in words if w in self.commands), None)
+                path = f"pytcp {name}" if name else path
             cause = e.format_message().rstrip(".")
             click.echo(f"pytcp: {cause[:1].lower()}{cause[1:]}; see '{path} --help'", err=True)
             sys.exit(EXIT_USAGE)

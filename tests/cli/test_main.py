@@ -53,3 +53,16 @@ def test_stdout_reader_gone_is_quiet_exit_141() -> None:
         finally:
             os.close(w)
         assert (out.returncode, out.stderr) == (141, b""), args
+
+
+def test_missing_option_value_names_the_command_to_ask() -> None:
+    exe = sys.executable.rsplit("/", 1)[0] + "/pytcp"
+    for args, expected in [
+        (
+            ["send", "--conn"],
+            "pytcp: option '--conn' requires an argument; see 'pytcp send --help'\n",
+        ),
+        (["close", "-w"], "pytcp: option '-w' requires an argument; see 'pytcp close --help'\n"),
+    ]:
+        out = subprocess.run([exe, *args], capture_output=True, text=True, timeout=60)
+        assert (out.returncode, out.stdout, out.stderr) == (2, "", expected)
