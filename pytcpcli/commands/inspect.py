@@ -116,10 +116,9 @@ STATES = ("LISTEN", "SYN-SENT", "SYN-RECEIVED", "ESTABLISHED", "FIN-WAIT-1", "FI
           "CLOSE-WAIT", "CLOSING", "LAST-ACK", "TIME-WAIT", "CLOSED")  # fmt: skip
 
 
-def complete_connection_ids(
-    ctx: click.Context, param: click.Parameter, incomplete: str
-) -> list[CompletionItem]:
-    """Shell completion: the live connection IDs, asked of the control endpoints."""
+def _live_ids(incomplete: str, *, listeners: bool) -> list[CompletionItem]:
+    """The live IDs starting with `incomplete`, asked of the control endpoints; LISTEN
+    entries only when `listeners`."""
     try:
         entries = ControlClient(timeout=0.5).entries()
     except Exception:
@@ -130,8 +129,23 @@ def complete_connection_ids(
             help=f"{e.get('state')} {endpoint(e.get('local'))} {endpoint(e.get('remote'))}",
         )
         for e in entries
-        if str(e.get("id", "")).startswith(incomplete)
+        if str(e.get("id", "")).startswith(incomplete) and (listeners or e.get("state") != "LISTEN")
     ]
+
+
+def complete_connection_ids(
+    ctx: click.Context, param: click.Parameter, incomplete: str
+) -> list[CompletionItem]:
+    """Shell completion: the live connection and listener IDs (`inspect`, `close`)."""
+    return _live_ids(incomplete, listeners=True)
+
+
+def complete_data_connection_ids(
+    ctx: click.Context, param: click.Parameter, incomplete: str
+) -> list[CompletionItem]:
+    """Shell completion for `send --conn`: connections only; a listener carries no data
+    (send refuses its ID)."""
+    return _live_ids(incomplete, listeners=False)
 
 
 def complete_inspect_target(

@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from pytcpcli.app import App
-from pytcpcli.commands.inspect import complete_connection_ids
+from pytcpcli.commands.inspect import complete_data_connection_ids
 from pytcpcli.errors import EXIT_CONN, EXIT_USAGE, CliError
 from pytcpcli.options import (
     PORT,
@@ -197,7 +197,7 @@ def _one_shot(
     "--conn",
     "conn_id",
     metavar="ID",
-    shell_complete=complete_connection_ids,
+    shell_complete=complete_data_connection_ids,
     help="Queue DATA on the live connection ID of another pytcp process instead; every "
     "argument is then DATA (there is no HOST PORT).",
 )

@@ -201,9 +201,14 @@ def test_completion_lists_live_ids(live: tuple[PairedStacks, CliRunner], monkeyp
 def test_completion_offers_ids_only_where_an_id_goes(
     live: tuple[PairedStacks, CliRunner],
 ) -> None:
-    """The installed command answering bash: `inspect <TAB>` offers the live ID; after
-    one argument comes a probe's PORT, where no ID belongs."""
+    """The installed command answering bash: `inspect <TAB>` and `close <TAB>` offer the
+    live IDs, listeners included; after one argument comes a probe's PORT, where no ID
+    belongs; `send --conn <TAB>` leaves the listener out (send refuses its ID)."""
     paired, _runner = live
+    paired.pause()  # the loop's thread stops while this thread adds a listener to A
+    listener = paired.a.listen(6000)
+    paired.run_in_background()
+    both = sorted([f"plain,{paired.client.id}", f"plain,{listener.id}"])
 
     def complete(words: str) -> list[str]:
         env = {**os.environ, "PYTCP_RUNTIME_DIR": paired.control.directory,
@@ -212,11 +217,13 @@ def test_completion_offers_ids_only_where_an_id_goes(
         out = subprocess.run([PYTCP], capture_output=True, env=env, timeout=TIMEOUT, text=True)
         return [line for line in out.stdout.splitlines() if line]  # none: one empty line
 
-    assert complete("pytcp inspect ") == [f"plain,{paired.client.id}"]
-    assert complete("pytcp inspect --json ") == [f"plain,{paired.client.id}"]
+    assert sorted(complete("pytcp inspect ")) == both
+    assert sorted(complete("pytcp inspect --json ")) == both
     assert complete("pytcp inspect 10.77.0.1 ") == []
     assert complete(f"pytcp inspect {paired.client.id} ") == []
-    assert complete("pytcp close ") == [f"plain,{paired.client.id}"]
+    assert sorted(complete("pytcp close ")) == both
+    assert complete("pytcp send --conn ") == [f"plain,{paired.client.id}"]
+    assert complete(f"pytcp send --conn {listener.id}") == []
 
 
 @pytest.mark.parametrize(
@@ -668,8 +675,18 @@ def test_netns_socket_of_a_killed_process_is_removed(netns: Any, tmp_path: Any) 
 @pytest.mark.netns
 @pytest.mark.timeout(240)
 def test_netns_shell_completion_offers_live_ids(held: Held) -> None:
+    """`close <TAB>` offers the connection and the listener; `send --conn <TAB>` only the
+    connection: a listener carries no data and send refuses its ID."""
     conn_id = held.conn_id()
-    env = {**held.env, "_PYTCP_COMPLETE": "bash_complete", "COMP_WORDS": "pytcp close ",
-           "COMP_CWORD": "2"}  # fmt: skip
-    out = subprocess.run([PYTCP], capture_output=True, env=env, timeout=TIMEOUT)
-    assert f"plain,{conn_id}" in out.stdout.decode().splitlines()
+    (listener_id,) = [e["id"] for e in held.entries() if e["state"] == "LISTEN"]
+
+    def complete(words: str) -> list[str]:
+        env = {**held.env, "_PYTCP_COMPLETE": "bash_complete", "COMP_WORDS": words,
+               "COMP_CWORD": str(len(words.split(" ")) - 1)}  # fmt: skip
+        out = subprocess.run([PYTCP], capture_output=True, env=env, timeout=TIMEOUT)
+        return [line for line in out.stdout.decode().splitlines() if line]
+
+    assert sorted(complete("pytcp close ")) == sorted([f"plain,{conn_id}", f"plain,{listener_id}"])
+    assert complete("pytcp send --conn ") == [f"plain,{conn_id}"]
+    refused = held.run("send", "--conn", listener_id, "x")
+    assert refused.returncode == 1  # what send does with a listener's ID
