@@ -28,6 +28,8 @@ from pytcpcli.output import (
 
 # A snapshot in the shape docs/internals.md documents for Connection.snapshot(), with the
 # id/pid/tun the control endpoint adds. ISS sits just below 2**32 so SND.NXT has wrapped.
+# Fields a renderer could confuse (window scale each way, the two dup-ACK counts, SACK and
+# timestamps) hold different values, so a swap shows in the exact comparisons below.
 _UNARMED = {"armed": False, "deadline": None, "remaining": None, "backoff": 0, "reason": ""}
 
 SAMPLE: dict[str, Any] = {
@@ -42,16 +44,17 @@ SAMPLE: dict[str, Any] = {
              "max_snd_wnd": 64240},
     "receive": {"irs": 1000, "rcv_nxt": 1013, "rcv_wnd": 65535, "rcv_up": 1000},
     "options": {"mss_local": 1460, "mss_remote": 1400, "snd_mss": 1388, "wscale_local": 7,
-                "wscale_remote": 7, "sack": True, "timestamps": True},
+                "wscale_remote": 9, "sack": True, "timestamps": False},
     "congestion": {"algorithm": "newreno", "cwnd": 14600, "ssthresh": 2147483647,
-                   "in_flight": 200, "phase": "slow-start", "recover": 4294967000, "dup_acks": 0},
+                   "in_flight": 200, "phase": "recovery", "recover": 105, "dup_acks": 3},
     "rtt": {"srtt": 1_250_000, "rttvar": 500_000, "rto": 200_000_000, "min_rtt": 900_000,
             "samples": 4, "backoff": 0},
     "buffers": {"send_capacity": 262144, "send_queued": 300, "unacked": 200, "unsent": 100,
                 "recv_capacity": 262144, "unread": 12, "out_of_order": [[1100, 1200]]},
     "counters": {"segments_in": 6, "segments_out": 7, "bytes_in": 12, "bytes_out": 400,
-                 "retransmissions": 1, "retransmitted_bytes": 100, "dup_acks": 0,
-                 "challenge_acks": 0, "drops": {"bad-checksum": 2}},
+                 "retransmissions": 1, "retransmitted_bytes": 100, "dup_acks": 4,
+                 "challenge_acks": 1, "zero_window_probes": 0, "keepalive_probes": 0,
+                 "drops": {"bad-checksum": 2}},
     "timers": [
         {"name": "retransmission", "armed": True, "deadline": 5_180_000_000,
          "remaining": 180_000_000, "backoff": 1, "reason": "data in flight"},
@@ -153,28 +156,79 @@ def test_filters() -> None:
 
 
 def test_render_tcb_sections() -> None:
-    text = render_tcb(SAMPLE)
-    titles = [line for line in text.splitlines() if line and not line.startswith(" ")]
-    assert titles == [
-        "Connection",
-        "Send sequence space (relative to ISS; SND.WL1 to IRS)",
-        "Receive sequence space (relative to IRS)",
-        "Options",
-        "Congestion",
-        "RTT",
-        "Buffers",
-        "Counters",
-        "Close",
-        "Timers",
-    ]
-    lines = text.splitlines()
-    assert "  SND.NXT      105         401" in lines
-    assert "  SND.WL1      1001        1" in lines  # WL1 is a peer sequence number: from IRS
-    assert "  RCV.NXT  1013   13" in lines
-    assert "  MSS           local 1460, remote 1400, sending 1388" in lines
-    assert "  out of order  1100-1200 (+100..+200)" in lines
-    assert "  drops            bad-checksum 2" in lines
-    assert "  srtt     1.25ms" in lines
+    """Every line of `pytcp inspect ID`, exactly: each field under its own label, each
+    sequence number raw and relative to ISS (IRS for the peer's)."""
+    assert render_tcb(SAMPLE) == (
+        "Connection\n"
+        "  id       4242.3\n"
+        "  state    ESTABLISHED\n"
+        "  local    10.77.0.2:5000\n"
+        "  remote   10.77.0.1:40000\n"
+        "  process  4242\n"
+        "  tun      pytcp0\n"
+        "\n"
+        "Send sequence space (relative to ISS; SND.WL1 to IRS)\n"
+        "               raw         relative\n"
+        "  ISS          4294967000  0\n"
+        "  SND.UNA      4294967201  201\n"
+        "  SND.NXT      105         401\n"  # across the 2**32 wrap
+        "  SND.MAX      105         401\n"
+        "  SND.WND      64240\n"
+        "  SND.WL1      1001        1\n"  # WL1 is a peer sequence number: from IRS
+        "  SND.WL2      4294967201  201\n"
+        "  SND.UP       4294967000  0\n"
+        "  MAX.SND.WND  64240\n"
+        "\n"
+        "Receive sequence space (relative to IRS)\n"
+        "           raw    relative\n"
+        "  IRS      1000   0\n"
+        "  RCV.NXT  1013   13\n"
+        "  RCV.WND  65535\n"
+        "  RCV.UP   1000   0\n"
+        "\n"
+        "Options\n"
+        "  MSS           local 1460, remote 1400, sending 1388\n"
+        "  window scale  local 7, remote 9\n"
+        "  SACK          yes\n"
+        "  timestamps    no\n"
+        "\n"
+        "Congestion\n"
+        "  algorithm  newreno\n"
+        "  cwnd       14600\n"
+        "  ssthresh   2147483647\n"
+        "  in flight  200\n"
+        "  phase      recovery\n"
+        "  recover    105\n"
+        "  dup ACKs   3\n"
+        "\n"
+        "RTT\n"
+        "  srtt     1.25ms\n"
+        "  rttvar   500us\n"
+        "  rto      200ms\n"
+        "  min rtt  900us\n"
+        "  samples  4\n"
+        "  backoff  0\n"
+        "\n"
+        "Buffers\n"
+        "  send          300 queued of 262144: 200 unacknowledged, 100 unsent\n"
+        "  receive       12 unread of 262144\n"
+        "  out of order  1100-1200 (+100..+200)\n"
+        "\n"
+        "Counters\n"
+        "  segments         in 6, out 7\n"
+        "  bytes            in 12, out 400\n"
+        "  retransmissions  1 (100 bytes)\n"
+        "  duplicate ACKs   4\n"
+        "  challenge ACKs   1\n"
+        "  drops            bad-checksum 2\n"
+        "\n"
+        "Close\n"
+        "  FIN sent            no\n"
+        "  FIN acknowledged    no\n"
+        "  FIN received        no\n"
+        "  application closed  no\n"
+        "\n" + render_timers(SAMPLE)
+    )
 
 
 def test_render_timers_lists_every_timer() -> None:
@@ -260,9 +314,9 @@ def test_timeline_and_summary() -> None:
         "Summary\n"
         "  peer               10.77.0.1:40000\n"
         "  peer MSS           1400\n"
-        "  peer window scale  7\n"
+        "  peer window scale  9\n"
         "  SACK               yes\n"
-        "  timestamps         yes\n"
+        "  timestamps         no\n"
         "  RTT                srtt 1.25ms, min 900us, 4 samples, rto 200ms\n"
         "  segments           7 sent, 6 received, 1 retransmitted\n"
         "  final state        ESTABLISHED\n"

@@ -21,6 +21,7 @@ from click.testing import CliRunner
 from pytcpcli.app import App
 from pytcpcli.commands.inspect import NOTES, complete_connection_ids
 from pytcpcli.main import cli
+from pytcpcli.output import duration
 from stack.api import Stack
 from stack.control import MAX_REQUEST
 from stack.io.link import PairLink
@@ -68,32 +69,98 @@ def test_filters(live: tuple[PairedStacks, CliRunner]) -> None:
     assert out.splitlines()[1].split()[0] == paired.client.id
 
 
+def _sections(text: str) -> dict[str, dict[str, str]]:
+    """`inspect ID` text -> {section title: {row label: value, spaces collapsed}}; a label
+    ends at the first run of two spaces (labels such as "in flight" hold one)."""
+    sections: dict[str, dict[str, str]] = {}
+    rows: dict[str, str] = {}
+    for line in text.splitlines():
+        if not line:
+            continue
+        if not line.startswith(" "):
+            rows = sections.setdefault(line, {})
+            continue
+        label, _, value = line.strip().partition("  ")
+        rows[label] = " ".join(value.split())
+    return sections
+
+
 def test_id_view_has_every_section(live: tuple[PairedStacks, CliRunner]) -> None:
+    """Every row of every section of `inspect ID`, under its label, against the snapshot
+    (`--json`) of the same idle connection: 5 bytes sent and acknowledged, none received."""
     paired, runner = live
     result = invoke(runner, "inspect", paired.client.id)
     assert result.exit_code == 0
-    titles = [ln for ln in result.output.splitlines() if ln and not ln.startswith(" ")]
-    assert titles == [
-        "Connection",
-        "Send sequence space (relative to ISS; SND.WL1 to IRS)",
-        "Receive sequence space (relative to IRS)",
-        "Options",
-        "Congestion",
-        "RTT",
-        "Buffers",
-        "Counters",
-        "Close",
-        "Timers",
-    ]
-    lines = result.output.splitlines()
-    assert "  state    ESTABLISHED" in lines
-    # SND.NXT relative to ISS counts the SYN and the 5 bytes sent.
-    (nxt,) = [ln.split() for ln in lines if ln.startswith("  SND.NXT")]
-    assert nxt[2] == "6"
-    timers = lines[lines.index("Timers") + 2 :]
-    assert [t.split()[0] for t in timers] == [
-        "retransmission", "syn", "delayed-ack", "persist", "keepalive", "time-wait", "fin-wait-2",
+    e = json.loads(invoke(runner, "inspect", paired.client.id, "--json").output)
+    snd, rcv, opt, cc, rtt, cnt = (e[k] for k in ("send", "receive", "options", "congestion",
+                                                 "rtt", "counters"))  # fmt: skip
+    sections = _sections(result.output)
+    timers = sections.pop("Timers")
+    assert sections == {
+        "Connection": {
+            "id": paired.client.id, "state": "ESTABLISHED",
+            "local": f"{paired.client.local[0]}:{paired.client.local[1]}",
+            "remote": "10.77.0.1:5000", "process": str(os.getpid()), "tun": e["tun"],
+        },
+        "Send sequence space (relative to ISS; SND.WL1 to IRS)": {
+            "raw": "relative",
+            "ISS": f"{snd['iss']} 0",
+            "SND.UNA": f"{snd['snd_una']} 6",  # the SYN and the 5 bytes, acknowledged
+            "SND.NXT": f"{snd['snd_nxt']} 6",
+            "SND.MAX": f"{snd['snd_max']} 6",
+            "SND.WND": str(snd["snd_wnd"]),
+            "SND.WL1": f"{snd['snd_wl1']} 1",  # the peer's SYN: relative to IRS
+            "SND.WL2": f"{snd['snd_wl2']} 6",
+            "SND.UP": f"{snd['snd_up']} 0",
+            "MAX.SND.WND": str(snd["max_snd_wnd"]),
+        },
+        "Receive sequence space (relative to IRS)": {
+            "raw": "relative",
+            "IRS": f"{rcv['irs']} 0",
+            "RCV.NXT": f"{rcv['rcv_nxt']} 1",  # the peer's SYN, no data
+            "RCV.WND": str(rcv["rcv_wnd"]),
+            "RCV.UP": f"{rcv['rcv_up']} 1",
+        },
+        "Options": {
+            "MSS": "local 1460, remote 1460, sending 1448",
+            "window scale": f"local {opt['wscale_local']}, remote {opt['wscale_remote']}",
+            "SACK": "yes",
+            "timestamps": "yes",
+        },
+        "Congestion": {
+            "algorithm": "newreno", "cwnd": str(cc["cwnd"]), "ssthresh": str(cc["ssthresh"]),
+            "in flight": "0", "phase": "open", "recover": str(cc["recover"]), "dup ACKs": "0",
+        },
+        "RTT": {
+            "srtt": duration(rtt["srtt"]), "rttvar": duration(rtt["rttvar"]),
+            "rto": duration(rtt["rto"]), "min rtt": duration(rtt["min_rtt"]),
+            "samples": str(rtt["samples"]), "backoff": "0",
+        },
+        "Buffers": {
+            "send": "0 queued of 262144: 0 unacknowledged, 0 unsent",
+            "receive": "0 unread of 262144",
+            "out of order": "none",
+        },
+        "Counters": {
+            "segments": f"in {cnt['segments_in']}, out {cnt['segments_out']}",
+            "bytes": "in 0, out 5",
+            "retransmissions": "0 (0 bytes)",
+            "duplicate ACKs": "0",
+            "challenge ACKs": "0",
+            "drops": "none",
+        },
+        "Close": {
+            "FIN sent": "no", "FIN acknowledged": "no", "FIN received": "no",
+            "application closed": "no",
+        },
+    }  # fmt: skip
+    assert rtt["samples"] >= 1 and rtt["rto"] >= 200_000_000  # measured; the 200 ms floor
+    assert list(timers) == [
+        "timer", "retransmission", "syn", "delayed-ack", "persist", "keepalive", "time-wait",
+        "fin-wait-2",
     ]  # fmt: skip
+    # Idle, every byte acknowledged: no timer is armed.
+    assert [v.split()[0] for k, v in timers.items() if k != "timer"] == ["no"] * 7
 
 
 def test_json_by_unique_prefix(live: tuple[PairedStacks, CliRunner]) -> None:
@@ -109,6 +176,80 @@ def test_json_by_unique_prefix(live: tuple[PairedStacks, CliRunner]) -> None:
     assert (entry["send"]["snd_nxt"] - entry["send"]["iss"] - 1) % 2**32 == 5
     listing = json.loads(invoke(runner, "inspect", "--json").output)
     assert [e["id"] for e in listing] == [paired.client.id]
+
+
+# The JSON fields of a connection as docs/internals.md (the Connection.snapshot block)
+# and pytcp-inspect(1) NOTES document them; `timers` is each timer's keys.
+DOCUMENTED_FIELDS: dict[str, set[str]] = {
+    "": {"id", "pid", "tun", "state", "local", "remote", "send", "receive", "options",
+         "congestion", "rtt", "buffers", "counters", "timers", "close"},
+    "local": {"addr", "port"},
+    "remote": {"addr", "port"},
+    "send": {"iss", "snd_una", "snd_nxt", "snd_max", "snd_wnd", "snd_wl1", "snd_wl2", "snd_up",
+             "max_snd_wnd"},
+    "receive": {"irs", "rcv_nxt", "rcv_wnd", "rcv_up"},
+    "options": {"mss_local", "mss_remote", "snd_mss", "wscale_local", "wscale_remote", "sack",
+                "timestamps"},
+    "congestion": {"algorithm", "cwnd", "ssthresh", "in_flight", "phase", "recover",
+                   "dup_acks"},
+    "rtt": {"srtt", "rttvar", "rto", "min_rtt", "samples", "backoff"},
+    "buffers": {"send_capacity", "send_queued", "unacked", "unsent", "recv_capacity", "unread",
+                "out_of_order"},
+    "counters": {"segments_in", "segments_out", "bytes_in", "bytes_out", "retransmissions",
+                 "retransmitted_bytes", "dup_acks", "challenge_acks", "keepalive_probes",
+                 "zero_window_probes", "drops"},
+    "timers": {"name", "armed", "deadline", "remaining", "backoff", "reason"},
+    "close": {"fin_sent", "fin_acked", "fin_received", "app_closed"},
+}  # fmt: skip
+TIMER_NAMES = ["retransmission", "syn", "delayed-ack", "persist", "keepalive", "time-wait",
+               "fin-wait-2"]  # fmt: skip
+
+
+def _braced_keys(text: str, opening: str) -> set[str]:
+    """The keys listed at the top level of the braces that follow `opening` in `text`:
+    `a, b: [[x, y], ...], c: {k: v}` -> {a, b, c}; quotes and comments dropped."""
+    text = " ".join(line.split("#")[0] for line in text.splitlines())
+    start = text.index(opening) + len(opening)
+    depth, item, items = 0, "", []
+    for ch in text[start:]:
+        if ch in "{[":
+            depth += 1
+        elif ch in "}]":
+            if depth == 0:
+                break
+            depth -= 1
+        elif ch == "," and depth == 0:
+            items.append(item)
+            item = ""
+            continue
+        if depth == 0:
+            item += ch
+    items.append(item)
+    keys = {i.split(":")[0].strip().strip('"') for i in items}
+    return keys - {"", "..."}
+
+
+def test_documented_fields_are_what_the_docs_say() -> None:
+    """DOCUMENTED_FIELDS, which the netns test holds a real snapshot to, is the list in
+    docs/internals.md and in the man page's NOTES, section by section."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    with open(os.path.join(root, "docs", "internals.md")) as f:
+        internals = f.read()
+    block = internals[internals.index("Snapshot (plain data") :]
+    block = block[: block.index("```", block.index("```") + 3)]
+    for section, keys in DOCUMENTED_FIELDS.items():
+        if section in ("", "remote", "timers"):
+            continue
+        assert _braced_keys(block, f'"{section}": {{') == keys, section
+        if section != "local":  # NOTES: "local and remote {addr, port}"
+            assert _braced_keys(NOTES, f"{section} {{") == keys, section
+    assert _braced_keys(block, '"timers": [{') == DOCUMENTED_FIELDS["timers"]
+    assert _braced_keys(NOTES, "each {") == DOCUMENTED_FIELDS["timers"]
+    assert _braced_keys(NOTES, "remote {") == DOCUMENTED_FIELDS["remote"]
+    # Connection.snapshot(), plus the pid and tun the control endpoint adds (ControlClient).
+    assert _braced_keys(block, "{") | {"pid", "tun"} == DOCUMENTED_FIELDS[""]
+    assert 'Every connection object has: id ("PID.N"), pid, tun, state' in " ".join(NOTES.split())
+    assert "(" + ", ".join(TIMER_NAMES) + ")" in " ".join(NOTES.split())
 
 
 def test_every_json_field_is_documented(live: tuple[PairedStacks, CliRunner]) -> None:
@@ -514,15 +655,19 @@ def test_netns_inspect_id_json_counts_what_was_sent(held: Held) -> None:
         if entry["buffers"]["send_queued"] == 0:  # acknowledged by the kernel
             break
         time.sleep(0.05)
-    assert set(entry) >= {
-        "id", "state", "local", "remote", "send", "receive", "options", "congestion", "rtt",
-        "buffers", "counters", "timers", "close",
-    }  # fmt: skip
+    # Every section holds exactly the documented fields (docs/internals.md, NOTES).
+    assert set(entry) == DOCUMENTED_FIELDS[""]
+    for section, keys in DOCUMENTED_FIELDS.items():
+        if section not in ("", "timers"):
+            assert set(entry[section]) == keys, section
+    for timer in entry["timers"]:
+        assert set(timer) == DOCUMENTED_FIELDS["timers"], timer["name"]
+    assert isinstance(entry["counters"]["drops"], dict)
+    assert isinstance(entry["buffers"]["out_of_order"], list)
     send = entry["send"]
     assert (send["snd_nxt"] - send["iss"] - 1) % 2**32 == 13
-    assert [t["name"] for t in entry["timers"]] == [
-        "retransmission", "syn", "delayed-ack", "persist", "keepalive", "time-wait", "fin-wait-2",
-    ]  # fmt: skip
+    assert entry["counters"]["bytes_out"] == 13
+    assert [t["name"] for t in entry["timers"]] == TIMER_NAMES
     text = held.run("inspect", conn_id).stdout.decode()
     assert "Timers" in text.splitlines() and f"  id       {conn_id}" in text.splitlines()
 
