@@ -270,8 +270,72 @@ def test_watch_redraws_count_times(live: tuple[PairedStacks, CliRunner]) -> None
     paired, runner = live
     result = invoke(runner, "inspect", paired.client.id, "--json", "--watch=0.01", "--count", "3")
     assert result.exit_code == 0
+    assert "\x1b" not in result.output  # not a terminal: frames one after another, no redraw
     frames = [json.loads(line) for line in result.output.splitlines()]
     assert [f["id"] for f in frames] == [paired.client.id] * 3
+
+
+CLEAR = "\x1b[H\x1b[2J"  # ANSI cursor home, erase display
+
+
+def _on_a_terminal(env: dict[str, str], *args: str) -> tuple[int, str]:
+    """Run `pytcp ARGS` with stdout on a pseudo-terminal; its exit status and everything
+    it wrote there (bounded by TIMEOUT)."""
+    import pty
+
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.Popen([PYTCP, *args], stdin=subprocess.DEVNULL, stdout=slave,
+                                stderr=subprocess.PIPE, env=env)  # fmt: skip
+        os.close(slave)
+        slave = -1
+        out = b""
+        deadline = time.monotonic() + TIMEOUT
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.1)
+            if not ready:
+                continue
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the child exited and the terminal's last writer is gone
+                break
+            if not chunk:
+                break
+            out += chunk
+        try:
+            code = proc.wait(TIMEOUT)
+        finally:
+            proc.kill()
+            proc.wait(TIMEOUT)
+        assert proc.stderr is not None
+        assert proc.stderr.read() == b""
+        return code, out.decode()
+    finally:
+        os.close(master)
+        if slave >= 0:
+            os.close(slave)
+
+
+def test_watch_redraws_in_place_on_a_terminal(
+    live: tuple[PairedStacks, CliRunner], tmp_path: Any
+) -> None:
+    """On a terminal every --watch frame starts with cursor home + erase screen and a
+    header line, so each one is drawn over the last (the terminal turns \n into \r\n)."""
+    paired, _runner = live
+    header = f"{CLEAR}every 0.01s: pytcp inspect (Ctrl-C to stop)\r\n\r\n"
+    empty = {**os.environ, "PYTCP_RUNTIME_DIR": str(tmp_path / "none")}
+    code, out = _on_a_terminal(empty, "inspect", "--watch", "--interval", "10ms", "--count", "2")
+    assert (code, out) == (0, (header + "no live pytcp connections\r\n") * 2)
+    env = {**os.environ, "PYTCP_RUNTIME_DIR": paired.control.directory}
+    code, out = _on_a_terminal(env, "inspect", paired.client.id, "--watch=10ms", "--count", "2")
+    assert code == 0
+    frames = out.split(CLEAR)
+    assert frames[0] == "" and len(frames) == 3  # the sequence before each frame, no other
+    for frame in frames[1:]:
+        lines = frame.split("\r\n")
+        assert frame.startswith(header[len(CLEAR) :])
+        assert lines[2:4] == ["Connection", f"  id       {paired.client.id}"]
+        assert "Timers" in lines and lines[-1] == ""
 
 
 @pytest.mark.parametrize(
