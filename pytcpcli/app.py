@@ -280,7 +280,16 @@ class App:
                 f"connection to {where} timed out{after}; check the address and route, or raise -w"
             )
         if isinstance(error, OSError) and error.errno == errno.EADDRNOTAVAIL:
-            # The stack's own explanation (its own address, a loopback address).
+            # The stack's own explanation (its own address).
+            return CliError(f"cannot connect to {where}: {error.strerror}")
+        if (
+            isinstance(error, OSError)
+            and error.errno == errno.ENETUNREACH
+            and error.strerror
+            and error.strerror != os.strerror(errno.ENETUNREACH)
+        ):
+            # The stack's own explanation: a loopback address (`localhost`), which the
+            # kernel never routes from a TUN.
             return CliError(f"cannot connect to {where}: {error.strerror}")
         if isinstance(error, OSError) and error.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH):
             return CliError(f"{where} is unreachable; check the address and the routes")

@@ -294,12 +294,14 @@ interface. --time-wait DURATION changes that linger; --time-wait full holds the 
 
 Signals: the first SIGINT or SIGTERM stops reading stdin, sends FIN on every connection
 and waits up to 2 s for the close (then RST); every byte pytcp acknowledged to a peer is
-written to stdout before it exits, however long stdout's reader takes. A second SIGINT
-or SIGTERM ends pytcp at once: RST on every connection, stdout gets what it accepts
-without blocking, and a line on stderr counts the received bytes that could not be
-written. The status is 130 for SIGINT, 143 for SIGTERM. A signal that finds every
-connection closed already (pytcp only lingering in TIME-WAIT, or listening with no
-client) ends pytcp at once.
+written to stdout before it exits, however long stdout's reader takes. A listen -e/-c
+child is not signalled: it gets every byte its connection received, then EOF on its
+stdin, and pytcp waits for it to exit. A second SIGINT or SIGTERM ends pytcp at once:
+RST on every connection, stdout gets what it accepts without blocking, children are
+killed (SIGTERM, SIGKILL 1 s later), and a line on stderr counts the received bytes
+that did not reach stdout or a child. The status is 130 for SIGINT, 143 for SIGTERM.
+A signal that finds every connection closed already (pytcp only lingering in
+TIME-WAIT, or listening with no client) and no child running ends pytcp at once.
 
 Closed by another process: `pytcp close --half ID` sends this connection's FIN; pytcp
 stops reading stdin and says on stderr how many bytes of it were not sent. `pytcp close

@@ -18,6 +18,8 @@ import os
 import select
 import signal
 import stat
+import struct
+import termios
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -83,6 +85,16 @@ def _pollable(loop: LoopLike, fd: int, add: Callable[[int, Callable[[], None]], 
     except PermissionError:
         return False
     return True
+
+
+def pipe_unread(fd: int) -> int:
+    """Bytes written into the pipe fd (either end) that its reader has not read yet
+    (FIONREAD); 0 when that cannot be told."""
+    try:
+        buf = fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0")
+    except OSError:
+        return 0
+    return max(0, int(struct.unpack("i", buf)[0]))
 
 
 def _same_file(fd: int, other: int) -> bool:
@@ -610,7 +622,9 @@ class Relay:
         self.sock.on_change(None)
 
     def abort(self) -> None:
-        """RST (second SIGINT, -i timeout): first take what was received, then abort."""
+        """RST (second SIGINT, -i timeout): first take what was received, then abort.
+        A connection the stack already closed both ways (TIME-WAIT) has nothing to reset:
+        what it received is taken and it is let go."""
         self.drain()
         try:
             self.sock.abort()
@@ -716,10 +730,7 @@ class Session(ABC):
             self.signum = signum
             self.code = EXIT_SIGNAL.get(signum, 128 + signum)
             if self.say is not None:
-                if self.has_open_connections():
-                    self.say(f"{name}: closing (FIN); send it again to reset (RST)")
-                else:
-                    self.say(f"{name}: no connection open; exiting")
+                self.say(self.first_signal_message(name))
             self._grace = self.loop.call_later(GRACE, self.abort_all)
             self.graceful_close()
         else:
@@ -730,9 +741,16 @@ class Session(ABC):
             self.abort_all()
 
     def has_open_connections(self) -> bool:
-        """Whether a connection is still open (not closed both ways, not lingering in
-        TIME-WAIT): only then does a signal have a FIN to send."""
+        """Whether a connection is still open: only then does a signal have a FIN to
+        send. Subclasses ask the stack (a connection in TIME-WAIT or CLOSED is closed
+        both ways, whatever the relay has yet to hand on)."""
         return True
+
+    def first_signal_message(self, name: str) -> str:
+        """-v: what the first SIGINT/SIGTERM does."""
+        if self.has_open_connections():
+            return f"{name}: closing (FIN); send it again to reset (RST)"
+        return f"{name}: no connection open; exiting"
 
     @abstractmethod
     def graceful_close(self) -> None:

@@ -24,7 +24,7 @@ from pytcpcli.options import (
     time_wait_option,
     timeout_option,
 )
-from pytcpcli.relay import FdReader, FdWriter, Relay, Session
+from pytcpcli.relay import CLOSED_STATES, FdReader, FdWriter, Relay, Session
 
 ZERO_IO_CLOSE = 2.0  # seconds -z waits for the four-way close to finish
 
@@ -230,7 +230,10 @@ class ConnectSession(Session):
         self.loop.call_later(self.idle_timeout - idle_for, self._check_idle)
 
     def has_open_connections(self) -> bool:
-        return not self.relay.done
+        # The stack's state, not the relay's: the relay learns of the peer's FIN only
+        # after the loop iteration that moved the connection to TIME-WAIT, and a signal
+        # can be read in between.
+        return not self.relay.done and self.sock.state not in CLOSED_STATES
 
     def graceful_close(self) -> None:
         if self.stdin is not None:

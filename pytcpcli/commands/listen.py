@@ -22,9 +22,9 @@ import click
 from pytcpcli.app import App
 from pytcpcli.errors import EXIT_CONN, EXIT_ENV, EXIT_OK, EXIT_USAGE, CliError
 from pytcpcli.options import CLOSE_NOTES, PORT, StackOptions, stack_options, time_wait_option
-from pytcpcli.relay import FdReader, FdWriter, Relay, Session
+from pytcpcli.relay import CLOSED_STATES, FdReader, FdWriter, Relay, Session, pipe_unread
 
-CHILD_GRACE = 1.0  # seconds a child has to exit after SIGTERM before SIGKILL
+CHILD_GRACE = 1.0  # seconds a child has to exit after SIGTERM (second signal) before SIGKILL
 
 # Man page sections scripts/generate.py takes from each command module.
 EXIT_STATUS = """\
@@ -64,6 +64,7 @@ class Client:
         self.child_out_fd: int | None = None
         self.child_in: FdWriter | None = None
         self.pidfd: int | None = None
+        self.stdin_pipe: tuple[int, int] | None = None  # (st_dev, st_ino) of the child's stdin
         self.child_exited = False
         self.started = 0  # loop time (ns) of the accept
         self.closed = False  # both directions done (relay.done)
@@ -264,8 +265,15 @@ class ListenSession(Session):
         child_stdin, to_child = os.pipe()
         from_child, child_stdout = os.pipe()
         try:
+            # Its own process group: a ^C on the terminal reaches pytcp only, which
+            # then hands the child every byte received before it ends (NOTES).
             child = subprocess.Popen(
-                self.command, stdin=child_stdin, stdout=child_stdout, env=env, close_fds=True
+                self.command,
+                stdin=child_stdin,
+                stdout=child_stdout,
+                env=env,
+                close_fds=True,
+                process_group=0,
             )
         except OSError as e:
             for fd in (child_stdin, to_child, from_child, child_stdout):
@@ -276,6 +284,8 @@ class ListenSession(Session):
             client.child_exited = True
             self._check_end()
             return
+        pipe = os.fstat(child_stdin)
+        client.stdin_pipe = (pipe.st_dev, pipe.st_ino)
         os.close(child_stdin)
         os.close(child_stdout)
         client.child = child
@@ -303,7 +313,9 @@ class ListenSession(Session):
     def _child_progress(self, client: Client) -> None:
         if client.child_out is None or client.child_out.eof:
             return
-        if client.relay.has_room:
+        if client.closed or client.relay.fin_sent or client.relay.has_room:
+            # After our FIN the child's output has nowhere to go: it is read and counted
+            # as unsent, so the child never blocks on a full pipe and can exit.
             client.child_out.resume()
         else:
             client.child_out.pause()
@@ -345,8 +357,11 @@ class ListenSession(Session):
                 f"{addr} port {port}: {relay.sent} bytes sent, {relay.received} received "
                 f"in {seconds:.2f} s"
             )
-        if client.child is not None and not client.child_exited and relay.failure is not None:
-            self._stop_child(client)
+        if client.child_in is not None and not self.hard_stop:
+            # Every byte received goes to the child, then EOF; the child is waited for
+            # (never signalled: only a second SIGINT/SIGTERM kills it).
+            client.child_in.close_when_drained()
+            self._child_progress(client)
         if relay.failure is None:
             self.settle(client.sock, lambda: self._lingered(client))
         else:
@@ -377,6 +392,10 @@ class ListenSession(Session):
             self._on_progress()
 
     def _release(self, client: Client) -> None:
+        if client.pidfd is not None:
+            self.loop.remove_reader(client.pidfd)
+            os.close(client.pidfd)
+            client.pidfd = None
         if client.child_in is not None:
             client.child_in.close()
         if client.child_out is not None:
@@ -399,22 +418,26 @@ class ListenSession(Session):
 
     # -- signals
 
-    def _stop_child(self, client: Client) -> None:
-        """SIGTERM a connection's child; one that ignores it is SIGKILLed after
-        CHILD_GRACE, so its connection (and pytcp) can end."""
-        child = client.child
-        if child is None or client.child_exited or child.poll() is not None:
-            return
-        child.send_signal(signal.SIGTERM)
-
-        def kill() -> None:
-            if child.poll() is None:
-                child.kill()
-
-        self.loop.call_later(CHILD_GRACE, kill)
-
     def has_open_connections(self) -> bool:
-        return any(not c.closed for c in self.clients)
+        # The stack's state, not the relay's: TIME-WAIT or CLOSED is closed both ways
+        # even before the relay has read the peer's FIN.
+        return any(not c.closed and c.sock.state not in CLOSED_STATES for c in self.clients)
+
+    def _running_children(self) -> list[Client]:
+        return [c for c in self.clients if c.child is not None and not c.child_exited]
+
+    def first_signal_message(self, name: str) -> str:
+        children = len(self._running_children())
+        if not children:
+            return super().first_signal_message(name)
+        them = "it" if children == 1 else "them"
+        waiting = f"waiting for {children} child{'' if children == 1 else 'ren'} to exit"
+        if self.has_open_connections():
+            return (
+                f"{name}: closing (FIN), then {waiting}; "
+                f"send it again to reset (RST) and kill {them}"
+            )
+        return f"{name}: no connection open; {waiting} (send it again to kill {them})"
 
     def graceful_close(self) -> None:
         if self.stdin is not None:
@@ -434,14 +457,55 @@ class ListenSession(Session):
         self._check_end()
 
     def abort_all(self) -> None:
-        for client in self.clients:
+        """GRACE over: RST what is still open, after taking every byte it received; the
+        children still get all of it, then EOF, and are waited for. Second signal: the
+        same RST, then the children are killed and what did not reach them is counted."""
+        for client in list(self.clients):
             if not client.closed:
-                client.relay.abort()
-            if client.child is not None and not client.child_exited:
-                client.child.send_signal(signal.SIGTERM)  # run() SIGKILLs it after a grace
+                client.relay.abort()  # on_done: _on_closed
+        if not self.hard_stop:
+            self._check_end()
+            return
+        self._kill_children()
+        for client in self.clients:
             client.ended = True
             self._release(client)
         self._end_run()
+
+    def _kill_children(self) -> None:
+        """Second signal: each child still running gets what its pipe takes now, then
+        SIGTERM (SIGKILL after CHILD_GRACE); the received bytes it never read are reported."""
+        running = self._running_children()
+        readers: dict[int, int] = {}  # id(client) -> a read end of its stdin pipe
+        for client in running:
+            if client.child_in is not None:
+                client.child_in.write_available()
+            fd = _open_child_stdin(client)
+            if fd is not None:
+                readers[id(client)] = fd
+        end_children([c.child for c in running if c.child is not None])
+        name = signal.Signals(self._hard_signum).name
+        for client in running:
+            assert client.child is not None
+            client.child_exited = True
+            writer = client.child_in
+            reader = readers.pop(id(client), None)
+            if writer is None:
+                continue
+            # Still in pytcp, dropped on a broken pipe, and left unread in the pipe (read
+            # through a read end taken before the child died, else through ours).
+            lost = writer.pending + writer.dropped
+            if reader is not None:
+                lost += pipe_unread(reader)
+                os.close(reader)
+            elif not writer.closed:
+                lost += pipe_unread(writer.fd)
+            if lost:
+                self.app.say(
+                    f"{lost} received bytes did not reach child {client.child.pid} "
+                    f"({child_name(self.command)}): it was not reading when the second "
+                    f"{name} came"
+                )
 
     def run(self) -> int:
         self.listener.on_change(self._on_listener_change)
@@ -462,26 +526,59 @@ class ListenSession(Session):
 
 
 def end_children(children: list[subprocess.Popen[bytes]]) -> None:
-    """SIGTERM the children still running, wait up to CHILD_GRACE for them, SIGKILL the
-    ones that ignored it, and reap them all (no orphan outlives pytcp)."""
+    """SIGTERM the children still running (each one's process group: what it started
+    too), wait up to CHILD_GRACE for them, SIGKILL the ones that ignored it, and reap
+    them all (no orphan outlives pytcp)."""
     running = [c for c in children if c.poll() is None]
     for child in running:
-        with contextlib.suppress(OSError):
-            child.send_signal(signal.SIGTERM)
+        _signal_group(child, signal.SIGTERM)
     deadline = time.monotonic() + CHILD_GRACE
     for child in running:
         try:
             child.wait(max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            child.kill()
+            _signal_group(child, signal.SIGKILL)
             child.wait()
+
+
+def _open_child_stdin(client: Client) -> int | None:
+    """A read end of the pipe that is the child's stdin, opened through /proc while the
+    child lives (our write end may be closed already): after the child is gone it still
+    tells how many bytes the child never read. None when that cannot be done."""
+    if client.child is None or client.stdin_pipe is None:
+        return None
+    try:
+        fd = os.open(f"/proc/{client.child.pid}/fd/0", os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        return None
+    st = os.fstat(fd)
+    if (st.st_dev, st.st_ino) != client.stdin_pipe:
+        os.close(fd)  # the child put something else on its fd 0
+        return None
+    return fd
+
+
+def _signal_group(child: subprocess.Popen[bytes], signum: int) -> None:
+    """Signal the child's process group (it leads one: process_group=0)."""
+    try:
+        os.killpg(child.pid, signum)
+    except ProcessLookupError:
+        pass
+    except OSError:
+        with contextlib.suppress(OSError):
+            child.send_signal(signum)
+
+
+def child_name(command: list[str] | None) -> str:
+    """How messages name a child: the program's base name, `sh -c` for -c."""
+    if command and command[:2] == ["/bin/sh", "-c"]:
+        return "sh -c"
+    return os.path.basename(command[0]) if command else "?"
 
 
 def describe_exit(pid: int, command: list[str] | None, status: int) -> str:
     """-v: how a child ended, `child 123 (sh) exited with status 0` / `killed by SIGKILL`."""
-    name = os.path.basename(command[0]) if command else "?"
-    if command and command[:2] == ["/bin/sh", "-c"]:
-        name = "sh -c"
+    name = child_name(command)
     if status < 0:
         try:
             how = f"was killed by {signal.Signals(-status).name}"
@@ -580,8 +677,11 @@ def listen(
     is the child's stdin, what the child writes is sent; the child's environment
     holds PYTCP_REMOTE_ADDR, PYTCP_REMOTE_PORT, PYTCP_LOCAL_ADDR and PYTCP_LOCAL_PORT.
     When the child exits, pytcp sends what it wrote, then FIN (-v reports its exit
-    status or signal). A child still running when its connection fails or pytcp
-    stops gets SIGTERM, and SIGKILL 1 s later if it is still there.
+    status or signal). When a connection ends first (closed, reset, or a first
+    SIGINT/SIGTERM), its child still gets every byte received, then EOF, and pytcp
+    waits for it to exit; only a second SIGINT/SIGTERM kills it (SIGTERM, SIGKILL
+    1 s later). Each child runs in its own process group, so a ^C on the terminal
+    reaches pytcp only.
     """
     address, port = parse_addr_port(addr_port)
     if exec_cmd is not None and sh_cmd is not None:

@@ -152,8 +152,24 @@ def test_child_ignoring_sigterm_is_killed_and_reaped(netns) -> None:
     proc, _err = start_listener("7214", "-c", child)
     conn = connect_kernel(7214)
     pid = int(conn.recv(64).strip())
-    proc.send_signal(signal.SIGTERM)  # FIN to the client; the child ignores its SIGTERM
+    proc.send_signal(signal.SIGTERM)  # FIN to the client; the child is waited for
+    assert recv_all(conn) == b""
+    assert proc.poll() is None  # the first signal never ends a running child
+    os.kill(pid, 0)
+    proc.send_signal(signal.SIGTERM)  # the second kills it; it ignores SIGTERM: SIGKILL
     assert proc.wait(TIMEOUT) == 143
     conn.close()
     with pytest.raises(ProcessLookupError):  # killed and reaped, not left running
         os.kill(pid, 0)
+
+
+def test_localhost_resolves_through_the_system_resolver(netns) -> None:
+    # No resolver injected: getaddrinfo reads /etc/hosts, localhost is 127.0.0.1, which
+    # the stack refuses at once (the kernel drops TUN packets to 127/8).
+    out = run("connect", "-z", "-w", "2s", "localhost", "80")
+    assert (out.returncode, out.stdout, out.stderr) == (
+        1,
+        b"",
+        b"pytcp: cannot connect to 127.0.0.1 port 80: 127.0.0.1 is a loopback address, "
+        b"which the stack cannot reach: the kernel is at 10.77.0.1\n",
+    )

@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import threading
+from typing import Any
 
 import pytest
 
@@ -233,3 +234,85 @@ def test_an_address_that_is_not_pytcps_is_a_usage_error(netns) -> None:
         b"",
         b"pytcp: cannot listen on 10.77.0.9: pytcp's address is 10.77.0.2; give that or no ADDR\n",
     )
+
+
+def tcp_state(conn: socket.socket) -> int:
+    """The kernel socket's TCP_INFO tcpi_state: 8 CLOSE-WAIT, 7 CLOSE."""
+    return conn.getsockopt(socket.SOL_TCP, socket.TCP_INFO, 1)[0]
+
+
+def wait_state(conn: socket.socket, state: int) -> None:
+    for _ in range(TIMEOUT * 100):
+        if tcp_state(conn) == state:
+            return
+        threading.Event().wait(0.01)
+    raise AssertionError(f"the kernel socket never reached TCP state {state}")
+
+
+def slow_child_with_300k_acked(tmp_path, port: int) -> tuple[Any, Any, socket.socket, bytes]:
+    """`listen -c` with a child that reads nothing until the test opens its gate (a
+    FIFO), then writes its stdin to tmp_path/F; 300 KiB sent and acknowledged by pytcp;
+    one SIGTERM; the client has read pytcp's FIN and stays in CLOSE-WAIT."""
+    gate = tmp_path / "gate"
+    os.mkfifo(gate)
+    data = os.urandom(300 * 1024)
+    proc, err = start_listener(str(port), "-c", f"cat {gate} >/dev/null; cat > {tmp_path / 'F'}")
+    client = connect_kernel(port)
+    err.wait_for("pytcp: connection from ")
+    client.sendall(data)
+    for _ in range(TIMEOUT * 100):  # until pytcp acknowledged every byte
+        if unacked(client) == 0:
+            break
+        threading.Event().wait(0.01)
+    assert unacked(client) == 0
+    proc.send_signal(signal.SIGTERM)
+    assert recv_all(client) == b""  # the graceful close: pytcp's FIN
+    return proc, err, client, data
+
+
+def test_sigterm_hands_a_slow_child_every_acknowledged_byte(netns, tmp_path) -> None:
+    proc, err, client, data = slow_child_with_300k_acked(tmp_path, 9011)
+    # The client never closes: after its grace pytcp resets the connection (CLOSE-WAIT
+    # -> CLOSE), and still the child, neither signalled nor fed EOF early, gets it all.
+    wait_state(client, 7)
+    assert proc.poll() is None
+    with open(tmp_path / "gate", "wb"):
+        pass  # the child may read now
+    assert proc.wait(TIMEOUT) == 143
+    client.close()
+    received = (tmp_path / "F").read_bytes()
+    assert hashlib.sha256(received).hexdigest() == hashlib.sha256(data).hexdigest()
+    assert not [line for line in err.rest() if "did not reach" in line]
+
+
+def test_second_sigterm_kills_the_slow_child_and_counts_what_it_missed(netns, tmp_path) -> None:
+    proc, err, client, data = slow_child_with_300k_acked(tmp_path, 9012)
+    line = err.wait_for("pytcp: SIGTERM: ")
+    assert line == (
+        "pytcp: SIGTERM: closing (FIN), then waiting for 1 child to exit; "
+        "send it again to reset (RST) and kill it\n"
+    )
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(TIMEOUT) == 143
+    client.close()
+    lost = [line for line in err.rest() if "did not reach" in line]
+    assert len(lost) == 1, err.lines
+    m = re.fullmatch(
+        r"pytcp: (\d+) received bytes did not reach child (\d+) \(sh -c\): "
+        r"it was not reading when the second SIGTERM came\n",
+        lost[0],
+    )
+    assert m is not None, lost
+    assert int(m.group(1)) == len(data)  # the child read none of it
+    with pytest.raises(ProcessLookupError):  # killed and reaped
+        os.kill(int(m.group(2)), 0)
+    assert not (tmp_path / "F").exists()
+
+
+@pytest.mark.parametrize("addr", [None, STACK])
+def test_verbose_says_where_it_listens(netns, addr: str | None) -> None:
+    args = ["9013"] if addr is None else [addr, "9013"]
+    proc, err = start_listener(*args, stdin=subprocess.DEVNULL)
+    assert err.lines == [f"pytcp: listening on pytcp0 {STACK} port 9013\n"]
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(TIMEOUT) == 130
