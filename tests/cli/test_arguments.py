@@ -234,3 +234,36 @@ def test_names_resolve_through_the_resolver_and_options_reach_the_stack(
 def test_no_tracer_unless_asked() -> None:
     _, made = run(["connect", "-v", "10.77.0.1", "80"], ConnectionRefusedError(111, "refused"))
     assert made[0].tracer is None
+
+
+def test_a_name_that_does_not_resolve_is_one_line_and_exit_1() -> None:
+    # The real system resolver (no resolver injected). RFC 6761: .invalid never resolves;
+    # the reason is glibc's own words, taken from the same call.
+    import socket
+
+    name = "no-such-host.invalid"
+    with pytest.raises(socket.gaierror) as failed:
+        socket.getaddrinfo(name, None, socket.AF_INET, socket.SOCK_STREAM)
+    result, made = run(["connect", "-z", "-w", "2s", name, "80"])
+    assert (result.exit_code, result.stdout, result.stderr) == (
+        1,
+        "",
+        f"pytcp: cannot resolve {name!r} ({failed.value.strerror}); "
+        "check the name or give an address\n",
+    )
+    assert made == []  # no stack was built for a name that does not resolve
+
+
+def test_localhost_resolves_to_loopback_through_the_system_resolver() -> None:
+    assert App().resolve("localhost", False) == "127.0.0.1"
+
+
+def test_keep_open_help_says_where_data_goes() -> None:
+    result = CliRunner().invoke(cli, ["listen", "--help"], prog_name="pytcp")
+    assert result.exit_code == 0
+    text = " ".join(result.output.split())  # click wraps the help to the terminal width
+    assert (
+        "-k, --keep-open Serve connections concurrently and keep listening: data of all "
+        "clients goes to stdout, stdin goes to every connected client (after stdin ends, "
+        "each client gets FIN: a half-close, it can still send)."
+    ) in text
