@@ -12,12 +12,15 @@ STACK = ROOT / "stack"
 
 # What each sans-IO layer may not import (top-level module names).
 IO_MODULES = {"socket", "select", "selectors", "time", "os", "fcntl", "random", "subprocess"}
+# A dynamic import could hide any of the above, so the sans-IO layers may not use one.
+DYNAMIC = {"importlib", "__import__"}
 FORBIDDEN: dict[str, set[str]] = {
-    "stack/trace.py": IO_MODULES | {"stack"},
+    "stack/trace.py": IO_MODULES | DYNAMIC | {"stack"},
     "stack/wire": IO_MODULES
+    | DYNAMIC
     | {"stack.io", "stack.tcp", "stack.host", "stack.api", "stack.control"},
-    "stack/tcp": IO_MODULES | {"stack.io", "stack.host", "stack.api", "stack.control"},
-    "stack/host.py": IO_MODULES | {"stack.io", "stack.api", "stack.control"},
+    "stack/tcp": IO_MODULES | DYNAMIC | {"stack.io", "stack.host", "stack.api", "stack.control"},
+    "stack/host.py": IO_MODULES | DYNAMIC | {"stack.io", "stack.api", "stack.control"},
     "stack/io": {"stack.api", "stack.control"},
     "stack/api.py": {"stack.control"},
 }
@@ -45,15 +48,39 @@ def _runtime_nodes(tree: ast.AST) -> list[ast.AST]:
     return out
 
 
-def imported_modules(path: Path) -> set[str]:
+def _package_of(path: Path, root: Path) -> list[str]:
+    """The dotted package a module file lives in, as parts (stack/tcp/seq.py -> stack.tcp)."""
+    try:
+        parts = list(path.resolve().relative_to(root).with_suffix("").parts)
+    except ValueError:  # a file outside the tree (the checker's own tests): top level
+        return []
+    return parts[:-1]  # a module and a package's __init__ alike: their directory
+
+
+def imported_modules(path: Path, root: Path = ROOT) -> set[str]:
+    """Every module a file imports at run time, relative imports made absolute, plus
+    "__import__" for a call of the builtin of that name."""
     tree = ast.parse(path.read_text(), str(path))
     names: set[str] = set()
     for node in _runtime_nodes(tree):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module)
-            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                package = _package_of(path, root)
+                base_parts = package[: len(package) - (node.level - 1)]
+                base = ".".join([*base_parts, *([node.module] if node.module else [])])
+            else:
+                base = node.module or ""
+            if base:
+                names.add(base)
+            names.update(f"{base}.{alias.name}".lstrip(".") for alias in node.names)
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id == "__import__"
+        ):
+            names.add("__import__")
     return names
 
 
@@ -89,3 +116,21 @@ def test_checker_catches_a_violation(tmp_path: Path) -> None:
     assert violates("time", IO_MODULES)
     assert {"time", "stack.io.loop", "click"} <= names
     assert [n for n in names if violates(n, FORBIDDEN["stack/tcp"] | EVERYWHERE_IN_STACK)]
+
+
+def test_checker_resolves_relative_and_dynamic_imports(tmp_path: Path) -> None:
+    pkg = tmp_path / "stack" / "tcp"
+    pkg.mkdir(parents=True)
+    bad = pkg / "seq.py"
+    bad.write_text(
+        "from ..io import tun\nfrom . import clock\nimport importlib\n__import__('time')\n"
+    )
+    names = imported_modules(bad, root=tmp_path)
+    assert {"stack.io", "stack.io.tun", "stack.tcp.clock", "importlib", "__import__"} <= names
+    banned = FORBIDDEN["stack/tcp"]
+    assert sorted(n for n in names if violates(n, banned)) == [
+        "__import__",
+        "importlib",
+        "stack.io",
+        "stack.io.tun",
+    ]
