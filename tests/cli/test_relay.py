@@ -288,3 +288,53 @@ def test_writer_sharing_stderrs_file_stays_blocking(loop: Loop) -> None:
         os.close(saved)
     writer.close_when_drained()
     os.close(r)
+
+
+def test_signal_after_time_wait_but_before_the_relay_heard_of_it_is_no_fin(loop: Loop) -> None:
+    """The stack moved the connection to TIME-WAIT, but the loop read the signal before
+    the relay's on_change ran (the race behind 'closing (FIN)' then 'the peer closed its
+    side'): the stack's state decides, so the signal finds no connection open, and what
+    arrived still reaches stdout."""
+    import io
+    import signal
+    from types import SimpleNamespace
+
+    from pytcpcli.app import App
+    from pytcpcli.commands.connect import ConnectSession
+
+    stdin_r, stdin_w = os.pipe()
+    out_r, out_w = os.pipe()
+    os.close(stdin_w)  # stdin EOF at once: our FIN goes out
+    err = io.StringIO()
+    app = App(stdin_fd=stdin_r, stdout_fd=out_w, err=err, serve_control=False)
+    sock = ScriptedSocket()
+    sock.remote = ("10.77.0.1", 7)  # type: ignore[attr-defined]
+    sock.setblocking = lambda flag: None  # type: ignore[attr-defined]
+    session = ConnectSession(
+        app,
+        SimpleNamespace(loop=loop),
+        sock,
+        time_wait=None,
+        quit_after=None,
+        idle_timeout=None,
+        no_shutdown=False,
+        recv_only=False,
+        send_only=False,
+        crlf=False,
+        verbose=1,
+    )
+    try:
+        assert loop.run_until(lambda: sock.calls == ["shutdown"], BOUND)
+        # The peer's last bytes and FIN are in; the relay has not been told yet.
+        sock.state, sock.incoming, sock.eof = "TIME-WAIT", bytearray(b"tail"), True
+        session._on_signal(signal.SIGINT)
+        assert loop.run_until(lambda: session.finished, BOUND)
+    finally:
+        session.close_signals()
+    session.finish_output(session.stdout)
+    assert err.getvalue().splitlines()[0] == "pytcp: SIGINT: no connection open; exiting"
+    assert "closing (FIN)" not in err.getvalue()
+    assert os.read(out_r, 100) == b"tail"
+    assert session.code == 130
+    for fd in (stdin_r, out_r, out_w):
+        os.close(fd)
