@@ -256,3 +256,35 @@ def test_out_of_order_fin_waits_for_the_hole() -> None:
     assert c.state is State.CLOSE_WAIT
     assert c.receive(10, 1) == b"abcdef"
     assert recv(c, 1) == replace(RECV, ack=REMOTE_ISS + 8, window=4090)
+
+
+def test_fin_wait_2_timeout_default_is_60_s() -> None:
+    # Linux's tcp_fin_timeout, pinned in seconds and driven with every default at once.
+    assert TcpConfig().fin_wait_2_timeout == 60 * SECOND
+    c = established(TcpConfig())
+    c.shutdown(0)
+    assert recv(c, 0) == replace(RECV, flags=FIN | ACK, window=65535)
+    send(c, replace(SEND, ack=LOCAL_ISS + 2), 0)
+    assert c.state is State.FIN_WAIT_2
+    c.close(5)
+    assert c.next_deadline() == 5 + 60 * SECOND
+    assert recv_nothing(c, 5 + 60 * SECOND - 1)
+    assert c.state is State.FIN_WAIT_2
+    assert recv(c, 5 + 60 * SECOND) == replace(RECV, seq=LOCAL_ISS + 2, ack=0, flags=RST, window=0)
+    assert c.state is State.CLOSED
+
+
+def test_time_wait_default_is_60_s() -> None:
+    # 2·MSL with MSL = 30 s, as Linux's TCP_TIMEWAIT_LEN, driven with every default at once.
+    assert 2 * TcpConfig().msl == 60 * SECOND
+    c = established(TcpConfig())
+    c.shutdown(0)
+    assert recv(c, 0) == replace(RECV, flags=FIN | ACK, window=65535)
+    send(c, replace(SEND, ack=LOCAL_ISS + 2, flags=FIN | ACK), 5)
+    assert c.state is State.TIME_WAIT
+    assert recv(c, 5) == replace(RECV, seq=LOCAL_ISS + 2, ack=REMOTE_ISS + 2, window=65535)
+    assert c.next_deadline() == 5 + 60 * SECOND
+    assert recv_nothing(c, 5 + 60 * SECOND - 1)
+    assert c.state is State.TIME_WAIT
+    assert recv_nothing(c, 5 + 60 * SECOND)
+    assert c.state is State.CLOSED
