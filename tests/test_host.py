@@ -204,6 +204,30 @@ def test_bad_packets_are_counted_drops() -> None:
     assert len(log.of_kind(DROP)) == 8
 
 
+def fragment(data: bytes, frag: int) -> bytes:
+    """`data` with IPv4 flags/fragment offset word `frag` and its header checksum redone."""
+    header = bytearray(data[:20])
+    header[6:8] = frag.to_bytes(2, "big")
+    header[10:12] = b"\0\0"
+    header[10:12] = internet_checksum(header).to_bytes(2, "big")
+    return bytes(header) + data[20:]
+
+
+def test_fragments_are_dropped_with_a_counted_reason() -> None:
+    host, log = make_host()
+    lst = host.listen(LISTEN_PORT)  # whole, either SYN would draw a SYN-ACK
+    host.receive_packet(fragment(packet(syn()), 0x2000), 0)  # MF=1, offset 0
+    host.receive_packet(fragment(packet(syn(PEER_PORT + 1)), 0x4001), 1)  # DF, offset 8
+    assert host.packets_to_send(1) == []
+    assert host.counters["drops"] == {"fragment": 2}
+    assert host.counters["packets_in"] == 2
+    assert (lst.embryonic, host.connections()) == (0, [])
+    assert [(e.now, e.conn, dict(e.fields)) for e in log.of_kind(DROP)] == [
+        (0, None, {"reason": "fragment", "detail": "fragment (MF=1, offset 0)"}),
+        (1, None, {"reason": "fragment", "detail": "fragment (MF=0, offset 8)"}),
+    ]
+
+
 def test_udp_draws_protocol_unreachable() -> None:
     host, _ = make_host()
     udp = Ipv4Header(PEER, LOCAL, 17).build(b"\x30\x39\x00\x35\x00\x0c\x00\x00data")
