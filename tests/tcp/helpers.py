@@ -87,7 +87,7 @@ def recv_nothing(conn: Connection, now: int) -> bool:
 
 
 def events(conn: Connection) -> list[object]:
-    out = []
+    out: list[object] = []
     while (e := conn.next_event()) is not None:
         out.append(e)
     return out
