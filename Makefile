@@ -46,7 +46,7 @@ demo: $(VENV)/.installed
 	$(BIN)/python scripts/demo.py
 
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check stack pytcpcli tests scripts
+	$(BIN)/ruff check stack pytcpcli tests scripts benchmarks
 	$(BIN)/mypy
 
 test: $(VENV)/.installed-test debian-tools lint

@@ -87,6 +87,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import replace
+from typing import Any
 
 from stack.tcp.clock import MS, SECOND
 from stack.tcp.config import TcpConfig
@@ -267,7 +268,7 @@ class Connection(Sender):
     # ------------------------------------------------------------------ properties
 
     @property
-    def counters(self) -> dict[str, object]:
+    def counters(self) -> dict[str, Any]:
         """Segments and bytes in/out, retransmissions, duplicate ACKs, challenge ACKs,
         probes, and drops by reason."""
         return {**self._n, "drops": dict(self._drops)}
@@ -386,7 +387,7 @@ class Connection(Sender):
         else:
             self._set_state(State.CLOSED, now)
 
-    def status(self, now: int) -> dict[str, object]:
+    def status(self, now: int) -> dict[str, Any]:
         """STATUS (§3.10.6): the snapshot."""
         self._call("STATUS")
         return self.snapshot(now)
@@ -1231,7 +1232,7 @@ class Connection(Sender):
 
     # ------------------------------------------------------------------ snapshot
 
-    def snapshot(self, now: int) -> dict[str, object]:
+    def snapshot(self, now: int) -> dict[str, Any]:
         """The whole TCB as plain, JSON-safe data (docs/internals.md)."""
         tcb = self.tcb
         snap = tcb.snapshot()

@@ -241,7 +241,7 @@ def test_crlf(netns) -> None:
 
 
 def test_no_shutdown_keeps_writing_side_open_until_the_peer_closes(netns) -> None:
-    def wait_then_close(conn: socket.socket) -> bytes:
+    def wait_then_close(conn: socket.socket) -> tuple[bytes, bool, bytes]:
         data = b""
         while len(data) < 3:
             data += conn.recv(10)

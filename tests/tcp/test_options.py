@@ -7,6 +7,7 @@ from dataclasses import replace
 
 from stack.tcp.clock import MS, SECOND
 from stack.tcp.config import TcpConfig
+from stack.wire.tcp import TcpSegment
 from tests.tcp.helpers import (
     ACK,
     CONFIG,
@@ -27,6 +28,12 @@ from tests.tcp.helpers import (
 )
 
 FULL = TcpConfig(rcv_buf=256 * 1024, snd_buf=256 * 1024, cc="none")  # defaults: every option
+
+
+def _tsval(seg: TcpSegment) -> int:
+    """The TSval a segment carries (it must carry timestamps)."""
+    assert seg.timestamps is not None
+    return seg.timestamps[0]
 
 
 def test_syn_carries_every_option_from_config() -> None:
@@ -206,9 +213,7 @@ def test_timestamps_on_data_is_still_timed_in_ns() -> None:
         c.send(b"x" * 100, t)
         seg = recv(c, t)
         ack = LOCAL_ISS + 1 + 100 * (k + 1)
-        send(
-            c, replace(SEND, ack=ack, timestamps=(3, seg.timestamps[0]), window=65535), t + 300_000
-        )
+        send(c, replace(SEND, ack=ack, timestamps=(3, _tsval(seg)), window=65535), t + 300_000)
         t += 10 * MS
     assert c.rtt.snapshot()["samples"] == 4
     assert (c.rtt.srtt, c.rtt.min_rtt) == (300_000, 300_000)
@@ -254,7 +259,7 @@ def test_timestamp_echoes_still_sample_25_days_after_an_rto() -> None:
         send(c, replace(SEND, ack=una, timestamps=(3 + k, t // MS), window=65535), t + k * MS)
     [rexmit] = recv_all(c, t + 3 * MS)
     assert (rexmit.seq, rexmit.timestamps) == (una, ((t + 3 * MS) // MS % 2**32, 6))
-    full = replace(SEND, ack=una + 4 * 1448, timestamps=(7, rexmit.timestamps[0]), window=65535)
+    full = replace(SEND, ack=una + 4 * 1448, timestamps=(7, _tsval(rexmit)), window=65535)
     send(c, full, t + 8 * MS)
     assert c.rtt.samples == 3  # the echo of the retransmission: 5 ms
     assert c.rtt.min_rtt == 5 * MS
