@@ -256,6 +256,30 @@ class App:
             ) from None
         return str(infos[0][4][0])
 
+    def connect(
+        self,
+        st: Any,
+        address: str,
+        port: int,
+        *,
+        timeout: float | None,
+        source_port: int | None,
+        verbose: int,
+    ) -> Any:
+        """Open a connection on stack `st`; a failure becomes its one line, and -v says
+        whom it connected to and from where."""
+        try:
+            sock = st.connect(address, port, timeout=timeout, source_port=source_port)
+        except OSError as e:
+            raise self.connect_failure(e, address, port, timeout) from None
+        if verbose:
+            local_addr, local_port = sock.local
+            self.say(
+                f"connected to {address} port {port} from {local_addr} port {local_port} "
+                f"({st.tun_name + ', ' if st.tun_name else ''}id {sock.id})"
+            )
+        return sock
+
     def connect_failure(
         self, error: BaseException, host: str, port: int, timeout: float | None
     ) -> CliError:

@@ -390,16 +390,9 @@ def connect(
         return
     port = ports[0]
     with app.stack(stack) as st, app.control(st, stack.verbose):
-        try:
-            sock = st.connect(address, port, timeout=timeout, source_port=source_port)
-        except OSError as e:
-            raise app.connect_failure(e, address, port, timeout) from None
-        if stack.verbose:
-            local_addr, local_port = sock.local
-            app.say(
-                f"connected to {address} port {port} from {local_addr} port {local_port} "
-                f"({st.tun_name + ', ' if st.tun_name else ''}id {sock.id})"
-            )
+        sock = app.connect(
+            st, address, port, timeout=timeout, source_port=source_port, verbose=stack.verbose
+        )
         if zero:
             zero_io(st, sock)
             code = EXIT_OK

@@ -162,16 +162,9 @@ def _one_shot(
 ) -> None:
     address = app.resolve(host, False)
     with app.stack(opts) as st, app.control(st, opts.verbose):
-        try:
-            sock = st.connect(address, port, timeout=timeout, source_port=source_port)
-        except OSError as e:
-            raise app.connect_failure(e, address, port, timeout) from None
-        if opts.verbose:
-            local_addr, local_port = sock.local
-            app.say(
-                f"connected to {address} port {port} from {local_addr} port {local_port} "
-                f"({st.tun_name})"
-            )
+        sock = app.connect(
+            st, address, port, timeout=timeout, source_port=source_port, verbose=opts.verbose
+        )
         info: dict[str, Any] = {}
         try:
             _exchange(st, sock, payload, app.stdout_fd)
