@@ -133,12 +133,12 @@ from stack.trace import (
 from stack.wire.icmp import IcmpError
 from stack.wire.tcp import Flags, TcpSegment
 
-ACK = Flags.ACK
-SYN = Flags.SYN
-FIN = Flags.FIN
-RST = Flags.RST
-PSH = Flags.PSH
-URG = Flags.URG
+ACK = int(Flags.ACK)
+SYN = int(Flags.SYN)
+FIN = int(Flags.FIN)
+RST = int(Flags.RST)
+PSH = int(Flags.PSH)
+URG = int(Flags.URG)
 # int forms for tests on every arriving segment: IntFlag arithmetic costs a Python call
 F_FIN, F_SYN, F_RST, F_ACK, F_URG = 1, 2, 4, 16, 32
 

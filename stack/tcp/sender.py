@@ -29,11 +29,11 @@ from stack.wire.tcp import Flags, TcpSegment
 
 Endpoint = tuple[IPv4Address, int]  # docs/internals.md; IPv6 later, same shape
 
-ACK = Flags.ACK
-SYN = Flags.SYN
-FIN = Flags.FIN
-RST = Flags.RST
-PSH = Flags.PSH
+ACK = int(Flags.ACK)
+SYN = int(Flags.SYN)
+FIN = int(Flags.FIN)
+RST = int(Flags.RST)
+PSH = int(Flags.PSH)
 
 MAX_WINDOW_FIELD = 0xFFFF
 MAX_SACKED_RANGES = 32  # scoreboard entries kept; more only costs memory an attacker chooses
@@ -212,7 +212,7 @@ class Sender:
         return tcb.snd_mss - (8 * blocks + 4 if blocks else 0)
 
     def _make(
-        self, flags: Flags, seq: int, now: int, payload: bytes | memoryview = b""
+        self, flags: int, seq: int, now: int, payload: bytes | memoryview = b""
     ) -> TcpSegment:
         """A segment from us with the current ACK, window and options."""
         tcb = self.tcb

@@ -27,7 +27,7 @@ _FLAG_CHARS = (
 _MASK = 0xFFFFFFFF
 
 
-def format_flags(flags: Flags) -> str:
+def format_flags(flags: int) -> str:
     """tcpdump's flag letters, e.g. "S." for SYN+ACK, "none" for no flags."""
     return "".join(char for flag, char in _FLAG_CHARS if flags & flag) or "none"
 

@@ -44,6 +44,8 @@ _MSS_WORD = struct.Struct("!BBH")  # kind 2, len 4, MSS
 _TS_WORD = struct.Struct("!BBBBII")  # NOP,NOP or SACK-perm; kind 8, len 10, TSval, TSecr
 _WS_WORD = struct.Struct("!BBBB")  # NOP, kind 3, len 3, shift
 _SACK_PERM_WORD = bytes((OPT_NOP, OPT_NOP, OPT_SACK_PERMITTED, 2))
+_FIN_BIT = 1
+_SYN_BIT = 2
 
 
 class Flags(enum.IntFlag):
@@ -74,7 +76,7 @@ class TcpSegment:
     dst_port: int
     seq: int
     ack: int
-    flags: Flags
+    flags: int  # a plain int on the hot path (parse stores the byte); `Flags` names the bits
     window: int
     urgent: int = 0
     payload: bytes | memoryview = b""
@@ -115,12 +117,8 @@ class TcpSegment:
     @property
     def seg_len(self) -> int:
         """RFC 9293 §3.4 SEG.LEN: payload octets plus one each for SYN and FIN."""
-        n = len(self.payload)
-        if self.flags & Flags.SYN:
-            n += 1
-        if self.flags & Flags.FIN:
-            n += 1
-        return n
+        flags = self.flags
+        return len(self.payload) + (flags & _SYN_BIT) // _SYN_BIT + (flags & _FIN_BIT)
 
     @classmethod
     def parse(
@@ -171,7 +169,7 @@ class TcpSegment:
             dst_port,
             seq,
             ack,
-            Flags(flag_byte),
+            flag_byte,
             window,
             urgent,
             view[header_len:],
