@@ -93,7 +93,7 @@ def only(host: Host, now: int) -> TcpSegment:
     return seg
 
 
-def bare(seg: TcpSegment) -> tuple[int, int, int, int, Flags, int]:
+def bare(seg: TcpSegment) -> tuple[int, int, int, int, int, int]:
     """The header fields that matter to these tests, options left out."""
     return (seg.src_port, seg.dst_port, seg.seq, seg.ack, seg.flags, len(seg.payload))
 
