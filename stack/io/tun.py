@@ -5,11 +5,20 @@ Imports the standard library, pyroute2 (netlink) and stack.wire.checksum.
 `TunLink.open()` follows DESIGN §3. With no name it takes the first free `pytcpN`
 (N = 0, 1, ...): it creates the interface (IFF_TUN | IFF_NO_PI, not persistent, so
 it vanishes with its file descriptor on every exit path, SIGKILL included), puts
-`10.77.N.1/24` on the kernel side, sets the MTU, brings it up, and gives the stack
-`10.77.N.2`. An interface that already exists (a persistent TUN, perhaps owned by an
-ordinary user: how pytcp runs without root) is attached to as it is, never
-reconfigured; the stack's address then comes from `addr`, or is derived from the
-kernel side's configured IPv4 address (see `derive_stack_address`).
+`10.77.N.1/24` and `fd77:N::1/64` on the kernel side, sets the MTU, brings it up, and
+gives the stack `10.77.N.2` and `fd77:N::2` (N written as the same decimal digits in
+both, so pytcp12 is 10.77.12.x and fd77:12::x). An interface that already exists (a
+persistent TUN, perhaps owned by an ordinary user: how pytcp runs without root) is
+attached to as it is, never reconfigured; the stack's address then comes from `addr`,
+or is derived from the kernel side's configured IPv4 address (see
+`derive_stack_address`), and likewise the IPv6 one from the interface's first global
+IPv6 address when it has one.
+
+IPv6 on a TUN needs no neighbour discovery: the device is point-to-point and NOARP,
+so the kernel neither resolves neighbours nor runs duplicate address detection on it
+(it sends straight to fd77:N::2). An interface pytcp creates gets no link-local
+address (addrgenmode none), so no router solicitation or MLD report reaches the
+stack either; the fd77 address is added by hand and works without one.
 
 The default MTU is 1500 (`DEFAULT_MTU`): segments, windows, loss recovery and
 `--trace` then look like TCP on a real Ethernet path (MSS 1460), and paths past the
@@ -34,7 +43,7 @@ import os
 import socket
 import struct
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Interface
 from typing import Any
 
 from stack.wire.checksum import ones_sum
@@ -61,6 +70,8 @@ MIN_MTU = 576  # RFC 791: every IPv4 host must accept 576-byte datagrams
 MAX_MTU = 65535  # the IPv4 total-length field
 DEFAULT_PREFIX = "pytcp"
 DEFAULT_NET = IPv4Network("10.77.0.0/16")  # DESIGN §3: 10.77.N.0/24 per interface
+DEFAULT_PREFIX6 = 64  # DESIGN §3: fd77:N::/64 per interface
+IFA_F_NODAD = 0x02  # linux/if_addr.h: no duplicate address detection (a point-to-point TUN)
 MAX_AUTO = 256  # pytcp0 .. pytcp255, one /24 of 10.77.0.0/16 each
 READ_SIZE = 65536  # larger than any IPv4 packet: a TUN read never truncates
 
@@ -95,6 +106,12 @@ class _KernelAddress:
     network: IPv4Network
 
 
+@dataclass(frozen=True)
+class _KernelAddress6:
+    ifname: str
+    interface: IPv6Interface  # a global or unique-local address (link-local ones skipped)
+
+
 def _fail(message: str, err: int = errno.EINVAL) -> StackEnvironmentError:
     return StackEnvironmentError(err, message)
 
@@ -122,6 +139,48 @@ def derive_stack_address(kernel: IPv4Interface, peer: IPv4Address | None = None)
     if before == net.network_address:
         raise _fail(f"cannot derive a stack address from {kernel}: give --addr")
     return before
+
+
+def derive_stack_address6(kernel: IPv6Interface) -> IPv6Address:
+    """The stack's IPv6 address on an interface whose kernel side is `kernel`: the next
+    address (fd77:0::1/64 -> fd77:0::2), or the one before it at the end of the prefix."""
+    net = kernel.network
+    after = kernel.ip + 1 if kernel.ip != net.broadcast_address else None
+    if after is not None and after in net:
+        return after
+    before = kernel.ip - 1
+    if before in net and before != net.network_address:
+        return before
+    raise _fail(f"cannot derive a stack address from {kernel}: give an IPv6 --addr")
+
+
+def default_gateway6(gateway: IPv4Interface) -> IPv6Interface | None:
+    """The kernel side's IPv6 address that goes with IPv4 `gateway`: fd77:N::1/64 for
+    10.77.N.x (DESIGN §3); None outside 10.77.0.0/16 (IPv6 only when asked for)."""
+    if gateway.ip not in DEFAULT_NET:
+        return None
+    return IPv6Interface(f"fd77:{gateway.ip.packed[2]}::1/{DEFAULT_PREFIX6}")
+
+
+def _parse_gateway6(text: str) -> IPv6Interface:
+    try:
+        iface = IPv6Interface(text if "/" in text else f"{text}/{DEFAULT_PREFIX6}")
+    except ValueError as exc:
+        raise _fail(
+            f"bad --gateway {text!r}: expected IP/LEN such as fd77:0::1/64 ({exc})"
+        ) from exc
+    if iface.network.prefixlen > 126:
+        raise _fail(
+            f"bad --gateway {text!r}: the prefix must leave room for two hosts (/126 or wider)"
+        )
+    return iface
+
+
+def _parse_addr6(text: str) -> IPv6Address:
+    try:
+        return IPv6Address(text)
+    except ValueError as exc:
+        raise _fail(f"bad --addr {text!r}: expected an IPv6 address such as fd77:0::2") from exc
 
 
 def _parse_gateway(text: str) -> IPv4Interface:
@@ -189,6 +248,34 @@ def _kernel_addresses() -> list[_KernelAddress]:
     except OSError as exc:
         raise _fail(f"cannot list interface addresses over netlink: {exc}", exc.errno or 0) from exc
     return out
+
+
+def _kernel_addresses6() -> list[_KernelAddress6]:
+    """Every IPv6 address other than link-local ones on any interface of this namespace."""
+    from pyroute2 import IPRoute
+
+    out: list[_KernelAddress6] = []
+    try:
+        with IPRoute() as ipr:
+            names = {link["index"]: link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
+            for msg in ipr.get_addr(family=socket.AF_INET6):
+                address = msg.get_attr("IFA_ADDRESS")
+                if address is None:
+                    continue
+                iface = IPv6Interface(f"{address}/{msg['prefixlen']}")
+                if iface.ip.is_link_local or iface.ip.is_loopback:
+                    continue
+                out.append(_KernelAddress6(names.get(msg["index"], "?"), iface))
+    except OSError as exc:
+        raise _fail(f"cannot list interface addresses over netlink: {exc}", exc.errno or 0) from exc
+    return out
+
+
+def _v6_in_use(addresses: list[_KernelAddress6], gateway6: IPv6Interface) -> _KernelAddress6 | None:
+    for ka in addresses:
+        if ka.interface.network.overlaps(gateway6.network):
+            return ka
+    return None
 
 
 def _open_device(name: str, *, exclusive: bool, offload: bool = False) -> tuple[int, str]:
@@ -271,9 +358,15 @@ def _check_free(addresses: list[_KernelAddress], gateway: IPv4Interface, addr: I
             )
 
 
-def _configure(index: int, gateway: IPv4Interface, mtu: int, name: str = "pytcp0") -> None:
+def _configure(
+    index: int,
+    gateway: IPv4Interface,
+    mtu: int,
+    name: str = "pytcp0",
+    gateway6: IPv6Interface | None = None,
+) -> None:
     """Configure an interface this process created (never an attached one): MTU, the
-    kernel-side address, no IPv6 address generation, up."""
+    kernel-side addresses, no IPv6 address generation (no link-local), up."""
     from pyroute2 import IPRoute
     from pyroute2.netlink.exceptions import NetlinkError
 
@@ -284,12 +377,22 @@ def _configure(index: int, gateway: IPv4Interface, mtu: int, name: str = "pytcp0
                 "add", index=index, address=str(gateway.ip), prefixlen=gateway.network.prefixlen
             )
             _no_ipv6_autoconf(ipr, index)
+            if gateway6 is not None:
+                ipr.addr(
+                    "add",
+                    index=index,
+                    family=socket.AF_INET6,
+                    address=str(gateway6.ip),
+                    prefixlen=gateway6.network.prefixlen,
+                    flags=IFA_F_NODAD,
+                )
             ipr.link("set", index=index, state="up")
     except NetlinkError as exc:
         code = exc.code
         if code == errno.EEXIST:
+            both = f"{gateway}" + (f" or {gateway6}" if gateway6 is not None else "")
             raise _fail(
-                f"address {gateway} is already in use: choose another with --gateway", code
+                f"address {both} is already in use: choose another with --gateway", code
             ) from exc
         if code == errno.EPERM:
             raise _fail(
@@ -325,8 +428,9 @@ class TunLink:
     """An open TUN interface: one IP packet per read or write (the `Link` protocol).
 
     Attributes: `name`; `address` (the stack's); `peer_address` (the kernel side);
-    `network`; `mtu`; `created` (True when this process made the interface, which then
-    disappears when `close()` runs or the process dies).
+    `network`; `address6`, `peer_address6`, `network6` (the same for IPv6, None when the
+    interface has none); `mtu`; `created` (True when this process made the interface,
+    which then disappears when `close()` runs or the process dies).
     """
 
     def __init__(
@@ -340,12 +444,17 @@ class TunLink:
         mtu: int,
         created: bool,
         offload: bool = False,
+        address6: IPv6Address | None = None,
+        peer_address6: IPv6Interface | None = None,
     ) -> None:
         self._fd: int | None = fd
         self.name = name
         self.address = address
         self.peer_address = peer_address
         self.network = network
+        self.address6 = address6
+        self.peer_address6 = peer_address6.ip if peer_address6 is not None else None
+        self.network6 = peer_address6.network if peer_address6 is not None else None
         self.mtu = mtu
         self.created = created
         self.offload = offload
@@ -366,9 +475,13 @@ class TunLink:
         gateway: str | None = None,
         mtu: int | None = None,
         offload: bool = False,
+        addr6: str | None = None,
+        gateway6: str | None = None,
     ) -> TunLink:
         """Create or attach to a TUN interface per DESIGN §3 (see the module docstring).
 
+        `addr6`/`gateway6` are the IPv6 counterparts of `addr`/`gateway` (default: the
+        fd77:N::/64 that goes with 10.77.N.0/24, see `default_gateway6`).
         `offload`: open with a virtio-net header and let the kernel send TCP segments of
         up to 64 KiB (TSO/GSO) whatever the MTU, with checksums this link completes.
         """
@@ -378,16 +491,20 @@ class TunLink:
             raise _fail(f"bad --mtu {mtu}: must be between {MIN_MTU} and {MAX_MTU}")
         want_addr = _parse_addr(addr) if addr is not None else None
         want_gw = _parse_gateway(gateway) if gateway is not None else None
+        v6 = _V6(
+            _parse_addr6(addr6) if addr6 is not None else None,
+            _parse_gateway6(gateway6) if gateway6 is not None else None,
+        )
         if name is not None:
             if _interface_exists(name):
-                if want_gw is not None or mtu is not None:
+                if want_gw is not None or v6.gateway is not None or mtu is not None:
                     raise _fail(
                         f"interface {name} already exists and is used as it is: "
                         "drop --gateway/--mtu, or pick a new name with --tun"
                     )
-                return cls._attach(name, want_addr, offload)
-            return cls._create(name, want_addr, want_gw, mtu, offload=offload)
-        return cls._auto(want_addr, want_gw, mtu, offload)
+                return cls._attach(name, want_addr, offload, v6)
+            return cls._create(name, want_addr, want_gw, mtu, offload=offload, v6=v6)
+        return cls._auto(want_addr, want_gw, mtu, offload, v6)
 
     @classmethod
     def _auto(
@@ -396,16 +513,19 @@ class TunLink:
         gateway: IPv4Interface | None,
         mtu: int | None,
         offload: bool = False,
+        v6: _V6 | None = None,
     ) -> TunLink:
         """The first free pytcpN: a free existing persistent one is attached to, else created."""
+        v6 = v6 or _V6()
         addresses = _kernel_addresses()
+        addresses6 = _kernel_addresses6()
         for n in range(MAX_AUTO):
             name = f"{DEFAULT_PREFIX}{n}"
             if _interface_exists(name):
-                if gateway is not None or mtu is not None:
+                if gateway is not None or v6.gateway is not None or mtu is not None:
                     continue  # asked for a configuration: only a new interface can have it
                 try:
-                    return cls._attach(name, addr, offload)
+                    return cls._attach(name, addr, offload, v6)
                 except StackEnvironmentError as exc:
                     if exc.errno in (errno.EBUSY, errno.EPERM, errno.EINVAL):
                         continue  # someone else's: try the next N
@@ -419,11 +539,16 @@ class TunLink:
             if (
                 gateway is None
                 and addr is None
-                and any(ka.network.overlaps(gw.network) for ka in addresses)
+                and (
+                    any(ka.network.overlaps(gw.network) for ka in addresses)
+                    or (v6.gateway is None and _default6_taken(addresses6, gw))
+                )
             ):
-                continue  # 10.77.N.0/24 is taken on this host: the next N
+                continue  # 10.77.N.0/24 (or fd77:N::/64) is taken on this host: the next N
             try:
-                return cls._create(name, stack_addr, gw, mtu, addresses=addresses, offload=offload)
+                return cls._create(
+                    name, stack_addr, gw, mtu, addresses=addresses, offload=offload, v6=v6
+                )
             except StackEnvironmentError as exc:
                 if exc.errno == errno.EBUSY:
                     continue  # lost a race for this name to another process
@@ -442,7 +567,9 @@ class TunLink:
         *,
         addresses: list[_KernelAddress] | None = None,
         offload: bool = False,
+        v6: _V6 | None = None,
     ) -> TunLink:
+        v6 = v6 or _V6()
         if gateway is None:
             gateway = _default_gateway_for(addr) if addr is not None else _free_default_gateway()
         if addr is None:
@@ -452,6 +579,7 @@ class TunLink:
         if addr not in gateway.network:
             raise _fail(f"--addr {addr} is outside the kernel side's subnet {gateway.network}")
         _check_free(addresses if addresses is not None else _kernel_addresses(), gateway, addr)
+        gateway6, addr6 = _plan6(gateway, v6)
         mtu = mtu or DEFAULT_MTU
         try:
             fd, actual = _open_device(name, exclusive=True, offload=offload)
@@ -460,7 +588,7 @@ class TunLink:
         except OSError as exc:
             raise _create_error(name, exc) from exc
         try:
-            _configure(socket.if_nametoindex(actual), gateway, mtu, actual)
+            _configure(socket.if_nametoindex(actual), gateway, mtu, actual, gateway6)
         except BaseException:
             os.close(fd)  # the interface is not persistent: closing removes it
             raise
@@ -473,10 +601,14 @@ class TunLink:
             mtu=mtu,
             created=True,
             offload=offload,
+            address6=addr6,
+            peer_address6=gateway6,
         )
 
     @classmethod
-    def _attach(cls, name: str, addr: IPv4Address | None, offload: bool = False) -> TunLink:
+    def _attach(
+        cls, name: str, addr: IPv4Address | None, offload: bool = False, v6: _V6 | None = None
+    ) -> TunLink:
         try:
             fd, actual = _open_device(name, exclusive=False, offload=offload)
         except StackEnvironmentError:
@@ -505,6 +637,7 @@ class TunLink:
                     f"--addr {stack_addr} is the kernel's own address on {actual}: choose another",
                     errno.EADDRINUSE,
                 )
+            kernel6, stack6 = _attached6(actual, v6 or _V6())
             mtu = socket_mtu(actual)
         except BaseException:
             os.close(fd)
@@ -518,6 +651,8 @@ class TunLink:
             mtu=mtu,
             created=False,
             offload=offload,
+            address6=stack6,
+            peer_address6=kernel6,
         )
 
     # -- the Link protocol ---------------------------------------------------------------
@@ -580,10 +715,84 @@ class TunLink:
 
     def __repr__(self) -> str:
         how = "created" if self.created else "attached"
+        six = (
+            f", stack {self.address6}, kernel {self.peer_address6}/{self.network6.prefixlen}"
+            if self.network6 is not None
+            else ""
+        )
         return (
             f"TunLink({self.name}, stack {self.address}, kernel {self.peer_address}/"
-            f"{self.network.prefixlen}, mtu {self.mtu}, {how})"
+            f"{self.network.prefixlen}{six}, mtu {self.mtu}, {how})"
         )
+
+
+@dataclass(frozen=True)
+class _V6:
+    """What was asked for IPv6: the stack's address and the kernel side (None: default)."""
+
+    addr: IPv6Address | None = None
+    gateway: IPv6Interface | None = None
+
+
+def _default6_taken(addresses6: list[_KernelAddress6], gateway: IPv4Interface) -> bool:
+    gateway6 = default_gateway6(gateway)
+    return gateway6 is not None and _v6_in_use(addresses6, gateway6) is not None
+
+
+def _plan6(gateway: IPv4Interface, v6: _V6) -> tuple[IPv6Interface | None, IPv6Address | None]:
+    """The kernel side's and the stack's IPv6 addresses for a new interface whose IPv4
+    kernel side is `gateway` (DESIGN §3: fd77:N::1/64 and fd77:N::2 by default)."""
+    gateway6 = v6.gateway
+    if gateway6 is None and v6.addr is not None:
+        gateway6 = IPv6Interface(f"{v6.addr}/{DEFAULT_PREFIX6}")
+        gateway6 = IPv6Interface(f"{gateway6.network.network_address + 1}/{DEFAULT_PREFIX6}")
+        if gateway6.ip == v6.addr:
+            gateway6 = IPv6Interface(f"{gateway6.ip + 1}/{DEFAULT_PREFIX6}")
+    if gateway6 is None:
+        gateway6 = default_gateway6(gateway)
+    if gateway6 is None:
+        return None, None  # an IPv4 subnet outside 10.77.0.0/16 and no IPv6 asked for
+    addr6 = v6.addr if v6.addr is not None else derive_stack_address6(gateway6)
+    if addr6 == gateway6.ip:
+        raise _fail(f"--addr {addr6} equals the kernel side's address: choose another")
+    if addr6 not in gateway6.network:
+        raise _fail(f"--addr {addr6} is outside the kernel side's subnet {gateway6.network}")
+    taken = _v6_in_use(_kernel_addresses6(), gateway6)
+    if taken is not None:
+        raise _fail(
+            f"subnet {gateway6.network} is already in use on {taken.ifname} ({taken.interface}): "
+            "choose another with --gateway",
+            errno.EADDRINUSE,
+        )
+    return gateway6, addr6
+
+
+def _attached6(ifname: str, v6: _V6) -> tuple[IPv6Interface | None, IPv6Address | None]:
+    """The kernel side's and the stack's IPv6 addresses on an existing interface, as it
+    is: its first global IPv6 address, and the next one for the stack (or `v6.addr`)."""
+    ours = [ka.interface for ka in _kernel_addresses6() if ka.ifname == ifname]
+    if not ours:
+        if v6.addr is not None:
+            raise _fail(
+                f"--addr {v6.addr}: interface {ifname} has no IPv6 address, and pytcp uses an "
+                f"existing interface as it is (ip addr add fd77:0::1/64 dev {ifname})",
+                errno.EADDRNOTAVAIL,
+            )
+        return None, None
+    kernel = ours[0]
+    if v6.addr is not None and v6.addr not in kernel.network:
+        raise _fail(
+            f"--addr {v6.addr} is outside {ifname}'s subnet {kernel.network}: "
+            "choose an address in it",
+            errno.EADDRNOTAVAIL,
+        )
+    stack6 = v6.addr if v6.addr is not None else derive_stack_address6(kernel)
+    if stack6 == kernel.ip:
+        raise _fail(
+            f"--addr {stack6} is the kernel's own address on {ifname}: choose another",
+            errno.EADDRINUSE,
+        )
+    return kernel, stack6
 
 
 def _finish_offload(raw: bytes) -> bytes:
@@ -625,4 +834,11 @@ def socket_mtu(name: str) -> int:
     return int(struct.unpack("16si20x", ifr)[1])
 
 
-__all__ = ["DEFAULT_MTU", "StackEnvironmentError", "TunLink", "derive_stack_address"]
+__all__ = [
+    "DEFAULT_MTU",
+    "StackEnvironmentError",
+    "TunLink",
+    "default_gateway6",
+    "derive_stack_address",
+    "derive_stack_address6",
+]

@@ -15,13 +15,19 @@ import tempfile
 import textwrap
 import time
 from collections.abc import Iterator
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Interface
 from pathlib import Path
 
 import pytest
 
 from stack.io import tun
-from stack.io.tun import StackEnvironmentError, TunLink, derive_stack_address
+from stack.io.tun import (
+    StackEnvironmentError,
+    TunLink,
+    default_gateway6,
+    derive_stack_address,
+    derive_stack_address6,
+)
 from tests.conftest import Netns
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,6 +43,11 @@ def link_info(netns: Netns, name: str) -> dict | None:
 
 def ipv4_of(info: dict) -> list[str]:
     return [f"{a['local']}/{a['prefixlen']}" for a in info["addr_info"] if a["family"] == "inet"]
+
+
+def ipv6_of(info: dict) -> list[str]:
+    """Every IPv6 address of the interface, link-local ones included."""
+    return [f"{a['local']}/{a['prefixlen']}" for a in info["addr_info"] if a["family"] == "inet6"]
 
 
 def wait_gone(netns: Netns, name: str, timeout: float = 5.0) -> bool:
@@ -59,6 +70,20 @@ def tunlink(netns: Netns) -> Iterator[TunLink]:
 
 
 # -- pure helpers -------------------------------------------------------------------------
+
+
+def test_ipv6_defaults_follow_the_ipv4_subnet() -> None:
+    # N is written with the same digits in both families: pytcp12 is 10.77.12.x, fd77:12::x.
+    assert default_gateway6(IPv4Interface("10.77.12.1/24")) == IPv6Interface("fd77:12::1/64")
+    assert default_gateway6(IPv4Interface("10.77.255.1/24")) == IPv6Interface("fd77:255::1/64")
+    assert default_gateway6(IPv4Interface("10.77.9.1/16")) == IPv6Interface("fd77:9::1/64")
+    assert default_gateway6(IPv4Interface("192.168.7.1/24")) is None  # IPv6 when asked for
+    assert derive_stack_address6(IPv6Interface("fd77:3::1/64")) == IPv6Address("fd77:3::2")
+    assert derive_stack_address6(IPv6Interface("fd77::ffff:ffff:ffff:ffff/64")) == IPv6Address(
+        "fd77::ffff:ffff:ffff:fffe"
+    )
+    with pytest.raises(StackEnvironmentError):
+        derive_stack_address6(IPv6Interface("fd77::1/128"))
 
 
 def test_derive_stack_address() -> None:
@@ -88,6 +113,15 @@ def test_derive_stack_address() -> None:
             "bad --gateway '10.77.0.1/31': the prefix must leave room for two hosts (/30 or wider)",
         ),
         ({"name": "a" * 16}, f"bad interface name {'a' * 16!r}: 1 to 15 characters, no '/'"),
+        (
+            {"addr6": "fd77::zz"},
+            "bad --addr 'fd77::zz': expected an IPv6 address such as fd77:0::2",
+        ),
+        (
+            {"gateway6": "fd77::1/127"},
+            "bad --gateway 'fd77::1/127': the prefix must leave room for two hosts "
+            "(/126 or wider)",
+        ),
     ],
 )
 def test_bad_options_are_one_line(kwargs: dict, message: str) -> None:
@@ -117,9 +151,15 @@ def test_default_creates_pytcp0_configured_and_up(netns: Netns, tunlink: TunLink
     assert info["mtu"] == 1500
     assert info["link_type"] == "none"  # a TUN: raw IP, no link-layer header
     # No IPv6 address generation on an interface pytcp made: no link-local address, so
-    # the kernel sends no router solicitations into the stack.
+    # the kernel sends no router solicitations into the stack; only fd77:0::1/64 (DESIGN
+    # §3), and the stack is fd77:0::2.
     assert addr_gen_mode(netns, "pytcp0") == "none"
-    assert [a for a in info["addr_info"] if a["family"] == "inet6"] == []
+    assert ipv6_of(info) == ["fd77::1/64"]
+    assert (tunlink.address6, tunlink.peer_address6, str(tunlink.network6)) == (
+        IPv6Address("fd77::2"),
+        IPv6Address("fd77::1"),
+        "fd77::/64",
+    )
     tunlink.close()
     assert wait_gone(netns, "pytcp0")
 
@@ -139,6 +179,7 @@ def test_second_stack_takes_the_next_name_and_subnet(netns: Netns, tunlink: TunL
         )
         info = link_info(netns, "pytcp1")
         assert info is not None and ipv4_of(info) == ["10.77.1.1/24"]
+        assert ipv6_of(info) == ["fd77:1::1/64"] and str(second.address6) == "fd77:1::2"
     assert wait_gone(netns, "pytcp1")
     assert link_info(netns, "pytcp0") is not None
 
@@ -163,6 +204,25 @@ def test_overrides_name_addr_gateway_mtu(netns: Netns) -> None:
         )
     with TunLink.open(gateway="10.77.9.1/16") as link:
         assert (str(link.address), str(link.network)) == ("10.77.9.2", "10.77.0.0/16")
+        assert str(link.address6) == "fd77:9::2"
+    with TunLink.open("t6", addr6="fd77:aa::9", gateway6="fd77:aa::1/112") as link:
+        assert (str(link.address6), str(link.peer_address6), str(link.network6)) == (
+            "fd77:aa::9",
+            "fd77:aa::1",
+            "fd77:aa::/112",
+        )
+        info = link_info(netns, "t6")
+        assert info is not None and ipv6_of(info) == ["fd77:aa::1/112"]
+    with TunLink.open(addr6="fd77:bb::7") as link:  # the kernel takes ::1 of its /64
+        assert (str(link.address6), str(link.peer_address6)) == ("fd77:bb::7", "fd77:bb::1")
+    with TunLink.open("t7", gateway="192.168.77.1/24") as link:  # no IPv6 unless asked
+        assert (link.address6, link.peer_address6, link.network6) == (None, None, None)
+        info = link_info(netns, "t7")
+        assert info is not None and ipv6_of(info) == []
+    with pytest.raises(StackEnvironmentError) as exc:
+        TunLink.open("t8", addr6="fd77:cc::2", gateway6="fd77:dd::1/64")
+    assert str(exc.value) == "--addr fd77:cc::2 is outside the kernel side's subnet fd77:dd::/64"
+    assert link_info(netns, "t8") is None
 
 
 @pytest.mark.netns
@@ -191,6 +251,22 @@ def test_address_in_use(netns: Netns) -> None:
         TunLink.open("t9", gateway="10.77.0.100/16")
     assert str(exc.value) == (
         "subnet 10.77.0.0/16 is already in use on d0 (10.77.0.1/24): choose another with --gateway"
+    )
+    assert link_info(netns, "t9") is None
+    # The same for the IPv6 prefix: a default skips N, an explicit request is refused.
+    netns.run("ip", "tuntap", "add", "dev", "d6", "mode", "tun")
+    netns.run("ip", "addr", "add", "fd77:1::1/64", "dev", "d6")
+    with TunLink.open() as link:
+        assert (link.name, str(link.peer_address), str(link.peer_address6)) == (
+            "pytcp2",
+            "10.77.2.1",
+            "fd77:2::1",
+        )
+    with pytest.raises(StackEnvironmentError) as exc:
+        TunLink.open("t9", gateway6="fd77:1::5/64")
+    assert exc.value.errno == errno.EADDRINUSE
+    assert str(exc.value) == (
+        "subnet fd77:1::/64 is already in use on d6 (fd77:1::1/64): choose another with --gateway"
     )
     assert link_info(netns, "t9") is None
 
@@ -224,6 +300,17 @@ def test_attach_to_persistent_device_as_is(netns: Netns) -> None:
     info = link_info(netns, "ptun")  # persistent: still there, untouched
     assert info is not None and ipv4_of(info) == ["10.77.5.1/24"] and info["mtu"] == 1400
     assert addr_gen_mode(netns, "ptun") != "none"  # the kernel's default, left alone
+    assert link.address6 is None  # no global IPv6 address on it: IPv4 only
+    netns.run("ip", "addr", "add", "fd77:5::1/64", "dev", "ptun")
+    with TunLink.open("ptun") as link:
+        assert (str(link.address6), str(link.peer_address6)) == ("fd77:5::2", "fd77:5::1")
+    with TunLink.open("ptun", addr6="fd77:5::99") as link:
+        assert str(link.address6) == "fd77:5::99"
+    with pytest.raises(StackEnvironmentError) as exc:
+        TunLink.open("ptun", addr6="fd77:6::2")
+    assert str(exc.value) == (
+        "--addr fd77:6::2 is outside ptun's subnet fd77:5::/64: choose an address in it"
+    )
     with TunLink.open("ptun", addr="10.77.5.77") as link:
         assert str(link.address) == "10.77.5.77"
     with pytest.raises(StackEnvironmentError) as exc:
