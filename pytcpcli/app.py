@@ -85,8 +85,9 @@ def write_err(stream: TextIO | None, text: str) -> None:
 class TraceWriter:
     """The --trace / -vv sink: one tcpdump-style line per segment, one per state change.
 
-    `SECONDS In|Out <tcpdump line>`, `SECONDS PID.N: OLD -> NEW` and, for segments the
-    stack refused, `SECONDS drop[ PID.N]: REASON`; seconds from the
+    `SECONDS In|Out <tcpdump line>`, `SECONDS PID.N: OLD -> NEW`, for segments the
+    stack refused `SECONDS drop[ PID.N]: REASON`, and for segments `pytcp impair`
+    changed `SECONDS impair PID.N: ACTION (FAULT, N left) In|Out <tcpdump line>`; seconds from the
     first event. Sequence numbers print relative to each side's ISN once both SYNs were
     seen, as tcpdump does. Lines go to stderr (stdout carries connection data only).
     """
@@ -124,6 +125,22 @@ class TraceWriter:
             line = pretty.format_segment(seg, src, dst, isn=isn)
             # In/Out as tcpdump -i any marks direction; then tcpdump's own line.
             self.err.write(f"{stamp} {'In ' if kind == 'segment-in' else 'Out'} {line}\n")
+        elif kind == "impair" and self.segments:
+            # What `pytcp impair` did to a segment: "impair PID.N: dropped In <line>".
+            f = event.fields
+            what = f"{f.get('action')} ({f.get('fault')}"
+            what += f", {f['left']} left)" if "left" in f else ")"
+            line = ""
+            if "segment" in f:
+                pretty = importlib.import_module("stack.wire.pretty")
+                seg, src, dst = f["segment"], f["src"], f["dst"]
+                isn = None
+                sender, receiver = (src, seg.src_port), (dst, seg.dst_port)
+                if sender in self.isn and receiver in self.isn and not seg.flags & 0x02:
+                    isn = (self.isn[sender], self.isn[receiver])
+                way = "In " if f.get("direction") == "in" else "Out"
+                line = f" {way} {pretty.format_segment(seg, src, dst, isn=isn)}"
+            self.err.write(f"{stamp} impair {os.getpid()}.{event.conn}: {what}{line}\n")
         elif kind == "drop" and self.segments:
             # A segment the stack refused (bad checksum, out of window, ...): say why.
             who = f" {os.getpid()}.{event.conn}" if event.conn is not None else ""

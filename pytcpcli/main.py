@@ -19,9 +19,11 @@ from pytcpcli import __version__
 from pytcpcli.app import App
 from pytcpcli.commands.close import close
 from pytcpcli.commands.connect import connect
+from pytcpcli.commands.impair import impair
 from pytcpcli.commands.inspect import inspect
 from pytcpcli.commands.listen import listen
 from pytcpcli.commands.send import send
+from pytcpcli.commands.timer import timer
 from pytcpcli.errors import EXIT_CONN, EXIT_OK, EXIT_SIGINT, EXIT_USAGE
 
 
@@ -144,6 +146,8 @@ cli.add_command(listen)
 cli.add_command(send)
 cli.add_command(close)
 cli.add_command(inspect)
+cli.add_command(impair)
+cli.add_command(timer)
 
 
 CLOSED_AT_START: set[int] = set()  # std fds the caller had closed (`>&-`)

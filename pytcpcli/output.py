@@ -304,8 +304,23 @@ def render_tcb(entry: Mapping[str, Any]) -> str:
             ],
         )
     )
+    impairments = entry.get("impairments") or []
+    if impairments:
+        out.append(
+            _section("Impairments (pytcp impair)", [[describe_fault(f)] for f in impairments])
+        )
     out.append(render_timers(entry))
     return "\n".join(out)
+
+
+def describe_fault(fault: Mapping[str, Any]) -> str:
+    """One active impairment in words: `drop-next in: 2 segments left`, `window 0`."""
+    kind = fault.get("fault")
+    if kind == "window":
+        return f"window {fault.get('bytes')} (advertised window clamped)"
+    if kind == "delay":
+        return f"delay {fault.get('direction')}: {fault.get('ms')} ms"
+    return f"{kind} {fault.get('direction')}: {fault.get('left')} segments left"
 
 
 def render_timers(entry: Mapping[str, Any]) -> str:

@@ -31,6 +31,7 @@ from ipaddress import IPv4Address
 from typing import Any
 
 from stack.host import Host, Listener
+from stack.io.faults import Faults
 from stack.io.impair import Impairer, ImpairSpec
 from stack.io.link import Link
 from stack.io.loop import Loop
@@ -473,6 +474,7 @@ class Stack:
         self._sockets: dict[str, Socket | ListeningSocket] = {}
         self._pcap: PcapWriter | None = None
         self.impairers: tuple[Impairer, Impairer] | None = None  # (outgoing, incoming)
+        self.faults = Faults(tracer)  # per-connection faults (`pytcp impair`)
         self.tun_name = ""
         self.address = PAIR_ADDRESS
         self.peer_address = PAIR_PEER
@@ -533,7 +535,12 @@ class Stack:
                     ) from exc
             self.loop = self._shared_loop if self._shared_loop is not None else Loop()
             self.loop.attach(
-                self.host, self._link, impair_out=impair_out, impair_in=impair_in, pcap=self._pcap
+                self.host,
+                self._link,
+                impair_out=impair_out,
+                impair_in=impair_in,
+                pcap=self._pcap,
+                faults=self.faults,
             )
             self.loop.add_hook(self._after_iteration)
         except BaseException:

@@ -10,7 +10,10 @@ Protocol: one JSON object per line each way, UTF-8, at most `MAX_REQUEST` bytes 
 request. Every message carries `"v": PROTOCOL_VERSION`. Requests are
 `{"v": 1, "op": "list"}`, `{"v": 1, "op": "get", "conn": "PID.N"}`,
 `{"v": 1, "op": "send", "conn": "PID.N", "data": "<base64>"}` and
-`{"v": 1, "op": "close", "conn": "PID.N", "how": "half" | "full" | "reset"}`. Replies are
+`{"v": 1, "op": "close", "conn": "PID.N", "how": "half" | "full" | "reset"}`; the steering
+ops of issue 12 are `{"v": 1, "op": "impair", "conn": "PID.N", "spec": "drop-next 3"}` and
+`{"v": 1, "op": "timer", "conn": "PID.N", "action": "fire" | "set", "name": "time-wait",
+"delay": NS}` (delay for set only). Replies are
 `{"v": 1, "ok": true, "result": {...}}` or
 `{"v": 1, "ok": false, "error": {"code": "<slug>", "message": "<one line>"}}`.
 A bad request gets an error reply; it never reaches a connection.
@@ -40,8 +43,9 @@ MAX_SEND_CHUNK = 96 * 1024  # raw bytes per send request: base64 of it fits MAX_
 MAX_CLIENTS = 32  # control clients served at once; more are answered "busy" and closed
 CLIENT_TIMEOUT = 30.0  # seconds a control client may stay connected (it asks, then goes)
 
-OPS = ("list", "get", "send", "close")
+OPS = ("list", "get", "send", "close", "impair", "timer")
 CLOSE_HOW = ("half", "full", "reset")
+TIMER_ACTIONS = ("fire", "set")
 SOCKET_NAME = re.compile(r"^([0-9]+)\.sock$")
 _PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 
@@ -54,6 +58,7 @@ UNKNOWN_OP = "unknown-op"
 NO_SUCH_CONNECTION = "no-such-connection"
 NOT_A_CONNECTION = "not-a-connection"
 WRITE_CLOSED = "write-closed"
+NOT_ARMED = "not-armed"  # pytcp timer: that timer is not armed
 FORBIDDEN = "forbidden"
 BUSY = "busy"
 INTERNAL = "internal"
@@ -97,6 +102,7 @@ class Request:
     conn: str | None = None
     data: bytes = b""
     how: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)  # impair, timer, journal
 
 
 @dataclass(frozen=True)
@@ -124,6 +130,7 @@ def encode_request(req: Request) -> bytes:
         obj["data"] = base64.b64encode(req.data).decode("ascii")
     if req.how is not None:
         obj["how"] = req.how
+    obj.update(req.params)
     return _line(obj)
 
 
@@ -168,7 +175,36 @@ def decode_request(line: bytes) -> Request:
         if how not in CLOSE_HOW:
             raise ProtocolError(BAD_REQUEST, f"'how' must be one of {', '.join(CLOSE_HOW)}")
         return Request(op="close", conn=conn, how=how)
+    if op in ("impair", "timer", "journal"):
+        return Request(op=op, conn=conn, params=_steer_params(op, obj))
     return Request(op=op, conn=conn)
+
+
+def _steer_params(op: str, obj: dict[str, Any]) -> dict[str, Any]:
+    """The arguments of the steering ops: impair {"spec"}, timer {"action", "name",
+    "delay" (ns, for set)}, journal {"limit" (optional)}."""
+    if op == "impair":
+        spec = obj.get("spec")
+        if not isinstance(spec, str) or not spec or len(spec) > 200:
+            raise ProtocolError(BAD_REQUEST, "op 'impair' needs a 'spec' string")
+        return {"spec": spec}
+    if op == "timer":
+        action, name = obj.get("action"), obj.get("name")
+        if action not in TIMER_ACTIONS:
+            raise ProtocolError(BAD_REQUEST, "'action' must be fire or set")
+        if not isinstance(name, str) or not name:
+            raise ProtocolError(BAD_REQUEST, "op 'timer' needs a timer 'name'")
+        params: dict[str, Any] = {"action": action, "name": name}
+        if action == "set":
+            delay = obj.get("delay")
+            if not isinstance(delay, int) or isinstance(delay, bool) or not 0 <= delay < 2**62:
+                raise ProtocolError(BAD_REQUEST, "timer set needs 'delay', ns >= 0")
+            params["delay"] = delay
+        return params
+    limit = obj.get("limit")
+    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 0):
+        raise ProtocolError(BAD_REQUEST, "'limit' must be a non-negative integer")
+    return {} if limit is None else {"limit": limit}
 
 
 def encode_response(resp: Response) -> bytes:
@@ -514,7 +550,65 @@ class ControlServer:
             return Response.error(NOT_A_CONNECTION, f"{req.conn} is a listener")
         if req.op == "send":
             return self._send(obj, req, now)
+        if req.op == "impair":
+            return self._impair(obj, req, now)
+        if req.op == "timer":
+            return self._timer(obj, req, now)
+        if req.op == "journal":
+            return self._journal(obj, req, now)
         return self._close(obj, req, now)
+
+    def _impair(self, conn: Any, req: Request, now: int) -> Response:
+        from stack.io.faults import FaultSpec
+
+        try:
+            spec = FaultSpec.parse(req.params["spec"])
+        except ValueError as exc:
+            return Response.error(BAD_REQUEST, str(exc))
+        faults = getattr(self.stack, "faults", None)
+        if faults is None and spec.kind not in ("window", "clear"):
+            return Response.error(BAD_REQUEST, f"process {self.pid} cannot impair segments")
+        if spec.kind in ("window", "clear"):
+            conn.clamp_window(spec.value if spec.kind == "window" else None, now)
+        if faults is not None and spec.kind != "window":
+            faults.set(str(conn.id), conn.local, conn.remote, spec)
+        return Response(ok=True, result={"id": req.conn, "impairments": self._impairments(conn)})
+
+    def _timer(self, conn: Any, req: Request, now: int) -> Response:
+        from stack.api import InvalidStateError
+
+        name = req.params["name"]
+        try:
+            if req.params["action"] == "fire":
+                self.stack.host.fire_timer(conn, name, now)
+            else:
+                conn.set_timer(name, req.params["delay"], now)
+        except ValueError as exc:
+            return Response.error(BAD_REQUEST, str(exc))
+        except InvalidStateError as exc:
+            return Response.error(NOT_ARMED, f"{req.conn}: {exc}")
+        return Response(ok=True, result=self._entry(conn, now))
+
+    def _journal(self, conn: Any, req: Request, now: int) -> Response:
+        journal = getattr(conn, "journal", None)
+        if journal is None:
+            return Response.error(BAD_REQUEST, f"{req.conn} keeps no journal (--journal 0)")
+        entries = journal.entries(conn.tcb.iss, conn.tcb.irs)
+        limit = req.params.get("limit")
+        if limit is not None:
+            entries = entries[-limit:] if limit else []
+        result = {"id": req.conn, "size": journal.size, "recorded": journal.recorded,
+                  "entries": entries}  # fmt: skip
+        return Response(ok=True, result=result)
+
+    def _impairments(self, conn: Any) -> list[dict[str, Any]]:
+        """What `pytcp impair` set on `conn` and is still active (inspect ID shows it)."""
+        faults = getattr(self.stack, "faults", None)
+        active = [] if faults is None else faults.describe(str(conn.id))
+        clamp = getattr(conn, "window_clamp", None)
+        if clamp is not None:
+            active.append({"fault": "window", "direction": "out", "bytes": clamp})
+        return active
 
     def _send(self, conn: Any, req: Request, now: int) -> Response:
         from stack.api import InvalidStateError
@@ -577,6 +671,8 @@ class ControlServer:
 
     def _entry(self, obj: Any, now: int) -> dict[str, Any]:
         snap = dict(obj.snapshot(now))
+        if snap.get("state") != "LISTEN":
+            snap["impairments"] = self._impairments(obj)
         snap["id"] = self._conn_id(obj.id)
         snap["pid"] = self.pid
         snap["tun"] = getattr(self.stack, "tun_name", None)
@@ -736,6 +832,24 @@ class ControlClient:
 
     def close(self, conn_id: str, how: str) -> dict[str, Any]:
         return self._ask(conn_id, Request(op="close", conn=conn_id, how=how))
+
+    def impair(self, conn_id: str, spec: str) -> dict[str, Any]:
+        """Set one per-connection fault (stack.io.faults); {"id", "impairments"}."""
+        return self._ask(conn_id, Request(op="impair", conn=conn_id, params={"spec": spec}))
+
+    def timer(
+        self, conn_id: str, action: str, name: str, delay: int | None = None
+    ) -> dict[str, Any]:
+        """Fire a timer now, or re-arm it `delay` ns from now; the snapshot after."""
+        params: dict[str, Any] = {"action": action, "name": name}
+        if delay is not None:
+            params["delay"] = delay
+        return self._ask(conn_id, Request(op="timer", conn=conn_id, params=params))
+
+    def journal(self, conn_id: str, limit: int | None = None) -> dict[str, Any]:
+        """The connection's segment journal: {"id", "size", "recorded", "entries"}."""
+        params = {} if limit is None else {"limit": limit}
+        return self._ask(conn_id, Request(op="journal", conn=conn_id, params=params))
 
 
 def _id_key(entry: dict[str, Any]) -> tuple[int, int]:

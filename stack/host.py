@@ -624,6 +624,15 @@ class Host:
                 if parent is not None:
                     self._settle(conn, parent, now)
 
+    def fire_timer(self, conn: Connection, name: str, now: int) -> None:
+        """Fire one armed timer of `conn` now (`pytcp timer ID fire NAME`); a listener's
+        child is settled afterwards, as after handle_timers. Raises what
+        Connection.fire_timer raises (not armed, no such timer)."""
+        conn.fire_timer(name, now)
+        parent = self._parent.get(conn.id)
+        if parent is not None:
+            self._settle(conn, parent, now)
+
     def next_deadline(self) -> int | None:
         """The earliest timer deadline of any connection; None when no timer is armed.
 

@@ -18,6 +18,8 @@ STATE = "state"  # conn, old, new (State names such as "SYN-SENT")
 TIMER = "timer"  # conn, timer, action ("armed" | "cancelled" | "fired"), deadline, reason
 DROP = "drop"  # conn (or None), reason, and whatever identifies the packet
 EVENT = "event"  # conn, event (a tcp.events object)
+IMPAIR = "impair"  # conn, action ("dropped" | "delayed" | ...), fault, direction, left,
+# segment, src, dst: what `pytcp impair` did to one segment (stack.io.faults)
 
 
 @dataclass(frozen=True, slots=True)

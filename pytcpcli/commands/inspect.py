@@ -74,7 +74,10 @@ zero_window_probes, drops: {reason: count}};
 
 timers: a list of all seven timers (retransmission, syn, delayed-ack, persist,
 keepalive, time-wait, fin-wait-2), each {name, armed, deadline, remaining,
-backoff, reason}; close {fin_sent, fin_acked, fin_received, app_closed}.
+backoff, reason}; close {fin_sent, fin_acked, fin_received, app_closed};
+impairments: what `pytcp impair` set and is still active, a list of {fault,
+direction, left} (segments still to impair), {fault: "delay", direction, ms} or
+{fault: "window", direction: "out", bytes}; empty without any.
 
 A listener has id, pid, tun, state "LISTEN", local, backlog, syn_queue,
 accept_queue and counters. The probe prints {"timeline": [{offset, kind, text,

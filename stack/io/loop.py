@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
+from stack.io.faults import Faults
 from stack.io.impair import Impairer
 from stack.io.link import Link
 from stack.io.pcap import PcapWriter
@@ -85,8 +86,10 @@ class _Port:
         impair_in: Impairer | None,
         pcap: PcapWriter | None,
         wall_offset: int,
+        faults: Faults | None = None,
     ) -> None:
         self.host = host
+        self.faults = faults
         self.link = link
         self.impair_out = impair_out
         self.impair_in = impair_in
@@ -139,10 +142,12 @@ class Loop:
         impair_out: Impairer | None = None,
         impair_in: Impairer | None = None,
         pcap: PcapWriter | None = None,
+        faults: Faults | None = None,
     ) -> None:
-        """Drive `host` over `link` from now on."""
+        """Drive `host` over `link` from now on; `faults` filters its connections'
+        packets between the host and the link-wide impairment (`pytcp impair`)."""
         wall_offset = time.time_ns() - self.now() if pcap is not None else 0
-        port = _Port(host, link, impair_out, impair_in, pcap, wall_offset)
+        port = _Port(host, link, impair_out, impair_in, pcap, wall_offset, faults)
         self._ports.append(port)
         fd = link.fileno()
         if fd is not None:
@@ -297,6 +302,10 @@ class Loop:
                 wake = d
             if port.held and (wake is None or port.held[0][0] < wake):
                 wake = port.held[0][0]
+            if port.faults is not None and port.faults.active:
+                d = port.faults.next_deadline()
+                if d is not None and (wake is None or d < wake):
+                    wake = d
         while self._timers and self._timers[0][2].cancelled:
             heapq.heappop(self._timers)
         if self._timers and (wake is None or self._timers[0][0] < wake):
@@ -339,17 +348,28 @@ class Loop:
             else:
                 self._deliver(port, packet, now)
             moved += 1
+        faults = port.faults
+        if faults is not None and faults.active:
+            for outgoing, packet in faults.due(now):  # reordered, nothing overtook them
+                if outgoing:
+                    self._impair_out(port, packet, now)
+                else:
+                    self._deliver(port, packet, now)
+                moved += 1
         for _ in range(DRAIN_LIMIT):
             incoming = link.recv()
             if incoming is None:
                 break
             moved += 1
             if port.impair_in is None:
-                self._deliver(port, incoming, now)
+                if faults is None or not faults.active:
+                    self._deliver(port, incoming, now)
+                else:
+                    self._fault_in(port, incoming, now)
             else:
                 for at, copy in port.impair_in.apply(incoming, now):
                     if at <= now:
-                        self._deliver(port, copy, now)
+                        self._fault_in(port, copy, now)
                     else:
                         heapq.heappush(held, (at, next(port.seq), False, copy))
         host.handle_timers(now)
@@ -357,17 +377,42 @@ class Loop:
         for packet in out:
             if pcap is not None:
                 pcap.write(packet, now + port.wall_offset)
-            if port.impair_out is None:
-                link.send(packet)
-            else:
-                for at, copy in port.impair_out.apply(packet, now):
-                    if at <= now:
-                        link.send(copy)
-                    else:
-                        heapq.heappush(held, (at, next(port.seq), True, copy))
+            if faults is not None and faults.active:
+                fate = faults.apply(packet, now, True)
+                if fate is not None:
+                    for at, copy in fate:
+                        if at <= now:
+                            self._impair_out(port, copy, now)
+                        else:  # delayed: sent as it is when due
+                            heapq.heappush(held, (at, next(port.seq), True, copy))
+                    continue
+            self._impair_out(port, packet, now)
         if pcap is not None and (out or moved):
             pcap.flush()
         return moved + len(out)
+
+    def _impair_out(self, port: _Port, packet: bytes, now: int) -> None:
+        if port.impair_out is None:
+            port.link.send(packet)
+            return
+        for at, copy in port.impair_out.apply(packet, now):
+            if at <= now:
+                port.link.send(copy)
+            else:
+                heapq.heappush(port.held, (at, next(port.seq), True, copy))
+
+    def _fault_in(self, port: _Port, packet: bytes, now: int) -> None:
+        """An arriving packet through the per-connection faults, then to the host."""
+        faults = port.faults
+        fate = None if faults is None else faults.apply(packet, now, False)
+        if fate is None:
+            self._deliver(port, packet, now)
+            return
+        for at, copy in fate:
+            if at <= now:
+                self._deliver(port, copy, now)
+            else:
+                heapq.heappush(port.held, (at, next(port.seq), False, copy))
 
     def _deliver(self, port: _Port, packet: bytes, now: int) -> None:
         if port.pcap is not None:

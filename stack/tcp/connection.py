@@ -119,7 +119,7 @@ from stack.tcp.seq import (
 )
 from stack.tcp.state import SYNCHRONIZED, USER_CALLS, State
 from stack.tcp.tcb import Tcb
-from stack.tcp.timers import TimerSet
+from stack.tcp.timers import TIMER_NAMES, Timer, TimerSet
 from stack.trace import (
     DROP,
     EVENT,
@@ -264,6 +264,7 @@ class Connection(Sender):
         self._ts_floor: int | None = None  # TSval clock (ms) at the last RTO
         self._ts_floor_end = iss  # SND.MAX then: the floor is dropped once ACKed
         self._path_mtu = link_mtu  # lowered by ICMP fragmentation-needed (RFC 1191)
+        self._window_clamp: int | None = None  # cap on the window we offer (clamp_window)
 
     # ------------------------------------------------------------------ properties
 
@@ -462,6 +463,42 @@ class Connection(Sender):
                     self._reset_and_close(now)
             if self.tcb.state is State.CLOSED:
                 break
+
+    @property
+    def window_clamp(self) -> int | None:
+        return self._window_clamp
+
+    def clamp_window(self, limit: int | None, now: int) -> None:
+        """Offer at most `limit` bytes of receive window (0: a zero window) until called
+        with None (`pytcp impair ID window N` / `clear`).  A window that opens again is
+        announced at once by a window update, as after the application read."""
+        self._window_clamp = None if limit is None else max(limit, 0)
+        if self.tcb.state in SYNCHRONIZED:
+            self._maybe_window_update()
+
+    def fire_timer(self, name: str, now: int) -> None:
+        """Fire the armed timer `name` now, as if its deadline had come (`pytcp timer ID
+        fire`); its backoff and reason stay what they were.  InvalidStateError when it is
+        not armed, ValueError for a name that is no timer (timers.TIMER_NAMES)."""
+        timer = self._armed(name)
+        self._trace(TIMER, now, timer=name, action="forced", deadline=timer.deadline,
+                    reason=timer.reason)  # fmt: skip
+        timer.deadline = now
+        self.handle_timers(now)
+
+    def set_timer(self, name: str, delay: int, now: int) -> None:
+        """Re-arm the armed timer `name` to expire `delay` ns from now, keeping its backoff
+        and reason (`pytcp timer ID set`); errors as fire_timer."""
+        timer = self._armed(name)
+        self._arm(now, name, max(delay, 0), timer.reason, timer.backoff)
+
+    def _armed(self, name: str) -> Timer:
+        if name not in TIMER_NAMES:
+            raise ValueError(f"no timer {name!r}; timers are {', '.join(TIMER_NAMES)}")
+        timer = self.timers[name]
+        if timer.deadline is None:
+            raise InvalidStateError(f"the {name} timer is not armed (state {self.tcb.state})")
+        return timer
 
     def _on_syn_timeout(self, now: int, backoff: int) -> None:
         # RFC 9293 §3.8.1 / RFC 6298 (5.5): back off and resend the SYN (or SYN-ACK);

@@ -80,6 +80,7 @@ class Sender:
     _max_flight: int
     _cwnd_usage_seq: int
     _rexmit_next: int
+    _window_clamp: int | None
 
     def _arm(self, now: int, name: str, delay: int, reason: str, backoff: int = 0) -> None:
         self.timers.arm(name, now + delay, reason, backoff)
@@ -264,9 +265,9 @@ class Sender:
         tcb = self.tcb
         shift = tcb.wscale_local
         wnd = tcb.rcv_wnd
-        avail = self.recvbuf.window
+        avail = self._rcv_avail()
         # Receiver SWS avoidance: move the right edge only by a useful amount.
-        if avail - wnd >= min(self.recvbuf.capacity // 2, tcb.mss_local):
+        if avail - wnd >= self._rcv_sws():
             wnd = avail
         field = min(wnd >> shift, MAX_WINDOW_FIELD)
         if field << shift < tcb.rcv_wnd and field < MAX_WINDOW_FIELD:
@@ -280,10 +281,25 @@ class Sender:
         tcb = self.tcb
         if tcb.state not in RECEIVING:
             return
-        avail = self.recvbuf.window
-        threshold = min(self.recvbuf.capacity // 2, tcb.mss_local)
+        avail = self._rcv_avail()
+        threshold = self._rcv_sws()
         if avail - tcb.rcv_wnd >= threshold and avail >= 2 * tcb.rcv_wnd:
             self._ack_now = True
+
+    def _rcv_avail(self) -> int:
+        """Bytes we could offer from RCV.NXT: the buffer's room, capped by a window clamp
+        (`pytcp impair ID window N`).  The right edge never moves left (the callers keep
+        RCV.WND), so a clamp closes the window as data fills it (RFC 9293 3.8.6.2.2)."""
+        clamp = self._window_clamp
+        avail = self.recvbuf.window
+        return avail if clamp is None or clamp >= avail else clamp
+
+    def _rcv_sws(self) -> int:
+        """Receiver SWS threshold (RFC 9293 3.8.6.2.2): min(half the buffer, MSS); a
+        window clamp counts as the buffer, or a clamp below it would never open."""
+        clamp = self._window_clamp
+        space = self.recvbuf.capacity if clamp is None else min(clamp, self.recvbuf.capacity)
+        return max(min(space // 2, self.tcb.mss_local), 1)
 
     def _sack_blocks(self) -> tuple[tuple[int, int], ...]:
         """RFC 2018 §4: out-of-order ranges, the one holding the latest segment first."""

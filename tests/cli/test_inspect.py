@@ -182,7 +182,7 @@ def test_json_by_unique_prefix(live: tuple[PairedStacks, CliRunner]) -> None:
 # and pytcp-inspect(1) NOTES document them; `timers` is each timer's keys.
 DOCUMENTED_FIELDS: dict[str, set[str]] = {
     "": {"id", "pid", "tun", "state", "local", "remote", "send", "receive", "options",
-         "congestion", "rtt", "buffers", "counters", "timers", "close"},
+         "congestion", "rtt", "buffers", "counters", "timers", "close", "impairments"},
     "local": {"addr", "port"},
     "remote": {"addr", "port"},
     "send": {"iss", "snd_una", "snd_nxt", "snd_max", "snd_wnd", "snd_wl1", "snd_wl2", "snd_up",
@@ -246,8 +246,9 @@ def test_documented_fields_are_what_the_docs_say() -> None:
     assert _braced_keys(block, '"timers": [{') == DOCUMENTED_FIELDS["timers"]
     assert _braced_keys(NOTES, "each {") == DOCUMENTED_FIELDS["timers"]
     assert _braced_keys(NOTES, "remote {") == DOCUMENTED_FIELDS["remote"]
-    # Connection.snapshot(), plus the pid and tun the control endpoint adds (ControlClient).
-    assert _braced_keys(block, "{") | {"pid", "tun"} == DOCUMENTED_FIELDS[""]
+    # Connection.snapshot(), plus what the control endpoint adds (ControlClient): pid, tun
+    # and the impairments of `pytcp impair`.
+    assert _braced_keys(block, "{") | {"pid", "tun", "impairments"} == DOCUMENTED_FIELDS[""]
     assert 'Every connection object has: id ("PID.N"), pid, tun, state' in " ".join(NOTES.split())
     assert "(" + ", ".join(TIMER_NAMES) + ")" in " ".join(NOTES.split())
 
