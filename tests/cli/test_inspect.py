@@ -170,7 +170,7 @@ def test_json_by_unique_prefix(live: tuple[PairedStacks, CliRunner]) -> None:
     entry = json.loads(result.output)
     assert set(entry) == {
         "id", "pid", "tun", "state", "local", "remote", "send", "receive", "options",
-        "congestion", "rtt", "buffers", "counters", "timers", "close",
+        "congestion", "rtt", "buffers", "counters", "timers", "close", "impairments",
     }  # fmt: skip
     assert entry["id"] == paired.client.id
     assert (entry["send"]["snd_nxt"] - entry["send"]["iss"] - 1) % 2**32 == 5
