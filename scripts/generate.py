@@ -34,7 +34,8 @@ from pytcpcli.main import cli  # noqa: E402
 from pytcpcli.options import CLOSE_NOTES  # noqa: E402
 
 PROG = "pytcp"
-EXAMPLE_ORDER = ("connect", "listen", "send", "inspect", "close", "impair", "timer")  # pytcp(1) EXAMPLES
+# pytcp(1) EXAMPLES, in the order a newcomer meets the commands.
+EXAMPLE_ORDER = ("connect", "listen", "send", "inspect", "close", "impair", "timer")
 COMPLETE_VAR = "_PYTCP_COMPLETE"
 COMPLETIONS = {"bash": "pytcp.bash", "zsh": "_pytcp", "fish": "pytcp.fish"}
 
