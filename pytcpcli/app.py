@@ -241,37 +241,47 @@ class App:
                     stack.loop.run_until(lambda: not server.clients, CONTROL_LINGER)
                 server.close()
 
-    def resolve(self, host: str, numeric: bool) -> str:
-        """HOST as an IPv4 address string: literal as is; a name through the system
-        resolver unless -n (then a usage error)."""
+    def resolve(self, host: str, numeric: bool, family: int | None = None) -> str:
+        """HOST as an address string: an IPv4 or IPv6 literal as it is (brackets allowed,
+        `[fd77::1]`); a name through the system resolver unless -n (then a usage error),
+        limited to `family` (4 or 6, from -4/-6) when given: the first address
+        getaddrinfo returns (its RFC 6724 order), as nc takes it."""
+        text = host[1:-1] if host.startswith("[") and host.endswith("]") else host
         try:
-            return str(ipaddress.IPv4Address(host))
+            literal = ipaddress.ip_address(text)
         except ValueError:
-            pass
-        try:
-            ipaddress.IPv6Address(host.split("%", 1)[0])
-        except ValueError:
-            pass
-        else:
+            literal = None
+        if isinstance(literal, ipaddress.IPv6Address) and literal.is_link_local:
             raise CliError(
-                f"{host} is an IPv6 address, and IPv6 is not supported yet; give an IPv4 address",
+                f"{host}: pytcp has no link-local address (no %zone); give its fd77 address "
+                "or a global one",
                 EXIT_USAGE,
             )
+        if literal is not None:
+            if family is not None and literal.version != family:
+                raise CliError(
+                    f"{host} is an IPv{literal.version} address but -{family} asks for "
+                    f"IPv{family}; drop -{family} or give an IPv{family} address",
+                    EXIT_USAGE,
+                )
+            return str(literal)
         if numeric:
             raise CliError(
-                f"{host!r} is not an IPv4 address and -n forbids name lookups; give an address",
+                f"{host!r} is not an IP address and -n forbids name lookups; give an address",
                 EXIT_USAGE,
             )
         if self.resolver is not None:
             return self.resolver(host)
+        af = {4: socket.AF_INET, 6: socket.AF_INET6}.get(family or 0, socket.AF_UNSPEC)
         try:
-            infos = socket.getaddrinfo(host, None, socket.AF_INET, socket.SOCK_STREAM)
+            infos = socket.getaddrinfo(host, None, af, socket.SOCK_STREAM)
         except (socket.gaierror, UnicodeError) as e:
             reason = e.strerror if isinstance(e, socket.gaierror) else str(e)
+            which = f" to an IPv{family} address" if family is not None else ""
             raise CliError(
-                f"cannot resolve {host!r} ({reason}); check the name or give an address"
+                f"cannot resolve {host!r}{which} ({reason}); check the name or give an address"
             ) from None
-        return str(infos[0][4][0])
+        return str(infos[0][4][0]).split("%", 1)[0]
 
     def connect(
         self,

@@ -244,12 +244,16 @@ def stack_options(f: F) -> F:
             "--addr",
             envvar="PYTCP_ADDR",
             metavar="IP",
-            help="pytcp's own address (default: 10.77.N.2); env PYTCP_ADDR.",
+            multiple=True,
+            help="pytcp's own address, IPv4 or IPv6; once per family (default: 10.77.N.2 "
+            "and fd77:N::2); env PYTCP_ADDR.",
         ),
         click.option(
             "--gateway",
             metavar="IP/LEN",
-            help="The kernel's address and prefix on the TUN (default: 10.77.N.1/24).",
+            multiple=True,
+            help="The kernel's address and prefix on the TUN, IPv4 or IPv6; once per family "
+            "(default: 10.77.N.1/24 and fd77:N::1/64).",
         ),
         click.option(
             "--mtu",
@@ -263,8 +267,8 @@ def stack_options(f: F) -> F:
     def wrapper(**kwargs: Any) -> Any:
         stack = StackOptions(
             tun=kwargs.pop("tun"),
-            addr=kwargs.pop("addr"),
-            gateway=kwargs.pop("gateway"),
+            addr=",".join(kwargs.pop("addr")) or None,
+            gateway=",".join(kwargs.pop("gateway")) or None,
             mtu=kwargs.pop("mtu"),
             mss=kwargs.pop("mss"),
             trace=kwargs.pop("trace"),
@@ -312,6 +316,30 @@ Back-pressure: pytcp reads stdin only while the connection has room for it, and 
 the connection only while stdout keeps up, so a slow reader shrinks the TCP window
 instead of pytcp's memory.
 """
+
+
+def family_option(f: F) -> F:
+    """-4 / -6: one address family only (for HOST names and listeners), as nc's flags."""
+    f = click.option(
+        "-6",
+        "ipv6",
+        is_flag=True,
+        help="IPv6 only: HOST must be or resolve to an IPv6 address; listen on IPv6 only.",
+    )(f)
+    f = click.option(
+        "-4",
+        "ipv4",
+        is_flag=True,
+        help="IPv4 only: HOST must be or resolve to an IPv4 address; listen on IPv4 only.",
+    )(f)
+    return f
+
+
+def family_of(ipv4: bool, ipv6: bool) -> int | None:
+    """-4/-6 -> 4, 6 or None (both); both flags at once are a usage error."""
+    if ipv4 and ipv6:
+        raise click.UsageError("-4 and -6 exclude each other; give one or neither")
+    return 4 if ipv4 else 6 if ipv6 else None
 
 
 def time_wait_option(f: F) -> F:

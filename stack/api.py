@@ -3,7 +3,8 @@
 Imports everything below it (stack.io, stack.host, stack.tcp, stack.wire, stack.trace).
 
 A `Stack` is entered as a context manager: that opens its TUN interface (DESIGN §3;
-`tun`/`addr` default to the environment variables PYTCP_TUN and PYTCP_ADDR, read here),
+`tun`/`addr` default to the environment variables PYTCP_TUN and PYTCP_ADDR, read here;
+PYTCP_ADDR may hold an IPv4 address, an IPv6 one, or one of each separated by a comma),
 builds the `Host` and the `Loop`, and `close()` (or leaving the `with`) ends every
 connection and removes the interface. Blocking calls run the loop until their
 condition holds or their timeout passes; `setblocking(False)` turns `send`/`recv`
@@ -27,7 +28,7 @@ import os
 import random
 import socket
 from collections.abc import Callable
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
 from stack.host import Host, Listener
@@ -58,6 +59,8 @@ CLOSE_LINGER = 2.0  # seconds Stack.close() waits for FINs to be acknowledged, t
 # With an injected link (no TUN): the DESIGN §3 addresses of pytcp0.
 PAIR_ADDRESS = IPv4Address("10.77.0.2")
 PAIR_PEER = IPv4Address("10.77.0.1")
+PAIR_ADDRESS6 = IPv6Address("fd77::2")
+PAIR_PEER6 = IPv6Address("fd77::1")
 
 # States in which the application's close has nothing left to wait for: our FIN is
 # acknowledged (FIN-WAIT-2, TIME-WAIT) or the connection is gone.
@@ -92,16 +95,65 @@ class ClosedElsewhere(ConnectionAbortedError):
         self.established = established
 
 
-def _resolve(host: str) -> IPv4Address:
+def parse_address(text: str) -> IPv4Address | IPv6Address | None:
+    """An IPv4 or IPv6 literal, brackets allowed around IPv6 (`[fd77::1]`, as in URLs);
+    None when `text` is not one."""
+    if text.startswith("[") and text.endswith("]"):
+        text = text[1:-1]
     try:
-        return IPv4Address(host)
+        return ipaddress.ip_address(text)
     except ValueError:
-        pass
+        return None
+
+
+def split_addresses(text: str) -> tuple[str | None, str | None]:
+    """PYTCP_ADDR / `addr`: an IPv4 address, an IPv6 one, or both comma-separated ->
+    (IPv4 text or None, IPv6 text or None). Anything else goes through as IPv4 text,
+    for TunLink to reject with its one-line reason."""
+    v4: str | None = None
+    v6: str | None = None
+    for part in (p.strip() for p in text.split(",")):
+        addr = parse_address(part)
+        if isinstance(addr, IPv6Address) and v6 is None:
+            v6 = str(addr)
+        elif v4 is None and not isinstance(addr, IPv6Address):
+            v4 = part
+        else:
+            raise StackEnvironmentError(
+                errno.EINVAL, f"bad --addr {text!r}: at most one IPv4 and one IPv6 address"
+            )
+    return v4, v6
+
+
+def _resolve(host: str, family: int | None = None) -> IPv4Address | IPv6Address:
+    """A literal as it is, a name through the system resolver (`family` 4 or 6 limits it)."""
+    literal = parse_address(host)
+    if literal is not None:
+        return literal
+    af = {4: socket.AF_INET, 6: socket.AF_INET6}.get(family or 0, socket.AF_UNSPEC)
     try:
-        infos = socket.getaddrinfo(host, None, socket.AF_INET, socket.SOCK_STREAM)
+        infos = socket.getaddrinfo(host, None, af, socket.SOCK_STREAM)
     except socket.gaierror as exc:
         raise OSError(errno.EHOSTUNREACH, f"cannot resolve {host}: {exc.strerror}") from exc
-    return IPv4Address(infos[0][4][0])
+    return ipaddress.ip_address(str(infos[0][4][0]).split("%", 1)[0])
+
+
+def _split_gateways(text: str | None) -> tuple[str | None, str | None]:
+    """`gateway`: IP/LEN of either family, or one of each comma-separated."""
+    if text is None:
+        return None, None
+    v4: str | None = None
+    v6: str | None = None
+    for part in (p.strip() for p in text.split(",")):
+        if ":" in part and v6 is None:
+            v6 = part.replace("[", "").replace("]", "")
+        elif ":" not in part and v4 is None:
+            v4 = part
+        else:
+            raise StackEnvironmentError(
+                errno.EINVAL, f"bad --gateway {text!r}: at most one IPv4 and one IPv6 prefix"
+            )
+    return v4, v6
 
 
 class Socket:
@@ -478,6 +530,9 @@ class Stack:
         self.tun_name = ""
         self.address = PAIR_ADDRESS
         self.peer_address = PAIR_PEER
+        # IPv6 (DESIGN §3: both families on one interface); None when the TUN has none.
+        self.address6: IPv6Address | None = PAIR_ADDRESS6
+        self.peer_address6: IPv6Address | None = PAIR_PEER6
         self.mtu = mtu or DEFAULT_MTU
         self.host: Host
         self.loop: Loop
@@ -493,20 +548,40 @@ class Stack:
         if self._link is None:
             name = self._tun if self._tun is not None else os.environ.get(ENV_TUN) or None
             addr = self._addr if self._addr is not None else os.environ.get(ENV_ADDR) or None
+            addr4, addr6 = split_addresses(addr) if addr is not None else (None, None)
+            gateway4, gateway6 = _split_gateways(self._gateway)
             tun = TunLink.open(
-                name, addr=addr, gateway=self._gateway, mtu=self._mtu, offload=self.offload
+                name,
+                addr=addr4,
+                gateway=gateway4,
+                mtu=self._mtu,
+                offload=self.offload,
+                addr6=addr6,
+                gateway6=gateway6,
             )
             self._link = tun
             self.tun_name = tun.name
             self.address = tun.address
             self.peer_address = tun.peer_address
+            self.address6 = tun.address6
+            self.peer_address6 = tun.peer_address6
             self.mtu = tun.mtu
         else:
             self.tun_name = str(getattr(self._link, "name", ""))
             if self._addr is not None:
-                self.address = IPv4Address(self._addr)
+                addr4, addr6 = split_addresses(self._addr)
+                if addr4 is not None:
+                    self.address = IPv4Address(addr4)
+                # An injected link has IPv6 only as asked: two stacks of a pair must not
+                # both be fd77::2.
+                self.address6 = IPv6Address(addr6) if addr6 is not None else None
+            gateway4, gateway6 = _split_gateways(self._gateway)
+            if gateway4 is not None:
+                self.peer_address = ipaddress.IPv4Interface(gateway4).ip
             if self._gateway is not None:
-                self.peer_address = ipaddress.IPv4Interface(self._gateway).ip
+                self.peer_address6 = (
+                    ipaddress.IPv6Interface(gateway6).ip if gateway6 is not None else None
+                )
         try:
             rng = random.Random(self._seed if self._seed is not None else os.urandom(16))
             secret = rng.randbytes(16) if self._seed is not None else os.urandom(16)
@@ -517,6 +592,7 @@ class Stack:
                 config=self.config,
                 mtu=self.mtu,
                 tracer=self._tracer,
+                address6=self.address6,
             )
             impair_out = impair_in = None
             if self.impair is not None:
@@ -619,26 +695,36 @@ class Stack:
         *,
         timeout: float | None = None,
         source_port: int | None = None,
+        family: int | None = None,
     ) -> Socket:
         """Open a connection to `host`:`port` and wait for the handshake (at most
-        `timeout` seconds; without one the SYN retries bound it, about 2 minutes)."""
+        `timeout` seconds; without one the SYN retries bound it, about 2 minutes).
+        `host` is an IPv4 or IPv6 literal (brackets allowed) or a name; `family` 4 or 6
+        limits what a name resolves to."""
         self._check_open()
-        address = _resolve(host)
+        address = _resolve(host, family)
+        kernel = self.peer_address if address.version == 4 else self.peer_address6
         if address.is_loopback:
-            # The kernel drops packets from a TUN to 127/8 as martians: say so now rather
-            # than time out after two minutes of SYN retries.
+            # The kernel drops packets from a TUN to 127/8 (or ::1) as martians: say so
+            # now rather than time out after two minutes of SYN retries.
             raise OSError(
                 errno.ENETUNREACH,
                 f"{host} is a loopback address, which the stack cannot reach: "
-                f"the kernel is at {self.peer_address}",
+                f"the kernel is at {kernel or self.peer_address}",
             )
-        if address == self.address:
+        if address in (self.address, self.address6):
             # The kernel would route it straight back into the TUN as a martian; the
             # stack does not talk to itself either. Say so now rather than time out.
             raise OSError(
                 errno.EADDRNOTAVAIL,
-                f"{host} is pytcp's own address; a peer is the kernel at {self.peer_address} "
+                f"{host} is pytcp's own address; a peer is the kernel at {kernel} "
                 "or beyond it",
+            )
+        if address.version == 6 and self.address6 is None:
+            raise OSError(
+                errno.EADDRNOTAVAIL,
+                f"{host} is an IPv6 address and interface {self.tun_name or 'the link'} has "
+                "no IPv6 address (add one, or give an IPv4 address)",
             )
         conn = self.host.connect(
             (address, port), self.loop.now(), local_port=source_port, config=self.config
@@ -664,14 +750,26 @@ class Stack:
             raise _failure(conn.error or "reset", where)
         return sock
 
-    def listen(self, port: int, address: str | None = None, backlog: int = 128) -> ListeningSocket:
-        """Listen on `port` (0: an ephemeral port) of this stack's address."""
+    def listen(
+        self,
+        port: int,
+        address: str | None = None,
+        backlog: int = 128,
+        family: int | None = None,
+    ) -> ListeningSocket:
+        """Listen on `port` (0: an ephemeral port) of this stack's address: both
+        families' (a dual-stack socket, as ncat listens) unless `address` names one of
+        them or `family` (4 or 6) picks one."""
         self._check_open()
+        local = parse_address(address) if address is not None else None
+        if address is not None and local is None:
+            raise OSError(errno.EADDRNOTAVAIL, f"{address} is not an IP address")
         listener = self.host.listen(
             port,
-            address=IPv4Address(address) if address is not None else None,
+            address=local,
             backlog=backlog,
             config=self.config,
+            family=family,
         )
         sock = ListeningSocket(self, listener)
         self._sockets[sock.id] = sock
@@ -703,4 +801,5 @@ class Stack:
             sock._notify()
 
     def __repr__(self) -> str:
-        return f"<Stack {self.tun_name or 'link'} {self.address} mtu {self.mtu}>"
+        six = f" {self.address6}" if self.address6 is not None else ""
+        return f"<Stack {self.tun_name or 'link'} {self.address}{six} mtu {self.mtu}>"

@@ -54,11 +54,15 @@ from stack.trace import DROP, SEGMENT_OUT, TraceEvent, Tracer, null_tracer
 from stack.wire import PROTO_ICMP, PROTO_TCP, Flags, Ipv4Header, TcpSegment, WireError
 from stack.wire.icmp import (
     CODE_PROTOCOL_UNREACHABLE,
+    ND_HOP_LIMIT,
     TYPE6_PACKET_TOO_BIG,
+    TYPES6_LINK,
     IcmpEcho,
     IcmpError,
     Icmpv6Error,
+    build_neighbour_advert,
     build_unreachable,
+    parse_link_message,
     parse_v6,
 )
 from stack.wire.icmp import parse as parse_icmp
@@ -176,9 +180,11 @@ class Listener:
         backlog: int,
         config: TcpConfig,
         on_close: Callable[[Listener], None],
+        family: int | None = None,
     ) -> None:
         self.id = id
         self.local = local
+        self.family = family  # 4 or 6: that family only; None: both (on ANY)
         self.backlog = max(1, backlog)
         self.config = config
         self.closed = False
@@ -222,6 +228,8 @@ class Listener:
         return len(self._embryonic) >= self.backlog
 
     def matches(self, address: Address) -> bool:
+        if self.family is not None and address.version != self.family:
+            return False
         return self.local[0] in (ANY, ANY6) or self.local[0] == address
 
     def close(self, now: int) -> None:
@@ -237,11 +245,17 @@ class Listener:
                 conn.abort(now)
         self._on_close(self)
 
+    def _local_text(self) -> str:
+        """The bound address as `ss` prints it: `*` for both families, else the address."""
+        if self.local[0] in (ANY, ANY6):
+            return {4: str(ANY), 6: str(ANY6)}.get(self.family or 0, "*")
+        return str(self.local[0])
+
     def snapshot(self, now: int) -> dict[str, Any]:
         return {
             "id": self.id,
             "state": "LISTEN",
-            "local": {"addr": str(self.local[0]), "port": self.local[1]},
+            "local": {"addr": self._local_text(), "port": self.local[1]},
             "backlog": self.backlog,
             "syn_queue": len(self._embryonic),
             "accept_queue": len(self._accept_queue),
@@ -346,9 +360,11 @@ class Host:
         address: Address | None = None,
         backlog: int = 128,
         config: TcpConfig | None = None,
+        family: int | None = None,
     ) -> Listener:
         """Passive open on `port` (0: an ephemeral one), on one of our addresses or on
-        all of them (None, 0.0.0.0 or ::, like a dual-stack socket).
+        all of them (None, 0.0.0.0 or ::, like a dual-stack socket); `family` (4 or 6)
+        keeps a listener on all addresses to one family (`listen -4`/`-6`).
 
         EADDRINUSE when another listener holds the port; established connections using
         it as their local port do not prevent it (SO_REUSEADDR semantics).
@@ -356,6 +372,10 @@ class Host:
         address = ANY if address is None else address
         if address not in (ANY, ANY6, self.address) and address != self.address6:
             raise OSError(errno.EADDRNOTAVAIL, f"{address} is not this host's address")
+        if family == 6 and self.address6 is None:
+            raise OSError(errno.EADDRNOTAVAIL, "this host has no IPv6 address")
+        if address not in (ANY, ANY6):
+            family = None  # one address is one family already
         if port == 0:
             found = self._ports.pick(self.address, (ANY, 0), lambda p: p not in self._listeners)
             if found is None:
@@ -371,6 +391,7 @@ class Host:
             backlog=backlog,
             config=config or self.config,
             on_close=self._unlisten,
+            family=family,
         )
         self._listeners[port] = listener
         return listener
@@ -442,8 +463,15 @@ class Host:
         except WireError as exc:
             self._drop(now, exc.reason, detail=str(exc))
             return
+        if (
+            ip6.protocol == PROTO_ICMPV6
+            and len(payload)
+            and payload[0] in TYPES6_LINK
+            and (ip6.dst == address6 or ip6.dst.is_multicast)
+        ):
+            self._receive_link_message(address6, ip6, payload, now)
+            return
         if ip6.dst != address6:
-            # Multicast too: neighbour discovery has no use on a point-to-point TUN.
             self._drop(now, "not-for-us", src=ip6.src, dst=ip6.dst)
             return
         src = ip6.src
@@ -574,6 +602,32 @@ class Host:
             self._drop(now, "icmp-ignored", src=ip6.src, dst=ip6.dst)
             return
         self._icmp_error(ip6, _as_icmpv4(message), now, quoted=message.quoted)
+
+    def _receive_link_message(
+        self, address6: IPv6Address, ip6: Ipv6Header, payload: memoryview, now: int
+    ) -> None:
+        """Neighbour discovery and MLD (RFC 4861, RFC 3810). A TUN is point-to-point and
+        NOARP, so Linux sends none of it there; an attached interface with a link-local
+        address sends router solicitations and MLD reports: taken in quietly (counted as
+        ICMP in, no drop). A neighbour solicitation for our address is answered (§7.2.4;
+        from ::, duplicate address detection, by defending it to all nodes, RFC 4862
+        §5.4.3)."""
+        self.counters["icmp_in"] += 1
+        try:
+            message = parse_link_message(payload, ip6.src, ip6.dst)
+        except WireError as exc:
+            self._drop(now, "icmp-" + exc.reason, src=ip6.src, dst=ip6.dst, detail=str(exc))
+            return
+        if message is None or message.target != address6:
+            return
+        if ip6.hop_limit != ND_HOP_LIMIT:  # RFC 4861 §7.1.1: it crossed a router
+            self._drop(now, "icmp-nd-hop-limit", src=ip6.src, dst=ip6.dst)
+            return
+        dad = ip6.src.is_unspecified
+        dst = IPv6Address("ff02::1") if dad else ip6.src
+        advert = build_neighbour_advert(address6, address6, dst, solicited=not dad)
+        self._outbox.append(Ipv6Header(address6, dst, PROTO_ICMPV6, ND_HOP_LIMIT).build(advert))
+        self.counters["icmp_out"] += 1
 
     def _icmp_error(
         self, ip: IpHeader, err: IcmpError, now: int, *, quoted: IpHeader | None = None

@@ -413,7 +413,7 @@ def test_syn_backlog_limit() -> None:
     assert lst.snapshot(0) == {
         "id": 1,
         "state": "LISTEN",
-        "local": {"addr": "0.0.0.0", "port": LISTEN_PORT},
+        "local": {"addr": "*", "port": LISTEN_PORT},  # both families, as ss prints it
         "backlog": 2,
         "syn_queue": 2,
         "accept_queue": 0,
@@ -1296,3 +1296,70 @@ def test_connection_reset_before_accept_is_still_accepted() -> None:
     conn = lst.accept()
     assert conn is not None
     assert (conn.state, conn.error) == (State.CLOSED, "reset")
+
+
+# --------------------------------------------- neighbour discovery (RFC 4861) on a TUN
+
+
+def _scapy_ns(src: str, dst: str, target: str, hlim: int = 255) -> bytes:
+    from scapy.layers.inet6 import ICMPv6ND_NS, IPv6
+
+    return bytes(IPv6(src=src, dst=dst, hlim=hlim) / ICMPv6ND_NS(tgt=target))
+
+
+def test_neighbour_solicitation_for_our_address_is_answered() -> None:
+    from scapy.layers.inet6 import ICMPv6ND_NA, IPv6, in6_chksum
+
+    host = make_host6()
+    # Solicited-node multicast of fd77::2 (RFC 4291 §2.7.1), as a kernel would ask.
+    host.receive_packet(_scapy_ns("fd77::1", "ff02::1:ff00:2", "fd77::2"), 0)
+    [out] = host.packets_to_send(0)
+    na = IPv6(out)
+    assert (na.src, na.dst, na.hlim, na.nh) == ("fd77::2", "fd77::1", 255, 58)
+    adv = na[ICMPv6ND_NA]
+    assert (adv.type, adv.code, adv.R, adv.S, adv.O, adv.tgt) == (136, 0, 0, 1, 1, "fd77::2")
+    assert bytes(adv.payload) == b""  # no link-layer address option: a TUN has none
+    assert in6_chksum(58, na, bytes(adv)) == 0  # a checksum scapy verifies
+    assert (host.counters["icmp_in"], host.counters["icmp_out"]) == (1, 1)
+    assert host.counters["drops"] == {}
+
+
+def test_duplicate_address_detection_is_defended_to_all_nodes() -> None:
+    from scapy.layers.inet6 import ICMPv6ND_NA, IPv6
+
+    host = make_host6()
+    host.receive_packet(_scapy_ns("::", "ff02::1:ff00:2", "fd77::2"), 0)  # RFC 4862 §5.4.2
+    [out] = host.packets_to_send(0)
+    na = IPv6(out)
+    assert (na.src, na.dst, na[ICMPv6ND_NA].S, na[ICMPv6ND_NA].O) == ("fd77::2", "ff02::1", 0, 1)
+
+
+def test_link_housekeeping_is_taken_in_quietly() -> None:
+    from scapy.layers.inet6 import (
+        ICMPv6MLReport2,
+        ICMPv6ND_RS,
+        IPv6,
+        IPv6ExtHdrHopByHop,
+        RouterAlert,
+    )
+
+    log = TraceLog()
+    host = make_host6(tracer=log)
+    rs = IPv6(src="fe80::1", dst="ff02::2", hlim=255) / ICMPv6ND_RS()  # router solicitation
+    mld = (
+        IPv6(src="fe80::1", dst="ff02::16", hlim=1)
+        / IPv6ExtHdrHopByHop(options=[RouterAlert()])
+        / ICMPv6MLReport2()
+    )
+    other = _scapy_ns("fd77::1", "ff02::1:ff00:9", "fd77::9")  # someone else's address
+    for pkt in (bytes(rs), bytes(mld), other):
+        host.receive_packet(pkt, 0)
+    assert host.packets_to_send(0) == []
+    assert (host.counters["icmp_in"], host.counters["drops"], log.events) == (3, {}, [])
+    # Forged from beyond a router (hop limit below 255): dropped with its reason.
+    host.receive_packet(_scapy_ns("fd77::1", "fd77::2", "fd77::2", hlim=64), 0)
+    bad = bytearray(_scapy_ns("fd77::1", "fd77::2", "fd77::2"))
+    bad[-1] ^= 1
+    host.receive_packet(bad, 0)
+    assert host.packets_to_send(0) == []
+    assert host.counters["drops"] == {"icmp-nd-hop-limit": 1, "icmp-bad-checksum": 1}

@@ -18,6 +18,8 @@ from pytcpcli.options import (
     PORTS,
     Duration,
     StackOptions,
+    family_of,
+    family_option,
     format_duration,
     idle_timeout_option,
     stack_options,
@@ -332,7 +334,8 @@ def zero_io(stack: Any, sock: Any) -> None:
     help="Only check the port: handshake and close, no data (exit 0 open, 1 not).",
 )
 @click.option("-p", "--source-port", type=PORT, help="Local port to connect from.")
-@click.option("-n", "--numeric", is_flag=True, help="HOST is an IPv4 address; never look names up.")
+@click.option("-n", "--numeric", is_flag=True, help="HOST is an IP address; never look names up.")
+@family_option
 @click.option(
     "-d",
     "--recv-only",
@@ -356,6 +359,8 @@ def connect(
     zero: bool,
     source_port: int | None,
     numeric: bool,
+    ipv4: bool,
+    ipv6: bool,
     recv_only: bool,
     send_only: bool,
     crlf: bool,
@@ -368,7 +373,8 @@ def connect(
     peer closes first, stdout is closed at once so the next stage of a pipeline
     sees EOF, and stdin is still sent until its EOF.
 
-    HOST is an IPv4 address or a name for the system resolver (not with -n).
+    HOST is an IPv4 or IPv6 address (brackets allowed: [fd77:0::1]) or a name
+    for the system resolver (not with -n), A or AAAA; -4/-6 keep to one family.
     PORT is a number or a service name (ssh); with -z it may be a range, 20-30,
     tried one port after the other (exit 0 when at least one is open).
     DURATIONs are written 500ms, 2s, 1.5, 1m. After the close pytcp stays in
@@ -381,7 +387,7 @@ def connect(
         raise CliError("--recv-only and --send-only exclude each other; pick one", EXIT_USAGE)
     if len(ports) > 1 and not zero:
         raise CliError("a port range (LOW-HIGH) needs -z: only a scan tries many ports", EXIT_USAGE)
-    address = app.resolve(host, numeric)
+    address = app.resolve(host, numeric, family_of(ipv4, ipv6))
     if len(ports) > 1:
         with app.stack(stack) as st, app.control(st, stack.verbose):
             code = scan(app, st, address, ports, timeout, source_port, stack.verbose)

@@ -20,7 +20,15 @@ from click.shell_completion import CompletionItem
 
 from pytcpcli.app import App
 from pytcpcli.errors import EXIT_CONN, EXIT_OK, EXIT_USAGE, CliError
-from pytcpcli.options import DURATION, PORT, StackOptions, stack_options, timeout_option
+from pytcpcli.options import (
+    DURATION,
+    PORT,
+    StackOptions,
+    family_of,
+    family_option,
+    stack_options,
+    timeout_option,
+)
 from pytcpcli.output import (
     TimelineItem,
     changed_fields,
@@ -372,8 +380,9 @@ def _probe(
     data: bytes,
     timeout: float | None,
     as_json: bool,
+    family: int | None = None,
 ) -> int:
-    address = app.resolve(host, False)
+    address = app.resolve(host, False, family)
     recorder = ProbeRecorder()
     failure: CliError | None = None
     final: dict[str, Any] | None = None
@@ -492,6 +501,7 @@ class InspectCommand(click.Command):
     metavar="TEXT",
     help="Probe only: send TEXT (backslash escapes \\r \\n \\t \\\\ understood) before the close.",
 )
+@family_option
 @timeout_option
 @stack_options
 @click.pass_obj
@@ -506,6 +516,8 @@ def inspect(
     count: int | None,
     as_json: bool,
     data: str | None,
+    ipv4: bool,
+    ipv6: bool,
     timeout: float | None,
 ) -> None:
     """Show pytcp's live TCP connections, or probe HOST PORT.
@@ -524,7 +536,8 @@ def inspect(
     --data if given, closes (FIN), reads the peer's reply and FIN, and prints a
     timeline: every segment with its time offset and, after each state change,
     the TCB fields that changed and the timers armed, through TIME-WAIT; then
-    what the peer negotiated and the RTT measured. The stack options (--tun,
+    what the peer negotiated and the RTT measured. HOST is an IPv4 or IPv6
+    address or a name (-4/-6 keep to one family). The stack options (--tun,
     --addr, --trace, ...) apply to the probe only.
     """
     every: float | None = None  # seconds between redraws; None: draw once
@@ -539,10 +552,12 @@ def inspect(
         if data is not None:
             payload = codecs.escape_decode(data.encode("utf-8"))[0]
         code = _probe(app, stack, target[0], PORT.convert(target[1], None, None), payload,
-                      timeout, as_json)  # fmt: skip
+                      timeout, as_json, family_of(ipv4, ipv6))  # fmt: skip
         click.get_current_context().exit(code)
     if data is not None:
         raise CliError("--data is for a probe: pytcp inspect HOST PORT --data TEXT", EXIT_USAGE)
+    if ipv4 or ipv6:
+        raise CliError("-4 and -6 are for a probe: pytcp inspect -6 HOST PORT", EXIT_USAGE)
     if len(target) == 0:
         _list(app, states, port, as_json, every, count)
     elif len(target) == 1:

@@ -21,7 +21,15 @@ import click
 
 from pytcpcli.app import App
 from pytcpcli.errors import EXIT_CONN, EXIT_ENV, EXIT_OK, EXIT_USAGE, CliError
-from pytcpcli.options import CLOSE_NOTES, PORT, StackOptions, stack_options, time_wait_option
+from pytcpcli.options import (
+    CLOSE_NOTES,
+    PORT,
+    StackOptions,
+    family_of,
+    family_option,
+    stack_options,
+    time_wait_option,
+)
 from pytcpcli.relay import CLOSED_STATES, FdReader, FdWriter, Relay, Session, pipe_unread
 
 CHILD_GRACE = 1.0  # seconds a child has to exit after SIGTERM (second signal) before SIGKILL
@@ -589,6 +597,14 @@ def describe_exit(pid: int, command: list[str] | None, status: int) -> str:
     return f"child {pid} ({name}) {how}"
 
 
+def _where(st: Any, address: str | None, family: int | None) -> str:
+    """The -v line's addresses: the one asked for, else the stack's of each family heard."""
+    if address is not None:
+        return address
+    ours = [st.address if family != 6 else None, st.address6 if family != 4 else None]
+    return " and ".join(str(a) for a in ours if a is not None)
+
+
 def parse_addr_port(args: tuple[str, ...]) -> tuple[str | None, int]:
     """`[ADDR] PORT` -> (address or None for any, port)."""
     if len(args) not in (1, 2):
@@ -602,10 +618,13 @@ def parse_addr_port(args: tuple[str, ...]) -> tuple[str | None, int]:
         raise
     addr = None
     if len(args) == 2:
+        text = args[0]
+        if text.startswith("[") and text.endswith("]"):
+            text = text[1:-1]  # [fd77:0::2], as URLs and ncat write IPv6
         try:
-            addr = str(ipaddress.IPv4Address(args[0]))
+            addr = str(ipaddress.ip_address(text))
         except ValueError:
-            raise click.UsageError(f"{args[0]!r} is not an IPv4 address") from None
+            raise click.UsageError(f"{args[0]!r} is not an IPv4 or IPv6 address") from None
     return addr, port
 
 
@@ -652,6 +671,7 @@ def parse_addr_port(args: tuple[str, ...]) -> tuple[str | None, int]:
     help="Connections completed but not yet accepted that the stack keeps.",
 )
 @click.option("-C", "--crlf", is_flag=True, help="Send LF line endings as CRLF.")
+@family_option
 @time_wait_option
 @stack_options
 @click.pass_obj
@@ -665,13 +685,16 @@ def listen(
     max_conns: int | None,
     backlog: int,
     crlf: bool,
+    ipv4: bool,
+    ipv6: bool,
     time_wait: float | None,
 ) -> None:
     """Listen on [ADDR] PORT with pytcp's own TCP and relay what connects.
 
     Without -k, pytcp accepts one connection, relays it with stdin and stdout like
     `pytcp connect`, and exits when it is closed both ways; later clients are
-    refused. ADDR (default: any of the stack's addresses) must be an IPv4 address.
+    refused. ADDR is one of the stack's addresses, IPv4 or IPv6 ([fd77:0::2] too);
+    without it pytcp listens on both families, as ncat does (-4 or -6: one only).
 
     With -e or -c, each connection gets its own child process: what the peer sends
     is the child's stdin, what the child writes is sent; the child's environment
@@ -684,6 +707,11 @@ def listen(
     reaches pytcp only.
     """
     address, port = parse_addr_port(addr_port)
+    family = family_of(ipv4, ipv6)
+    if address is not None and family is not None and (":" in address) != (family == 6):
+        raise CliError(
+            f"{address} is not an IPv{family} address; drop -{family} or give one", EXIT_USAGE
+        )
     if exec_cmd is not None and sh_cmd is not None:
         raise CliError("-e and -c exclude each other; pick one", EXIT_USAGE)
     if max_conns is not None and not keep_open:
@@ -704,12 +732,19 @@ def listen(
         command = ["/bin/sh", "-c", sh_cmd]
     with app.stack(stack) as st, app.control(st, stack.verbose):
         try:
-            listener = st.listen(port, address=address, backlog=backlog)
+            listener = st.listen(port, address=address, backlog=backlog, family=family)
         except OSError as e:
             if e.errno == errno.EADDRNOTAVAIL:
+                ours = " and ".join(str(a) for a in (st.address, st.address6) if a is not None)
+                if address is None:  # -6 on an interface without IPv6
+                    raise CliError(
+                        f"cannot listen on IPv6: interface {st.tun_name} has no IPv6 address "
+                        f"(pytcp's address is {ours}); drop -6",
+                        EXIT_USAGE,
+                    ) from None
                 raise CliError(
-                    f"cannot listen on {address}: pytcp's address is {st.address}; "
-                    "give that or no ADDR",
+                    f"cannot listen on {address}: pytcp's address is {ours}; "
+                    "give one of those or no ADDR",
                     EXIT_USAGE,
                 ) from None
             raise CliError(
@@ -728,7 +763,7 @@ def listen(
         )
         # Said once the session's signal handling is in place: a ^C from now on closes.
         if stack.verbose:
-            app.say(f"listening on {st.tun_name} {address or st.address} port {port}")
+            app.say(f"listening on {st.tun_name} {_where(st, address, family)} port {port}")
         code = session.run()
     if code != EXIT_OK:
         click.get_current_context().exit(code)

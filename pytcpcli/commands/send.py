@@ -18,6 +18,8 @@ from pytcpcli.errors import EXIT_CONN, EXIT_USAGE, CliError
 from pytcpcli.options import (
     PORT,
     StackOptions,
+    family_of,
+    family_option,
     format_duration,
     stack_options,
     time_wait_option,
@@ -159,8 +161,9 @@ def _one_shot(
     timeout: float | None,
     source_port: int | None,
     time_wait: float | None,
+    family: int | None = None,
 ) -> None:
-    address = app.resolve(host, False)
+    address = app.resolve(host, False, family)
     with app.stack(opts) as st, app.control(st, opts.verbose):
         sock = app.connect(
             st, address, port, timeout=timeout, source_port=source_port, verbose=opts.verbose
@@ -204,6 +207,7 @@ def _one_shot(
     help="Send the contents of FILE instead of DATA.",
 )
 @click.option("-p", "--source-port", type=PORT, help="Local port to connect from.")
+@family_option
 @timeout_option
 @time_wait_option
 @stack_options
@@ -216,6 +220,8 @@ def send(
     no_newline: bool,
     file: str | None,
     source_port: int | None,
+    ipv4: bool,
+    ipv6: bool,
     timeout: float | None,
     time_wait: float | None,
 ) -> None:
@@ -232,7 +238,13 @@ def send(
     fails (exit 1) when the connection's write side is closed.
     """
     if conn_id is not None:
-        if stack != StackOptions() or source_port is not None or timeout is not None:
+        if (
+            stack != StackOptions()
+            or source_port is not None
+            or timeout is not None
+            or ipv4
+            or ipv6
+        ):
             raise CliError("--conn uses the other process's stack; stack options do not apply",
                            EXIT_USAGE)  # fmt: skip
         _queue(app, conn_id, _payload(app, args, no_newline, file))
@@ -242,7 +254,8 @@ def send(
     host, port_text, data = args[0], args[1], args[2:]
     port = PORT.convert(port_text, None, None)
     payload = _payload(app, data, no_newline, file)
-    _one_shot(app, stack, host, port, payload, timeout, source_port, time_wait)
+    family = family_of(ipv4, ipv6)
+    _one_shot(app, stack, host, port, payload, timeout, source_port, time_wait, family)
 
 
 send.exit_status = EXIT_STATUS  # type: ignore[attr-defined]

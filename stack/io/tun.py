@@ -67,6 +67,7 @@ _IFREQ = struct.Struct("16sH22x")  # struct ifreq: name + ifr_flags, padded to 4
 
 DEFAULT_MTU = 1500  # conventional Ethernet MTU: segments and traces look like real TCP (MSS 1460)
 MIN_MTU = 576  # RFC 791: every IPv4 host must accept 576-byte datagrams
+IPV6_MIN_MTU = 1280  # RFC 8200 §5: below it an interface carries no IPv6
 MAX_MTU = 65535  # the IPv4 total-length field
 DEFAULT_PREFIX = "pytcp"
 DEFAULT_NET = IPv4Network("10.77.0.0/16")  # DESIGN §3: 10.77.N.0/24 per interface
@@ -387,6 +388,8 @@ def _configure(
                     flags=IFA_F_NODAD,
                 )
             ipr.link("set", index=index, state="up")
+            if gateway6 is not None:
+                _wait_local(ipr, gateway6.ip)
     except NetlinkError as exc:
         code = exc.code
         if code == errno.EEXIST:
@@ -406,6 +409,28 @@ def _configure(
 
 
 IN6_ADDR_GEN_MODE_NONE = 1  # linux/if_link.h
+RTN_LOCAL = 2  # linux/rtnetlink.h: a route to one of the host's own addresses
+LOCAL_WAIT = 2.0  # seconds at most for the kernel to take its IPv6 address as its own
+LOCAL_POLL = 0.002
+
+
+def _wait_local(ipr: Any, address: IPv6Address) -> None:
+    """Return once the kernel takes its new IPv6 address as local. Even without DAD
+    (IFA_F_NODAD) Linux inserts the address's local route from its address-configuration
+    work, just after the link comes up; a packet to it before that is dropped
+    (Ip6InAddrErrors) and the stack's first SYN costs a 1 s retransmission. Bounded:
+    after LOCAL_WAIT the interface is used as it is."""
+    import time
+
+    deadline = time.monotonic() + LOCAL_WAIT
+    while time.monotonic() < deadline:
+        try:
+            routes = ipr.route("get", dst=str(address))
+        except (OSError, ValueError):
+            routes = []
+        if any(r["type"] == RTN_LOCAL for r in routes):
+            return
+        time.sleep(LOCAL_POLL)
 
 
 def _no_ipv6_autoconf(ipr: Any, index: int) -> None:
@@ -579,8 +604,13 @@ class TunLink:
         if addr not in gateway.network:
             raise _fail(f"--addr {addr} is outside the kernel side's subnet {gateway.network}")
         _check_free(addresses if addresses is not None else _kernel_addresses(), gateway, addr)
-        gateway6, addr6 = _plan6(gateway, v6)
         mtu = mtu or DEFAULT_MTU
+        if mtu >= IPV6_MIN_MTU:
+            gateway6, addr6 = _plan6(gateway, v6)
+        elif v6.addr is not None or v6.gateway is not None:
+            raise _fail(f"IPv6 needs an MTU of at least {IPV6_MIN_MTU} (RFC 8200 §5): raise --mtu")
+        else:
+            gateway6, addr6 = None, None  # Linux keeps IPv6 off a link below 1280 bytes
         try:
             fd, actual = _open_device(name, exclusive=True, offload=offload)
         except StackEnvironmentError:

@@ -1,5 +1,6 @@
 """ICMPv4 (RFC 792) and ICMPv6 (RFC 4443): destination unreachable (and IPv6 packet too
-big) about our TCP segments, and echo (ping).
+big) about our TCP segments, echo (ping), and the neighbour solicitation and
+advertisement of RFC 4861 §4.3-4.4 that a point-to-point link may still carry.
 
 Imports the standard library, `stack.wire` (WireError), checksum, ipv4 and ipv6. Only the
 messages the host acts on are views here; any other well-formed ICMP message parses to None.
@@ -25,6 +26,15 @@ TYPE6_DEST_UNREACHABLE = 1
 TYPE6_PACKET_TOO_BIG = 2
 TYPE6_ECHO_REQUEST = 128
 TYPE6_ECHO_REPLY = 129
+TYPE6_NEIGHBOUR_SOLICIT = 135  # RFC 4861 §4.3
+TYPE6_NEIGHBOUR_ADVERT = 136  # RFC 4861 §4.4
+# Link-local housekeeping a host takes in and acts on no further (RFC 4861 §6.2.6: a host
+# ignores router solicitations; MLD reports and queries, RFC 3810, ask nothing of a
+# node that joins no group; RA and redirects have no use on a TUN with its addresses).
+TYPES6_LINK = frozenset({130, 131, 132, 133, 134, 135, 136, 137, 143})
+ND_HOP_LIMIT = 255  # RFC 4861 §7.1.1: a neighbour discovery message never crossed a router
+NA_SOLICITED = 0x40000000  # RFC 4861 §4.4 S flag
+NA_OVERRIDE = 0x20000000  # O flag
 _ECHO_REPLY_TO = {TYPE_ECHO_REQUEST: TYPE_ECHO_REPLY, TYPE6_ECHO_REQUEST: TYPE6_ECHO_REPLY}
 
 # Destination unreachable codes (RFC 792, RFC 1122 §3.2.2.1, RFC 1812 §5.2.7.1).
@@ -214,6 +224,45 @@ def parse_v6(
     src_port, dst_port, seq = _QUOTED_TCP.unpack_from(quoted_payload)
     mtu = (word1 << 16) | word2 if icmp_type == TYPE6_PACKET_TOO_BIG else None
     return Icmpv6Error(icmp_type, code, mtu, quoted, src_port, dst_port, seq)
+
+
+@dataclass(frozen=True, slots=True)
+class NeighbourSolicit:
+    """RFC 4861 §4.3: who has `target`? (Options, a link-layer address, are not kept.)"""
+
+    target: IPv6Address
+
+
+def parse_link_message(
+    data: bytes | bytearray | memoryview, src: IPv6Address, dst: IPv6Address
+) -> NeighbourSolicit | None:
+    """A message of TYPES6_LINK: a NeighbourSolicit (checksum and length checked, RFC
+    4861 §7.1.1), or None for the rest, which a host on a TUN takes in silently.
+    Raises only WireError."""
+    view = memoryview(data)
+    if view.ndim != 1 or view.itemsize != 1:
+        view = view.cast("B")
+    if len(view) < HEADER_LEN:
+        raise WireError("truncated", f"ICMPv6 message of {len(view)} bytes < {HEADER_LEN}")
+    if internet_checksum(view, _v6_pseudo(src, dst, len(view))) != 0:
+        raise WireError("bad-checksum", "ICMPv6 checksum does not verify")
+    if view[0] != TYPE6_NEIGHBOUR_SOLICIT:
+        return None
+    if view[1] != 0 or len(view) < HEADER_LEN + 16:
+        raise WireError("bad-neighbour-solicit", "neighbour solicitation: code != 0 or < 24 bytes")
+    return NeighbourSolicit(IPv6Address(bytes(view[HEADER_LEN : HEADER_LEN + 16])))
+
+
+def build_neighbour_advert(
+    target: IPv6Address, src: IPv6Address, dst: IPv6Address, *, solicited: bool
+) -> bytes:
+    """RFC 4861 §4.4: `target` is here. No target link-layer address option: a TUN has
+    no link-layer addresses (§4.6.1 leaves it out on such links)."""
+    flags = NA_OVERRIDE | (NA_SOLICITED if solicited else 0)
+    body = target.packed
+    return _build(
+        TYPE6_NEIGHBOUR_ADVERT, 0, flags, body, _v6_pseudo(src, dst, HEADER_LEN + len(body))
+    )
 
 
 def build_unreachable_v6(

@@ -1,7 +1,8 @@
 """Helpers for running the installed `pytcp` as a user would, inside a test namespace.
 
-pytcp creates pytcp0 in the fresh namespace: the kernel is 10.77.0.1 on it and pytcp
-is 10.77.0.2. Kernel peers are Python sockets in threads; every wait is bounded.
+pytcp creates pytcp0 in the fresh namespace: the kernel is 10.77.0.1 and fd77::1 on it
+and pytcp is 10.77.0.2 and fd77::2. Kernel peers are Python sockets in threads; every
+wait is bounded. `FAMILIES` parametrizes a test over IPv4 and IPv6 (`ADDRS[family]`).
 """
 
 from __future__ import annotations
@@ -16,9 +17,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
+
 PYTCP = os.path.join(os.path.dirname(sys.executable), "pytcp")
 KERNEL = "10.77.0.1"
 STACK = "10.77.0.2"
+KERNEL6 = "fd77::1"
+STACK6 = "fd77::2"
+ADDRS = {4: (KERNEL, STACK), 6: (KERNEL6, STACK6)}  # family -> (kernel, pytcp)
+FAMILIES = pytest.mark.parametrize("family", [4, 6], ids=["ipv4", "ipv6"])
 TIMEOUT = 60  # seconds any one subprocess or wait may take before the test fails
 
 
@@ -56,17 +63,21 @@ def unacked(conn: socket.socket) -> int:
 
 @dataclass
 class KernelServer:
-    """A kernel TCP server on 0.0.0.0:port; handler(conn) runs in a thread per client."""
+    """A kernel TCP server on 0.0.0.0:port (family 6: [::]:port, IPv6 only);
+    handler(conn) runs in a thread per client."""
 
     port: int
     handler: Callable[[socket.socket], Any]
     results: list[Any] = field(default_factory=list)
     errors: list[BaseException] = field(default_factory=list)
+    family: int = 4
 
     def __post_init__(self) -> None:
-        self.sock = socket.socket()
+        self.sock = socket.socket(socket.AF_INET6 if self.family == 6 else socket.AF_INET)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("0.0.0.0", self.port))
+        if self.family == 6:
+            self.sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        self.sock.bind(("::" if self.family == 6 else "0.0.0.0", self.port))
         self.sock.listen(16)
         self.sock.settimeout(TIMEOUT)
         self.threads: list[threading.Thread] = []

@@ -86,7 +86,33 @@ def run(
         ),
         (
             ["connect", "-n", "example.org", "80"],
-            "'example.org' is not an IPv4 address and -n forbids name lookups; give an address",
+            "'example.org' is not an IP address and -n forbids name lookups; give an address",
+        ),
+        (
+            ["connect", "-4", "fd77::1", "80"],
+            "fd77::1 is an IPv6 address but -4 asks for IPv4; drop -4 or give an IPv4 address",
+        ),
+        (
+            ["connect", "-6", "10.77.0.1", "80"],
+            "10.77.0.1 is an IPv4 address but -6 asks for IPv6; drop -6 or give an IPv6 address",
+        ),
+        (
+            ["send", "-6", "[10.77.0.1]", "80"],
+            "[10.77.0.1] is an IPv4 address but -6 asks for IPv6; drop -6 or give an IPv6 address",
+        ),
+        (
+            ["connect", "-4", "-6", "h", "80"],
+            "-4 and -6 exclude each other; give one or neither; see 'pytcp connect --help'",
+        ),
+        (
+            ["connect", "fe80::1%pytcp0", "80"],
+            "fe80::1%pytcp0: pytcp has no link-local address (no %zone); give its fd77 address "
+            "or a global one",
+        ),
+        (["inspect", "-6"], "-4 and -6 are for a probe: pytcp inspect -6 HOST PORT"),
+        (
+            ["listen", "-4", "fd77::2", "80"],
+            "fd77::2 is not an IPv4 address; drop -4 or give one",
         ),
         (
             ["connect", "--impair", "loss=5%,x=1", "h", "1"],
@@ -102,7 +128,7 @@ def run(
         (["listen", "a", "b", "c"], "got 3 arguments; see 'pytcp listen --help'"),
         (
             ["listen", "nowhere", "80"],
-            "'nowhere' is not an IPv4 address; see 'pytcp listen --help'",
+            "'nowhere' is not an IPv4 or IPv6 address; see 'pytcp listen --help'",
         ),
         (
             ["listen", "99999"],
@@ -181,7 +207,7 @@ def test_listen_port_in_use_exits_3() -> None:
         3,
         "pytcp: cannot listen on port 80: Address already in use; choose another port\n",
     )
-    assert made[0].calls == [("listen", 80, {"address": "10.77.0.2", "backlog": 4})]
+    assert made[0].calls == [("listen", 80, {"address": "10.77.0.2", "backlog": 4, "family": None})]
 
 
 def test_names_resolve_through_the_resolver_and_options_reach_the_stack(

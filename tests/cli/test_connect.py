@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 
 from tests.cli.netcat import (
+    ADDRS,
+    FAMILIES,
     KERNEL,
     PYTCP,
     TIMEOUT,
@@ -37,19 +39,23 @@ def upper_echo(conn: socket.socket) -> bytes:
     return data
 
 
-def test_stdin_to_peer_and_reply_to_stdout(netns) -> None:
-    server = KernelServer(7000, upper_echo)
+@FAMILIES
+def test_stdin_to_peer_and_reply_to_stdout(netns, family: int) -> None:
+    KERNEL, _STACK = ADDRS[family]
+    server = KernelServer(7000, upper_echo, family=family)
     out = run("connect", KERNEL, "7000", input=b"hello\x00world\n")
     assert (out.returncode, out.stdout, out.stderr) == (0, b"HELLO\x00WORLD\n", b"")
     assert server.wait() == [b"hello\x00world\n"]
 
 
-def test_verbose_lines(netns) -> None:
-    KernelServer(7000, upper_echo)
+@FAMILIES
+def test_verbose_lines(netns, family: int) -> None:
+    KERNEL, STACK = ADDRS[family]
+    KernelServer(7000, upper_echo, family=family)
     out = run("connect", "-v", KERNEL, "7000", input=b"abc")
     assert (out.returncode, out.stdout) == (0, b"ABC")
     lines = out.stderr.decode().splitlines()
-    assert lines[0].startswith(f"pytcp: connected to {KERNEL} port 7000 from 10.77.0.2 port ")
+    assert lines[0].startswith(f"pytcp: connected to {KERNEL} port 7000 from {STACK} port ")
     assert lines[0].endswith(f" (pytcp0, id {out_pid(lines[0])}.1)")
     assert lines[1] == "pytcp: the peer closed its side of the connection"
     assert lines[2].startswith("pytcp: 3 bytes sent, 3 received in ")
@@ -144,7 +150,9 @@ def test_pipeline_finishes_when_the_data_is_done(netns) -> None:
     assert (out.returncode, out.stdout, out.stderr) == (0, b"20000\n", b"")
 
 
-def test_refused_exits_1(netns) -> None:
+@FAMILIES
+def test_refused_exits_1(netns, family: int) -> None:
+    KERNEL, _STACK = ADDRS[family]
     # The kernel answers a SYN to a closed port with RST: refused.
     out = run("connect", KERNEL, "9")
     assert (out.returncode, out.stdout) == (1, b"")
@@ -206,12 +214,20 @@ def test_not_a_tun_device_exits_2(netns) -> None:
     )
 
 
-def test_zero_io_open_and_closed(netns) -> None:
-    server = KernelServer(7004, recv_all)
+@FAMILIES
+def test_zero_io_open_and_closed(netns, family: int) -> None:
+    KERNEL, _STACK = ADDRS[family]
+    server = KernelServer(7004, recv_all, family=family)
     out = run("connect", "-z", KERNEL, "7004")
     assert (out.returncode, out.stdout, out.stderr) == (0, b"", b"")
     assert server.wait() == [b""]
     assert run("connect", "-z", KERNEL, "7005").returncode == 1
+    # A scan over a range, nc style: one open port is enough for exit 0, -v names it.
+    scan = run("connect", "-z", "-v", KERNEL, "7003-7005")
+    assert (scan.returncode, scan.stderr) == (
+        0,
+        f"pytcp: connection to {KERNEL} port 7004 succeeded: open\n".encode(),
+    )
 
 
 def test_recv_only_never_reads_stdin(netns) -> None:
@@ -296,13 +312,16 @@ def test_idle_timeout_exits_1(netns) -> None:
     assert err == b"pytcp: no data either way for 1s (-i); closed the connection\n"
 
 
-def test_reset_by_peer_exits_1(netns) -> None:
+@FAMILIES
+def test_reset_by_peer_exits_1(netns, family: int) -> None:
+    KERNEL, _STACK = ADDRS[family]
+
     def reset(conn: socket.socket) -> None:
         conn.recv(1)
         conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\0\0\0\0\0\0\0")
         conn.close()  # linger 0: RST
 
-    KernelServer(7012, reset)
+    KernelServer(7012, reset, family=family)
     proc = pytcp("connect", KERNEL, "7012")
     assert proc.stdin is not None
     proc.stdin.write(b"x")
@@ -312,8 +331,10 @@ def test_reset_by_peer_exits_1(netns) -> None:
     assert err == f"pytcp: connection to {KERNEL} port 7012 reset by the peer\n".encode()
 
 
-def test_trace_prints_segments_and_state_changes(netns) -> None:
-    KernelServer(7013, upper_echo)
+@FAMILIES
+def test_trace_prints_segments_and_state_changes(netns, family: int) -> None:
+    KERNEL, STACK = ADDRS[family]
+    KernelServer(7013, upper_echo, family=family)
     out = run("connect", "--trace", KERNEL, "7013", input=b"hi")
     assert (out.returncode, out.stdout) == (0, b"HI")
     lines = out.stderr.decode().splitlines()
@@ -324,7 +345,7 @@ def test_trace_prints_segments_and_state_changes(netns) -> None:
     assert not [line for line in lines if " drop" in line]
     first = next(line for line in lines if " Out " in line).split(" ", 2)
     assert first[1] == "Out"
-    assert first[2].startswith("10.77.0.2.")
+    assert first[2].startswith(f"{STACK}.")
     assert f" > {KERNEL}.7013: Flags [S], seq " in first[2]
     assert any(line.endswith("SYN-SENT -> ESTABLISHED") for line in lines)
     assert any("Flags [P.], seq 1:3, ack 1, win" in line for line in lines)

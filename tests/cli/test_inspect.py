@@ -26,7 +26,16 @@ from stack.api import Stack
 from stack.control import MAX_REQUEST
 from stack.io.link import PairLink
 from stack.io.loop import Loop
-from tests.cli.netcat import PYTCP, TIMEOUT, KernelServer, connect_kernel, recv_all, start_listener
+from tests.cli.netcat import (
+    ADDRS,
+    FAMILIES,
+    PYTCP,
+    TIMEOUT,
+    KernelServer,
+    connect_kernel,
+    recv_all,
+    start_listener,
+)
 from tests.test_control import PairedStacks, _as_nobody, raw_exchange
 
 
@@ -739,18 +748,19 @@ def test_netns_inspect_id_json_counts_what_was_sent(held: Held) -> None:
 
 @pytest.mark.netns
 @pytest.mark.timeout(240)
-def test_netns_probe_against_a_kernel_listener(netns: Any, tmp_path: Any) -> None:
+@FAMILIES
+def test_netns_probe_against_a_kernel_listener(netns: Any, tmp_path: Any, family: int) -> None:
     def handler(conn: socket.socket) -> bytes:
         data = recv_all(conn)  # to our FIN
         conn.sendall(b"bye\n")
         time.sleep(0.3)  # the kernel acknowledges our FIN before it sends its own
         return data
 
-    server = KernelServer(7000, handler)
+    server = KernelServer(7000, handler, family=family)
     try:
         env = {**os.environ, "PYTCP_RUNTIME_DIR": str(tmp_path)}
         out = subprocess.run(
-            [PYTCP, "inspect", "10.77.0.1", "7000", "--data", "hi\\n", "--json"],
+            [PYTCP, "inspect", f"-{family}", ADDRS[family][0], "7000", "--data", "hi\\n", "--json"],
             capture_output=True, timeout=TIMEOUT, env=env,
         )  # fmt: skip
         assert out.returncode == 0, out.stderr
@@ -763,7 +773,9 @@ def test_netns_probe_against_a_kernel_listener(netns: Any, tmp_path: Any) -> Non
     last = [i for i in probe["timeline"] if i["kind"] == "state"][-1]
     assert [t["name"] for t in last["timers"] if t["armed"]] == ["time-wait"]
     assert probe["summary"]["counters"]["bytes_in"] == 4
-    assert probe["summary"]["options"]["mss_remote"] == 1460
+    # The kernel's MSS: its MTU 1500 less 40 (IPv4 + TCP) or 60 (IPv6 + TCP).
+    assert probe["summary"]["options"]["mss_remote"] == {4: 1460, 6: 1440}[family]
+    assert probe["summary"]["remote"]["addr"] == ADDRS[family][0]
     # What our SYN offered (sackOK, TS, wscale) is on the step into SYN-SENT.
     first = next(i for i in probe["timeline"] if i["kind"] == "state")
     assert first["text"] == "CLOSED -> SYN-SENT"

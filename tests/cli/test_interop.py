@@ -1,4 +1,5 @@
-"""pytcp against the tools it replaces: OpenBSD nc and socat, as client and as server."""
+"""pytcp against the tools it replaces: OpenBSD nc and socat, as client and as server,
+over IPv4 and IPv6 (nc's connect and listen; socat into listen -e)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.netcat import KERNEL, PYTCP, STACK, TIMEOUT, start_listener
+from tests.cli.netcat import ADDRS, FAMILIES, KERNEL, PYTCP, STACK, TIMEOUT, start_listener
 
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(240)]
 
@@ -19,12 +20,14 @@ needs_nc = pytest.mark.skipif(shutil.which("nc") is None, reason="needs OpenBSD 
 needs_socat = pytest.mark.skipif(shutil.which("socat") is None, reason="needs socat")
 
 
-def wait_for_kernel_listener(port: int) -> None:
-    """Bounded wait until something listens on the kernel's port."""
+def wait_for_kernel_listener(port: int, family: int = 4) -> None:
+    """Bounded wait until something listens on the kernel's port (of that family)."""
     for _ in range(TIMEOUT * 20):
-        probe = socket.socket()
+        probe = socket.socket(socket.AF_INET6 if family == 6 else socket.AF_INET)
         try:
-            probe.bind(("0.0.0.0", port))
+            if family == 6:
+                probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            probe.bind(("::" if family == 6 else "0.0.0.0", port))
         except OSError:
             return  # taken: the server is listening
         finally:
@@ -45,18 +48,22 @@ def sha(path: Path) -> str:
 
 
 @needs_nc
-def test_pytcp_connect_to_nc_listener(netns, tmp_path: Path) -> None:
+@FAMILIES
+def test_pytcp_connect_to_nc_listener(netns, tmp_path: Path, family: int) -> None:
+    kernel = ADDRS[family][0]
     upload, up_sum = blob(tmp_path, "up.bin", 1024 * 1024)
     reply, reply_sum = blob(tmp_path, "reply.bin", 256 * 1024)
     got = tmp_path / "got.bin"
     with open(reply, "rb") as stdin, open(got, "wb") as stdout:
         # -N: nc sends FIN at the end of its stdin, as pytcp does by default.
-        server = subprocess.Popen(["nc", "-N", "-l", "9100"], stdin=stdin, stdout=stdout)
+        server = subprocess.Popen(
+            ["nc", f"-{family}", "-N", "-l", "9100"], stdin=stdin, stdout=stdout
+        )
     try:
-        wait_for_kernel_listener(9100)
+        wait_for_kernel_listener(9100, family)
         with open(upload, "rb") as stdin, open(tmp_path / "back.bin", "wb") as stdout:
             proc = subprocess.run(
-                [PYTCP, "connect", KERNEL, "9100"],
+                [PYTCP, "connect", kernel, "9100"],
                 stdin=stdin,
                 stdout=stdout,
                 stderr=subprocess.PIPE,
@@ -71,14 +78,16 @@ def test_pytcp_connect_to_nc_listener(netns, tmp_path: Path) -> None:
 
 
 @needs_nc
-def test_nc_client_to_pytcp_listen(netns, tmp_path: Path) -> None:
+@FAMILIES
+def test_nc_client_to_pytcp_listen(netns, tmp_path: Path, family: int) -> None:
+    stack = ADDRS[family][1]
     upload, up_sum = blob(tmp_path, "up.bin", 2 * 1024 * 1024)
     reply, reply_sum = blob(tmp_path, "reply.bin", 100 * 1024)
     with open(reply, "rb") as stdin, open(tmp_path / "got.bin", "wb") as stdout:
         proc, _ = start_listener("9101", stdin=stdin, stdout=stdout)
     with open(upload, "rb") as stdin, open(tmp_path / "back.bin", "wb") as stdout:
         nc = subprocess.run(
-            ["nc", "-N", STACK, "9101"], stdin=stdin, stdout=stdout, timeout=TIMEOUT
+            ["nc", "-N", stack, "9101"], stdin=stdin, stdout=stdout, timeout=TIMEOUT
         )
     assert nc.returncode == 0
     assert proc.wait(TIMEOUT) == 0
@@ -108,12 +117,14 @@ def test_pytcp_connect_to_socat_echo(netns, tmp_path: Path) -> None:
 
 
 @needs_socat
-def test_socat_client_to_pytcp_listen_exec(netns, tmp_path: Path) -> None:
+@FAMILIES
+def test_socat_client_to_pytcp_listen_exec(netns, tmp_path: Path, family: int) -> None:
     upload, up_sum = blob(tmp_path, "up.bin", 1024 * 1024)
     proc, _ = start_listener("9103", "-e", "sha256sum", stdin=subprocess.DEVNULL)
+    target = f"TCP:{STACK}:9103" if family == 4 else f"TCP6:[{ADDRS[6][1]}]:9103"
     with open(upload, "rb") as stdin:
         socat = subprocess.run(
-            ["socat", "-t", "30", "STDIO", f"TCP:{STACK}:9103"],
+            ["socat", "-t", "30", "STDIO", target],
             stdin=stdin,
             capture_output=True,
             timeout=TIMEOUT,

@@ -16,8 +16,11 @@ from typing import Any
 import pytest
 
 from tests.cli.netcat import (
+    ADDRS,
+    FAMILIES,
     PYTCP,
     STACK,
+    STACK6,
     TIMEOUT,
     connect_kernel,
     recv_all,
@@ -28,13 +31,15 @@ from tests.cli.netcat import (
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(240)]
 
 
-def test_one_connection_relayed_then_exit(netns) -> None:
-    proc, err = start_listener("9000")
+@FAMILIES
+def test_one_connection_relayed_then_exit(netns, family: int) -> None:
+    kernel, stack = ADDRS[family]
+    proc, err = start_listener("9000")  # both families by default
     assert proc.stdin is not None and proc.stdout is not None
-    client = connect_kernel(9000)
+    client = connect_kernel(9000, stack)
     port = client.getsockname()[1]
-    line = err.wait_for("pytcp: connection from 10.77.0.1 port ")
-    assert line == f"pytcp: connection from 10.77.0.1 port {port} (id {proc.pid}.2)\n"
+    line = err.wait_for(f"pytcp: connection from {kernel} port ")
+    assert line == f"pytcp: connection from {kernel} port {port} (id {proc.pid}.2)\n"
     proc.stdin.write(b"reply\x00\xff")
     proc.stdin.close()
     client.sendall(b"request\x00\xff")
@@ -45,7 +50,8 @@ def test_one_connection_relayed_then_exit(netns) -> None:
     assert proc.wait(TIMEOUT) == 0
     rest = err.rest()
     assert re.fullmatch(
-        rf"pytcp: 10\.77\.0\.1 port {port}: 7 bytes sent, 9 received in \d+\.\d\d s\n", rest[-1]
+        rf"pytcp: {re.escape(kernel)} port {port}: 7 bytes sent, 9 received in \d+\.\d\d s\n",
+        rest[-1],
     )
 
 
@@ -232,7 +238,8 @@ def test_an_address_that_is_not_pytcps_is_a_usage_error(netns) -> None:
     assert (proc.returncode, proc.stdout, proc.stderr) == (
         2,
         b"",
-        b"pytcp: cannot listen on 10.77.0.9: pytcp's address is 10.77.0.2; give that or no ADDR\n",
+        b"pytcp: cannot listen on 10.77.0.9: pytcp's address is 10.77.0.2 and fd77::2; "
+        b"give one of those or no ADDR\n",
     )
 
 
@@ -309,10 +316,33 @@ def test_second_sigterm_kills_the_slow_child_and_counts_what_it_missed(netns, tm
     assert not (tmp_path / "F").exists()
 
 
-@pytest.mark.parametrize("addr", [None, STACK])
-def test_verbose_says_where_it_listens(netns, addr: str | None) -> None:
-    args = ["9013"] if addr is None else [addr, "9013"]
-    proc, err = start_listener(*args, stdin=subprocess.DEVNULL)
-    assert err.lines == [f"pytcp: listening on pytcp0 {STACK} port 9013\n"]
+@pytest.mark.parametrize(
+    ("args", "where"),
+    [
+        ([], f"{STACK} and {STACK6}"),  # both families, as ncat listens
+        ([STACK], STACK),
+        ([f"[{STACK6}]"], STACK6),  # an IPv6 ADDR, bracketed as users type it
+        (["-4"], STACK),
+        (["-6"], STACK6),
+    ],
+)
+def test_verbose_says_where_it_listens(netns, args: list[str], where: str) -> None:
+    proc, err = start_listener(*args, "9013", stdin=subprocess.DEVNULL)
+    assert err.lines == [f"pytcp: listening on pytcp0 {where} port 9013\n"]
     proc.send_signal(signal.SIGINT)
     assert proc.wait(TIMEOUT) == 130
+
+
+@pytest.mark.parametrize(
+    ("flag", "heard", "refused"), [("-4", STACK, STACK6), ("-6", STACK6, STACK)]
+)
+def test_one_family_listener_refuses_the_other(netns, flag: str, heard: str, refused: str) -> None:
+    proc, _ = start_listener(flag, "9014", stdin=subprocess.DEVNULL)
+    with pytest.raises(ConnectionRefusedError):  # the stack's RST: nobody listens there
+        connect_kernel(9014, refused)
+    client = connect_kernel(9014, heard)
+    client.sendall(b"only this family")
+    client.shutdown(socket.SHUT_WR)
+    assert recv_all(client) == b""
+    out, _ = proc.communicate(timeout=TIMEOUT)
+    assert (proc.returncode, out) == (0, b"only this family")

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from pytcpcli.app import App
 from pytcpcli.main import cli
-from tests.cli.netcat import PYTCP, TIMEOUT, KernelServer, recv_all
+from tests.cli.netcat import ADDRS, FAMILIES, PYTCP, TIMEOUT, KernelServer, recv_all
 from tests.cli.test_inspect import Held, held, live, paired_factory
 from tests.test_control import PairedStacks
 
@@ -190,16 +190,18 @@ def test_netns_send_conn_after_half_close_fails(held: Held) -> None:
 
 @pytest.mark.netns
 @pytest.mark.timeout(240)
-def test_netns_one_shot_against_a_kernel_server(netns: Any, tmp_path: Any) -> None:
+@FAMILIES
+def test_netns_one_shot_against_a_kernel_server(netns: Any, tmp_path: Any, family: int) -> None:
     def handler(conn: socket.socket) -> bytes:
         data = recv_all(conn)
         conn.sendall(data.upper())
         return data
 
-    server = KernelServer(7001, handler)
+    server = KernelServer(7001, handler, family=family)
+    kernel = ADDRS[family][0] if family == 4 else f"[{ADDRS[family][0]}]"  # as users type it
     try:
         out = subprocess.run(
-            [PYTCP, "send", "-v", "10.77.0.1", "7001", "shout", "this"],
+            [PYTCP, "send", "-v", kernel, "7001", "shout", "this"],
             capture_output=True, timeout=TIMEOUT,
             env={**os.environ, "PYTCP_RUNTIME_DIR": str(tmp_path)},
         )  # fmt: skip

@@ -1,9 +1,15 @@
 """pytcp against the Linux kernel's TCP over a real TUN device (issue 4).
 
 Each test has its own network namespace (the `netns` fixture): the stack runs in a
-thread of the test (harness.StackThread) on `pytcp0` (kernel 10.77.0.1, stack
-10.77.0.2), and the kernel's side is Python's `socket` module in the same namespace.
-Every wait is bounded (harness.BOUND).
+thread of the test (harness.StackThread) on `pytcp0` (kernel 10.77.0.1 and fd77::1,
+stack 10.77.0.2 and fd77::2), and the kernel's side is Python's `socket` module in the
+same namespace. Every wait is bounded (harness.BOUND).
+
+The tests whose behaviour differs by family run over IPv4 and IPv6 (`family`): the
+bulk transfers and both close orders, half-closes, refusals, resets, an unreachable
+destination (ICMP vs ICMPv6), seeded impairment, pcap and offload (TSO4 vs TSO6). The
+200-client echo, the interface choice and the unprivileged run stay IPv4: nothing in
+them depends on the family.
 """
 
 from __future__ import annotations
@@ -40,6 +46,8 @@ from tests.integration.harness import (
 PORT = 5000
 KERNEL = "10.77.0.1"
 PYTCP = "10.77.0.2"
+ADDRS = {4: (KERNEL, PYTCP), 6: ("fd77::1", "fd77::2")}  # (kernel, pytcp) on pytcp0
+FAMILIES = pytest.mark.parametrize("family", [4, 6], ids=["ipv4", "ipv6"])
 BULK = 8 << 20  # 8 MiB each way
 HALF = 1 << 20  # 1 MiB after the EOF of a half-close
 
@@ -50,18 +58,29 @@ def payload(seed: int, size: int) -> bytes:
     return random.Random(seed).randbytes(size)
 
 
-def kernel_server() -> socket.socket:
-    # On every address: bound before the stack's TUN (and so 10.77.0.1) exists.
-    srv = socket.create_server(("0.0.0.0", PORT), backlog=512)
+def kernel_server(family: int = 4) -> socket.socket:
+    # On every address of the family: bound before the stack's TUN (and so 10.77.0.1 or
+    # fd77::1) exists. IPv6 only for IPv6, so ss shows no IPv4-mapped addresses.
+    if family == 4:
+        srv = socket.create_server(("0.0.0.0", PORT), backlog=512)
+    else:
+        srv = socket.create_server(("::", PORT), family=socket.AF_INET6, backlog=512)
     srv.settimeout(BOUND)
     return srv
+
+
+def hostport(addr: str, port: int) -> str:
+    """As ss prints an endpoint: [fd77::1]:5000 for IPv6."""
+    return f"[{addr}]:{port}" if ":" in addr else f"{addr}:{port}"
 
 
 # -- handshake, 8 MiB each way, four-way close --------------------------------------------
 
 
+@FAMILIES
 @pytest.mark.parametrize("first", ["pytcp", "kernel"])
-def test_kernel_client_to_pytcp_listener(netns: Netns, first: str) -> None:
+def test_kernel_client_to_pytcp_listener(netns: Netns, first: str, family: int) -> None:
+    KERNEL, PYTCP = ADDRS[family]
     up, down = payload(1, BULK), payload(2, BULK)  # kernel -> pytcp, pytcp -> kernel
     tracer = FirstSegments(limit=3)
 
@@ -102,18 +121,22 @@ def test_kernel_client_to_pytcp_listener(netns: Netns, first: str) -> None:
         ("SYN-RECEIVED", "ESTABLISHED"),
     ]
     info = result["info"]
+    assert info["local"]["addr"] == PYTCP and info["remote"]["addr"] == KERNEL
+    pair = (hostport(KERNEL, kernel_port), hostport(PYTCP, PORT))
     if first == "pytcp":
         assert info["state"] == "TIME-WAIT"
         timers = {tm["name"]: tm for tm in info["timers"]}
         assert timers["time-wait"]["armed"] is True
-        assert (f"{KERNEL}:{kernel_port}", f"{PYTCP}:{PORT}") not in ss_time_wait()
+        assert pair not in ss_time_wait()
     else:
         assert info["state"] == "CLOSED"
-        assert (f"{KERNEL}:{kernel_port}", f"{PYTCP}:{PORT}") in ss_time_wait()
+        assert pair in ss_time_wait()
 
 
+@FAMILIES
 @pytest.mark.parametrize("first", ["pytcp", "kernel"])
-def test_pytcp_client_to_kernel_listener(netns: Netns, first: str) -> None:
+def test_pytcp_client_to_kernel_listener(netns: Netns, first: str, family: int) -> None:
+    KERNEL, PYTCP = ADDRS[family]
     up, down = payload(3, BULK), payload(4, BULK)  # pytcp -> kernel, kernel -> pytcp
     tracer = FirstSegments(limit=3)
 
@@ -131,7 +154,7 @@ def test_pytcp_client_to_kernel_listener(netns: Netns, first: str) -> None:
             assert stack.run_until(lambda: conn.is_closed, BOUND)
         return {"digest": digest, "count": count, "info": sock.info(), "local": sock.local}
 
-    with kernel_server() as srv:
+    with kernel_server(family) as srv:
         t = StackThread(body, tracer=tracer).start()
         k, _ = srv.accept()
         with k:
@@ -149,7 +172,8 @@ def test_pytcp_client_to_kernel_listener(netns: Netns, first: str) -> None:
         ("CLOSED", "SYN-SENT"),
         ("SYN-SENT", "ESTABLISHED"),
     ]
-    pair = (f"{KERNEL}:{PORT}", f"{PYTCP}:{result['local'][1]}")
+    assert result["local"][0] == PYTCP
+    pair = (hostport(KERNEL, PORT), hostport(PYTCP, result["local"][1]))
     if first == "pytcp":
         assert result["info"]["state"] == "TIME-WAIT"
         assert pair not in ss_time_wait()
@@ -161,7 +185,9 @@ def test_pytcp_client_to_kernel_listener(netns: Netns, first: str) -> None:
 # -- half-close -----------------------------------------------------------------------------
 
 
-def test_kernel_half_closes_pytcp_keeps_sending(netns: Netns) -> None:
+@FAMILIES
+def test_kernel_half_closes_pytcp_keeps_sending(netns: Netns, family: int) -> None:
+    _KERNEL, PYTCP = ADDRS[family]
     after = payload(5, HALF)
 
     def body(t: StackThread, stack: Stack) -> tuple[bytes, str]:
@@ -192,7 +218,9 @@ def test_kernel_half_closes_pytcp_keeps_sending(netns: Netns) -> None:
     assert sha256(bytes(received)) == sha256(after) and len(received) == HALF
 
 
-def test_pytcp_half_closes_kernel_keeps_sending(netns: Netns) -> None:
+@FAMILIES
+def test_pytcp_half_closes_kernel_keeps_sending(netns: Netns, family: int) -> None:
+    KERNEL, _PYTCP = ADDRS[family]
     after = payload(6, HALF)
 
     def body(t: StackThread, stack: Stack) -> tuple[bytes, str]:
@@ -208,7 +236,7 @@ def test_pytcp_half_closes_kernel_keeps_sending(netns: Netns) -> None:
         assert stack.run_until(lambda: sock.state == "TIME-WAIT", BOUND)
         return bytes(got), state
 
-    with kernel_server() as srv:
+    with kernel_server(family) as srv:
         t = StackThread(body).start()
         k, _ = srv.accept()
         with k:
@@ -226,7 +254,10 @@ def test_pytcp_half_closes_kernel_keeps_sending(netns: Netns) -> None:
 # -- refused ---------------------------------------------------------------------------------
 
 
-def test_pytcp_connect_to_closed_kernel_port_is_refused(netns: Netns) -> None:
+@FAMILIES
+def test_pytcp_connect_to_closed_kernel_port_is_refused(netns: Netns, family: int) -> None:
+    KERNEL, _PYTCP = ADDRS[family]
+
     def body(t: StackThread, stack: Stack) -> str:
         with pytest.raises(ConnectionRefusedError) as exc:
             stack.connect(KERNEL, 9, timeout=BOUND)
@@ -236,7 +267,10 @@ def test_pytcp_connect_to_closed_kernel_port_is_refused(netns: Netns) -> None:
     assert t.result() == f"[Errno 111] connection to {KERNEL}:9 refused"
 
 
-def test_kernel_connect_to_closed_pytcp_port_is_refused(netns: Netns) -> None:
+@FAMILIES
+def test_kernel_connect_to_closed_pytcp_port_is_refused(netns: Netns, family: int) -> None:
+    _KERNEL, PYTCP = ADDRS[family]
+
     def body(t: StackThread, stack: Stack) -> int:
         t.run_until_stopped(stack)
         return stack.host.counters["rst_sent"]
@@ -250,7 +284,10 @@ def test_kernel_connect_to_closed_pytcp_port_is_refused(netns: Netns) -> None:
 # -- reset -----------------------------------------------------------------------------------
 
 
-def test_kernel_linger_zero_close_resets_pytcp(netns: Netns) -> None:
+@FAMILIES
+def test_kernel_linger_zero_close_resets_pytcp(netns: Netns, family: int) -> None:
+    KERNEL, _PYTCP = ADDRS[family]
+
     def body(t: StackThread, stack: Stack) -> tuple[str, str | None]:
         sock = stack.connect(KERNEL, PORT, timeout=BOUND)
         sock.settimeout(BOUND)
@@ -258,7 +295,7 @@ def test_kernel_linger_zero_close_resets_pytcp(netns: Netns) -> None:
             sock.recv(100)
         return str(exc.value), sock.connection.error
 
-    with kernel_server() as srv:
+    with kernel_server(family) as srv:
         t = StackThread(body).start()
         k, _ = srv.accept()
         k.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
@@ -268,7 +305,10 @@ def test_kernel_linger_zero_close_resets_pytcp(netns: Netns) -> None:
     assert message.endswith(f"connection to {KERNEL}:{PORT} reset by peer")
 
 
-def test_pytcp_abort_resets_kernel(netns: Netns) -> None:
+@FAMILIES
+def test_pytcp_abort_resets_kernel(netns: Netns, family: int) -> None:
+    KERNEL, _PYTCP = ADDRS[family]
+
     def body(t: StackThread, stack: Stack) -> None:
         sock = stack.connect(KERNEL, PORT, timeout=BOUND)
         sock.sendall(b"hello")
@@ -276,7 +316,7 @@ def test_pytcp_abort_resets_kernel(netns: Netns) -> None:
         sock.abort()
         stack.run_once(0)  # the RST leaves now
 
-    with kernel_server() as srv:
+    with kernel_server(family) as srv:
         t = StackThread(body).start()
         k, _ = srv.accept()
         with k:
@@ -391,12 +431,27 @@ def test_env_and_kwargs_choose_the_interface(netns: Netns, monkeypatch: pytest.M
             "10.77.3.9",
             "10.77.3.1",
         )
+        # The IPv6 side follows the IPv4 subnet: fd77:3::/64 (DESIGN §3).
+        assert (str(stack.address6), str(stack.peer_address6)) == ("fd77:3::2", "fd77:3::1")
+        assert stack.host.address6 == stack.address6
     with Stack(tun="kwtun", addr="10.77.4.7", mtu=9000) as stack:
         assert (stack.tun_name, str(stack.address), stack.mtu) == ("kwtun", "10.77.4.7", 9000)
         assert stack.host.mtu == 9000
+    # One address of each family, comma-separated, as PYTCP_ADDR or repeated --addr give it.
+    monkeypatch.setenv("PYTCP_ADDR", "10.77.5.9, fd77:5::99")
+    with Stack() as stack:
+        assert (str(stack.address), str(stack.address6), str(stack.peer_address6)) == (
+            "10.77.5.9",
+            "fd77:5::99",
+            "fd77:5::1",
+        )
+    with Stack(addr="fd77:6::7", gateway="10.77.6.1/24,fd77:6::1/64") as stack:
+        assert (str(stack.address), str(stack.address6)) == ("10.77.6.2", "fd77:6::7")
 
 
-def test_transfer_survives_impairment(netns: Netns) -> None:
+@FAMILIES
+def test_transfer_survives_impairment(netns: Netns, family: int) -> None:
+    KERNEL, _PYTCP = ADDRS[family]
     up, down = payload(7, HALF), payload(8, HALF)
     spec = "loss=3%,dup=1%,reorder=3%,delay=2ms,seed=7"
 
@@ -409,7 +464,7 @@ def test_transfer_survives_impairment(netns: Netns) -> None:
         out, _ = stack.impairers
         return {"digest": digest, "count": count, "info": info, "lost": out.counters["lost"]}
 
-    with kernel_server() as srv:
+    with kernel_server(family) as srv:
         t = StackThread(body, impair=spec).start()
         k, _ = srv.accept()
         with k:
@@ -421,22 +476,32 @@ def test_transfer_survives_impairment(netns: Netns) -> None:
     assert result["info"]["counters"]["retransmissions"] > 0  # ... and recovered from
 
 
-def test_unreachable_destination(netns: Netns) -> None:
-    # Forwarding on (in this namespace only) and no route to 10.99.0.0/16: the kernel
-    # answers the SYN with ICMP network unreachable, a hard error in SYN-SENT.
+@FAMILIES
+def test_unreachable_destination(netns: Netns, family: int) -> None:
+    # Forwarding on (in this namespace only) and no route to 10.99.0.0/16 (fd99::/16):
+    # the kernel answers the SYN with ICMP network unreachable (ICMPv6 destination
+    # unreachable, no route), a hard error in SYN-SENT.
     netns.run("sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward")  # this namespace's own
+    netns.run("sh", "-c", "echo 1 > /proc/sys/net/ipv6/conf/all/forwarding")
+    target = "10.99.0.1" if family == 4 else "fd99::1"
 
-    def body(t: StackThread, stack: Stack) -> str:
+    def body(t: StackThread, stack: Stack) -> tuple[str, int]:
         with pytest.raises(OSError) as exc:
-            stack.connect("10.99.0.1", 80, timeout=BOUND)
+            stack.connect(target, 80, timeout=BOUND)
         assert exc.type is OSError
-        return str(exc.value)
+        return str(exc.value), stack.host.counters["icmp_in"]
 
-    assert StackThread(body).start().result() == "[Errno 113] 10.99.0.1:80 unreachable"
+    message, icmp_in = StackThread(body).start().result()
+    assert message == f"[Errno 113] {target}:80 unreachable"
+    assert icmp_in == 1  # ICMP, not a timeout, ended it
 
 
+@FAMILIES
 @pytest.mark.skipif(shutil.which("tcpdump") is None, reason="needs tcpdump")
-def test_pcap_of_a_kernel_connection_reads_in_tcpdump(netns: Netns, tmp_path: Path) -> None:
+def test_pcap_of_a_kernel_connection_reads_in_tcpdump(
+    netns: Netns, tmp_path: Path, family: int
+) -> None:
+    KERNEL, PYTCP = ADDRS[family]
     path = tmp_path / "c.pcap"
 
     def body(t: StackThread, stack: Stack) -> int:
@@ -446,7 +511,7 @@ def test_pcap_of_a_kernel_connection_reads_in_tcpdump(netns: Netns, tmp_path: Pa
         assert stack.run_until(lambda: sock.state == "TIME-WAIT", BOUND)
         return sock.local[1]
 
-    with kernel_server() as srv:
+    with kernel_server(family) as srv:
         t = StackThread(body, pcap=str(path)).start()
         k, _ = srv.accept()
         with k:
@@ -462,10 +527,12 @@ def test_pcap_of_a_kernel_connection_reads_in_tcpdump(netns: Netns, tmp_path: Pa
         check=True,
     )
     lines = [line.split(" ", 1)[1] for line in out.stdout.splitlines()]
+    print(out.stdout)
     me, them = f"{PYTCP}.{port}", f"{KERNEL}.{PORT}"
-    assert lines[0] == f"IP {me} > {them}: tcp 0"  # SYN
-    assert lines[1] == f"IP {them} > {me}: tcp 0"  # SYN-ACK
-    assert f"IP {me} > {them}: tcp 4" in lines  # the data
+    ip = "IP" if family == 4 else "IP6"
+    assert lines[0] == f"{ip} {me} > {them}: tcp 0"  # SYN
+    assert lines[1] == f"{ip} {them} > {me}: tcp 0"  # SYN-ACK
+    assert f"{ip} {me} > {them}: tcp 4" in lines  # the data
     assert len(lines) >= 6  # ... and the two FINs and their ACKs
 
 
@@ -528,10 +595,12 @@ def test_ordinary_user_runs_pytcp_on_own_persistent_tun(netns: Netns) -> None:
     assert [a["local"] for a in info["addr_info"] if a["family"] == "inet"] == ["10.77.7.1"]
 
 
-def test_offload_takes_kernel_super_segments_intact(netns: Netns) -> None:
+@FAMILIES
+def test_offload_takes_kernel_super_segments_intact(netns: Netns, family: int) -> None:
     """With offload=True the kernel hands the TUN TCP segments far above the 1500 MTU
     (TSO/GSO) with checksums left to finish; they arrive intact, and our own packets
     still reach the kernel."""
+    _KERNEL, PYTCP = ADDRS[family]
     up, down = payload(9, BULK), payload(10, HALF)
 
     def body(t: StackThread, stack: Stack) -> dict[str, Any]:

@@ -219,6 +219,11 @@ def test_overrides_name_addr_gateway_mtu(netns: Netns) -> None:
         assert (link.address6, link.peer_address6, link.network6) == (None, None, None)
         info = link_info(netns, "t7")
         assert info is not None and ipv6_of(info) == []
+    with TunLink.open("t5", mtu=576) as link:  # IPv4 only: no IPv6 link is below 1280 bytes
+        assert (link.mtu, link.address6) == (576, None)
+    with pytest.raises(StackEnvironmentError) as exc:
+        TunLink.open("t5", mtu=1279, addr6="fd77:5::2")
+    assert str(exc.value) == "IPv6 needs an MTU of at least 1280 (RFC 8200 §5): raise --mtu"
     with pytest.raises(StackEnvironmentError) as exc:
         TunLink.open("t8", addr6="fd77:cc::2", gateway6="fd77:dd::1/64")
     assert str(exc.value) == "--addr fd77:cc::2 is outside the kernel side's subnet fd77:dd::/64"
