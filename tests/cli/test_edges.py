@@ -12,8 +12,9 @@ import subprocess
 import pytest
 
 from tests.cli.netcat import (
+    ADDRS,
+    FAMILIES,
     KERNEL,
-    STACK,
     TIMEOUT,
     KernelServer,
     StderrLines,
@@ -72,22 +73,26 @@ def test_zero_io_port_range(netns) -> None:
     )
 
 
-def test_ipv6_address_says_not_supported(netns) -> None:
-    out = run("connect", "::1", "80")
+@pytest.mark.parametrize("host", ["::1", "[::1]"])
+def test_ipv6_loopback_gets_the_stacks_explanation(netns, host: str) -> None:
+    out = run("connect", host, "80", timeout=30)
     assert (out.returncode, out.stderr) == (
-        2,
-        b"pytcp: ::1 is an IPv6 address, and IPv6 is not supported yet; give an IPv4 address\n",
+        1,
+        b"pytcp: cannot connect to ::1 port 80: ::1 is a loopback address, which the stack "
+        b"cannot reach: the kernel is at fd77::1\n",
     )
 
 
-def test_own_address_fails_at_once(netns) -> None:
+@FAMILIES
+def test_own_address_fails_at_once(netns, family: int) -> None:
     # Without the check this waits for the SYN retries (about 2 minutes): the test's
     # subprocess bound would fail it.
-    out = run("connect", STACK, "80", timeout=30)
+    kernel, stack = ADDRS[family]
+    out = run("connect", stack, "80", timeout=30)
     assert (out.returncode, out.stderr) == (
         1,
-        f"pytcp: cannot connect to {STACK} port 80: {STACK} is pytcp's own address; "
-        f"a peer is the kernel at {KERNEL} or beyond it\n".encode(),
+        f"pytcp: cannot connect to {stack} port 80: {stack} is pytcp's own address; "
+        f"a peer is the kernel at {kernel} or beyond it\n".encode(),
     )
 
 
