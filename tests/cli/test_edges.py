@@ -156,7 +156,13 @@ def test_child_ignoring_sigterm_is_killed_and_reaped(netns) -> None:
     )
     proc, _err = start_listener("7214", "-c", child)
     conn = connect_kernel(7214)
-    pid = int(conn.recv(64).strip())
+    # A byte stream: under PYTHONUNBUFFERED print's "\n" is a write (a segment) of its own.
+    line = b""
+    while not line.endswith(b"\n"):
+        chunk = conn.recv(64)
+        assert chunk, f"EOF before the child's pid line: {line!r}"
+        line += chunk
+    pid = int(line)
     proc.send_signal(signal.SIGTERM)  # FIN to the client; the child is waited for
     assert recv_all(conn) == b""
     assert proc.poll() is None  # the first signal never ends a running child
