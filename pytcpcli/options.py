@@ -151,10 +151,13 @@ class StackOptions:
     sack: bool = True
     wscale: bool = True
     timestamps: bool = True
+    journal_size: int | None = None
 
     def tcp_overrides(self) -> dict[str, Any]:
         """The TcpConfig fields the options changed (an empty dict: the defaults)."""
         changed: dict[str, Any] = {}
+        if self.journal_size is not None:
+            changed["journal"] = self.journal_size
         if self.mss is not None:
             changed["mss"] = self.mss
         if self.cc is not None:
@@ -227,6 +230,14 @@ def stack_options(f: F) -> F:
             help="Do not offer timestamps (RFC 7323 §3).",
         ),
         click.option(
+            "--journal-size",
+            "journal_size",
+            type=click.IntRange(0, 100_000),
+            metavar="N",
+            help="Segments each connection's journal keeps for `pytcp inspect ID "
+            "--journal` (default 64; 0: no journal).",
+        ),
+        click.option(
             "--impair",
             type=Impair(),
             metavar="SPEC",
@@ -279,6 +290,7 @@ def stack_options(f: F) -> F:
             sack=not kwargs.pop("no_sack"),
             wscale=not kwargs.pop("no_wscale"),
             timestamps=not kwargs.pop("no_timestamps"),
+            journal_size=kwargs.pop("journal_size"),
         )
         return f(stack=stack, **kwargs)
 

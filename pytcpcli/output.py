@@ -313,6 +313,58 @@ def render_tcb(entry: Mapping[str, Any]) -> str:
     return "\n".join(out)
 
 
+_JOURNAL_FROM_ISS = {"snd_una", "snd_nxt", "snd_max", "snd_wl2"}
+_JOURNAL_FROM_IRS = {"snd_wl1", "rcv_nxt"}
+
+
+def render_journal(journal: Mapping[str, Any]) -> str:
+    """`pytcp inspect ID --journal`: each segment in and out, oldest first, with the
+    acceptability test it met or failed, its verdict and what it changed in the TCB.
+    Sequence numbers relative to each side's ISN; times in seconds before now."""
+    now = journal.get("now") or 0
+    iss, irs = journal.get("iss"), journal.get("irs")
+    entries = journal.get("entries") or []
+    head = (f"Segment journal of {journal.get('id')}: the last {len(entries)} of "
+            f"{journal.get('recorded')} segments (ring of {journal.get('size')})")  # fmt: skip
+    lines = [head]
+    for e in entries:
+        ago = (now - e["time"]) / 1e9
+        seq = str(e["rel_seq"])
+        if e["len"]:
+            seq = f"{e['rel_seq']}:{e['rel_seq'] + e['len']}"
+        what = f"{e['flags'] or '-'} seq {seq}"
+        if e.get("rel_ack") is not None:
+            what += f" ack {e['rel_ack']}"
+        what += f" win {e['window']} len {e['len']}"
+        if e.get("sack"):
+            base = irs if e["direction"] == "out" else iss
+            what += " sack " + " ".join(
+                f"{rel(a, base)}:{rel(b, base)}" for a, b in e["sack"]
+            )
+        lines.append(f"-{ago:.6f}s {e['direction']:<3} {what}")
+        test = e.get("test")
+        if test is not None:
+            met = "met" if test["met"] else "FAILED"
+            lines.append(f"    test ({test['case']}): {test['rule']} [{test['values']}]: {met}")
+        verdict = e["verdict"]
+        if e.get("reason"):
+            verdict += f": {e['reason']}"
+        lines.append(f"    verdict: {verdict}")
+        changes = e.get("changes") or {}
+        if changes:
+            parts = []
+            for name, (old, new) in changes.items():
+                base = iss if name in _JOURNAL_FROM_ISS else None
+                if name in _JOURNAL_FROM_IRS:
+                    base = irs
+                if base is not None:
+                    parts.append(f"{name} +{rel(old, base)} -> +{rel(new, base)}")
+                else:
+                    parts.append(f"{name} {old} -> {new}")
+            lines.append("    changed: " + ", ".join(parts))
+    return "\n".join(lines) + "\n"
+
+
 def describe_fault(fault: Mapping[str, Any]) -> str:
     """One active impairment in words: `drop-next in: 2 segments left`, `window 0`."""
     kind = fault.get("fault")

@@ -13,7 +13,8 @@ request. Every message carries `"v": PROTOCOL_VERSION`. Requests are
 `{"v": 1, "op": "close", "conn": "PID.N", "how": "half" | "full" | "reset"}`; the steering
 ops of issue 12 are `{"v": 1, "op": "impair", "conn": "PID.N", "spec": "drop-next 3"}` and
 `{"v": 1, "op": "timer", "conn": "PID.N", "action": "fire" | "set", "name": "time-wait",
-"delay": NS}` (delay for set only). Replies are
+"delay": NS}` (delay for set only) and `{"v": 1, "op": "journal", "conn": "PID.N", "limit": N}`
+(limit optional). Replies are
 `{"v": 1, "ok": true, "result": {...}}` or
 `{"v": 1, "ok": false, "error": {"code": "<slug>", "message": "<one line>"}}`.
 A bad request gets an error reply; it never reaches a connection.
@@ -43,7 +44,7 @@ MAX_SEND_CHUNK = 96 * 1024  # raw bytes per send request: base64 of it fits MAX_
 MAX_CLIENTS = 32  # control clients served at once; more are answered "busy" and closed
 CLIENT_TIMEOUT = 30.0  # seconds a control client may stay connected (it asks, then goes)
 
-OPS = ("list", "get", "send", "close", "impair", "timer")
+OPS = ("list", "get", "send", "close", "impair", "timer", "journal")
 CLOSE_HOW = ("half", "full", "reset")
 TIMER_ACTIONS = ("fire", "set")
 SOCKET_NAME = re.compile(r"^([0-9]+)\.sock$")
@@ -592,12 +593,15 @@ class ControlServer:
     def _journal(self, conn: Any, req: Request, now: int) -> Response:
         journal = getattr(conn, "journal", None)
         if journal is None:
-            return Response.error(BAD_REQUEST, f"{req.conn} keeps no journal (--journal 0)")
+            return Response.error(
+                BAD_REQUEST, f"{req.conn} keeps no journal (its process ran --journal-size 0)"
+            )
         entries = journal.entries(conn.tcb.iss, conn.tcb.irs)
         limit = req.params.get("limit")
         if limit is not None:
             entries = entries[-limit:] if limit else []
-        result = {"id": req.conn, "size": journal.size, "recorded": journal.recorded,
+        result = {"id": req.conn, "now": now, "size": journal.size,
+                  "recorded": journal.recorded, "iss": conn.tcb.iss, "irs": conn.tcb.irs,
                   "entries": entries}  # fmt: skip
         return Response(ok=True, result=result)
 

@@ -34,6 +34,7 @@ from pytcpcli.output import (
     changed_fields,
     endpoint,
     matches,
+    render_journal,
     render_json,
     render_list,
     render_probe_summary,
@@ -93,6 +94,17 @@ changes, timers, offered}, ...], "summary": <connection object>}: changes are
 [field, old, new] of the flattened snapshot; offered is null except on the step into
 SYN-SENT, where it holds what our SYN offered, {mss, wscale, sack, timestamps} (the
 snapshot's options say what is negotiated, nothing before the SYN-ACK).
+
+The journal (--journal --json) is {id, now, size, recorded, iss, irs, entries}: size
+is the ring's capacity (--journal-size of the owning process, default 64), recorded
+how many segments ever passed, entries the last ones, oldest first, each {time,
+direction ("in" or "out"), flags, seq, ack, rel_seq, rel_ack, len, window, sack,
+test, verdict, reason, changes}. test is null where the acceptability test of RFC
+9293 §3.10.7.4 does not apply (our own segments, LISTEN, SYN-SENT, a PAWS drop
+before it) and otherwise {case, rule, values, met}; verdict is "accepted",
+"trimmed", "queued out of order", "dropped" (reason: the drop counter's name) or
+"sent"; changes maps a TCB field (state, snd_una, snd_nxt, snd_max, snd_wnd, snd_wl1,
+snd_wl2, rcv_nxt, rcv_wnd, cwnd, ssthresh) to [old, new].
 """
 
 EXIT_STATUS = """\
@@ -119,6 +131,10 @@ The whole control block and every timer of one connection (a unique prefix will 
   pytcp inspect 4242.3
 The same for a script:
   pytcp inspect 4242.3 --json | jq .send.snd_nxt
+The last segments in and out, each with its acceptability test, verdict and TCB changes:
+  pytcp inspect 4242.3 --journal
+  pytcp inspect 4242.3 --journal --json | jq '.entries[] | select(.verdict == "dropped")'
+
 Watch a handshake, a request and the four-way close against a server, TIME-WAIT included:
   pytcp inspect 10.77.0.1 80 --data 'GET / HTTP/1.0\\r\\n\\r\\n'
 """
@@ -221,7 +237,14 @@ def _list(
     _watch(frame, watch, count)
 
 
-def _one(app: App, prefix: str, as_json: bool, watch: float | None, count: int | None) -> None:
+def _one(
+    app: App,
+    prefix: str,
+    as_json: bool,
+    watch: float | None,
+    count: int | None,
+    journal: bool = False,
+) -> None:
     client = ControlClient()
     try:
         conn_id = client.resolve(prefix)
@@ -231,6 +254,11 @@ def _one(app: App, prefix: str, as_json: bool, watch: float | None, count: int |
 
     def frame() -> str:
         try:
+            if journal:
+                result = client.journal(conn_id)
+                if not as_json:
+                    return render_journal(result)
+                return json.dumps(result, sort_keys=True) + "\n" if watch else render_json(result)
             entry = client.get(conn_id)
         except ControlError as e:
             if is_gone(e) or e.code == HUNG_UP:
@@ -497,6 +525,13 @@ class InspectCommand(click.Command):
     help="Print JSON for scripts (stable fields; see the man page).",
 )
 @click.option(
+    "--journal",
+    is_flag=True,
+    help="With ID: the connection's last segments in and out, each with the RFC 9293 "
+    "§3.10.7.4 acceptability test it met or failed, the verdict (accepted, trimmed, "
+    "queued out of order, dropped and why) and what it changed in the TCB.",
+)
+@click.option(
     "--data",
     metavar="TEXT",
     help="Probe only: send TEXT (backslash escapes \\r \\n \\t \\\\ understood) before the close.",
@@ -515,6 +550,7 @@ def inspect(
     interval: float | None,
     count: int | None,
     as_json: bool,
+    journal: bool,
     data: str | None,
     ipv4: bool,
     ipv6: bool,
@@ -545,6 +581,8 @@ def inspect(
         every = WATCH_DEFAULT if interval is None else interval
     if count is not None and every is None:
         raise CliError("--count needs --watch", EXIT_USAGE)
+    if journal and len(target) != 1:
+        raise CliError("--journal needs one ID: pytcp inspect ID --journal", EXIT_USAGE)
     if len(target) == 2:
         if every is not None or states or port is not None:
             raise CliError("--watch, -s and --port do not apply to a probe", EXIT_USAGE)
@@ -563,7 +601,7 @@ def inspect(
     elif len(target) == 1:
         if states or port is not None:
             raise CliError("-s and --port filter the list; they do not apply to ID", EXIT_USAGE)
-        _one(app, target[0], as_json, every, count)
+        _one(app, target[0], as_json, every, count, journal)
     else:
         raise CliError("give no argument, an ID, or HOST PORT", EXIT_USAGE)
 

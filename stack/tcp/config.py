@@ -30,3 +30,4 @@ class TcpConfig:
     keepalive_interval: int = 75 * SECOND
     keepalive_probes: int = 9
     challenge_ack_interval: int = 500 * MS  # one challenge ACK per interval (RFC 5961 §7)
+    journal: int = 64  # segments the journal keeps (`inspect ID --journal`); 0: none

@@ -17,7 +17,8 @@ RFC section                              where
 §3.10.7.1 CLOSED                         `_on_closed`
 §3.10.7.2 LISTEN                         `_on_listen`
 §3.10.7.3 SYN-SENT                       `_on_syn_sent`
-§3.10.7.4 first: sequence check          `_is_acceptable` (four cases), PAWS `_paws_reject`
+§3.10.7.4 first: sequence check          `_is_acceptable` (four cases), PAWS `_paws_reject`;
+          each segment's outcome         journal.py (`begin`/`tested`/`dropped`/`end`)
           second: RST (RFC 5961 §3)      `_on_rst`
           fourth: SYN (RFC 5961 §4)      `_on_syn`
           fifth: ACK (RFC 5961 §5)       `_on_ack`, `_ack_advance`, `_on_dup_ack`
@@ -102,6 +103,7 @@ from stack.tcp.events import (
     PeerClosed,
     StateChanged,
 )
+from stack.tcp.journal import Journal
 from stack.tcp.reassembly import RecvBuffer
 from stack.tcp.rtt import RttEstimator
 from stack.tcp.sendbuf import SendBuffer
@@ -265,6 +267,8 @@ class Connection(Sender):
         self._ts_floor_end = iss  # SND.MAX then: the floor is dropped once ACKed
         self._path_mtu = link_mtu  # lowered by ICMP fragmentation-needed (RFC 1191)
         self._window_clamp: int | None = None  # cap on the window we offer (clamp_window)
+        # The last segments in and out (journal.py, `inspect ID --journal`); None: off.
+        self.journal = Journal(config.journal) if config.journal > 0 else None
 
     # ------------------------------------------------------------------ properties
 
@@ -425,11 +429,14 @@ class Connection(Sender):
                 # tcp_output does the same).
                 out.append(self._make(ACK, tcb.snd_max, now))
         n = self._n
+        journal = self.journal
         for seg in out:
             n["segments_out"] += 1
             n["bytes_out"] += len(seg.payload)
             if self._tracer is not None:
                 self._trace(SEGMENT_OUT, now, segment=seg, src=self.local[0], dst=self.remote[0])
+            if journal is not None:
+                journal.sent(seg, now, tcb, self.cc)
         return out
 
     # ------------------------------------------------------------------ timers
@@ -673,6 +680,9 @@ class Connection(Sender):
         n["bytes_in"] += len(seg.payload)
         if self._tracer is not None:
             self._trace(SEGMENT_IN, now, segment=seg, src=self.remote[0], dst=self.local[0])
+        journal = self.journal
+        if journal is not None:
+            journal.begin(seg, now, self.tcb, self.cc)
         if self._ack_own:
             # The owner feeds bursts of segments before it collects output.  An ACK
             # owed for every second full-sized segment (RFC 5681 §4.2, RFC 9293
@@ -691,6 +701,8 @@ class Connection(Sender):
                 self._on_syn_sent(seg, now)
             case _:
                 self._on_synchronized(seg, now)
+        if journal is not None:
+            journal.end(self.tcb, self.cc)
 
     def _on_closed(self, seg: TcpSegment, now: int) -> None:
         # §3.10.7.1: an incoming segment not containing a RST causes a RST to be sent.
@@ -817,7 +829,10 @@ class Connection(Sender):
             return
         # first: sequence number check (four cases)
         text_ok = True
-        if not self._is_acceptable(seg):
+        acceptable = self._is_acceptable(seg)
+        if self.journal is not None:
+            self.journal.tested(acceptable)
+        if not acceptable:
             if tcb.rcv_wnd == 0 and seg.seq == tcb.rcv_nxt:
                 # A zero window still processes valid ACKs, URGs and RSTs (§3.10.7.4);
                 # the text is not taken (a zero-window probe) and is answered by an ACK.
@@ -1264,6 +1279,8 @@ class Connection(Sender):
 
     def _drop(self, reason: str, now: int) -> None:
         self._drops[reason] = self._drops.get(reason, 0) + 1
+        if self.journal is not None:
+            self.journal.dropped(reason)
         if self._tracer is not None:
             self._trace(DROP, now, reason=reason)
 

@@ -197,6 +197,51 @@ def test_timer_fire_time_wait_ends_it_at_once(netns, rundir) -> None:
         proc.wait(TIMEOUT)
 
 
+@pytest.mark.netns
+@pytest.mark.timeout(240)
+def test_journal_names_the_reason_of_a_crafted_out_of_window_segment(netns, rundir) -> None:
+    from ipaddress import IPv4Address
+
+    from stack.wire import Flags, TcpSegment
+
+    owner = _listen(rundir, 7204)
+    kernel = connect_kernel(7204)
+    try:
+        kernel.sendall(b"real")
+        assert owner.proc.stdout is not None
+        assert owner.proc.stdout.read(4) == b"real"
+        entry = owner.entry()
+        conn_id, rcv_nxt = entry["id"], entry["receive"]["rcv_nxt"]
+        # A segment the kernel's socket never sent: 1 MiB past RCV.NXT, through a raw
+        # socket from the kernel's address to the connection's ports.
+        port = kernel.getsockname()[1]
+        forged = TcpSegment(port, 7204, (rcv_nxt + 2**20) % 2**32, entry["send"]["snd_nxt"],
+                            Flags.ACK | Flags.PSH, 500, payload=b"forged")  # fmt: skip
+        raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP)
+        try:
+            raw.sendto(forged.build(IPv4Address(KERNEL), IPv4Address(STACK)), (STACK, 0))
+        finally:
+            raw.close()
+        owner.until(rf"drop {conn_id}: out-of-window")
+        out = owner.run("inspect", conn_id, "--journal", "--json")
+        assert out.returncode == 0, out.stderr
+        journal = json.loads(out.stdout)
+        (crafted,) = [e for e in journal["entries"] if e["rel_seq"] == 2**20 + 5]
+        assert (crafted["direction"], crafted["verdict"], crafted["reason"], crafted["len"]) == (
+            "in", "dropped", "out-of-window", 6,
+        )  # fmt: skip
+        assert crafted["test"]["met"] is False
+        assert crafted["changes"] == {}
+        text = owner.run("inspect", conn_id, "--journal").stdout
+        assert "seq 1048581:1048587 ack 1 win 500 len 6\n" in text
+        assert "[SEG.SEQ=1048581 SEG.LEN=6 RCV.NXT=5 RCV.WND=" in text
+        assert "    verdict: dropped: out-of-window\n" in text
+    finally:
+        kernel.close()
+        owner.proc.stdin.close()  # type: ignore[union-attr]
+        _end(owner)
+
+
 # ------------------------------------------------------------- through CliRunner (no root)
 
 from click.testing import CliRunner  # noqa: E402
@@ -247,3 +292,23 @@ def test_timer_usage_and_refusals(live: tuple[PairedStacks, CliRunner]) -> None:
     listener = runner.invoke(cli, ["timer", "nosuch", "fire", "syn"])
     assert listener.exit_code == 1
     assert listener.output.startswith("pytcp: no live connection matches 'nosuch'")
+
+
+def test_journal_through_the_control_socket(live: tuple[PairedStacks, CliRunner]) -> None:
+    paired, runner = live
+    cid = paired.client.id
+    out = runner.invoke(cli, ["inspect", cid, "--journal", "--json"])
+    journal = json.loads(out.output)
+    assert set(journal) == {"id", "now", "size", "recorded", "iss", "irs", "entries"}
+    assert (journal["id"], journal["size"]) == (cid, 64)
+    first = journal["entries"][0]
+    assert set(first) == {"time", "direction", "flags", "seq", "ack", "rel_seq", "rel_ack", "len",
+                          "window", "sack", "test", "verdict", "reason", "changes"}  # fmt: skip
+    assert (first["direction"], first["flags"], first["verdict"]) == ("out", "SYN", "sent")
+    text = runner.invoke(cli, ["inspect", cid, "--journal"]).output
+    assert text.startswith(f"Segment journal of {cid}: the last ")
+    assert "out SYN seq 0 win " in text
+    bad = runner.invoke(cli, ["inspect", "--journal"])
+    assert (bad.exit_code, bad.output) == (
+        2, "pytcp: --journal needs one ID: pytcp inspect ID --journal\n"
+    )
