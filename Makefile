@@ -1,5 +1,6 @@
 # pytcp: the two commands a user needs are `make demo` and `make test`.
 # Both create .venv when it is missing and install the project into it (pip, from PyPI).
+# `make bench` runs the benchmarks (benchmarks/, README "Benchmarks"); never part of make test.
 # `make test` also installs the Debian tools the interop tests use when they are missing
 # (apt-get: iproute2 curl netcat-openbsd socat tcpdump), and says so before it does.
 
@@ -7,8 +8,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 DEBIAN_TOOLS := ip:iproute2 curl:curl nc:netcat-openbsd socat:socat tcpdump:tcpdump
+BENCH_TOOLS  := ip:iproute2 ss:iproute2 iperf3:iperf3 ncat:ncat nc:netcat-openbsd
 
-.PHONY: demo test lint unit debian-tools generate clean
+.PHONY: demo test lint unit debian-tools generate clean bench
 
 $(BIN)/python:
 	@echo "make: creating $(VENV) with $(PYTHON)"
@@ -51,6 +53,12 @@ lint: $(VENV)/.installed-test
 
 test: $(VENV)/.installed-test debian-tools lint
 	$(BIN)/python -m pytest -q
+
+# Benchmarks: the installed pytcp against the kernel, ncat and nc, in namespaces of its own.
+# BENCH_QUICK=1 for a fast pass, BENCH_RUNS, BENCH_OUT (JSON path), BENCH_FIGURES="bulk rr".
+bench: $(VENV)/.installed
+	@$(MAKE) --no-print-directory debian-tools DEBIAN_TOOLS="$(BENCH_TOOLS)"
+	timeout 1800 $(BIN)/python -m benchmarks
 
 # Regenerates the man pages and shell completions from the click definitions.
 generate: $(VENV)/.installed

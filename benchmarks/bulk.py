@@ -1,215 +1,205 @@
-"""Bulk throughput of pytcp against the kernel, and of the kernel against itself.
+"""Figure `bulk`: bytes one way through the installed pytcp, against kernel↔kernel over veth.
 
-Run as root:  .venv/bin/python benchmarks/bulk.py [--size MIB] [--mtu N]... [--runs K]
-
-In a throwaway network namespace (created and removed here; the host's own network is
-never touched) it measures, per MTU:
-  kernel -> pytcp   a kernel client sends SIZE MiB to a pytcp listener over the TUN
-    ... offload     the same with Stack(offload=True): TSO/GSO super-segments from the kernel
-  pytcp -> kernel   a pytcp client sends SIZE MiB to a kernel listener over the TUN
-and once:
-  kernel -> kernel  the same transfer between two kernel sockets over loopback,
-and prints MB/s (10^6 bytes per second, best of --runs) and each pytcp figure as a
-ratio of the kernel's. The stack runs in a thread of this process, the kernel's side
-in the main thread: both compete for one Python interpreter, as `pytcp` and a Python
-peer would.
+Rows (MB/s = 10^6 bytes per second, median of the runs):
+  kernel↔kernel   iperf3 -n SIZE between two namespaces joined by a veth pair: the baseline
+  kernel→kernel   the harness's kernel sender into `nc -l PORT >/dev/null` over the same
+                  veth: the netcat a user would pick, measured exactly as pytcp's rows are
+  kernel→pytcp    the harness's kernel sender into `pytcp listen PORT | cat >/dev/null`,
+                  `pytcp listen PORT >/dev/null` and `pytcp listen PORT >FILE`; timed
+                  from connect until pytcp acknowledged the last byte (SIOCOUTQ = 0)
+  pytcp→kernel    `head -c SIZE /dev/zero | pytcp connect HOST PORT` and
+                  `pytcp connect HOST PORT <FILE` into the harness's kernel receiver;
+                  timed from accept until the last byte arrived
+and the kernel→pytcp pipe and pytcp→kernel pipe rows again with `--no-offload --mtu 1500`
+("n/a" while the command has no --no-offload). Every pytcp row's ratio is against the
+veth baseline. Sizes: BENCH_BULK_MIB (default 64; 8 with BENCH_QUICK=1).
 """
 
 from __future__ import annotations
 
-import argparse
-import ctypes
+import json
 import os
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
 
-from stack.api import Socket, Stack
+from benchmarks.netns import Namespaces
+from benchmarks.proc import Bench, BenchError, Proc, connect, wait_acked, wait_kernel_port
+from benchmarks.report import Figure
 
-CLONE_NEWNET = 0x40000000
 PORT = 5001
 CHUNK = 1 << 20
-_libc = ctypes.CDLL(None, use_errno=True)
+TIMEOUT = 180.0
+ZEROS = memoryview(bytes(CHUNK))
 
 
-def setns(fd: int) -> None:
-    if _libc.setns(fd, CLONE_NEWNET) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
+def kernel_send(addr: str, port: int, size: int) -> float:
+    """Send `size` bytes from a kernel socket; seconds from connect to the last byte acked."""
+    sock = connect(addr, port, timeout=20)
+    with sock:
+        sock.settimeout(TIMEOUT)
+        start = time.perf_counter()
+        left = size
+        while left:
+            left -= sock.send(ZEROS[: min(left, CHUNK)])
+        wait_acked(sock, TIMEOUT)
+        elapsed = time.perf_counter() - start
+        sock.shutdown(socket.SHUT_WR)
+    return elapsed
 
 
-def kernel_drain(sock: socket.socket, total: int) -> int:
-    buf = bytearray(CHUNK)
-    view = memoryview(buf)
-    got = 0
-    while got < total:
-        n = sock.recv_into(view)
-        if n == 0:
-            break
-        got += n
-    return got
+class KernelReceiver:
+    """A kernel listener that times one connection: accept to `size` bytes (or EOF)."""
+
+    def __init__(self, port: int, size: int) -> None:
+        self.size = size
+        self.server = socket.create_server(("0.0.0.0", port), reuse_port=False)
+        self.server.settimeout(60)
+        self.elapsed: float | None = None
+        self.got = 0
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            conn, _ = self.server.accept()
+            with conn:
+                conn.settimeout(TIMEOUT)
+                start = time.perf_counter()
+                buf = bytearray(CHUNK)
+                while self.got < self.size:
+                    n = conn.recv_into(buf)
+                    if n == 0:
+                        break
+                    self.got += n
+                self.elapsed = time.perf_counter() - start
+        except BaseException as exc:
+            self.error = exc
+        finally:
+            self.server.close()
+
+    def result(self, timeout: float) -> float:
+        self.thread.join(timeout)
+        if self.thread.is_alive():
+            raise BenchError(f"kernel receiver: still receiving after {timeout}s")
+        if self.error is not None:
+            raise BenchError(f"kernel receiver: {self.error}")
+        if self.got != self.size or self.elapsed is None:
+            raise BenchError(f"kernel receiver: {self.got} of {self.size} bytes")
+        return self.elapsed
 
 
-def pytcp_drain(sock: Socket, total: int) -> int:
-    got = 0
-    while got < total:
-        chunk = sock.recv(CHUNK)
-        if not chunk:
-            break
-        got += len(chunk)
-    return got
+def veth_iperf(size: int, peer: str, far: str) -> float:
+    """iperf3 -n SIZE across the veth pair; MB/s as the receiver saw it."""
+    server = ["ip", "netns", "exec", peer, "iperf3", "-s", "-B", far, "-p", "5201"]
+    with Proc(server, name="iperf3 -s"):
+        wait_kernel_port(5201, ns=peer)
+        out = subprocess.run(
+            ["iperf3", "-c", far, "-p", "5201", "-n", str(size), "-J"],
+            capture_output=True, text=True, timeout=TIMEOUT,
+        )
+    if out.returncode != 0:
+        raise BenchError(f"iperf3 -c: exit {out.returncode}: {out.stdout[-300:]}")
+    report = json.loads(out.stdout)
+    return float(report["end"]["sum_received"]["bits_per_second"]) / 8 / 1e6
 
 
-def timed(run: Callable[[], int], size: int) -> float:
-    start = time.perf_counter()
-    got = run()
-    elapsed = time.perf_counter() - start
-    if got != size:
-        raise RuntimeError(f"transfer incomplete: {got} of {size} bytes")
+def veth_nc(size: int, peer: str, far: str) -> float:
+    server = ["ip", "netns", "exec", peer, "nc", "-l", far, str(PORT)]
+    with Proc(server, name="nc -l") as nc:
+        wait_kernel_port(PORT, ns=peer)
+        elapsed = kernel_send(far, PORT, size)
+        nc.wait(30)
     return size / elapsed / 1e6
 
 
-def kernel_to_kernel(data: bytes) -> float:
-    with socket.create_server(("127.0.0.1", PORT + 1)) as srv:
-        client = socket.create_connection(("127.0.0.1", PORT + 1))
-        server, _ = srv.accept()
-        with client, server:
-            sender = threading.Thread(target=client.sendall, args=(data,))
-
-            def run() -> int:
-                sender.start()
-                got = kernel_drain(server, len(data))
-                sender.join()
-                return got
-
-            return timed(run, len(data))
-
-
-def with_stack(mtu: int, body: Callable[[Stack], float], offload: bool = False) -> float:
-    """Run body(stack) on a fresh Stack in a thread (a Stack belongs to one thread)."""
-    result: list[float] = []
-    errors: list[BaseException] = []
-
-    def main() -> None:
-        try:
-            with Stack(mtu=mtu, offload=offload) as stack:
-                result.append(body(stack))
-        except BaseException as exc:
-            errors.append(exc)
-
-    thread = threading.Thread(target=main)
-    thread.start()
-    thread.join(600)
-    if errors:
-        raise errors[0]
-    if not result:
-        raise RuntimeError("the stack thread did not finish")
-    return result[0]
+def pytcp_listen(bench: Bench, size: int, sink: str, extra: list[str]) -> float:
+    """kernel → `pytcp listen PORT` with stdout into a pipe to cat, /dev/null or a file."""
+    tun = bench.tun()
+    cmd = bench.cmd(tun, "listen", *extra, str(PORT))
+    target = bench.tmp / "bulk.out"
+    with open(os.devnull, "wb") as null, open(target, "wb") as file:
+        if sink == "pipe":
+            listener = Proc(cmd, env=bench.env, stdout=subprocess.PIPE, name="pytcp listen")
+            cat = Proc(["cat"], stdin=listener.popen.stdout, stdout=null)
+        else:
+            listener = Proc(cmd, env=bench.env, stdout=null if sink == "null" else file,
+                            name="pytcp listen")
+            cat = None
+        with listener:
+            try:
+                bench.wait_listener(listener, PORT)
+                elapsed = kernel_send(tun.pytcp, PORT, size)
+                listener.wait(30)
+            finally:
+                if cat is not None:
+                    cat.stop()
+    if sink == "file" and target.stat().st_size != size:
+        raise BenchError(f"pytcp listen >FILE: {target.stat().st_size} of {size} bytes")
+    target.unlink()
+    return size / elapsed / 1e6
 
 
-def kernel_to_pytcp(data: bytes, mtu: int, offload: bool = False) -> float:
-    listening = threading.Event()
-
-    def body(stack: Stack) -> float:
-        listener = stack.listen(PORT)
-        listening.set()
-        sock = listener.accept(timeout=30)
-        assert sock is not None
-        sock.settimeout(60)
-        rate = timed(lambda: pytcp_drain(sock, len(data)), len(data))
-        sock.close()
-        return rate
-
-    def kernel_side() -> None:
-        listening.wait(30)
-        with socket.create_connection(("10.77.0.2", PORT), timeout=60) as k:
-            k.sendall(data)
-            k.shutdown(socket.SHUT_WR)
-            k.recv(1)
-
-    sender = threading.Thread(target=kernel_side)
-    sender.start()
-    try:
-        return with_stack(mtu, body, offload)
-    finally:
-        sender.join(60)
+def pytcp_connect(bench: Bench, size: int, source: str, extra: list[str]) -> float:
+    """`head -c SIZE /dev/zero | pytcp connect` (or `<FILE`) → a kernel receiver."""
+    tun = bench.tun()
+    receiver = KernelReceiver(PORT, size)
+    cmd = bench.cmd(tun, "connect", *extra, tun.kernel, str(PORT))
+    if source == "pipe":
+        head = Proc(["head", "-c", str(size), "/dev/zero"], stdout=subprocess.PIPE)
+        with head, Proc(cmd, env=bench.env, stdin=head.popen.stdout, name="pytcp connect") as pc:
+            elapsed = receiver.result(TIMEOUT)
+            pc.wait(30)
+    else:
+        path = bench.tmp / "bulk.in"
+        with open(path, "wb") as dst:
+            dst.truncate(size)
+        with open(path, "rb") as src, Proc(cmd, env=bench.env, stdin=src) as pc:
+            elapsed = receiver.result(TIMEOUT)
+            pc.wait(30)
+        path.unlink()
+    return size / elapsed / 1e6
 
 
-def pytcp_to_kernel(data: bytes, mtu: int) -> float:
-    with socket.create_server(("0.0.0.0", PORT)) as srv:
-        srv.settimeout(60)
-        rates: list[float] = []
-
-        def kernel_side() -> None:
-            server, _ = srv.accept()
-            with server:
-                rates.append(timed(lambda: kernel_drain(server, len(data)), len(data)))
-
-        receiver = threading.Thread(target=kernel_side)
-        receiver.start()
-
-        def body(stack: Stack) -> float:
-            sock = stack.connect("10.77.0.1", PORT, timeout=30)
-            sock.sendall(data)
-            sock.close()
-            stack.run_until(lambda: not receiver.is_alive(), 60)
-            return 0.0
-
-        with_stack(mtu, body)
-        receiver.join(60)
-        return rates[0]
-
-
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", type=int, default=64, help="MiB per transfer (default 64)")
-    parser.add_argument(
-        "--mtu",
-        type=int,
-        action="append",
-        help="TUN MTU to measure (repeatable; default 1500 and 65000)",
-    )
-    parser.add_argument("--runs", type=int, default=3, help="best of this many (default 3)")
-    parser.add_argument(
-        "--no-offload",
-        action="store_true",
-        help="skip the kernel -> pytcp rows with TSO/GSO offload (Stack(offload=True))",
-    )
-    args = parser.parse_args()
-    mtus = args.mtu or [1500, 65000]
-    if os.geteuid() != 0:
-        print("bulk.py: needs root (a network namespace and a TUN device)", file=sys.stderr)
-        return 3
-    data = os.urandom(args.size << 20)
-    name = f"pytcp-bench-{os.getpid()}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    original = os.open("/proc/self/ns/net", os.O_RDONLY)
-    try:
-        target = os.open(f"/run/netns/{name}", os.O_RDONLY)
-        setns(target)
-        os.close(target)
-        subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
-        kernel = max(kernel_to_kernel(data) for _ in range(args.runs))
-        print(f"size {args.size} MiB, best of {args.runs}")
-        print(f"{'path':<18}{'MTU':>7}{'MB/s':>10}{'vs kernel':>11}")
-        print(f"{'kernel -> kernel':<18}{'lo':>7}{kernel:>10.1f}{1.0:>11.4f}")
-        for mtu in mtus:
-            down = max(kernel_to_pytcp(data, mtu) for _ in range(args.runs))
-            print(f"{'kernel -> pytcp':<18}{mtu:>7}{down:>10.1f}{down / kernel:>11.4f}")
-            if not args.no_offload:
-                gso = max(kernel_to_pytcp(data, mtu, offload=True) for _ in range(args.runs))
-                print(f"{'  ... offload':<18}{mtu:>7}{gso:>10.1f}{gso / kernel:>11.4f}")
-            up = max(pytcp_to_kernel(data, mtu) for _ in range(args.runs))
-            print(f"{'pytcp -> kernel':<18}{mtu:>7}{up:>10.1f}{up / kernel:>11.4f}")
-    finally:
-        setns(original)
-        os.close(original)
-        subprocess.run(["ip", "netns", "del", name], check=False)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def run(bench: Bench, ns: Namespaces) -> Figure:
+    mib = int(os.environ.get("BENCH_BULK_MIB", bench.size(64, 8)))
+    size = mib << 20
+    fig = Figure("bulk", f"bulk transfer, {mib} MiB one way (MB/s)", __doc__ or "")
+    peer, _near, far = ns.veth_peer()
+    offload_note = "" if bench.features["no_offload"] else "pytcp has no --no-offload yet"
+    nooff = ["--no-offload", "--mtu", "1500"]
+    cases: list[tuple[str, str, Callable[[], float | None]]] = [
+        ("veth_iperf", "kernel↔kernel, iperf3 over veth", lambda: veth_iperf(size, peer, far)),
+        ("veth_nc", "kernel → nc -l >/dev/null, over veth", lambda: veth_nc(size, peer, far)),
+        ("listen_pipe", "kernel → pytcp listen | cat >/dev/null",
+         lambda: pytcp_listen(bench, size, "pipe", [])),
+        ("listen_null", "kernel → pytcp listen >/dev/null",
+         lambda: pytcp_listen(bench, size, "null", [])),
+        ("listen_file", "kernel → pytcp listen >FILE",
+         lambda: pytcp_listen(bench, size, "file", [])),
+        ("connect_pipe", "head -c N /dev/zero | pytcp connect → kernel",
+         lambda: pytcp_connect(bench, size, "pipe", [])),
+        ("connect_file", "pytcp connect <FILE → kernel",
+         lambda: pytcp_connect(bench, size, "file", [])),
+        ("listen_pipe_nooff", "kernel → pytcp listen --no-offload --mtu 1500 | cat",
+         lambda: pytcp_listen(bench, size, "pipe", nooff) if not offload_note else None),
+        ("connect_pipe_nooff", "head | pytcp connect --no-offload --mtu 1500 → kernel",
+         lambda: pytcp_connect(bench, size, "pipe", nooff) if not offload_note else None),
+    ]
+    for _ in range(bench.runs):
+        for key, what, measure in cases:
+            row = fig.row(key, what, "MB/s", baseline=None if key == "veth_iperf" else "veth_iperf")
+            if key.endswith("nooff") and offload_note:
+                row.note = offload_note
+                continue
+            try:
+                value = measure()
+            except (BenchError, OSError, subprocess.SubprocessError) as exc:
+                row.note = f"failed: {exc}"[:200]
+                continue
+            if value is not None:
+                row.runs.append(value)
+    return fig
