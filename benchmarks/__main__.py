@@ -20,6 +20,7 @@ import os
 import resource
 import shutil
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -92,7 +93,12 @@ def main(argv: list[str] | None = None) -> int:
                 run: Callable[[Bench, Namespaces], Figure] = importlib.import_module(
                     f"benchmarks.{name}"
                 ).run
-                fig = run(bench, ns)
+                try:
+                    fig = run(bench, ns)
+                except (BenchError, OSError, subprocess.SubprocessError, KeyError,
+                        ValueError) as exc:  # one figure's failure does not end the run
+                    fig = Figure(name, f"{name}: failed", "")
+                    fig.extra["failed"] = f"{type(exc).__name__}: {exc}"[:500]
             fig.extra["elapsed_s"] = round(time.monotonic() - t0, 1)
             figures.append(fig)
             print(fig.table(), f"\n({name}: {fig.extra['elapsed_s']} s)\n", flush=True)

@@ -13,12 +13,13 @@ BENCH_QUICK=1), BENCH_LOSS_MIB MiB each (default 16; 2 quick):
                  and pytcp's FIN until `pytcp inspect ID --json` was read: counters
                  `retransmitted_bytes`, `rtos` and `tlp_probes` (n/a where this build
                  has no such counter)
-Two patterns: `stream` (the whole size at once: `head -c N /dev/zero | pytcp connect`)
-and `tail` (bursts of BENCH_LOSS_BURST_KIB, default 32 KiB, each sent only after the
-receiver got the previous one, so every burst ends in a tail whose loss only a tail-loss
-probe or an RTO repairs). Rows: RTOs per run and retransmitted bytes per MiB moved, pytcp
-against Linux (ratio ≤ 1: pytcp's sender needs no more than Linux's), and each sender's
-completion time. Medians over seeds; every run's raw numbers are in the JSON's extra.
+Two patterns: `stream` (the whole size written to the sender at once: the kernel
+socket's sends, pytcp's stdin pipe) and `tail` (bursts of BENCH_LOSS_BURST_KIB, default
+32 KiB, each sent only after the receiver got the previous one, so every burst ends in a
+tail whose loss only a tail-loss probe or an RTO repairs). Rows: RTOs per run and
+retransmitted bytes per MiB moved, pytcp against Linux (a ratio ≤ 1: pytcp's sender
+needs no more than Linux's), and each sender's completion time. Medians over seeds;
+every run's raw numbers (tail-loss probes too) are in the JSON's extra.
 """
 
 from __future__ import annotations

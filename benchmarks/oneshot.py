@@ -13,6 +13,7 @@ import os
 import socket
 import statistics
 import subprocess
+import tempfile
 import threading
 import time
 
@@ -56,12 +57,16 @@ class SinkServer:
 
 
 def timed_pipeline(line: str, env: dict[str, str]) -> float:
-    start = time.perf_counter()
-    out = subprocess.run(["sh", "-c", line], env=env, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.PIPE, text=True, timeout=60)
-    elapsed = time.perf_counter() - start
-    if out.returncode != 0:
-        raise BenchError(f"{line}: exit {out.returncode}: {out.stderr.strip()[-200:]}")
+    """Seconds until `sh -c LINE` exits. stderr goes to a file, not a pipe: a process the
+    command leaves behind (a TIME-WAIT linger) must not hold the clock."""
+    with tempfile.TemporaryFile() as err:
+        start = time.perf_counter()
+        code = subprocess.run(["sh", "-c", line], env=env, stdout=subprocess.DEVNULL,
+                              stderr=err, timeout=60).returncode
+        elapsed = time.perf_counter() - start
+        if code != 0:
+            err.seek(0)
+            raise BenchError(f"{line}: exit {code}: {err.read().decode()[-200:]}")
     return elapsed
 
 

@@ -117,15 +117,16 @@ class Bench:
         return json.loads(out.stdout)
 
     def time_command(self, cmd: Sequence[str], timeout: float = 120) -> float:
-        """Seconds from start to exit of a command (stdout discarded); it must exit 0."""
-        start = time.perf_counter()
-        out = subprocess.run(
-            list(cmd), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-            timeout=timeout, env=self.env,
-        )
-        elapsed = time.perf_counter() - start
-        if out.returncode != 0:
-            raise BenchError(f"{' '.join(cmd)}: exit {out.returncode}: {out.stderr.strip()}")
+        """Seconds from start to exit of a command (stdout discarded); it must exit 0.
+        stderr goes to a file: a process left behind must not hold the clock."""
+        with tempfile.TemporaryFile() as err:
+            start = time.perf_counter()
+            code = subprocess.run(list(cmd), stdout=subprocess.DEVNULL, stderr=err,
+                                  timeout=timeout, env=self.env).returncode
+            elapsed = time.perf_counter() - start
+            if code != 0:
+                err.seek(0)
+                raise BenchError(f"{' '.join(cmd)}: exit {code}: {err.read().decode()[-300:]}")
         return elapsed
 
     def wait_listener(self, proc: Proc, port: int, timeout: float = 20) -> str:

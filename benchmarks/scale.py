@@ -7,7 +7,8 @@ stdout /dev/null) is filled with idle kernel connections in stages, BENCH_SCALE_
                           the reference is what the kernel keeps for an idle socket (the
                           object sizes of its TCP, sock_inode_cache, filp and dentry slabs)
   inspect buffers         the buffer bytes `pytcp inspect ID --json` reports for one
-                          connection (every `buffers` field ending in `capacity`)
+                          connection (its `buffers` fields naming allocated memory
+                          where the build has them, else those ending in `capacity`)
   inspect list / ID       start to exit of `pytcp inspect` (the list, to /dev/null) and of
                           `pytcp inspect ID`, against `ss -tn` and `ss -tni sport = :P`
                           listing/finding the harness's kernel sockets
@@ -85,17 +86,16 @@ def open_idle(addr: str, port: int, count: int, timeout: float) -> list[socket.s
 
 
 def buffer_bytes(snapshot: dict[str, Any]) -> int:
-    return sum(v for k, v in snapshot.get("buffers", {}).items()
-               if k.endswith("capacity") and isinstance(v, int))
+    """The buffer bytes inspect reports for one connection: the fields naming allocated
+    memory where this build has them, else the capacities."""
+    buffers = {k: v for k, v in snapshot.get("buffers", {}).items() if isinstance(v, int)}
+    held = [v for k, v in buffers.items() if "alloc" in k or "memory" in k]
+    return sum(held) if held else sum(v for k, v in buffers.items() if k.endswith("capacity"))
 
 
-def time_cmd(cmd: list[str], env: dict[str, str], timeout: float = 120) -> float:
-    start = time.perf_counter()
-    out = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                         text=True, timeout=timeout)
-    if out.returncode != 0:
-        raise BenchError(f"{' '.join(cmd[:3])}: exit {out.returncode}: {out.stderr[-200:]}")
-    return (time.perf_counter() - start) * 1000
+def time_cmd(bench: Bench, cmd: list[str]) -> float:
+    """Milliseconds from start to exit of `cmd`."""
+    return bench.time_command(cmd) * 1000
 
 
 def bulk_on_one_more(bench: Bench, tun: Tun, pid: int, size: int) -> float:
@@ -172,19 +172,19 @@ def run(bench: Bench, ns: Namespaces) -> Figure:
                     fig.row(f"buffers_{n}", f"pytcp: inspect's buffer bytes of one at {label}",
                             "bytes", better="lower", baseline="kernel_idle"
                             ).runs.append(float(buffer_bytes(snap)))
-                ss_list = time_cmd(["ss", "-tn"], bench.env)
+                ss_list = time_cmd(bench, ["ss", "-tn"])
                 fig.row(f"ss_list_{n}", f"ss -tn at {label}", "ms", better="lower"
                         ).runs.append(ss_list)
                 fig.row(f"inspect_list_{n}", f"pytcp inspect (list) at {label}", "ms",
                         better="lower", baseline=f"ss_list_{n}").runs.append(
-                            time_cmd([bench.pytcp, "inspect"], bench.env))
+                            time_cmd(bench, [bench.pytcp, "inspect"]))
                 sport = clients[0].getsockname()[1]
                 fig.row(f"ss_one_{n}", f"ss -tni sport = :P at {label}", "ms", better="lower"
-                        ).runs.append(time_cmd(["ss", "-tni", f"sport = :{sport}"], bench.env))
+                        ).runs.append(time_cmd(bench, ["ss", "-tni", f"sport = :{sport}"]))
                 if first_id is not None:
                     fig.row(f"inspect_one_{n}", f"pytcp inspect ID at {label}", "ms",
                             better="lower", baseline=f"ss_one_{n}").runs.append(
-                                time_cmd([bench.pytcp, "inspect", first_id], bench.env))
+                                time_cmd(bench, [bench.pytcp, "inspect", first_id]))
                 cost = bulk_on_one_more(bench, tun, listener.pid, bulk)
                 cost1 = cost1 or cost
                 fig.row(f"packet_{n}", f"pytcp: µs per received segment, bulk at {label}",
