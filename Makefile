@@ -55,10 +55,15 @@ test: $(VENV)/.installed-test debian-tools lint
 	$(BIN)/python -m pytest -q
 
 # Benchmarks: the installed pytcp against the kernel, ncat and nc, in namespaces of its own.
-# BENCH_QUICK=1 for a fast pass, BENCH_RUNS, BENCH_OUT (JSON path), BENCH_FIGURES="bulk rr".
+# BENCH_QUICK=1 for a fast pass, BENCH_RUNS, BENCH_OUT (JSON path), BENCH_FIGURES="bulk rr",
+# BENCH_PROFILE=1 a py-spy profile of pytcp listen (installs py-spy into the venv).
 bench: $(VENV)/.installed
 	@$(MAKE) --no-print-directory debian-tools DEBIAN_TOOLS="$(BENCH_TOOLS)"
-	timeout 1800 $(BIN)/python -m benchmarks
+	@if [ -n "$(BENCH_PROFILE)" ] && [ ! -x $(BIN)/py-spy ]; then \
+	  echo "make: installing py-spy into $(VENV) (BENCH_PROFILE)"; \
+	  $(BIN)/python -m pip install -q py-spy || echo "make: no py-spy; no profile"; \
+	fi
+	PATH="$(abspath $(BIN)):$$PATH" timeout 1800 $(BIN)/python -m benchmarks
 
 # Regenerates the man pages and shell completions from the click definitions.
 generate: $(VENV)/.installed

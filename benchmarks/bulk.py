@@ -12,18 +12,22 @@ Rows (MB/s = 10^6 bytes per second, median of the runs):
                   timed from accept until the last byte arrived
 and the kernel→pytcp pipe and pytcp→kernel pipe rows again with `--no-offload --mtu 1500`
 ("n/a" while the command has no --no-offload). Every pytcp row's ratio is against the
-veth baseline. Sizes: BENCH_BULK_MIB (default 64; 8 with BENCH_QUICK=1).
+veth baseline. Sizes: BENCH_BULK_MIB (default 64; 8 with BENCH_QUICK=1). BENCH_PROFILE=1
+adds one untimed kernel → `pytcp listen | cat` run under py-spy (speedscope file beside
+the JSON; `make bench BENCH_PROFILE=1` installs py-spy into the venv).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from benchmarks.netns import Namespaces
 from benchmarks.proc import Bench, BenchError, Proc, connect, wait_acked, wait_kernel_port
@@ -33,6 +37,7 @@ PORT = 5001
 CHUNK = 1 << 20
 TIMEOUT = 180.0
 ZEROS = memoryview(bytes(CHUNK))
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def kernel_send(addr: str, port: int, size: int) -> float:
@@ -116,8 +121,10 @@ def veth_nc(size: int, peer: str, far: str) -> float:
     return size / elapsed / 1e6
 
 
-def pytcp_listen(bench: Bench, size: int, sink: str, extra: list[str]) -> float:
-    """kernel → `pytcp listen PORT` with stdout into a pipe to cat, /dev/null or a file."""
+def pytcp_listen(bench: Bench, size: int, sink: str, extra: list[str],
+                 profile: Path | None = None) -> float:
+    """kernel → `pytcp listen PORT` with stdout into a pipe to cat, /dev/null or a file;
+    with `profile`, py-spy records the listener into that file (speedscope format)."""
     tun = bench.tun()
     cmd = bench.cmd(tun, "listen", *extra, str(PORT))
     target = bench.tmp / "bulk.out"
@@ -125,6 +132,8 @@ def pytcp_listen(bench: Bench, size: int, sink: str, extra: list[str]) -> float:
         if sink == "pipe":
             listener = Proc(cmd, env=bench.env, stdout=subprocess.PIPE, name="pytcp listen")
             cat = Proc(["cat"], stdin=listener.popen.stdout, stdout=null)
+            assert listener.popen.stdout is not None
+            listener.popen.stdout.close()  # cat holds the read end, as in a shell pipeline
         else:
             listener = Proc(cmd, env=bench.env, stdout=null if sink == "null" else file,
                             name="pytcp listen")
@@ -132,8 +141,16 @@ def pytcp_listen(bench: Bench, size: int, sink: str, extra: list[str]) -> float:
         with listener:
             try:
                 bench.wait_listener(listener, PORT)
+                spy = None
+                if profile is not None:
+                    spy = Proc(["py-spy", "record", "-p", str(listener.pid), "-f", "speedscope",
+                                "-o", str(profile)], name="py-spy")
+                    time.sleep(1)  # py-spy attaches
                 elapsed = kernel_send(tun.pytcp, PORT, size)
                 listener.wait(30)
+                if spy is not None:
+                    with spy:
+                        spy.wait(30)
             finally:
                 if cat is not None:
                     cat.stop()
@@ -151,6 +168,8 @@ def pytcp_connect(bench: Bench, size: int, source: str, extra: list[str]) -> flo
     if source == "pipe":
         head = Proc(["head", "-c", str(size), "/dev/zero"], stdout=subprocess.PIPE)
         with head, Proc(cmd, env=bench.env, stdin=head.popen.stdout, name="pytcp connect") as pc:
+            assert head.popen.stdout is not None
+            head.popen.stdout.close()  # pytcp holds the read end, as in a shell pipeline
             elapsed = receiver.result(TIMEOUT)
             pc.wait(30)
     else:
@@ -202,4 +221,21 @@ def run(bench: Bench, ns: Namespaces) -> Figure:
                 continue
             if value is not None:
                 row.runs.append(value)
+    if os.environ.get("BENCH_PROFILE", "") not in ("", "0"):
+        fig.extra["profile"] = profile_listen(bench, size)
     return fig
+
+
+def profile_listen(bench: Bench, size: int) -> str:
+    """BENCH_PROFILE=1: one more kernel → `pytcp listen | cat` run under py-spy (not timed
+    as a figure); the speedscope file lands beside the JSON. Returns its path or why not."""
+    if shutil.which("py-spy") is None:
+        return "no py-spy (make bench BENCH_PROFILE=1 installs it into the venv)"
+    out = Path(os.environ.get("BENCH_OUT") or RESULTS / "latest.json").parent
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "profile-bulk-listen.speedscope.json"
+    try:
+        pytcp_listen(bench, size, "pipe", [], profile=path)
+    except (BenchError, OSError, subprocess.SubprocessError) as exc:
+        return f"failed: {exc}"[:200]
+    return str(path)
