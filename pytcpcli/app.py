@@ -47,7 +47,20 @@ def default_stack_factory(opts: StackOptions, tracer: Callable[[Any], None] | No
         tracer=tracer,
         pcap=opts.pcap,
         impair=opts.impair,
+        offload=opts.offload,
     )
+
+
+def offload_note(stack: Any) -> str:
+    """What -v says of the offloads on a stack's TUN: "offloads rx csum+tso4+tso6 tx
+    csum+tso", "offloads off", or "" for a stack without a TUN (tests' paired stacks)."""
+    if not getattr(stack, "tun_name", ""):
+        return ""
+    offloads = getattr(stack, "offloads", None) or {}
+    rx, tx = offloads.get("rx", []), offloads.get("tx", [])
+    if not rx and not tx:
+        return "offloads off"
+    return f"offloads rx {'+'.join(rx) or 'none'} tx {'+'.join(tx) or 'none'}"
 
 
 def _environment_errors() -> tuple[type[BaseException], ...]:
@@ -301,9 +314,11 @@ class App:
             raise self.connect_failure(e, address, port, timeout) from None
         if verbose:
             local_addr, local_port = sock.local
+            note = offload_note(st)
             self.say(
                 f"connected to {address} port {port} from {local_addr} port {local_port} "
-                f"({st.tun_name + ', ' if st.tun_name else ''}id {sock.id})"
+                f"({st.tun_name + ', ' if st.tun_name else ''}{note + ', ' if note else ''}"
+                f"id {sock.id})"
             )
         return sock
 

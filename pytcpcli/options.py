@@ -152,6 +152,7 @@ class StackOptions:
     wscale: bool = True
     timestamps: bool = True
     journal_size: int | None = None
+    offload: bool = True
 
     def tcp_overrides(self) -> dict[str, Any]:
         """The TcpConfig fields the options changed (an empty dict: the defaults)."""
@@ -238,6 +239,15 @@ def stack_options(f: F) -> F:
             "--journal` (default 64; 0: no journal).",
         ),
         click.option(
+            "--no-offload",
+            "no_offload",
+            is_flag=True,
+            help="No virtio-net offloads on the TUN: MTU-sized segments both ways and every "
+            "checksum computed in Python, so --trace and --pcap show what a wire carries "
+            "(default: TSO/GSO super-segments of up to 64 KiB and checksum offload where "
+            "the kernel offers them).",
+        ),
+        click.option(
             "--impair",
             type=Impair(),
             metavar="SPEC",
@@ -291,6 +301,7 @@ def stack_options(f: F) -> F:
             wscale=not kwargs.pop("no_wscale"),
             timestamps=not kwargs.pop("no_timestamps"),
             journal_size=kwargs.pop("journal_size"),
+            offload=not kwargs.pop("no_offload"),
         )
         return f(stack=stack, **kwargs)
 

@@ -174,6 +174,28 @@ def render_tcb(entry: Mapping[str, Any]) -> str:
         if extra:
             out.append(_section("Listener", extra))
         return "\n".join(out)
+    link = entry.get("link")
+    if isinstance(link, Mapping):
+        out.append(
+            _section(
+                "Link (offloads, for the whole interface)",
+                [
+                    ["offloads rx", "+".join(link.get("offloads_rx") or []) or "none"],
+                    ["offloads tx", "+".join(link.get("offloads_tx") or []) or "none"],
+                    [
+                        "GSO in",
+                        f"{_v(link.get('gso_packets_in'))} super-packets, "
+                        f"{_v(link.get('gso_segments_in'))} segments",
+                    ],
+                    [
+                        "GSO out",
+                        f"{_v(link.get('gso_packets_out'))} super-packets, "
+                        f"{_v(link.get('gso_segments_out'))} segments",
+                    ],
+                    ["checksums trusted", _v(link.get("csum_trusted_in"))],
+                ],
+            )
+        )
     snd = entry.get("send", {})
     rcv = entry.get("receive", {})
     iss, irs = snd.get("iss"), rcv.get("irs")

@@ -508,7 +508,7 @@ class Stack:
         link: Link | None = None,
         loop: Loop | None = None,
         seed: int | None = None,
-        offload: bool = False,
+        offload: bool = True,
     ) -> None:
         self._tun = tun
         self._addr = addr
@@ -593,6 +593,8 @@ class Stack:
                 mtu=self.mtu,
                 tracer=self._tracer,
                 address6=self.address6,
+                # Packets with offload facts both ways when the link carries them.
+                offload=bool(getattr(self._link, "offload", False)),
             )
             impair_out = impair_in = None
             if self.impair is not None:
@@ -674,6 +676,13 @@ class Stack:
         if self._link is None:
             raise OSError(errno.EBADF, "stack is not open (use `with Stack() as stack:`)")
         return self._link
+
+    @property
+    def offloads(self) -> dict[str, list[str]]:
+        """The offloads active on the link, by direction (TunLink.offloads): "rx" what
+        the kernel may hand us (csum, tso4, tso6), "tx" what we hand it (csum, tso)."""
+        offloads = getattr(self._link, "offloads", None)
+        return dict(offloads) if offloads is not None else {"rx": [], "tx": []}
 
     def _release(self) -> None:
         if self._pcap is not None:

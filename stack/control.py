@@ -680,7 +680,20 @@ class ControlServer:
         snap["id"] = self._conn_id(obj.id)
         snap["pid"] = self.pid
         snap["tun"] = getattr(self.stack, "tun_name", None)
+        if snap.get("state") != "LISTEN":
+            snap["link"] = self._link()
         return snap
+
+    def _link(self) -> dict[str, Any]:
+        """The link under the connection: the offloads active on it and what the host
+        counted of them (docs/internals.md, Offloads)."""
+        offloads = getattr(self.stack, "offloads", None) or {}
+        counters = getattr(self.stack.host, "offload_counters", None) or {}
+        return {
+            "offloads_rx": list(offloads.get("rx", [])),
+            "offloads_tx": list(offloads.get("tx", [])),
+            **{k: int(counters.get(k, 0)) for k in LINK_COUNTERS},
+        }
 
     def describe(self) -> dict[str, Any]:
         """The `list` result: this process and a snapshot of each listener and connection."""
@@ -694,6 +707,15 @@ class ControlServer:
             "address": str(getattr(self.stack, "address", "")),
             "connections": [self._entry(o, now) for o in objs],
         }
+
+
+LINK_COUNTERS = (
+    "gso_packets_in",
+    "gso_segments_in",
+    "gso_packets_out",
+    "gso_segments_out",
+    "csum_trusted_in",
+)
 
 
 # --------------------------------------------------------------------------- client

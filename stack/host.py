@@ -67,6 +67,7 @@ from stack.wire.icmp import (
 )
 from stack.wire.icmp import parse as parse_icmp
 from stack.wire.ipv6 import PROTO_ICMPV6, Ipv6Header
+from stack.wire.packet import GSO_NONE, GSO_TCPV4, GSO_TCPV6, TCP_CSUM_OFFSET, Packet
 
 Address = IPv4Address | IPv6Address
 Endpoint = tuple[Address, int]
@@ -85,6 +86,9 @@ ICMP_ERROR_BURST = 50  # Linux net.ipv4.icmp_msgs_burst
 EPHEMERAL_MIN = 32768  # Linux net.ipv4.ip_local_port_range
 EPHEMERAL_MAX = 60999
 PORT_TABLE_LENGTH = 256  # RFC 6056 §3.3.4 TABLE_LENGTH
+# The largest payload of one super-segment the link cuts for us (TSO): an IP packet is at
+# most 65535 bytes, less room for an IPv6 header and a TCP header with 40 option bytes.
+TSO_MAX_PAYLOAD = 0xFFFF - 40 - 60
 
 _SYN = int(Flags.SYN)
 _SYN_ACK_RST = int(Flags.SYN | Flags.ACK | Flags.RST)
@@ -284,6 +288,7 @@ class Host:
         isn: Callable[[Endpoint, Endpoint, int], int] | None = None,
         syn_cookies: bool = False,
         address6: IPv6Address | None = None,
+        offload: bool = False,
     ) -> None:
         self.address = address
         self.address6 = address6
@@ -302,9 +307,22 @@ class Host:
         self._by_key: dict[Key, Connection] = {}
         self._listeners: dict[int, Listener] = {}  # by port
         self._parent: dict[int, Listener] = {}  # embryonic connection id -> its listener
-        self._outbox: list[bytes] = []  # packets the host itself made (RST, echo reply)
+        self._outbox: list[bytes | Packet] = []  # packets the host itself made (RST, echo reply)
         self._icmp_tokens = float(ICMP_ERROR_BURST)  # token bucket of ICMP errors
         self._icmp_refill = 0
+        # The link takes `Packet`s with offload facts (a TUN with a virtio-net header): TCP
+        # segments leave with their checksum partial (NEEDS_CSUM) and connections build
+        # super-segments of up to TSO_MAX_PAYLOAD that the kernel cuts (TSO).
+        self.offload = offload
+        self.offload_counters = {
+            "gso_packets_in": 0,  # super-packets received (GRO'd by the kernel)
+            "gso_segments_in": 0,  # the segments they stood for
+            "gso_packets_out": 0,  # super-packets sent (TSO)
+            "gso_segments_out": 0,
+            "csum_trusted_in": 0,  # TCP checksums not verified: NEEDS_CSUM or DATA_VALID
+        }
+        self._rx_verify = True  # facts of the packet being received (see receive_packet)
+        self._rx_gso = 0
         self.counters: HostCounters = {
             "packets_in": 0,
             "packets_out": 0,
@@ -419,9 +437,25 @@ class Host:
 
     # ---------------------------------------------------------------- input
 
-    def receive_packet(self, data: bytes | bytearray | memoryview, now: int) -> None:
+    def receive_packet(self, data: bytes | bytearray | memoryview | Packet, now: int) -> None:
         """One IP packet from the link. Never raises on any input: bad packets are dropped,
-        counted in counters["drops"] by reason, and traced. Call packets_to_send() next."""
+        counted in counters["drops"] by reason, and traced. Call packets_to_send() next.
+
+        A `Packet` brings the link's facts: a checksum the kernel left partial or verified
+        is not verified again (it never crossed a wire), and a GRO'd super-packet reaches
+        its connection as one segment whose `gso_size` says how many it stands for."""
+        if isinstance(data, Packet):
+            self._rx_verify = not data.checksum_trusted
+            self._rx_gso = data.gso_size if data.gso_type != GSO_NONE else 0
+            try:
+                self._receive_ip(data.head if not data.body else bytes(data), now)
+            finally:
+                self._rx_verify = True
+                self._rx_gso = 0
+            return
+        self._receive_ip(data, now)
+
+    def _receive_ip(self, data: bytes | bytearray | memoryview, now: int) -> None:
         self.counters["packets_in"] += 1
         if len(data) and data[0] >> 4 == 6:
             if self.address6 is not None:
@@ -486,11 +520,18 @@ class Host:
             self._drop(now, "unknown-protocol", src=ip6.src, dst=ip6.dst, protocol=ip6.protocol)
 
     def _receive_tcp(self, ip: IpHeader, payload: memoryview, now: int) -> None:
+        verify, gso = self._rx_verify, self._rx_gso
         try:
-            seg = TcpSegment.parse(payload, ip.src, ip.dst)
+            seg = TcpSegment.parse(payload, ip.src, ip.dst, verify_checksum=verify, gso_size=gso)
         except WireError as exc:
             self._drop(now, exc.reason, src=ip.src, dst=ip.dst, detail=str(exc))
             return
+        if not verify:
+            oc = self.offload_counters
+            oc["csum_trusted_in"] += 1
+            if gso and len(seg.payload) > gso:
+                oc["gso_packets_in"] += 1
+                oc["gso_segments_in"] += seg.gso_segs
         conn = self._by_key.get((ip.dst, seg.dst_port, ip.src, seg.src_port))
         if conn is not None and not conn.is_closed and self._may_reopen(conn, seg):
             # RFC 9293 §3.10.7.4 note / RFC 1122 §4.2.2.13: a new SYN may reopen a
@@ -646,21 +687,27 @@ class Host:
 
     # --------------------------------------------------------------- output and time
 
-    def packets_to_send(self, now: int) -> list[bytes]:
+    def packets_to_send(self, now: int) -> list[bytes | Packet]:
         """Every IP packet due now: the host's own and each connection's segments.
 
+        With `offload`, a connection's segments are `Packet`s (checksum partial, super-
+        segments marked GSO); everything else is plain bytes.
         Connections that reached CLOSED are forgotten here, after their last segment
         (a RST of abort) went out; the objects stay valid for whoever holds them.
         """
         out = self._outbox
         self._outbox = []
         closed = []
+        offload = self.offload
         for conn in self._live.values():
             segments = conn.segments_to_send(now)
             if segments:
                 src, dst = conn.local[0], conn.remote[0]
                 for seg in segments:
-                    out.append(self._ip(src, dst, PROTO_TCP, seg.build(src, dst)))
+                    if offload:
+                        out.append(self._offloaded(src, dst, seg))
+                    else:
+                        out.append(self._ip(src, dst, PROTO_TCP, seg.build(src, dst)))
             if conn.is_closed:
                 closed.append(conn)
         for conn in closed:
@@ -782,6 +829,8 @@ class Host:
             link_mtu=self._link_mtu(local[0]),
             tracer=self._tracer,
         )
+        if self.offload:
+            conn.tso_max = TSO_MAX_PAYLOAD  # the link cuts our super-segments (TSO)
         self._live[conn.id] = conn
         self._by_key[(local[0], local[1], remote[0], remote[1])] = conn
         return conn
@@ -902,6 +951,38 @@ class Host:
         self._ident = (ident + 1) & 0xFFFF
         # DF set: we do path MTU discovery (RFC 1191) and never fragment.
         return Ipv4Header(src, dst, protocol, TTL, 0, ident, True).build(payload)
+
+    def _offloaded(self, src: Address, dst: Address, seg: TcpSegment) -> Packet:
+        """A segment for a link that finishes checksums and cuts super-segments: the
+        headers built here (the IP header checksum is ours, the TCP one partial), the
+        payload passed on unjoined; GSO when it is larger than its gso_size."""
+        tcp = seg.build_header(src, dst, partial=True)
+        payload = seg.payload
+        length = len(tcp) + len(payload)
+        gso = seg.gso_size if len(payload) > seg.gso_size > 0 else 0
+        if isinstance(src, IPv6Address) and isinstance(dst, IPv6Address):
+            ip = Ipv6Header(src, dst, PROTO_TCP, TTL).build_header(length)
+            gso_type = GSO_TCPV6
+        else:
+            assert isinstance(src, IPv4Address) and isinstance(dst, IPv4Address)
+            ident = self._ident
+            # Each segment the kernel cuts takes the next identification (tcp_gso_segment).
+            self._ident = (ident + (seg.gso_segs if gso else 1)) & 0xFFFF
+            ip = Ipv4Header(src, dst, PROTO_TCP, TTL, 0, ident, True).build_header(20 + length)
+            gso_type = GSO_TCPV4
+        if gso:
+            oc = self.offload_counters
+            oc["gso_packets_out"] += 1
+            oc["gso_segments_out"] += seg.gso_segs
+        return Packet(
+            ip + tcp,
+            payload,
+            gso_type=gso_type if gso else GSO_NONE,
+            gso_size=gso,
+            needs_csum=True,
+            csum_start=len(ip),
+            csum_offset=TCP_CSUM_OFFSET,
+        )
 
     def _drop(self, now: int, reason: str, **fields: Any) -> None:
         drops = self.counters["drops"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import random
 import socket
+from collections.abc import Sequence
 from dataclasses import replace
 from ipaddress import IPv4Address, IPv6Address
 
@@ -47,6 +48,7 @@ from stack.wire.icmp import (
 )
 from stack.wire.icmp import parse as parse_icmp
 from stack.wire.ipv6 import PROTO_ICMPV6, Ipv6Header
+from stack.wire.packet import Packet
 from tests.conftest import Netns
 from tests.integration.harness import BOUND, StackThread
 
@@ -78,11 +80,11 @@ def packet(seg: TcpSegment, src: IPv4Address = PEER, dst: IPv4Address = LOCAL) -
     return Ipv4Header(src, dst, PROTO_TCP).build(seg.build(src, dst))
 
 
-def segments(packets: list[bytes]) -> list[TcpSegment]:
+def segments(packets: Sequence[bytes | Packet]) -> list[TcpSegment]:
     """The TCP segments of packets the host sent, checking their IP headers."""
     out = []
     for data in packets:
-        ip, payload = Ipv4Header.parse(data)
+        ip, payload = Ipv4Header.parse(bytes(data))
         assert (ip.protocol, ip.ttl, ip.dont_fragment) == (PROTO_TCP, 64, True)
         out.append(TcpSegment.parse(payload, ip.src, ip.dst))
     return out
@@ -233,7 +235,7 @@ def test_udp_draws_protocol_unreachable() -> None:
     udp = Ipv4Header(PEER, LOCAL, 17).build(b"\x30\x39\x00\x35\x00\x0c\x00\x00data")
     host.receive_packet(udp, 0)
     [reply] = host.packets_to_send(0)
-    ip, payload = Ipv4Header.parse(reply)
+    ip, payload = Ipv4Header.parse(bytes(reply))
     assert (ip.src, ip.dst, ip.protocol) == (LOCAL, PEER, PROTO_ICMP)
     # RFC 792: type 3 code 2, quoting the IP header and the first 8 bytes of the datagram.
     assert bytes(payload) == build_unreachable(2, udp)
@@ -263,7 +265,7 @@ def test_ping_is_answered() -> None:
     request = IcmpEcho(TYPE_ECHO_REQUEST, 0x1234, 7, b"ping payload").build()
     host.receive_packet(Ipv4Header(PEER, LOCAL, PROTO_ICMP).build(request), 0)
     [reply] = host.packets_to_send(0)
-    ip, payload = Ipv4Header.parse(reply)
+    ip, payload = Ipv4Header.parse(bytes(reply))
     assert (ip.src, ip.dst, ip.protocol) == (LOCAL, PEER, PROTO_ICMP)
     assert bytes(payload) == IcmpEcho(0, 0x1234, 7, b"ping payload").build()
     assert (host.counters["icmp_in"], host.counters["icmp_out"]) == (1, 1)
@@ -295,7 +297,7 @@ def test_icmp_unreachable_fails_the_quoted_connection() -> None:
     b = host.connect((PEER, 81), 0)
     sent = host.packets_to_send(0)
     by_port = {seg.dst_port: data for seg, data in zip(segments(sent), sent, strict=True)}
-    quoted, _ = Ipv4Header.parse(by_port[80])
+    quoted, _ = Ipv4Header.parse(bytes(by_port[80]))
     err = IcmpError(
         TYPE_DEST_UNREACHABLE, CODE_HOST_UNREACHABLE, None, quoted, a.local[1], 80, LOCAL_ISS
     )
@@ -1018,7 +1020,7 @@ class HostMachine(RuleBasedStateMachine):
     @invariant()
     def outputs_parse_and_queues_are_bounded(self) -> None:
         for data in self.host.packets_to_send(self.now):
-            ip, payload = Ipv4Header.parse(data)
+            ip, payload = Ipv4Header.parse(bytes(data))
             assert ip.src == LOCAL
             if ip.protocol == PROTO_TCP:
                 TcpSegment.parse(payload, ip.src, ip.dst)
@@ -1075,10 +1077,10 @@ def packet6(seg: TcpSegment, src: IPv6Address = PEER6, dst: IPv6Address = LOCAL6
     return Ipv6Header(src, dst, PROTO_TCP).build(seg.build(src, dst))
 
 
-def segments6(packets: list[bytes]) -> list[TcpSegment]:
+def segments6(packets: Sequence[bytes | Packet]) -> list[TcpSegment]:
     out = []
     for data in packets:
-        ip6, payload = Ipv6Header.parse(data)
+        ip6, payload = Ipv6Header.parse(bytes(data))
         assert (ip6.src, ip6.protocol, ip6.hop_limit) == (LOCAL6, PROTO_TCP, 64)
         out.append(TcpSegment.parse(payload, ip6.src, ip6.dst))
     return out
@@ -1121,7 +1123,7 @@ def test_ipv6_ping_is_answered() -> None:
     request = IcmpEcho(128, 0x77, 3, b"ping six").build(PEER6, LOCAL6)
     host.receive_packet(Ipv6Header(PEER6, LOCAL6, PROTO_ICMPV6).build(request), 0)
     [reply] = host.packets_to_send(0)
-    ip6, payload = Ipv6Header.parse(reply)
+    ip6, payload = Ipv6Header.parse(bytes(reply))
     assert (ip6.src, ip6.dst, ip6.protocol) == (LOCAL6, PEER6, PROTO_ICMPV6)
     assert bytes(payload) == IcmpEcho(129, 0x77, 3, b"ping six").build(LOCAL6, PEER6)
 

@@ -88,6 +88,12 @@ impairments: what `pytcp impair` set and is still active, a list of {fault,
 direction, left} (segments still to impair), {fault: "delay", direction, ms} or
 {fault: "window", direction: "out", bytes}; empty without any.
 
+A connection also has link {offloads_rx, offloads_tx, gso_packets_in,
+gso_segments_in, gso_packets_out, gso_segments_out, csum_trusted_in}: the offloads
+active on its TUN ("csum", "tso4", "tso6" received; "csum", "tso" sent; empty with
+--no-offload) and the host's counts of GSO super-packets and of checksums the kernel
+vouched for.
+
 A listener has id, pid, tun, state "LISTEN", local, backlog, syn_queue,
 accept_queue and counters. The probe prints {"timeline": [{offset, kind, text,
 changes, timers, offered}, ...], "summary": <connection object>}: changes are

@@ -19,7 +19,7 @@ from typing import Any
 
 import click
 
-from pytcpcli.app import App
+from pytcpcli.app import App, offload_note
 from pytcpcli.errors import EXIT_CONN, EXIT_ENV, EXIT_OK, EXIT_USAGE, CliError
 from pytcpcli.options import (
     CLOSE_NOTES,
@@ -763,7 +763,11 @@ def listen(
         )
         # Said once the session's signal handling is in place: a ^C from now on closes.
         if stack.verbose:
-            app.say(f"listening on {st.tun_name} {_where(st, address, family)} port {port}")
+            note = offload_note(st)
+            app.say(
+                f"listening on {st.tun_name} {_where(st, address, family)} port {port}"
+                f"{' (' + note + ')' if note else ''}"
+            )
         code = session.run()
     if code != EXIT_OK:
         click.get_current_context().exit(code)

@@ -3,17 +3,24 @@
 `ImpairSpec` is the parsed form of `--impair SPEC`; `Impairer` applies it to one
 packet at a time, sans-IO: the caller hands in `now` and gets back the deliveries
 (time, bytes) to schedule, so the event loop and the simulation tests drive it the
-same way. Imports the standard library (`random` is allowed in `io/`) and the time
-units of `stack.tcp.clock`.
+same way. `ImpairedLink` wraps any Link with one per direction. Imports the standard
+library (`random` is allowed in `io/`), the time units of `stack.tcp.clock`,
+`stack.wire.packet` and `stack.io.link`.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import random
 import re
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 
+from stack.io.link import Link
 from stack.tcp.clock import MS, SECOND, US
+from stack.wire.packet import Packet
 
 # Keys of a spec, in the order `str(spec)` prints them.
 RATE_KEYS = ("loss", "dup", "reorder", "corrupt")
@@ -185,3 +192,103 @@ class Impairer:
         damaged = bytearray(packet)
         damaged[bit >> 3] ^= 1 << (bit & 7)
         return bytes(damaged)
+
+
+def wire_packets(packet: bytes | bytearray | memoryview | Packet) -> list[bytes]:
+    """What `packet` is on a wire: a super-packet is the MSS-sized segments the kernel
+    would cut it into (software GSO), each with its checksums done; a packet whose
+    checksum was left partial is finished; plain bytes stay as they are."""
+    if isinstance(packet, Packet):
+        return packet.segments()
+    return [bytes(packet)]
+
+
+class ImpairedLink:
+    """Any `Link` with an `Impairer` on each direction (smoltcp's FaultInjector).
+
+    Impairment acts on what a wire would carry: a GSO super-packet is cut into its
+    MSS-sized segments first (`wire_packets`), and each one is lost, duplicated,
+    reordered, delayed or corrupted on its own draws, so `--impair loss=1%` means 1 % of
+    wire segments whether offloads are on or off. Segments it delivers leave as plain
+    packets with full checksums (a corrupted one is then caught by the receiver's
+    checksum, as on a wire). Packets held for later wait here: `next_deadline()` says
+    when the first is due, and each `recv()`/`send()` releases what is due by then.
+    `clock` is the loop's (ns), handed in: this wrapper reads no clock of its own.
+    """
+
+    def __init__(
+        self,
+        inner: Link,
+        *,
+        impair_out: Impairer | None = None,
+        impair_in: Impairer | None = None,
+        clock: Callable[[], int],
+    ) -> None:
+        self.inner = inner
+        self.impair_out = impair_out
+        self.impair_in = impair_in
+        self._clock = clock
+        self._held: list[tuple[int, int, bool, bytes]] = []  # (at, seq, outgoing, packet)
+        self._seq = itertools.count()
+        self._ready: deque[bytes] = deque()  # incoming packets due, not yet received
+
+    def fileno(self) -> int | None:
+        return self.inner.fileno()
+
+    def next_deadline(self) -> int | None:
+        """When the first held packet is due (loop ns), or None."""
+        inner = getattr(self.inner, "next_deadline", None)
+        mine = self._held[0][0] if self._held else None
+        theirs = inner() if inner is not None else None
+        if mine is None or (theirs is not None and theirs < mine):
+            return theirs
+        return mine
+
+    def flush(self) -> None:
+        inner = getattr(self.inner, "flush", None)
+        if inner is not None:
+            inner()
+
+    def _release(self, now: int) -> None:
+        held = self._held
+        while held and held[0][0] <= now:
+            _, _, outgoing, packet = heapq.heappop(held)
+            if outgoing:
+                self.inner.send(packet)
+            else:
+                self._ready.append(packet)
+
+    def recv(self) -> bytes | bytearray | memoryview | Packet | None:
+        now = self._clock()
+        self._release(now)
+        while not self._ready:
+            packet = self.inner.recv()
+            if packet is None:
+                return None
+            if self.impair_in is None:
+                return packet
+            for wire in wire_packets(packet):
+                for at, copy in self.impair_in.apply(wire, now):
+                    if at <= now:
+                        self._ready.append(copy)
+                    else:
+                        heapq.heappush(self._held, (at, next(self._seq), False, copy))
+        return self._ready.popleft()
+
+    def send(self, packet: bytes | bytearray | memoryview | Packet) -> None:
+        if self.impair_out is None:
+            self.inner.send(packet)
+            return
+        now = self._clock()
+        self._release(now)
+        for wire in wire_packets(packet):
+            for at, copy in self.impair_out.apply(wire, now):
+                if at <= now:
+                    self.inner.send(copy)
+                else:
+                    heapq.heappush(self._held, (at, next(self._seq), True, copy))
+
+    def close(self) -> None:
+        self._held.clear()
+        self._ready.clear()
+        self.inner.close()

@@ -1,8 +1,13 @@
 """The Link protocol (what moves whole IP packets in and out) and PairLink, an
-in-memory pair of links for tests. Imports the standard library only.
+in-memory pair of links for tests. Imports the standard library and stack.wire.packet.
 
-A Link carries one IP packet per `send` and per `recv`. `fileno()` is a descriptor
-that selects readable while packets are waiting (None: the loop must poll).
+A Link carries one IP packet per `send` and per `recv`: plain bytes, or a
+`stack.wire.packet.Packet` with offload facts (only a link that opened with them, a
+TUN with a virtio-net header, hands those out or is handed them). `fileno()` is a
+descriptor that selects readable while packets are waiting (None: the loop must poll).
+Wrappers (`stack.io.impair.ImpairedLink`, `stack.io.pcap.PcapLink`) are Links around
+a Link; they may add `next_deadline()` (when held packets are due: the loop wakes then
+and calls `recv()`) and `flush()` (called once per wake-up after the packets moved).
 """
 
 from __future__ import annotations
@@ -12,16 +17,18 @@ import threading
 from collections import deque
 from typing import Protocol, runtime_checkable
 
+from stack.wire.packet import Packet
+
 
 @runtime_checkable
 class Link(Protocol):
     def fileno(self) -> int | None: ...
 
-    def recv(self) -> bytes | None:
+    def recv(self) -> bytes | bytearray | memoryview | Packet | None:
         """The next waiting packet, or None when nothing is waiting (never blocks)."""
         ...
 
-    def send(self, packet: bytes) -> None: ...
+    def send(self, packet: bytes | bytearray | memoryview | Packet) -> None: ...
 
     def close(self) -> None: ...
 
@@ -67,9 +74,13 @@ class PairLink:
         """Packets waiting to be received at this end."""
         return len(self._queue)
 
-    def send(self, packet: bytes | bytearray | memoryview) -> None:
+    def send(self, packet: bytes | bytearray | memoryview | Packet) -> None:
         if self._closed:
             raise OSError(9, "send on a closed PairLink")  # EBADF, as a closed fd
+        if isinstance(packet, Packet):  # a cable carries wire segments, checksums done
+            for wire in packet.segments():
+                self.send(wire)
+            return
         peer = self._peer
         self.sent += 1
         if peer is None or not peer._deliver(bytes(packet)):

@@ -14,10 +14,13 @@ queued leaves at once, and run the iteration hooks (the API's change notificatio
 Then sleep until the earliest of: a host's `next_deadline()`, a loop timer, a held
 (impaired) packet, or I/O.
 
-Optional per host: an `Impairer` for each direction (`--impair`) whose held packets
-wait in the loop, and a `PcapWriter` that records every packet the host sends and
-receives, as the host sees them (outgoing before impairment, incoming after it: a
-capture on the stack's own interface).
+Optional per host: an `Impairer` for each direction (`--impair`) and a `PcapWriter`
+that records every packet the host sends and receives. `attach` wraps the link in
+them (`ImpairedLink`, then `PcapLink` around it, so the capture shows outgoing packets
+before impairment and incoming ones after it: a capture on the stack's own interface);
+the per-connection faults of `pytcp impair` (`Faults`) sit between the capture and the
+link-wide impairment (`_FaultsLink`). The loop itself only moves packets between a link
+and a host, and wakes when a wrapper's `next_deadline()` (a held packet) is due.
 """
 
 from __future__ import annotations
@@ -26,13 +29,15 @@ import heapq
 import itertools
 import selectors
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from stack.io.faults import Faults
-from stack.io.impair import Impairer
+from stack.io.impair import ImpairedLink, Impairer, wire_packets
 from stack.io.link import Link
-from stack.io.pcap import PcapWriter
+from stack.io.pcap import PcapLink, PcapWriter
+from stack.wire.packet import Packet
 
 DRAIN_LIMIT = 4096  # packets read from one link per wake-up, so timers and fds are not starved
 POLL_INTERVAL = 1_000_000  # ns: how often a link without a file descriptor is polled
@@ -42,8 +47,8 @@ SETTLE_ROUNDS = 8  # pump rounds per wake-up while hosts keep producing packets 
 class HostLike(Protocol):
     """What the loop needs of a host (stack.host.Host satisfies it)."""
 
-    def receive_packet(self, data: bytes | memoryview, now: int) -> None: ...
-    def packets_to_send(self, now: int) -> list[bytes]: ...
+    def receive_packet(self, data: bytes | bytearray | memoryview | Packet, now: int) -> None: ...
+    def packets_to_send(self, now: int) -> Sequence[bytes | Packet]: ...
     def handle_timers(self, now: int) -> None: ...
     def next_deadline(self) -> int | None: ...
 
@@ -76,28 +81,101 @@ class Handle:
 
 
 class _Port:
-    """One attached host, its link, and what sits between them."""
+    """One attached host and its link (wrapped in impairment and pcap when asked)."""
 
-    def __init__(
-        self,
-        host: HostLike,
-        link: Link,
-        impair_out: Impairer | None,
-        impair_in: Impairer | None,
-        pcap: PcapWriter | None,
-        wall_offset: int,
-        faults: Faults | None = None,
-    ) -> None:
+    def __init__(self, host: HostLike, link: Link) -> None:
         self.host = host
-        self.faults = faults
         self.link = link
-        self.impair_out = impair_out
-        self.impair_in = impair_in
-        self.pcap = pcap
-        self.wall_offset = wall_offset  # wall-clock ns = loop ns + offset (pcap timestamps)
-        self.held: list[tuple[int, int, bool, bytes]] = []  # (at, seq, outgoing, packet) heap
+        self.deadline: Callable[[], int | None] | None = getattr(link, "next_deadline", None)
+        self.flush: Callable[[], None] | None = getattr(link, "flush", None)
         self.polled = False  # the link has no fileno(): wake every POLL_INTERVAL to read it
-        self.seq = itertools.count()
+
+
+class _FaultsLink:
+    """Any Link through the per-connection faults of `pytcp impair` (stack.io.faults):
+    each packet, while any fault is active, is handed to `Faults.apply` on its way, as a
+    wire would carry it (a super-packet cut into its segments, `wire_packets`); what it
+    delays waits here, what it holds back for reordering in `Faults` until overtaken or
+    due (`Faults.due`). No fault active: packets pass as they are."""
+
+    def __init__(self, inner: Link, faults: Faults, *, clock: Callable[[], int]) -> None:
+        self.inner = inner
+        self.faults = faults
+        self._clock = clock
+        self._held: list[tuple[int, int, bool, bytes]] = []  # (at, seq, outgoing, packet)
+        self._seq = itertools.count()
+        self._ready: deque[bytes] = deque()
+
+    def fileno(self) -> int | None:
+        return self.inner.fileno()
+
+    def next_deadline(self) -> int | None:
+        inner = getattr(self.inner, "next_deadline", None)
+        candidates = [inner() if inner is not None else None]
+        if self._held:
+            candidates.append(self._held[0][0])
+        if self.faults.active:
+            candidates.append(self.faults.next_deadline())
+        found = [d for d in candidates if d is not None]
+        return min(found) if found else None
+
+    def flush(self) -> None:
+        inner = getattr(self.inner, "flush", None)
+        if inner is not None:
+            inner()
+
+    def _release(self, now: int) -> None:
+        held = self._held
+        while held and held[0][0] <= now:
+            _, _, outgoing, packet = heapq.heappop(held)
+            self._pass(outgoing, packet)
+        if self.faults.active:
+            for outgoing, packet in self.faults.due(now):  # reordered, nothing overtook them
+                self._pass(outgoing, packet)
+
+    def _pass(self, outgoing: bool, packet: bytes) -> None:
+        if outgoing:
+            self.inner.send(packet)
+        else:
+            self._ready.append(packet)
+
+    def _filter(self, packet: bytes | bytearray | memoryview | Packet, now: int,
+                outgoing: bool) -> None:  # fmt: skip
+        for wire in wire_packets(packet):
+            fate = self.faults.apply(wire, now, outgoing)
+            if fate is None:
+                self._pass(outgoing, wire)
+                continue
+            for at, copy in fate:
+                if at <= now:
+                    self._pass(outgoing, copy)
+                else:  # delayed: passed on as it is when due
+                    heapq.heappush(self._held, (at, next(self._seq), outgoing, copy))
+
+    def recv(self) -> bytes | bytearray | memoryview | Packet | None:
+        now = self._clock()
+        self._release(now)
+        while not self._ready:
+            packet = self.inner.recv()
+            if packet is None:
+                return None
+            if not self.faults.active:
+                return packet
+            self._filter(packet, now, False)
+        return self._ready.popleft()
+
+    def send(self, packet: bytes | bytearray | memoryview | Packet) -> None:
+        now = self._clock()
+        self._release(now)
+        if not self.faults.active:
+            self.inner.send(packet)
+            return
+        self._filter(packet, now, True)
+
+    def close(self) -> None:
+        self._held.clear()
+        self._ready.clear()
+        self.inner.close()
 
 
 class Loop:
@@ -144,10 +222,18 @@ class Loop:
         pcap: PcapWriter | None = None,
         faults: Faults | None = None,
     ) -> None:
-        """Drive `host` over `link` from now on; `faults` filters its connections'
-        packets between the host and the link-wide impairment (`pytcp impair`)."""
-        wall_offset = time.time_ns() - self.now() if pcap is not None else 0
-        port = _Port(host, link, impair_out, impair_in, pcap, wall_offset, faults)
+        """Drive `host` over `link` from now on, wrapped in `ImpairedLink` (impairers
+        given), `_FaultsLink` (`faults`: its connections' packets between the host and
+        the link-wide impairment, `pytcp impair`) and `PcapLink` (a pcap writer)."""
+        if impair_out is not None or impair_in is not None:
+            link = ImpairedLink(link, impair_out=impair_out, impair_in=impair_in, clock=self.now)
+        if faults is not None:
+            link = _FaultsLink(link, faults, clock=self.now)
+        if pcap is not None:
+            wall_offset = time.time_ns() - self.now()
+            now = self.now
+            link = PcapLink(link, pcap, clock=lambda: now() + wall_offset)
+        port = _Port(host, link)
         self._ports.append(port)
         fd = link.fileno()
         if fd is not None:
@@ -300,10 +386,8 @@ class Loop:
             d = port.host.next_deadline()
             if d is not None and (wake is None or d < wake):
                 wake = d
-            if port.held and (wake is None or port.held[0][0] < wake):
-                wake = port.held[0][0]
-            if port.faults is not None and port.faults.active:
-                d = port.faults.next_deadline()
+            if port.deadline is not None:
+                d = port.deadline()
                 if d is not None and (wake is None or d < wake):
                     wake = d
         while self._timers and self._timers[0][2].cancelled:
@@ -338,83 +422,24 @@ class Loop:
         return total
 
     def _pump_port(self, port: _Port, now: int) -> int:
-        host, link, pcap = port.host, port.link, port.pcap
+        """Drain the link (at most DRAIN_LIMIT packets) into the host, then run its timers
+        and send what it has: one round of output for the whole batch."""
+        host, link = port.host, port.link
+        receive = host.receive_packet
+        recv = link.recv
         moved = 0
-        held = port.held
-        while held and held[0][0] <= now:
-            _, _, outgoing, packet = heapq.heappop(held)
-            if outgoing:
-                link.send(packet)
-            else:
-                self._deliver(port, packet, now)
-            moved += 1
-        faults = port.faults
-        if faults is not None and faults.active:
-            for outgoing, packet in faults.due(now):  # reordered, nothing overtook them
-                if outgoing:
-                    self._impair_out(port, packet, now)
-                else:
-                    self._deliver(port, packet, now)
-                moved += 1
         for _ in range(DRAIN_LIMIT):
-            incoming = link.recv()
+            incoming = recv()
             if incoming is None:
                 break
             moved += 1
-            if port.impair_in is None:
-                if faults is None or not faults.active:
-                    self._deliver(port, incoming, now)
-                else:
-                    self._fault_in(port, incoming, now)
-            else:
-                for at, copy in port.impair_in.apply(incoming, now):
-                    if at <= now:
-                        self._fault_in(port, copy, now)
-                    else:
-                        heapq.heappush(held, (at, next(port.seq), False, copy))
+            receive(incoming, now)
         host.handle_timers(now)
         out = host.packets_to_send(now)
-        for packet in out:
-            if pcap is not None:
-                pcap.write(packet, now + port.wall_offset)
-            if faults is not None and faults.active:
-                fate = faults.apply(packet, now, True)
-                if fate is not None:
-                    for at, copy in fate:
-                        if at <= now:
-                            self._impair_out(port, copy, now)
-                        else:  # delayed: sent as it is when due
-                            heapq.heappush(held, (at, next(port.seq), True, copy))
-                    continue
-            self._impair_out(port, packet, now)
-        if pcap is not None and (out or moved):
-            pcap.flush()
+        if out:
+            send = link.send
+            for packet in out:
+                send(packet)
+        if port.flush is not None and (out or moved):
+            port.flush()
         return moved + len(out)
-
-    def _impair_out(self, port: _Port, packet: bytes, now: int) -> None:
-        if port.impair_out is None:
-            port.link.send(packet)
-            return
-        for at, copy in port.impair_out.apply(packet, now):
-            if at <= now:
-                port.link.send(copy)
-            else:
-                heapq.heappush(port.held, (at, next(port.seq), True, copy))
-
-    def _fault_in(self, port: _Port, packet: bytes, now: int) -> None:
-        """An arriving packet through the per-connection faults, then to the host."""
-        faults = port.faults
-        fate = None if faults is None else faults.apply(packet, now, False)
-        if fate is None:
-            self._deliver(port, packet, now)
-            return
-        for at, copy in fate:
-            if at <= now:
-                self._deliver(port, copy, now)
-            else:
-                heapq.heappush(port.held, (at, next(port.seq), False, copy))
-
-    def _deliver(self, port: _Port, packet: bytes, now: int) -> None:
-        if port.pcap is not None:
-            port.pcap.write(packet, now + port.wall_offset)
-        port.host.receive_packet(packet, now)

@@ -1,4 +1,6 @@
-"""A pcap file writer for raw IP packets (LINKTYPE_RAW = 101). Imports the standard library only.
+"""A pcap file writer for raw IP packets (LINKTYPE_RAW = 101), and `PcapLink`, which
+records every packet through any Link. Imports the standard library, stack.wire.packet
+and stack.io.link.
 
 The classic libpcap format (microsecond timestamps, little-endian) that `tcpdump -r`,
 Wireshark and scapy's `rdpcap` read. The caller hands in the wall-clock time of each
@@ -8,7 +10,11 @@ packet in nanoseconds: this module reads no clock (the loop does, see io/loop.py
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from typing import BinaryIO
+
+from stack.io.link import Link
+from stack.wire.packet import Packet
 
 LINKTYPE_RAW = 101  # "raw IP; the packet begins with an IPv4 or IPv6 header" (tcpdump.org)
 PCAP_MAGIC = 0xA1B2C3D4  # microsecond resolution
@@ -61,3 +67,53 @@ class PcapWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class PcapLink:
+    """Any `Link`, with every packet both ways written to a `PcapWriter` (smoltcp's
+    PcapWriter device): a capture on the stack's own interface, as `tcpdump -i pytcp0`
+    would show it. With offloads a super-packet is recorded whole, as one packet of up to
+    64 KiB (tcpdump shows the same on a TSO/GRO interface), and a checksum left partial
+    is recorded finished, as the device puts it on the wire. Wrapped around an
+    `ImpairedLink`, it records what the host sends before impairment and what it
+    receives after. `clock` gives the wall-clock time in ns (handed in by the loop)."""
+
+    def __init__(self, inner: Link, writer: PcapWriter, *, clock: Callable[[], int]) -> None:
+        self.inner = inner
+        self.writer = writer
+        self._clock = clock
+        self._dirty = False
+
+    def fileno(self) -> int | None:
+        return self.inner.fileno()
+
+    def next_deadline(self) -> int | None:
+        inner = getattr(self.inner, "next_deadline", None)
+        return inner() if inner is not None else None
+
+    def recv(self) -> bytes | bytearray | memoryview | Packet | None:
+        packet = self.inner.recv()
+        if packet is not None:
+            self._record(packet)
+        return packet
+
+    def send(self, packet: bytes | bytearray | memoryview | Packet) -> None:
+        self._record(packet)
+        self.inner.send(packet)
+
+    def _record(self, packet: bytes | bytearray | memoryview | Packet) -> None:
+        data = packet.finished() if isinstance(packet, Packet) else packet
+        self.writer.write(data, self._clock())
+        self._dirty = True
+
+    def flush(self) -> None:
+        """Flush the file after a batch (the loop calls it once per wake-up)."""
+        if self._dirty:
+            self.writer.flush()
+            self._dirty = False
+        inner = getattr(self.inner, "flush", None)
+        if inner is not None:
+            inner()
+
+    def close(self) -> None:
+        self.inner.close()

@@ -22,13 +22,14 @@ stack either; the fd77 address is added by hand and works without one.
 
 The default MTU is 1500 (`DEFAULT_MTU`): segments, windows, loss recovery and
 `--trace` then look like TCP on a real Ethernet path (MSS 1460), and paths past the
-host need no more. A larger `--mtu` (up to 65535) is where Python earns throughput:
-benchmarks/bulk.py measured about 65 MB/s each way at 1500, 230 MB/s at 9000 and
-400 MB/s at 65000 on the same machine (per-packet cost dominates, not per-byte).
-`offload=True` opens the device with a virtio-net header and lets the kernel send
-TSO/GSO super-segments (up to 64 KiB at any MTU) with checksums left partial; recv()
-finishes them, about 3x kernel->pytcp throughput at MTU 1500. Off by default: traces
-then show segments larger than the MSS, as tcpdump does on a GRO-enabled NIC.
+host need no more. Throughput comes from offloads instead (per-packet cost dominates
+in Python, not per-byte), on by default (`offload=True`): the device is opened with
+a virtio-net header (IFF_VNET_HDR) and TUNSETOFFLOAD(CSUM|TSO4|TSO6), so the kernel
+hands us GRO'd super-packets of up to 64 KiB with checksums it vouches for, and takes
+ours the same way (NEEDS_CSUM, GSO TCPV4/TCPV6 cut at the MSS: TSO). Each packet comes
+and goes as a `stack.wire.packet.Packet` carrying those facts. Where the kernel refuses
+a flag the next smaller set is tried (CSUM|TSO4, CSUM, none), and where it refuses the
+header itself the device is opened without it: `offloads` says what is active.
 The environment variables PYTCP_TUN and PYTCP_ADDR are read by stack/api.py, not here.
 
 Every environment failure raises `StackEnvironmentError` (an `OSError`) whose
@@ -46,7 +47,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Interface
 from typing import Any
 
-from stack.wire.checksum import ones_sum
+from stack.wire.packet import NO_OFFLOAD_HDR, VNET_HDR_LEN, Packet
 
 TUN_PATH = "/dev/net/tun"
 TUNSETIFF = 0x400454CA  # _IOW('T', 202, int), linux/if_tun.h
@@ -58,10 +59,8 @@ TUNSETOFFLOAD = 0x400454D0  # _IOW('T', 208, unsigned int)
 TUN_F_CSUM = 0x01  # we accept packets whose checksum the kernel left for us to finish
 TUN_F_TSO4 = 0x02  # ... and TCP segments larger than the MTU (GSO), IPv4
 TUN_F_TSO6 = 0x04  # ... and IPv6
-VNET_HDR = struct.Struct("<BBHHHH")  # flags, gso_type, hdr_len, gso_size, csum_start, csum_offset
-VNET_HDR_LEN = VNET_HDR.size  # 10: no mergeable buffers
-VIRTIO_NET_HDR_F_NEEDS_CSUM = 1
-_NO_OFFLOAD = bytes(VNET_HDR_LEN)  # what we send: whole packets with their checksums done
+# What TUNSETOFFLOAD is asked for, most first; the first set the kernel takes is kept.
+OFFLOAD_TRIES = (TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6, TUN_F_CSUM | TUN_F_TSO4, TUN_F_CSUM, 0)
 IFNAMSIZ = 16
 _IFREQ = struct.Struct("16sH22x")  # struct ifreq: name + ifr_flags, padded to 40 bytes
 
@@ -279,8 +278,11 @@ def _v6_in_use(addresses: list[_KernelAddress6], gateway6: IPv6Interface) -> _Ke
     return None
 
 
-def _open_device(name: str, *, exclusive: bool, offload: bool = False) -> tuple[int, str]:
-    """Open /dev/net/tun and bind it to interface `name`; returns (fd, actual name)."""
+def _open_device(
+    name: str, *, exclusive: bool, offload: bool = False
+) -> tuple[int, str, bool, int]:
+    """Open /dev/net/tun and bind it to interface `name`; returns (fd, actual name,
+    whether the virtio-net header is on, the TUN_F_* offloads the kernel accepted)."""
     try:
         fd = os.open(TUN_PATH, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError as exc:
@@ -294,19 +296,51 @@ def _open_device(name: str, *, exclusive: bool, offload: bool = False) -> tuple[
             f"no permission to open {TUN_PATH}: {persistent_hint(name)}", errno.EACCES
         ) from exc
     flags = IFF_TUN | IFF_NO_PI | (IFF_TUN_EXCL if exclusive else 0)
-    if offload:
-        flags |= IFF_VNET_HDR
     try:
-        ifr = fcntl.ioctl(fd, TUNSETIFF, _IFREQ.pack(name.encode(), flags))
+        vnet = False
         if offload:
-            # The kernel may now hand us TSO/GSO super-segments (up to 64 KiB whatever the
-            # MTU) with the TCP checksum left to finish: recv() finishes it.
-            fcntl.ioctl(fd, TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6)
+            try:
+                ifr = fcntl.ioctl(fd, TUNSETIFF, _IFREQ.pack(name.encode(), flags | IFF_VNET_HDR))
+                vnet = True
+            except OSError as exc:
+                if exc.errno != errno.EINVAL:
+                    raise
+                # A kernel without IFF_VNET_HDR: the plain device, no offloads.
+        if not vnet:
+            ifr = fcntl.ioctl(fd, TUNSETIFF, _IFREQ.pack(name.encode(), flags))
+        accepted = negotiate_offloads(fd) if vnet else 0
     except OSError as exc:
         os.close(fd)
         raise exc
     actual = _IFREQ.unpack(ifr)[0].rstrip(b"\0").decode()
-    return fd, actual
+    return fd, actual, vnet, accepted
+
+
+def negotiate_offloads(fd: int, tries: tuple[int, ...] = OFFLOAD_TRIES) -> int:
+    """TUNSETOFFLOAD with the first of `tries` the kernel accepts; returns it (0 when it
+    refuses all: the header stays, and the kernel then sends whole packets, checksums
+    done, while still taking ours partial and TSO'd). The kernel may now hand us
+    super-packets of up to 64 KiB whatever the MTU, checksums left partial."""
+    for want in tries:
+        try:
+            fcntl.ioctl(fd, TUNSETOFFLOAD, want)
+        except OSError as exc:
+            if exc.errno not in (errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTTY):
+                raise
+            continue
+        return want
+    return 0
+
+
+def describe_offloads(vnet: bool, accepted: int) -> dict[str, list[str]]:
+    """What is active, by direction, for `inspect` and `-v`: "rx" what the kernel may
+    hand us (csum: checksums left partial; tso4/tso6: super-packets), "tx" what we hand
+    it (csum: our TCP checksums partial; tso: our super-segments cut by the kernel)."""
+    if not vnet:
+        return {"rx": [], "tx": []}
+    rx = [n for bit, n in ((TUN_F_CSUM, "csum"), (TUN_F_TSO4, "tso4"), (TUN_F_TSO6, "tso6"))
+          if accepted & bit]  # fmt: skip
+    return {"rx": rx, "tx": ["csum", "tso"]}
 
 
 def _attach_error(name: str, exc: OSError) -> StackEnvironmentError:
@@ -471,6 +505,7 @@ class TunLink:
         offload: bool = False,
         address6: IPv6Address | None = None,
         peer_address6: IPv6Interface | None = None,
+        accepted: int = 0,
     ) -> None:
         self._fd: int | None = fd
         self.name = name
@@ -482,7 +517,8 @@ class TunLink:
         self.network6 = peer_address6.network if peer_address6 is not None else None
         self.mtu = mtu
         self.created = created
-        self.offload = offload
+        self.offload = offload  # the virtio-net header is on: packets carry offload facts
+        self.offloads = describe_offloads(offload, accepted)
         self.counters: dict[str, int] = {
             "rx_packets": 0,
             "rx_bytes": 0,
@@ -499,7 +535,7 @@ class TunLink:
         addr: str | None = None,
         gateway: str | None = None,
         mtu: int | None = None,
-        offload: bool = False,
+        offload: bool = True,
         addr6: str | None = None,
         gateway6: str | None = None,
     ) -> TunLink:
@@ -507,8 +543,8 @@ class TunLink:
 
         `addr6`/`gateway6` are the IPv6 counterparts of `addr`/`gateway` (default: the
         fd77:N::/64 that goes with 10.77.N.0/24, see `default_gateway6`).
-        `offload`: open with a virtio-net header and let the kernel send TCP segments of
-        up to 64 KiB (TSO/GSO) whatever the MTU, with checksums this link completes.
+        `offload`: open with a virtio-net header and TUNSETOFFLOAD, falling back to what
+        the kernel accepts (`offloads` says what is active); False: plain IP packets.
         """
         if name is not None and (not name or len(name.encode()) >= IFNAMSIZ or "/" in name):
             raise _fail(f"bad interface name {name!r}: 1 to 15 characters, no '/'")
@@ -612,7 +648,7 @@ class TunLink:
         else:
             gateway6, addr6 = None, None  # Linux keeps IPv6 off a link below 1280 bytes
         try:
-            fd, actual = _open_device(name, exclusive=True, offload=offload)
+            fd, actual, vnet, accepted = _open_device(name, exclusive=True, offload=offload)
         except StackEnvironmentError:
             raise
         except OSError as exc:
@@ -630,9 +666,10 @@ class TunLink:
             network=gateway.network,
             mtu=mtu,
             created=True,
-            offload=offload,
-            address6=addr6,
+                        address6=addr6,
             peer_address6=gateway6,
+            offload=vnet,
+            accepted=accepted,
         )
 
     @classmethod
@@ -640,7 +677,7 @@ class TunLink:
         cls, name: str, addr: IPv4Address | None, offload: bool = False, v6: _V6 | None = None
     ) -> TunLink:
         try:
-            fd, actual = _open_device(name, exclusive=False, offload=offload)
+            fd, actual, vnet, accepted = _open_device(name, exclusive=False, offload=offload)
         except StackEnvironmentError:
             raise
         except OSError as exc:
@@ -680,9 +717,10 @@ class TunLink:
             network=kernel.network,
             mtu=mtu,
             created=False,
-            offload=offload,
-            address6=stack6,
+                        address6=stack6,
             peer_address6=kernel6,
+            offload=vnet,
+            accepted=accepted,
         )
 
     # -- the Link protocol ---------------------------------------------------------------
@@ -690,12 +728,13 @@ class TunLink:
     def fileno(self) -> int | None:
         return self._fd
 
-    def recv(self) -> bytes | None:
-        """One IP packet from the kernel, or None when none is waiting (EAGAIN)."""
+    def recv(self) -> bytes | Packet | None:
+        """One IP packet from the kernel (a `Packet` with its facts when the virtio-net
+        header is on), or None when none is waiting (EAGAIN)."""
         if self._fd is None:
             return None
         try:
-            packet = os.read(self._fd, READ_SIZE + VNET_HDR_LEN if self.offload else READ_SIZE)
+            raw = os.read(self._fd, READ_SIZE + VNET_HDR_LEN if self.offload else READ_SIZE)
         except BlockingIOError:
             return None
         except OSError as exc:
@@ -707,21 +746,30 @@ class TunLink:
                 f"({exc.strerror}): was it deleted?",
                 exc.errno or errno.EBADFD,
             ) from exc
-        if self.offload:
-            packet = _finish_offload(packet)
-        self.counters["rx_packets"] += 1
-        self.counters["rx_bytes"] += len(packet)
-        return packet
+        counters = self.counters
+        counters["rx_packets"] += 1
+        if self.offload and len(raw) >= VNET_HDR_LEN:
+            counters["rx_bytes"] += len(raw) - VNET_HDR_LEN
+            return Packet.from_vnet(raw)
+        counters["rx_bytes"] += len(raw)
+        return raw
 
-    def send(self, packet: bytes) -> None:
+    def send(self, packet: bytes | bytearray | memoryview | Packet) -> None:
         """Hand one IP packet to the kernel. A packet the kernel refuses is counted, not raised:
         to the stack it is a packet lost on the link, which TCP recovers from."""
         if self._fd is None:
             self.counters["tx_dropped"] += 1
             return
         try:
-            if self.offload:
-                os.writev(self._fd, (_NO_OFFLOAD, packet))
+            if isinstance(packet, Packet):
+                if self.offload:
+                    os.writev(self._fd, (packet.vnet_header(), packet.head, packet.body))
+                else:
+                    # No header to carry the facts: a finished packet, or its segments.
+                    for part in packet.segments():
+                        os.write(self._fd, part)
+            elif self.offload:
+                os.writev(self._fd, (NO_OFFLOAD_HDR, packet))
             else:
                 os.write(self._fd, packet)
         except OSError:
@@ -823,27 +871,6 @@ def _attached6(ifname: str, v6: _V6) -> tuple[IPv6Interface | None, IPv6Address 
             errno.EADDRINUSE,
         )
     return kernel, stack6
-
-
-def _finish_offload(raw: bytes) -> bytes:
-    """Strip the virtio-net header and finish a checksum the kernel left partial.
-
-    With TUN_F_CSUM the kernel sends CHECKSUM_PARTIAL packets: the checksum field holds
-    only the pseudo-header sum, and the sum over csum_start.. is ours to add (virtio
-    spec, VIRTIO_NET_HDR_F_NEEDS_CSUM). A GSO super-segment arrives as one IP packet
-    of up to 64 KiB; TCP takes it as one segment (nothing in RFC 9293 makes a receiver
-    refuse a segment above its MSS).
-    """
-    flags, _, _, _, start, offset = VNET_HDR.unpack_from(raw)
-    if not flags & VIRTIO_NET_HDR_F_NEEDS_CSUM:
-        return raw[VNET_HDR_LEN:]
-    packet = bytearray(memoryview(raw)[VNET_HDR_LEN:])
-    field = start + offset
-    if field + 2 > len(packet) or start > len(packet):
-        return bytes(packet)  # malformed: leave it to the host to drop, counted
-    csum = ~ones_sum(memoryview(packet)[start:]) & 0xFFFF
-    struct.pack_into("!H", packet, field, csum)
-    return bytes(packet)
 
 
 def _free_default_gateway() -> IPv4Interface:

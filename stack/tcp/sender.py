@@ -81,6 +81,9 @@ class Sender:
     _cwnd_usage_seq: int
     _rexmit_next: int
     _window_clamp: int | None
+    # The largest payload one segment may carry when the link cuts super-segments into
+    # MSS-sized ones for us (TSO); the host sets it. 0: every segment is at most one MSS.
+    tso_max: int = 0
 
     def _arm(self, now: int, name: str, delay: int, reason: str, backoff: int = 0) -> None:
         self.timers.arm(name, now + delay, reason, backoff)
@@ -120,6 +123,9 @@ class Sender:
         Nagle (RFC 9293 3.8.6.2.1, 3.7.4); the FIN rides on the last one."""
         tcb = self.tcb
         mss = self._payload_mss()
+        # With TSO a segment carries up to tso_max, a whole number of MSS: the link cuts
+        # it into MSS-sized segments on the way (gso_size = mss).
+        limit = self.tso_max - self.tso_max % mss if self.tso_max > mss else mss
         buf = self.sendbuf
         while True:
             off = seq_diff(tcb.snd_nxt, self._buf_seq)
@@ -128,7 +134,9 @@ class Sender:
                 break  # everything (and the FIN, if any) is out
             window_end = seq_add(tcb.snd_una, min(tcb.snd_wnd, self.cc.cwnd))
             usable = seq_diff(window_end, tcb.snd_nxt)
-            length = max(0, min(unsent, mss, usable))
+            length = max(0, min(unsent, limit, usable))
+            if length > mss and length < unsent:
+                length -= length % mss  # no short segment in the middle of a super-segment
             fin = tcb.fin_queued and length == unsent and usable > length
             if length == 0 and not fin:
                 break
@@ -150,7 +158,7 @@ class Sender:
             if fin:
                 flags |= FIN
                 tcb.fin_sent = True
-            out.append(self._make(flags, seq, now, payload))
+            out.append(self._make(flags, seq, now, payload, mss if length > mss else 0))
             end = seq_add(seq, length + (1 if fin else 0))
             tcb.snd_nxt = end
             if retransmit:
@@ -213,9 +221,15 @@ class Sender:
         return tcb.snd_mss - (8 * blocks + 4 if blocks else 0)
 
     def _make(
-        self, flags: int, seq: int, now: int, payload: bytes | memoryview = b""
+        self,
+        flags: int,
+        seq: int,
+        now: int,
+        payload: bytes | memoryview = b"",
+        gso_size: int = 0,
     ) -> TcpSegment:
-        """A segment from us with the current ACK, window and options."""
+        """A segment from us with the current ACK, window and options; `gso_size` marks a
+        super-segment for the link to cut (TSO)."""
         tcb = self.tcb
         syn = bool(flags & SYN)
         if syn:
@@ -258,6 +272,7 @@ class Sender:
             sack_permitted=sack_permitted,
             sack=sack,
             timestamps=ts,
+            gso_size=gso_size,
         )
 
     def _window_field(self) -> int:

@@ -85,6 +85,17 @@ class TcpSegment:
     sack_permitted: bool = False  # option kind 4
     sack: tuple[tuple[int, int], ...] = ()  # option kind 5: (left, right) edges
     timestamps: tuple[int, int] | None = None  # option kind 8: (TSval, TSecr)
+    # Offload facts, not header fields (docs/internals.md "Offloads"): a super-segment
+    # whose payload stands for ceil(len / gso_size) segments of gso_size bytes (GRO'd
+    # by the kernel on receive; cut by it, TSO, on send). 0: one ordinary segment.
+    gso_size: int = 0
+
+    @property
+    def gso_segs(self) -> int:
+        """How many segments this one stands for: 1 unless it is a super-segment."""
+        size = self.gso_size
+        n = len(self.payload)
+        return -(-n // size) if size and n > size else 1
 
     def __repr__(self) -> str:
         # A memoryview payload would print as "<memory at 0x...>": show the bytes (the
@@ -112,6 +123,8 @@ class TcpSegment:
             fields.append("sack_permitted=True")
         if self.sack:
             fields.append(f"sack={self.sack!r}")
+        if self.gso_size:
+            fields.append(f"gso_size={self.gso_size}")
         return f"TcpSegment({', '.join(fields)})"
 
     @property
@@ -128,10 +141,14 @@ class TcpSegment:
         dst: Address,
         *,
         verify_checksum: bool = True,
+        gso_size: int = 0,
     ) -> TcpSegment:
         """Parse one TCP segment (header, options, payload) carried from src to dst.
 
         `data` is the IP payload, already cut to the IP length. Raises only WireError.
+        `verify_checksum=False` for a packet whose checksum the link vouches for (the
+        kernel's NEEDS_CSUM or DATA_VALID); `gso_size` is the link's fact that the
+        segment is a GRO'd super-segment of gso_size-byte segments (kept on the result).
         """
         view = memoryview(data)
         if view.ndim != 1 or view.itemsize != 1:
@@ -178,6 +195,7 @@ class TcpSegment:
             sack_permitted,
             sack,
             timestamps,
+            gso_size,
         )
 
     def options_bytes(self) -> bytes:
@@ -219,33 +237,54 @@ class TcpSegment:
 
         Raises ValueError when a field is out of range (our own values, not network input).
         """
-        options = self.options_bytes()
+        payload = self.payload
+        header = self.build_header(src, dst)
+        return b"".join((header, payload)) if payload else header
+
+    def build_header(self, src: Address, dst: Address, *, partial: bool = False) -> bytes:
+        """Header and options only, for `payload` to follow them unjoined (writev).
+
+        The checksum covers the payload; with `partial` it is only the pseudo-header sum
+        (not complemented), for a device to finish (CHECKSUM_PARTIAL: the sum from the
+        TCP header to the end is folded in and complemented at offset 16).
+        """
+        options = self.options_bytes() if self._has_options() else b""
         header_len = HEADER_LEN + len(options)
         payload = self.payload
         try:
-            header = (
-                HEADER.pack(
-                    self.src_port,
-                    self.dst_port,
-                    self.seq,
-                    self.ack,
-                    (header_len >> 2) << 4,
-                    int(self.flags),
-                    self.window,
-                    0,
-                    self.urgent,
-                )
-                + options
+            header = HEADER.pack(
+                self.src_port,
+                self.dst_port,
+                self.seq,
+                self.ack,
+                (header_len >> 2) << 4,
+                self.flags,
+                self.window,
+                0,
+                self.urgent,
             )
         except struct.error as exc:
             raise ValueError(f"TCP field out of range: {exc}") from None
+        if options:
+            header += options
         length = header_len + len(payload)
-        # The header is a whole number of words, so the payload's words line up and its
-        # sum can be taken in place, without concatenating first.
-        total = ones_sum(payload, ones_sum(header, pseudo_header_sum(src, dst, PROTO_TCP, length)))
-        checksum = ~total & 0xFFFF
-        header = header[:16] + _U16.pack(checksum) + header[18:]
-        return b"".join((header, payload)) if payload else header
+        pseudo = pseudo_header_sum(src, dst, PROTO_TCP, length)
+        if partial:
+            checksum = pseudo
+        else:
+            # The header is a whole number of words, so the payload's words line up and
+            # its sum can be taken in place, without concatenating first.
+            checksum = ~ones_sum(payload, ones_sum(header, pseudo)) & 0xFFFF
+        return header[:16] + _U16.pack(checksum) + header[18:]
+
+    def _has_options(self) -> bool:
+        return (
+            self.mss is not None
+            or self.timestamps is not None
+            or self.sack_permitted
+            or self.wscale is not None
+            or bool(self.sack)
+        )
 
 
 def _flag_names(flags: int) -> str:

@@ -56,10 +56,19 @@ def test_verbose_lines(netns, family: int) -> None:
     assert (out.returncode, out.stdout) == (0, b"ABC")
     lines = out.stderr.decode().splitlines()
     assert lines[0].startswith(f"pytcp: connected to {KERNEL} port 7000 from {STACK} port ")
-    assert lines[0].endswith(f" (pytcp0, id {out_pid(lines[0])}.1)")
+    offloads = "offloads rx csum+tso4+tso6 tx csum+tso"
+    assert lines[0].endswith(f" (pytcp0, {offloads}, id {out_pid(lines[0])}.1)")
     assert lines[1] == "pytcp: the peer closed its side of the connection"
     assert lines[2].startswith("pytcp: 3 bytes sent, 3 received in ")
     assert len(lines) == 3
+
+
+def test_verbose_says_offloads_off_with_no_offload(netns) -> None:
+    KernelServer(7000, upper_echo)
+    out = run("connect", "-v", "--no-offload", KERNEL, "7000", input=b"abc")
+    assert (out.returncode, out.stdout) == (0, b"ABC")
+    first = out.stderr.decode().splitlines()[0]
+    assert first.endswith(f" (pytcp0, offloads off, id {out_pid(first)}.1)")
 
 
 def test_http_server_fetched_through_a_pipeline(netns, tmp_path: Path) -> None:

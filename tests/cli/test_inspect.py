@@ -111,6 +111,11 @@ def test_id_view_has_every_section(live: tuple[PairedStacks, CliRunner]) -> None
             "local": f"{paired.client.local[0]}:{paired.client.local[1]}",
             "remote": "10.77.0.1:5000", "process": str(os.getpid()), "tun": e["tun"],
         },
+        "Link (offloads, for the whole interface)": {  # a PairLink: no offloads
+            "offloads rx": "none", "offloads tx": "none",
+            "GSO in": "0 super-packets, 0 segments", "GSO out": "0 super-packets, 0 segments",
+            "checksums trusted": "0",
+        },
         "Send sequence space (relative to ISS; SND.WL1 to IRS)": {
             "raw": "relative",
             "ISS": f"{snd['iss']} 0",
@@ -179,7 +184,7 @@ def test_json_by_unique_prefix(live: tuple[PairedStacks, CliRunner]) -> None:
     entry = json.loads(result.output)
     assert set(entry) == {
         "id", "pid", "tun", "state", "local", "remote", "send", "receive", "options",
-        "congestion", "rtt", "buffers", "counters", "timers", "close", "impairments",
+        "congestion", "rtt", "buffers", "counters", "timers", "close", "impairments", "link",
     }  # fmt: skip
     assert entry["id"] == paired.client.id
     assert (entry["send"]["snd_nxt"] - entry["send"]["iss"] - 1) % 2**32 == 5
@@ -191,7 +196,7 @@ def test_json_by_unique_prefix(live: tuple[PairedStacks, CliRunner]) -> None:
 # and pytcp-inspect(1) NOTES document them; `timers` is each timer's keys.
 DOCUMENTED_FIELDS: dict[str, set[str]] = {
     "": {"id", "pid", "tun", "state", "local", "remote", "send", "receive", "options",
-         "congestion", "rtt", "buffers", "counters", "timers", "close", "impairments"},
+         "congestion", "rtt", "buffers", "counters", "timers", "close", "impairments", "link"},
     "local": {"addr", "port"},
     "remote": {"addr", "port"},
     "send": {"iss", "snd_una", "snd_nxt", "snd_max", "snd_wnd", "snd_wl1", "snd_wl2", "snd_up",
@@ -209,6 +214,8 @@ DOCUMENTED_FIELDS: dict[str, set[str]] = {
                  "zero_window_probes", "drops"},
     "timers": {"name", "armed", "deadline", "remaining", "backoff", "reason"},
     "close": {"fin_sent", "fin_acked", "fin_received", "app_closed"},
+    "link": {"offloads_rx", "offloads_tx", "gso_packets_in", "gso_segments_in",
+             "gso_packets_out", "gso_segments_out", "csum_trusted_in"},
 }  # fmt: skip
 TIMER_NAMES = ["retransmission", "syn", "delayed-ack", "persist", "keepalive", "time-wait",
                "fin-wait-2"]  # fmt: skip
@@ -249,15 +256,20 @@ def test_documented_fields_are_what_the_docs_say() -> None:
     for section, keys in DOCUMENTED_FIELDS.items():
         if section in ("", "remote", "timers"):
             continue
+        if section == "link":  # added by the control endpoint (ControlClient.entries)
+            assert _braced_keys(internals, '"link": {') == keys
+            assert _braced_keys(NOTES, "link {") == keys
+            continue
         assert _braced_keys(block, f'"{section}": {{') == keys, section
         if section != "local":  # NOTES: "local and remote {addr, port}"
             assert _braced_keys(NOTES, f"{section} {{") == keys, section
     assert _braced_keys(block, '"timers": [{') == DOCUMENTED_FIELDS["timers"]
     assert _braced_keys(NOTES, "each {") == DOCUMENTED_FIELDS["timers"]
     assert _braced_keys(NOTES, "remote {") == DOCUMENTED_FIELDS["remote"]
-    # Connection.snapshot(), plus what the control endpoint adds (ControlClient): pid, tun
-    # and the impairments of `pytcp impair`.
-    assert _braced_keys(block, "{") | {"pid", "tun", "impairments"} == DOCUMENTED_FIELDS[""]
+    # Connection.snapshot(), plus what the control endpoint adds (ControlClient): pid, tun,
+    # the impairments of `pytcp impair` and the link (offloads).
+    added = {"pid", "tun", "impairments", "link"}
+    assert _braced_keys(block, "{") | added == DOCUMENTED_FIELDS[""]
     assert 'Every connection object has: id ("PID.N"), pid, tun, state' in " ".join(NOTES.split())
     assert "(" + ", ".join(TIMER_NAMES) + ")" in " ".join(NOTES.split())
 
@@ -270,7 +282,7 @@ def test_every_json_field_is_documented(live: tuple[PairedStacks, CliRunner]) ->
                 .replace(";", " ").replace("(", " ").replace(")", " ").split())  # fmt: skip
     missing = [k for k in entry if k not in words]
     for section in ("send", "receive", "options", "congestion", "rtt", "buffers", "counters",
-                    "close"):  # fmt: skip
+                    "close", "link"):  # fmt: skip
         missing += [f"{section}.{k}" for k in entry[section] if k not in words]
     missing += [f"timers.{k}" for k in entry["timers"][0] if k not in words]
     assert missing == []

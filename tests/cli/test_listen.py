@@ -328,7 +328,8 @@ def test_second_sigterm_kills_the_slow_child_and_counts_what_it_missed(netns, tm
 )
 def test_verbose_says_where_it_listens(netns, args: list[str], where: str) -> None:
     proc, err = start_listener(*args, "9013", stdin=subprocess.DEVNULL)
-    assert err.lines == [f"pytcp: listening on pytcp0 {where} port 9013\n"]
+    offloads = "offloads rx csum+tso4+tso6 tx csum+tso"
+    assert err.lines == [f"pytcp: listening on pytcp0 {where} port 9013 ({offloads})\n"]
     proc.send_signal(signal.SIGINT)
     assert proc.wait(TIMEOUT) == 130
 

@@ -17,6 +17,7 @@ from stack.io.link import PairLink
 from stack.io.loop import DRAIN_LIMIT, Loop, deadline_to_timeout
 from stack.io.pcap import PcapWriter
 from stack.tcp.clock import MS, SECOND
+from stack.wire.packet import Packet
 
 
 class ScriptedHost:
@@ -30,7 +31,7 @@ class ScriptedHost:
         self.fired_at: int | None = None
         self.echo = False
 
-    def receive_packet(self, data: bytes | memoryview, now: int) -> None:
+    def receive_packet(self, data: bytes | bytearray | memoryview | Packet, now: int) -> None:
         self.received.append((bytes(data), now))
         if self.echo:
             self.outbox.append(b"echo:" + bytes(data))
@@ -277,8 +278,8 @@ class FdlessLink:
     def recv(self) -> bytes | None:
         return self.inbox.pop(0) if self.inbox else None
 
-    def send(self, packet: bytes) -> None:
-        self.sent.append(packet)
+    def send(self, packet: bytes | bytearray | memoryview | Packet) -> None:
+        self.sent.append(bytes(packet))
 
     def close(self) -> None:
         pass

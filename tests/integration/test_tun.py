@@ -459,7 +459,8 @@ def test_packets_flow_both_ways(netns: Netns, tunlink: TunLink) -> None:
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
             select.select([fd], [], [], 0.5)
-            p = tunlink.recv()
+            got = tunlink.recv()
+            p = None if got is None else bytes(got)  # a Packet when offloads are on
             if p is not None and p[9] == 17:  # UDP (IPv6 router solicitations may come too)
                 packet = p
                 break
@@ -537,26 +538,3 @@ def test_interface_deleted_under_us_is_one_environment_error(
     assert tunlink.recv() is None  # dead from now on, quietly
     tunlink.send(b"x")
     assert tunlink.counters["tx_dropped"] == 1
-
-
-def test_finish_offload_completes_a_partial_checksum() -> None:
-    from scapy.layers.inet import IP, TCP
-
-    from stack.wire.checksum import pseudo_header_sum
-
-    whole = bytes(
-        IP(src="10.77.0.1", dst="10.77.0.2", id=9)
-        / TCP(sport=40000, dport=5000, seq=1, ack=2, flags="PA")
-        / (b"z" * 3001)
-    )
-    tcp_len = len(whole) - 20
-    partial = bytearray(whole)
-    # CHECKSUM_PARTIAL: the field holds the pseudo-header sum, not the checksum.
-    pseudo = pseudo_header_sum(IPv4Address("10.77.0.1"), IPv4Address("10.77.0.2"), 6, tcp_len)
-    struct.pack_into("!H", partial, 36, pseudo)
-    hdr = tun.VNET_HDR.pack(tun.VIRTIO_NET_HDR_F_NEEDS_CSUM, 1, 40, 1460, 20, 16)
-    assert tun._finish_offload(hdr + bytes(partial)) == whole
-    plain = tun.VNET_HDR.pack(0, 0, 0, 0, 0, 0)
-    assert tun._finish_offload(plain + whole) == whole
-    bogus = tun.VNET_HDR.pack(tun.VIRTIO_NET_HDR_F_NEEDS_CSUM, 0, 0, 0, 20, 60000)
-    assert tun._finish_offload(bogus + whole) == whole  # out of range: left for the host

@@ -133,7 +133,8 @@ class Network:
         apps(now)
         for addr, host in self.hosts.items():
             impairer = self.impairers[addr]
-            for data in host.packets_to_send(now):
+            for out in host.packets_to_send(now):
+                data = bytes(out)  # hosts here have no offloads: plain packets
                 for observe in self.observers:
                     observe(addr, data)
                 dst: IPv4Address | IPv6Address = (

@@ -1,0 +1,227 @@
+"""Offloads between the host and the link: super-segments out (TSO) and in (GRO), checksums
+the kernel vouches for, and the TUN's fallback when the kernel refuses offloads.
+Sans-IO for the host (time in every call); the TUN part fakes the two ioctls."""
+
+from __future__ import annotations
+
+import errno
+import os
+import random
+from ipaddress import IPv4Address
+from typing import Any
+
+import pytest
+
+from stack.host import TSO_MAX_PAYLOAD, Host
+from stack.io import tun
+from stack.tcp.clock import MS
+from stack.tcp.connection import Connection
+from stack.trace import SEGMENT_IN, TraceLog
+from stack.wire import PROTO_TCP, Flags, Ipv4Header, TcpSegment
+from stack.wire.packet import GSO_NONE, GSO_TCPV4, Packet
+
+LOCAL = IPv4Address("10.77.0.2")
+PEER = IPv4Address("10.77.0.1")
+LOCAL_ISS = 10_000
+PEER_ISS = 50_000
+PORT = 5000
+PEER_PORT = 40_000
+MSS = 1460
+S, A, P = Flags.SYN, Flags.ACK, Flags.PSH
+
+
+def plain(seg: TcpSegment) -> bytes:
+    return Ipv4Header(PEER, LOCAL, PROTO_TCP).build(seg.build(PEER, LOCAL))
+
+
+def offloaded(seg: TcpSegment, gso_size: int) -> Packet:
+    """What the kernel hands a TUN with offloads: GRO'd, checksum left partial."""
+    tcp = seg.build_header(PEER, LOCAL, partial=True)
+    ip = Ipv4Header(PEER, LOCAL, PROTO_TCP).build_header(20 + len(tcp) + len(seg.payload))
+    return Packet(ip + tcp + bytes(seg.payload), gso_type=GSO_TCPV4, gso_size=gso_size,
+                  needs_csum=True, csum_start=20, csum_offset=16)  # fmt: skip
+
+
+def established(offload: bool) -> tuple[Host, Connection, TraceLog]:
+    log = TraceLog()
+    host = Host(address=LOCAL, isn_secret=b"s", rng=random.Random(1), tracer=log,
+                isn=lambda local, remote, now: LOCAL_ISS, offload=offload)  # fmt: skip
+    listener = host.listen(PORT)
+    host.receive_packet(plain(TcpSegment(PEER_PORT, PORT, PEER_ISS, 0, S, 65535, mss=MSS)), 0)
+    host.packets_to_send(0)  # the SYN-ACK
+    handshake_ack = TcpSegment(PEER_PORT, PORT, PEER_ISS + 1, LOCAL_ISS + 1, A, 65535)
+    host.receive_packet(plain(handshake_ack), 1)
+    conn = listener.accept()
+    assert conn is not None
+    return host, conn, log
+
+
+def test_a_connection_of_an_offloading_host_builds_one_super_segment() -> None:
+    host, conn, _ = established(offload=True)
+    assert conn.tso_max == TSO_MAX_PAYLOAD
+    data = bytes(range(256)) * 40  # 10240 bytes: 7 MSS-sized segments on the wire and a tail
+    conn.cc.cwnd = 1 << 20  # neither cwnd nor the peer's window (65535) limits
+    conn.send(data, 2 * MS)
+    [pkt] = host.packets_to_send(2 * MS)
+    assert isinstance(pkt, Packet)
+    assert (pkt.gso_type, pkt.gso_size, pkt.needs_csum) == (GSO_TCPV4, MSS, True)
+    assert (pkt.csum_start, pkt.csum_offset, len(pkt.body)) == (20, 16, len(data))
+    ip, _ = Ipv4Header.parse(bytes(pkt))  # the IP header checksum is ours, and right
+    assert ip.total_length == len(pkt)
+    wires = pkt.segments()
+    segs = [TcpSegment.parse(Ipv4Header.parse(w)[1], LOCAL, PEER) for w in wires]  # verified
+    assert [len(s.payload) for s in segs] == [MSS] * 7 + [len(data) - 7 * MSS]
+    assert b"".join(bytes(s.payload) for s in segs) == data
+    assert [s.seq for s in segs] == [LOCAL_ISS + 1 + i * MSS for i in range(8)]
+    assert host.offload_counters["gso_packets_out"] == 1
+    assert host.offload_counters["gso_segments_out"] == 8
+
+
+def test_a_super_segment_is_a_whole_number_of_mss_until_the_queue_ends() -> None:
+    host, conn, _ = established(offload=True)
+    # The peer's window (65535) is the limit: 44 full segments, the rest waits (SWS).
+    conn.send(bytes(100_000), 2 * MS)
+    conn.cc.cwnd = 1 << 20
+    out = host.packets_to_send(2 * MS)
+    sizes = [len(p.body) if isinstance(p, Packet) else None for p in out]
+    assert sizes == [44 * MSS]
+
+
+def test_without_offload_no_segment_exceeds_the_mss() -> None:
+    host, conn, _ = established(offload=False)
+    assert conn.tso_max == 0
+    conn.cc.cwnd = 1 << 20
+    conn.send(bytes(10_240), 2 * MS)
+    out = host.packets_to_send(2 * MS)
+    assert all(isinstance(p, bytes) for p in out)
+    sizes = [len(TcpSegment.parse(Ipv4Header.parse(bytes(p))[1], LOCAL, PEER).payload) for p in out]
+    assert sizes == [MSS] * 7  # the 20-byte tail waits for an ACK (Nagle, RFC 9293 3.7.4)
+
+
+def test_a_gro_super_segment_arrives_as_the_segments_it_carries() -> None:
+    host, conn, log = established(offload=True)
+    payload = b"y" * (5 * MSS + 100)
+    seg = TcpSegment(PEER_PORT, PORT, PEER_ISS + 1, LOCAL_ISS + 1, A | P, 65535, payload=payload)
+    host.receive_packet(offloaded(seg, MSS), 3 * MS)
+    assert conn.readable == len(payload)
+    [arrived] = [e.fields["segment"] for e in log.of_kind(SEGMENT_IN)][-1:]
+    assert (arrived.gso_size, arrived.gso_segs) == (MSS, 6)
+    assert host.offload_counters == {
+        "gso_packets_in": 1,
+        "gso_segments_in": 6,
+        "gso_packets_out": 0,
+        "gso_segments_out": 0,
+        "csum_trusted_in": 1,
+    }
+    # More than two full-sized segments: acknowledged at once (RFC 5681 §4.2), no delay.
+    [ack] = host.packets_to_send(3 * MS)
+    assert isinstance(ack, Packet) and not ack.is_gso and ack.gso_type == GSO_NONE
+    reply = TcpSegment.parse(Ipv4Header.parse(ack.finished())[1], LOCAL, PEER)
+    assert (reply.ack, reply.flags) == (PEER_ISS + 1 + len(payload), A)
+    assert host.counters["drops"] == {}
+
+
+def test_a_partial_checksum_counts_only_when_the_link_says_so() -> None:
+    host, conn, _ = established(offload=True)
+    seg = TcpSegment(PEER_PORT, PORT, PEER_ISS + 1, LOCAL_ISS + 1, A, 65535, payload=b"z" * 100)
+    pkt = offloaded(seg, 0)
+    host.receive_packet(bytes(pkt), 3 * MS)  # the same bytes, no facts: a bad checksum
+    assert host.counters["drops"] == {"bad-checksum": 1} and conn.readable == 0
+    host.receive_packet(pkt, 4 * MS)  # NEEDS_CSUM: never crossed a wire, not verified
+    assert conn.readable == 100
+    assert host.offload_counters["csum_trusted_in"] == 1
+    assert host.offload_counters["gso_packets_in"] == 0  # one ordinary segment
+
+
+# ------------------------------------------------------------------ TUN fallback
+
+
+class FakeIoctl:
+    """fcntl.ioctl for TUNSETIFF/TUNSETOFFLOAD that refuses what it is told to."""
+
+    def __init__(self, *, vnet: bool = True, offloads: tuple[int, ...] = ()) -> None:
+        self.vnet = vnet
+        self.offloads = offloads  # the TUNSETOFFLOAD arguments it accepts
+        self.calls: list[tuple[int, Any]] = []
+
+    def __call__(self, fd: int, request: int, arg: Any) -> Any:
+        self.calls.append((request, arg))
+        if request == tun.TUNSETIFF:
+            flags = tun._IFREQ.unpack(arg)[1]
+            if flags & tun.IFF_VNET_HDR and not self.vnet:
+                raise OSError(errno.EINVAL, "Invalid argument")
+            return arg
+        if request == tun.TUNSETOFFLOAD:
+            if arg not in self.offloads:
+                raise OSError(errno.EINVAL, "Invalid argument")
+            return 0
+        raise AssertionError(f"unexpected ioctl {request:#x}")
+
+
+@pytest.fixture
+def fake_device(monkeypatch: pytest.MonkeyPatch) -> Any:
+    real_open = os.open
+
+    def fake_open(path: str, flags: int, *args: Any) -> int:
+        assert path == tun.TUN_PATH
+        return real_open(os.devnull, os.O_RDWR)
+
+    monkeypatch.setattr(tun.os, "open", fake_open)
+
+    def install(ioctl: FakeIoctl) -> FakeIoctl:
+        monkeypatch.setattr(tun.fcntl, "ioctl", ioctl)
+        return ioctl
+
+    return install
+
+
+def test_the_kernel_takes_every_offload(fake_device: Any) -> None:
+    ioctl = fake_device(FakeIoctl(offloads=(tun.TUN_F_CSUM | tun.TUN_F_TSO4 | tun.TUN_F_TSO6,)))
+    fd, name, vnet, accepted = tun._open_device("t0", exclusive=True, offload=True)
+    os.close(fd)
+    assert (name, vnet, accepted) == ("t0", True, tun.TUN_F_CSUM | tun.TUN_F_TSO4 | tun.TUN_F_TSO6)
+    assert tun.describe_offloads(vnet, accepted) == {"rx": ["csum", "tso4", "tso6"],
+                                                     "tx": ["csum", "tso"]}  # fmt: skip
+    assert [r for r, _ in ioctl.calls] == [tun.TUNSETIFF, tun.TUNSETOFFLOAD]
+
+
+def test_refused_offload_flags_fall_back_to_what_the_kernel_takes(fake_device: Any) -> None:
+    ioctl = fake_device(FakeIoctl(offloads=(tun.TUN_F_CSUM,)))
+    fd, _, vnet, accepted = tun._open_device("t0", exclusive=True, offload=True)
+    os.close(fd)
+    assert (vnet, accepted) == (True, tun.TUN_F_CSUM)
+    assert [a for r, a in ioctl.calls if r == tun.TUNSETOFFLOAD] == list(tun.OFFLOAD_TRIES[:3])
+    assert tun.describe_offloads(vnet, accepted) == {"rx": ["csum"], "tx": ["csum", "tso"]}
+    fake_device(FakeIoctl(offloads=(0,)))
+    fd, _, vnet, accepted = tun._open_device("t0", exclusive=True, offload=True)
+    os.close(fd)
+    assert (vnet, accepted) == (True, 0)  # the header stays: our own packets still go TSO'd
+
+
+def test_a_kernel_refusing_the_virtio_header_gets_a_plain_device(fake_device: Any) -> None:
+    ioctl = fake_device(FakeIoctl(vnet=False))
+    fd, _, vnet, accepted = tun._open_device("t0", exclusive=True, offload=True)
+    os.close(fd)
+    assert (vnet, accepted) == (False, 0)
+    flags = [tun._IFREQ.unpack(a)[1] for r, a in ioctl.calls if r == tun.TUNSETIFF]
+    assert [bool(f & tun.IFF_VNET_HDR) for f in flags] == [True, False]
+    assert tun.describe_offloads(vnet, accepted) == {"rx": [], "tx": []}
+
+
+def test_no_offload_asks_for_nothing(fake_device: Any) -> None:
+    ioctl = fake_device(FakeIoctl())
+    fd, _, vnet, accepted = tun._open_device("t0", exclusive=True, offload=False)
+    os.close(fd)
+    assert (vnet, accepted) == (False, 0)
+    assert [r for r, _ in ioctl.calls] == [tun.TUNSETIFF]
+
+
+def test_another_ioctl_error_is_not_taken_for_a_refusal(fake_device: Any) -> None:
+    class Busy(FakeIoctl):
+        def __call__(self, fd: int, request: int, arg: Any) -> Any:
+            raise OSError(errno.EBUSY, "Device or resource busy")
+
+    fake_device(Busy())
+    with pytest.raises(OSError) as exc:
+        tun._open_device("t0", exclusive=True, offload=True)
+    assert exc.value.errno == errno.EBUSY
