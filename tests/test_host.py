@@ -1316,7 +1316,7 @@ def test_neighbour_solicitation_for_our_address_is_answered() -> None:
     # Solicited-node multicast of fd77::2 (RFC 4291 §2.7.1), as a kernel would ask.
     host.receive_packet(_scapy_ns("fd77::1", "ff02::1:ff00:2", "fd77::2"), 0)
     [out] = host.packets_to_send(0)
-    na = IPv6(out)
+    na = IPv6(bytes(out))
     assert (na.src, na.dst, na.hlim, na.nh) == ("fd77::2", "fd77::1", 255, 58)
     adv = na[ICMPv6ND_NA]
     assert (adv.type, adv.code, adv.R, adv.S, adv.O, adv.tgt) == (136, 0, 0, 1, 1, "fd77::2")
@@ -1332,7 +1332,7 @@ def test_duplicate_address_detection_is_defended_to_all_nodes() -> None:
     host = make_host6()
     host.receive_packet(_scapy_ns("::", "ff02::1:ff00:2", "fd77::2"), 0)  # RFC 4862 §5.4.2
     [out] = host.packets_to_send(0)
-    na = IPv6(out)
+    na = IPv6(bytes(out))
     assert (na.src, na.dst, na[ICMPv6ND_NA].S, na[ICMPv6ND_NA].O) == ("fd77::2", "ff02::1", 0, 1)
 
 
