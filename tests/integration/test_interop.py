@@ -596,12 +596,14 @@ def test_ordinary_user_runs_pytcp_on_own_persistent_tun(netns: Netns) -> None:
 
 
 @FAMILIES
-def test_offload_takes_kernel_super_segments_intact(netns: Netns, family: int) -> None:
-    """With offload=True the kernel hands the TUN TCP segments far above the 1500 MTU
-    (TSO/GSO) with checksums left to finish; they arrive intact, and our own packets
-    still reach the kernel."""
+@pytest.mark.parametrize("offload", [True, False], ids=["offload", "no-offload"])
+def test_offloads_bulk_both_ways_byte_exact(netns: Netns, family: int, offload: bool) -> None:
+    """8 MiB each way at once, SHA-256 exact, with offloads (the default) and without.
+    With them the kernel hands the TUN GRO'd super-packets far above the 1500 MTU with
+    checksums it vouches for, and takes pytcp's super-segments (TSO): both are counted,
+    and nothing fails a checksum. Without them no packet exceeds the MTU either way."""
     _KERNEL, PYTCP = ADDRS[family]
-    up, down = payload(9, BULK), payload(10, HALF)
+    up, down = payload(9, BULK), payload(10, BULK)
 
     def body(t: StackThread, stack: Stack) -> dict[str, Any]:
         listener = stack.listen(PORT)
@@ -616,15 +618,30 @@ def test_offload_takes_kernel_super_segments_intact(netns: Netns, family: int) -
             "digest": digest,
             "count": count,
             "mean_rx": link.counters["rx_bytes"] / link.counters["rx_packets"],
+            "mean_tx": link.counters["tx_bytes"] / link.counters["tx_packets"],
             "drops": dict(stack.host.counters["drops"]),
+            "offloads": stack.offloads,
+            "counted": dict(stack.host.offload_counters),
+            "tx_dropped": link.counters["tx_dropped"],
         }
 
-    t = StackThread(body, offload=True).start()
+    t = StackThread(body, offload=offload).start()
     assert t.marker.wait(BOUND)
     with socket.create_connection((PYTCP, PORT), timeout=BOUND) as k:
-        digest, count = kernel_duplex(k, up, HALF)
+        digest, count = kernel_duplex(k, up, BULK)
     result = t.result()
     assert (result["count"], result["digest"]) == (BULK, sha256(up))
-    assert (count, digest) == (HALF, sha256(down))
-    assert result["mean_rx"] > 1500  # on average above the MTU: super-segments arrived
-    assert "bad-checksum" not in result["drops"]
+    assert (count, digest) == (BULK, sha256(down))
+    assert "bad-checksum" not in result["drops"] and result["tx_dropped"] == 0
+    counted = result["counted"]
+    if offload:
+        assert result["offloads"] == {"rx": ["csum", "tso4", "tso6"], "tx": ["csum", "tso"]}
+        assert counted["gso_packets_in"] > 0 and counted["gso_packets_out"] > 0
+        assert counted["gso_segments_in"] > counted["gso_packets_in"]
+        assert counted["gso_segments_out"] > counted["gso_packets_out"]
+        assert counted["csum_trusted_in"] > 0
+        assert result["mean_rx"] > 1500 and result["mean_tx"] > 1500  # super-packets
+    else:
+        assert result["offloads"] == {"rx": [], "tx": []}
+        assert set(counted.values()) == {0}
+        assert result["mean_rx"] <= 1500 and result["mean_tx"] <= 1500
