@@ -18,7 +18,7 @@ import threading
 import time
 
 from benchmarks.netns import Namespaces
-from benchmarks.proc import Bench, BenchError
+from benchmarks.proc import Bench, BenchError, last_line
 from benchmarks.report import Figure
 
 PORT = 5005
@@ -66,7 +66,7 @@ def timed_pipeline(line: str, env: dict[str, str]) -> float:
         elapsed = time.perf_counter() - start
         if code != 0:
             err.seek(0)
-            raise BenchError(f"{line}: exit {code}: {err.read().decode()[-200:]}")
+            raise BenchError(f"{line}: exit {code}: {last_line(err.read())}")
     return elapsed
 
 

@@ -41,6 +41,14 @@ class BenchError(RuntimeError):
     """A figure could not be measured (a process failed, a timeout); says what and why."""
 
 
+def last_line(text: str | bytes) -> str:
+    """The last non-empty line of a command's stderr (a traceback's is the error)."""
+    if isinstance(text, bytes):
+        text = text.decode(errors="replace")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1][-300:] if lines else "(nothing on stderr)"
+
+
 @dataclass
 class Tun:
     """One TUN interface for one pytcp process: its name and both ends' addresses."""
@@ -113,7 +121,7 @@ class Bench:
             timeout=timeout, env=self.env,
         )
         if out.returncode != 0:
-            raise BenchError(f"pytcp inspect {' '.join(args)}: {out.stderr.strip()}")
+            raise BenchError(f"pytcp inspect {' '.join(args)}: {last_line(out.stderr)}")
         return json.loads(out.stdout)
 
     def time_command(self, cmd: Sequence[str], timeout: float = 120) -> float:
@@ -126,7 +134,7 @@ class Bench:
             elapsed = time.perf_counter() - start
             if code != 0:
                 err.seek(0)
-                raise BenchError(f"{' '.join(cmd)}: exit {code}: {err.read().decode()[-300:]}")
+                raise BenchError(f"{' '.join(cmd)}: exit {code}: {last_line(err.read())}")
         return elapsed
 
     def wait_listener(self, proc: Proc, port: int, timeout: float = 20) -> str:
@@ -188,7 +196,7 @@ class Proc:
     def check_alive(self) -> None:
         code = self.popen.poll()
         if code is not None:
-            raise BenchError(f"{self.name} exited {code}: {self.stderr()[-500:]}")
+            raise BenchError(f"{self.name} exited {code}: {last_line(self.stderr())}")
 
     def wait(self, timeout: float) -> int:
         """Wait for a normal exit; a process still running after `timeout` is a failure."""

@@ -91,7 +91,7 @@ class Figure:
                 len(r.runs),
                 base.what if base is not None else "",
                 times(ratio) if ratio is not None else ("n/a" if r.baseline else ""),
-                r.note,
+                " ".join(r.note.split()),
             ])
         head = ["what", "median", "unit", "runs", "ratio against", "ratio", "note"]
         return f"{self.title}\n" + tabulate(lines, head, disable_numparse=True)
