@@ -1,9 +1,11 @@
 """Figure `scale`: one `pytcp listen -k` holding many idle kernel connections.
 
-The listener (`pytcp listen -k --backlog 1024 PORT`, stdin a pipe that stays silent,
-stdout /dev/null) is filled with idle kernel connections in stages, BENCH_SCALE_STAGES
-(default "1 1000 10000"; "1 100 300" with BENCH_QUICK=1). At each stage n:
-  RSS per connection      (pytcp's VmRSS - its VmRSS before the first connection) / n;
+The listener (`pytcp listen -k --backlog 1024 --max-conns MAX PORT`, stdin a pipe that
+stays silent, stdout /dev/null) is filled with idle kernel connections in stages,
+BENCH_SCALE_STAGES (default "1 1000 10000"; "1 100 300" with BENCH_QUICK=1). At each
+stage n:
+  RSS per connection      (pytcp's VmRSS - its VmRSS before the first connection) / the
+                          connections `pytcp inspect` lists as ESTABLISHED (n, normally);
                           the reference is what the kernel keeps for an idle socket (the
                           object sizes of its TCP, sock_inode_cache, filp and dentry slabs)
   inspect buffers         the buffer bytes `pytcp inspect ID --json` reports for one
@@ -12,7 +14,7 @@ stdout /dev/null) is filled with idle kernel connections in stages, BENCH_SCALE_
   inspect list / ID       start to exit of `pytcp inspect` (the list, to /dev/null) and of
                           `pytcp inspect ID`, against `ss -tn` and `ss -tni sport = :P`
                           listing/finding the harness's kernel sockets
-  per-packet cost         a kernel sender moves BENCH_SCALE_BULK_MIB (default 4; 1 quick)
+  per-packet cost         a kernel sender moves BENCH_SCALE_BULK_MIB (default 8; 1 quick)
                           to pytcp on one more connection; elapsed time / segments pytcp
                           received (its inspect counters); ratio against the cost at n = 1
 Stages stop early, with a note, when the next one would take more than BENCH_SCALE_MEM_MIB
@@ -125,7 +127,7 @@ def run(bench: Bench, ns: Namespaces) -> Figure:
     default = "1 100 300" if bench.quick else "1 1000 10000"
     stages = [int(x) for x in os.environ.get("BENCH_SCALE_STAGES", default).split()]
     limit = int(os.environ.get("BENCH_SCALE_MEM_MIB", 2048)) << 20
-    bulk = int(os.environ.get("BENCH_SCALE_BULK_MIB", bench.size(4, 1))) << 20
+    bulk = int(os.environ.get("BENCH_SCALE_BULK_MIB", bench.size(8, 1))) << 20
     tw_count = int(os.environ.get("BENCH_SCALE_TW", bench.size(10000, 300)))
     fig = Figure("scale", "scale: one pytcp listen -k with many idle connections", __doc__ or "")
     kernel_idle = slab_objsize("TCP", "sock_inode_cache", "filp", "dentry")
@@ -136,7 +138,8 @@ def run(bench: Bench, ns: Namespaces) -> Figure:
             ).runs.append(float(kernel_tw))
     nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     tun = bench.tun()
-    cmd = bench.cmd(tun, "listen", "-k", "--backlog", "1024", str(PORT))
+    cmd = bench.cmd(tun, "listen", "-k", "--backlog", "1024", "--max-conns",
+                    str(max(stages) + 64), str(PORT))
     clients: list[socket.socket] = []
     with Proc(cmd, env=bench.env, stdin=subprocess.PIPE, name="pytcp listen -k") as listener:
         try:
@@ -163,7 +166,8 @@ def run(bench: Bench, ns: Namespaces) -> Figure:
                 fig.extra[f"established_at_{n}"] = len(mine)
                 if first_id is None and mine:
                     first_id = str(mine[0]["id"])
-                per_conn = (rss(listener.pid) - rss0) / n
+                # Divide by what pytcp holds (every client, unless some were not accepted).
+                per_conn = (rss(listener.pid) - rss0) / (len(mine) or n)
                 label = f"{n:,}"
                 fig.row(f"rss_{n}", f"pytcp: RSS per idle connection at {label}", "bytes",
                         better="lower", baseline="kernel_idle").runs.append(per_conn)
