@@ -192,11 +192,22 @@ class App:
         write_err(self.stderr, f"pytcp: {message}\n")
 
     def make_tracer(self, opts: StackOptions) -> Callable[[Any], None] | None:
-        if not opts.trace and opts.verbose < 2:
-            return None
+        sinks: list[Callable[[Any], None]] = []
         if self.stderr is None:
             return None  # nowhere to write the lines
-        return TraceWriter(self.stderr, segments=opts.trace, states=opts.verbose >= 2)
+        if opts.trace or opts.verbose >= 2:
+            sinks.append(TraceWriter(self.stderr, segments=opts.trace, states=opts.verbose >= 2))
+        if opts.ladder:
+            ladder = importlib.import_module("pytcpcli.ladder").Ladder(
+                self.stderr, width=opts.width
+            )
+            self.extra["ladder"] = ladder
+            sinks.append(ladder)
+        if not sinks:
+            return None
+        if len(sinks) == 1:
+            return sinks[0]
+        return importlib.import_module("stack.trace").fan_out(*sinks)
 
     @contextlib.contextmanager
     def stack(self, opts: StackOptions) -> Iterator[Any]:
@@ -216,18 +227,26 @@ class App:
                 "run as root or attach to a persistent TUN with --tun",
                 EXIT_ENV,
             ) from None
+        ladder = self.extra.pop("ladder", None)
+        if ladder is not None:
+            ladder.attach(entered if entered is not None else stack)
         try:
-            yield entered if entered is not None else stack
-        except env_errors as e:
-            # The machine took the interface away mid-run (`ip link del`): one line, exit 3.
-            with contextlib.suppress(Exception):
+            try:
+                yield entered if entered is not None else stack
+            except env_errors as e:
+                # The machine took the interface away mid-run (`ip link del`): one line,
+                # exit 3.
+                with contextlib.suppress(Exception):
+                    stack.__exit__(*sys.exc_info())
+                raise CliError(str(e), EXIT_ENV) from None
+            except BaseException:
+                # Leaving on an error or ^C: the stack resets its connections at once.
                 stack.__exit__(*sys.exc_info())
-            raise CliError(str(e), EXIT_ENV) from None
-        except BaseException:
-            # Leaving on an error or ^C: the stack resets its connections at once.
-            stack.__exit__(*sys.exc_info())
-            raise
-        stack.__exit__(None, None, None)
+                raise
+            stack.__exit__(None, None, None)
+        finally:
+            if ladder is not None:
+                ladder.close()  # what the close traced after the last loop iteration
 
     @contextlib.contextmanager
     def control(self, stack: Any, verbose: int = 0) -> Iterator[None]:

@@ -153,6 +153,8 @@ class StackOptions:
     timestamps: bool = True
     journal_size: int | None = None
     offload: bool = True
+    ladder: bool = False
+    width: int | None = None
 
     def tcp_overrides(self) -> dict[str, Any]:
         """The TcpConfig fields the options changed (an empty dict: the defaults)."""
@@ -231,6 +233,19 @@ def stack_options(f: F) -> F:
             help="Do not offer timestamps (RFC 7323 §3).",
         ),
         click.option(
+            "--ladder",
+            is_flag=True,
+            help="Draw a ladder diagram on stderr: pytcp and the peer as two columns, one "
+            "slanted arrow per segment, each side's state as it changes (the peer's "
+            "inferred), retransmissions, drops, impairments and timers marked.",
+        ),
+        click.option(
+            "--width",
+            type=click.IntRange(60, 400),
+            metavar="COLUMNS",
+            help="Width of the --ladder drawing (default: the terminal's, else 100).",
+        ),
+        click.option(
             "--journal-size",
             "journal_size",
             type=click.IntRange(0, 100_000),
@@ -302,6 +317,8 @@ def stack_options(f: F) -> F:
             timestamps=not kwargs.pop("no_timestamps"),
             journal_size=kwargs.pop("journal_size"),
             offload=not kwargs.pop("no_offload"),
+            ladder=kwargs.pop("ladder"),
+            width=kwargs.pop("width"),
         )
         return f(stack=stack, **kwargs)
 

@@ -143,6 +143,8 @@ The last segments in and out, each with its acceptability test, verdict and TCB 
 
 Watch a handshake, a request and the four-way close against a server, TIME-WAIT included:
   pytcp inspect 10.77.0.1 80 --data 'GET / HTTP/1.0\\r\\n\\r\\n'
+The same as a ladder diagram, 90 columns wide:
+  pytcp inspect 10.77.0.1 80 --ladder --width 90 --data 'GET / HTTP/1.0\\r\\n\\r\\n'
 """
 
 STATES = ("LISTEN", "SYN-SENT", "SYN-RECEIVED", "ESTABLISHED", "FIN-WAIT-1", "FIN-WAIT-2",
@@ -400,8 +402,18 @@ def _probe_app(app: App, recorder: ProbeRecorder) -> App:
         def make_tracer(self, opts: StackOptions) -> Callable[[Any], None] | None:
             from stack.trace import fan_out
 
-            usual = App.make_tracer(self, opts)
-            return recorder if usual is None else fan_out(recorder, usual)
+            usual = App.make_tracer(self, dataclasses.replace(opts, ladder=False))
+            sinks: list[Callable[[Any], None]] = [recorder]
+            if opts.ladder:
+                # The probe's ladder is its output: stdout, instead of the timeline.
+                from pytcpcli.ladder import Ladder
+
+                ladder = Ladder(sys.stdout, width=opts.width)
+                self.extra["ladder"] = ladder
+                sinks.append(ladder)
+            if usual is not None:
+                sinks.append(usual)
+            return fan_out(*sinks)
 
     return ProbeApp(**{f.name: getattr(app, f.name) for f in dataclasses.fields(app)})
 
@@ -461,7 +473,8 @@ def _probe(
         timeline = [dataclasses.asdict(i) for i in recorder.items]
         click.echo(render_json({"timeline": timeline, "summary": final}), nl=False)
     else:
-        click.echo(render_timeline(recorder.items), nl=False)
+        if not opts.ladder:
+            click.echo(render_timeline(recorder.items), nl=False)
         if final is not None:
             click.echo("\n" + render_probe_summary(final), nl=False)
     if failure is not None:
@@ -589,6 +602,8 @@ def inspect(
         raise CliError("--count needs --watch", EXIT_USAGE)
     if journal and len(target) != 1:
         raise CliError("--journal needs one ID: pytcp inspect ID --journal", EXIT_USAGE)
+    if stack.ladder and (len(target) != 2 or as_json):
+        raise CliError("--ladder draws a probe: pytcp inspect HOST PORT --ladder", EXIT_USAGE)
     if len(target) == 2:
         if every is not None or states or port is not None:
             raise CliError("--watch, -s and --port do not apply to a probe", EXIT_USAGE)
