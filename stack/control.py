@@ -6,8 +6,9 @@ non-blocking), and the client other `pytcp` processes use (`ControlClient`). Imp
 standard library, and `stack.api` (for InvalidStateError) only when serving a request; it
 acts on the `Stack` it is handed: its loop, host and sockets.
 
-Protocol: one JSON object per line each way, UTF-8, at most `MAX_REQUEST` bytes per
-request. Every message carries `"v": PROTOCOL_VERSION`. Requests are
+Protocol: one JSON object per line each way, UTF-8, at most `MAX_REQUEST` bytes and
+`MAX_DEPTH` levels of nesting per request (checked before the line is parsed). Every
+message carries `"v": PROTOCOL_VERSION`. Requests are
 `{"v": 1, "op": "list"}`, `{"v": 1, "op": "get", "conn": "PID.N"}`,
 `{"v": 1, "op": "send", "conn": "PID.N", "data": "<base64>"}` and
 `{"v": 1, "op": "close", "conn": "PID.N", "how": "half" | "full" | "reset"}`; the steering
@@ -18,6 +19,15 @@ ops of issue 12 are `{"v": 1, "op": "impair", "conn": "PID.N", "spec": "drop-nex
 `{"v": 1, "ok": true, "result": {...}}` or
 `{"v": 1, "ok": false, "error": {"code": "<slug>", "message": "<one line>"}}`.
 A bad request gets an error reply; it never reaches a connection.
+
+No client can crash or starve the server (issue 14): every request is answered in order,
+one at a time per client (the next is read only once the reply has left, so a client
+holds at most one request and one reply in memory); a client whose reply makes no
+progress for `STALL_TIMEOUT` seconds, or that sits idle for `IDLE_TIMEOUT`, is hung up on;
+at `MAX_CLIENTS` the client idle longest makes room for a new one; at most `BATCH`
+requests of one client are served per wake-up; all replies waiting together stay under
+`MAX_BUFFERED` bytes (a request beyond that is answered "busy"). Each such event is
+counted in `ControlServer.counters` by name.
 """
 
 from __future__ import annotations
@@ -32,7 +42,7 @@ import re
 import socket
 import stat
 import struct
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol
@@ -40,14 +50,20 @@ from typing import Any, Protocol
 PROTOCOL_VERSION = 1
 MAX_REQUEST = 256 * 1024  # bytes per request line; a send request carries base64 data
 MAX_RESPONSE = 64 * 1024 * 1024  # a list of many connections stays well below this
+RESPONSE_DEPTH = 64  # a snapshot nests a few levels; a reply deeper than this is refused
 MAX_SEND_CHUNK = 96 * 1024  # raw bytes per send request: base64 of it fits MAX_REQUEST
-MAX_CLIENTS = 32  # control clients served at once; more are answered "busy" and closed
-CLIENT_TIMEOUT = 30.0  # seconds a control client may stay connected (it asks, then goes)
+MAX_DEPTH = 8  # nesting levels of a request: ours have 1; deeper is refused unparsed
+MAX_CLIENTS = 64  # control clients held at once; the longest idle makes room for a new one
+IDLE_TIMEOUT = 5.0  # seconds a client may stay connected without a request under way
+STALL_TIMEOUT = 5.0  # seconds a pending reply may go without any byte read by its client
+MAX_BUFFERED = 64 * 1024 * 1024  # reply bytes waiting to be read, all clients together
+BATCH = 16  # requests of one client answered per wake-up: the others get their turn
 
 OPS = ("list", "get", "send", "close", "impair", "timer", "journal")
 CLOSE_HOW = ("half", "full", "reset")
 TIMER_ACTIONS = ("fire", "set")
 SOCKET_NAME = re.compile(r"^([0-9]+)\.sock$")
+FULL_ID = re.compile(r"^[0-9]+\.[0-9]+$")
 _PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 
 # Error codes (stable slugs, shown by --json and tested).
@@ -55,6 +71,7 @@ BAD_JSON = "bad-json"
 BAD_REQUEST = "bad-request"
 BAD_VERSION = "bad-version"
 TOO_LARGE = "too-large"
+TOO_DEEP = "too-deep"
 UNKNOWN_OP = "unknown-op"
 NO_SUCH_CONNECTION = "no-such-connection"
 NOT_A_CONNECTION = "not-a-connection"
@@ -135,13 +152,39 @@ def encode_request(req: Request) -> bytes:
     return _line(obj)
 
 
-def _load(line: bytes, limit: int) -> dict[str, Any]:
+# A JSON string (skipped whole: brackets inside it do not nest) or one bracket.
+# An unterminated string runs to the end, so each byte is scanned once (linear time).
+_NESTING = re.compile(rb'"(?:[^"\\]|\\.)*+(?:"|\\?\Z)|[\[\]{}]', re.DOTALL)
+
+
+def check_depth(line: bytes, limit: int) -> None:
+    """Refuse a message nested deeper than `limit` without parsing it: json.loads recurses
+    once per level and a few KiB of `[` would exhaust the interpreter's stack. Costs one
+    regex scan, stopped at the first level too deep; an unbalanced line passes here and
+    json.loads refuses it."""
+    if line.count(b"[") + line.count(b"{") <= limit:
+        return  # the common case: too few brackets to nest that deep
+    depth = 0
+    for m in _NESTING.finditer(line):
+        c = m.group()
+        if c in (b"[", b"{"):
+            depth += 1
+            if depth > limit:
+                raise ProtocolError(TOO_DEEP, f"message nested deeper than {limit} levels")
+        elif c in (b"]", b"}"):
+            depth -= 1
+
+
+def _load(line: bytes, limit: int, depth: int) -> dict[str, Any]:
     if len(line) > limit:
         raise ProtocolError(TOO_LARGE, f"message of {len(line)} bytes exceeds {limit}")
+    check_depth(line, depth)
     try:
         obj = json.loads(line)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ProtocolError(BAD_JSON, f"not a JSON line: {exc}") from None
+    except RecursionError:  # only if the interpreter's stack is smaller than MAX_DEPTH
+        raise ProtocolError(TOO_DEEP, "message nested too deeply") from None
     if not isinstance(obj, dict):
         raise ProtocolError(BAD_REQUEST, "a message must be a JSON object")
     if obj.get("v") != PROTOCOL_VERSION:
@@ -153,7 +196,7 @@ def _load(line: bytes, limit: int) -> dict[str, Any]:
 
 def decode_request(line: bytes) -> Request:
     """Parse one request line; raises ProtocolError with the reason."""
-    obj = _load(line, MAX_REQUEST)
+    obj = _load(line, MAX_REQUEST, MAX_DEPTH)
     op = obj.get("op")
     if op not in OPS:
         raise ProtocolError(UNKNOWN_OP, f"unknown op {op!r}; expected one of {', '.join(OPS)}")
@@ -218,7 +261,7 @@ def encode_response(resp: Response) -> bytes:
 
 def decode_response(line: bytes) -> Response:
     """Parse one response line; raises ProtocolError when it is not one."""
-    obj = _load(line, MAX_RESPONSE)
+    obj = _load(line, MAX_RESPONSE, RESPONSE_DEPTH)
     if obj.get("ok") is True and isinstance(obj.get("result"), dict):
         return Response(ok=True, result=obj["result"])
     err = obj.get("error")
@@ -313,28 +356,44 @@ def search_dirs(env: dict[str, str] | None = None, euid: int | None = None) -> l
 # --------------------------------------------------------------------------- server
 
 
+def _sweep_interval() -> float:
+    """How often idle and stalled clients are looked for: a quarter of the shorter timeout."""
+    return min(IDLE_TIMEOUT, STALL_TIMEOUT) / 4
+
+
 def _peer_uid(sock: socket.socket) -> int:
     raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
     return int(_PEERCRED.unpack(raw)[1])
 
 
 class _Client:
-    """One accepted control connection: input buffer, output buffer, close-after-flush."""
+    """One accepted control connection: what it sent and what waits to be read by it.
 
-    def __init__(self, sock: socket.socket) -> None:
+    `active` is the loop time (ns) of its last request answered or reply byte read: the
+    idle and stall timeouts count from it, and the longest idle client is evicted first.
+    """
+
+    __slots__ = ("active", "closing", "eof", "inbuf", "outbuf", "reading", "resume", "sock",
+                 "writing")  # fmt: skip
+
+    def __init__(self, sock: socket.socket, now: int) -> None:
         self.sock = sock
         self.inbuf = bytearray()
         self.outbuf = bytearray()
-        self.closing = False
-        self.writing = False
-        self.timer: Any = None  # the loop's Handle that hangs up on a client that lingers
+        self.closing = False  # hang up once outbuf has left
+        self.eof = False  # the client shut its write side: answer what it sent, then go
+        self.reading = False  # a reader is registered on the loop
+        self.writing = False  # a writer is registered on the loop
+        self.resume: Any = None  # the loop Handle that serves the rest of a batch
+        self.active = now
 
 
 class ControlServer:
     """Serves one stack's connections on `<runtime dir>/<pid>.sock` from the stack's loop.
 
     Every socket is non-blocking and every callback catches its own failures, so a bad or
-    stuck client can never stall or break the connections the loop carries.
+    stuck client can never stall or break the connections the loop carries (the limits
+    are in the module docstring).
     """
 
     def __init__(self, stack: ServedStack, *, directory: str | None = None) -> None:
@@ -347,6 +406,7 @@ class ControlServer:
         self.counters: dict[str, int] = {}
         self._uid = os.geteuid()
         self._inode = -1
+        self._sweeper: Any = None  # the loop Handle of the next idle/stall sweep
 
     # -- life cycle
 
@@ -359,7 +419,7 @@ class ControlServer:
         try:
             sock.bind(tmp)
             os.chmod(tmp, 0o600)
-            sock.listen(16)
+            sock.listen(64)
             sock.setblocking(False)
             # Renamed only once it listens: a <pid>.sock that refuses is always stale.
             os.replace(tmp, self.path)
@@ -370,7 +430,7 @@ class ControlServer:
                 os.unlink(tmp)
             raise ControlError(f"cannot serve control socket {self.path}: {exc}") from None
         self.listener = sock
-        self.stack.loop.add_reader(sock.fileno(), self._on_accept)
+        self.stack.loop.add_reader(sock.fileno(), self._guard(None, self._on_accept))
         atexit.register(self._unlink)
         return self
 
@@ -378,6 +438,9 @@ class ControlServer:
         """Stop serving and remove the socket file."""
         for fd in list(self.clients):
             self._drop(fd)
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         if self.listener is not None:
             with contextlib.suppress(Exception):
                 self.stack.loop.remove_reader(self.listener.fileno())
@@ -396,6 +459,21 @@ class ControlServer:
     def _count(self, what: str) -> None:
         self.counters[what] = self.counters.get(what, 0) + 1
 
+    def _guard(self, fd: int | None, callback: Callable[[], None]) -> Callable[[], None]:
+        """`callback` as a loop callback that never raises: a bug while serving one client
+        is counted ("internal") and hangs up on that client, and the loop goes on."""
+
+        def guarded() -> None:
+            try:
+                callback()
+            except Exception:
+                self._count(INTERNAL)
+                if fd is not None:
+                    with contextlib.suppress(Exception):
+                        self._drop(fd)
+
+        return guarded
+
     # -- socket callbacks (run on the loop; never raise)
 
     def _on_accept(self) -> None:
@@ -410,29 +488,40 @@ class ControlServer:
                 self._count("accept-failed")
                 return
             sock.setblocking(False)
-            client = _Client(sock)
+            now = self.stack.loop.now()
+            client = _Client(sock, now)
             try:
                 uid = _peer_uid(sock)
             except OSError:
                 uid = -1
             if uid not in (self._uid, 0):
                 # Only the same user or root may look or act (issue 6).
-                self._count("forbidden")
+                self._count(FORBIDDEN)
                 self._refuse(client, FORBIDDEN, f"uid {uid} may not use process {self.pid}")
                 continue
             if len(self.clients) >= MAX_CLIENTS:
-                self._count("busy")
-                self._refuse(client, BUSY, f"{MAX_CLIENTS} control clients already connected")
-                continue
+                # Idle clients cannot hide the process: the one idle longest makes room.
+                self._count("client-evicted")
+                self._drop(min(self.clients.values(), key=lambda c: c.active).sock.fileno())
             fd = sock.fileno()
             self.clients[fd] = client
-            self.stack.loop.add_reader(fd, partial(self._on_read, fd))
-            client.timer = self.stack.loop.call_later(CLIENT_TIMEOUT, partial(self._expire, fd))
+            self._want_read(fd, client, True)
+            if self._sweeper is None:
+                self._sweeper = self.stack.loop.call_later(
+                    _sweep_interval(), self._guard(None, self._sweep)
+                )
 
     def _refuse(self, client: _Client, code: str, message: str) -> None:
         with contextlib.suppress(OSError):
             client.sock.send(encode_response(Response.error(code, message)))
         client.sock.close()
+
+    def _want_read(self, fd: int, client: _Client, want: bool) -> None:
+        if want and not client.reading:
+            self.stack.loop.add_reader(fd, self._guard(fd, partial(self._on_read, fd)))
+        elif not want and client.reading:
+            self.stack.loop.remove_reader(fd)
+        client.reading = want
 
     def _on_read(self, fd: int) -> None:
         client = self.clients.get(fd)
@@ -445,12 +534,24 @@ class ControlServer:
         except OSError:
             self._drop(fd)
             return
-        if not chunk:
-            self._drop(fd)
+        if chunk:
+            client.inbuf += chunk
+        else:
+            client.eof = True
+        self._serve(fd)
+
+    def _serve(self, fd: int) -> None:
+        """Answer the complete requests the client sent, one at a time: the next only
+        once the last reply has left, at most BATCH per wake-up; then read more."""
+        client = self.clients.get(fd)
+        if client is None:
             return
-        client.inbuf += chunk
-        while not client.closing:
+        client.resume = None
+        served = 0
+        while not client.closing and not client.outbuf:
             nl = client.inbuf.find(b"\n")
+            if nl < 0 and client.eof and client.inbuf:
+                nl = len(client.inbuf)  # a last request without its newline
             if nl < 0:
                 if len(client.inbuf) > MAX_REQUEST:
                     # No way to find the next request boundary cheaply: answer and hang up.
@@ -460,25 +561,47 @@ class ControlServer:
                         Response.error(TOO_LARGE, f"request exceeds {MAX_REQUEST} bytes"),
                     )
                     client.closing = True
+                elif client.eof:
+                    client.closing = True
                 break
+            if served == BATCH:
+                # The others get their turn: the rest is served on the next wake-up.
+                self._want_read(fd, client, False)
+                client.resume = self.stack.loop.call_later(
+                    0, self._guard(fd, partial(self._serve, fd))
+                )
+                return
             line = bytes(client.inbuf[:nl])
             del client.inbuf[: nl + 1]
             self._reply(client, self.handle_line(line))
+            served += 1
+            client.active = self.stack.loop.now()
             # Written now, inside this reader callback: the owner's own callbacks (which
             # may end its process once a close or reset took effect) run only after it,
             # as loop hooks, so the client always gets the reply of what was done.
             self._flush(fd)
             if fd not in self.clients:
                 return
+        # Read on only while nothing waits to leave: a client that does not read its
+        # replies is not read either, so it holds one request and one reply at most.
+        self._want_read(fd, client, not (client.outbuf or client.closing or client.eof))
         self._flush(fd)
 
     def _reply(self, client: _Client, resp: Response) -> None:
-        client.outbuf += encode_response(resp)
+        line = encode_response(resp)
+        waiting = sum(len(c.outbuf) for c in self.clients.values())
+        if waiting + len(line) > MAX_BUFFERED:
+            self._count(BUSY)
+            line = encode_response(
+                Response.error(BUSY, f"{waiting} reply bytes wait to be read; ask again later")
+            )
+        client.outbuf += line
 
     def _flush(self, fd: int) -> None:
         client = self.clients.get(fd)
         if client is None:
             return
+        sent = False
         while client.outbuf:
             try:
                 n = client.sock.send(client.outbuf)
@@ -488,9 +611,12 @@ class ControlServer:
                 self._drop(fd)
                 return
             del client.outbuf[:n]
+            sent = True
+        if sent:
+            client.active = self.stack.loop.now()
         if client.outbuf and not client.writing:
             client.writing = True
-            self.stack.loop.add_writer(fd, lambda: self._flush(fd))
+            self.stack.loop.add_writer(fd, self._guard(fd, partial(self._on_writable, fd)))
         elif not client.outbuf:
             if client.writing:
                 client.writing = False
@@ -498,18 +624,39 @@ class ControlServer:
             if client.closing:
                 self._drop(fd)
 
-    def _expire(self, fd: int) -> None:
-        self._count("client-timeout")
-        self._drop(fd)
+    def _on_writable(self, fd: int) -> None:
+        self._flush(fd)
+        client = self.clients.get(fd)
+        if client is not None and not client.outbuf and client.resume is None:
+            self._serve(fd)  # the reply left: the next request may be answered
+
+    def _sweep(self) -> None:
+        """Hang up on clients idle for IDLE_TIMEOUT or whose reply has not moved for
+        STALL_TIMEOUT; runs while there are clients."""
+        self._sweeper = None
+        now = self.stack.loop.now()
+        idle, stall = round(IDLE_TIMEOUT * 1e9), round(STALL_TIMEOUT * 1e9)
+        for fd, client in list(self.clients.items()):
+            if client.outbuf and now - client.active >= stall:
+                self._count("client-stalled")
+                self._drop(fd)
+            elif not client.outbuf and now - client.active >= idle:
+                self._count("client-timeout")
+                self._drop(fd)
+        if self.clients and self.listener is not None:
+            self._sweeper = self.stack.loop.call_later(
+                _sweep_interval(), self._guard(None, self._sweep)
+            )
 
     def _drop(self, fd: int) -> None:
         client = self.clients.pop(fd, None)
         if client is None:
             return
-        if client.timer is not None:
-            client.timer.cancel()
-        with contextlib.suppress(Exception):
-            self.stack.loop.remove_reader(fd)
+        if client.resume is not None:
+            client.resume.cancel()
+        if client.reading:
+            with contextlib.suppress(Exception):
+                self.stack.loop.remove_reader(fd)
         if client.writing:
             with contextlib.suppress(Exception):
                 self.stack.loop.remove_writer(fd)
@@ -524,6 +671,9 @@ class ControlServer:
         except ProtocolError as exc:
             self._count(exc.code)
             return Response.error(exc.code, exc.message)
+        except Exception as exc:  # a codec bug: still an answer, never a dead loop
+            self._count(BAD_REQUEST)
+            return Response.error(BAD_REQUEST, f"undecodable request: {type(exc).__name__}")
         try:
             return self.handle(req)
         except Exception as exc:  # a bug here must not break the loop or the connections
@@ -665,6 +815,13 @@ class ControlServer:
 
     def _find(self, full_id: str) -> tuple[Any, bool] | None:
         host = self.stack.host
+        pid, _, n = full_id.partition(".")
+        if pid != str(self.pid) or not n.isdigit():
+            return None
+        find = getattr(host, "find", None)
+        if find is not None:  # stack.host.Host: one dict look-up, however many connections
+            found: tuple[Any, bool] | None = find(int(n))
+            return found
         for conn in host.connections():
             if self._conn_id(conn.id) == full_id:
                 return conn, False
@@ -706,6 +863,7 @@ class ControlServer:
             "tun": getattr(self.stack, "tun_name", None),
             "address": str(getattr(self.stack, "address", "")),
             "connections": [self._entry(o, now) for o in objs],
+            "control": {"clients": len(self.clients), "counters": dict(self.counters)},
         }
 
 
@@ -816,7 +974,17 @@ class ControlClient:
         return [e["id"] for e in self.entries()]
 
     def resolve(self, prefix: str) -> str:
-        """The one live ID that is `prefix` or starts with it (ControlError otherwise)."""
+        """The one live ID that is `prefix` or starts with it (ControlError otherwise).
+
+        A whole ID is asked of its own process first, with one `get`: resolving it costs
+        the same however many connections there are. Only a prefix lists them."""
+        if FULL_ID.match(prefix):
+            try:
+                self.get(prefix)
+                return prefix
+            except ControlError as exc:
+                if not is_gone(exc) and exc.code != HUNG_UP:
+                    raise
         ids = self.ids()
         if prefix in ids:
             return prefix

@@ -422,6 +422,17 @@ class Host:
         """Open listeners, by id."""
         return sorted(self._listeners.values(), key=lambda lst: lst.id)
 
+    def find(self, id: int) -> tuple[Connection | Listener, bool] | None:
+        """The live connection or open listener with this id, and whether it is a
+        listener; None when there is none. O(1) in connections (`inspect ID`)."""
+        conn = self._live.get(id)
+        if conn is not None:
+            return None if conn.is_closed else (conn, False)
+        for lst in self._listeners.values():  # a handful, by port
+            if lst.id == id:
+                return lst, True
+        return None
+
     def snapshot(self) -> dict[str, Any]:
         """The host as plain data: address, counters, listener and connection ids."""
         counters = dict(self.counters)

@@ -645,11 +645,11 @@ def test_a_client_that_lingers_is_hung_up_on(
     served: tuple[ControlServer, FakeStack, str], monkeypatch: Any
 ) -> None:
     server, _stack, directory = served
-    monkeypatch.setattr(control, "CLIENT_TIMEOUT", 0.2)
+    monkeypatch.setattr(control, "IDLE_TIMEOUT", 0.2)
     with socket.socket(socket.AF_UNIX) as s:
         s.settimeout(5)
         s.connect(server.path)
-        assert s.recv(100) == b""  # hung up on after CLIENT_TIMEOUT without a request
+        assert s.recv(100) == b""  # hung up on after IDLE_TIMEOUT without a request
     assert server.counters == {"client-timeout": 1}
     assert server.clients == {}
     assert len(ControlClient([directory], timeout=5).entries()) == 3
