@@ -25,17 +25,8 @@ from pytcpcli.commands.listen import listen
 from pytcpcli.commands.send import send
 from pytcpcli.commands.timer import timer
 from pytcpcli.errors import EXIT_CONN, EXIT_OK, EXIT_SIGINT, EXIT_USAGE
-
-
-class Interrupted(BaseException):
-    """SIGINT outside a relay session (before or after it): exit 130 with no message.
-
-    Not KeyboardInterrupt, which click answers with a blank line on stderr.
-    """
-
-
-def _interrupted(signum: int, frame: Any) -> None:
-    raise Interrupted
+from pytcpcli.signals import Interrupted, exit_status
+from pytcpcli.signals import install as install_signals
 
 
 class PytcpGroup(click.Group):
@@ -75,7 +66,9 @@ class PytcpGroup(click.Group):
         except click.ClickException as e:
             e.show()
             sys.exit(e.exit_code)
-        except (click.Abort, KeyboardInterrupt, Interrupted):
+        except Interrupted as e:
+            sys.exit(exit_status(e.signum))
+        except (click.Abort, KeyboardInterrupt):
             sys.exit(EXIT_SIGINT)
         except OSError as e:
             if e.errno not in STDOUT_ERRNOS:
@@ -177,7 +170,7 @@ def ensure_std_fds() -> set[int]:
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
     CLOSED_AT_START.update(ensure_std_fds())
-    signal.signal(signal.SIGINT, _interrupted)
+    install_signals()
     try:
         cli.main(args=argv, prog_name="pytcp")
         code: Any = EXIT_OK

@@ -336,16 +336,28 @@ by default, enough to re-ACK a retransmitted FIN, and then exits and removes its
 interface. --time-wait DURATION changes that linger; --time-wait full holds the whole
 2·MSL.
 
-Signals: the first SIGINT or SIGTERM stops reading stdin, sends FIN on every connection
-and waits up to 2 s for the close (then RST); every byte pytcp acknowledged to a peer is
-written to stdout before it exits, however long stdout's reader takes. A listen -e/-c
-child is not signalled: it gets every byte its connection received, then EOF on its
-stdin, and pytcp waits for it to exit. A second SIGINT or SIGTERM ends pytcp at once:
-RST on every connection, stdout gets what it accepts without blocking, children are
-killed (SIGTERM, SIGKILL 1 s later), and a line on stderr counts the received bytes
-that did not reach stdout or a child. The status is 130 for SIGINT, 143 for SIGTERM.
-A signal that finds every connection closed already (pytcp only lingering in
-TIME-WAIT, or listening with no client) and no child running ends pytcp at once.
+Signals: the first SIGINT, SIGTERM or SIGHUP (or any other signal that would end a
+process: SIGQUIT, SIGUSR1, SIGUSR2, SIGALRM, ...) stops reading stdin, sends FIN on every
+connection and waits up to 2 s for the close (then RST); every byte pytcp acknowledged
+to a peer is written to stdout before it exits, however long stdout's reader takes.
+When pytcp does not exit at once, it says on stderr (without -v too) what it waits for
+and that a second signal ends it. A listen -e/-c child is not signalled: it gets every
+byte its connection received, then EOF on its stdin, and pytcp waits for it to exit, up
+to --child-grace (10 s by default; `pytcp inspect` shows the wait); then it is killed.
+A second signal ends pytcp at once: RST on every connection, stdout gets what it
+accepts without blocking, children are killed (SIGTERM to their process group, SIGKILL
+1 s later) and reaped, and a line on stderr counts the received bytes that did not
+reach stdout or a child. The status is 128 + the signal's number: 130 SIGINT, 143
+SIGTERM, 129 SIGHUP. A signal that finds every connection closed already (pytcp only
+lingering in TIME-WAIT, or listening with no client) and no child running ends pytcp
+at once. A signal ignored when pytcp started stays ignored (nohup keeps it running
+through a hangup), except SIGINT and SIGTERM.
+
+Terminal job control: pytcp ignores SIGTTIN and SIGTTOU (so do its -e/-c children), so
+a terminal never stops its stack. Started with `&` from an interactive shell, it does
+not read the terminal while another job has the foreground; it keeps serving, and
+reads the terminal once brought to the foreground (fg). ^Z (SIGTSTP) still suspends
+it: its connections wait with it, their peers retransmitting, until fg or bg.
 
 Closed by another process: `pytcp close --half ID` sends this connection's FIN; pytcp
 stops reading stdin and says on stderr how many bytes of it were not sent. `pytcp close

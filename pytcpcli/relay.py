@@ -1,6 +1,6 @@
 """The byte relay between local file descriptors (stdin, stdout, a child's pipes) and sockets.
 
-Imports the standard library only. It drives the stack through the documented
+Imports the standard library and pytcpcli.signals only. It drives the stack through the documented
 `stack.api` Socket and `stack.io.loop` Loop methods, typed here as Protocols, so it
 runs the same on the real stack and on test doubles.
 
@@ -24,7 +24,11 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from pytcpcli.signals import ALWAYS_CAUGHT, CAUGHT, in_background
+from pytcpcli.signals import name as signal_name
+
 CHUNK = 64 * 1024  # one read from an fd or a socket
+BACKGROUND_POLL = 0.25  # seconds between looks at a terminal owned by another job
 HIGH_WATER = 256 * 1024  # bytes buffered before the producer is paused
 # Write errors that mean the output is gone for good (the reader left, the disk is full):
 # the writer turns `broken` and counts what it could not write instead of raising.
@@ -127,6 +131,7 @@ class FdReader:
         self.eof = False
         self.active = False
         self._timer: Any = None
+        self.tty = os.isatty(fd)
         self.pollable = _pollable(loop, fd, loop.add_reader)
         if self.pollable:
             loop.remove_reader(fd)
@@ -135,20 +140,35 @@ class FdReader:
         if self.active or self.eof:
             return
         self.active = True
-        if self.pollable:
+        if self.tty and in_background(self.fd):
+            # A terminal owned by another foreground job (`pytcp listen -k 80 > log &`):
+            # reading it would stop the whole stack. Look again until we are in front.
+            self._timer = self.loop.call_later(BACKGROUND_POLL, self._foreground_check)
+        elif self.pollable:
             self.loop.add_reader(self.fd, self._read)
         else:
             self._timer = self.loop.call_later(0, self._tick)
+
+    def _foreground_check(self) -> None:
+        self._timer = None
+        if self.active and not self.eof:
+            self.active = False
+            self.resume()
+
+    def _to_background(self) -> None:
+        """The terminal went to another job between two reads: wait to be in front again."""
+        self.pause()
+        self.resume()
 
     def pause(self) -> None:
         if not self.active:
             return
         self.active = False
-        if self.pollable:
-            self.loop.remove_reader(self.fd)
-        elif self._timer is not None:
+        if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        elif self.pollable:
+            self.loop.remove_reader(self.fd)
 
     def stop(self) -> None:
         """Stop reading for good (no on_eof): SIGINT, or the consumer went away."""
@@ -162,11 +182,17 @@ class FdReader:
             self._timer = self.loop.call_later(0, self._tick)
 
     def _read(self) -> None:
+        if self.tty and in_background(self.fd):
+            self._to_background()
+            return
         try:
             data = os.read(self.fd, CHUNK)
         except (BlockingIOError, InterruptedError):
             return
-        except OSError:
+        except OSError as e:
+            if e.errno == errno.EIO and self.tty and in_background(self.fd):
+                self._to_background()  # SIGTTIN is ignored (pytcpcli.signals): EIO instead
+                return
             # EIO from a hung-up terminal and the like: nothing more will come.
             data = b""
         if data:
@@ -634,7 +660,8 @@ class Relay:
 
 
 class SignalWatch:
-    """SIGINT and SIGTERM delivered through the loop instead of as exceptions.
+    """Terminating signals (pytcpcli.signals: SIGINT, SIGTERM, SIGHUP, ...) delivered
+    through the loop instead of as exceptions.
 
     The C-level handler writes the signal number to a pipe (`signal.set_wakeup_fd`);
     the loop reads it and calls `on_signal(signum)` between two packets, so a signal
@@ -658,7 +685,8 @@ class SignalWatch:
             os.close(self._w)
             return
         self.active = True
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        self.watched = frozenset(CAUGHT | ALWAYS_CAUGHT)
+        for signum in self.watched:
             self._old_handlers[signum] = signal.signal(signum, _ignore_signal)
         loop.add_reader(self._r, self._read)
 
@@ -668,7 +696,7 @@ class SignalWatch:
         except BlockingIOError:
             return
         for signum in data:
-            if signum in (signal.SIGINT, signal.SIGTERM):
+            if signum in self.watched:
                 self.on_signal(signum)
 
     def close(self) -> None:
@@ -725,12 +753,15 @@ class Session(ABC):
         self.signals = SignalWatch(loop, self._on_signal)
 
     def _on_signal(self, signum: int) -> None:
-        name = signal.Signals(signum).name
+        name = signal_name(signum)
         if self.signum is None:
             self.signum = signum
             self.code = EXIT_SIGNAL.get(signum, 128 + signum)
-            if self.say is not None:
-                self.say(self.first_signal_message(name))
+            message = self.first_signal_message(name)
+            if self.waits_for_something():
+                self.warn(message)  # always: pytcp does not exit at once, say why
+            elif self.say is not None:
+                self.say(message)
             self._grace = self.loop.call_later(GRACE, self.abort_all)
             self.graceful_close()
         else:
@@ -746,10 +777,17 @@ class Session(ABC):
         both ways, whatever the relay has yet to hand on)."""
         return True
 
+    def waits_for_something(self) -> bool:
+        """Whether the first signal leaves pytcp running a while (then it always says so)."""
+        return self.has_open_connections()
+
     def first_signal_message(self, name: str) -> str:
-        """-v: what the first SIGINT/SIGTERM does."""
+        """What the first signal does: on stderr always when pytcp waits, else under -v."""
         if self.has_open_connections():
-            return f"{name}: closing (FIN); send it again to reset (RST)"
+            return (
+                f"{name}: closing (FIN), waiting up to {GRACE:g}s for the peer to close; "
+                f"send it again to reset (RST)"
+            )
         return f"{name}: no connection open; exiting"
 
     @abstractmethod
@@ -779,7 +817,7 @@ class Session(ABC):
             lost = out.pending
             out.close()
             if lost:
-                name = signal.Signals(self._hard_signum).name
+                name = signal_name(self._hard_signum)
                 self.warn(
                     f"{lost} received bytes could not be written to stdout "
                     f"(its reader was not reading when the second {name} came)"

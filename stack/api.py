@@ -528,6 +528,9 @@ class Stack:
         self.impairers: tuple[Impairer, Impairer] | None = None  # (outgoing, incoming)
         self.faults = Faults(tracer)  # per-connection faults (`pytcp impair`)
         self.tun_name = ""
+        # What the application is doing beyond its connections, for `pytcp inspect`
+        # (stack.control shows it): a callable returning one line, or None.
+        self.status_note: Callable[[], str | None] | None = None
         self.address = PAIR_ADDRESS
         self.peer_address = PAIR_PEER
         # IPv6 (DESIGN §3: both families on one interface); None when the TUN has none.

@@ -858,10 +858,14 @@ class ControlServer:
         host = self.stack.host
         objs: list[Any] = [*host.listeners(), *host.connections()]
         objs.sort(key=lambda o: o.id)
+        # What the process itself is doing when that is not a connection (a listen
+        # waiting for its children after a signal): set by the application.
+        note = getattr(self.stack, "status_note", None)
         return {
             "pid": self.pid,
             "tun": getattr(self.stack, "tun_name", None),
             "address": str(getattr(self.stack, "address", "")),
+            "note": note() if callable(note) else None,
             "connections": [self._entry(o, now) for o in objs],
             "control": {"clients": len(self.clients), "counters": dict(self.counters)},
         }
@@ -912,6 +916,7 @@ class ControlClient:
         self.dirs = list(dirs) if dirs is not None else search_dirs()
         self.timeout = timeout
         self.problems: list[str] = []  # processes that could not be asked, one line each
+        self.notes: list[str] = []  # what processes without a connection to show are doing
 
     def endpoints(self) -> list[Endpoint]:
         found: list[Endpoint] = []
@@ -956,6 +961,7 @@ class ControlClient:
     def entries(self) -> list[dict[str, Any]]:
         """Every listener and connection of every reachable process, by pid then id."""
         self.problems = []
+        self.notes = []
         entries: list[dict[str, Any]] = []
         for ep in self.endpoints():
             try:
@@ -968,6 +974,10 @@ class ControlClient:
                 self.problems.append(f"process {ep.pid}: {resp.message}")
                 continue
             entries.extend(resp.result.get("connections", []))
+            if resp.result.get("note"):
+                self.notes.append(
+                    f"process {ep.pid} ({resp.result.get('tun') or '?'}): {resp.result['note']}"
+                )
         return sorted(entries, key=_id_key)
 
     def ids(self) -> list[str]:

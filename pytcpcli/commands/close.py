@@ -26,7 +26,7 @@ EXIT_STATUS = """\
 1  no live connection matches ID, or the close did not complete within -w.
 2  usage error: --half with --reset, a bad duration.
 130  interrupted by SIGINT.
-143  terminated by SIGTERM.
+143  terminated by SIGTERM (129 SIGHUP; 128 + N for any signal that ends a process).
 """
 
 EXAMPLES = """\

@@ -42,8 +42,9 @@ EXIT_STATUS = """\
 2  usage error: a bad option, port, duration or --tun/--addr/--gateway value.
 3  environment: no permission for /dev/net/tun, the interface is busy or was
    deleted while pytcp used it, ...
-130  interrupted by SIGINT (143 for SIGTERM); every byte received was written first,
-     unless a second signal came while stdout's reader was stuck (see NOTES).
+130  interrupted by SIGINT (143 SIGTERM, 129 SIGHUP: 128 + N for any signal); every
+     byte received was written first, unless a second signal came while stdout's
+     reader was stuck (see NOTES).
 """
 
 NOTES = CLOSE_NOTES

@@ -122,7 +122,7 @@ EXIT_STATUS = """\
 130  interrupted by SIGINT (the way out of --watch).
 141  stdout's reader went away (EPIPE) while a table was printed, as a tool killed
      by SIGPIPE.
-143  terminated by SIGTERM.
+143  terminated by SIGTERM (129 SIGHUP; 128 + N for any signal that ends a process).
 """
 
 EXAMPLES = """\
@@ -225,6 +225,14 @@ def _watch(frame: Callable[[], str], interval: float | None, count: int | None) 
             time.sleep(interval)
 
 
+def describe_filter(states: tuple[str, ...], port: int | None) -> str:
+    """The -s/--port filters as the user gave them, for 'no connection matches ...'."""
+    words = [f"-s {s}" for s in states]
+    if port is not None:
+        words.append(f"--port {port}")
+    return " ".join(words)
+
+
 def _list(
     app: App,
     states: tuple[str, ...],
@@ -236,11 +244,17 @@ def _list(
     client = ControlClient()
 
     def frame() -> str:
-        entries = [e for e in client.entries() if matches(e, states=states, port=port)]
+        every = client.entries()
+        entries = [e for e in every if matches(e, states=states, port=port)]
         _warn(app, client)
         if as_json:
             return json.dumps(entries, sort_keys=True) + "\n" if watch else render_json(entries)
-        return render_list(entries)
+        notes = "".join(f"{note}\n" for note in client.notes)
+        if every and not entries:
+            return f"no connection matches {describe_filter(states, port)} (of {len(every)})\n"
+        if notes and not entries:
+            return notes
+        return render_list(entries) + notes
 
     _watch(frame, watch, count)
 

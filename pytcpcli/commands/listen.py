@@ -23,16 +23,20 @@ from pytcpcli.app import App, offload_note
 from pytcpcli.errors import EXIT_CONN, EXIT_ENV, EXIT_OK, EXIT_USAGE, CliError
 from pytcpcli.options import (
     CLOSE_NOTES,
+    DURATION,
     PORT,
     StackOptions,
     family_of,
     family_option,
+    format_duration,
     stack_options,
     time_wait_option,
 )
 from pytcpcli.relay import CLOSED_STATES, FdReader, FdWriter, Relay, Session, pipe_unread
+from pytcpcli.signals import name as signal_name
 
 CHILD_GRACE = 1.0  # seconds a child has to exit after SIGTERM (second signal) before SIGKILL
+CHILD_WAIT = 10.0  # --child-grace default: how long the first signal waits for children
 
 # Man page sections scripts/generate.py takes from each command module.
 EXIT_STATUS = """\
@@ -44,7 +48,8 @@ EXIT_STATUS = """\
 2  usage error: a bad option, address, port or --tun/--addr/--gateway value.
 3  environment: no permission for /dev/net/tun, the port or interface is busy, the
    interface was deleted while pytcp used it, ...
-130  interrupted by SIGINT (143 for SIGTERM), the usual way to stop -k.
+130  interrupted by SIGINT, the usual way to stop -k (143 SIGTERM, 129 SIGHUP: 128 + N
+     for any signal; see NOTES).
 """
 
 NOTES = CLOSE_NOTES
@@ -94,6 +99,7 @@ class ListenSession(Session):
         crlf: bool,
         time_wait: float | None,
         verbose: int,
+        child_grace: float = CHILD_WAIT,
     ) -> None:
         super().__init__(
             stack.loop, time_wait=time_wait, say=app.say if verbose else None, warn=app.say
@@ -106,6 +112,8 @@ class ListenSession(Session):
         self.command = command
         self.crlf = crlf
         self.verbose = verbose
+        self.child_grace = child_grace
+        self._child_deadline: int | None = None  # loop time the first signal's wait ends
         self.clients: list[Client] = []
         self.accepted = 0
         self.listener_closed = False  # closed by another process: no more clients
@@ -434,12 +442,19 @@ class ListenSession(Session):
     def _running_children(self) -> list[Client]:
         return [c for c in self.clients if c.child is not None and not c.child_exited]
 
+    def waits_for_something(self) -> bool:
+        return self.has_open_connections() or bool(self._running_children())
+
     def first_signal_message(self, name: str) -> str:
         children = len(self._running_children())
         if not children:
             return super().first_signal_message(name)
         them = "it" if children == 1 else "them"
-        waiting = f"waiting for {children} child{'' if children == 1 else 'ren'} to exit"
+        waiting = (
+            f"waiting for {children} child{'' if children == 1 else 'ren'} to exit "
+            f"(up to {format_duration(self.child_grace)}, "
+            f"then {'it is' if children == 1 else 'they are'} killed)"
+        )
         if self.has_open_connections():
             return (
                 f"{name}: closing (FIN), then {waiting}; "
@@ -447,7 +462,30 @@ class ListenSession(Session):
             )
         return f"{name}: no connection open; {waiting} (send it again to kill {them})"
 
+    def status_note(self) -> str | None:
+        """For `pytcp inspect`: a stopping process that waits for its children."""
+        children = self._running_children()
+        if self.signum is None or not children or self._child_deadline is None:
+            return None
+        left = max(0.0, (self._child_deadline - self.loop.now()) / 1e9)
+        pids = ", ".join(str(c.child.pid) for c in children if c.child is not None)
+        return (
+            f"stopping after {signal_name(self.signum)}: waiting for "
+            f"{len(children)} child{'' if len(children) == 1 else 'ren'} "
+            f"({child_name(self.command)}, pid {pids}) to exit, killed in {left:.1f}s"
+        )
+
+    def _child_grace_over(self) -> None:
+        """--child-grace ran out after the first signal: kill the children still running."""
+        if self.finished or not self._running_children():
+            return
+        self._kill_children(f"the {format_duration(self.child_grace)} --child-grace ran out")
+        self._check_end()
+
     def graceful_close(self) -> None:
+        if self._child_deadline is None:
+            self._child_deadline = self.loop.now() + int(self.child_grace * 1e9)
+            self.loop.call_later(self.child_grace, self._child_grace_over)
         if self.stdin is not None:
             self.stdin.stop()
         for client in self.clients:
@@ -474,15 +512,16 @@ class ListenSession(Session):
         if not self.hard_stop:
             self._check_end()
             return
-        self._kill_children()
+        self._kill_children(f"the second {signal_name(self._hard_signum)} came")
         for client in self.clients:
             client.ended = True
             self._release(client)
         self._end_run()
 
-    def _kill_children(self) -> None:
-        """Second signal: each child still running gets what its pipe takes now, then
-        SIGTERM (SIGKILL after CHILD_GRACE); the received bytes it never read are reported."""
+    def _kill_children(self, why: str) -> None:
+        """Second signal or --child-grace over: each child still running gets what its
+        pipe takes now, then SIGTERM (SIGKILL after CHILD_GRACE); the received bytes it
+        never read are reported (`why`: what ended the wait)."""
         running = self._running_children()
         readers: dict[int, int] = {}  # id(client) -> a read end of its stdin pipe
         for client in running:
@@ -492,7 +531,6 @@ class ListenSession(Session):
             if fd is not None:
                 readers[id(client)] = fd
         end_children([c.child for c in running if c.child is not None])
-        name = signal.Signals(self._hard_signum).name
         for client in running:
             assert client.child is not None
             client.child_exited = True
@@ -511,8 +549,7 @@ class ListenSession(Session):
             if lost:
                 self.app.say(
                     f"{lost} received bytes did not reach child {client.child.pid} "
-                    f"({child_name(self.command)}): it was not reading when the second "
-                    f"{name} came"
+                    f"({child_name(self.command)}): it was not reading when {why}"
                 )
 
     def run(self) -> int:
@@ -672,6 +709,15 @@ def parse_addr_port(args: tuple[str, ...]) -> tuple[str | None, int]:
 )
 @click.option("-C", "--crlf", is_flag=True, help="Send LF line endings as CRLF.")
 @family_option
+@click.option(
+    "--child-grace",
+    type=DURATION,
+    default=format_duration(CHILD_WAIT),
+    show_default=True,
+    metavar="DURATION",
+    help="After the first signal, how long -e/-c children get to exit once they have "
+    "every byte and EOF; then they are killed (SIGTERM, SIGKILL 1 s later).",
+)
 @time_wait_option
 @stack_options
 @click.pass_obj
@@ -687,6 +733,7 @@ def listen(
     crlf: bool,
     ipv4: bool,
     ipv6: bool,
+    child_grace: float,
     time_wait: float | None,
 ) -> None:
     """Listen on [ADDR] PORT with pytcp's own TCP and relay what connects.
@@ -702,7 +749,8 @@ def listen(
     When the child exits, pytcp sends what it wrote, then FIN (-v reports its exit
     status or signal). When a connection ends first (closed, reset, or a first
     SIGINT/SIGTERM), its child still gets every byte received, then EOF, and pytcp
-    waits for it to exit; only a second SIGINT/SIGTERM kills it (SIGTERM, SIGKILL
+    waits up to --child-grace for it to exit (stderr says so, and `pytcp inspect`
+    shows the wait); then, or at a second signal, it is killed (SIGTERM, SIGKILL
     1 s later). Each child runs in its own process group, so a ^C on the terminal
     reaches pytcp only.
     """
@@ -760,7 +808,9 @@ def listen(
             crlf=crlf,
             time_wait=time_wait,
             verbose=stack.verbose,
+            child_grace=child_grace,
         )
+        st.status_note = session.status_note  # shown by `pytcp inspect`
         # Said once the session's signal handling is in place: a ^C from now on closes.
         if stack.verbose:
             note = offload_note(st)

@@ -41,7 +41,7 @@ EXIT_STATUS = """\
    options with --conn.
 3  environment: no permission for /dev/net/tun, the interface is busy, ...
 130  interrupted by SIGINT.
-143  terminated by SIGTERM.
+143  terminated by SIGTERM (129 SIGHUP; 128 + N for any signal that ends a process).
 """
 
 EXAMPLES = """\

@@ -72,8 +72,13 @@ def test_list_shows_the_connection(live: tuple[PairedStacks, CliRunner]) -> None
 
 def test_filters(live: tuple[PairedStacks, CliRunner]) -> None:
     paired, runner = live
-    assert invoke(runner, "inspect", "-s", "time-wait").output == "no live pytcp connections\n"
-    assert invoke(runner, "inspect", "--port", "5001").output == "no live pytcp connections\n"
+    # A filter that matches nothing says so, and of how many live ones.
+    assert invoke(runner, "inspect", "-s", "time-wait").output == (
+        "no connection matches -s TIME-WAIT (of 1)\n"
+    )
+    assert invoke(runner, "inspect", "--port", "5001").output == (
+        "no connection matches --port 5001 (of 1)\n"
+    )
     out = invoke(runner, "inspect", "-s", "established", "--port", "5000").output
     assert out.splitlines()[1].split()[0] == paired.client.id
 

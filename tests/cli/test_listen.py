@@ -296,8 +296,8 @@ def test_second_sigterm_kills_the_slow_child_and_counts_what_it_missed(netns, tm
     proc, err, client, data = slow_child_with_300k_acked(tmp_path, 9012)
     line = err.wait_for("pytcp: SIGTERM: ")
     assert line == (
-        "pytcp: SIGTERM: closing (FIN), then waiting for 1 child to exit; "
-        "send it again to reset (RST) and kill it\n"
+        "pytcp: SIGTERM: closing (FIN), then waiting for 1 child to exit "
+        "(up to 10s, then it is killed); send it again to reset (RST) and kill it\n"
     )
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(TIMEOUT) == 143

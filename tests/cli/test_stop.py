@@ -46,7 +46,11 @@ def ignore_sigint() -> None:
 
 
 def lost_bytes(err: bytes, name: str) -> int:
+    # The first signal's line (always said while a connection is open), then the count.
+    first = b"pytcp: " + name.encode() + rb": closing \(FIN\), waiting up to 2s for the peer "
+    first += rb"to close; send it again to reset \(RST\)\n"
     m = re.fullmatch(
+        rb"(?:" + first + rb")?"
         rb"pytcp: (\d+) received bytes could not be written to stdout "
         rb"\(its reader was not reading when the second " + name.encode() + rb" came\)\n",
         err,
