@@ -273,8 +273,8 @@ def stack_options(f: F) -> F:
             "--tun",
             envvar="PYTCP_TUN",
             metavar="NAME",
-            help="TUN interface to create or attach to (default: first free pytcpN); "
-            "env PYTCP_TUN.",
+            help="TUN interface to create or attach to (default: first free pytcpN, "
+            "claimed atomically; pytcpN is always subnet 10.77.N.0/24); env PYTCP_TUN.",
         ),
         click.option(
             "--addr",

@@ -7,7 +7,9 @@ Imports the standard library and tabulate.
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -564,12 +566,25 @@ def render_probe_summary(final: Mapping[str, Any]) -> str:
     return _section("Summary", rows)
 
 
-def send_report(entry: Mapping[str, Any]) -> str:
-    """`pytcp send -v`: byte counts, RTT and retransmissions, one line."""
+def stdout_trouble(err: int | None) -> str:
+    """The one line for connection data that stdout did not take (connect, listen, send):
+    a closed stdout or a reader that went away (EPIPE, EBADF; None: closed at start),
+    or a write error that names itself (a full disk: ENOSPC)."""
+    if err is None or err in (errno.EPIPE, errno.EBADF, errno.ECONNRESET):
+        return "stdout was closed before every received byte was written"
+    return f"cannot write to stdout: {os.strerror(err)}; received bytes were lost"
+
+
+def send_report(entry: Mapping[str, Any], written: int | None = None) -> str:
+    """`pytcp send -v`: byte counts, RTT and retransmissions, one line; `written`: the
+    bytes of the reply that reached stdout, said when that is not all of it."""
     cnt = entry.get("counters", {})
     rtt = entry.get("rtt", {})
+    received = f"{_v(cnt.get('bytes_in'))} received"
+    if written is not None and written != cnt.get("bytes_in"):
+        received += f" ({written} written to stdout)"
     return (
-        f"{_v(cnt.get('bytes_out'))} bytes sent, {_v(cnt.get('bytes_in'))} received, "
+        f"{_v(cnt.get('bytes_out'))} bytes sent, {received}, "
         f"srtt {duration(rtt.get('srtt'))}, "
         f"{_v(cnt.get('retransmissions'))} retransmissions\n"
     )

@@ -252,6 +252,7 @@ class FdWriter:
         self.written = 0
         self.dropped = 0
         self.broken = False
+        self.errno: int | None = None  # why the writer broke (None: closed before pytcp ran)
         self.closed = False
         self._closing = False
         self._waiting = False
@@ -313,6 +314,7 @@ class FdWriter:
             except OSError as e:
                 if e.errno not in BROKEN_ERRNOS:
                     raise
+                self.errno = e.errno
                 self._break()
                 return
             del self.buf[:n]
@@ -333,6 +335,7 @@ class FdWriter:
         except OSError as e:
             if e.errno not in BROKEN_ERRNOS:
                 raise
+            self.errno = e.errno
             self._break()
             return
         del self.buf[:n]

@@ -26,6 +26,7 @@ from pytcpcli.options import (
     time_wait_option,
     timeout_option,
 )
+from pytcpcli.output import stdout_trouble
 from pytcpcli.relay import CLOSED_STATES, FdReader, FdWriter, Relay, Session
 
 ZERO_IO_CLOSE = 2.0  # seconds -z waits for the four-way close to finish
@@ -172,7 +173,8 @@ class ConnectSession(Session):
         self.app.say(what)
 
     def _on_stdout_broken(self) -> None:
-        self.error = "stdout was closed before every received byte was written"
+        assert self.stdout is not None
+        self.error = stdout_trouble(self.stdout.errno)
         self.code = EXIT_CONN
         if not self.relay.peer_eof and not self.relay.done:
             self.relay.abort()  # nobody takes what arrives: say so to the peer (RST)

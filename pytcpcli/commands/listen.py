@@ -32,6 +32,7 @@ from pytcpcli.options import (
     stack_options,
     time_wait_option,
 )
+from pytcpcli.output import stdout_trouble
 from pytcpcli.relay import CLOSED_STATES, FdReader, FdWriter, Relay, Session, pipe_unread
 from pytcpcli.signals import name as signal_name
 
@@ -257,7 +258,8 @@ class ListenSession(Session):
             self.stdin.stop()  # its only reader is gone
 
     def _on_stdout_broken(self) -> None:
-        self.error = "stdout was closed before every received byte was written"
+        assert self.stdout is not None
+        self.error = stdout_trouble(self.stdout.errno)
         self.code = EXIT_CONN
         for client in self.live:
             if not client.closed:

@@ -25,7 +25,7 @@ from pytcpcli.options import (
     time_wait_option,
     timeout_option,
 )
-from pytcpcli.output import send_report
+from pytcpcli.output import send_report, stdout_trouble
 from stack.control import MAX_SEND_CHUNK, ControlClient, ControlError
 
 QUEUE_WAIT = 10.0  # seconds --conn waits for room in a full send buffer
@@ -34,9 +34,11 @@ POLL = 0.05
 EXIT_STATUS = """\
 0  sent, the four-way close completed, and the peer's reply was written to stdout;
    with --conn: every byte was queued on the connection.
-1  the connection failed (refused, reset, timed out, unreachable); with --conn: no
-   live connection matches ID, its write side is closed, or its send buffer stayed
-   full for 10 s (the bytes queued so far are reported).
+1  the connection failed (refused, reset, timed out, unreachable), or the reply could
+   not be written to stdout (closed, also from the start, `>&-`; its reader gone,
+   `| head -c1`; a full disk, `> /dev/full`: stderr names which, and the connection is
+   reset); with --conn: no live connection matches ID, its write side is closed, or
+   its send buffer stayed full for 10 s (the bytes queued so far are reported).
 2  usage error: no HOST PORT (and no --conn), DATA with --file, a bad port, stack
    options with --conn.
 3  environment: no permission for /dev/net/tun, the interface is busy, ...
@@ -77,11 +79,39 @@ def _payload(app: App, data: tuple[str, ...], no_newline: bool, file: str | None
     return b"".join(chunks)
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        n = os.write(fd, view)
-        view = view[n:]
+class StdoutTrouble(Exception):
+    """The reply could not be written to stdout (closed, its reader gone, a full disk):
+    stdout's trouble, never the connection's (connect's rules, DESIGN §4)."""
+
+    def __init__(self, error: OSError | None) -> None:
+        super().__init__(error)
+        self.error = error
+
+    def message(self) -> str:
+        return stdout_trouble(self.error.errno if self.error is not None else None)
+
+
+class Reply:
+    """Writes the peer's bytes to stdout and counts what got there."""
+
+    def __init__(self, fd: int, closed: bool) -> None:
+        self.fd = fd
+        self.closed = closed  # the caller closed stdout (`>&-`): nothing can be written
+        self.written = 0
+
+    def write(self, data: bytes) -> None:
+        if not data:
+            return
+        if self.closed:
+            raise StdoutTrouble(None)
+        view = memoryview(data)
+        while view:
+            try:
+                n = os.write(self.fd, view)
+            except OSError as e:
+                raise StdoutTrouble(e) from None
+            view = view[n:]
+            self.written += n
 
 
 def _queue(app: App, conn_id: str, payload: bytes) -> None:
@@ -119,7 +149,7 @@ def _queue(app: App, conn_id: str, payload: bytes) -> None:
     click.echo(f"{queued} bytes queued on {full_id}")
 
 
-def _exchange(st: Any, sock: Any, payload: bytes, stdout_fd: int) -> None:
+def _exchange(st: Any, sock: Any, payload: bytes, reply: Reply) -> None:
     """Send `payload` then FIN while writing whatever arrives to stdout, until the peer's
     FIN. Both directions move together: a peer that answers while we still send (an echo
     server and a payload larger than the windows) cannot deadlock us."""
@@ -129,7 +159,7 @@ def _exchange(st: Any, sock: Any, payload: bytes, stdout_fd: int) -> None:
     sock.setblocking(False)
     while True:
         while sock.readable:
-            _write_all(stdout_fd, sock.recv(65536))
+            reply.write(sock.recv(65536))
         if sock.error is not None:
             raise sock.error
         while offset < len(view) and sock.writable:
@@ -169,16 +199,22 @@ def _one_shot(
             st, address, port, timeout=timeout, source_port=source_port, verbose=opts.verbose
         )
         info: dict[str, Any] = {}
+        reply = Reply(app.stdout_fd, app.stdout_closed)
         try:
-            _exchange(st, sock, payload, app.stdout_fd)
+            _exchange(st, sock, payload, reply)
             # Our FIN acknowledged and the peer's received: TIME-WAIT (RFC 9293 3.6).
             st.run_until(lambda: sock.state in ("TIME-WAIT", "CLOSED"), 5.0)
             info = sock.info()
+        except StdoutTrouble as trouble:
+            # Nobody takes what still arrives: say so to the peer (RST), as connect does.
+            info = sock.info()
+            sock.abort()
+            raise CliError(trouble.message(), EXIT_CONN) from None
         except OSError as e:
             raise app.connect_failure(e, address, port, timeout) from None
         finally:
             if opts.verbose and info:
-                app.say(send_report(info).rstrip("\n"))
+                app.say(send_report(info, written=reply.written).rstrip("\n"))
         if time_wait is None or time_wait > 0:
             # Linger to re-ACK a retransmitted FIN (--time-wait), as connect does.
             st.run_until(lambda: sock.state == "CLOSED", time_wait)

@@ -14,6 +14,13 @@ or is derived from the kernel side's configured IPv4 address (see
 `derive_stack_address`), and likewise the IPv6 one from the interface's first global
 IPv6 address when it has one.
 
+Several processes (DESIGN §3): the claim of pytcpN is the kernel's (IFF_TUN_EXCL), and
+pytcpN is always 10.77.N.0/24, also when named with --tun; another name takes the first
+free subnet under an flock on /dev/net/tun. Each pytcpN also holds the shared kernel
+address 10.77.0.1/32 (fd77:0::1/128), so it stays valid while any pytcp runs, and has
+net.ipv4.conf.pytcpN.forwarding=1 so the kernel routes between pytcp interfaces; both
+go with the interface.
+
 IPv6 on a TUN needs no neighbour discovery: the device is point-to-point and NOARP,
 so the kernel neither resolves neighbours nor runs duplicate address detection on it
 (it sends straight to fd77:N::2). An interface pytcp creates gets no link-local
@@ -38,11 +45,13 @@ message is one line naming the cause and what to do (exit status 3 in the CLI).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
 import socket
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Interface
 from typing import Any
@@ -73,17 +82,35 @@ DEFAULT_NET = IPv4Network("10.77.0.0/16")  # DESIGN §3: 10.77.N.0/24 per interf
 DEFAULT_PREFIX6 = 64  # DESIGN §3: fd77:N::/64 per interface
 IFA_F_NODAD = 0x02  # linux/if_addr.h: no duplicate address detection (a point-to-point TUN)
 MAX_AUTO = 256  # pytcp0 .. pytcp255, one /24 of 10.77.0.0/16 each
+# DESIGN §3: the kernel's address users connect to stays valid while any pytcp runs.
+# Every pytcpN this process creates inside 10.77.0.0/16 also carries 10.77.0.1/32 (and
+# fd77:0::1/128): the kernel counts the address as its own while one interface holds it.
+SHARED_KERNEL = IPv4Address("10.77.0.1")
+SHARED_KERNEL6 = IPv6Address("fd77::1")
+FORWARDING = "/proc/sys/net/ipv4/conf/{}/forwarding"  # per interface: dies with it
 READ_SIZE = 65536  # larger than any IPv4 packet: a TUN read never truncates
 
 
 def persistent_hint(name: str = f"{DEFAULT_PREFIX}0") -> str:
     """What to do without root: a persistent TUN made once for the user, named `name`
-    (the interface the user asked for with --tun, else pytcp0)."""
+    (the interface the user asked for with --tun, else pytcp0), with pytcpN's subnet."""
+    n = subnet_number(name)
     return (
         "run as root, or have root create a persistent device for you once: "
-        f"ip tuntap add dev {name} mode tun user $USER && ip addr add 10.77.0.1/24 dev {name} "
-        f"&& ip link set {name} up (then use --tun {name})"
+        f"ip tuntap add dev {name} mode tun user $USER && ip addr add 10.77.{n or 0}.1/24 dev "
+        f"{name} && ip link set {name} up (then use --tun {name})"
     )
+
+
+def subnet_number(name: str) -> int | None:
+    """N of an interface named pytcpN (0 <= N < 256, no leading zero): DESIGN §3 gives it
+    10.77.N.0/24 and fd77:N::/64, whoever creates it. None for any other name."""
+    digits = name[len(DEFAULT_PREFIX) :]
+    if not name.startswith(DEFAULT_PREFIX) or not digits.isdigit() or not digits.isascii():
+        return None
+    if digits != str(int(digits)) or int(digits) >= MAX_AUTO:
+        return None
+    return int(digits)
 
 
 class StackEnvironmentError(OSError):
@@ -273,6 +300,9 @@ def _kernel_addresses6() -> list[_KernelAddress6]:
 
 def _v6_in_use(addresses: list[_KernelAddress6], gateway6: IPv6Interface) -> _KernelAddress6 | None:
     for ka in addresses:
+        shared = ka.interface == IPv6Interface(f"{SHARED_KERNEL6}/128")
+        if shared and subnet_number(ka.ifname) is not None:
+            continue  # another pytcp's copy of the shared kernel address
         if ka.interface.network.overlaps(gateway6.network):
             return ka
     return None
@@ -377,8 +407,21 @@ def _create_error(name: str, exc: OSError) -> StackEnvironmentError:
     return _fail(f"cannot create TUN interface {name}: {exc.strerror}", exc.errno or 0)
 
 
+def _is_shared(ka: _KernelAddress) -> bool:
+    """10.77.0.1/32 that another pytcp process put on its pytcpN (SHARED_KERNEL)."""
+    return (
+        ka.local == SHARED_KERNEL
+        and ka.network.prefixlen == 32
+        and subnet_number(ka.ifname) is not None
+    )
+
+
+def _not_shared(addresses: list[_KernelAddress]) -> list[_KernelAddress]:
+    return [ka for ka in addresses if not _is_shared(ka)]
+
+
 def _check_free(addresses: list[_KernelAddress], gateway: IPv4Interface, addr: IPv4Address) -> None:
-    for ka in addresses:
+    for ka in _not_shared(addresses):
         if ka.local in (gateway.ip, addr) or (ka.peer is not None and ka.peer == addr):
             raise _fail(
                 f"address {ka.local} is already in use on {ka.ifname}: "
@@ -399,9 +442,12 @@ def _configure(
     mtu: int,
     name: str = "pytcp0",
     gateway6: IPv6Interface | None = None,
+    share: bool = False,
 ) -> None:
     """Configure an interface this process created (never an attached one): MTU, the
-    kernel-side addresses, no IPv6 address generation (no link-local), up."""
+    kernel-side addresses (`share`: also the shared SHARED_KERNEL/32 and
+    SHARED_KERNEL6/128), no IPv6 address generation (no link-local), forwarding on this
+    interface only (pytcp to pytcp), up."""
     from pyroute2 import IPRoute
     from pyroute2.netlink.exceptions import NetlinkError
 
@@ -421,6 +467,18 @@ def _configure(
                     prefixlen=gateway6.network.prefixlen,
                     flags=IFA_F_NODAD,
                 )
+            if share and gateway.ip != SHARED_KERNEL:
+                ipr.addr("add", index=index, address=str(SHARED_KERNEL), prefixlen=32)
+            if share and gateway6 is not None and gateway6.ip != SHARED_KERNEL6:
+                ipr.addr(
+                    "add",
+                    index=index,
+                    family=socket.AF_INET6,
+                    address=str(SHARED_KERNEL6),
+                    prefixlen=128,
+                    flags=IFA_F_NODAD,
+                )
+            _forward(name)
             ipr.link("set", index=index, state="up")
             if gateway6 is not None:
                 _wait_local(ipr, gateway6.ip)
@@ -440,6 +498,18 @@ def _configure(
                 f"the kernel refused the configuration (MTU {mtu}, {gateway}): {exc}", code
             ) from exc
         raise _fail(f"cannot configure the interface: {exc}", code) from exc
+
+
+def _forward(name: str) -> None:
+    """net.ipv4.conf.NAME.forwarding=1 on this interface only (it goes with it): the
+    kernel then routes what one pytcp sends another (10.77.1.2 -> 10.77.0.2) from this
+    interface on. The host's own setting (net.ipv4.ip_forward) is left alone. A /proc/sys
+    that cannot be written (a container) only costs pytcp-to-pytcp traffic."""
+    try:
+        with open(FORWARDING.format(name), "w") as f:
+            f.write("1")
+    except OSError:
+        pass
 
 
 IN6_ADDR_GEN_MODE_NONE = 1  # linux/if_link.h
@@ -601,7 +671,7 @@ class TunLink:
                 gateway is None
                 and addr is None
                 and (
-                    any(ka.network.overlaps(gw.network) for ka in addresses)
+                    any(ka.network.overlaps(gw.network) for ka in _not_shared(addresses))
                     or (v6.gateway is None and _default6_taken(addresses6, gw))
                 )
             ):
@@ -631,6 +701,17 @@ class TunLink:
         v6: _V6 | None = None,
     ) -> TunLink:
         v6 = v6 or _V6()
+        n = subnet_number(name)
+        if gateway is None and addr is None and n is not None:
+            gateway = IPv4Interface(f"10.77.{n}.1/24")  # DESIGN §3: --tun pytcpN is subnet N
+        if gateway is None and addr is None:
+            # Any other name takes the first free subnet. Choosing and configuring happen
+            # under an exclusive flock on /dev/net/tun, so two pytcp processes started
+            # together cannot both pick the same one; the kernel drops the lock with the fd.
+            with _subnet_lock():
+                return cls._create(
+                    name, None, _free_default_gateway(), mtu, offload=offload, v6=v6
+                )
         if gateway is None:
             gateway = _default_gateway_for(addr) if addr is not None else _free_default_gateway()
         if addr is None:
@@ -654,7 +735,9 @@ class TunLink:
         except OSError as exc:
             raise _create_error(name, exc) from exc
         try:
-            _configure(socket.if_nametoindex(actual), gateway, mtu, actual, gateway6)
+            index = socket.if_nametoindex(actual)
+            share = subnet_number(actual) is not None and _may_share(gateway, addresses)
+            _configure(index, gateway, mtu, actual, gateway6, share=share)
         except BaseException:
             os.close(fd)  # the interface is not persistent: closing removes it
             raise
@@ -873,11 +956,42 @@ def _attached6(ifname: str, v6: _V6) -> tuple[IPv6Interface | None, IPv6Address 
     return kernel, stack6
 
 
+def _may_share(gateway: IPv4Interface, addresses: list[_KernelAddress] | None) -> bool:
+    """Whether a new interface with kernel side `gateway` also holds SHARED_KERNEL: inside
+    10.77.0.0/16, and only while no interface other than a pytcpN uses 10.77.0.0/24 (a
+    real 10.77.0.1 on some other link must not be shadowed)."""
+    if gateway.ip not in DEFAULT_NET:
+        return False
+    zero = IPv4Network("10.77.0.0/24")
+    for ka in addresses if addresses is not None else _kernel_addresses():
+        if ka.network.overlaps(zero) and subnet_number(ka.ifname) is None:
+            return False
+    return True
+
+
+@contextlib.contextmanager
+def _subnet_lock() -> Iterator[None]:
+    """An exclusive flock on /dev/net/tun while a subnet is chosen and configured."""
+    try:
+        fd = os.open(TUN_PATH, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        yield  # _open_device reports what is wrong with the device
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 def _free_default_gateway() -> IPv4Interface:
-    """10.77.N.1/24 for the first N whose subnet no interface uses (a named new interface)."""
-    addresses = _kernel_addresses()
+    """10.77.N.1/24 for the first N whose subnet no interface uses and whose pytcpN does
+    not exist (a named new interface; DESIGN §3 keeps subnet N for pytcpN)."""
+    addresses = _not_shared(_kernel_addresses())
     for n in range(MAX_AUTO):
         gw = IPv4Interface(f"10.77.{n}.1/24")
+        if _interface_exists(f"{DEFAULT_PREFIX}{n}"):
+            continue
         if not any(ka.network.overlaps(gw.network) for ka in addresses):
             return gw
     raise _fail("every subnet of 10.77.0.0/16 is in use: give --gateway", errno.EADDRINUSE)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import socket
 import subprocess
 from typing import Any
@@ -243,3 +244,60 @@ def test_netns_one_shot_to_an_echo_server_larger_than_the_windows(
         server.close()
     assert out.returncode == 0, out.stderr
     assert hashlib.sha256(out.stdout).digest() == hashlib.sha256(blob).digest()
+
+
+def _flood(conn: socket.socket) -> str:
+    """Read the request to its FIN, then answer with more than any pipe holds."""
+    recv_all(conn)
+    try:
+        conn.sendall(os.urandom(4 * 1024 * 1024))
+    except (ConnectionResetError, BrokenPipeError):
+        return "reset"
+    return "sent"
+
+
+@pytest.mark.netns
+@pytest.mark.parametrize(
+    ("redirect", "message"),
+    [
+        (">&-", b"pytcp: stdout was closed before every received byte was written\n"),
+        (
+            ">/dev/full",
+            b"pytcp: cannot write to stdout: No space left on device; received bytes were lost\n",
+        ),
+    ],
+)
+def test_netns_stdout_trouble_is_stdout_trouble(netns: Any, redirect: str, message: bytes) -> None:
+    # connect's rules: never exit 0 when the reply was not written, never "connection failed".
+    server = KernelServer(7031, _flood)
+    for command in ("send -v", "connect"):
+        out = subprocess.run(
+            f"echo hi | {PYTCP} {command} 10.77.0.1 7031 {redirect}",
+            shell=True,
+            capture_output=True,
+            timeout=TIMEOUT,
+        )
+        lines = out.stderr.splitlines(keepends=True)
+        assert (out.returncode, lines[-1]) == (1, message), (command, out.stderr)
+        if command == "send -v":
+            # -v counts what was received and says how much of it reached stdout.
+            assert re.fullmatch(
+                rb"pytcp: \d+ bytes sent, \d+ received \(0 written to stdout\), .*\n", lines[-2]
+            ), lines
+    assert server.wait(2) == ["reset", "reset"]
+
+
+@pytest.mark.netns
+def test_netns_send_into_a_reader_that_leaves(netns: Any) -> None:
+    server = KernelServer(7032, _flood)
+    out = subprocess.run(
+        f"{PYTCP} send 10.77.0.1 7032 hi | head -c 1 | wc -c; "
+        'echo "pytcp exit ${PIPESTATUS[0]}"',
+        shell=True,
+        executable="/bin/bash",
+        capture_output=True,
+        timeout=TIMEOUT,
+    )
+    assert out.stdout == b"1\npytcp exit 1\n"
+    assert out.stderr == b"pytcp: stdout was closed before every received byte was written\n"
+    assert server.wait() == ["reset"]  # pytcp resets rather than pretend to read on

@@ -178,8 +178,11 @@ def test_second_stack_takes_the_next_name_and_subnet(netns: Netns, tunlink: TunL
             "10.77.1.1",
         )
         info = link_info(netns, "pytcp1")
-        assert info is not None and ipv4_of(info) == ["10.77.1.1/24"]
-        assert ipv6_of(info) == ["fd77:1::1/64"] and str(second.address6) == "fd77:1::2"
+        # Its own subnet, and a copy of the kernel address users connect to (10.77.0.1,
+        # fd77:0::1), so that address outlives pytcp0 while pytcp1 is up (DESIGN §3).
+        assert info is not None and ipv4_of(info) == ["10.77.1.1/24", "10.77.0.1/32"]
+        assert sorted(ipv6_of(info)) == ["fd77:1::1/64", "fd77::1/128"]
+        assert str(second.address6) == "fd77:1::2"
     assert wait_gone(netns, "pytcp1")
     assert link_info(netns, "pytcp0") is not None
 

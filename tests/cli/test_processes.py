@@ -1,0 +1,120 @@
+"""Several pytcp processes on one host, through the installed command in a test namespace:
+the kernel's 10.77.0.1 outlives the process whose interface brought it, `--tun pytcpN`
+is subnet N, simultaneous starts never share a subnet, and one pytcp reaches another
+with nothing set host-wide.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import socket
+import subprocess
+
+import pytest
+
+from tests.cli.netcat import (
+    KERNEL,
+    STACK,
+    TIMEOUT,
+    KernelServer,
+    StderrLines,
+    pytcp,
+    run,
+    start_listener,
+)
+
+pytestmark = [pytest.mark.netns, pytest.mark.timeout(120)]
+
+
+def addresses(netns, name: str) -> list[str]:
+    out = netns.run("ip", "-br", "addr", "show", "dev", name, check=False).stdout.split()
+    return out[2:]
+
+
+def upper_lines(conn: socket.socket) -> bytes:
+    with conn.makefile("rb") as f:
+        for line in f:
+            conn.sendall(line.upper())
+    return b"done"
+
+
+def test_kernel_address_outlives_the_first_process(netns) -> None:
+    server = KernelServer(7401, upper_lines)
+    first, _first_err = start_listener("7400", stdin=subprocess.DEVNULL)  # pytcp0: 10.77.0.1/24
+    second = pytcp("connect", "-v", KERNEL, "7401")
+    err = StderrLines(second)
+    assert err.wait_for("pytcp: connected to ").startswith(
+        f"pytcp: connected to {KERNEL} port 7401 from 10.77.1.2 port "
+    )
+    assert second.stdin is not None and second.stdout is not None
+    second.stdin.write(b"one\n")
+    second.stdin.flush()
+    assert second.stdout.readline() == b"ONE\n"
+    first.send_signal(signal.SIGTERM)
+    assert first.wait(TIMEOUT) == 143
+    assert addresses(netns, "pytcp0") == []  # gone, and 10.77.0.1 with it from pytcp0
+    assert "10.77.0.1/32" in addresses(netns, "pytcp1")
+    second.stdin.write(b"two\n")  # the connection to 10.77.0.1 lives on
+    second.stdin.flush()
+    assert second.stdout.readline() == b"TWO\n"
+    second.stdin.close()
+    assert second.wait(TIMEOUT) == 0
+    assert server.wait() == [b"done"]
+
+
+def test_tun_pytcp_n_is_subnet_n(netns) -> None:
+    proc, err = start_listener("--tun", "pytcp7", "7402", stdin=subprocess.DEVNULL)
+    assert err.lines == ["pytcp: listening on pytcp7 10.77.7.2 port 7402\n"]
+    assert addresses(netns, "pytcp7")[:2] == ["10.77.7.1/24", "10.77.0.1/32"]
+    out = run("send", "10.77.7.2", "7402", "to seven")  # from pytcp0: pytcp to pytcp
+    assert (out.returncode, out.stderr) == (0, b"")
+    assert proc.wait(TIMEOUT) == 0
+    assert proc.stdout is not None and proc.stdout.read() == b"to seven\n"
+
+
+def test_pytcp_reaches_pytcp_with_nothing_set_host_wide(netns) -> None:
+    forward = "/proc/sys/net/ipv4/ip_forward"
+    with open(forward) as f:
+        before = f.read()
+    proc, _err = start_listener("7403", stdin=subprocess.DEVNULL)  # pytcp0, 10.77.0.2
+    with open("/proc/sys/net/ipv4/conf/pytcp0/forwarding") as f:
+        assert f.read() == "1\n"  # on pytcp's own interface only
+    out = run("send", "-v", STACK, "7403", "hello")  # pytcp1 -> pytcp0
+    assert out.returncode == 0, out.stderr
+    assert re.match(rb"pytcp: connected to 10\.77\.0\.2 port 7403 from 10\.77\.1\.2 ", out.stderr)
+    assert proc.wait(TIMEOUT) == 0
+    assert proc.stdout is not None and proc.stdout.read() == b"hello\n"
+    with open(forward) as f:
+        assert f.read() == before  # the host's setting is what it was
+
+
+@pytest.mark.parametrize("names", [("pytcp3", "pytcp4"), ("alpha", "beta")])
+def test_simultaneous_starts_get_distinct_subnets(netns, names: tuple[str, str]) -> None:
+    for round_ in range(3):
+        port = 7410 + round_
+        procs = [
+            pytcp("listen", "-v", "--tun", name, str(port), stdin=subprocess.DEVNULL)
+            for name in names
+        ]
+        errs = [StderrLines(p) for p in procs]
+        lines = [e.wait_for("pytcp: listening on ") for e in errs]
+        addrs = [line.split()[4] for line in lines]
+        assert len(set(addrs)) == 2, lines
+        if names[0] == "pytcp3":
+            assert addrs == ["10.77.3.2", "10.77.4.2"]  # deterministic: the name says it
+        for p in procs:
+            p.send_signal(signal.SIGINT)
+        assert [p.wait(TIMEOUT) for p in procs] == [130, 130]
+
+
+def test_stack_addresses_never_shadow_another_link(netns) -> None:
+    # Some other link holds 10.77.0.0/24: pytcp takes pytcp1 and does not add the shared
+    # 10.77.0.1 (a real host there must stay reachable through that link).
+    netns.run("ip", "tuntap", "add", "dev", "other0", "mode", "tun")
+    netns.run("ip", "addr", "add", "10.77.0.5/24", "dev", "other0")
+    proc, err = start_listener("7420", stdin=subprocess.DEVNULL)
+    assert err.lines == ["pytcp: listening on pytcp1 10.77.1.2 port 7420\n"]
+    assert "10.77.0.1/32" not in addresses(netns, "pytcp1")
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(TIMEOUT) == 130
