@@ -50,6 +50,18 @@ def recv_all(conn: socket.socket) -> bytes:
         chunks.append(data)
 
 
+def read_line(conn: socket.socket) -> bytes:
+    """Bytes up to and including the first newline: one recv() may return less than a
+    line (TCP keeps no message boundaries)."""
+    line = b""
+    while not line.endswith(b"\n"):
+        byte = conn.recv(1)
+        if not byte:
+            break
+        line += byte
+    return line
+
+
 def unacked(conn: socket.socket) -> int:
     """Bytes the kernel has sent on conn that the peer has not acknowledged (SIOCOUTQ
     counts unsent + unacknowledged)."""

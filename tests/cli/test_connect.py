@@ -425,7 +425,11 @@ def test_signals_lose_no_received_byte(netns, signals: tuple[int, ...], status: 
 
     server = KernelServer(7015, push_then_hold)
     # stdout is a pipe nobody reads until after the signals: the bytes sit in pytcp.
-    proc = pytcp("connect", KERNEL, "7015")
+    # stdin stays open until pytcp is gone (communicate() would close it, and its EOF
+    # could close the connection before the signal is read).
+    stdin_r, stdin_w = os.pipe()
+    proc = pytcp("connect", KERNEL, "7015", stdin=stdin_r)
+    os.close(stdin_r)
     assert acked.wait(TIMEOUT)
     proc.send_signal(signals[0])
     if len(signals) == 1:
@@ -434,6 +438,7 @@ def test_signals_lose_no_received_byte(netns, signals: tuple[int, ...], status: 
         assert close_wait.wait(TIMEOUT)  # the first signal's FIN is in
         proc.send_signal(signals[1])
     out, err = proc.communicate(timeout=TIMEOUT)
+    os.close(stdin_w)
     release.set()
     # The first signal finds the connection open: pytcp always says what it waits for.
     first = (

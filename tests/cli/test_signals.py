@@ -26,6 +26,7 @@ from tests.cli.netcat import (
     StderrLines,
     connect_kernel,
     pytcp,
+    read_line,
     recv_all,
     run,
     start_listener,
@@ -46,7 +47,7 @@ def test_sighup_closes_listen_exec_and_reaps_its_child(netns) -> None:
     # A child that never exits by itself on EOF: only pytcp's bounded wait ends it.
     proc, err = start_listener("--child-grace", "1s", "-k", "7301", "-c", "echo $$; exec sleep 600")
     conn = connect_kernel(7301)
-    pid = int(conn.recv(64).strip())
+    pid = int(read_line(conn))
     proc.send_signal(signal.SIGHUP)
     assert recv_all(conn) == b""  # FIN: the peer is not left ESTABLISHED
     line = err.wait_for("pytcp: SIGHUP: ")
@@ -89,7 +90,7 @@ def test_child_wait_is_bounded_and_shown_by_inspect(netns, tmp_path) -> None:
         "--child-grace", "30s", "-k", "7303", "-c", "echo $$; exec sleep 600", env=env
     )
     conn = connect_kernel(7303)
-    pid = int(conn.recv(64).strip())
+    pid = int(read_line(conn))
     proc.send_signal(signal.SIGTERM)
     # Said whatever -v says: pytcp does not exit at once, so it says why.
     assert err.wait_for("pytcp: SIGTERM: ") == (
@@ -119,7 +120,7 @@ def test_child_wait_is_bounded_and_shown_by_inspect(netns, tmp_path) -> None:
 def test_child_grace_runs_out(netns) -> None:
     proc, _err = start_listener("--child-grace", "200ms", "-k", "7304", "-c", "echo $$; sleep 600")
     conn = connect_kernel(7304)
-    pid = int(conn.recv(64).strip())
+    pid = int(read_line(conn))
     proc.send_signal(signal.SIGTERM)
     assert recv_all(conn) == b""
     assert proc.wait(TIMEOUT) == 143  # one signal was enough: the grace is bounded
