@@ -469,6 +469,9 @@ class ListeningSocket:
         if now != self._last:
             self._last = now
             self._callback()
+            # What the callback left (it usually accepts): a later arrival that brings
+            # the queue back to the same length is a change too, and must be told.
+            self._last = (self._listener.pending, self._listener.closed)
 
     def info(self) -> dict[str, Any]:
         return dict(self._listener.snapshot(self._stack.loop.now()))

@@ -186,6 +186,29 @@ def test_on_change_fires_on_data_and_stops_when_cleared(pair: tuple[Stack, Stack
     second.close()
 
 
+def test_listener_on_change_tells_every_arrival_when_the_callback_accepts(
+    pair: tuple[Stack, Stack],
+) -> None:
+    # `listen -k` accepts inside the callback, so the queue goes 0 -> 1 -> 0 each time:
+    # the third client, like the second, brings it back to 1 and must be told.
+    client, _ = pair
+    _sock, _accepted, listener = connected(pair)
+    accepted: list[Socket] = []
+
+    def take() -> None:
+        got = listener.accept(timeout=0)
+        if got is not None:
+            accepted.append(got)
+
+    listener.on_change(take)
+    clients = []
+    for n in range(3):
+        clients.append(client.connect(SERVER, PORT, timeout=WAIT))
+        assert client.run_until(lambda n=n: len(accepted) == n + 1, WAIT), n
+    for c in clients:
+        c.close()
+
+
 def test_peer_abort_is_connection_reset(pair: tuple[Stack, Stack]) -> None:
     sock, accepted, _ = connected(pair)
     accepted.abort()
