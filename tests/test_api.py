@@ -201,10 +201,14 @@ def test_listener_on_change_tells_every_arrival_when_the_callback_accepts(
             accepted.append(got)
 
     listener.on_change(take)
-    clients = []
+    clients: list[Socket] = []
+
+    def all_accepted() -> bool:
+        return len(accepted) == len(clients)
+
     for n in range(3):
         clients.append(client.connect(SERVER, PORT, timeout=WAIT))
-        assert client.run_until(lambda n=n: len(accepted) == n + 1, WAIT), n
+        assert client.run_until(all_accepted, WAIT), n
     for c in clients:
         c.close()
 
