@@ -75,8 +75,8 @@ Choices worth knowing:
   first (`_ack_own`).  Other ACKs (delayed, duplicate data, FIN) merge into the last.
 - RTT: one segment per round trip is timed in ns (RFC 6298 §3), timestamps or not, as
   Linux times with its µs clock; the TSecr echo (RFC 7323 §4.1, 1 ms ticks) supplies
-  samples only while a retransmission keeps Karn's rule from timing (`Sender._karn`),
-  and never from an echo of a segment sent before the last RTO (`_ts_floor`).
+  samples only while a retransmission keeps Karn's rule from timing, and never from an
+  echo of a segment sent before the last RTO (`RttEstimator.on_ack`, `ts_floor`).
 - Zero-window probes carry one new byte (RFC 9293 §3.8.6.1); they back off like the RTO
   and give up only after `config.retries` probes in a row got no answer at all.  A
   peer that shrinks its window to zero with data in flight gets the same: the RTO
@@ -228,6 +228,7 @@ class Connection(Sender):
             "challenge_acks": 0,
             "zero_window_probes": 0,
             "keepalive_probes": 0,
+            "dsacks_sent": 0,
         }
         self._drops: dict[str, int] = {}
         self._events: deque[Event] = deque()
@@ -245,11 +246,11 @@ class Connection(Sender):
         self._unacked_rx = 0  # in-order bytes received since our last ACK
         self._rcv_mss = DEFAULT_MSS  # largest payload seen from the peer (delayed ACK)
         self._peer_fin_seq: int | None = None  # FIN that arrived ahead of missing data
-        self._last_ooo_seq: int | None = None  # for the first SACK block (RFC 2018 §4)
+        # Receiver SACK state: one sequence number per out-of-order block, most
+        # recently changed first (RFC 2018 §4), and a duplicate to report (RFC 2883).
+        self.sack_order: list[int] = []
+        self.dsack: tuple[int, int] | None = None
         self._retries = 0  # consecutive RTOs (or SYN timeouts) without progress
-        self._rtt_seq: int | None = None  # timed segment's end (RFC 6298 §3, Karn)
-        self._rtt_time = 0
-        self._rtt_karn = False  # a retransmission suspended timing (TSecr may sample)
         self._dup_acks = 0
         self._recover = iss  # RFC 6582 §3.2 step 1: initialised to ISS
         self._phase = "open"  # "open" | "recovery" (fast recovery) | "loss" (after RTO)
@@ -263,9 +264,7 @@ class Connection(Sender):
         self._probes_unanswered = 0  # persist probes with no ACK at all
         self._keepalives_unanswered = 0
         self._last_challenge: int | None = None
-        self._ts_floor: int | None = None  # TSval clock (ms) at the last RTO
-        self._ts_floor_end = iss  # SND.MAX then: the floor is dropped once ACKed
-        self._path_mtu = link_mtu  # lowered by ICMP fragmentation-needed (RFC 1191)
+        self.path_mtu = link_mtu  # lowered by ICMP fragmentation-needed (set_path_mtu)
         self._window_clamp: int | None = None  # cap on the window we offer (clamp_window)
         # The last segments in and out (journal.py, `inspect ID --journal`); None: off.
         self.journal = Journal(config.journal) if config.journal > 0 else None
@@ -409,7 +408,7 @@ class Connection(Sender):
         """Time nothing that is in flight now: the host calls it when the SYN-ACK this
         connection just built already left earlier, statelessly, as a SYN cookie, so
         its timing would measure nothing (RFC 6298 §3 wants only true samples)."""
-        self._rtt_seq = None
+        self.rtt.skip()
 
     def segments_to_send(self, now: int) -> list[TcpSegment]:
         """Everything due now: control segments, the SYN, data within the windows, the
@@ -520,7 +519,7 @@ class Connection(Sender):
             self._fail("timed out", now)
             return
         self.rtt.backoff()
-        self._karn()  # never time a retransmitted segment
+        self.rtt.on_retransmit()  # never time a retransmitted segment
         self._syn_pending = True
         self._syn_timeouts += 1
         self._set_ts_floor(now)  # Karn for timestamps, as in _on_rto
@@ -534,7 +533,7 @@ class Connection(Sender):
             # MUST-34/35, SHLD-17): resending is not possible, and the peer is not
             # unreachable, so this is no retry.  Probe the zero window instead (from
             # SND.UNA, with the persist backoff) and go back to SND.UNA when it opens.
-            self._karn()
+            self.rtt.on_retransmit()
             self._set_ts_floor(now)  # what is resent later is ambiguous
             tcb.snd_nxt = tcb.snd_una
             self._arm(now, "persist", self.rtt.rto, "zero-window probe")
@@ -552,15 +551,14 @@ class Connection(Sender):
         self._sacked = []  # RFC 2018 §8: after a timeout, forget what was SACKed
         self._set_ts_floor(now)  # see _ack_advance: older echoes are no samples
         self.rtt.backoff()
-        self._karn()
+        self.rtt.on_retransmit()
         tcb.snd_nxt = tcb.snd_una
         self._arm(now, "retransmission", self.rtt.rto, "RTO", self._retries)
 
     def _set_ts_floor(self, now: int) -> None:
         """Echoes of TSvals older than now are no RTT samples (see _ack_advance) until
         everything sent so far is acknowledged."""
-        self._ts_floor = (now // MS) & MASK
-        self._ts_floor_end = self.tcb.snd_max
+        self.rtt.on_timeout(now // MS, self.tcb.snd_max)
 
     def _on_persist(self, now: int, backoff: int) -> None:
         """RFC 9293 §3.8.6.1: probe a zero window; or, for a small nonzero window that
@@ -647,28 +645,47 @@ class Connection(Sender):
             if not err.mtu:
                 self._drop("icmp-no-mtu", now)
                 return
-            if err.mtu >= self._path_mtu:
+            if err.mtu >= self.path_mtu:
                 self._drop("icmp-mtu-not-lower", now)
                 return
             if err.mtu < MIN_IPV4_MTU:  # RFC 791 / RFC 1191 §3: no IPv4 path is smaller
                 self._drop("icmp-mtu-too-small", now)
                 return
-            # Remembered, so that an MSS negotiated later (the SYN-ACK) respects it.
-            self._path_mtu = err.mtu
-            ts = TS_OPTION_SPACE if tcb.timestamps else 0
-            mss = max(err.mtu - IP_TCP_HEADERS - ts, MIN_MSS)
-            if mss < tcb.snd_mss:
-                tcb.snd_mss = mss
-                self.cc.set_mss(mss)
-                # RFC 1191 §6.3: resend what the router dropped, in smaller segments.
-                if tcb.state in SENDING:
-                    tcb.snd_nxt = tcb.snd_una
-                    self._karn()
+            self.set_path_mtu(err.mtu, now)
             return
         if tcb.state in (State.SYN_SENT, State.SYN_RECEIVED):
             self._fail("refused" if err.code == 3 else "unreachable", now)
         else:
             self._drop("icmp-soft-error", now)
+
+    def set_path_mtu(self, mtu: int, now: int) -> None:
+        """The path MTU is now `mtu` bytes (RFC 1191 / RFC 8201 discovery, or a probe
+        that found it larger).  The caller has validated it; this only applies it.
+
+        The send MSS follows (never above what both SYNs allowed, never below MIN_MSS).
+        When it shrank, everything in flight is resent at the new size from SND.UNA
+        (RFC 1191 §6.3: the router dropped those segments) at the next
+        segments_to_send, with Karn's rule applied; no congestion response (a
+        PMTU change is not congestion, RFC 1191 §6.3).  Before the handshake
+        completes it is only remembered: `_negotiate` applies it to the SYN's MSS.
+        """
+        tcb = self.tcb
+        self.path_mtu = mtu
+        ts = TS_OPTION_SPACE if tcb.timestamps else 0
+        mss = max(mtu - IP_TCP_HEADERS - ts, MIN_MSS)
+        if mss < tcb.snd_mss:
+            tcb.snd_mss = mss
+            self.cc.set_mss(mss)
+            if tcb.state in SENDING and tcb.snd_max != tcb.snd_una:
+                tcb.snd_nxt = tcb.snd_una
+                self.rtt.on_retransmit()
+        elif mss > tcb.snd_mss and tcb.state in SYNCHRONIZED:
+            # Probed back up (RFC 4821 / RFC 8899 style): up to what the SYNs allowed.
+            ceiling = max(min(tcb.mss_remote, tcb.mss_local) - ts, MIN_MSS)
+            mss = min(mss, ceiling)
+            if mss > tcb.snd_mss:
+                tcb.snd_mss = mss
+                self.cc.set_mss(mss)
 
     # ------------------------------------------------------------------ segment arrival
 
@@ -805,7 +822,7 @@ class Connection(Sender):
             tcb.ts_recent = syn.timestamps[0]
             tcb.ts_recent_age = now
         ts = TS_OPTION_SPACE if tcb.timestamps else 0
-        path = self._path_mtu - IP_TCP_HEADERS
+        path = self.path_mtu - IP_TCP_HEADERS
         tcb.snd_mss = max(min(tcb.mss_remote, tcb.mss_local, path) - ts, MIN_MSS)
         self.cc.set_mss(tcb.snd_mss)
 
@@ -823,7 +840,7 @@ class Connection(Sender):
             # neither copy: its ACK cannot say which one it answers (Karn, RFC 6298 §3).
             self._drop("retransmitted-syn", now)
             self._syn_pending = True
-            self._karn()
+            self.rtt.on_retransmit()
             return
         if self._paws_reject(seg, now):
             return
@@ -850,6 +867,16 @@ class Connection(Sender):
                     # A retransmitted FIN: our last ACK was lost.  ACK it again and
                     # restart the 2·MSL wait (§3.10.7.4 eighth, TIME-WAIT).
                     self._arm(now, "time-wait", 2 * self.config.msl, "2MSL")
+                end = seq_add(seg.seq, len(seg.payload))
+                if (
+                    tcb.sack
+                    and seg.payload
+                    and seq_le(end, tcb.rcv_nxt)
+                    and seq_diff(tcb.rcv_nxt, seg.seq) <= self.recvbuf.capacity
+                ):
+                    # Data we hold already: a spurious retransmission, reported in a
+                    # D-SACK block (RFC 2883 §4 (1)) so the sender can undo.
+                    self.dsack = (seg.seq, end)
                 self._drop("out-of-window", now)
                 self._ack_now = True
                 return
@@ -1032,30 +1059,9 @@ class Connection(Sender):
         if self._sacked:
             self._note_sack(())  # drop what SND.UNA passed
         self.timers.cancel("syn")  # the SYN is acknowledged by any advancing ACK
-        # RTT: the timed segment (RFC 6298 §3), in ns, timestamps or not (as Linux
-        # times with its µs clock); the timestamp echo (RFC 7323 §4.1, 1 ms ticks)
-        # only while a retransmission keeps Karn's rule from timing segments.
-        sample: int | None = None
-        rtt_seq = self._rtt_seq
-        if rtt_seq is not None and seq_ge(ack, rtt_seq):
-            sample = now - self._rtt_time
-            self._rtt_seq = None
-            self._rtt_karn = False
-        elif self._rtt_karn and tcb.timestamps and seg.timestamps is not None and seg.timestamps[1]:
-            tsecr = seg.timestamps[1]
-            # Karn's rule for timestamps: after a timeout, an echo of a segment sent
-            # before it measures our backoff, not the path.  Peers echo such stale
-            # values when they answer a duplicate (RFC 7323 §4.3 keeps TS.Recent for
-            # out-of-window segments), and one such sample can inflate SRTT by minutes.
-            if self._ts_floor is None or seq_ge(tsecr, self._ts_floor):
-                sample = ((now // MS - tsecr) & MASK) * MS
-        if self._ts_floor is not None and seq_ge(ack, self._ts_floor_end):
-            # Everything sent before the floor was set is acknowledged: later ACKs
-            # echo later segments.  Kept, the floor would fall 2**31 ms (24.9 days)
-            # behind and the mod 2**32 test refuse every echo for the next 24.9 days.
-            self._ts_floor = None
-        if sample is not None:
-            self.rtt.sample(sample)
+        # RTT: the estimator times one segment per RTT and applies Karn's rule (rtt.py).
+        tsecr = seg.timestamps[1] if tcb.timestamps and seg.timestamps is not None else None
+        sample = self.rtt.on_ack(ack, now, tsecr)
         self.rtt.reset_backoff()
         self._retries = 0
         flight = seq_diff(tcb.snd_max, tcb.snd_una)
@@ -1139,6 +1145,8 @@ class Connection(Sender):
         payload = memoryview(seg.payload)
         offset = seq_diff(seg.seq, tcb.rcv_nxt)
         if offset < 0:  # trim what we already have
+            if tcb.sack:  # RFC 2883 §4 (1): report the duplicate part in a D-SACK block
+                self.dsack = (seg.seq, seq_add(seg.seq, min(-offset, len(payload))))
             payload = payload[-offset:]
             offset = 0
         room = tcb.rcv_wnd - offset
@@ -1153,11 +1161,18 @@ class Connection(Sender):
             self._reset_and_close(now)
             return False
         self._rcv_mss = max(self._rcv_mss, min(len(seg.payload), tcb.mss_local))
+        if offset > 0 and tcb.sack:
+            for lo, hi in self.recvbuf.ooo_ranges():
+                if lo <= offset and offset + len(payload) <= hi:
+                    # All held already: a duplicate above RCV.NXT (RFC 2883 §4 (2)).
+                    self.dsack = (seg.seq, seq_add(seg.seq, len(payload)))
+                    break
         advanced = self.recvbuf.insert(offset, payload)
         if offset > 0:
             # Out of order: ACK at once (RFC 5681 §4.2, RFC 9293 3.8.6.3) so the
             # sender sees duplicate ACKs, with SACK blocks.
-            self._last_ooo_seq = seg.seq
+            if tcb.sack:
+                self._note_ooo(seg.seq)
             self._ack_now = self._ack_own = True
             return True
         if advanced:
@@ -1182,6 +1197,9 @@ class Connection(Sender):
         tcb = self.tcb
         tcb.rcv_nxt = seq_add(tcb.rcv_nxt, n)
         tcb.rcv_wnd = max(tcb.rcv_wnd - n, 0)  # the right edge stays where it was
+        if self.sack_order:  # blocks RCV.NXT passed are no longer reported
+            nxt = tcb.rcv_nxt
+            self.sack_order = [q for q in self.sack_order if seq_gt(q, nxt)]
 
     def _on_fin(self, seg: TcpSegment, now: int) -> None:
         """§3.10.7.4 eighth."""
@@ -1259,12 +1277,7 @@ class Connection(Sender):
             if self._syn_timeouts and self.rtt.samples == 0:
                 # RFC 6298 (5.7): the SYN timed out and nothing was measured: start
                 # the data phase with an RTO of 3 s, not the 1 s initial value.
-                cfg = self.config
-                self.rtt = RttEstimator(
-                    rto_initial=max(RTO_AFTER_SYN_TIMEOUT, cfg.rto_initial),
-                    rto_min=cfg.rto_min,
-                    rto_max=cfg.rto_max,
-                )
+                self.rtt.handshake_retransmitted()
             self._emit(Established(), now)
             if self.config.keepalive_idle is not None:
                 self._arm(now, "keepalive", self.config.keepalive_idle, "idle")
@@ -1302,7 +1315,7 @@ class Connection(Sender):
             "remote": {"addr": str(self.remote[0]), "port": self.remote[1]},
             "send": snap["send"],
             "receive": snap["receive"],
-            "options": snap["options"],
+            "options": {**snap["options"], "path_mtu": self.path_mtu},
             "congestion": {
                 **self.cc.snapshot(),
                 "in_flight": seq_diff(tcb.snd_max, tcb.snd_una),

@@ -1,11 +1,18 @@
-"""Round-trip time estimation and the retransmission timeout (RFC 6298). Imports clock.
+"""Round-trip time estimation and the retransmission timeout (RFC 6298), with its own
+sampling and Karn's rule (as smoltcp's RttEstimator). Imports clock and seq.
 
 All arithmetic is integer nanoseconds. How a connection uses the estimator:
 
-- Feed `sample(rtt)` only with measurements that Karn's rule allows (RFC 6298 §3):
-  the RTT of a segment that was never retransmitted, or a timestamp echo
-  (RFC 7323 §4.1), which stays unambiguous across retransmission.
-  Take at most one sample per RTT when timing one segment at a time (RFC 6298 §3).
+- `on_send(end, now)` for every new (never sent) segment: one segment per round trip
+  is timed (RFC 6298 §3), in ns, timestamps or not, as Linux times with its µs clock.
+  `on_retransmit()` whenever anything is sent again: Karn's rule stops timing what is
+  in flight; until the next timed segment is acknowledged, timestamp echoes (RFC 7323
+  §4.1, 1 ms ticks) supply the samples.  `on_timeout(tsval, snd_max)` after an RTO or
+  SYN timeout: echoes of TSvals older than that are no samples until everything sent
+  before it is acknowledged (`ts_floor`).  `on_ack(ack, now, tsecr, timestamps)` for
+  every ACK that advances SND.UNA: it takes the sample Karn allows, feeds `sample()`
+  and returns it (or None).
+- `sample(rtt)` directly only with measurements that Karn's rule allows (RFC 6298 §3).
 - When the retransmission timer expires, call `backoff()` (RFC 6298 (5.5)) and arm
   the timer again with the new `rto`.
 - When an ACK acknowledges new data after a retransmission, call `reset_backoff()`:
@@ -19,6 +26,7 @@ All arithmetic is integer nanoseconds. How a connection uses the estimator:
 from __future__ import annotations
 
 from stack.tcp.clock import MS, SECOND
+from stack.tcp.seq import MASK, seq_ge
 
 RTO_INITIAL = 1 * SECOND  # RFC 6298 (2.1)
 RTO_MIN = 200 * MS  # Linux TCP_RTO_MIN; RFC 6298 (2.4) says 1 s
@@ -37,12 +45,17 @@ class RttEstimator:
     __slots__ = (
         "_base_rto",
         "backoffs",
+        "karn",
         "min_rtt",
         "rto_max",
         "rto_min",
         "rttvar",
         "samples",
         "srtt",
+        "timed_at",
+        "timed_seq",
+        "ts_floor",
+        "ts_floor_end",
     )
 
     def __init__(
@@ -67,6 +80,64 @@ class RttEstimator:
         # The RTO before backoff; RFC 6298 (2.1) until the first measurement.  The
         # initial value is not clamped to rto_min: (2.4) applies to computed values.
         self._base_rto = min(rto_initial, rto_max)
+        self.timed_seq: int | None = None  # end of the segment being timed (RFC 6298 §3)
+        self.timed_at = 0  # when it was sent (ns)
+        self.karn = False  # a retransmission suspended timing: TSecr echoes may sample
+        self.ts_floor: int | None = None  # TSval clock (ms) at the last timeout
+        self.ts_floor_end = 0  # SND.MAX then: the floor is dropped once that is ACKed
+
+    # -- sampling and Karn's rule ---------------------------------------------
+
+    def on_send(self, end: int, now: int, *, force: bool = False) -> None:
+        """A segment ending at sequence `end` left for the first time at `now`: time it
+        if nothing is being timed (one sample per RTT, RFC 6298 §3).  `force` times it
+        even so (a new SYN restarts the measurement)."""
+        if self.timed_seq is None or force:
+            self.timed_seq = end
+            self.timed_at = now
+
+    def on_retransmit(self) -> None:
+        """Something is sent again: time nothing in flight (Karn, RFC 6298 §3)."""
+        self.timed_seq = None
+        self.karn = True
+
+    def skip(self) -> None:
+        """Time nothing in flight now (the segment being timed did not leave when noted)."""
+        self.timed_seq = None
+
+    def on_timeout(self, tsval: int, snd_max: int) -> None:
+        """The retransmission (or SYN) timer expired when our TSval clock read `tsval`:
+        echoes of older TSvals measure our backoff, not the path, until everything
+        sent so far (up to `snd_max`) is acknowledged."""
+        self.ts_floor = tsval & MASK
+        self.ts_floor_end = snd_max
+
+    def on_ack(self, ack: int, now: int, tsecr: int | None) -> int | None:
+        """SND.UNA advanced to `ack` at `now`; `tsecr` is the segment's TSecr when both
+        sides use timestamps (None otherwise, or 0).  Takes the sample Karn's rule
+        allows, feeds it to `sample()` and returns it."""
+        sample: int | None = None
+        timed = self.timed_seq
+        if timed is not None and seq_ge(ack, timed):
+            sample = now - self.timed_at
+            self.timed_seq = None
+            self.karn = False
+        elif self.karn and tsecr and (self.ts_floor is None or seq_ge(tsecr, self.ts_floor)):
+            # Karn's rule for timestamps: after a timeout, an echo of a segment sent
+            # before it measures our backoff, not the path.  Peers echo such stale
+            # values when they answer a duplicate (RFC 7323 §4.3 keeps TS.Recent for
+            # out-of-window segments), and one such sample can inflate SRTT by minutes.
+            sample = ((now // MS - tsecr) & MASK) * MS
+        if self.ts_floor is not None and seq_ge(ack, self.ts_floor_end):
+            # Everything sent before the floor was set is acknowledged: later ACKs
+            # echo later segments.  Kept, the floor would fall 2**31 ms (24.9 days)
+            # behind and the mod 2**32 test refuse every echo for the next 24.9 days.
+            self.ts_floor = None
+        if sample is not None:
+            self.sample(sample)
+        return sample
+
+    # -- the estimator ----------------------------------------------------------
 
     @property
     def rto(self) -> int:
@@ -124,7 +195,7 @@ class RttEstimator:
         if self.samples == 0:
             self._base_rto = min(max(self._base_rto, RTO_FALLBACK), self.rto_max)
 
-    def snapshot(self) -> dict[str, int | None]:
+    def snapshot(self) -> dict[str, int | bool | None]:
         """Plain data for `inspect`: times in ns, None before the first sample."""
         return {
             "srtt": self.srtt,
@@ -133,4 +204,7 @@ class RttEstimator:
             "min_rtt": self.min_rtt,
             "samples": self.samples,
             "backoff": self.backoffs,
+            "timed_seq": self.timed_seq,
+            "karn": self.karn,
+            "ts_floor": self.ts_floor,
         }

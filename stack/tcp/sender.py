@@ -20,7 +20,7 @@ from stack.tcp.congestion import CongestionControl
 from stack.tcp.reassembly import RecvBuffer
 from stack.tcp.rtt import RttEstimator
 from stack.tcp.sendbuf import SendBuffer
-from stack.tcp.seq import MASK, between, seq_add, seq_diff, seq_ge, seq_gt, seq_lt
+from stack.tcp.seq import MASK, seq_add, seq_diff, seq_ge, seq_gt, seq_lt
 from stack.tcp.state import State
 from stack.tcp.tcb import Tcb
 from stack.tcp.timers import TimerSet
@@ -70,10 +70,8 @@ class Sender:
     _ack_now: bool
     _ack_own: bool
     _unacked_rx: int
-    _last_ooo_seq: int | None
-    _rtt_seq: int | None
-    _rtt_time: int
-    _rtt_karn: bool
+    sack_order: list[int]
+    dsack: tuple[int, int] | None
     _force: bool
     _sacked: list[tuple[int, int]]
     _cwnd_limited: bool
@@ -90,12 +88,6 @@ class Sender:
         if self._tracer is not None:
             self._trace(TIMER, now, timer=name, action="armed", deadline=now + delay, reason=reason)
 
-    def _karn(self) -> None:
-        """Something is sent again: time nothing in flight (Karn, RFC 6298 §3); until
-        the next timed segment is acknowledged, timestamp echoes supply the samples."""
-        self._rtt_seq = None
-        self._rtt_karn = True
-
     def _trace(self, kind: str, now: int, **fields: object) -> None:
         if self._tracer is not None:
             self._tracer(TraceEvent(now, kind, self._name, fields))
@@ -110,8 +102,7 @@ class Sender:
         self._syn_pending = False
         if self._syn_new:
             self._syn_new = False
-            self._rtt_seq = tcb.snd_nxt
-            self._rtt_time = now
+            self.rtt.on_send(tcb.snd_nxt, now, force=True)
         else:
             self._n["retransmissions"] += 1
         if not self.timers.is_armed("syn"):
@@ -164,9 +155,8 @@ class Sender:
             if retransmit:
                 self._n["retransmissions"] += 1
                 self._n["retransmitted_bytes"] += length
-            elif self._rtt_seq is None:
-                self._rtt_seq = end  # RFC 6298 §3: time one segment per RTT
-                self._rtt_time = now
+            else:
+                self.rtt.on_send(end, now)  # RFC 6298 §3: one timed segment per RTT
             if seq_gt(end, tcb.snd_max):
                 tcb.snd_max = end
             if not self.timers.is_armed("retransmission"):
@@ -249,6 +239,9 @@ class Sender:
             self.timers.cancel("delayed-ack")
             if tcb.sack and not syn:
                 sack = self._sack_blocks()
+                if self.dsack is not None:
+                    self.dsack = None  # reported once (RFC 2883 §4)
+                    self._n["dsacks_sent"] += 1
         mss = wscale = None
         sack_permitted = False
         if syn:
@@ -316,21 +309,61 @@ class Sender:
         space = self.recvbuf.capacity if clamp is None else min(clamp, self.recvbuf.capacity)
         return max(min(space // 2, self.tcb.mss_local), 1)
 
+    def _note_ooo(self, seq: int) -> None:
+        """Out-of-order text starting at `seq` was stored: its block becomes the most
+        recent (RFC 2018 §4).  `sack_order` holds one sequence number per block, most
+        recently changed first; blocks that merged keep one entry."""
+        nxt = self.tcb.rcv_nxt
+        order = [seq]
+        ranges = self.recvbuf.ooo_ranges()
+        target = self._ooo_block_of(seq, ranges, nxt)
+        for old in self.sack_order:
+            block = self._ooo_block_of(old, ranges, nxt)
+            if block is not None and block != target:
+                order.append(old)
+        self.sack_order = order[:MAX_SACKED_RANGES]
+
+    @staticmethod
+    def _ooo_block_of(seq: int, ranges: list[tuple[int, int]], nxt: int) -> tuple[int, int] | None:
+        off = seq_diff(seq, nxt)
+        for lo, hi in ranges:
+            if lo <= off < hi:
+                return (lo, hi)
+        return None
+
     def _sack_blocks(self) -> tuple[tuple[int, int], ...]:
-        """RFC 2018 §4: out-of-order ranges, the one holding the latest segment first."""
+        """The SACK option of our next ACK: a D-SACK block first if a duplicate just
+        arrived (RFC 2883 §4), then RFC 2018 §4's order: the block holding the most
+        recent segment, then the other blocks most recently changed first, so that
+        each range is repeated in several ACKs and a lost ACK hides none for good
+        (Linux sends the same order)."""
         tcb = self.tcb
         ranges = self.recvbuf.ooo_ranges()
-        if not ranges:
-            return ()
+        limit = 3 if tcb.timestamps else 4
         nxt = tcb.rcv_nxt
-        blocks = [(seq_add(nxt, s), seq_add(nxt, e)) for s, e in ranges]
-        latest = self._last_ooo_seq
-        if latest is not None:
-            for i, (left, right) in enumerate(blocks):
-                if between(left, latest, right):
-                    blocks.insert(0, blocks.pop(i))
-                    break
-        return tuple(blocks[: 3 if tcb.timestamps else 4])
+        blocks: list[tuple[int, int]] = []
+        dsack = self.dsack
+        if dsack is not None:
+            blocks.append(dsack)
+            # RFC 2883 §4 (2): a duplicate above RCV.NXT is followed by its block.
+            container = self._ooo_block_of(dsack[0], ranges, nxt)
+            if container is not None:
+                blocks.append((seq_add(nxt, container[0]), seq_add(nxt, container[1])))
+        seen = set(blocks[1:])
+        for seq in self.sack_order:
+            block = self._ooo_block_of(seq, ranges, nxt)
+            if block is None:
+                continue
+            pair = (seq_add(nxt, block[0]), seq_add(nxt, block[1]))
+            if pair not in seen:
+                seen.add(pair)
+                blocks.append(pair)
+        for lo, hi in ranges:  # never reported yet (none when sack_order is kept)
+            pair = (seq_add(nxt, lo), seq_add(nxt, hi))
+            if pair not in seen:
+                seen.add(pair)
+                blocks.append(pair)
+        return tuple(blocks[:limit])
 
     def _rst(self, seq: int) -> TcpSegment:
         return TcpSegment(
@@ -372,7 +405,7 @@ class Sender:
         self._out.append(self._make(flags, start, now, payload))
         self._n["retransmissions"] += 1
         self._n["retransmitted_bytes"] += len(payload)
-        self._karn()
+        self.rtt.on_retransmit()
         if seq_gt(end, self._rexmit_next):
             self._rexmit_next = end
         return True

@@ -27,6 +27,9 @@ def test_initial_rto_is_one_second_before_any_sample() -> None:  # (2.1)
         "min_rtt": None,
         "samples": 0,
         "backoff": 0,
+        "timed_seq": None,
+        "karn": False,
+        "ts_floor": None,
     }
 
 
@@ -188,6 +191,9 @@ def test_snapshot_after_samples() -> None:
         "min_rtt": 100 * MS,
         "samples": 2,
         "backoff": 1,
+        "timed_seq": None,
+        "karn": False,
+        "ts_floor": None,
     }
 
 
@@ -230,3 +236,31 @@ def test_srtt_is_a_weighted_mean_of_the_samples(samples: list[int]) -> None:
     assert min(samples) <= e.srtt <= max(samples)
     assert e.min_rtt == min(samples)
     assert e.samples == len(samples)
+
+
+def test_one_timed_segment_per_rtt_and_karn() -> None:  # RFC 6298 §3
+    rtt = estimator()
+    rtt.on_send(1100, 0)
+    rtt.on_send(1200, 5 * MS)  # already timing 1100: not timed
+    assert (rtt.timed_seq, rtt.timed_at) == (1100, 0)
+    assert rtt.on_ack(1050, 8 * MS, None) is None  # does not cover the timed segment
+    assert rtt.on_ack(1100, 10 * MS, None) == 10 * MS
+    assert (rtt.srtt, rtt.samples, rtt.timed_seq) == (10 * MS, 1, None)
+    rtt.on_send(1300, 20 * MS)
+    rtt.on_retransmit()  # Karn: the timed segment's ACK is ambiguous now
+    assert (rtt.timed_seq, rtt.karn) == (None, True)
+    assert rtt.on_ack(1300, 40 * MS, None) is None
+    assert rtt.samples == 1
+
+
+def test_timestamp_echo_samples_only_under_karn_and_above_the_floor() -> None:  # RFC 7323 §4
+    rtt = estimator()
+    assert rtt.on_ack(1000, 50 * MS, 40) is None  # no Karn: echoes are not used
+    rtt.on_retransmit()
+    rtt.on_timeout(100, 2000)  # an RTO when our TSval clock read 100 ms
+    assert rtt.ts_floor == 100
+    assert rtt.on_ack(1500, 130 * MS, 90) is None  # echo of a TSval before the RTO
+    assert rtt.ts_floor == 100  # kept until SND.MAX at the timeout is acknowledged
+    assert rtt.on_ack(2000, 140 * MS, 120) == 20 * MS
+    assert rtt.ts_floor is None
+    assert rtt.samples == 1
