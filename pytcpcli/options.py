@@ -134,6 +134,34 @@ class TimeWait(click.ParamType):
             self.fail(f"{value!r} is neither 'full' nor a duration such as 1s", param, ctx)
 
 
+class Keepalive(click.ParamType):
+    """`IDLE[,INTERVAL[,COUNT]]`: keepalive probes after IDLE without traffic, every
+    INTERVAL, giving up after COUNT unanswered (durations as --timeout takes them)."""
+
+    name = "idle[,interval[,count]]"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, tuple):
+            return value
+        parts = str(value).split(",")
+        if len(parts) > 3 or not all(p.strip() for p in parts):
+            self.fail(f"{value!r} is not IDLE[,INTERVAL[,COUNT]] (such as 60,10,5)", param, ctx)
+        try:
+            idle = parse_duration(parts[0])
+            interval = parse_duration(parts[1]) if len(parts) > 1 else 75.0
+        except ValueError as e:
+            self.fail(str(e), param, ctx)
+        if idle <= 0 or interval <= 0:
+            self.fail(f"{value!r}: IDLE and INTERVAL must be positive", param, ctx)
+        count = 9
+        if len(parts) > 2:
+            if not parts[2].strip().isdigit() or int(parts[2]) < 1:
+                self.fail(f"{value!r}: COUNT must be a whole number of probes, at least 1",
+                          param, ctx)  # fmt: skip
+            count = int(parts[2])
+        return (idle, interval, count)
+
+
 @dataclass(frozen=True)
 class StackOptions:
     """What the TUN/address and tracing options asked for; App turns it into a Stack."""
@@ -155,6 +183,10 @@ class StackOptions:
     offload: bool = True
     ladder: bool = False
     width: int | None = None
+    rack: bool = True
+    ecn: bool = False
+    nodelay: bool = False
+    keepalive: tuple[float, float, int] | None = None
 
     def tcp_overrides(self) -> dict[str, Any]:
         """The TcpConfig fields the options changed (an empty dict: the defaults)."""
@@ -165,9 +197,17 @@ class StackOptions:
             changed["mss"] = self.mss
         if self.cc is not None:
             changed["cc"] = self.cc
-        for name in ("sack", "wscale", "timestamps"):
+        for name in ("sack", "wscale", "timestamps", "rack"):
             if not getattr(self, name):
                 changed[name] = False
+        for name in ("ecn", "nodelay"):
+            if getattr(self, name):
+                changed[name] = True
+        if self.keepalive is not None:
+            idle, interval, count = self.keepalive
+            changed["keepalive_idle"] = round(idle * 1e9)
+            changed["keepalive_interval"] = round(interval * 1e9)
+            changed["keepalive_probes"] = count
         return changed
 
 
@@ -217,7 +257,34 @@ def stack_options(f: F) -> F:
         click.option(
             "--cc",
             type=click.Choice(["newreno", "cubic"]),
-            help="Congestion control (default: newreno).",
+            help="Congestion control: cubic (RFC 9438 with HyStart++, the default, as "
+            "Linux) or newreno (RFC 5681/6582).",
+        ),
+        click.option(
+            "--nodelay",
+            is_flag=True,
+            help="Turn Nagle's algorithm off (TCP_NODELAY): small writes go out at once.",
+        ),
+        click.option(
+            "--keepalive",
+            type=Keepalive(),
+            metavar="SPEC",
+            help="Keepalive, SPEC = IDLE[,INTERVAL[,COUNT]]: probe after IDLE without "
+            "traffic, every INTERVAL (default 75s), reset after COUNT unanswered "
+            "(default 9) (RFC 1122 4.2.3.6; off by default).",
+        ),
+        click.option(
+            "--ecn",
+            is_flag=True,
+            help="Ask for ECN (RFC 3168) in the SYN; a peer that asks is always answered "
+            "(as Linux's default).",
+        ),
+        click.option(
+            "--no-rack",
+            "no_rack",
+            is_flag=True,
+            help="Detect loss by duplicate ACKs only (RFC 6675 DupThresh): no RACK-TLP "
+            "(RFC 8985), no tail loss probes.",
         ),
         click.option("--no-sack", "no_sack", is_flag=True, help="Do not offer SACK (RFC 2018)."),
         click.option(
@@ -313,6 +380,10 @@ def stack_options(f: F) -> F:
             impair=kwargs.pop("impair"),
             cc=kwargs.pop("cc"),
             sack=not kwargs.pop("no_sack"),
+            rack=not kwargs.pop("no_rack"),
+            ecn=kwargs.pop("ecn"),
+            nodelay=kwargs.pop("nodelay"),
+            keepalive=kwargs.pop("keepalive"),
             wscale=not kwargs.pop("no_wscale"),
             timestamps=not kwargs.pop("no_timestamps"),
             journal_size=kwargs.pop("journal_size"),

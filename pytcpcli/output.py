@@ -78,6 +78,28 @@ def rel(value: int | None, base: int | None) -> str:
     return str((value - base) % SEQ_MOD)
 
 
+def _keepalive(ka: Any) -> str:
+    if not isinstance(ka, Mapping):
+        return "off"
+    return (
+        f"idle {duration(ka.get('idle'))}, every {duration(ka.get('interval'))}, "
+        f"{_v(ka.get('count'))} probes"
+    )
+
+
+def _flat(d: Any, prefix: str = "") -> str:
+    """`a 1, b.c 2`: a nested mapping on one line."""
+    if not isinstance(d, Mapping) or not d:
+        return "-"
+    parts = []
+    for k, v in d.items():
+        if isinstance(v, Mapping):
+            parts.append(_flat(v, f"{prefix}{k}."))
+        else:
+            parts.append(f"{prefix}{k} {_v(v)}")
+    return ", ".join(parts)
+
+
 def _v(x: Any) -> str:
     if x is None:
         return "-"
@@ -247,6 +269,10 @@ def render_tcb(entry: Mapping[str, Any]) -> str:
                 ],
                 ["SACK", _v(opt.get("sack"))],
                 ["timestamps", _v(opt.get("timestamps"))],
+                ["ECN", _v(opt.get("ecn"))],
+                ["path MTU", _v(opt.get("path_mtu"))],
+                ["Nagle", "off (nodelay)" if opt.get("nodelay") else "on"],
+                ["keepalive", _keepalive(opt.get("keepalive"))],
             ],
         )
     )
@@ -258,10 +284,52 @@ def render_tcb(entry: Mapping[str, Any]) -> str:
                 ["algorithm", _v(cc.get("algorithm"))],
                 ["cwnd", _v(cc.get("cwnd"))],
                 ["ssthresh", _v(cc.get("ssthresh"))],
+                ["state", _flat(cc.get("state"))],
                 ["in flight", _v(cc.get("in_flight"))],
                 ["phase", _v(cc.get("phase"))],
                 ["recover", _v(cc.get("recover"))],
                 ["dup ACKs", _v(cc.get("dup_acks"))],
+                ["ECN", f"echo {_v(cc.get('ecn_echo'))}, CWR pending {_v(cc.get('cwr_pending'))}"],
+            ],
+        )
+    )
+    rec = entry.get("recovery", {})
+    sacked = (
+        ", ".join(f"{a}-{b} (+{rel(a, iss)}..+{rel(b, iss)})" for a, b in rec.get("sacked") or [])
+        or "none"
+    )
+    high_rxt = rec.get("high_rxt")
+    out.append(
+        _section(
+            "Recovery",
+            [
+                ["scoreboard", f"{sacked} ({_v(rec.get('segments'))} records)"],
+                [
+                    "pipe",
+                    f"{_v(rec.get('pipe'))} ({_v(rec.get('sacked_bytes'))} SACKed, "
+                    f"{_v(rec.get('lost_bytes'))} lost)",
+                ],
+                [
+                    "HighRxt",
+                    f"{_v(high_rxt)} (+{rel(high_rxt, iss)}), rescue {_v(rec.get('rescue_rxt'))}"
+                    if high_rxt is not None
+                    else f"-, rescue {_v(rec.get('rescue_rxt'))}",
+                ],
+                [
+                    "PRR",
+                    f"delivered {_v(rec.get('prr_delivered'))}, out {_v(rec.get('prr_out'))}, "
+                    f"RecoverFS {_v(rec.get('recover_fs'))}",
+                ],
+                [
+                    "RACK",
+                    f"{'on' if rec.get('rack') else 'off'}, rtt {duration(rec.get('rack_rtt'))}, "
+                    f"reo_wnd x{_v(rec.get('reo_wnd_mult'))}, "
+                    f"reordering {_v(rec.get('reordering_seen'))}",
+                ],
+                ["TLP out to", _v(rec.get("tlp_end"))],
+                ["undo", f"{_v(rec.get('undo_retrans'))} retransmissions not D-SACKed"],
+                ["timer", _v(rec.get("timer_mode"))],
+                ["retries", _v(rec.get("retries"))],
             ],
         )
     )
@@ -276,6 +344,14 @@ def render_tcb(entry: Mapping[str, Any]) -> str:
                 ["min rtt", duration(rtt.get("min_rtt"))],
                 ["samples", _v(rtt.get("samples"))],
                 ["backoff", _v(rtt.get("backoff"))],
+                [
+                    "timing",
+                    "-"
+                    if rtt.get("timed_seq") is None
+                    else f"{rtt.get('timed_seq')} (+{rel(rtt.get('timed_seq'), iss)})",
+                ],
+                ["Karn", _v(rtt.get("karn"))],
+                ["TSfloor", _v(rtt.get("ts_floor"))],
             ],
         )
     )
@@ -311,6 +387,21 @@ def render_tcb(entry: Mapping[str, Any]) -> str:
                     f"({_v(cnt.get('retransmitted_bytes'))} bytes)",
                 ],
                 ["duplicate ACKs", _v(cnt.get("dup_acks"))],
+                [
+                    "recovery",
+                    f"{_v(cnt.get('fast_recoveries'))} fast, {_v(cnt.get('rtos'))} RTOs, "
+                    f"{_v(cnt.get('tlp_probes'))} TLPs ({_v(cnt.get('tlp_recoveries'))} "
+                    f"repaired), {_v(cnt.get('undos'))} undone",
+                ],
+                [
+                    "D-SACKs",
+                    f"sent {_v(cnt.get('dsacks_sent'))}, received {_v(cnt.get('dsacks_received'))}",
+                ],
+                [
+                    "ECN",
+                    f"CE {_v(cnt.get('ce_received'))}, ECE {_v(cnt.get('ece_received'))}, "
+                    f"reductions {_v(cnt.get('ecn_reductions'))}",
+                ],
                 ["challenge ACKs", _v(cnt.get("challenge_acks"))],
                 ["drops", drop_text],
             ],

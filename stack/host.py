@@ -48,6 +48,7 @@ from stack.tcp.clock import SECOND
 from stack.tcp.config import TcpConfig
 from stack.tcp.connection import Connection
 from stack.tcp.isn import IsnGenerator, SynCookies
+from stack.tcp.sender import CE, ECT0, EctSegment
 from stack.tcp.seq import MASK, seq_gt
 from stack.tcp.state import State
 from stack.trace import DROP, SEGMENT_OUT, TraceEvent, Tracer, null_tracer
@@ -564,6 +565,8 @@ class Host:
                 parent.counters["ack_dropped"] += 1
                 self._drop(now, "accept-queue-full", src=ip.src, dst=ip.dst, segment=seg)
                 return
+            if (ip.tos if isinstance(ip, Ipv4Header) else ip.traffic_class) & CE == CE:
+                conn.receive_ce()  # RFC 3168 §5: the IP ECN field says CE
             conn.receive_segment(seg, now)
             if parent is not None:
                 self._settle(conn, parent, now)
@@ -718,7 +721,9 @@ class Host:
                     if offload:
                         out.append(self._offloaded(src, dst, seg))
                     else:
-                        out.append(self._ip(src, dst, PROTO_TCP, seg.build(src, dst)))
+                        # RFC 3168 §6.1.1: new data of an ECN connection is sent ECT(0).
+                        ecn = ECT0 if type(seg) is EctSegment else 0
+                        out.append(self._ip(src, dst, PROTO_TCP, seg.build(src, dst), ecn))
             if conn.is_closed:
                 closed.append(conn)
         for conn in closed:
@@ -953,15 +958,15 @@ class Host:
     def _emit(self, src: Address, dst: Address, protocol: int, payload: bytes) -> None:
         self._outbox.append(self._ip(src, dst, protocol, payload))
 
-    def _ip(self, src: Address, dst: Address, protocol: int, payload: bytes) -> bytes:
+    def _ip(self, src: Address, dst: Address, protocol: int, payload: bytes, ecn: int = 0) -> bytes:
         if isinstance(src, IPv6Address) and isinstance(dst, IPv6Address):
             # IPv6 never fragments on the way (RFC 8200 §5): PMTU discovery is the rule.
-            return Ipv6Header(src, dst, protocol, TTL).build(payload)
+            return Ipv6Header(src, dst, protocol, TTL, ecn).build(payload)
         assert isinstance(src, IPv4Address) and isinstance(dst, IPv4Address)
         ident = self._ident
         self._ident = (ident + 1) & 0xFFFF
         # DF set: we do path MTU discovery (RFC 1191) and never fragment.
-        return Ipv4Header(src, dst, protocol, TTL, 0, ident, True).build(payload)
+        return Ipv4Header(src, dst, protocol, TTL, ecn, ident, True).build(payload)
 
     def _offloaded(self, src: Address, dst: Address, seg: TcpSegment) -> Packet:
         """A segment for a link that finishes checksums and cuts super-segments: the
@@ -971,15 +976,16 @@ class Host:
         payload = seg.payload
         length = len(tcp) + len(payload)
         gso = seg.gso_size if len(payload) > seg.gso_size > 0 else 0
+        ecn = ECT0 if type(seg) is EctSegment else 0  # RFC 3168 §6.1.1
         if isinstance(src, IPv6Address) and isinstance(dst, IPv6Address):
-            ip = Ipv6Header(src, dst, PROTO_TCP, TTL).build_header(length)
+            ip = Ipv6Header(src, dst, PROTO_TCP, TTL, ecn).build_header(length)
             gso_type = GSO_TCPV6
         else:
             assert isinstance(src, IPv4Address) and isinstance(dst, IPv4Address)
             ident = self._ident
             # Each segment the kernel cuts takes the next identification (tcp_gso_segment).
             self._ident = (ident + (seg.gso_segs if gso else 1)) & 0xFFFF
-            ip = Ipv4Header(src, dst, PROTO_TCP, TTL, 0, ident, True).build_header(20 + length)
+            ip = Ipv4Header(src, dst, PROTO_TCP, TTL, ecn, ident, True).build_header(20 + length)
             gso_type = GSO_TCPV4
         if gso:
             oc = self.offload_counters

@@ -609,6 +609,9 @@ def test_syn_cookie_connection_takes_no_rtt_sample_from_the_handshake() -> None:
         "min_rtt": None,
         "samples": 0,
         "backoff": 0,
+        "timed_seq": None,
+        "karn": False,
+        "ts_floor": None,
     }
     conn.send(b"x" * 100, 600 * MS)
     host.packets_to_send(600 * MS)

@@ -44,9 +44,19 @@ SAMPLE: dict[str, Any] = {
              "max_snd_wnd": 64240},
     "receive": {"irs": 1000, "rcv_nxt": 1013, "rcv_wnd": 65535, "rcv_up": 1000},
     "options": {"mss_local": 1460, "mss_remote": 1400, "snd_mss": 1388, "wscale_local": 7,
-                "wscale_remote": 9, "sack": True, "timestamps": False, "path_mtu": 1500},
+                "wscale_remote": 9, "sack": True, "timestamps": False, "ecn": True,
+                "path_mtu": 1500, "nodelay": True,
+                "keepalive": {"idle": 60_000_000_000, "interval": 10_000_000_000, "count": 5}},
     "congestion": {"algorithm": "newreno", "cwnd": 14600, "ssthresh": 2147483647,
-                   "in_flight": 200, "phase": "recovery", "recover": 105, "dup_acks": 3},
+                   "state": {"bytes_acked": 700},
+                   "in_flight": 200, "phase": "recovery", "recover": 105, "dup_acks": 3,
+                   "ecn_echo": False, "cwr_pending": True},
+    "recovery": {"sacked": [[4294967251, 5]], "segments": 4, "sacked_bytes": 50,
+                 "lost_bytes": 100, "pipe": 50, "retries": 0, "high_rxt": 4294967251,
+                 "rescue_rxt": None, "prr_delivered": 50, "prr_out": 100, "recover_fs": 200,
+                 "rack": True, "rack_rtt": 1_500_000, "rack_xmit_ts": 5_000_000_000,
+                 "reo_wnd_mult": 2, "reordering_seen": True, "tlp_end": None,
+                 "undo_retrans": 1, "timer_mode": "rto"},
     "rtt": {"srtt": 1_250_000, "rttvar": 500_000, "rto": 200_000_000, "min_rtt": 900_000,
             "samples": 4, "backoff": 0, "timed_seq": 4294967201, "karn": False,
             "ts_floor": None},
@@ -55,7 +65,9 @@ SAMPLE: dict[str, Any] = {
     "counters": {"segments_in": 6, "segments_out": 7, "bytes_in": 12, "bytes_out": 400,
                  "retransmissions": 1, "retransmitted_bytes": 100, "dup_acks": 4,
                  "challenge_acks": 1, "zero_window_probes": 0, "keepalive_probes": 0,
-                 "dsacks_sent": 0,
+                 "dsacks_sent": 0, "dsacks_received": 1, "rtos": 0, "fast_recoveries": 1,
+                 "tlp_probes": 2, "tlp_recoveries": 0, "lost_marked_bytes": 100, "undos": 0,
+                 "ce_received": 0, "ece_received": 3, "ecn_reductions": 1,
                  "drops": {"bad-checksum": 2}},
     "timers": [
         {"name": "retransmission", "armed": True, "deadline": 5_180_000_000,
@@ -193,15 +205,32 @@ def test_render_tcb_sections() -> None:
         "  window scale  local 7, remote 9\n"
         "  SACK          yes\n"
         "  timestamps    no\n"
+        "  ECN           yes\n"
+        "  path MTU      1500\n"
+        "  Nagle         off (nodelay)\n"
+        "  keepalive     idle 60s, every 10s, 5 probes\n"
         "\n"
         "Congestion\n"
         "  algorithm  newreno\n"
         "  cwnd       14600\n"
         "  ssthresh   2147483647\n"
+        "  state      bytes_acked 700\n"
         "  in flight  200\n"
         "  phase      recovery\n"
         "  recover    105\n"
         "  dup ACKs   3\n"
+        "  ECN        echo no, CWR pending yes\n"
+        "\n"
+        "Recovery\n"
+        "  scoreboard  4294967251-5 (+251..+301) (4 records)\n"
+        "  pipe        50 (50 SACKed, 100 lost)\n"
+        "  HighRxt     4294967251 (+251), rescue -\n"
+        "  PRR         delivered 50, out 100, RecoverFS 200\n"
+        "  RACK        on, rtt 1.5ms, reo_wnd x2, reordering yes\n"
+        "  TLP out to  -\n"
+        "  undo        1 retransmissions not D-SACKed\n"
+        "  timer       rto\n"
+        "  retries     0\n"
         "\n"
         "RTT\n"
         "  srtt     1.25ms\n"
@@ -210,6 +239,9 @@ def test_render_tcb_sections() -> None:
         "  min rtt  900us\n"
         "  samples  4\n"
         "  backoff  0\n"
+        "  timing   4294967201 (+201)\n"
+        "  Karn     no\n"
+        "  TSfloor  -\n"
         "\n"
         "Buffers\n"
         "  send          300 queued of 262144: 200 unacknowledged, 100 unsent\n"
@@ -221,6 +253,9 @@ def test_render_tcb_sections() -> None:
         "  bytes            in 12, out 400\n"
         "  retransmissions  1 (100 bytes)\n"
         "  duplicate ACKs   4\n"
+        "  recovery         1 fast, 0 RTOs, 2 TLPs (0 repaired), 0 undone\n"
+        "  D-SACKs          sent 0, received 1\n"
+        "  ECN              CE 0, ECE 3, reductions 1\n"
         "  challenge ACKs   1\n"
         "  drops            bad-checksum 2\n"
         "\n"

@@ -15,7 +15,10 @@ class TcpConfig:
     wscale: bool = True  # RFC 7323 §2
     sack: bool = True  # RFC 2018 SACK-permitted; we generate SACK blocks as receiver
     timestamps: bool = True  # RFC 7323 §3
-    cc: str = "newreno"
+    cc: str = "cubic"  # RFC 9438, Linux's default
+    rack: bool = True  # RFC 8985 RACK-TLP loss detection (Linux tcp_recovery & 1)
+    ecn: bool = False  # ask for ECN (RFC 3168) in our SYN; a peer's request is always
+    # accepted, as Linux's default net.ipv4.tcp_ecn = 2
     nodelay: bool = False  # Nagle on, as a Linux socket without TCP_NODELAY (RFC 9293 3.7.4)
     rto_initial: int = 1 * SECOND  # RFC 6298 (2.1)
     rto_min: int = 200 * MS  # Linux; RFC 6298 (2.4) says 1 s

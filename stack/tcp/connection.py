@@ -105,9 +105,18 @@ from stack.tcp.events import (
 )
 from stack.tcp.journal import Journal
 from stack.tcp.reassembly import RecvBuffer
+from stack.tcp.recovery import Recovery, reno_enter, reno_exit, reno_inflate, reno_partial_ack
 from stack.tcp.rtt import RttEstimator
 from stack.tcp.sendbuf import SendBuffer
-from stack.tcp.sender import MAX_WINDOW_FIELD, RECEIVING, SENDING, Endpoint, Sender
+from stack.tcp.sender import (
+    CWR,
+    ECE,
+    MAX_WINDOW_FIELD,
+    RECEIVING,
+    SENDING,
+    Endpoint,
+    Sender,
+)
 from stack.tcp.seq import (
     MASK,
     between,
@@ -229,6 +238,16 @@ class Connection(Sender):
             "zero_window_probes": 0,
             "keepalive_probes": 0,
             "dsacks_sent": 0,
+            "dsacks_received": 0,
+            "rtos": 0,
+            "fast_recoveries": 0,
+            "tlp_probes": 0,
+            "tlp_recoveries": 0,
+            "lost_marked_bytes": 0,
+            "undos": 0,
+            "ce_received": 0,
+            "ece_received": 0,
+            "ecn_reductions": 0,
         }
         self._drops: dict[str, int] = {}
         self._events: deque[Event] = deque()
@@ -250,14 +269,18 @@ class Connection(Sender):
         # recently changed first (RFC 2018 §4), and a duplicate to report (RFC 2883).
         self.sack_order: list[int] = []
         self.dsack: tuple[int, int] | None = None
-        self._retries = 0  # consecutive RTOs (or SYN timeouts) without progress
-        self._dup_acks = 0
-        self._recover = iss  # RFC 6582 §3.2 step 1: initialised to ISS
-        self._phase = "open"  # "open" | "recovery" (fast recovery) | "loss" (after RTO)
-        self._partial_acks = 0
         self._force = False  # send one segment past SWS avoidance (persist override)
-        self._sacked: list[tuple[int, int]] = []  # SACK scoreboard (sender.py)
-        self._rexmit_next = iss  # end of the last hole resent in this recovery
+        self._force_probe = False  # a tail loss probe: one segment past cwnd
+        # ECN (RFC 3168 §6.1): ECE owed on our ACKs (a CE mark came, no CWR yet); CWR
+        # owed on our next new data (we reduced cwnd); no new reduction before SND.UNA
+        # passes ecn_recover (once per window of data); the next segment was CE-marked.
+        self.ecn_echo = False
+        self.cwr_pending = False
+        self.ecn_recover = iss
+        self._ce_next = False
+        # The retransmit queue, scoreboard, loss detection and recovery episodes;
+        # "recover" starts at ISS (RFC 6582 §3.2 step 1).
+        self.recovery = Recovery(iss, self.cc, self._n, rack=config.rack)
         self._cwnd_limited = False  # cwnd limited the sender in this window (sender.py)
         self._max_flight = 0  # the largest flight in this window
         self._cwnd_usage_seq = iss  # SND.MAX when the window began
@@ -281,7 +304,7 @@ class Connection(Sender):
     def sacked(self) -> list[tuple[int, int]]:
         """The sender's SACK scoreboard: [left, right) sequence ranges the peer holds
         above SND.UNA (RFC 2018 §4)."""
-        return list(self._sacked)
+        return self.recovery.sacked_ranges()
 
     @property
     def state(self) -> State:
@@ -421,7 +444,10 @@ class Connection(Sender):
             if self._syn_pending and state in (State.SYN_SENT, State.SYN_RECEIVED):
                 out.append(self._send_syn(now))
             if state in SENDING:
+                # RFC 6675 NextSeg order: lost segments, new data, then rules (3)-(4).
+                self._send_recovery(now, out, new_data=True)
                 self._send_data(now, out)
+                self._send_recovery(now, out, new_data=False)
             if self._ack_now and state is not State.SYN_SENT:
                 # SND.MAX, not SND.NXT: after a timeout pulled SND.NXT back, an ACK with
                 # the old sequence number would be unacceptable to the peer (BSD
@@ -455,7 +481,13 @@ class Connection(Sender):
                 case "syn":
                     self._on_syn_timeout(now, backoff)
                 case "retransmission":
-                    self._on_rto(now)
+                    mode = self.recovery.timer_mode
+                    if mode == "rack":
+                        self._on_reorder_timeout(now)
+                    elif mode == "tlp":
+                        self._on_probe_timeout(now)
+                    else:
+                        self._on_rto(now)
                 case "delayed-ack":
                     self._ack_now = True
                 case "persist":
@@ -536,24 +568,63 @@ class Connection(Sender):
             self.rtt.on_retransmit()
             self._set_ts_floor(now)  # what is resent later is ambiguous
             tcb.snd_nxt = tcb.snd_una
+            self.recovery.mark_all_lost()
             self._arm(now, "persist", self.rtt.rto, "zero-window probe")
             return
-        self._retries += 1
-        if self._retries > self.config.retries:
+        rec = self.recovery
+        if rec.retries + 1 > self.config.retries:
             self._fail("timed out", now)
             return
-        flight = seq_diff(tcb.snd_max, tcb.snd_una)
-        self.cc.on_rto(now, flight)
-        self._recover = tcb.snd_max  # RFC 6582 §3.2 step 4 (after a timeout)
-        self._phase = "loss"
-        self._dup_acks = 0
-        self._partial_acks = 0
-        self._sacked = []  # RFC 2018 §8: after a timeout, forget what was SACKed
+        # The loss phase: cwnd = 1 SMSS, "recover" = SND.MAX (RFC 6582 §3.2 step 4),
+        # everything outstanding lost and SACK information dropped (RFC 2018 §8).
+        rec.on_rto(tcb.snd_max)
         self._set_ts_floor(now)  # see _ack_advance: older echoes are no samples
         self.rtt.backoff()
         self.rtt.on_retransmit()
         tcb.snd_nxt = tcb.snd_una
-        self._arm(now, "retransmission", self.rtt.rto, "RTO", self._retries)
+        self._arm_rto(now, rec.retries)
+
+    def _on_reorder_timeout(self, now: int) -> None:
+        """RFC 8985 §6.3: RACK's reordering window passed for a segment sent before
+        one that was delivered: mark it lost, enter recovery, retransmit."""
+        rec = self.recovery
+        tcb = self.tcb
+        rec.detect_loss(now, tcb.snd_mss, self.rtt.srtt, self.rtt.min_rtt)
+        if rec.lost_bytes:
+            if rec.phase in ("open", "disorder"):
+                rec.enter_recovery(now, tcb.snd_max)
+                rec.prr_update(0, tcb.snd_mss)
+            else:
+                # No ACK paces this: what cwnd - pipe allows goes out (Linux
+                # tcp_rack_reo_timeout retransmits within cwnd).
+                rec.sndcnt = max(rec.sndcnt, self.cc.cwnd - rec.pipe)
+        self._rearm(now)
+
+    def _on_probe_timeout(self, now: int) -> None:
+        """RFC 8985 §7.3: the tail loss probe.  New data if the windows allow one more
+        segment, else the last segment again; then the RTO watches."""
+        rec = self.recovery
+        tcb = self.tcb
+        if tcb.state not in SENDING or tcb.snd_una == tcb.snd_max:
+            return
+        mss = self._payload_mss()
+        off = seq_diff(tcb.snd_max, self._buf_seq)
+        unsent = len(self.sendbuf) - off
+        if (
+            unsent > 0
+            and tcb.snd_nxt == tcb.snd_max
+            and seq_diff(seq_add(tcb.snd_una, tcb.snd_wnd), tcb.snd_max) >= min(unsent, mss)
+        ):
+            self._force_probe = True
+            self._send_data(now, self._out)
+            self._force_probe = False
+            rec.on_probe_sent(tcb.snd_max, False)
+        else:
+            last = rec.segs[-1]
+            start = max(last.start, last.end - mss)
+            self._retransmit(rec.wire(start), rec.wire(last.end), now)
+            rec.on_probe_sent(tcb.snd_max, True)
+        self._arm_rto(now)
 
     def _set_ts_floor(self, now: int) -> None:
         """Echoes of TSvals older than now are no RTT samples (see _ack_advance) until
@@ -583,6 +654,7 @@ class Connection(Sender):
                 flags |= FIN
             seg = self._make(flags, tcb.snd_una, now, payload)
             end = seq_add(tcb.snd_una, seg.seg_len)
+            self.recovery.on_sent(tcb.snd_una, seg.seg_len, now, fin=bool(flags & FIN))
             tcb.snd_nxt = end
             if seq_gt(end, tcb.snd_max):
                 tcb.snd_max = end
@@ -678,6 +750,7 @@ class Connection(Sender):
             self.cc.set_mss(mss)
             if tcb.state in SENDING and tcb.snd_max != tcb.snd_una:
                 tcb.snd_nxt = tcb.snd_una
+                self.recovery.mark_all_lost()
                 self.rtt.on_retransmit()
         elif mss > tcb.snd_mss and tcb.state in SYNCHRONIZED:
             # Probed back up (RFC 4821 / RFC 8899 style): up to what the SYNs allowed.
@@ -709,6 +782,8 @@ class Connection(Sender):
             self._ack_own = False
             if self._ack_now and self.tcb.state in SYNCHRONIZED:
                 self._out.append(self._make(ACK, self.tcb.snd_max, now))
+        ce = self._ce_next
+        self._ce_next = False
         match self.tcb.state:
             case State.CLOSED:
                 self._on_closed(seg, now)
@@ -718,8 +793,40 @@ class Connection(Sender):
                 self._on_syn_sent(seg, now)
             case _:
                 self._on_synchronized(seg, now)
+                if self.tcb.ecn:
+                    self._ecn_receive(seg, ce)
         if journal is not None:
             journal.end(self.tcb, self.cc)
+
+    def receive_ce(self) -> None:
+        """The host saw the IP ECN field of the next segment it will hand over marked
+        Congestion Experienced (RFC 3168 §5)."""
+        self._ce_next = True
+
+    def _ecn_receive(self, seg: TcpSegment, ce: bool) -> None:
+        """RFC 3168 §6.1.3 (receiver): a CWR ends the echo; a CE mark starts it, and is
+        ACKed at once (as Linux's quick ACK) so the sender learns of it in time."""
+        if seg.flags & CWR:
+            self.ecn_echo = False
+        if ce:
+            self._n["ce_received"] += 1
+            if not self.ecn_echo:
+                self.ecn_echo = True
+                self._ack_now = True
+
+    def _on_ece(self, now: int) -> None:
+        """RFC 3168 §6.1.2 (sender): an ECN-Echo reduces cwnd at most once per window
+        of data and tells the receiver with CWR.  In a loss episode the loss response
+        stands for it."""
+        tcb = self.tcb
+        self._n["ece_received"] += 1
+        if not seq_ge(tcb.snd_una, self.ecn_recover):
+            return
+        if self.recovery.phase in ("open", "disorder"):
+            self.cc.on_ecn(now, seq_diff(tcb.snd_max, tcb.snd_una))
+            self._n["ecn_reductions"] += 1
+        self.ecn_recover = tcb.snd_max
+        self.cwr_pending = True
 
     def _on_closed(self, seg: TcpSegment, now: int) -> None:
         # §3.10.7.1: an incoming segment not containing a RST causes a RST to be sent.
@@ -788,7 +895,10 @@ class Connection(Sender):
             if seg.timestamps is not None and tcb.timestamps:
                 tcb.ts_recent = seg.timestamps[0]
                 tcb.ts_recent_age = now
-            self._ack_advance(seg.ack, seg, now)
+            self.recovery.on_ack(
+                seg.ack, (), now, srtt=None, min_rtt=None, duplicate=False, snd_max=tcb.snd_max
+            )  # the SYN's: nothing recorded, SND.UNA moves past ISS
+            self._ack_advance(seg.ack, seg, now, 0)
             self._set_state(State.ESTABLISHED, now)
             self._ack_now = True
             if seg.payload or flags & FIN:
@@ -817,6 +927,14 @@ class Connection(Sender):
         else:
             tcb.wscale_remote = tcb.wscale_local = 0
         tcb.sack = cfg.sack and syn.sack_permitted
+        ece_cwr = syn.flags & (ECE | CWR)
+        if tcb.state is State.LISTEN:
+            # RFC 3168 §6.1.1: an ECN-setup SYN has ECE and CWR; we always accept.
+            tcb.ecn = ece_cwr == ECE | CWR
+        else:
+            # Our ECN-setup SYN answered by an ECN-setup SYN-ACK (ECE without CWR).
+            tcb.ecn = cfg.ecn and bool(syn.flags & ACK) and ece_cwr == ECE
+        self.recovery.sack = tcb.sack
         tcb.timestamps = cfg.timestamps and syn.timestamps is not None
         if tcb.timestamps and syn.timestamps is not None:
             tcb.ts_recent = syn.timestamps[0]
@@ -999,20 +1117,37 @@ class Connection(Sender):
             return False
         window = seg.window << tcb.wscale_remote
         self._probes_unanswered = 0
-        if tcb.sack and (seg.sack or self._sacked):
-            self._note_sack(seg.sack)
-        if seq_gt(ack, tcb.snd_una):
-            self._ack_advance(ack, seg, now)
-        elif (
-            ack == tcb.snd_una
+        advances = seq_gt(ack, tcb.snd_una)
+        # RFC 5681 §2 duplicate ACK: outstanding data, no data, no SYN/FIN, same ACK
+        # number and the same window.
+        duplicate = (
+            not advances
+            and ack == tcb.snd_una
             and self.timers.is_armed("retransmission")
             and not seg.payload
             and not int(seg.flags) & (F_SYN | F_FIN)
             and window == tcb.snd_wnd
-        ):
-            # RFC 5681 §2 duplicate ACK: outstanding data, no data, no SYN/FIN, same
-            # ACK number and the same window.
-            self._on_dup_ack(now)
+        )
+        rec = self.recovery
+        delivered = 0
+        if advances or duplicate or (tcb.sack and seg.sack):
+            delivered = rec.on_ack(
+                ack,
+                seg.sack if tcb.sack else (),
+                now,
+                srtt=self.rtt.srtt,
+                min_rtt=self.rtt.min_rtt,
+                duplicate=duplicate,
+                snd_max=tcb.snd_max,
+            )
+        if tcb.ecn and seg.flags & ECE:
+            self._on_ece(now)
+        if advances:
+            self._ack_advance(ack, seg, now, delivered)
+        elif duplicate:
+            self._on_dup_ack(now, delivered)
+        elif delivered and tcb.sack:
+            self._sack_loss_detection(now, delivered)
         if seq_lt(tcb.snd_wl1, seg.seq) or (tcb.snd_wl1 == seg.seq and seq_le(tcb.snd_wl2, ack)):
             # §3.10.7.4 fifth: the SND.WL1/WL2 rule keeps old segments from
             # updating the window.
@@ -1022,6 +1157,7 @@ class Connection(Sender):
                     # Only a zero-window probe is out, and the peer's zero window
                     # dropped it: resume from SND.UNA rather than leave a hole.
                     tcb.snd_nxt = tcb.snd_una
+                    self.recovery.mark_all_lost()
             tcb.snd_wnd = window
             tcb.snd_wl1 = seg.seq
             tcb.snd_wl2 = ack
@@ -1041,10 +1177,12 @@ class Connection(Sender):
                     return False
         return True
 
-    def _ack_advance(self, ack: int, seg: TcpSegment, now: int) -> None:
+    def _ack_advance(self, ack: int, seg: TcpSegment, now: int, delivered: int) -> None:
         """SND.UNA moves to `ack`: release acknowledged bytes, take an RTT sample, tell
-        congestion control, restart or stop the retransmission timer."""
+        congestion control and the recovery episode, restart or stop the timer.
+        `delivered` is the ACK's DeliveredData (newly acked + newly SACKed bytes)."""
         tcb = self.tcb
+        rec = self.recovery
         data_end = seq_add(self._buf_seq, len(self.sendbuf))
         covered = ack if seq_le(ack, data_end) else data_end
         data_acked = seq_diff(covered, self._buf_seq)
@@ -1056,76 +1194,108 @@ class Connection(Sender):
         tcb.snd_una = ack
         if seq_lt(tcb.snd_nxt, ack):
             tcb.snd_nxt = ack
-        if self._sacked:
-            self._note_sack(())  # drop what SND.UNA passed
         self.timers.cancel("syn")  # the SYN is acknowledged by any advancing ACK
         # RTT: the estimator times one segment per RTT and applies Karn's rule (rtt.py).
         tsecr = seg.timestamps[1] if tcb.timestamps and seg.timestamps is not None else None
         sample = self.rtt.on_ack(ack, now, tsecr)
         self.rtt.reset_backoff()
-        self._retries = 0
         flight = seq_diff(tcb.snd_max, tcb.snd_una)
-        if self._phase == "recovery":
-            if seq_ge(ack, self._recover):
-                # RFC 6582 §3.2 step 6: full acknowledgment ends fast recovery.
-                self.cc.on_exit_recovery(now, flight)
-                self._phase = "open"
-                self._dup_acks = 0
+        if rec.phase == "recovery":
+            if rec.recovered(ack):
+                # RFC 6582 §3.2 step 6 / RFC 6675 §5 / RFC 6937: the episode ends.
+                if not tcb.sack:
+                    reno_exit(self.cc, flight)
+                rec.exit_recovery()
+            elif tcb.sack:
+                # A partial ACK under RFC 6675: the scoreboard and PRR decide.
+                self._sack_loss_detection(now, delivered)
+                if rec.partial_acks == 0 and tcb.snd_max != tcb.snd_una:
+                    self._arm_rto(now)
+                rec.partial_acks += 1
+                return
             else:
-                # Step 5: a partial ACK: retransmit the next hole and stay in recovery.
-                self.cc.on_partial_ack(now, max(data_acked, 0))
-                if tcb.sack and seq_gt(self._rexmit_next, ack):
-                    # The new head was resent already in this recovery (SACK): go on
-                    # to the next hole, if the scoreboard shows one.
-                    self._retransmit_next_hole(now)
-                else:
-                    self._retransmit_head(now)
-                self._partial_acks += 1
-                if self._partial_acks == 1 and tcb.snd_max != tcb.snd_una:
+                # RFC 6582 §3.2 step 5: a partial ACK: retransmit the next hole and
+                # stay in recovery.
+                reno_partial_ack(self.cc, max(data_acked, 0))
+                self._retransmit_head(now)
+                rec.partial_acks += 1
+                if rec.partial_acks == 1 and tcb.snd_max != tcb.snd_una:
                     # "For the first partial ACK ... also reset the retransmit timer."
-                    self._arm(now, "retransmission", self.rtt.rto, "RTO")
+                    self._arm_rto(now)
                 return
         else:
             limited = self._is_cwnd_limited()
-            self.cc.on_ack(now, max(data_acked, 0), flight, sample, cwnd_limited=limited)
-            self._dup_acks = 0
-            if self._phase == "loss" and seq_ge(ack, self._recover):
-                self._phase = "open"
-            if self._phase == "open":
-                # Drag "recover" along with SND.UNA: left at ISS (or at the last loss)
-                # it would fall 2**31 behind after 2 GiB without loss, and the mod
-                # 2**32 test in _on_dup_ack would refuse fast retransmit for the next
-                # 2 GiB.  Outside recovery it only has to stay at or below SND.UNA.
-                self._recover = ack
+            # The controller gets a sample per ACK (HyStart++ needs several a round):
+            # the timed segment's, or the newest delivered segment's (RFC 8985 §6.2).
+            rtt = sample if sample is not None else rec.ack_rtt
+            self.cc.on_ack(now, max(data_acked, 0), flight, rtt, cwnd_limited=limited)
+            rec.dup_acks = 0
+            rec.limited_bytes = 0
+            if rec.phase == "loss" and rec.recovered(ack):
+                rec.phase = "open"
+            if rec.phase in ("open", "disorder"):
+                rec.drag_recover(ack)
+                if tcb.sack:
+                    self._sack_loss_detection(now, delivered)
+                elif rec.phase == "disorder":
+                    rec.phase = "open"
         if tcb.snd_una == tcb.snd_max:
             self.timers.cancel("retransmission")  # RFC 6298 (5.2)
         else:
-            self._arm(now, "retransmission", self.rtt.rto, "RTO")  # (5.3)
+            self._rearm(now, restart=True)  # (5.3)
 
-    def _on_dup_ack(self, now: int) -> None:
-        """RFC 5681 §3.2 and RFC 6582 §3.2: fast retransmit on the third duplicate."""
+    def _sack_loss_detection(self, now: int, delivered: int) -> None:
+        """After an ACK with SACK: mark losses (RACK, or RFC 6675 IsLost), start fast
+        recovery when something is lost, and pace the episode with PRR."""
         tcb = self.tcb
-        self._n["dup_acks"] += 1
-        self._dup_acks += 1
-        if self._phase == "recovery":
-            # With SACK, the segment that left the network makes room for the next
-            # hole (RFC 2018 §4); otherwise NewReno inflates cwnd (RFC 6582 step 3).
-            if not (self.tcb.sack and self._retransmit_next_hole(now)):
-                self.cc.on_dup_ack_in_recovery(now)
+        rec = self.recovery
+        if rec.phase == "loss":
+            return  # go-back-N after the RTO; SACKs only shrink the pipe
+        rec.detect_loss(now, tcb.snd_mss, self.rtt.srtt, self.rtt.min_rtt)
+        if (
+            not rec.lost_bytes
+            and rec.dup_acks >= DUP_ACK_THRESHOLD
+            and rec.phase != "recovery"
+            and seq_ge(tcb.snd_una, rec.recover)
+        ):
+            rec.mark_head_lost()  # RFC 6675 §5 (a): DupAcks >= DupThresh
+        if rec.phase in ("open", "disorder"):
+            if rec.lost_bytes and seq_ge(tcb.snd_una, rec.recover):
+                rec.enter_recovery(now, tcb.snd_max)
+            elif rec.sacked_bytes or rec.dup_acks:
+                rec.phase = "disorder"
+            else:
+                rec.phase = "open"
+        if rec.phase == "recovery":
+            rec.prr_update(delivered, tcb.snd_mss)
+        if rec.reo_deadline is not None or rec.timer_mode == "rack":
+            self._rearm(now)
+
+    def _on_dup_ack(self, now: int, delivered: int) -> None:
+        """RFC 5681 §3.2 and RFC 6582 §3.2: fast retransmit on the third duplicate
+        (without SACK); with SACK, RFC 6675 and RACK decide (_sack_loss_detection)."""
+        tcb = self.tcb
+        rec = self.recovery
+        if tcb.sack:
+            self._sack_loss_detection(now, delivered)
             return
-        if self._dup_acks != DUP_ACK_THRESHOLD:
+        if rec.phase == "recovery":
+            # RFC 6582 step 3: NewReno inflates cwnd by the segment that left.
+            reno_inflate(self.cc)
+            return
+        if rec.phase == "open":
+            rec.phase = "disorder"
+        if rec.dup_acks != DUP_ACK_THRESHOLD:
             return
         # RFC 6582 §3.2 step 2: enter only if the ACK covers more than "recover", so
         # duplicates caused by retransmissions after a timeout do not trigger it again.
-        # `_recover` holds SND.MAX, one past the RFC's "highest sequence number
-        # transmitted": covering more than that number is reaching `_recover`.
-        if not seq_ge(tcb.snd_una, self._recover):
+        # `recover` holds SND.MAX, one past the RFC's "highest sequence number
+        # transmitted": covering more than that number is reaching it.
+        if not seq_ge(tcb.snd_una, rec.recover):
             return
-        self._recover = tcb.snd_max
-        self.cc.on_enter_recovery(now, seq_diff(tcb.snd_max, tcb.snd_una))
-        self._phase = "recovery"
-        self._partial_acks = 0
-        self._rexmit_next = tcb.snd_una
+        flight = seq_diff(tcb.snd_max, tcb.snd_una) - rec.limited_bytes  # RFC 3042 §2
+        rec.enter_recovery(now, tcb.snd_max, reno=True)
+        reno_enter(self.cc, now, flight)
         self._retransmit_head(now)
 
     def _on_urg(self, seg: TcpSegment) -> None:
@@ -1302,6 +1472,7 @@ class Connection(Sender):
     def snapshot(self, now: int) -> dict[str, Any]:
         """The whole TCB as plain, JSON-safe data (docs/internals.md)."""
         tcb = self.tcb
+        cfg = self.config
         snap = tcb.snapshot()
         queued = len(self.sendbuf)
         data_end = seq_add(self._buf_seq, queued)
@@ -1315,14 +1486,28 @@ class Connection(Sender):
             "remote": {"addr": str(self.remote[0]), "port": self.remote[1]},
             "send": snap["send"],
             "receive": snap["receive"],
-            "options": {**snap["options"], "path_mtu": self.path_mtu},
+            "options": {
+                **snap["options"],
+                "path_mtu": self.path_mtu,
+                "nodelay": cfg.nodelay,
+                "keepalive": None
+                if cfg.keepalive_idle is None
+                else {
+                    "idle": cfg.keepalive_idle,
+                    "interval": cfg.keepalive_interval,
+                    "count": cfg.keepalive_probes,
+                },
+            },
             "congestion": {
                 **self.cc.snapshot(),
                 "in_flight": seq_diff(tcb.snd_max, tcb.snd_una),
-                "phase": self._phase,
-                "recover": self._recover,
-                "dup_acks": self._dup_acks,
+                "phase": self.recovery.phase,
+                "recover": self.recovery.recover,
+                "dup_acks": self.recovery.dup_acks,
+                "ecn_echo": self.ecn_echo,
+                "cwr_pending": self.cwr_pending,
             },
+            "recovery": self.recovery.snapshot(),
             "rtt": self.rtt.snapshot(),
             "buffers": {
                 "send_capacity": self.sendbuf.capacity,

@@ -12,12 +12,14 @@ for different reasons than the §3.10 state machine in connection.py.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from ipaddress import IPv4Address
 
 from stack.tcp.clock import MS
 from stack.tcp.config import TcpConfig
 from stack.tcp.congestion import CongestionControl
 from stack.tcp.reassembly import RecvBuffer
+from stack.tcp.recovery import Recovery
 from stack.tcp.rtt import RttEstimator
 from stack.tcp.sendbuf import SendBuffer
 from stack.tcp.seq import MASK, seq_add, seq_diff, seq_ge, seq_gt, seq_lt
@@ -34,6 +36,18 @@ SYN = int(Flags.SYN)
 FIN = int(Flags.FIN)
 RST = int(Flags.RST)
 PSH = int(Flags.PSH)
+ECE = int(Flags.ECE)
+CWR = int(Flags.CWR)
+ECT0 = 0b10  # RFC 3168 §5: the ECT(0) codepoint of the IP ECN field
+CE = 0b11  # RFC 3168 §5: Congestion Experienced
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class EctSegment(TcpSegment):
+    """A segment whose IP packet carries ECT(0) (RFC 3168 §6.1.1): new data on an ECN
+    connection.  The host sets the IP ECN field from the type; the TCP bytes are the
+    same as a TcpSegment's."""
+
 
 MAX_WINDOW_FIELD = 0xFFFF
 MAX_SACKED_RANGES = 32  # scoreboard entries kept; more only costs memory an attacker chooses
@@ -73,11 +87,13 @@ class Sender:
     sack_order: list[int]
     dsack: tuple[int, int] | None
     _force: bool
-    _sacked: list[tuple[int, int]]
+    _force_probe: bool
+    ecn_echo: bool
+    cwr_pending: bool
+    recovery: Recovery
     _cwnd_limited: bool
     _max_flight: int
     _cwnd_usage_seq: int
-    _rexmit_next: int
     _window_clamp: int | None
     # The largest payload one segment may carry when the link cuts super-segments into
     # MSS-sized ones for us (TSO); the host sets it. 0: every segment is at most one MSS.
@@ -98,7 +114,12 @@ class Sender:
     def _send_syn(self, now: int) -> TcpSegment:
         tcb = self.tcb
         synack = tcb.state is State.SYN_RECEIVED
-        seg = self._make(SYN | ACK if synack else SYN, tcb.iss, now)
+        flags = SYN | ACK if synack else SYN
+        if synack and tcb.ecn:
+            flags |= ECE  # RFC 3168 §6.1.1: ECN-setup SYN-ACK
+        elif not synack and self.config.ecn:
+            flags |= ECE | CWR  # RFC 3168 §6.1.1: ECN-setup SYN
+        seg = self._make(flags, tcb.iss, now)
         self._syn_pending = False
         if self._syn_new:
             self._syn_new = False
@@ -109,10 +130,60 @@ class Sender:
             self._arm(now, "syn", self.rtt.rto, "SYN retransmission")
         return seg
 
-    def _send_data(self, now: int, out: list[TcpSegment]) -> None:
-        """Segments from SND.NXT within min(SND.WND, cwnd), with sender SWS avoidance and
-        Nagle (RFC 9293 3.8.6.2.1, 3.7.4); the FIN rides on the last one."""
+    def _arm_rto(self, now: int, backoff: int = 0) -> None:
+        """Arm the retransmission timer as the RTO (RFC 6298)."""
+        self.recovery.timer_mode = "rto"
+        self._arm(now, "retransmission", self.rtt.rto, "RTO", backoff)
+
+    def _rearm(self, now: int, *, restart: bool = False) -> None:
+        """Arm the retransmission timer for what is due first: RACK's reordering
+        timeout, a tail loss probe (RFC 8985 §7.2), or the RTO (restarted if
+        `restart`, RFC 6298 (5.3); otherwise kept if already running, (5.1))."""
+        rec = self.recovery
         tcb = self.tcb
+        if tcb.snd_una == tcb.snd_max:
+            return
+        if rec.reo_deadline is not None:
+            rec.timer_mode = "rack"
+            self._arm(now, "retransmission", max(rec.reo_deadline - now, 0), "RACK reorder")
+        elif rec.may_probe() and tcb.state in SENDING:
+            rec.timer_mode = "tlp"
+            self._arm(now, "retransmission", rec.pto(self.rtt.srtt, self.rtt.rto), "TLP")
+        elif restart or rec.timer_mode != "rto" or not self.timers.is_armed("retransmission"):
+            self._arm_rto(now)
+
+    def _may_send_new(self) -> bool:
+        """New data (or the FIN) is queued and the peer's window has room for it."""
+        tcb = self.tcb
+        if tcb.snd_nxt != tcb.snd_max:
+            return False
+        unsent = len(self.sendbuf) - seq_diff(tcb.snd_nxt, self._buf_seq)
+        if unsent <= 0 and not (tcb.fin_queued and not tcb.fin_sent):
+            return False
+        return seq_diff(seq_add(tcb.snd_una, tcb.snd_wnd), tcb.snd_nxt) > 0
+
+    def _send_recovery(self, now: int, out: list[TcpSegment], *, new_data: bool) -> None:
+        """SACK fast recovery (RFC 6675 §5 step (C)): while PRR allows, retransmit what
+        NextSeg names -- lost segments first; with `new_data` False (none can go
+        out) also rules (3) and (4)."""
+        tcb = self.tcb
+        rec = self.recovery
+        if not tcb.sack or rec.phase != "recovery" or tcb.state not in SENDING:
+            return
+        mss = self._payload_mss()
+        for _ in range(len(rec.segs) + 1):  # each round resends one record or stops
+            if rec.room(self.cc.cwnd, mss) <= 0:
+                return
+            nxt = rec.next_retransmit(mss, new_data=new_data and self._may_send_new())
+            if nxt is None or not self._retransmit(nxt[0], nxt[1], now, out):
+                return
+
+    def _send_data(self, now: int, out: list[TcpSegment]) -> None:
+        """Segments from SND.NXT within the peer's window and what congestion control
+        allows (cwnd - pipe, or PRR's count in recovery), with sender SWS avoidance
+        and Nagle (RFC 9293 3.8.6.2.1, 3.7.4); the FIN rides on the last one."""
+        tcb = self.tcb
+        rec = self.recovery
         mss = self._payload_mss()
         # With TSO a segment carries up to tso_max, a whole number of MSS: the link cuts
         # it into MSS-sized segments on the way (gso_size = mss).
@@ -123,8 +194,9 @@ class Sender:
             unsent = len(buf) - off
             if unsent < 0 or (unsent == 0 and not tcb.fin_queued):
                 break  # everything (and the FIN, if any) is out
-            window_end = seq_add(tcb.snd_una, min(tcb.snd_wnd, self.cc.cwnd))
-            usable = seq_diff(window_end, tcb.snd_nxt)
+            usable = seq_diff(seq_add(tcb.snd_una, tcb.snd_wnd), tcb.snd_nxt)
+            if not self._force_probe:
+                usable = min(usable, rec.room(self.cc.cwnd, mss))
             length = max(0, min(unsent, limit, usable))
             if length > mss and length < unsent:
                 length -= length % mss  # no short segment in the middle of a super-segment
@@ -149,9 +221,12 @@ class Sender:
             if fin:
                 flags |= FIN
                 tcb.fin_sent = True
-            out.append(self._make(flags, seq, now, payload, mss if length > mss else 0))
+            # RFC 3168 §6.1.5: retransmissions are not ECT; §6.1.1: nor pure FINs.
+            ect = bool(length) and not retransmit
+            out.append(self._make(flags, seq, now, payload, mss if length > mss else 0, ect=ect))
             end = seq_add(seq, length + (1 if fin else 0))
             tcb.snd_nxt = end
+            rec.on_sent(seq, length + (1 if fin else 0), now, fin=fin)
             if retransmit:
                 self._n["retransmissions"] += 1
                 self._n["retransmitted_bytes"] += length
@@ -159,9 +234,12 @@ class Sender:
                 self.rtt.on_send(end, now)  # RFC 6298 §3: one timed segment per RTT
             if seq_gt(end, tcb.snd_max):
                 tcb.snd_max = end
+                self.cc.on_sent(now, length, seq_diff(end, tcb.snd_una))
+                if rec.may_probe():
+                    self._rearm(now, restart=True)  # RFC 8985 §7.2: after new data
             if not self.timers.is_armed("retransmission"):
-                self._arm(now, "retransmission", self.rtt.rto, "RTO")  # (5.1)
-            if fin:
+                self._rearm(now)  # (5.1)
+            if fin or self._force_probe:
                 break
         self._force = False
         self._cwnd_validate()
@@ -174,7 +252,7 @@ class Sender:
             if not self.timers.is_armed("persist"):
                 self._arm(now, "persist", self.rtt.rto, "window too small")
         elif tcb.snd_max != tcb.snd_una and not self.timers.is_armed("persist"):
-            self._arm(now, "retransmission", self.rtt.rto, "RTO")
+            self._rearm(now)
 
     def _cwnd_validate(self) -> None:
         """Remember, for the current window of data, whether cwnd limited the sender
@@ -217,11 +295,20 @@ class Sender:
         now: int,
         payload: bytes | memoryview = b"",
         gso_size: int = 0,
+        *,
+        ect: bool = False,
     ) -> TcpSegment:
         """A segment from us with the current ACK, window and options; `gso_size` marks a
-        super-segment for the link to cut (TSO)."""
+        super-segment for the link to cut (TSO); `ect`: new data of an ECN connection,
+        sent as ECT(0) with CWR if a reduction is to be told."""
         tcb = self.tcb
         syn = bool(flags & SYN)
+        if tcb.ecn and not syn:
+            if flags & ACK and self.ecn_echo:
+                flags |= ECE  # RFC 3168 §6.1.3: until the peer's CWR
+            if ect and self.cwr_pending:
+                flags |= CWR  # RFC 3168 §6.1.2: on the first new data after reducing
+                self.cwr_pending = False
         if syn:
             # RFC 7323 §2.2: the window in a SYN is never scaled.
             window = min(self.recvbuf.window, MAX_WINDOW_FIELD)
@@ -252,7 +339,7 @@ class Sender:
             else:  # a SYN-ACK offers only what the peer's SYN offered (RFC 7323 §1.3)
                 wscale = self._wscale_offer if self._peer_wscale else None
                 sack_permitted = tcb.sack
-        return TcpSegment(
+        return (EctSegment if ect and tcb.ecn else TcpSegment)(
             src_port=self.local[1],
             dst_port=self.remote[1],
             seq=seq,
@@ -388,9 +475,12 @@ class Sender:
         tcb = self.tcb
         self._retransmit(tcb.snd_una, tcb.snd_max, now)
 
-    def _retransmit(self, start: int, limit: int, now: int) -> bool:
-        """Send again up to one segment of what lies in [start, limit), now; the FIN too
-        if it is the last thing before limit.  False when there was nothing to send."""
+    def _retransmit(
+        self, start: int, limit: int, now: int, out: list[TcpSegment] | None = None
+    ) -> bool:
+        """Send again up to one segment of what lies in [start, limit), now (into `out`,
+        else the queue segments_to_send returns next); the FIN too if it is the last
+        thing before limit.  False when there was nothing to send."""
         tcb = self.tcb
         off = seq_diff(start, self._buf_seq)
         payload = self.sendbuf.peek(off, min(self._payload_mss(), seq_diff(limit, start)))
@@ -402,51 +492,10 @@ class Sender:
             return False
         if payload and len(payload) == len(self.sendbuf) - off:
             flags |= PSH
-        self._out.append(self._make(flags, start, now, payload))
+        (self._out if out is None else out).append(self._make(flags, start, now, payload))
+        fin = bool(flags & FIN)
+        self.recovery.on_sent(start, len(payload) + fin, now, fin=fin)
         self._n["retransmissions"] += 1
         self._n["retransmitted_bytes"] += len(payload)
         self.rtt.on_retransmit()
-        if seq_gt(end, self._rexmit_next):
-            self._rexmit_next = end
         return True
-
-    # RFC 2018 §4 (the sender's side of SACK): a scoreboard of what the peer holds above
-    # SND.UNA lets fast recovery resend every hole, one per duplicate ACK, instead of
-    # one per round trip as plain NewReno does.
-
-    def _note_sack(self, blocks: tuple[tuple[int, int], ...]) -> None:
-        """Merge the peer's SACK blocks into the scoreboard; drop what SND.UNA passed.
-        Blocks outside (SND.UNA, SND.MAX] are ignored (RFC 2018 §4, RFC 5961 spirit)."""
-        tcb = self.tcb
-        una = tcb.snd_una
-        span = seq_diff(tcb.snd_max, una)
-        offsets = [(seq_diff(left, una), seq_diff(right, una)) for left, right in self._sacked]
-        for left, right in blocks:
-            lo, hi = seq_diff(left, una), seq_diff(right, una)
-            if 0 < lo < hi <= span:
-                offsets.append((lo, hi))
-        merged: list[tuple[int, int]] = []
-        for lo, hi in sorted(offsets):
-            lo = max(lo, 0)
-            if hi <= lo:
-                continue
-            if merged and lo <= merged[-1][1]:
-                if hi > merged[-1][1]:
-                    merged[-1] = (merged[-1][0], hi)
-            else:
-                merged.append((lo, hi))
-        self._sacked = [(seq_add(una, lo), seq_add(una, hi)) for lo, hi in merged][
-            :MAX_SACKED_RANGES
-        ]
-
-    def _retransmit_next_hole(self, now: int) -> bool:
-        """Resend the first hole the scoreboard shows at or after the last one resent in
-        this recovery (below the highest SACKed byte).  False when there is none."""
-        una = self.tcb.snd_una
-        pos = max(seq_diff(self._rexmit_next, una), 0)
-        for left, right in self._sacked:
-            lo, hi = seq_diff(left, una), seq_diff(right, una)
-            if pos < lo:
-                return self._retransmit(seq_add(una, pos), left, now)
-            pos = max(pos, hi)
-        return False

@@ -40,6 +40,7 @@ class Tcb:
     wscale_remote: int = 0  # Snd.Wind.Shift: applied to windows we receive
     sack: bool = False  # both SYNs carried SACK-permitted
     timestamps: bool = False  # both SYNs carried timestamps
+    ecn: bool = False  # RFC 3168 §6.1.1: ECN-setup SYN and SYN-ACK exchanged
     ts_recent: int = 0  # RFC 7323 §4.3 TS.Recent
     ts_recent_age: int = 0  # ns when TS.Recent was last set (RFC 7323 §5.5)
     # Close bookkeeping
@@ -78,6 +79,7 @@ class Tcb:
                 "wscale_remote": self.wscale_remote,
                 "sack": self.sack,
                 "timestamps": self.timestamps,
+                "ecn": self.ecn,
             },
             "close": {
                 "fin_sent": self.fin_sent,

@@ -16,6 +16,7 @@ from stack.tcp.congestion import (
     NoControl,
     default_initial_window,
 )
+from stack.tcp.recovery import reno_enter, reno_exit, reno_inflate, reno_partial_ack
 
 MSS = 1000
 
@@ -30,7 +31,12 @@ def test_initial_window_rfc_5681_3390() -> None:
 
 def test_newreno_starts_at_iw_with_infinite_ssthresh() -> None:
     cc = NewReno(1460)
-    assert cc.snapshot() == {"algorithm": "newreno", "cwnd": 4380, "ssthresh": INFINITE_SSTHRESH}
+    assert cc.snapshot() == {
+        "algorithm": "newreno",
+        "cwnd": 4380,
+        "ssthresh": INFINITE_SSTHRESH,
+        "state": {"bytes_acked": 0},
+    }
 
 
 def test_explicit_initial_window_in_bytes() -> None:
@@ -79,58 +85,58 @@ def test_congestion_avoidance_keeps_the_remainder() -> None:
 
 def test_enter_recovery_halves_flight_and_inflates_by_three() -> None:  # RFC 5681 §3.2
     cc = NewReno(MSS)
-    cc.on_enter_recovery(0, 10_000)
+    reno_enter(cc, 0, 10_000)
     assert (cc.ssthresh, cc.cwnd) == (5000, 8000)
 
 
 def test_enter_recovery_ssthresh_floor_two_mss() -> None:  # RFC 5681 (4)
     cc = NewReno(MSS)
-    cc.on_enter_recovery(0, 3000)
+    reno_enter(cc, 0, 3000)
     assert (cc.ssthresh, cc.cwnd) == (2000, 5000)
 
 
 def test_recovery_inflate_partial_deflate_and_exit() -> None:  # RFC 6582 §3.2
     cc = NewReno(MSS)
-    cc.on_enter_recovery(0, 10_000)
-    cc.on_dup_ack_in_recovery(0)
+    reno_enter(cc, 0, 10_000)
+    reno_inflate(cc)
     assert cc.cwnd == 9000
-    cc.on_partial_ack(0, 2500)  # deflate by 2500, add back one SMSS
+    reno_partial_ack(cc, 2500)  # deflate by 2500, add back one SMSS
     assert cc.cwnd == 7500
-    cc.on_partial_ack(0, 500)  # less than SMSS: no add-back
+    reno_partial_ack(cc, 500)  # less than SMSS: no add-back
     assert cc.cwnd == 7000
-    cc.on_exit_recovery(0, 3000)  # min(ssthresh, max(FlightSize, SMSS) + SMSS)
+    reno_exit(cc, 3000)  # min(ssthresh, max(FlightSize, SMSS) + SMSS)
     assert (cc.cwnd, cc.ssthresh) == (4000, 5000)
 
 
 def test_exit_recovery_with_large_flight_goes_to_ssthresh() -> None:
     cc = NewReno(MSS)
-    cc.on_enter_recovery(0, 10_000)
-    cc.on_exit_recovery(0, 8000)
+    reno_enter(cc, 0, 10_000)
+    reno_exit(cc, 8000)
     assert cc.cwnd == 5000
 
 
 def test_exit_recovery_with_nothing_in_flight_allows_two_segments() -> None:
     cc = NewReno(MSS)
-    cc.on_enter_recovery(0, 10_000)
-    cc.on_exit_recovery(0, 0)
+    reno_enter(cc, 0, 10_000)
+    reno_exit(cc, 0)
     assert cc.cwnd == 2000
 
 
 def test_partial_ack_never_deflates_below_one_mss() -> None:
     cc = NewReno(MSS)
-    cc.on_enter_recovery(0, 4000)  # cwnd 5000
-    cc.on_partial_ack(0, 999)
-    cc.on_partial_ack(0, 999)
-    cc.on_partial_ack(0, 999)
-    cc.on_partial_ack(0, 999)
-    cc.on_partial_ack(0, 999)
+    reno_enter(cc, 0, 4000)  # cwnd 5000
+    reno_partial_ack(cc, 999)
+    reno_partial_ack(cc, 999)
+    reno_partial_ack(cc, 999)
+    reno_partial_ack(cc, 999)
+    reno_partial_ack(cc, 999)
     assert cc.cwnd == 1000
 
 
 def test_after_recovery_congestion_avoidance() -> None:
     cc = NewReno(MSS)
-    cc.on_enter_recovery(0, 10_000)
-    cc.on_exit_recovery(0, 8000)  # cwnd = ssthresh = 5000: avoidance
+    reno_enter(cc, 0, 10_000)
+    reno_exit(cc, 8000)  # cwnd = ssthresh = 5000: avoidance
     for _ in range(5):
         cc.on_ack(0, 1000, 0, None)
     assert cc.cwnd == 6000
@@ -193,23 +199,52 @@ def test_bad_mss_rejected() -> None:
 def test_base_class_hooks_are_no_ops() -> None:
     cc = CongestionControl(MSS)
     before = cc.snapshot()
+    cc.on_sent(0, 1000, 1000)
     cc.on_ack(0, 1000, 0, 5)
-    cc.on_enter_recovery(0, 10_000)
-    cc.on_dup_ack_in_recovery(0)
-    cc.on_partial_ack(0, 1000)
-    cc.on_exit_recovery(0, 0)
+    cc.on_congestion_event(0, 10_000)
+    cc.on_ecn(0, 10_000)
     cc.on_rto(0, 10_000)
+    cc.undo(9000, 9000)
     assert (
         cc.snapshot()
         == before
-        == {"algorithm": "base", "cwnd": 4000, "ssthresh": INFINITE_SSTHRESH}
+        == {"algorithm": "base", "cwnd": 4000, "ssthresh": INFINITE_SSTHRESH, "state": {}}
     )
+
+
+def test_cubic_does_not_subclass_newreno() -> None:  # each algorithm stands alone
+    assert not issubclass(Cubic, NewReno)
+    assert Cubic.__mro__[1] is CongestionControl
+
+
+def test_ecn_echo_reduces_at_once() -> None:  # RFC 3168 §6.1.2, RFC 9438 §4.6
+    reno = NewReno(MSS)
+    reno.cwnd = 10_000
+    reno.on_ecn(0, 10_000)
+    assert (reno.cwnd, reno.ssthresh) == (5000, 5000)
+    cubic = Cubic(MSS)
+    cubic.cwnd = 10_000
+    cubic.on_ecn(0, 10_000)
+    assert (cubic.cwnd, cubic.ssthresh, cubic.w_max) == (7000, 7000, 10_000)
+
+
+def test_undo_restores_the_window_before_the_episode() -> None:  # RFC 2883, Linux undo
+    for cls in (NewReno, Cubic):
+        cc = cls(MSS)
+        cc.cwnd = 20_000
+        prior = (cc.cwnd, cc.ssthresh)
+        reno_enter(cc, 0, 20_000)
+        reno_exit(cc, 20_000)
+        assert cc.cwnd < 20_000
+        cc.undo(*prior)
+        assert (cc.cwnd, cc.ssthresh) == prior
+    assert isinstance(cc, Cubic) and cc.w_max is None  # CUBIC: no loss yet again
 
 
 def test_no_control_is_unlimited_and_ignores_loss() -> None:
     cc = NoControl(MSS)
     cc.on_rto(0, 10_000)
-    cc.on_enter_recovery(0, 10_000)
+    reno_enter(cc, 0, 10_000)
     cc.set_mss(1460)
     assert cc.cwnd == NoControl.UNLIMITED
     assert cc.snapshot()["algorithm"] == "none"
@@ -234,23 +269,31 @@ def test_controllers_registry() -> None:
 def cubic_after_loss(now: int = 0) -> Cubic:
     cc = Cubic(MSS)
     cc.cwnd = 288_000
-    cc.on_enter_recovery(now, 288_000)
-    cc.on_exit_recovery(now, 201_600)
+    reno_enter(cc, now, 288_000)
+    reno_exit(cc, 201_600)
     return cc
 
 
 def test_cubic_multiplicative_decrease_beta_0_7() -> None:  # RFC 9438 §4.6
     cc = Cubic(MSS)
     cc.cwnd = 288_000
-    cc.on_enter_recovery(0, 288_000)
+    reno_enter(cc, 0, 288_000)
     assert cc.snapshot() == {
         "algorithm": "cubic",
         "cwnd": 201_600 + 3 * MSS,  # RFC 6582 inflation on top of CUBIC's ssthresh
         "ssthresh": 201_600,
-        "w_max": 288_000,
-        "k": None,
+        "state": {
+            "w_max": 288_000,
+            "k": None,
+            "hystart": {  # RFC 9406: a loss ends slow start
+                "phase": "done",
+                "current_round_min_rtt": None,
+                "last_round_min_rtt": None,
+                "css_rounds": 0,
+            },
+        },
     }
-    cc.on_exit_recovery(0, 201_600)
+    reno_exit(cc, 201_600)
     assert cc.cwnd == 201_600
 
 
@@ -258,7 +301,7 @@ def test_cubic_k_from_w_max_and_cwnd_epoch() -> None:  # RFC 9438 §4.2 Figure 2
     cc = cubic_after_loss()
     cc.on_ack(1 * SECOND, 1000, 200_000, None)  # the epoch starts at this ACK
     assert cc.k == 6 * SECOND
-    assert cc.snapshot()["k"] == 6_000_000_000
+    assert cc.k == 6_000_000_000
 
 
 def test_cubic_window_reaches_w_max_at_k() -> None:  # RFC 9438 §4.2 Figure 1
@@ -301,8 +344,8 @@ def test_cubic_reno_friendly_region() -> None:  # RFC 9438 §4.3
 def test_cubic_reno_friendly_alpha_becomes_one_past_the_prior_window() -> None:  # §4.3
     cc = Cubic(MSS)
     cc.cwnd = 3000
-    cc.on_enter_recovery(0, 3000)  # cwnd_prior = W_max = 3000, ssthresh 2100
-    cc.on_exit_recovery(0, 2100)
+    reno_enter(cc, 0, 3000)  # cwnd_prior = W_max = 3000, ssthresh 2100
+    reno_exit(cc, 2100)
     assert cc.cwnd == 2100
     cc.on_ack(0, 2100, 0, None)  # W_est: 2100 + 9/17 segment = 2629.4
     assert cc.cwnd == 2629
@@ -335,11 +378,11 @@ def test_cubic_fast_convergence() -> None:  # RFC 9438 §4.7
     cc = cubic_after_loss()
     assert cc.w_max == 288_000
     cc.cwnd = 200_000  # a second loss below the previous W_max
-    cc.on_enter_recovery(0, 200_000)
+    reno_enter(cc, 0, 200_000)
     assert cc.w_max == 200_000 * 17 // 20 == 170_000
     assert cc.ssthresh == 140_000
     cc.cwnd = 180_000  # a third loss above it: W_max = cwnd
-    cc.on_enter_recovery(0, 180_000)
+    reno_enter(cc, 0, 180_000)
     assert cc.w_max == 180_000
 
 
@@ -376,7 +419,7 @@ def test_cubic_first_epoch_without_loss_starts_at_its_window() -> None:
 def test_cubic_negative_k_when_epoch_starts_above_w_max() -> None:
     cc = Cubic(MSS)
     cc.cwnd = 100_000
-    cc.on_enter_recovery(0, 100_000)  # W_max 100 000
+    reno_enter(cc, 0, 100_000)  # W_max 100 000
     cc.cwnd = 100_000 + 400 * MSS  # far above W_max when avoidance starts
     cc.on_ack(0, 1, 0, None)
     assert cc.k == -10 * SECOND  # (-400 / 0.4) = -1000 = (-10)**3
@@ -387,8 +430,8 @@ def test_cubic_partial_ack_ends_the_epoch() -> None:
     cc = cubic_after_loss()
     cc.on_ack(0, 1, 0, None)
     assert cc.k == 6 * SECOND
-    cc.on_enter_recovery(0, 201_600)
-    cc.on_partial_ack(0, 3000)
+    reno_enter(cc, 0, 201_600)
+    reno_partial_ack(cc, 3000)
     assert cc.k is None
 
 
@@ -428,13 +471,13 @@ def test_controllers_keep_cwnd_sane(script: list[tuple[str, int, int]]) -> None:
                 else:
                     assert before <= cc.cwnd
             elif op == "enter":
-                cc.on_enter_recovery(now, n)
+                reno_enter(cc, now, n)
             elif op == "dup":
-                cc.on_dup_ack_in_recovery(now)
+                reno_inflate(cc)
             elif op == "partial":
-                cc.on_partial_ack(now, n)
+                reno_partial_ack(cc, n)
             elif op == "exit":
-                cc.on_exit_recovery(now, n)
+                reno_exit(cc, n)
             else:
                 cc.on_rto(now, n)
             assert cc.cwnd >= MSS

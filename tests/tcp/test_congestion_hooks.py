@@ -56,16 +56,21 @@ def test_initial_window_then_slow_start() -> None:
 
 def test_fast_retransmit_on_third_duplicate_ack_only() -> None:
     c = flowing(10)
+    # RFC 3042 limited transmit: each of the first two duplicates sends one new
+    # segment (an earlier version of this test expected nothing: RFC 3042 says SHOULD).
     send(c, ack(0), 1 * MS)
-    assert recv_nothing(c, 1 * MS)
+    seg = recv(c, 1 * MS)
+    assert (seg.seq, len(seg.payload)) == (UNA + 10 * SMSS, SMSS)
     send(c, ack(0), 2 * MS)
-    assert recv_nothing(c, 2 * MS)
+    seg = recv(c, 2 * MS)
+    assert (seg.seq, len(seg.payload)) == (UNA + 11 * SMSS, SMSS)
+    assert c.cc.cwnd == 10 * SMSS  # RFC 3042: cwnd is not changed
     send(c, ack(0), 3 * MS)
     seg = recv(c, 3 * MS)
     assert (seg.seq, len(seg.payload)) == (UNA, SMSS)
     snap = c.snapshot(3 * MS)["congestion"]
     assert snap["phase"] == "recovery"
-    assert snap["recover"] == UNA + 10 * SMSS
+    assert snap["recover"] == UNA + 12 * SMSS
     assert snap["ssthresh"] == 5 * SMSS
     assert snap["cwnd"] == 8 * SMSS  # ssthresh + 3*SMSS
     assert c.counters["dup_acks"] == 3
@@ -144,11 +149,11 @@ def test_duplicates_after_rto_below_recover_do_not_trigger_fast_retransmit() -> 
     assert c.counters["retransmissions"] == 1
 
 
-def sack_flowing(segments: int):
+def sack_flowing(segments: int, *, rack: bool = True):
     """Like flowing(), with SACK negotiated."""
     from tests.tcp.helpers import connection, syn
 
-    c = connection(TcpConfig(**{**NEWRENO.__dict__, "sack": True}))
+    c = connection(TcpConfig(**{**NEWRENO.__dict__, "sack": True, "rack": rack}))
     c.open_passive(0)
     send(c, syn(sack_permitted=True, window=WIN), 0)
     recv(c, 0)
@@ -164,32 +169,39 @@ def seg_range(first: int, last: int) -> tuple[int, int]:
     return (UNA + first * SMSS, UNA + last * SMSS)
 
 
-def test_sack_recovery_resends_every_hole_one_per_duplicate_ack() -> None:
-    c = sack_flowing(10)  # segments 0 and 3 are lost
+def test_sack_recovery_rfc_6675_scoreboard_with_prr() -> None:
+    # RFC 6675 with RACK off: a hole is lost once DupThresh segments above it are
+    # SACKed (IsLost); PRR (RFC 6937) paces the episode.  This replaces the pre-RFC
+    # 6675 test that resent one hole per duplicate ACK and inflated cwnd meanwhile.
+    c = sack_flowing(10, rack=False)  # segments 0 and 3 are lost
+    # SACKed segments leave the pipe: one new segment each (limited transmit)
     send(c, ack(0, sack=(seg_range(1, 2),)), 1 * MS)
+    assert [s.seq for s in recv_all(c, 1 * MS)] == [UNA + 10 * SMSS]
     send(c, ack(0, sack=(seg_range(1, 3),)), 2 * MS)
-    assert recv_nothing(c, 2 * MS)
+    assert [s.seq for s in recv_all(c, 2 * MS)] == [UNA + 11 * SMSS]
+    assert c.snapshot(2 * MS)["congestion"]["phase"] == "disorder"
+    # three SACKed segments above segment 0: lost; segment 3 has one above it: not yet
     send(c, ack(0, sack=(seg_range(4, 5), seg_range(1, 3))), 3 * MS)
-    assert [s.seq for s in recv_all(c, 3 * MS)] == [UNA]  # fast retransmit of the head
-    cwnd = c.cc.cwnd
-    # the next duplicate shows the second hole: resent at once, not a round trip later
+    assert [s.seq for s in recv_all(c, 3 * MS)] == [UNA]
+    snap = c.snapshot(3 * MS)
+    # ssthresh halves the FlightSize without the two limited-transmit segments
+    assert (snap["congestion"]["phase"], snap["congestion"]["ssthresh"]) == ("recovery", 5 * SMSS)
+    assert snap["congestion"]["recover"] == UNA + 12 * SMSS
+    assert (snap["recovery"]["pipe"], snap["recovery"]["prr_out"]) == (9 * SMSS, SMSS)
     send(c, ack(0, sack=(seg_range(4, 6), seg_range(1, 3))), 4 * MS)
-    assert [(s.seq, len(s.payload)) for s in recv_all(c, 4 * MS)] == [(UNA + 3 * SMSS, SMSS)]
-    assert c.cc.cwnd == cwnd  # the departed segment's slot carried the retransmission
-    assert c.sacked == [
-        (UNA + SMSS, UNA + 3 * SMSS),
-        (UNA + 4 * SMSS, UNA + 6 * SMSS),
-    ]
-    # no hole left: further duplicates inflate cwnd as in NewReno
+    assert recv_nothing(c, 4 * MS)  # PRR: pipe 8 > ssthresh 5: ceil(2 * 5/12) - 1 = 0
     send(c, ack(0, sack=(seg_range(4, 7), seg_range(1, 3))), 5 * MS)
-    assert c.cc.cwnd == cwnd + SMSS
-    # the head's retransmission arrives: a partial ACK; the hole after it was resent
-    # already, so nothing is sent twice
-    send(c, ack(3 * SMSS, sack=(seg_range(4, 7),)), 6 * MS)
-    assert [s.seq for s in recv_all(c, 6 * MS)] == []
+    assert [s.seq for s in recv_all(c, 5 * MS)] == [UNA + 3 * SMSS]  # now IsLost(3)
+    assert c.sacked == [(UNA + SMSS, UNA + 3 * SMSS), (UNA + 4 * SMSS, UNA + 7 * SMSS)]
+    send(c, ack(3 * SMSS, sack=(seg_range(4, 7),)), 6 * MS)  # partial ACK
+    assert recv_nothing(c, 6 * MS)
     assert c.counters["retransmissions"] == 2
-    send(c, ack(10 * SMSS), 7 * MS)
-    assert c.snapshot(7 * MS)["congestion"]["phase"] == "open"
+    assert c.counters["fast_recoveries"] == 1
+    send(c, ack(10 * SMSS), 7 * MS)  # still below the recovery point
+    assert [s.seq for s in recv_all(c, 7 * MS)] == [UNA + k * SMSS for k in (12, 13, 14)]
+    send(c, ack(12 * SMSS), 8 * MS)  # the recovery point: cwnd = ssthresh (RFC 6937)
+    snap = c.snapshot(8 * MS)
+    assert (snap["congestion"]["phase"], snap["congestion"]["cwnd"]) == ("open", 5 * SMSS)
     assert c.sacked == []
 
 
@@ -200,7 +212,8 @@ def test_sack_blocks_outside_the_flight_are_ignored() -> None:
 
 
 def test_rto_forgets_the_sack_scoreboard() -> None:
-    c = sack_flowing(4)
+    # With RACK off (no reordering timer, no tail loss probe) the RTO is what fires.
+    c = sack_flowing(4, rack=False)
     send(c, ack(0, sack=(seg_range(1, 2),)), 1 * MS)
     assert c.sacked == [(UNA + SMSS, UNA + 2 * SMSS)]
     recv_all(c, 300 * MS)
@@ -211,28 +224,29 @@ def test_fast_retransmit_again_for_a_loss_starting_exactly_at_recover() -> None:
     # RFC 6582 §3.2 step 2: "recover" is the highest sequence number sent when
     # recovery began; duplicates whose cumulative ACK covers more than it -- here
     # SND.UNA = recover + 1, the first byte sent after it -- start a new recovery.
+    # The first two duplicates of each episode send one new segment each (RFC 3042
+    # limited transmit), which ssthresh's FlightSize leaves out (RFC 5681 §3.2 step 2).
     c = flowing(10)
-    for t in (1, 2, 3):
+    for t, first in ((1, UNA + 10 * SMSS), (2, UNA + 11 * SMSS), (3, UNA)):
         send(c, ack(0), t * MS)
-    recv(c, 3 * MS)
-    recover = c.snapshot(3 * MS)["congestion"]["recover"]
-    assert recover == UNA + 10 * SMSS
-    send(c, ack(10 * SMSS), 4 * MS)  # the full ACK: exactly up to recover
+        assert [s.seq for s in recv_all(c, t * MS)] == [first]
+    snap = c.snapshot(3 * MS)["congestion"]
+    assert (snap["recover"], snap["ssthresh"]) == (UNA + 12 * SMSS, 5 * SMSS)
+    send(c, ack(12 * SMSS), 4 * MS)  # the full ACK: exactly up to recover
     assert c.snapshot(4 * MS)["congestion"]["phase"] == "open"
     out = recv_all(c, 4 * MS)
-    assert [s.seq for s in out] == [UNA + 10 * SMSS, UNA + 11 * SMSS]
+    assert [s.seq for s in out] == [UNA + 12 * SMSS, UNA + 13 * SMSS]
     # the segment at recover is lost; three duplicates at recover come back
-    send(c, ack(10 * SMSS), 5 * MS)
-    send(c, ack(10 * SMSS), 6 * MS)
-    assert recv_nothing(c, 6 * MS)
-    send(c, ack(10 * SMSS), 7 * MS)
+    send(c, ack(12 * SMSS), 5 * MS)
+    assert [s.seq for s in recv_all(c, 5 * MS)] == [UNA + 14 * SMSS]
+    send(c, ack(12 * SMSS), 6 * MS)
+    assert [s.seq for s in recv_all(c, 6 * MS)] == [UNA + 15 * SMSS]
+    send(c, ack(12 * SMSS), 7 * MS)
     out = recv_all(c, 7 * MS)
     # the head again, then new data: cwnd = ssthresh (2 SMSS, the floor) + 3 SMSS
-    assert [(s.seq, len(s.payload)) for s in out] == [
-        (UNA + k * SMSS, SMSS) for k in (10, 12, 13, 14)
-    ]
+    assert [(s.seq, len(s.payload)) for s in out] == [(UNA + k * SMSS, SMSS) for k in (12, 16)]
     snap = c.snapshot(7 * MS)["congestion"]
-    assert (snap["phase"], snap["recover"]) == ("recovery", UNA + 12 * SMSS)
+    assert (snap["phase"], snap["recover"]) == ("recovery", UNA + 16 * SMSS)
     assert (snap["ssthresh"], snap["cwnd"]) == (2 * SMSS, 5 * SMSS)
 
 

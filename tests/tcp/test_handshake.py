@@ -244,6 +244,7 @@ def test_snapshot_has_every_section_and_timer() -> None:
         "receive",
         "options",
         "congestion",
+        "recovery",
         "rtt",
         "buffers",
         "counters",

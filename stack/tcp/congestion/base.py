@@ -1,22 +1,28 @@
 """The congestion-control interface and NoControl. Imports nothing from the stack.
 
-A controller sees numbers, never segments: the connection counts duplicate ACKs,
-keeps the recovery point (RFC 6582 "recover") and decides the phase, and calls
-the hooks below. All sizes are bytes; `now` is ns.
+A controller sees numbers, never segments: loss detection and the recovery
+episodes (the phase, the recovery point, the window during recovery: PRR or RFC
+6582's inflation) live in tcp/recovery.py, which calls the hooks below.  The hooks
+fit any algorithm (as aioquic's congestion/base.py); each algorithm stands alone.
+All sizes are bytes; `now` is ns.
 
-Which hook the connection calls when:
-- `on_ack`: an ACK advanced SND.UNA by `acked` bytes outside fast recovery;
-  `in_flight` is the FlightSize after it, `rtt` a Karn-valid sample or None.
-  `cwnd_limited` says whether cwnd limited the sender in the current window (Linux
-  tcp_is_cwnd_limited, RFC 7661's spirit): a window that was not used is not
-  validated by ACKs, so controllers grow cwnd only when it is True.
-- `on_enter_recovery`: the third duplicate ACK (RFC 5681 §3.2 step 2); `in_flight`
-  is the FlightSize when it arrived.  Then the connection retransmits.
-- `on_dup_ack_in_recovery`: each further duplicate ACK (RFC 6582 §3.2 step 3).
-- `on_partial_ack`: an ACK below the recovery point (RFC 6582 §3.2 step 5).
-- `on_exit_recovery`: the full ACK (RFC 6582 §3.2 step 6); `in_flight` after it.
+Which hook is called when:
+- `on_sent`: `sent` bytes of new data left; `in_flight` is the FlightSize after it.
+- `on_ack`: an ACK delivered `acked` bytes outside a recovery episode; `in_flight`
+  is the FlightSize after it, `rtt` a Karn-valid sample or None.  `cwnd_limited`
+  says whether cwnd limited the sender in the current window (Linux
+  tcp_is_cwnd_limited, RFC 7661): a window that was not used is not validated by
+  ACKs, so controllers grow cwnd only when it is True.
+- `on_congestion_event`: a loss starts a recovery episode (or a tail loss probe
+  repaired one, RFC 8985 §7.4.2): set ssthresh (the multiplicative decrease);
+  `in_flight` is the FlightSize then.  cwnd is the episode's business (PRR).
+- `on_ecn`: an ECN-Echo (RFC 3168 §6.1.2), at most once per window of data: the
+  same decrease, and cwnd = ssthresh at once (no retransmission to pace).
+- `on_cwnd_set`: recovery set cwnd (a PRR step, RFC 6582's deflation, the end of
+  an episode): a controller with a growth epoch starts a new one.
 - `on_rto`: the retransmission timer expired (RFC 5681 §3.1 (4) and (5));
   `in_flight` is the FlightSize before the timeout.
+- `undo`: the episode proved spurious (D-SACK, RFC 2883): restore the window.
 - `set_mss`: SMSS changed (options negotiated, or path MTU discovery).
 """
 
@@ -38,6 +44,7 @@ class CongestionControl:
     """
 
     name = "base"
+    limits = True  # False: NoControl, whose window recovery must leave alone
 
     def __init__(self, mss: int, *, initial_window: int | None = None) -> None:
         if mss <= 0:
@@ -55,19 +62,22 @@ class CongestionControl:
     ) -> None:
         self._acked_any = True
 
-    def on_enter_recovery(self, now: int, in_flight: int) -> None:
+    def on_sent(self, now: int, sent: int, in_flight: int) -> None:
         pass
 
-    def on_dup_ack_in_recovery(self, now: int) -> None:
+    def on_congestion_event(self, now: int, in_flight: int) -> None:
         pass
 
-    def on_partial_ack(self, now: int, acked: int) -> None:
+    def on_ecn(self, now: int, in_flight: int) -> None:
         pass
 
-    def on_exit_recovery(self, now: int, in_flight: int) -> None:
+    def on_cwnd_set(self, now: int) -> None:
         pass
 
     def on_rto(self, now: int, in_flight: int) -> None:
+        pass
+
+    def undo(self, cwnd: int, ssthresh: int) -> None:
         pass
 
     def set_mss(self, mss: int) -> None:
@@ -88,7 +98,17 @@ class CongestionControl:
             self.ssthresh = max(self.ssthresh * mss // old, 2 * mss)
 
     def snapshot(self) -> dict[str, object]:
-        return {"algorithm": self.name, "cwnd": self.cwnd, "ssthresh": self.ssthresh}
+        """algorithm, cwnd, ssthresh and `state`: the algorithm's own variables."""
+        return {
+            "algorithm": self.name,
+            "cwnd": self.cwnd,
+            "ssthresh": self.ssthresh,
+            "state": self.state(),
+        }
+
+    def state(self) -> dict[str, object]:
+        """The algorithm's own variables (inspect's congestion.state)."""
+        return {}
 
 
 class NoControl(CongestionControl):
@@ -96,6 +116,7 @@ class NoControl(CongestionControl):
     the peer's window should limit sending."""
 
     name = "none"
+    limits = False
     UNLIMITED = 1 << 62
 
     def __init__(self, mss: int, *, initial_window: int | None = None) -> None:

@@ -1,9 +1,10 @@
 """CUBIC (RFC 9438): window growth as a cubic function of the time since the last
-congestion event, with a Reno-friendly floor. Imports congestion.newreno.
+congestion event, with a Reno-friendly floor. Imports congestion.base.
 
-Loss recovery itself is NewReno's (RFC 9438 §1: CUBIC changes only the window
-increase and decrease), so the recovery hooks come from NewReno; CUBIC changes the
-multiplicative decrease (beta = 0.7 instead of 0.5) and congestion avoidance.
+CUBIC changes only the window increase and decrease (RFC 9438 §1): the
+multiplicative decrease (beta = 0.7 instead of 0.5) and congestion avoidance.  Loss
+recovery, and the window during it, are tcp/recovery.py's; CUBIC stands alone on
+the neutral hooks of congestion/base.py.
 
 The arithmetic is integer, in bytes and nanoseconds, so results are exact and
 repeatable: C = 0.4 segments/s**3 and beta = 0.7 are the fractions 4/10 and 7/10;
@@ -13,7 +14,8 @@ increase (target - cwnd) / cwnd carries its remainder to the next ACK.
 
 from __future__ import annotations
 
-from stack.tcp.congestion.newreno import NewReno
+from stack.tcp.congestion.base import CongestionControl
+from stack.tcp.congestion.hystart import HyStart
 
 BETA_NUM, BETA_DEN = 7, 10  # beta_cubic = 0.7 (RFC 9438 §4.6)
 C_NUM, C_DEN = 4, 10  # C = 0.4 (RFC 9438 §5)
@@ -38,11 +40,15 @@ def icbrt(n: int) -> int:
         x = y
 
 
-class Cubic(NewReno):
+class Cubic(CongestionControl):
     name = "cubic"
 
     def __init__(self, mss: int, *, initial_window: int | None = None) -> None:
         super().__init__(mss, initial_window=initial_window)
+        self._rto_backed_off = False  # an RTO reduced ssthresh and nothing was ACKed since
+        self._undo_w_max: int | None = None  # W_max before the last reduction
+        self.hystart = HyStart()  # RFC 9406 in the initial slow start (RFC 9438 §4.10)
+        self._css_carry = 0  # remainder of CSS's divided growth
         # W_max (bytes): the window before the last reduction, after fast
         # convergence; None until the first congestion event.
         self.w_max: int | None = None
@@ -115,9 +121,15 @@ class Cubic(NewReno):
                 self._t_epoch += now - self._unused_since
             self._unused_since = None
         if self.cwnd < self.ssthresh:
-            # Slow start as in RFC 5681 (RFC 9438 §4.10; HyStart++ not used).
-            self.cwnd += min(acked, self.mss)
-            return
+            # Slow start as in RFC 5681, left early by HyStart++ (RFC 9438 §4.10).
+            divisor = self.hystart.on_ack(acked, in_flight, rtt)
+            if divisor == 0:
+                self.ssthresh = self.cwnd  # RFC 9406 §4.3: CSS is over
+            else:
+                grow = min(acked, self.mss) + self._css_carry
+                self.cwnd += grow // divisor
+                self._css_carry = grow % divisor
+                return
         if self._t_epoch is None:
             self._start_epoch(now)
         assert self._t_epoch is not None
@@ -145,6 +157,9 @@ class Cubic(NewReno):
 
     def _reduce(self, in_flight: int) -> None:
         """The multiplicative decrease of RFC 9438 §4.6 with fast convergence §4.7."""
+        self._acked_any = True
+        self._undo_w_max = self.w_max
+        self.hystart.exit()
         cwnd = self.cwnd
         if FAST_CONVERGENCE and self.w_max is not None and cwnd < self.w_max:
             # Loss below the previous W_max: the flow is likely losing share to a
@@ -155,25 +170,32 @@ class Cubic(NewReno):
         self._cwnd_prior = cwnd
         # ssthresh = FlightSize * beta, at least 2 SMSS (§4.6).
         self.ssthresh = max(in_flight * BETA_NUM // BETA_DEN, 2 * self.mss)
+        # The epoch ends: congestion avoidance after the episode starts afresh from
+        # the window recovery leaves (RFC 9438 §4.2).
         self._t_epoch = None
         self.k = None
-        self._bytes_acked = 0
 
-    def on_enter_recovery(self, now: int, in_flight: int) -> None:
+    def on_congestion_event(self, now: int, in_flight: int) -> None:
         self._reduce(in_flight)
-        # RFC 6582 §3.2 step 2 with CUBIC's ssthresh.
-        self.cwnd = self.ssthresh + 3 * self.mss
 
-    def on_partial_ack(self, now: int, acked: int) -> None:
-        super().on_partial_ack(now, acked)
-        # cwnd shrank under the epoch: a later one starts from the window it finds.
+    def on_cwnd_set(self, now: int) -> None:
+        # cwnd changed under the epoch: a later one starts from the window it finds.
         self._t_epoch = None
         self.k = None
 
-    def on_exit_recovery(self, now: int, in_flight: int) -> None:
-        super().on_exit_recovery(now, in_flight)
-        self._t_epoch = None  # congestion avoidance starts afresh from here
+    def on_ecn(self, now: int, in_flight: int) -> None:
+        # RFC 9438 §4.6: an ECN-Echo is a congestion event like a loss.
+        self._reduce(in_flight)
+        self.cwnd = max(self.ssthresh, self.mss)
+
+    def undo(self, cwnd: int, ssthresh: int) -> None:
+        # RFC 9438 §4.9 (spurious congestion events): back to the state before.
+        self.cwnd = max(self.cwnd, cwnd)
+        self.ssthresh = max(self.ssthresh, ssthresh)
+        self.w_max = self._undo_w_max
+        self._t_epoch = None
         self.k = None
+        self._rto_backed_off = False
 
     def on_rto(self, now: int, in_flight: int) -> None:
         # RFC 9438 §4.8: ssthresh as in §4.6 (held when the same data times out
@@ -197,8 +219,5 @@ class Cubic(NewReno):
         self._t_epoch = None  # the curve is in segments: start a new epoch
         self.k = None
 
-    def snapshot(self) -> dict[str, object]:
-        snap = super().snapshot()
-        snap["w_max"] = self.w_max
-        snap["k"] = self.k
-        return snap
+    def state(self) -> dict[str, object]:
+        return {"w_max": self.w_max, "k": self.k, "hystart": self.hystart.snapshot()}

@@ -1,8 +1,10 @@
-"""NewReno: RFC 5681 slow start and congestion avoidance with RFC 6582 fast
-recovery. Imports congestion.base.
+"""NewReno's window: RFC 5681 slow start and congestion avoidance and its
+multiplicative decrease. Imports congestion.base.
 
 Congestion avoidance counts bytes (RFC 5681 §3.1 (3), RFC 3465 with L = 1 SMSS in
 slow start), so delayed or stretched ACKs grow cwnd as fast as per-segment ACKs.
+The fast-recovery window itself (RFC 6582's inflation, or PRR with SACK) is
+tcp/recovery.py's.
 """
 
 from __future__ import annotations
@@ -38,32 +40,16 @@ class NewReno(CongestionControl):
             self._bytes_acked -= self.cwnd
             self.cwnd += self.mss
 
-    def on_enter_recovery(self, now: int, in_flight: int) -> None:
-        # RFC 5681 §3.2 step 2 ((4)): ssthresh = max(FlightSize / 2, 2*SMSS);
-        # step 3 / RFC 6582 §3.2 step 2: cwnd = ssthresh + 3*SMSS ("inflated" by the
-        # three segments that left the network).
+    def on_congestion_event(self, now: int, in_flight: int) -> None:
+        # RFC 5681 §3.2 step 2 ((4)): ssthresh = max(FlightSize / 2, 2*SMSS).
         self.ssthresh = max(in_flight // 2, 2 * self.mss)
-        self.cwnd = self.ssthresh + 3 * self.mss
         self._bytes_acked = 0
-
-    def on_dup_ack_in_recovery(self, now: int) -> None:
-        # RFC 6582 §3.2 step 3: each further duplicate ACK inflates cwnd by SMSS.
-        self.cwnd += self.mss
-
-    def on_partial_ack(self, now: int, acked: int) -> None:
-        # RFC 6582 §3.2 step 5: deflate by the newly acknowledged data and add back
-        # SMSS if at least SMSS was acknowledged, so about ssthresh stays in flight.
-        cwnd = self.cwnd - max(acked, 0)
-        if acked >= self.mss:
-            cwnd += self.mss
-        self.cwnd = max(cwnd, self.mss)
-
-    def on_exit_recovery(self, now: int, in_flight: int) -> None:
-        # RFC 6582 §3.2 step 6, option (1): cwnd = min(ssthresh, max(FlightSize, SMSS)
-        # + SMSS), which avoids a burst when little is in flight.
         self._acked_any = True
-        self.cwnd = min(self.ssthresh, max(in_flight, self.mss) + self.mss)
-        self._bytes_acked = 0
+
+    def on_ecn(self, now: int, in_flight: int) -> None:
+        # RFC 3168 §6.1.2: halve as for a loss, without the inflation of recovery.
+        self.on_congestion_event(now, in_flight)
+        self.cwnd = max(self.ssthresh, self.mss)
 
     def on_rto(self, now: int, in_flight: int) -> None:
         # RFC 5681 §3.1 (4): ssthresh = max(FlightSize / 2, 2*SMSS) -- but held
@@ -75,3 +61,12 @@ class NewReno(CongestionControl):
         # RFC 5681 §3.1 (5): cwnd = LW = 1 full-sized segment.
         self.cwnd = self.mss
         self._bytes_acked = 0
+
+    def state(self) -> dict[str, object]:
+        return {"bytes_acked": self._bytes_acked}
+
+    def undo(self, cwnd: int, ssthresh: int) -> None:
+        # Linux tcp_undo_cwnd_reduction with tcp_reno_undo_cwnd.
+        self.cwnd = max(self.cwnd, cwnd)
+        self.ssthresh = max(self.ssthresh, ssthresh)
+        self._rto_backed_off = False

@@ -1,0 +1,262 @@
+"""Loss recovery through the connection (stack/tcp/recovery.py): RACK's time-based loss
+detection (RFC 8985 §6), the tail loss probe (§7), D-SACK undo (RFC 2883 §5, as Linux),
+RFC 6675's rescue retransmission, and ECN (RFC 3168).  A fake clock, a 10 ms RTT
+measured on the handshake, exact segments."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from stack.tcp.clock import MS
+from stack.tcp.config import TcpConfig
+from stack.tcp.connection import Connection
+from stack.tcp.sender import CWR, ECE, EctSegment
+from tests.tcp.helpers import (
+    ACK,
+    CONFIG,
+    LOCAL_ISS,
+    REMOTE_ISS,
+    SEND,
+    SYN,
+    connection,
+    recv,
+    recv_all,
+    recv_nothing,
+    send,
+    syn,
+)
+
+SMSS = 1460
+UNA = LOCAL_ISS + 1
+WIN = 65535
+RTT = 10 * MS
+BASE = TcpConfig(**{**CONFIG.__dict__, "cc": "newreno", "sack": True, "snd_buf": 1 << 20})
+
+
+def sending(segments: int, *, rack: bool = True, ecn_syn: bool = False, **cfg: object):
+    """Established passively (RTT 10 ms from the handshake), cwnd `segments`, that many
+    full segments sent at t = RTT and twenty more queued."""
+    c = connection(replace(BASE, rack=rack, **cfg))  # type: ignore[arg-type]
+    c.open_passive(0)
+    flags = SYN | ECE | CWR if ecn_syn else SYN
+    send(c, replace(syn(sack_permitted=True, window=WIN), flags=flags), 0)
+    recv(c, 0)
+    send(c, ack(0), RTT)
+    assert (c.rtt.srtt, c.rtt.min_rtt) == (RTT, RTT)
+    c.cc.cwnd = segments * SMSS
+    c.send(b"d" * ((segments + 20) * SMSS), RTT)
+    out = recv_all(c, RTT)
+    assert [s.seq for s in out] == [UNA + k * SMSS for k in range(segments)]
+    return c
+
+
+def ack(n: int, **kw: object):
+    kw.setdefault("window", WIN)
+    return replace(SEND, ack=UNA + n, **kw)  # type: ignore[arg-type]
+
+
+def segs(first: int, last: int) -> tuple[int, int]:
+    return (UNA + first * SMSS, UNA + last * SMSS)
+
+
+def seqs(c: Connection, now: int) -> list[int]:
+    """The segments that go out at `now`, as segment numbers."""
+    return [(s.seq - UNA) // SMSS for s in recv_all(c, now)]
+
+
+# -- RACK (RFC 8985 §6) -------------------------------------------------------------
+
+
+def test_rack_marks_a_hole_lost_after_the_reordering_window() -> None:
+    c = sending(4)
+    send(c, ack(0, sack=(segs(1, 2),)), 2 * RTT)  # one segment above the hole
+    # reo_wnd = min_rtt / 4 = 2.5 ms: segment 0 (sent with 1, at 10 ms) is lost once
+    # 10 + RACK.rtt (10) + 2.5 ms have passed; one new segment fills the SACKed slot.
+    assert seqs(c, 2 * RTT) == [4]
+    snap = c.snapshot(2 * RTT)
+    assert snap["recovery"]["timer_mode"] == "rack"
+    assert c.timers["retransmission"].deadline == 2 * RTT + RTT // 4
+    assert recv_nothing(c, 2 * RTT + RTT // 4 - 1)
+    assert seqs(c, 2 * RTT + RTT // 4) == [0]  # the reordering timeout: resent
+    snap = c.snapshot(2 * RTT + RTT // 4)
+    assert (snap["congestion"]["phase"], snap["counters"]["fast_recoveries"]) == ("recovery", 1)
+    assert snap["counters"]["lost_marked_bytes"] == SMSS
+
+
+def test_without_rack_one_sacked_segment_is_only_reordering() -> None:
+    c = sending(4, rack=False)
+    send(c, ack(0, sack=(segs(1, 2),)), 2 * RTT)
+    assert seqs(c, 2 * RTT) == [4]
+    assert c.snapshot(2 * RTT)["recovery"]["timer_mode"] == "rto"
+    assert recv_nothing(c, 3 * RTT)  # no timer but the RTO (200 ms)
+    assert c.snapshot(3 * RTT)["congestion"]["phase"] == "disorder"
+
+
+def test_rack_waits_no_reordering_window_once_dupthresh_segments_are_sacked() -> None:
+    # RFC 8985 §6.2 step 4: no reordering seen and DupThresh segments SACKed: reo_wnd 0.
+    c = sending(6)
+    send(c, ack(0, sack=(segs(1, 4),)), 2 * RTT)
+    assert seqs(c, 2 * RTT) == [0]  # at once, no timer (PRR: one segment for now)
+    assert c.snapshot(2 * RTT)["congestion"]["phase"] == "recovery"
+
+
+# -- TLP (RFC 8985 §7) --------------------------------------------------------------
+
+
+def test_tail_loss_probe_resends_the_last_segment_after_two_rtts() -> None:
+    c = sending(3)
+    # nothing new may go out (cwnd full): PTO = 2 * SRTT after the last send
+    assert c.snapshot(RTT)["recovery"]["timer_mode"] == "tlp"
+    assert c.timers["retransmission"].deadline == RTT + 2 * RTT
+    assert recv_nothing(c, 3 * RTT - 1)
+    out = recv_all(c, 3 * RTT)
+    # new data is queued and the peer's window has room: the probe is a new segment
+    assert [(s.seq, len(s.payload)) for s in out] == [(UNA + 3 * SMSS, SMSS)]
+    snap = c.snapshot(3 * RTT)
+    assert (snap["counters"]["tlp_probes"], snap["recovery"]["timer_mode"]) == (1, "rto")
+    assert snap["recovery"]["tlp_end"] == UNA + 4 * SMSS
+
+
+def test_tail_loss_probe_retransmits_when_nothing_new_is_queued() -> None:
+    c = connection(BASE)
+    c.open_passive(0)
+    send(c, syn(sack_permitted=True, window=WIN), 0)
+    recv(c, 0)
+    send(c, ack(0), RTT)
+    c.send(b"t" * (2 * SMSS), RTT)
+    assert seqs(c, RTT) == [0, 1]
+    out = recv_all(c, 3 * RTT)
+    assert [(s.seq, len(s.payload)) for s in out] == [(UNA + SMSS, SMSS)]  # the last one
+    # the probe repaired a loss (no D-SACK for it): fast recovery's response
+    cwnd = c.cc.cwnd
+    send(c, ack(2 * SMSS), 4 * RTT)
+    snap = c.snapshot(4 * RTT)
+    assert snap["counters"]["tlp_recoveries"] == 1
+    assert c.cc.cwnd < cwnd
+    assert snap["recovery"]["tlp_end"] is None
+
+
+def test_tail_loss_probe_dsacked_means_no_loss() -> None:
+    c = connection(BASE)
+    c.open_passive(0)
+    send(c, syn(sack_permitted=True, window=WIN), 0)
+    recv(c, 0)
+    send(c, ack(0), RTT)
+    c.send(b"t" * (2 * SMSS), RTT)
+    recv_all(c, RTT)
+    recv_all(c, 3 * RTT)  # the probe: segment 1 again
+    cwnd = c.cc.cwnd
+    # the originals arrived: the ACK covers both and D-SACKs the probe
+    send(c, ack(2 * SMSS, sack=(segs(1, 2),)), 4 * RTT)
+    snap = c.snapshot(4 * RTT)
+    assert (snap["counters"]["tlp_recoveries"], snap["counters"]["dsacks_received"]) == (0, 1)
+    assert c.cc.cwnd >= cwnd
+
+
+# -- D-SACK undo (RFC 2883 §5, Linux tcp_try_undo_dsack) -----------------------------
+
+
+def test_dsack_of_every_retransmission_undoes_the_reduction() -> None:
+    c = sending(6, rack=False)
+    cwnd, ssthresh = c.cc.cwnd, c.cc.ssthresh
+    for k, t in ((2, 21), (3, 22), (4, 23)):  # segment 0 delayed: three SACKs
+        send(c, ack(0, sack=(segs(1, k),)), t * MS)
+        recv_all(c, t * MS)
+    assert c.snapshot(23 * MS)["congestion"]["phase"] == "recovery"
+    assert c.counters["retransmissions"] == 1
+    assert c.cc.cwnd < cwnd
+    # the original segment 0 arrives, then our retransmission: a D-SACK for it
+    send(c, ack(4 * SMSS), 24 * MS)
+    send(c, ack(4 * SMSS, sack=(segs(0, 1),)), 25 * MS)
+    snap = c.snapshot(25 * MS)
+    assert snap["counters"]["undos"] == 1
+    assert (c.cc.cwnd >= cwnd, c.cc.ssthresh) == (True, ssthresh)
+    assert snap["congestion"]["phase"] == "open"
+
+
+# -- RFC 6675 NextSeg rule (4): rescue retransmission --------------------------------
+
+
+def test_rescue_retransmission_of_the_tail_once_per_episode() -> None:
+    c = connection(replace(BASE, rack=False))
+    c.open_passive(0)
+    send(c, syn(sack_permitted=True, window=WIN), 0)
+    recv(c, 0)
+    send(c, ack(0), RTT)
+    c.cc.cwnd = 6 * SMSS
+    c.send(b"r" * (6 * SMSS), RTT)  # nothing more to send after these six
+    assert seqs(c, RTT) == [0, 1, 2, 3, 4, 5]
+    # 0 and 5 lost: 1..4 SACKed; 0 is lost by IsLost, 5 (above every SACK) is not
+    for k, t, out in ((2, 21, []), (3, 22, []), (4, 23, [0]), (5, 24, [5])):
+        send(c, ack(0, sack=(segs(1, k),)), t * MS)
+        assert seqs(c, t * MS) == out  # at 24 ms: rule (4), the last segment
+    assert c.counters["retransmissions"] == 2
+    send(c, ack(0, sack=(segs(1, 5),)), 25 * MS)
+    assert recv_nothing(c, 25 * MS)  # once per episode
+    assert c.snapshot(24 * MS)["recovery"]["rescue_rxt"] == UNA + 6 * SMSS
+
+
+# -- ECN (RFC 3168) -----------------------------------------------------------------
+
+
+def test_ecn_setup_syn_is_accepted_and_data_goes_out_ect0() -> None:
+    c = connection(BASE)
+    c.open_passive(0)
+    send(c, replace(syn(sack_permitted=True, window=WIN), flags=SYN | ECE | CWR), 0)
+    synack = recv(c, 0)
+    assert synack.flags == SYN | ACK | ECE  # §6.1.1: ECN-setup SYN-ACK
+    send(c, ack(0), RTT)
+    assert c.snapshot(RTT)["options"]["ecn"] is True
+    c.send(b"e" * 100, RTT)
+    seg = recv(c, RTT)
+    assert type(seg) is EctSegment and seg.flags & (ECE | CWR) == 0
+    assert recv_nothing(c, 2 * RTT)
+
+
+def test_no_ecn_without_the_setup_syn() -> None:
+    c = connection(BASE)
+    c.open_passive(0)
+    send(c, replace(syn(window=WIN), flags=SYN | ECE), 0)  # ECE alone: not ECN-setup
+    assert recv(c, 0).flags == SYN | ACK
+    send(c, ack(0), RTT)
+    c.send(b"e", RTT)
+    assert type(recv(c, RTT)) is not EctSegment
+
+
+def test_ecn_asked_for_with_config() -> None:
+    c = connection(replace(BASE, ecn=True))
+    c.open_active(0)
+    assert recv(c, 0).flags == SYN | ECE | CWR
+    c2 = connection(replace(BASE, ecn=True))
+    c2.open_active(0)
+    recv(c2, 0)
+    send(c2, replace(SEND, seq=REMOTE_ISS, ack=LOCAL_ISS + 1, flags=SYN | ACK | ECE), RTT)
+    assert c2.tcb.ecn
+
+
+def test_ce_mark_is_echoed_until_cwr() -> None:  # RFC 3168 §6.1.3
+    c = sending(2, ecn_syn=True)
+    data = replace(SEND, ack=UNA, payload=b"p" * 100)
+    c.receive_ce()
+    send(c, data, 2 * RTT)
+    out = recv_all(c, 2 * RTT)  # a CE mark is ACKed at once, with ECE
+    assert [s.flags & ECE for s in out] == [ECE]
+    assert c.counters["ce_received"] == 1
+    send(c, replace(data, seq=REMOTE_ISS + 101), 3 * RTT)
+    assert recv_all(c, 3 * RTT + 40 * MS)[-1].flags & ECE  # still echoed
+    send(c, replace(data, seq=REMOTE_ISS + 201, flags=ACK | CWR), 4 * RTT)
+    assert not recv_all(c, 4 * RTT + 40 * MS)[-1].flags & ECE  # CWR ends it
+
+
+def test_ece_halves_cwnd_once_per_window_and_sends_cwr() -> None:  # RFC 3168 §6.1.2
+    c = sending(8, ecn_syn=True)
+    send(c, ack(SMSS, flags=ACK | ECE), 2 * RTT)
+    assert c.cc.cwnd == 4 * SMSS  # FlightSize 8 segments halved (NewReno)
+    assert recv_nothing(c, 2 * RTT)  # 7 in flight, cwnd 4
+    send(c, ack(5 * SMSS, flags=ACK | ECE), 2 * RTT + MS)  # same window: no second cut
+    assert c.cc.cwnd == 5 * SMSS  # congestion avoidance (RFC 3465): +1 SMSS per cwnd ACKed
+    out = recv_all(c, 2 * RTT + MS)
+    assert [(s.seq - UNA) // SMSS for s in out] == [8, 9]
+    assert out[0].flags & CWR and type(out[0]) is EctSegment  # the first new data: CWR
+    assert not out[1].flags & CWR
+    assert c.counters["ecn_reductions"] == 1 and c.counters["ece_received"] == 2
