@@ -327,7 +327,12 @@ def render_tcb(entry: Mapping[str, Any]) -> str:
                     f"reordering {_v(rec.get('reordering_seen'))}",
                 ],
                 ["TLP out to", _v(rec.get("tlp_end"))],
-                ["undo", f"{_v(rec.get('undo_retrans'))} retransmissions not D-SACKed"],
+                [
+                    "undo",
+                    "-"
+                    if rec.get("undo_retrans") is None
+                    else f"{rec.get('undo_retrans')} retransmissions not D-SACKed",
+                ],
                 ["timer", _v(rec.get("timer_mode"))],
                 ["retries", _v(rec.get("retries"))],
             ],

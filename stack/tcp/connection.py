@@ -1253,7 +1253,8 @@ class Connection(Sender):
             return  # go-back-N after the RTO; SACKs only shrink the pipe
         rec.detect_loss(now, tcb.snd_mss, self.rtt.srtt, self.rtt.min_rtt)
         if (
-            not rec.lost_bytes
+            not rec.rack_enabled
+            and not rec.lost_bytes
             and rec.dup_acks >= DUP_ACK_THRESHOLD
             and rec.phase != "recovery"
             and seq_ge(tcb.snd_una, rec.recover)

@@ -17,10 +17,13 @@ Design (after aioquic's recovery.py and Linux's retransmit queue)
 - Loss detection marks records lost: RACK (RFC 8985 §6, on by default as in Linux)
   by time — a record sent a reordering window earlier than one already delivered —
   or, with RACK off, RFC 6675 IsLost (DupThresh SACKed segments, or more than
-  (DupThresh - 1) * SMSS SACKed bytes above it).  Without SACK the third duplicate
-  ACK marks the head lost (RFC 5681 §3.2).  RACK's reordering timer, the tail loss
-  probe (RFC 8985 §7) and the RTO share the connection's "retransmission" timer,
-  as Linux's ICSK_TIME_RETRANS / LOSS_PROBE / REO_TIMEOUT share one: `timer_mode`.
+  (DupThresh - 1) * SMSS SACKed bytes above it).  Without SACK (or with RACK
+  off) the third duplicate ACK marks the head lost (RFC 5681 §3.2, RFC 6675 §5 (a));
+  with RACK on, RACK alone decides (its window is 0 until reordering is seen, §6.2),
+  and NextSeg's rules (3) and (4) are left to it and to the probe.  RACK's
+  reordering timer, the tail loss probe (RFC 8985 §7) and the RTO share the
+  connection's "retransmission" timer, as Linux's ICSK_TIME_RETRANS / LOSS_PROBE /
+  REO_TIMEOUT share one: `timer_mode`.
 - A recovery episode starts when a record is marked lost: ssthresh comes from the
   congestion controller (`on_congestion_event`), and PRR (RFC 6937) paces what may
   be sent on each ACK until SND.UNA reaches the recovery point, then cwnd = ssthresh.
@@ -261,7 +264,10 @@ class Recovery:
         for rec in self.segs:
             if rec.lost and not rec.sacked:
                 return self.wire(rec.start), self.wire(min(rec.end, rec.start + mss))
-        if new_data or not self.sack or self.phase != "recovery":
+        if new_data or not self.sack or self.phase != "recovery" or self.rack_enabled:
+            # With RACK only what it marked lost is resent (as Linux): a segment it
+            # waits on is probably reordered, and the tail loss probe does rule (4)'s
+            # job (RFC 8985 §7).
             return None
         high = self.high_sacked
         if high is not None:
@@ -396,6 +402,9 @@ class Recovery:
         RACK's reordering window (RFC 8985 §6.2 step 4), and when every retransmission
         of the episode proved spurious the reduction is undone."""
         self._n["dsacks_received"] += 1
+        # A duplicate arrived: a retransmission was spurious, the network reorders
+        # (Linux counts D-SACKs as reordering too).
+        self.reordering_seen = True
         if self.reo_wnd_mult < REO_WND_MULT_MAX:
             self.reo_wnd_mult += 1
         self.reo_wnd_persist = REO_WND_PERSIST

@@ -106,8 +106,10 @@ def test_id_view_has_every_section(live: tuple[PairedStacks, CliRunner]) -> None
     result = invoke(runner, "inspect", paired.client.id)
     assert result.exit_code == 0
     e = json.loads(invoke(runner, "inspect", paired.client.id, "--json").output)
-    snd, rcv, opt, cc, rtt, cnt = (e[k] for k in ("send", "receive", "options", "congestion",
-                                                 "rtt", "counters"))  # fmt: skip
+    snd, rcv, opt, cc, rec, rtt, cnt = (e[k] for k in ("send", "receive", "options",
+                                                      "congestion", "recovery", "rtt",
+                                                      "counters"))  # fmt: skip
+    hs = cc["state"]["hystart"]
     sections = _sections(result.output)
     timers = sections.pop("Timers")
     assert sections == {
@@ -145,15 +147,32 @@ def test_id_view_has_every_section(live: tuple[PairedStacks, CliRunner]) -> None
             "window scale": f"local {opt['wscale_local']}, remote {opt['wscale_remote']}",
             "SACK": "yes",
             "timestamps": "yes",
+            "ECN": "no",  # the kernel does not ask by default (tcp_ecn = 2)
+            "path MTU": str(opt["path_mtu"]),
+            "Nagle": "on",
+            "keepalive": "off",
         },
         "Congestion": {
-            "algorithm": "newreno", "cwnd": str(cc["cwnd"]), "ssthresh": str(cc["ssthresh"]),
+            "algorithm": "cubic", "cwnd": str(cc["cwnd"]), "ssthresh": str(cc["ssthresh"]),
+            # the algorithm's own variables, in the (sorted) order the control endpoint sends
+            "state": f"hystart.css_rounds 0, hystart.current_round_min_rtt "
+                     f"{hs['current_round_min_rtt'] or '-'}, hystart.last_round_min_rtt "
+                     f"{hs['last_round_min_rtt'] or '-'}, hystart.phase {hs['phase']}, k -, "
+                     f"w_max -",
             "in flight": "0", "phase": "open", "recover": str(cc["recover"]), "dup ACKs": "0",
+            "ECN": "echo no, CWR pending no",
+        },
+        "Recovery": {
+            "scoreboard": "none (0 records)", "pipe": "0 (0 SACKed, 0 lost)",
+            "HighRxt": "-, rescue -", "PRR": "delivered 0, out 0, RecoverFS 0",
+            "RACK": f"on, rtt {duration(rec['rack_rtt'])}, reo_wnd x1, reordering no",
+            "TLP out to": "-", "undo": "-", "timer": rec["timer_mode"], "retries": "0",
         },
         "RTT": {
             "srtt": duration(rtt["srtt"]), "rttvar": duration(rtt["rttvar"]),
             "rto": duration(rtt["rto"]), "min rtt": duration(rtt["min_rtt"]),
-            "samples": str(rtt["samples"]), "backoff": "0",
+            "samples": str(rtt["samples"]), "backoff": "0", "timing": "-", "Karn": "no",
+            "TSfloor": "-",
         },
         "Buffers": {
             "send": "0 queued of 262144: 0 unacknowledged, 0 unsent",
@@ -165,6 +184,9 @@ def test_id_view_has_every_section(live: tuple[PairedStacks, CliRunner]) -> None
             "bytes": "in 0, out 5",
             "retransmissions": "0 (0 bytes)",
             "duplicate ACKs": "0",
+            "recovery": "0 fast, 0 RTOs, 0 TLPs (0 repaired), 0 undone",
+            "D-SACKs": "sent 0, received 0",
+            "ECN": "CE 0, ECE 0, reductions 0",
             "challenge ACKs": "0",
             "drops": "none",
         },
@@ -189,7 +211,8 @@ def test_json_by_unique_prefix(live: tuple[PairedStacks, CliRunner]) -> None:
     entry = json.loads(result.output)
     assert set(entry) == {
         "id", "pid", "tun", "state", "local", "remote", "send", "receive", "options",
-        "congestion", "rtt", "buffers", "counters", "timers", "close", "impairments", "link",
+        "congestion", "recovery", "rtt", "buffers", "counters", "timers", "close",
+        "impairments", "link",
     }  # fmt: skip
     assert entry["id"] == paired.client.id
     assert (entry["send"]["snd_nxt"] - entry["send"]["iss"] - 1) % 2**32 == 5
