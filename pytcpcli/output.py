@@ -407,6 +407,7 @@ def render_tcb(entry: Mapping[str, Any]) -> str:
                     f"CE {_v(cnt.get('ce_received'))}, ECE {_v(cnt.get('ece_received'))}, "
                     f"reductions {_v(cnt.get('ecn_reductions'))}",
                 ],
+                ["receive buffer", f"grown {_v(cnt.get('rcv_buf_grown'))} times (autotuning)"],
                 ["challenge ACKs", _v(cnt.get("challenge_acks"))],
                 ["drops", drop_text],
             ],

@@ -67,7 +67,7 @@ SAMPLE: dict[str, Any] = {
                  "challenge_acks": 1, "zero_window_probes": 0, "keepalive_probes": 0,
                  "dsacks_sent": 0, "dsacks_received": 1, "rtos": 0, "fast_recoveries": 1,
                  "tlp_probes": 2, "tlp_recoveries": 0, "lost_marked_bytes": 100, "undos": 0,
-                 "ce_received": 0, "ece_received": 3, "ecn_reductions": 1,
+                 "ce_received": 0, "ece_received": 3, "ecn_reductions": 1, "rcv_buf_grown": 2,
                  "drops": {"bad-checksum": 2}},
     "timers": [
         {"name": "retransmission", "armed": True, "deadline": 5_180_000_000,
@@ -256,6 +256,7 @@ def test_render_tcb_sections() -> None:
         "  recovery         1 fast, 0 RTOs, 2 TLPs (0 repaired), 0 undone\n"
         "  D-SACKs          sent 0, received 1\n"
         "  ECN              CE 0, ECE 3, reductions 1\n"
+        "  receive buffer   grown 2 times (autotuning)\n"
         "  challenge ACKs   1\n"
         "  drops            bad-checksum 2\n"
         "\n"

@@ -86,7 +86,7 @@ counters {segments_in, segments_out, bytes_in, bytes_out, retransmissions,
 retransmitted_bytes, dup_acks, challenge_acks, keepalive_probes,
 zero_window_probes, dsacks_sent, dsacks_received, rtos, fast_recoveries,
 tlp_probes, tlp_recoveries, lost_marked_bytes, undos, ce_received, ece_received,
-ecn_reductions, drops: {reason: count}};
+ecn_reductions, rcv_buf_grown, drops: {reason: count}};
 
 timers: a list of all seven timers (retransmission, syn, delayed-ack, persist,
 keepalive, time-wait, fin-wait-2), each {name, armed, deadline, remaining,

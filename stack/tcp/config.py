@@ -11,6 +11,9 @@ from stack.tcp.clock import MS, SECOND
 class TcpConfig:
     mss: int | None = None  # None: link MTU - 40 (RFC 9293 §3.7.1)
     rcv_buf: int = 256 * 1024
+    # Receive autotuning (Linux tcp_moderate_rcvbuf) grows the buffer up to this, so the
+    # window never limits a fast path; the window scale is chosen for it.  <= rcv_buf: off.
+    rcv_buf_max: int = 6 * 1024 * 1024  # Linux tcp_rmem[2]
     snd_buf: int = 256 * 1024
     wscale: bool = True  # RFC 7323 §2
     sack: bool = True  # RFC 2018 SACK-permitted; we generate SACK blocks as receiver

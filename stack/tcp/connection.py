@@ -248,11 +248,18 @@ class Connection(Sender):
             "ce_received": 0,
             "ece_received": 0,
             "ecn_reductions": 0,
+            "rcv_buf_grown": 0,
         }
         self._drops: dict[str, int] = {}
         self._events: deque[Event] = deque()
         self._out: list[TcpSegment] = []
-        self._wscale_offer = _wscale_for(config.rcv_buf) if config.wscale else None
+        self._wscale_offer = (
+            _wscale_for(max(config.rcv_buf, config.rcv_buf_max)) if config.wscale else None
+        )
+        # Receive autotuning (Linux tcp_rcv_space_adjust): bytes the application read
+        # since the measurement began at `_rcv_space_time`, once per RTT.
+        self._rcv_space_copied = 0
+        self._rcv_space_time: int | None = None
         self._passive = False
         self._peer_wscale = False  # the peer's SYN carried a window-scale option
         self._buf_seq = seq_add(iss, 1)  # sequence number of send-buffer byte 0
@@ -368,8 +375,34 @@ class Connection(Sender):
             return b""
         data = self.recvbuf.read(max_bytes)
         if data:
+            self._autotune(len(data), now)
             self._maybe_window_update()
         return data
+
+    def _autotune(self, copied: int, now: int) -> None:
+        """Receive-buffer autotuning (as Linux's dynamic right-sizing): once per RTT,
+        if the application read at least half the buffer in that RTT -- the window,
+        not the reader, was the limit -- the buffer grows to four times what was read
+        (twice the window the sender could use), up to `rcv_buf_max`, so one fast
+        connection is never window-limited.  Only with window scaling: without it the
+        window field cannot say more than 64 KiB."""
+        cap = self.recvbuf.capacity
+        limit = min(self.config.rcv_buf_max, MAX_WINDOW_FIELD << self.tcb.wscale_local)
+        if limit <= cap:
+            return
+        rtt = self.rtt.srtt
+        if rtt is None:
+            return
+        if self._rcv_space_time is None:
+            self._rcv_space_time = now
+        self._rcv_space_copied += copied
+        if now - self._rcv_space_time < max(rtt, MS):
+            return
+        if 2 * self._rcv_space_copied >= cap:
+            self.recvbuf.grow(min(4 * self._rcv_space_copied, limit))
+            self._n["rcv_buf_grown"] += 1
+        self._rcv_space_copied = 0
+        self._rcv_space_time = now
 
     def shutdown(self, now: int) -> None:
         """CLOSE (§3.10.4): no more sends; a FIN follows the queued data.  The receive

@@ -69,6 +69,24 @@ class RecvBuffer:
         """capacity - readable - out-of-order bytes held."""
         return self.capacity - (self._nxt - self._read) - self._held
 
+    def grow(self, capacity: int) -> None:
+        """Enlarge the buffer to `capacity` bytes (receive autotuning); every byte held,
+        in order or not, stays at its stream position.  Never shrinks."""
+        old_cap = self.capacity
+        if capacity <= old_cap:
+            return
+        old = self._buf
+        start = self._read
+        i = start % old_cap
+        data = old[i:] + old[:i]  # stream positions start .. start + old_cap - 1
+        new = bytearray(capacity)
+        j = start % capacity
+        first = min(old_cap, capacity - j)
+        new[j : j + first] = data[:first]
+        new[: old_cap - first] = data[first:]
+        self._buf = new
+        self.capacity = capacity
+
     def ooo_ranges(self) -> list[tuple[int, int]]:
         """Out-of-order data held, as sorted (start, end) offsets from RCV.NXT."""
         nxt = self._nxt

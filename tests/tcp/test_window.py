@@ -68,7 +68,7 @@ def test_receiver_sws_small_reads_do_not_move_the_right_edge() -> None:
 def test_right_edge_never_shrinks_with_window_scaling() -> None:
     # rcv_buf 100000 needs shift 1: the 16-bit field counts 2-byte units, and
     # rounding down would pull the right edge back by one byte (RFC 7323 §2.4).
-    c = _scaled(cfg(rcv_buf=100_000, wscale=True))
+    c = _scaled(cfg(rcv_buf=100_000, rcv_buf_max=0, wscale=True))  # no autotuning
     assert c.tcb.wscale_local == 1
     send(c, replace(SEND, payload=b"x"), 0)
     seg = recv(c, 40 * MS)
