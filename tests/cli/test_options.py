@@ -6,12 +6,15 @@ import socket
 
 import click
 import pytest
+from click.testing import CliRunner
 
+from pytcpcli.main import cli
 from pytcpcli.options import (
     DURATION,
     PORT,
     PORTS,
     Duration,
+    Keepalive,
     StackOptions,
     TimeWait,
     format_duration,
@@ -111,3 +114,51 @@ def test_stack_options_to_tcp_config() -> None:
         "wscale": False,
         "timestamps": False,
     }
+
+
+def test_recovery_and_socket_options_to_tcp_config() -> None:
+    opts = StackOptions(rack=False, ecn=True, nodelay=True, keepalive=(60.0, 10.0, 5))
+    assert opts.tcp_overrides() == {
+        "rack": False,
+        "ecn": True,
+        "nodelay": True,
+        "keepalive_idle": 60 * 10**9,
+        "keepalive_interval": 10 * 10**9,
+        "keepalive_probes": 5,
+    }
+
+
+def test_keepalive_spec() -> None:
+    ka = Keepalive()
+    assert ka.convert("60", None, None) == (60.0, 75.0, 9)  # Linux's interval and count
+    assert ka.convert("2m,5s", None, None) == (120.0, 5.0, 9)
+    assert ka.convert("30,500ms,3", None, None) == (30.0, 0.5, 3)
+    for bad, why in (
+        ("", "is not IDLE[,INTERVAL[,COUNT]] (such as 60,10,5)"),
+        ("1,2,3,4", "is not IDLE[,INTERVAL[,COUNT]] (such as 60,10,5)"),
+        ("0", "'0': IDLE and INTERVAL must be positive"),
+        ("10,x", "'x' is not a duration such as 500ms, 2s, 1.5 or 1m"),
+        ("10,1,0", "'10,1,0': COUNT must be a whole number of probes, at least 1"),
+    ):
+        with pytest.raises(click.BadParameter) as err:
+            ka.convert(bad, None, None)
+        assert err.value.message.endswith(why), (bad, err.value.message)
+
+
+def test_options_reach_the_connection_config() -> None:
+    result = CliRunner().invoke(cli, ["connect", "--keepalive", "0", "h", "1"])
+    assert result.exit_code == 2
+    assert "IDLE and INTERVAL must be positive" in result.output
+
+
+def test_overrides_build_a_tcp_config() -> None:
+    from pytcpcli.app import tcp_config
+
+    config = tcp_config(StackOptions(rack=False, ecn=True, nodelay=True, keepalive=(1.0, 2.0, 3)))
+    assert (config.rack, config.ecn, config.nodelay) == (False, True, True)
+    assert (config.keepalive_idle, config.keepalive_interval, config.keepalive_probes) == (
+        10**9,
+        2 * 10**9,
+        3,
+    )
+    assert config.cc == "cubic"  # the default, as Linux
