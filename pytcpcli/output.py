@@ -290,6 +290,15 @@ def render_tcb(entry: Mapping[str, Any]) -> str:
                 ["recover", _v(cc.get("recover"))],
                 ["dup ACKs", _v(cc.get("dup_acks"))],
                 ["ECN", f"echo {_v(cc.get('ecn_echo'))}, CWR pending {_v(cc.get('cwr_pending'))}"],
+                [
+                    "CWV",
+                    f"pipeACK {_v(cc.get('pipe_ack'))}, "
+                    + (
+                        "validated"
+                        if cc.get("nvp_since") is None
+                        else f"non-validated since {monotonic_seconds(cc.get('nvp_since'))}"
+                    ),
+                ],
             ],
         )
     )
@@ -408,6 +417,7 @@ def render_tcb(entry: Mapping[str, Any]) -> str:
                     f"reductions {_v(cnt.get('ecn_reductions'))}",
                 ],
                 ["receive buffer", f"grown {_v(cnt.get('rcv_buf_grown'))} times (autotuning)"],
+                ["cwnd validation", f"{_v(cnt.get('cwv_reductions'))} reductions (RFC 7661)"],
                 ["challenge ACKs", _v(cnt.get("challenge_acks"))],
                 ["drops", drop_text],
             ],

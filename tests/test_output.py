@@ -50,7 +50,8 @@ SAMPLE: dict[str, Any] = {
     "congestion": {"algorithm": "newreno", "cwnd": 14600, "ssthresh": 2147483647,
                    "state": {"bytes_acked": 700},
                    "in_flight": 200, "phase": "recovery", "recover": 105, "dup_acks": 3,
-                   "ecn_echo": False, "cwr_pending": True},
+                   "ecn_echo": False, "cwr_pending": True, "pipe_ack": 100,
+                   "nvp_since": 4_000_000_000},
     "recovery": {"sacked": [[4294967251, 5]], "segments": 4, "sacked_bytes": 50,
                  "lost_bytes": 100, "pipe": 50, "retries": 0, "high_rxt": 4294967251,
                  "rescue_rxt": None, "prr_delivered": 50, "prr_out": 100, "recover_fs": 200,
@@ -68,6 +69,7 @@ SAMPLE: dict[str, Any] = {
                  "dsacks_sent": 0, "dsacks_received": 1, "rtos": 0, "fast_recoveries": 1,
                  "tlp_probes": 2, "tlp_recoveries": 0, "lost_marked_bytes": 100, "undos": 0,
                  "ce_received": 0, "ece_received": 3, "ecn_reductions": 1, "rcv_buf_grown": 2,
+                 "cwv_reductions": 0,
                  "drops": {"bad-checksum": 2}},
     "timers": [
         {"name": "retransmission", "armed": True, "deadline": 5_180_000_000,
@@ -220,6 +222,7 @@ def test_render_tcb_sections() -> None:
         "  recover    105\n"
         "  dup ACKs   3\n"
         "  ECN        echo no, CWR pending yes\n"
+        "  CWV        pipeACK 100, non-validated since 4.000s\n"
         "\n"
         "Recovery\n"
         "  scoreboard  4294967251-5 (+251..+301) (4 records)\n"
@@ -257,6 +260,7 @@ def test_render_tcb_sections() -> None:
         "  D-SACKs          sent 0, received 1\n"
         "  ECN              CE 0, ECE 3, reductions 1\n"
         "  receive buffer   grown 2 times (autotuning)\n"
+        "  cwnd validation  0 reductions (RFC 7661)\n"
         "  challenge ACKs   1\n"
         "  drops            bad-checksum 2\n"
         "\n"

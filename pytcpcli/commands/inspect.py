@@ -73,7 +73,7 @@ max_snd_wnd}; receive {irs, rcv_nxt, rcv_wnd, rcv_up};
 options {mss_local, mss_remote, snd_mss, wscale_local, wscale_remote, sack,
 timestamps, ecn, path_mtu, nodelay, keepalive: {idle, interval, count} or null};
 congestion {algorithm, cwnd, ssthresh, state: {the algorithm's own}, in_flight,
-phase, recover, dup_acks, ecn_echo, cwr_pending}; recovery {sacked: [[left,
+phase, recover, dup_acks, ecn_echo, cwr_pending, pipe_ack, nvp_since}; recovery {sacked: [[left,
 right], ...], segments, sacked_bytes, lost_bytes, pipe, retries, high_rxt,
 rescue_rxt, prr_delivered, prr_out, recover_fs, rack, rack_rtt, rack_xmit_ts,
 reo_wnd_mult, reordering_seen, tlp_end, undo_retrans, timer_mode}; rtt {srtt,
@@ -86,7 +86,7 @@ counters {segments_in, segments_out, bytes_in, bytes_out, retransmissions,
 retransmitted_bytes, dup_acks, challenge_acks, keepalive_probes,
 zero_window_probes, dsacks_sent, dsacks_received, rtos, fast_recoveries,
 tlp_probes, tlp_recoveries, lost_marked_bytes, undos, ce_received, ece_received,
-ecn_reductions, rcv_buf_grown, drops: {reason: count}};
+ecn_reductions, rcv_buf_grown, cwv_reductions, drops: {reason: count}};
 
 timers: a list of all seven timers (retransmission, syn, delayed-ack, persist,
 keepalive, time-wait, fin-wait-2), each {name, armed, deadline, remaining,

@@ -93,6 +93,7 @@ from typing import Any
 from stack.tcp.clock import MS, SECOND
 from stack.tcp.config import TcpConfig
 from stack.tcp.congestion import CONTROLLERS, CongestionControl, NoControl
+from stack.tcp.cwv import CwndValidation
 from stack.tcp.errors import InvalidStateError
 from stack.tcp.events import (
     Closed,
@@ -249,6 +250,7 @@ class Connection(Sender):
             "ece_received": 0,
             "ecn_reductions": 0,
             "rcv_buf_grown": 0,
+            "cwv_reductions": 0,
         }
         self._drops: dict[str, int] = {}
         self._events: deque[Event] = deque()
@@ -288,6 +290,7 @@ class Connection(Sender):
         # The retransmit queue, scoreboard, loss detection and recovery episodes;
         # "recover" starts at ISS (RFC 6582 §3.2 step 1).
         self.recovery = Recovery(iss, self.cc, self._n, rack=config.rack)
+        self.cwv = CwndValidation(self._n)  # RFC 7661: idle and application-limited periods
         self._cwnd_limited = False  # cwnd limited the sender in this window (sender.py)
         self._max_flight = 0  # the largest flight in this window
         self._cwnd_usage_seq = iss  # SND.MAX when the window began
@@ -1232,6 +1235,7 @@ class Connection(Sender):
         tsecr = seg.timestamps[1] if tcb.timestamps and seg.timestamps is not None else None
         sample = self.rtt.on_ack(ack, now, tsecr)
         self.rtt.reset_backoff()
+        self.cwv.on_ack(now, max(data_acked, 0), self.rtt.srtt)
         flight = seq_diff(tcb.snd_max, tcb.snd_una)
         if rec.phase == "recovery":
             if rec.recovered(ack):
@@ -1540,6 +1544,7 @@ class Connection(Sender):
                 "dup_acks": self.recovery.dup_acks,
                 "ecn_echo": self.ecn_echo,
                 "cwr_pending": self.cwr_pending,
+                **self.cwv.snapshot(),
             },
             "recovery": self.recovery.snapshot(),
             "rtt": self.rtt.snapshot(),

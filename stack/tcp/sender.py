@@ -18,6 +18,7 @@ from ipaddress import IPv4Address
 from stack.tcp.clock import MS
 from stack.tcp.config import TcpConfig
 from stack.tcp.congestion import CongestionControl
+from stack.tcp.cwv import CwndValidation
 from stack.tcp.reassembly import RecvBuffer
 from stack.tcp.recovery import Recovery
 from stack.tcp.rtt import RttEstimator
@@ -92,6 +93,7 @@ class Sender:
     ecn_echo: bool
     cwr_pending: bool
     recovery: Recovery
+    cwv: CwndValidation
     _cwnd_limited: bool
     _max_flight: int
     _cwnd_usage_seq: int
@@ -190,6 +192,8 @@ class Sender:
         # it into MSS-sized segments on the way (gso_size = mss).
         limit = self.tso_max - self.tso_max % mss if self.tso_max > mss else mss
         buf = self.sendbuf
+        if rec.phase == "open" and len(buf) > seq_diff(tcb.snd_nxt, self._buf_seq):
+            self.cwv.check(now, self.cc, self.rtt.srtt)  # RFC 7661 before new data
         while True:
             off = seq_diff(tcb.snd_nxt, self._buf_seq)
             unsent = len(buf) - off
