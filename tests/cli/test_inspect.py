@@ -21,7 +21,7 @@ from click.testing import CliRunner
 from pytcpcli.app import App
 from pytcpcli.commands.inspect import NOTES, complete_connection_ids
 from pytcpcli.main import cli
-from pytcpcli.output import duration
+from pytcpcli.output import duration, monotonic_seconds
 from stack.api import Stack
 from stack.control import MAX_REQUEST
 from stack.io.link import PairLink
@@ -161,8 +161,10 @@ def test_id_view_has_every_section(live: tuple[PairedStacks, CliRunner]) -> None
                      f"w_max -",
             "in flight": "0", "phase": "open", "recover": str(cc["recover"]), "dup ACKs": "0",
             "ECN": "echo no, CWR pending no",
+            # RFC 7661: 5 bytes acknowledged in an RTT is less than half of cwnd
             "CWV": f"pipeACK {cc['pipe_ack'] if cc['pipe_ack'] is not None else '-'}, "
-                          f"{'validated' if cc['nvp_since'] is None else 'non-validated'}",
+                   + ("validated" if cc["nvp_since"] is None
+                      else f"non-validated since {monotonic_seconds(cc['nvp_since'])}"),
         },
         "Recovery": {
             "scoreboard": "none (0 records)", "pipe": "0 (0 SACKed, 0 lost)",
