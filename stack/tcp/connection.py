@@ -31,11 +31,19 @@ RFC section                              where
 §3.8.6.1 zero-window probing (persist)   `_on_persist`
 §3.8.6.3 delayed ACK, RFC 5681 §4.2      `_on_text`, timer "delayed-ack"; `_ack_own`
                                          in `receive_segment` (ACKs within a burst)
-RFC 5681 §3.2 + RFC 6582 NewReno         `_on_dup_ack`, `_ack_advance` (CC hooks),
-                                         `Sender._retransmit_head`
+Loss recovery: RFC 6675, RFC 6937 PRR,    recovery.py (the retransmit queue, scoreboard,
+  RFC 8985 RACK-TLP, RFC 6582 NewReno,     loss detection, episodes); here `_on_ack`,
+  RFC 3042, RFC 2883 undo                  `_ack_advance`, `_sack_loss_detection`,
+                                         `_on_dup_ack`, `_on_rto`, `_on_reorder_timeout`,
+                                         `_on_probe_timeout`; `Sender._send_recovery`
+RFC 6298 RTT sampling, Karn              rtt.py (`RttEstimator.on_send/on_ack`)
+RFC 7661 cwnd validation                 cwv.py; `Sender._cwnd_validate`
+RFC 3168 ECN                             `_negotiate`, `_ecn_receive`, `_on_ece`,
+                                         `Sender._make` (ECE/CWR, EctSegment)
 RFC 7323 timestamps (RTTM, PAWS)         `Sender._make`, `_paws_reject`, `_ack_advance`
-RFC 2018 SACK                            `Sender._sack_blocks` (receiver),
-                                         `Sender._note_sack`, `_retransmit_next_hole`
+RFC 2018 SACK, RFC 2883 D-SACK           `Sender._sack_blocks`, `_note_ooo` (receiver);
+                                         recovery.py (sender)
+Receive autotuning (Linux DRS)           `_autotune`, `RecvBuffer.grow`
 RFC 1122 4.2.3.6 keepalive               `_on_keepalive`
 RFC 1191 / RFC 5927 ICMP                 `receive_icmp`
 
@@ -52,10 +60,10 @@ as old.  `segments_to_send` sends whatever lies between SND.NXT and the usable w
 Choices worth knowing:
 - Nagle is on by default, as on a Linux socket without TCP_NODELAY; TcpConfig(nodelay=True)
   turns it off.  Sender SWS avoidance applies either way.
-- Loss recovery is NewReno (RFC 6582).  With SACK negotiated the sender keeps a
-  scoreboard of the peer's SACK blocks and, in fast recovery, spends each duplicate
-  ACK on resending the next hole instead of inflating cwnd (RFC 2018 §4); it is not
-  the full RFC 6675 pipe algorithm, and go-back-N after a timeout ignores SACKs.
+- Loss recovery with SACK is RFC 6675's, paced by PRR, with RACK-TLP deciding what is
+  lost (TcpConfig.rack, on by default as in Linux; off: DupThresh and NextSeg rules 3
+  and 4).  Without SACK it is NewReno (RFC 6582).  An RTO marks everything lost and
+  forgets the SACK scoreboard (RFC 2018 §8), then goes back N from SND.UNA.
 - A connection opened passively that is reset in SYN-RECEIVED goes to CLOSED, not back
   to LISTEN: the host keeps the listener and creates one Connection per SYN.
 - A SYN with a new ISN in passive SYN-RECEIVED draws a challenge ACK (RFC 5961 §4),
