@@ -16,6 +16,7 @@ from stack.tcp.congestion import (
     NoControl,
     default_initial_window,
 )
+from stack.tcp.congestion.hystart import HyStart
 from stack.tcp.recovery import reno_enter, reno_exit, reno_inflate, reno_partial_ack
 
 MSS = 1000
@@ -504,3 +505,57 @@ def test_cubic_epoch_clock_stops_while_the_window_is_unused() -> None:  # as Lin
     # segments = 262 400 (at t = 10 s it would be 313 600, capped at 1.5 cwnd = 302 400)
     cc.on_ack(10 * SECOND, 201_600, 0, None)
     assert cc.cwnd == 262_400
+
+
+# -- HyStart++ (RFC 9406) -----------------------------------------------------------
+
+
+def hystart_round(hs: HyStart, rtt: int, *, flight: int = 8 * MSS) -> list[int]:
+    """One round: eight ACKs of one MSS, each with an RTT sample; the divisors."""
+    return [hs.on_ack(MSS, flight, rtt) for _ in range(8)]
+
+
+def test_hystart_enters_css_when_the_round_min_rtt_grows_by_the_threshold() -> None:
+    hs = HyStart()
+    assert hystart_round(hs, 20 * MS) == [1] * 8  # the first round sets lastRoundMinRTT
+    # threshold: max(4 ms, min(20 ms / 8, 16 ms)) = 4 ms; 23 ms is below it
+    assert hystart_round(hs, 23 * MS) == [1] * 8
+    assert hs.phase == "slow-start"
+    # the next round: 27 ms >= 23 + 4 after N_RTT_SAMPLE samples: CSS from the 8th on
+    assert hystart_round(hs, 27 * MS) == [1] * 7 + [4]
+    assert (hs.phase, hs.css_baseline_min_rtt) == ("css", 27 * MS)
+
+
+def test_hystart_css_back_to_slow_start_when_the_rtt_falls() -> None:
+    hs = HyStart()
+    for rtt in (20, 20, 30):
+        hystart_round(hs, rtt * MS)
+    assert hs.phase == "css"
+    assert hystart_round(hs, 22 * MS) == [4] * 7 + [1]  # below the baseline: spurious
+    assert hs.phase == "slow-start"
+
+
+def test_hystart_leaves_slow_start_after_css_rounds() -> None:
+    hs = HyStart()
+    for rtt in (20, 20, 30):
+        hystart_round(hs, rtt * MS)
+    for _ in range(4):
+        hystart_round(hs, 30 * MS)
+    assert hs.phase == "css"
+    assert hs.on_ack(MSS, 8 * MSS, 30 * MS) == 0  # the fifth CSS round begins: done
+    assert hs.phase == "done"
+
+
+def test_cubic_slow_start_grows_a_quarter_in_css_then_stops_at_ssthresh() -> None:
+    cc = Cubic(MSS)
+    cc.hystart.phase = "css"
+    cc.hystart._round_end = 1 << 40  # no round ends in this test
+    before = cc.cwnd
+    for _ in range(4):
+        cc.on_ack(0, MSS, 4 * MSS, None)
+    assert cc.cwnd == before + MSS  # four ACKs of one MSS: a quarter each
+    cc.hystart.css_rounds = 4
+    cc.hystart._round_end = 0  # the next ACK starts the fifth CSS round
+    cwnd = cc.cwnd
+    cc.on_ack(0, MSS, 4 * MSS, None)
+    assert cc.ssthresh == cwnd and cc.hystart.phase == "done"
