@@ -89,7 +89,6 @@ class Sender:
     dsack: tuple[int, int] | None
     _force: bool
     _force_probe: bool
-    tso_max: int
     ecn_echo: bool
     cwr_pending: bool
     recovery: Recovery
