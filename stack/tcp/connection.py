@@ -621,7 +621,7 @@ class Connection(Sender):
             return
         # The loss phase: cwnd = 1 SMSS, "recover" = SND.MAX (RFC 6582 §3.2 step 4),
         # everything outstanding lost and SACK information dropped (RFC 2018 §8).
-        rec.on_rto(tcb.snd_max)
+        rec.on_rto(now, tcb.snd_max)
         self._set_ts_floor(now)  # see _ack_advance: older echoes are no samples
         self.rtt.backoff()
         self.rtt.on_retransmit()
@@ -637,7 +637,7 @@ class Connection(Sender):
         if rec.lost_bytes:
             if rec.phase in ("open", "disorder"):
                 rec.enter_recovery(now, tcb.snd_max)
-                rec.prr_update(0, tcb.snd_mss)
+                rec.prr_update(now, 0, tcb.snd_mss)
             else:
                 # No ACK paces this: what cwnd - pipe allows goes out (Linux
                 # tcp_rack_reo_timeout retransmits within cwnd).
@@ -1249,8 +1249,8 @@ class Connection(Sender):
             if rec.recovered(ack):
                 # RFC 6582 §3.2 step 6 / RFC 6675 §5 / RFC 6937: the episode ends.
                 if not tcb.sack:
-                    reno_exit(self.cc, flight)
-                rec.exit_recovery()
+                    reno_exit(self.cc, now, flight)
+                rec.exit_recovery(now)
             elif tcb.sack:
                 # A partial ACK under RFC 6675: the scoreboard and PRR decide.
                 self._sack_loss_detection(now, delivered)
@@ -1261,7 +1261,7 @@ class Connection(Sender):
             else:
                 # RFC 6582 §3.2 step 5: a partial ACK: retransmit the next hole and
                 # stay in recovery.
-                reno_partial_ack(self.cc, max(data_acked, 0))
+                reno_partial_ack(self.cc, now, max(data_acked, 0))
                 self._retransmit_head(now)
                 rec.partial_acks += 1
                 if rec.partial_acks == 1 and tcb.snd_max != tcb.snd_una:
@@ -1313,7 +1313,7 @@ class Connection(Sender):
             else:
                 rec.phase = "open"
         if rec.phase == "recovery":
-            rec.prr_update(delivered, tcb.snd_mss)
+            rec.prr_update(now, delivered, tcb.snd_mss)
         if rec.reo_deadline is not None or rec.timer_mode == "rack":
             self._rearm(now)
 

@@ -71,7 +71,7 @@ def reno_inflate(cc: CongestionControl) -> None:
         cc.cwnd += cc.mss
 
 
-def reno_partial_ack(cc: CongestionControl, acked: int) -> None:
+def reno_partial_ack(cc: CongestionControl, now: int, acked: int) -> None:
     """RFC 6582 §3.2 step 5: deflate by the newly acknowledged data and add back SMSS
     if at least SMSS was acknowledged, so about ssthresh stays in flight."""
     if not cc.limits:
@@ -80,15 +80,15 @@ def reno_partial_ack(cc: CongestionControl, acked: int) -> None:
     if acked >= cc.mss:
         cwnd += cc.mss
     cc.cwnd = max(cwnd, cc.mss)
-    cc.on_cwnd_set(0)
+    cc.on_cwnd_set(now)
 
 
-def reno_exit(cc: CongestionControl, in_flight: int) -> None:
+def reno_exit(cc: CongestionControl, now: int, in_flight: int) -> None:
     """RFC 6582 §3.2 step 6, option (1): cwnd = min(ssthresh, max(FlightSize, SMSS) +
     SMSS), which avoids a burst when little is in flight."""
     if cc.limits:
         cc.cwnd = min(cc.ssthresh, max(in_flight, cc.mss) + cc.mss)
-        cc.on_cwnd_set(0)
+        cc.on_cwnd_set(now)
 
 
 @dataclass(slots=True)
@@ -378,7 +378,7 @@ class Recovery:
             self.dup_acks += 1
             self._n["dup_acks"] += 1
         if self.tlp_end is not None and (not self.segs or self.una >= self.u(self.tlp_end)):
-            self._end_tlp_episode()
+            self._end_tlp_episode(now)
         return delivered
 
     def _rack_candidate(
@@ -427,12 +427,12 @@ class Recovery:
         if self.phase in ("recovery", "loss"):
             self.phase = "disorder" if self.sacked_bytes else "open"
 
-    def _end_tlp_episode(self) -> None:
+    def _end_tlp_episode(self, now: int) -> None:
         """RFC 8985 §7.4: the probe's episode ends.  If the probe was a retransmission
         that repaired a loss (no D-SACK says the original arrived), respond to that
         loss as fast recovery would (§7.4.2)."""
         if self.tlp_is_retrans and not self.tlp_dsacked and self.phase in ("open", "disorder"):
-            self.cc.on_congestion_event(0, self.outstanding)
+            self.cc.on_congestion_event(now, self.outstanding)
             if self.cc.limits:
                 self.cc.cwnd = max(self.cc.ssthresh, self.cc.mss)
             self._n["tlp_recoveries"] += 1
@@ -553,7 +553,7 @@ class Recovery:
             if self.reo_wnd_persist == 0:
                 self.reo_wnd_mult = 1
 
-    def prr_update(self, delivered: int, mss: int) -> None:
+    def prr_update(self, now: int, delivered: int, mss: int) -> None:
         """RFC 6937 §3 on each ACK in recovery: how much may go out (sndcnt)."""
         self.prr_delivered += delivered
         pipe = self.pipe
@@ -571,25 +571,25 @@ class Recovery:
         self.sndcnt = sndcnt
         if self.cc.limits:
             self.cc.cwnd = max(pipe + sndcnt, mss)
-            self.cc.on_cwnd_set(0)
+            self.cc.on_cwnd_set(now)
 
-    def exit_recovery(self) -> None:
+    def exit_recovery(self, now: int) -> None:
         """RFC 6937 §3: on leaving recovery cwnd = ssthresh (RFC 6675 §5 step (4))."""
         if self.sack and self.cc.limits:
             self.cc.cwnd = max(self.cc.ssthresh, self.cc.mss)
-            self.cc.on_cwnd_set(0)
+            self.cc.on_cwnd_set(now)
         self.phase = "disorder" if self.sacked_bytes else "open"
         self.dup_acks = 0
         self.high_rxt = None
 
-    def on_rto(self, snd_max: int) -> None:
+    def on_rto(self, now: int, snd_max: int) -> None:
         """RFC 6298 (5.4)-(5.6), RFC 5681 §3.1, RFC 6582 §3.2 step 4: the loss phase."""
         self.retries += 1
         if self.phase not in ("recovery", "loss"):
             self.undo_cwnd = self.cc.cwnd
             self.undo_ssthresh = self.cc.ssthresh
             self.undo_retrans = 0
-        self.cc.on_rto(0, self.outstanding)
+        self.cc.on_rto(now, self.outstanding)
         self.recover = snd_max
         self._recover_u = self.u(snd_max)
         self.phase = "loss"

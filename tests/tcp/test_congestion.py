@@ -101,43 +101,43 @@ def test_recovery_inflate_partial_deflate_and_exit() -> None:  # RFC 6582 §3.2
     reno_enter(cc, 0, 10_000)
     reno_inflate(cc)
     assert cc.cwnd == 9000
-    reno_partial_ack(cc, 2500)  # deflate by 2500, add back one SMSS
+    reno_partial_ack(cc, 0, 2500)  # deflate by 2500, add back one SMSS
     assert cc.cwnd == 7500
-    reno_partial_ack(cc, 500)  # less than SMSS: no add-back
+    reno_partial_ack(cc, 0, 500)  # less than SMSS: no add-back
     assert cc.cwnd == 7000
-    reno_exit(cc, 3000)  # min(ssthresh, max(FlightSize, SMSS) + SMSS)
+    reno_exit(cc, 0, 3000)  # min(ssthresh, max(FlightSize, SMSS) + SMSS)
     assert (cc.cwnd, cc.ssthresh) == (4000, 5000)
 
 
 def test_exit_recovery_with_large_flight_goes_to_ssthresh() -> None:
     cc = NewReno(MSS)
     reno_enter(cc, 0, 10_000)
-    reno_exit(cc, 8000)
+    reno_exit(cc, 0, 8000)
     assert cc.cwnd == 5000
 
 
 def test_exit_recovery_with_nothing_in_flight_allows_two_segments() -> None:
     cc = NewReno(MSS)
     reno_enter(cc, 0, 10_000)
-    reno_exit(cc, 0)
+    reno_exit(cc, 0, 0)
     assert cc.cwnd == 2000
 
 
 def test_partial_ack_never_deflates_below_one_mss() -> None:
     cc = NewReno(MSS)
     reno_enter(cc, 0, 4000)  # cwnd 5000
-    reno_partial_ack(cc, 999)
-    reno_partial_ack(cc, 999)
-    reno_partial_ack(cc, 999)
-    reno_partial_ack(cc, 999)
-    reno_partial_ack(cc, 999)
+    reno_partial_ack(cc, 0, 999)
+    reno_partial_ack(cc, 0, 999)
+    reno_partial_ack(cc, 0, 999)
+    reno_partial_ack(cc, 0, 999)
+    reno_partial_ack(cc, 0, 999)
     assert cc.cwnd == 1000
 
 
 def test_after_recovery_congestion_avoidance() -> None:
     cc = NewReno(MSS)
     reno_enter(cc, 0, 10_000)
-    reno_exit(cc, 8000)  # cwnd = ssthresh = 5000: avoidance
+    reno_exit(cc, 0, 8000)  # cwnd = ssthresh = 5000: avoidance
     for _ in range(5):
         cc.on_ack(0, 1000, 0, None)
     assert cc.cwnd == 6000
@@ -235,7 +235,7 @@ def test_undo_restores_the_window_before_the_episode() -> None:  # RFC 2883, Lin
         cc.cwnd = 20_000
         prior = (cc.cwnd, cc.ssthresh)
         reno_enter(cc, 0, 20_000)
-        reno_exit(cc, 20_000)
+        reno_exit(cc, 0, 20_000)
         assert cc.cwnd < 20_000
         cc.undo(*prior)
         assert (cc.cwnd, cc.ssthresh) == prior
@@ -271,7 +271,7 @@ def cubic_after_loss(now: int = 0) -> Cubic:
     cc = Cubic(MSS)
     cc.cwnd = 288_000
     reno_enter(cc, now, 288_000)
-    reno_exit(cc, 201_600)
+    reno_exit(cc, 0, 201_600)
     return cc
 
 
@@ -294,7 +294,7 @@ def test_cubic_multiplicative_decrease_beta_0_7() -> None:  # RFC 9438 §4.6
             },
         },
     }
-    reno_exit(cc, 201_600)
+    reno_exit(cc, 0, 201_600)
     assert cc.cwnd == 201_600
 
 
@@ -346,7 +346,7 @@ def test_cubic_reno_friendly_alpha_becomes_one_past_the_prior_window() -> None: 
     cc = Cubic(MSS)
     cc.cwnd = 3000
     reno_enter(cc, 0, 3000)  # cwnd_prior = W_max = 3000, ssthresh 2100
-    reno_exit(cc, 2100)
+    reno_exit(cc, 0, 2100)
     assert cc.cwnd == 2100
     cc.on_ack(0, 2100, 0, None)  # W_est: 2100 + 9/17 segment = 2629.4
     assert cc.cwnd == 2629
@@ -432,7 +432,7 @@ def test_cubic_partial_ack_ends_the_epoch() -> None:
     cc.on_ack(0, 1, 0, None)
     assert cc.k == 6 * SECOND
     reno_enter(cc, 0, 201_600)
-    reno_partial_ack(cc, 3000)
+    reno_partial_ack(cc, 0, 3000)
     assert cc.k is None
 
 
@@ -476,9 +476,9 @@ def test_controllers_keep_cwnd_sane(script: list[tuple[str, int, int]]) -> None:
             elif op == "dup":
                 reno_inflate(cc)
             elif op == "partial":
-                reno_partial_ack(cc, n)
+                reno_partial_ack(cc, now, n)
             elif op == "exit":
-                reno_exit(cc, n)
+                reno_exit(cc, now, n)
             else:
                 cc.on_rto(now, n)
             assert cc.cwnd >= MSS
