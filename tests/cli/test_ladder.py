@@ -17,7 +17,7 @@ from tests.cli.netcat import KERNEL, TIMEOUT, StderrLines, pytcp
 EXPECTED = """\
 PID.1: pytcp 10.77.0.2:40000 <-> peer 10.77.0.1:7301
                        pytcp 10.77.0.2:40000                                          10.77.0.1:7301
-                       |  SYN seq 0 win 65535 <mss 1460,sackOK,TS,wscale 3>           |
+                       |  SYN seq 0 win 65535 <mss 1460,sackOK,TS,wscale 7>           |
  T.TTTTTT SYN-SENT     |-----------------------------._                               | LISTEN
                        |                               `----------------------------->| SYN-RECEIVED
                        * pytcp ISN <isn>                                              |
@@ -25,16 +25,16 @@ PID.1: pytcp 10.77.0.2:40000 <-> peer 10.77.0.1:7301
  T.TTTTTT              |                               _.-----------------------------|
           ESTABLISHED  |<-----------------------------'                               |
                        * peer ISN <isn>                                               |
-                       |  ACK seq 1 ack 1 win 32768                                   |
+                       |  ACK seq 1 ack 1 win 2048                                    |
  T.TTTTTT              |-----------------------------._                               |
                        |                               `----------------------------->| ESTABLISHED
-                       |  PSH,ACK 1:7(6) ack 1 win 32768                              |
+                       |  PSH,ACK 1:7(6) ack 1 win 2048                               |
  T.TTTTTT              |-----------------------------._                               |
                        |                               `----------------------------->|
                        |                                      ACK seq 1 ack 7 win 64  |
  T.TTTTTT              |                               _.-----------------------------|
                        |<-----------------------------'                               |
-                       |  FIN,ACK seq 7 ack 1 win 32768                               |
+                       |  FIN,ACK seq 7 ack 1 win 2048                                |
  T.TTTTTT FIN-WAIT-1   |-----------------------------._                               |
                        |                               `----------------------------->| CLOSE-WAIT
                        |                                      ACK seq 1 ack 8 win 64  |
@@ -44,7 +44,7 @@ PID.1: pytcp 10.77.0.2:40000 <-> peer 10.77.0.1:7301
  T.TTTTTT              |                               _.-----------------------------| LAST-ACK
           TIME-WAIT    |<-----------------------------'                               |
  T.TTTTTT              * timer time-wait armed: 60s (2MSL)                            |
-                       |  ACK seq 8 ack 2 win 32768                                   |
+                       |  ACK seq 8 ack 2 win 2048                                    |
  T.TTTTTT              |-----------------------------._                               |
                        |                               `----------------------------->| CLOSED
  T.TTTTTT              * end of run in TIME-WAIT, <left> of 2MSL left                 |
