@@ -90,11 +90,20 @@ class Figure:
                 r.unit,
                 len(r.runs),
                 base.what if base is not None else "",
-                times(ratio) if ratio is not None else ("n/a" if r.baseline else ""),
+                shown_ratio(ratio, base),
                 " ".join(r.note.split()),
             ])
         head = ["what", "median", "unit", "runs", "ratio against", "ratio", "note"]
         return f"{self.title}\n" + tabulate(lines, head, disable_numparse=True)
+
+
+def shown_ratio(ratio: float | None, base: Row | None) -> str:
+    """The ratio column: `0.25×`; n/a without one, saying so when the reference is 0."""
+    if ratio is not None:
+        return times(ratio)
+    if base is None:
+        return ""
+    return "n/a (reference 0)" if base.median == 0 else "n/a"
 
 
 def times(ratio: float) -> str:
@@ -126,7 +135,7 @@ def markdown(figures: list[Figure]) -> str:
                 f"{base.what}: {fmt(base.median)} {base.unit}"
                 if base is not None and base.median is not None else "n/a"
             )
-            shown = times(ratio) if ratio is not None else "n/a"
+            shown = shown_ratio(ratio, base)
             cells = [fig.name, r.what, value, against, shown, r.better]
             lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines)
