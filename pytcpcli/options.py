@@ -91,21 +91,27 @@ class Port(click.ParamType):
 
 
 class PortRange(click.ParamType):
-    """PORT or LOW-HIGH (a range, for `connect -z` as nc scans): a list of ports."""
+    """PORT, LOW-HIGH, or a comma list of either (`22,80,8000-8010`, for `connect -z` as
+    nc scans): a list of ports. HIGH-LOW counts down (30-20: 30, 29, ... 20)."""
 
     name = "port"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         if isinstance(value, list):
             return value
-        text = str(value).strip()
-        low, dash, high = text.partition("-")
-        if not dash or not low.isdigit() or not high.isdigit():
-            return [PORT.convert(value, param, ctx)]
-        first, last = PORT.convert(low, param, ctx), PORT.convert(high, param, ctx)
-        if first > last:
-            self.fail(f"{text!r} is an empty range; write LOW-HIGH", param, ctx)
-        return list(range(first, last + 1))
+        ports: list[int] = []
+        for part in str(value).split(","):
+            text = part.strip()
+            low, dash, high = text.partition("-")
+            if not dash or not low.isdigit() or not high.isdigit():
+                if not text:
+                    self.fail(f"{value!r} has an empty entry; write 22,80 or 20-30", param, ctx)
+                ports.append(PORT.convert(text, param, ctx))
+                continue
+            first, last = PORT.convert(low, param, ctx), PORT.convert(high, param, ctx)
+            step = 1 if first <= last else -1
+            ports.extend(range(first, last + step, step))
+        return ports
 
 
 DURATION = Duration()
@@ -405,7 +411,9 @@ TIME-WAIT: RFC 9293 §3.6.1 keeps the side that closed first in TIME-WAIT for 2�
 not wait a minute after its data is done, so pytcp stays only 1 s after the final ACK
 by default, enough to re-ACK a retransmitted FIN, and then exits and removes its
 interface. --time-wait DURATION changes that linger; --time-wait full holds the whole
-2·MSL.
+2·MSL. connect and send hand the linger to a child process that keeps only the TUN
+device (stdio on /dev/null, its own session), so the command returns at once; a later
+pytcp that wants the interface asks that child to let go (not with --pcap or full).
 
 Signals: the first SIGINT, SIGTERM or SIGHUP (or any other signal that would end a
 process: SIGQUIT, SIGUSR1, SIGUSR2, SIGALRM, ...) stops reading stdin, sends FIN on every
@@ -485,6 +493,37 @@ def timeout_option(f: F) -> F:
         metavar="DURATION",
         help="Give up connecting after DURATION (500ms, 2s, 1m; default: the stack's "
         "SYN retries, about 2 min).",
+    )(f)
+
+
+def _no_udp(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value:
+        from pytcpcli.errors import EXIT_USAGE, CliError
+
+        raise CliError("-u: pytcp is a TCP tool (no UDP); for UDP use nc -u or socat", EXIT_USAGE)
+
+
+def udp_option(f: F) -> F:
+    """-u as nc users type it: one line saying pytcp is TCP only (exit 2)."""
+    return click.option(
+        "-u",
+        "--udp",
+        is_flag=True,
+        expose_value=False,
+        is_eager=True,
+        callback=_no_udp,
+        help="Refused in one line: pytcp is a TCP tool.",
+    )(f)
+
+
+def shutdown_on_eof_option(f: F) -> F:
+    """-N as nc spells it: FIN at stdin EOF, which pytcp does anyway."""
+    return click.option(
+        "-N",
+        "--shutdown-on-eof",
+        "shutdown_on_eof",
+        is_flag=True,
+        help="Send FIN at stdin EOF (what pytcp does by default; accepted as nc spells it).",
     )(f)
 
 

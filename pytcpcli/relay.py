@@ -754,6 +754,9 @@ class Session(ABC):
         self._hard_signum: int = signal.SIGINT
         self._grace: Any = None
         self.signals = SignalWatch(loop, self._on_signal)
+        # linger_in_background of the stack (stack.api): the TIME-WAIT linger then goes
+        # on in a child process and the command exits at once (None: linger here).
+        self.detach: Callable[[float], int | None] | None = None
 
     def _on_signal(self, signum: int) -> None:
         name = signal_name(signum)
@@ -840,6 +843,9 @@ class Session(ABC):
             then()
             return
         if self.time_wait is not None:
+            if self.detach is not None and self.detach(self.time_wait):
+                then()  # a child that keeps only the TUN lingers; the shell gets us back
+                return
             self.loop.call_later(self.time_wait, then)
             return
 

@@ -22,10 +22,12 @@ The machine refusing a TUN device is `StackEnvironmentError` (an OSError; exit 3
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import ipaddress
 import os
 import random
+import signal
 import socket
 from collections.abc import Callable
 from ipaddress import IPv4Address, IPv6Address
@@ -37,7 +39,7 @@ from stack.io.impair import Impairer, ImpairSpec
 from stack.io.link import Link
 from stack.io.loop import Loop
 from stack.io.pcap import PcapWriter
-from stack.io.tun import DEFAULT_MTU, StackEnvironmentError, TunLink
+from stack.io.tun import DEFAULT_MTU, StackEnvironmentError, TunLink, linger_address
 from stack.tcp.config import TcpConfig
 from stack.tcp.connection import Connection
 from stack.tcp.errors import InvalidStateError
@@ -65,6 +67,10 @@ PAIR_PEER6 = IPv6Address("fd77::1")
 # States in which the application's close has nothing left to wait for: our FIN is
 # acknowledged (FIN-WAIT-2, TIME-WAIT) or the connection is gone.
 _CLOSE_DONE = frozenset({State.CLOSED, State.FIN_WAIT_2, State.TIME_WAIT})
+
+
+SCAN_WINDOW = 256  # handshakes a scan runs at once (nc -z is sequential; this is not)
+SCAN_CLOSE = 2.0  # seconds a scan gives its open ports' four-way closes
 
 
 def _failure(reason: str, remote: tuple[str, int]) -> OSError:
@@ -716,6 +722,43 @@ class Stack:
         `timeout` seconds; without one the SYN retries bound it, about 2 minutes).
         `host` is an IPv4 or IPv6 literal (brackets allowed) or a name; `family` 4 or 6
         limits what a name resolves to."""
+        sock = self.start_connect(host, port, source_port=source_port, family=family)
+        conn = sock.connection
+        where = sock.remote
+
+        def settled() -> bool:
+            return conn.state != State.SYN_SENT or conn.error is not None or conn.is_closed
+
+        if not self.loop.run_until(settled, timeout):
+            sock.abort()
+            raise TimeoutError(
+                errno.ETIMEDOUT,
+                f"connection to {where[0]}:{where[1]} timed out after {timeout:g} s",
+            )
+        self._raise_if_failed(sock)
+        return sock
+
+    def _raise_if_failed(self, sock: Socket) -> None:
+        """The handshake of `sock` ended without a connection: forget it and raise why."""
+        conn = sock.connection
+        if conn.error is not None or conn.is_closed:
+            how = sock.closed_elsewhere  # asked before the socket is marked closed
+            self._forget(sock)
+            sock.closed = True
+            if conn.error is None and how is not None:
+                raise ClosedElsewhere(how, sock.remote, established=False)
+            raise _failure(conn.error or "reset", sock.remote)
+
+    def start_connect(
+        self,
+        host: str,
+        port: int,
+        *,
+        source_port: int | None = None,
+        family: int | None = None,
+    ) -> Socket:
+        """Send the SYN to `host`:`port` and return the socket in SYN-SENT at once (the
+        loop then runs the handshake); `connect` waits for it, `scan` runs many."""
         self._check_open()
         address = _resolve(host, family)
         kernel = self.peer_address if address.version == 4 else self.peer_address6
@@ -744,26 +787,147 @@ class Stack:
         conn = self.host.connect(
             (address, port), self.loop.now(), local_port=source_port, config=self.config
         )
-        sock = self._adopt(conn)
-        where = (str(address), port)
+        return self._adopt(conn)
 
-        def settled() -> bool:
-            return conn.state != State.SYN_SENT or conn.error is not None or conn.is_closed
+    def linger_in_background(self, seconds: float) -> int | None:
+        """Hand the TIME-WAIT linger to a child process so the command can exit now.
 
-        if not self.loop.run_until(settled, timeout):
-            sock.abort()
-            raise TimeoutError(
-                errno.ETIMEDOUT,
-                f"connection to {where[0]}:{where[1]} timed out after {timeout:g} s",
+        When every connection left is in TIME-WAIT (RFC 9293 §3.6.1: a retransmitted FIN
+        must still be acknowledged), fork: the child keeps only the TUN device (stdio on
+        /dev/null, every other descriptor closed, a session of its own, default signal
+        actions) and runs the stack for up to `seconds`, until those connections are
+        CLOSED, or until another pytcp asks for the interface (tun.release_lingering:
+        then it goes at once). The parent stops reading the device and returns the
+        child's pid; None (nothing done) for a link that is not a plain TUN, with --pcap,
+        or with nothing in TIME-WAIT."""
+        link = self._link
+        conns = list(self.host.connections())
+        if (
+            seconds <= 0
+            or not isinstance(link, TunLink)
+            or link.fileno() is None
+            or self._pcap is not None
+            or not conns
+            or any(c.state != State.TIME_WAIT for c in conns)
+        ):
+            return None
+        try:
+            listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+            listener.bind(linger_address(link.name))
+            listener.listen(8)
+        except OSError:
+            return None  # another pytcp lingers on this name already (it cannot: busy)
+        pid = os.fork()
+        if pid:
+            listener.close()
+            self.loop.detach(self.host)  # the child answers what arrives now
+            link.close()  # our copy only: the interface lives while the child holds it
+            return pid
+        try:  # the child: never returns
+            self._linger_child(link, listener, seconds)
+        finally:
+            os._exit(0)
+
+    def _linger_child(self, link: TunLink, listener: socket.socket, seconds: float) -> None:
+        os.setsid()
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        keep = {0, 1, 2, link.fileno(), listener.fileno()}
+        for entry in os.listdir("/proc/self/fd"):
+            if int(entry) not in keep:
+                with contextlib.suppress(OSError):
+                    os.close(int(entry))
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_DFL)
+        with contextlib.suppress(ValueError, OSError):
+            signal.set_wakeup_fd(-1)
+        self.loop.fork_reset()
+        asked: list[bool] = []
+        listener.setblocking(False)
+        self.loop.add_reader(listener.fileno(), lambda: asked.append(True))
+        host = self.host
+        self.loop.run_until(
+            lambda: bool(asked) or all(c.is_closed for c in host.connections()), seconds
+        )
+
+    def scan(
+        self,
+        host: str,
+        ports: list[int],
+        *,
+        timeout: float | None = None,
+        family: int | None = None,
+        window: int = SCAN_WINDOW,
+        on_result: Callable[[int, BaseException | None], None] | None = None,
+    ) -> dict[int, BaseException | None]:
+        """Handshake with each of `ports` (a port scan, `connect -z`), up to `window` at
+        once: port -> None (open: closed again with FIN at once) or the failure
+        (ConnectionRefusedError for a closed port, TimeoutError after `timeout`...).
+        `on_result(port, error)` is told as each one settles."""
+        results: dict[int, BaseException | None] = {}
+        waiting = list(dict.fromkeys(ports))[::-1]  # each port once, popped in order
+        active: dict[Socket, int] = {}  # socket -> the loop time it gives up
+        opened: list[Socket] = []
+
+        def settle(port: int, error: BaseException | None) -> None:
+            results[port] = error
+            if on_result is not None:
+                on_result(port, error)
+
+        def any_settled() -> bool:
+            now = self.loop.now()
+            return any(
+                s.connection.state != State.SYN_SENT
+                or s.connection.error is not None
+                or s.connection.is_closed
+                or now >= deadline
+                for s, deadline in active.items()
             )
-        if conn.error is not None or conn.is_closed:
-            how = sock.closed_elsewhere  # asked before the socket is marked closed
-            self._forget(sock)
-            sock.closed = True
-            if conn.error is None and how is not None:
-                raise ClosedElsewhere(how, where, established=False)
-            raise _failure(conn.error or "reset", where)
-        return sock
+
+        span = None if timeout is None else round(timeout * 1_000_000_000)
+        while waiting or active:
+            while waiting and len(active) < window:
+                port = waiting.pop()
+                try:
+                    sock = self.start_connect(host, port, family=family)
+                except OSError as e:
+                    settle(port, e)
+                    continue
+                active[sock] = self.loop.now() + span if span is not None else 1 << 62
+            if not active:
+                break
+            soonest = min(active.values())
+            self.loop.run_until(any_settled, max(0.0, (soonest - self.loop.now()) / 1e9))
+            now = self.loop.now()
+            for sock, deadline in list(active.items()):
+                conn = sock.connection
+                port = sock.remote[1]
+                if conn.state != State.SYN_SENT and conn.error is None and not conn.is_closed:
+                    del active[sock]
+                    sock.shutdown()  # -z: no data, FIN at once
+                    opened.append(sock)
+                    settle(port, None)
+                elif conn.error is not None or conn.is_closed:
+                    del active[sock]
+                    try:
+                        self._raise_if_failed(sock)
+                    except OSError as e:
+                        settle(port, e)
+                elif now >= deadline:
+                    del active[sock]
+                    sock.abort()
+                    settle(
+                        port,
+                        TimeoutError(errno.ETIMEDOUT, f"timed out after {timeout:g} s"),
+                    )
+        # Give the open ports' four-way closes a moment, as one -z does.
+        self.loop.run_until(
+            lambda: all(s.state in ("TIME-WAIT", "CLOSED") for s in opened), SCAN_CLOSE
+        )
+        for sock in opened:
+            sock.close()
+        return results
 
     def listen(
         self,

@@ -22,9 +22,11 @@ from pytcpcli.options import (
     family_option,
     format_duration,
     idle_timeout_option,
+    shutdown_on_eof_option,
     stack_options,
     time_wait_option,
     timeout_option,
+    udp_option,
 )
 from pytcpcli.output import stdout_trouble
 from pytcpcli.relay import CLOSED_STATES, FdReader, FdWriter, Relay, Session
@@ -79,10 +81,12 @@ class ConnectSession(Session):
         send_only: bool,
         crlf: bool,
         verbose: int,
+        detach: Any = None,
     ) -> None:
         super().__init__(
             stack.loop, time_wait=time_wait, say=app.say if verbose else None, warn=app.say
         )
+        self.detach = detach
         self.app = app
         self.sock = sock
         self.quit_after = quit_after
@@ -283,23 +287,36 @@ def scan(
     source_port: int | None,
     verbose: int,
 ) -> int:
-    """-z over a range, one port after the other as nc does: with -v one line per open
-    port (and per closed one with -vv); exit 0 when at least one port is open."""
-    open_ports = 0
-    for port in ports:
-        try:
-            sock = st.connect(address, port, timeout=timeout, source_port=source_port)
-        except OSError as e:
-            # -v: what is not simply closed (timed out, unreachable); -vv: every port.
-            refused = isinstance(e, ConnectionRefusedError)
-            if verbose >= 2 or (verbose and not refused):
-                app.say(app.connect_failure(e, address, port, timeout).format_message())
-            continue
-        open_ports += 1
-        if verbose:
-            app.say(f"connection to {address} port {port} succeeded: open")
+    """-z: a handshake with each port, many at once (stack.api.Stack.scan), then FIN.
+    With -v one line per port in the order given, open or not, in one format; without
+    -v, a single port's failure is its usual line. Exit 0 when at least one is open."""
+    if source_port is not None and len(ports) > 1:
+        raise CliError("-p fixes one source port: scan one port at a time with it", EXIT_USAGE)
+    if len(ports) == 1 and source_port is not None:
+        sock = app.connect(st, address, ports[0], timeout=timeout, source_port=source_port,
+                           verbose=0)  # fmt: skip
         zero_io(st, sock)
-    return EXIT_OK if open_ports else EXIT_CONN
+        if verbose:
+            app.say(scan_line(app, address, ports[0], None, timeout))
+        return EXIT_OK
+    results = st.scan(address, ports, timeout=timeout)
+    if verbose:
+        for port in dict.fromkeys(ports):
+            app.say(scan_line(app, address, port, results[port], timeout))
+    elif len(ports) == 1 and results[ports[0]] is not None:
+        raise app.connect_failure(results[ports[0]], address, ports[0], timeout)
+    return EXIT_OK if any(e is None for e in results.values()) else EXIT_CONN
+
+
+def scan_line(app: App, address: str, port: int, error: BaseException | None,
+              timeout: float | None) -> str:  # fmt: skip
+    """-z -v: `connection to A port P succeeded: open`, `... refused: closed`, or the
+    failure's own line (timed out, unreachable)."""
+    if error is None:
+        return f"connection to {address} port {port} succeeded: open"
+    if isinstance(error, ConnectionRefusedError):
+        return f"connection to {address} port {port} refused: closed"
+    return app.connect_failure(error, address, port, timeout).format_message()
 
 
 def zero_io(stack: Any, sock: Any) -> None:
@@ -314,7 +331,7 @@ def zero_io(stack: Any, sock: Any) -> None:
     short_help="Connect to HOST PORT and relay stdin/stdout (the netcat client).",
 )
 @click.argument("host")
-@click.argument("ports", metavar="PORT", type=PORTS)
+@click.argument("port_args", metavar="PORT", nargs=-1, required=True, type=PORTS)
 @timeout_option
 @idle_timeout_option
 @click.option(
@@ -330,6 +347,8 @@ def zero_io(stack: Any, sock: Any) -> None:
     is_flag=True,
     help="At stdin EOF keep the write side open (no FIN) until the peer closes.",
 )
+@shutdown_on_eof_option
+@udp_option
 @click.option(
     "-z",
     "zero",
@@ -354,11 +373,12 @@ def connect(
     app: App,
     stack: StackOptions,
     host: str,
-    ports: list[int],
+    port_args: tuple[list[int], ...],
     timeout: float | None,
     idle_timeout: float | None,
     quit_after: float | None,
     no_shutdown: bool,
+    shutdown_on_eof: bool,
     zero: bool,
     source_port: int | None,
     numeric: bool,
@@ -378,8 +398,10 @@ def connect(
 
     HOST is an IPv4 or IPv6 address (brackets allowed: [fd77:0::1]) or a name
     for the system resolver (not with -n), A or AAAA; -4/-6 keep to one family.
-    PORT is a number or a service name (ssh); with -z it may be a range, 20-30,
-    tried one port after the other (exit 0 when at least one is open).
+    PORT is a number or a service name (ssh); with -z there may be several, each a
+    port, a range (20-30; 30-20 counts down) or a comma list (22,80,443), tried many
+    at once (exit 0 when at least one is open; -v reports each port in the order
+    given: succeeded: open, refused: closed, or why not).
     DURATIONs are written 500ms, 2s, 1.5, 1m. After the close pytcp stays in
     TIME-WAIT for --time-wait (1 s by default, enough to re-ACK a retransmitted
     FIN), not the full 2·MSL of RFC 9293 unless --time-wait full.
@@ -388,12 +410,19 @@ def connect(
     """
     if recv_only and send_only:
         raise CliError("--recv-only and --send-only exclude each other; pick one", EXIT_USAGE)
+    if no_shutdown and shutdown_on_eof:
+        raise CliError("-N and --no-shutdown exclude each other; pick one", EXIT_USAGE)
+    ports = [p for group in port_args for p in group]
     if len(ports) > 1 and not zero:
-        raise CliError("a port range (LOW-HIGH) needs -z: only a scan tries many ports", EXIT_USAGE)
+        raise CliError(
+            "several ports (a range, a list) need -z: only a scan tries many ports", EXIT_USAGE
+        )
     address = app.resolve(host, numeric, family_of(ipv4, ipv6))
-    if len(ports) > 1:
+    if zero:
         with app.stack(stack) as st, app.control(st, stack.verbose):
             code = scan(app, st, address, ports, timeout, source_port, stack.verbose)
+            if time_wait is not None:
+                st.linger_in_background(time_wait)  # open ports re-ACK a late FIN there
         if code != EXIT_OK:
             click.get_current_context().exit(code)
         return
@@ -402,22 +431,19 @@ def connect(
         sock = app.connect(
             st, address, port, timeout=timeout, source_port=source_port, verbose=stack.verbose
         )
-        if zero:
-            zero_io(st, sock)
-            code = EXIT_OK
-        else:
-            code = ConnectSession(
-                app,
-                st,
-                sock,
-                time_wait=time_wait,
-                quit_after=quit_after,
-                idle_timeout=idle_timeout,
-                no_shutdown=no_shutdown,
-                recv_only=recv_only,
-                send_only=send_only,
-                crlf=crlf,
-                verbose=stack.verbose,
-            ).run()
+        code = ConnectSession(
+            app,
+            st,
+            sock,
+            time_wait=time_wait,
+            quit_after=quit_after,
+            idle_timeout=idle_timeout,
+            no_shutdown=no_shutdown,
+            recv_only=recv_only,
+            send_only=send_only,
+            crlf=crlf,
+            verbose=stack.verbose,
+            detach=st.linger_in_background,
+        ).run()
     if code != EXIT_OK:
         click.get_current_context().exit(code)

@@ -25,12 +25,16 @@ from pytcpcli.options import (
     CLOSE_NOTES,
     DURATION,
     PORT,
+    Duration,
     StackOptions,
     family_of,
     family_option,
     format_duration,
+    idle_timeout_option,
+    shutdown_on_eof_option,
     stack_options,
     time_wait_option,
+    udp_option,
 )
 from pytcpcli.output import stdout_trouble
 from pytcpcli.relay import CLOSED_STATES, FdReader, FdWriter, Relay, Session, pipe_unread
@@ -81,6 +85,7 @@ class Client:
         self.stdin_pipe: tuple[int, int] | None = None  # (st_dev, st_ino) of the child's stdin
         self.child_exited = False
         self.started = 0  # loop time (ns) of the accept
+        self.last_activity = 0  # loop time (ns) of the last byte either way (-i)
         self.closed = False  # both directions done (relay.done)
         self.ended = False  # closed, child reaped, lingered: forgotten by the server
 
@@ -101,6 +106,10 @@ class ListenSession(Session):
         time_wait: float | None,
         verbose: int,
         child_grace: float = CHILD_WAIT,
+        recv_only: bool = False,
+        no_shutdown: bool = False,
+        quit_after: float | None = None,
+        idle_timeout: float | None = None,
     ) -> None:
         super().__init__(
             stack.loop, time_wait=time_wait, say=app.say if verbose else None, warn=app.say
@@ -114,6 +123,10 @@ class ListenSession(Session):
         self.crlf = crlf
         self.verbose = verbose
         self.child_grace = child_grace
+        self.recv_only = recv_only  # -d: stdin is not read; FIN after the peer's
+        self.no_shutdown = no_shutdown  # no FIN at stdin EOF: after the peer's
+        self.quit_after = quit_after  # -q: end DURATION after stdin EOF
+        self.idle_timeout = idle_timeout  # -i: a connection idle that long is aborted
         self._child_deadline: int | None = None  # loop time the first signal's wait ends
         self.clients: list[Client] = []
         self.accepted = 0
@@ -130,7 +143,10 @@ class ListenSession(Session):
                 on_drain=self._pump_all,
                 on_broken=self._on_stdout_broken,
             )
-            self.stdin = FdReader(self.loop, app.stdin_fd, self._on_stdin, self._on_stdin_eof)
+            if not recv_only:
+                self.stdin = FdReader(
+                    self.loop, app.stdin_fd, self._on_stdin, self._on_stdin_eof
+                )
 
     # -- accepting
 
@@ -182,19 +198,22 @@ class ListenSession(Session):
         if self.verbose:
             self.app.say(f"connection from {remote_addr} port {remote_port} (id {sock.id})")
         client = Client(sock)
-        client.started = self.loop.now()
+        client.started = client.last_activity = self.loop.now()
         self.clients.append(client)
+        if self.idle_timeout is not None:
+            self.loop.call_later(self.idle_timeout, lambda: self._check_idle(client))
         if self.command is not None:
             self._spawn(client)
             return
         client.relay = Relay(
             sock,
             self.stdout,
-            on_progress=self._on_progress,
+            on_progress=lambda: self._client_progress(client),
             on_peer_eof=lambda: self._on_peer_eof(client),
             on_done=lambda relay: self._on_closed(client),
             on_write_side_gone=lambda unsent: self._on_write_side_gone(client, unsent),
             crlf=self.crlf,
+            shutdown_on_eof=not self.no_shutdown,
         )
         if self.stdin_eof:
             client.relay.feed_eof()
@@ -214,6 +233,50 @@ class ListenSession(Session):
         self.stdin_eof = True
         for client in self.live:
             client.relay.feed_eof()
+            if self.no_shutdown and client.relay.peer_eof and not client.closed:
+                client.relay.shutdown_now()  # the peer is done too: now FIN
+        if self.quit_after is not None:
+            self.loop.call_later(self.quit_after, self._quit)
+
+    def _client_progress(self, client: Client) -> None:
+        client.last_activity = self.loop.now()
+        self._on_progress()
+
+    def _quit(self) -> None:
+        """-q: the time after stdin EOF is up. Every connection still open takes what
+        arrived and is aborted (RST: the peer is not left half-open), and pytcp ends."""
+        if self.finished or self.signum is not None:
+            return
+        if self.listener is not None:
+            self.listener.on_change(None)
+            self.listener.close()
+            self.listener = None
+        self.listener_closed = True
+        for client in self.live:
+            if not client.closed:
+                client.relay.abort()
+        self._check_end()
+
+    def _check_idle(self, client: Client) -> None:
+        """-i: no byte either way on this connection for DURATION: RST it, and say so
+        (without -k that is the run's failure, exit 1)."""
+        assert self.idle_timeout is not None
+        if client.closed or client.ended or self.finished:
+            return
+        idle_for = (self.loop.now() - client.last_activity) / 1e9
+        if idle_for < self.idle_timeout:
+            self.loop.call_later(self.idle_timeout - idle_for, lambda: self._check_idle(client))
+            return
+        addr, port = client.sock.remote
+        message = (
+            f"no data either way for {format_duration(self.idle_timeout)} (-i); "
+            f"closed the connection from {addr} port {port}"
+        )
+        if self.keep_open:
+            self.app.say(message)
+        else:
+            self.error, self.code = message, EXIT_CONN
+        client.relay.abort()
 
     def _on_progress(self) -> None:
         """Back-pressure on stdin: read it only while every client has room for more."""
@@ -234,6 +297,8 @@ class ListenSession(Session):
         if self.verbose:
             addr, port = client.sock.remote
             self.app.say(f"{addr} port {port} closed its side of the connection")
+        if client.child is None and (self.recv_only or (self.no_shutdown and self.stdin_eof)):
+            client.relay.shutdown_now()  # -d / --no-shutdown: FIN once the peer's came
         if client.child_in is not None:
             client.child_in.close_when_drained()  # the child reads EOF
         elif not self.keep_open and self.stdout is not None:
@@ -644,6 +709,19 @@ def _where(st: Any, address: str | None, family: int | None) -> str:
     return " and ".join(str(a) for a in ours if a is not None)
 
 
+def signal_ready(fd: int, line: str) -> None:
+    """--ready-fd: the one line, then the fd is closed (a reader sees EOF after it). A
+    reader that went away costs nothing but the signal."""
+    try:
+        os.write(fd, line.encode())
+    except OSError:
+        pass
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+
+
 def parse_addr_port(args: tuple[str, ...]) -> tuple[str | None, int]:
     """`[ADDR] PORT` -> (address or None for any, port)."""
     if len(args) not in (1, 2):
@@ -710,6 +788,50 @@ def parse_addr_port(args: tuple[str, ...]) -> tuple[str | None, int]:
     help="Connections completed but not yet accepted that the stack keeps.",
 )
 @click.option("-C", "--crlf", is_flag=True, help="Send LF line endings as CRLF.")
+@click.option(
+    "-d",
+    "--recv-only",
+    is_flag=True,
+    help="Do not read stdin; only receive (FIN after the peer's). For a listener "
+    "started from cron, a script or & with stdin at /dev/null.",
+)
+@click.option(
+    "--no-shutdown",
+    is_flag=True,
+    help="At stdin EOF keep the write side open (no FIN) until the peer closes.",
+)
+@shutdown_on_eof_option
+@click.option(
+    "-q",
+    "quit_after",
+    type=Duration(allow_zero=True),
+    metavar="DURATION",
+    help="Exit DURATION after stdin EOF, whatever the peers do; connections still "
+    "open then are aborted with RST.",
+)
+@idle_timeout_option
+@click.option(
+    "-l",
+    "nc_listen",
+    is_flag=True,
+    help="Accepted as nc spells it (listen is already listening).",
+)
+@click.option(
+    "-p",
+    "--port",
+    "port_option",
+    type=PORT,
+    metavar="PORT",
+    help="The port, as nc -l -p PORT spells it (then no PORT argument).",
+)
+@click.option(
+    "--ready-fd",
+    type=click.IntRange(3),
+    metavar="N",
+    help="Once listening, write one line 'TUN ADDRESS PORT' to file descriptor N and "
+    "close it: a readiness signal for scripts (pytcp listen --ready-fd 3 80 3>fifo &).",
+)
+@udp_option
 @family_option
 @click.option(
     "--child-grace",
@@ -733,6 +855,14 @@ def listen(
     max_conns: int | None,
     backlog: int,
     crlf: bool,
+    recv_only: bool,
+    no_shutdown: bool,
+    shutdown_on_eof: bool,
+    quit_after: float | None,
+    idle_timeout: float | None,
+    nc_listen: bool,
+    port_option: int | None,
+    ready_fd: int | None,
     ipv4: bool,
     ipv6: bool,
     child_grace: float,
@@ -756,7 +886,29 @@ def listen(
     1 s later). Each child runs in its own process group, so a ^C on the terminal
     reaches pytcp only.
     """
-    address, port = parse_addr_port(addr_port)
+    if port_option is not None:
+        if len(addr_port) > 1:
+            raise CliError("with -p PORT give at most ADDR as an argument", EXIT_USAGE)
+        address, port = parse_addr_port((*addr_port, str(port_option)))
+    else:
+        address, port = parse_addr_port(addr_port)
+    if no_shutdown and shutdown_on_eof:
+        raise CliError("-N and --no-shutdown exclude each other; pick one", EXIT_USAGE)
+    command_given = exec_cmd is not None or sh_cmd is not None
+    if command_given and (recv_only or no_shutdown or quit_after is not None):
+        raise CliError(
+            "-d, --no-shutdown and -q concern stdin; with -e/-c each child has its own",
+            EXIT_USAGE,
+        )
+    if ready_fd is not None:
+        try:
+            os.fstat(ready_fd)
+        except OSError:
+            raise CliError(
+                f"--ready-fd {ready_fd}: file descriptor {ready_fd} is not open "
+                f"(redirect it, e.g. {ready_fd}>ready.fifo)",
+                EXIT_USAGE,
+            ) from None
     family = family_of(ipv4, ipv6)
     if address is not None and family is not None and (":" in address) != (family == 6):
         raise CliError(
@@ -811,6 +963,10 @@ def listen(
             time_wait=time_wait,
             verbose=stack.verbose,
             child_grace=child_grace,
+            recv_only=recv_only,
+            no_shutdown=no_shutdown,
+            quit_after=quit_after,
+            idle_timeout=idle_timeout,
         )
         st.status_note = session.status_note  # shown by `pytcp inspect`
         # Said once the session's signal handling is in place: a ^C from now on closes.
@@ -820,6 +976,8 @@ def listen(
                 f"listening on {st.tun_name} {_where(st, address, family)} port {port}"
                 f"{' (' + note + ')' if note else ''}"
             )
+        if ready_fd is not None:
+            signal_ready(ready_fd, f"{st.tun_name} {address or st.address} {port}\n")
         code = session.run()
     if code != EXIT_OK:
         click.get_current_context().exit(code)

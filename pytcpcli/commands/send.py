@@ -24,6 +24,7 @@ from pytcpcli.options import (
     stack_options,
     time_wait_option,
     timeout_option,
+    udp_option,
 )
 from pytcpcli.output import send_report, stdout_trouble
 from stack.control import MAX_SEND_CHUNK, ControlClient, ControlError
@@ -216,8 +217,11 @@ def _one_shot(
             if opts.verbose and info:
                 app.say(send_report(info, written=reply.written).rstrip("\n"))
         if time_wait is None or time_wait > 0:
-            # Linger to re-ACK a retransmitted FIN (--time-wait), as connect does.
-            st.run_until(lambda: sock.state == "CLOSED", time_wait)
+            # Linger to re-ACK a retransmitted FIN (--time-wait), as connect does: in a
+            # child that keeps only the TUN, so the shell gets its prompt back now.
+            sock.close()
+            if time_wait is None or not st.linger_in_background(time_wait):
+                st.run_until(lambda: sock.state == "CLOSED", time_wait)
         sock.close()
 
 
@@ -246,6 +250,7 @@ def _one_shot(
 @family_option
 @timeout_option
 @time_wait_option
+@udp_option
 @stack_options
 @click.pass_obj
 def send(

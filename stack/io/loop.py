@@ -279,6 +279,18 @@ class Loop:
         if self._writers.pop(fd, None) is not None:
             self._update(fd)
 
+    def fork_reset(self) -> None:
+        """In a child after os.fork(): a selector of its own (the parent's epoll is
+        shared with the child) watching only the links; no timers, readers, writers or
+        hooks of the parent's application survive."""
+        self._selector = selectors.DefaultSelector()
+        self._readers.clear()
+        self._writers.clear()
+        self._timers.clear()
+        self._hooks.clear()
+        for fd in self._link_fds:
+            self._update(fd)
+
     def add_hook(self, hook: Callable[[], None]) -> None:
         """Call `hook` at the end of every iteration (after the hosts are pumped)."""
         self._hooks.append(hook)

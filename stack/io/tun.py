@@ -51,6 +51,7 @@ import fcntl
 import os
 import socket
 import struct
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Interface
@@ -373,6 +374,39 @@ def describe_offloads(vnet: bool, accepted: int) -> dict[str, list[str]]:
     return {"rx": rx, "tx": ["csum", "tso"]}
 
 
+LINGER_PREFIX = b"\0pytcp-linger-"  # abstract unix socket of a lingering pytcp, per netns
+
+
+def linger_address(name: str) -> bytes:
+    """Where a pytcp that only lingers on interface `name` (TIME-WAIT after its command
+    ended, stack.api.Stack.linger_in_background) listens for `release_lingering`."""
+    return LINGER_PREFIX + name.encode()
+
+
+def release_lingering(name: str, timeout: float = 0.5) -> bool:
+    """Ask the pytcp lingering on interface `name` to let it go now; True once the
+    interface is gone (it vanishes with that process's descriptor). False when no
+    lingering pytcp holds it (the interface is in real use)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(linger_address(name))
+    except OSError:
+        sock.close()
+        return False  # nobody lingers on it: the interface is in real use
+    try:
+        sock.recv(1)  # EOF, or a reset of this unaccepted connection: it has exited
+    except OSError:
+        pass
+    finally:
+        sock.close()
+    for _ in range(100):  # bounded: the interface goes with the process's last fd
+        if not _interface_exists(name):
+            return True
+        time.sleep(0.005)
+    return not _interface_exists(name)
+
+
 def _attach_error(name: str, exc: OSError) -> StackEnvironmentError:
     if exc.errno == errno.EBUSY:
         return _fail(
@@ -633,7 +667,12 @@ class TunLink:
                         f"interface {name} already exists and is used as it is: "
                         "drop --gateway/--mtu, or pick a new name with --tun"
                     )
-                return cls._attach(name, want_addr, offload, v6)
+                try:
+                    return cls._attach(name, want_addr, offload, v6)
+                except StackEnvironmentError as exc:
+                    # Held by a pytcp that only lingers in TIME-WAIT: it lets go at once.
+                    if exc.errno != errno.EBUSY or not release_lingering(name):
+                        raise
             return cls._create(name, want_addr, want_gw, mtu, offload=offload, v6=v6)
         return cls._auto(want_addr, want_gw, mtu, offload, v6)
 
@@ -658,11 +697,17 @@ class TunLink:
                 try:
                     return cls._attach(name, addr, offload, v6)
                 except StackEnvironmentError as exc:
-                    if exc.errno in (errno.EBUSY, errno.EPERM, errno.EINVAL):
+                    # Held by a pytcp that only lingers in TIME-WAIT: it lets go at once,
+                    # and pytcpN is free to create again (a script keeps its addresses).
+                    released = exc.errno == errno.EBUSY and release_lingering(name)
+                    if not released and exc.errno in (errno.EBUSY, errno.EPERM, errno.EINVAL):
                         continue  # someone else's: try the next N
-                    if exc.errno == errno.EADDRNOTAVAIL and addr is not None:
+                    if not released and exc.errno == errno.EADDRNOTAVAIL and addr is not None:
                         continue  # --addr belongs to another subnet than this one's
-                    raise
+                    if not released:
+                        raise
+                    addresses = _kernel_addresses()  # its addresses went with it
+                    addresses6 = _kernel_addresses6()
             gw = gateway or (
                 _default_gateway_for(addr) if addr else IPv4Interface(f"10.77.{n}.1/24")
             )

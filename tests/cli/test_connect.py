@@ -231,9 +231,17 @@ def test_zero_io_open_and_closed(netns, family: int) -> None:
     assert (out.returncode, out.stdout, out.stderr) == (0, b"", b"")
     assert server.wait() == [b""]
     assert run("connect", "-z", KERNEL, "7005").returncode == 1
-    # A scan over a range, nc style: one open port is enough for exit 0, -v names it.
+    # A scan over a range, nc style: one open port is enough for exit 0, -v reports
+    # every port in one format, the single port too.
     scan = run("connect", "-z", "-v", KERNEL, "7003-7005")
     assert (scan.returncode, scan.stderr) == (
+        0,
+        f"pytcp: connection to {KERNEL} port 7003 refused: closed\n"
+        f"pytcp: connection to {KERNEL} port 7004 succeeded: open\n"
+        f"pytcp: connection to {KERNEL} port 7005 refused: closed\n".encode(),
+    )
+    one = run("connect", "-z", "-v", KERNEL, "7004")
+    assert (one.returncode, one.stderr) == (
         0,
         f"pytcp: connection to {KERNEL} port 7004 succeeded: open\n".encode(),
     )

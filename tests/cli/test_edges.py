@@ -55,12 +55,17 @@ def test_port_service_name(netns) -> None:
 def test_zero_io_port_range(netns) -> None:
     socks = listening(7202, 7205)
     out = run("connect", "-z", "-v", KERNEL, "7200-7206")
+    lines = [
+        f"pytcp: connection to {KERNEL} port {p} "
+        + ("succeeded: open" if p in (7202, 7205) else "refused: closed")
+        for p in range(7200, 7207)
+    ]
+    assert (out.returncode, out.stderr.decode().splitlines()) == (0, lines)
+    # Lists and reversed ranges, in the order given; every port once.
+    out = run("connect", "-z", "-v", KERNEL, "7206-7204", "7202,7205")
     assert (out.returncode, out.stderr.decode().splitlines()) == (
         0,
-        [
-            f"pytcp: connection to {KERNEL} port 7202 succeeded: open",
-            f"pytcp: connection to {KERNEL} port 7205 succeeded: open",
-        ],
+        [lines[6], lines[5], lines[4], lines[2]],
     )
     for s in socks:
         s.close()
@@ -69,7 +74,7 @@ def test_zero_io_port_range(netns) -> None:
     out = run("connect", KERNEL, "7200-7206")
     assert (out.returncode, out.stderr) == (
         2,
-        b"pytcp: a port range (LOW-HIGH) needs -z: only a scan tries many ports\n",
+        b"pytcp: several ports (a range, a list) need -z: only a scan tries many ports\n",
     )
 
 

@@ -85,9 +85,14 @@ def test_ports() -> None:
 
 
 def test_port_ranges() -> None:
+    # As nc users write them: a range, a reversed range (counted down), comma lists.
+    assert PORTS.convert("20-22", None, None) == [20, 21, 22]
+    assert PORTS.convert("22-20", None, None) == [22, 21, 20]
+    assert PORTS.convert("22,80,8000-8002", None, None) == [22, 80, 8000, 8001, 8002]
+    assert PORTS.convert("ssh", None, None) == [22]
     for bad, message in [
-        ("30-20", "'30-20' is an empty range; write LOW-HIGH"),
         ("0-20", "0 is out of range; a port is 1-65535"),
+        ("22,,80", "'22,,80' has an empty entry; write 22,80 or 20-30"),
     ]:
         with pytest.raises(click.BadParameter) as err:
             PORTS.convert(bad, None, None)

@@ -1,0 +1,160 @@
+"""What nc users type, through the installed command in a test namespace: listen's
+--recv-only, --no-shutdown, -q, -i, -l/-p, -N, -u, --ready-fd, and a one-shot command
+that gives the shell back at once while a child lingers in TIME-WAIT."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+
+import pytest
+
+from tests.cli.netcat import (
+    KERNEL,
+    PYTCP,
+    TIMEOUT,
+    KernelServer,
+    connect_kernel,
+    pytcp,
+    recv_all,
+    run,
+    start_listener,
+)
+
+pytestmark = [pytest.mark.netns, pytest.mark.timeout(120)]
+
+
+def test_listen_recv_only_takes_an_upload_with_stdin_at_dev_null(netns) -> None:
+    # As from cron or `&` in a script: stdin is /dev/null, yet the client's upload is
+    # taken whole before pytcp closes its side (no FIN at once).
+    proc, _err = start_listener("-d", "7501", stdin=subprocess.DEVNULL)
+    conn = connect_kernel(7501)
+    conn.settimeout(0.3)
+    with pytest.raises(TimeoutError):
+        conn.recv(1)  # no FIN from pytcp while the client still sends
+    conn.settimeout(TIMEOUT)
+    conn.sendall(b"upload " * 1000)
+    conn.shutdown(socket.SHUT_WR)
+    assert recv_all(conn) == b""  # FIN after the peer's
+    assert proc.wait(TIMEOUT) == 0
+    assert proc.stdout is not None and proc.stdout.read() == b"upload " * 1000
+
+
+def test_listen_no_shutdown_and_nc_spellings(netns) -> None:
+    # nc -l -p PORT; stdin at EOF at once, yet no FIN until the client's.
+    proc = pytcp("listen", "-l", "-p", "7502", "--no-shutdown", "-v", stdin=subprocess.DEVNULL)
+    assert proc.stderr is not None
+    assert proc.stderr.readline().startswith(b"pytcp: listening on pytcp0 10.77.0.2 ")
+    conn = connect_kernel(7502)
+    conn.settimeout(0.3)
+    with pytest.raises(TimeoutError):
+        conn.recv(1)
+    conn.settimeout(TIMEOUT)
+    conn.sendall(b"x")
+    conn.shutdown(socket.SHUT_WR)
+    assert recv_all(conn) == b""
+    assert proc.wait(TIMEOUT) == 0
+    out = run("listen", "-N", "--no-shutdown", "7503")
+    assert (out.returncode, out.stderr) == (
+        2,
+        b"pytcp: -N and --no-shutdown exclude each other; pick one\n",
+    )
+
+
+def test_listen_quit_after_stdin_eof_resets_what_is_open(netns) -> None:
+    proc, err = start_listener("-q", "100ms", "-k", "7504", stdin=subprocess.PIPE)
+    conn = connect_kernel(7504)
+    err.wait_for("pytcp: connection from ")
+    assert proc.stdin is not None
+    proc.stdin.close()  # stdin EOF: FIN, and 100 ms later the end
+    assert recv_all(conn) == b""  # the FIN; the client never closes its side
+    assert proc.wait(TIMEOUT) == 0  # yet pytcp ends: -q does not wait for the peer
+
+
+def test_listen_idle_timeout(netns) -> None:
+    proc, err = start_listener("-i", "200ms", "7505", stdin=subprocess.PIPE)
+    conn = connect_kernel(7505)
+    with pytest.raises(ConnectionResetError):
+        conn.recv(64)
+    assert proc.wait(TIMEOUT) == 1
+    assert re.search(
+        r"pytcp: no data either way for 200ms \(-i\); closed the connection from "
+        r"10\.77\.0\.1 port \d+\n",
+        "".join(err.rest()),
+    )
+
+
+def test_udp_is_one_line(netns) -> None:
+    for command in ("connect", "listen", "send"):
+        out = run(command, "-u", KERNEL, "53")
+        assert (out.returncode, out.stdout, out.stderr) == (
+            2,
+            b"",
+            b"pytcp: -u: pytcp is a TCP tool (no UDP); for UDP use nc -u or socat\n",
+        ), command
+
+
+def test_ready_fd_says_when_listening(netns) -> None:
+    r, w = os.pipe()
+    proc = pytcp("listen", "--ready-fd", str(w), "7506", stdin=subprocess.DEVNULL, pass_fds=(w,))
+    os.close(w)
+    with os.fdopen(r, "rb") as ready:
+        assert ready.read() == b"pytcp0 10.77.0.2 7506\n"  # the line, then EOF
+    conn = connect_kernel(7506)  # it listens by then
+    conn.shutdown(socket.SHUT_WR)
+    assert recv_all(conn) == b""
+    assert proc.wait(TIMEOUT) == 0
+    out = run("listen", "--ready-fd", "9", "7507")
+    assert out.returncode == 2 and b"--ready-fd 9: file descriptor 9 is not open" in out.stderr
+
+
+def _holders(name: str) -> list[int]:
+    """Processes of this network namespace with /dev/net/tun open (pytcp stacks)."""
+    pids = []
+    ours = os.readlink("/proc/thread-self/ns/net")
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if os.readlink(f"/proc/{pid}/ns/net") != ours:
+                continue
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(f"/proc/{pid}/fd/{fd}") == "/dev/net/tun":
+                    pids.append(int(pid))
+                    break
+            except OSError:
+                continue
+    return pids
+
+
+def test_one_shot_gives_the_shell_back_while_a_child_lingers(netns) -> None:
+    def echo_then_close(conn: socket.socket) -> bytes:
+        data = recv_all(conn)
+        conn.sendall(data.upper())
+        return data  # the kernel closes second: pytcp closed first, so it is in TIME-WAIT
+
+    server = KernelServer(7508, echo_then_close)
+    out = subprocess.run(
+        [PYTCP, "send", "--time-wait", "30s", KERNEL, "7508", "one"],
+        capture_output=True,
+        timeout=TIMEOUT,
+    )
+    # Back at once (it did not wait 30 s: the test's TIMEOUT would not allow twice that),
+    # with the reply; stdout and stderr are closed (capture_output saw EOF).
+    assert (out.returncode, out.stdout, out.stderr) == (0, b"ONE\n", b"")
+    holders = _holders("pytcp0")
+    assert len(holders) == 1  # the linger child holds the TUN, and only it
+    with open(f"/proc/{holders[0]}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    assert int(fields[3]) == holders[0]  # its own session (setsid): ^C never reaches it
+    # The next command in the script takes pytcp0 again at once: same address.
+    again = run("send", "-v", "--time-wait", "0", KERNEL, "7508", "two")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == b"TWO\n"
+    assert re.match(rb"pytcp: connected to 10\.77\.0\.1 port 7508 from 10\.77\.0\.2 ", again.stderr)
+    assert holders[0] not in _holders("pytcp0")  # the lingering child let go
+    assert server.wait(2) == [b"one\n", b"two\n"]
