@@ -30,6 +30,11 @@ from pytcpcli.signals import name as signal_name
 CHUNK = 64 * 1024  # one read from an fd or a socket
 BACKGROUND_POLL = 0.25  # seconds between looks at a terminal owned by another job
 HIGH_WATER = 256 * 1024  # bytes buffered before the producer is paused
+# Pipes on stdin, stdout and a child's stdio are grown to this (F_SETPIPE_SZ; Linux's
+# default 64 KiB costs a wake-up per 64 KiB). 1 MiB is fs.pipe-max-size's default, the
+# most an unprivileged process may ask for; a refusal leaves the pipe as it was.
+PIPE_SIZE = 1024 * 1024
+F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)  # linux/fcntl.h F_LINUX_SPECIFIC_BASE + 7
 # Write errors that mean the output is gone for good (the reader left, the disk is full):
 # the writer turns `broken` and counts what it could not write instead of raising.
 BROKEN_ERRNOS = frozenset(
@@ -60,7 +65,7 @@ class SocketLike(Protocol):
     def state(self) -> str: ...
     @property
     def error(self) -> BaseException | None: ...
-    def send(self, data: bytes) -> int: ...
+    def send(self, data: bytes | memoryview) -> int: ...
     def recv(self, bufsize: int) -> bytes: ...
     def shutdown(self, how: int = ...) -> None: ...
     def close(self) -> None: ...
@@ -87,6 +92,18 @@ def _pollable(loop: LoopLike, fd: int, add: Callable[[int, Callable[[], None]], 
     try:
         add(fd, lambda: None)
     except PermissionError:
+        return False
+    return True
+
+
+def grow_pipe(fd: int, size: int = PIPE_SIZE) -> bool:
+    """Make the pipe `fd` (either end) hold `size` bytes; False when fd is not a pipe or
+    the kernel refused (EPERM above fs.pipe-max-size, EBUSY below what it holds)."""
+    try:
+        if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+            return False
+        fcntl.fcntl(fd, F_SETPIPE_SZ, size)
+    except OSError:
         return False
     return True
 
@@ -135,6 +152,7 @@ class FdReader:
         self.pollable = _pollable(loop, fd, loop.add_reader)
         if self.pollable:
             loop.remove_reader(fd)
+            grow_pipe(fd)
 
     def resume(self) -> None:
         if self.active or self.eof:
@@ -265,6 +283,7 @@ class FdWriter:
         self.stepwise = self.pollable and _same_file(fd, 2)
         if self.pollable:
             loop.remove_writer(fd)
+            grow_pipe(fd)
         if self.pollable and not self.stepwise:
             # Non-blocking so a partial write never stalls the stack; the old flags come
             # back in close() because the file may be shared with the shell.
@@ -279,7 +298,7 @@ class FdWriter:
     def has_room(self) -> bool:
         return len(self.buf) < HIGH_WATER or self.broken
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | memoryview) -> None:
         if self.gone and data and not self.broken:
             self.dropped += len(data)
             self._break()
@@ -287,6 +306,26 @@ class FdWriter:
         if self.broken or self.closed:
             self.dropped += len(data)
             return
+        if not self.buf and not self._waiting and not self.stepwise:
+            # Nothing queued before it: straight to the fd, and only what it does not take
+            # now is copied into the buffer (one copy less on the way to stdout).
+            try:
+                n = os.write(self.fd, data)
+            except (BlockingIOError, InterruptedError):
+                n = 0
+            except OSError as e:
+                if e.errno not in BROKEN_ERRNOS:
+                    raise
+                self.buf += data
+                self._break()
+                return
+            self.written += n
+            if n == len(data):
+                if self._closing:
+                    self._close()
+                self.on_drain()
+                return
+            data = memoryview(data)[n:]
         self.buf += data
         if self._waiting:
             return
@@ -581,7 +620,10 @@ class Relay:
         sent_any = False
         while self.up:
             try:
-                n = self.sock.send(bytes(self.up[:CHUNK]))
+                # A view, not a copy: the connection copies what fits into its send ring,
+                # and the view is gone before the queue is trimmed.
+                with memoryview(self.up) as view:
+                    n = self.sock.send(view[:CHUNK])
             except BlockingIOError:
                 break
             except BrokenPipeError:

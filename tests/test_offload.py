@@ -66,6 +66,9 @@ def test_a_connection_of_an_offloading_host_builds_one_super_segment() -> None:
     assert isinstance(pkt, Packet)
     assert (pkt.gso_type, pkt.gso_size, pkt.needs_csum) == (GSO_TCPV4, MSS, True)
     assert (pkt.csum_start, pkt.csum_offset, len(pkt.body)) == (20, 16, len(data))
+    # No copy on the way out: the payload is a view into the connection's send ring,
+    # written after the headers with one writev.
+    assert isinstance(pkt.body, memoryview) and pkt.body.obj is conn.sendbuf._buf
     ip, _ = Ipv4Header.parse(bytes(pkt))  # the IP header checksum is ours, and right
     assert ip.total_length == len(pkt)
     wires = pkt.segments()

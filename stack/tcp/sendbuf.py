@@ -52,10 +52,13 @@ class SendBuffer:
         self._len += n
         return n
 
-    def peek(self, offset: int, length: int) -> bytes:
+    def peek(self, offset: int, length: int) -> bytes | memoryview:
         """Up to `length` bytes starting `offset` bytes after SND.UNA (fewer near the
-        end of the buffer, b"" past it).  A copy: the caller may keep it after the
-        bytes are consumed and the ring reused."""
+        end of the buffer, b"" past it).  A memoryview into the ring when the bytes lie
+        in one piece (no copy: the segment's payload goes from here to the link with
+        writev); valid until those bytes are consumed and the ring reused, which
+        happens only once they are acknowledged, after the segment left.  Bytes that
+        wrap around the ring's end come back joined (a copy)."""
         if offset < 0 or length < 0:
             raise ValueError(f"negative offset or length: {offset}, {length}")
         length = min(length, self._len - offset)
@@ -67,7 +70,7 @@ class SendBuffer:
             begin -= cap
         view = memoryview(self._buf)
         if begin + length <= cap:
-            return bytes(view[begin : begin + length])
+            return view[begin : begin + length]
         first = cap - begin
         return b"".join((view[begin:], view[: length - first]))
 

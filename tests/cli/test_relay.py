@@ -3,13 +3,23 @@ scripted socket (back-pressure, half-close order, failures). No TUN, no root."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from pytcpcli.relay import CHUNK, HIGH_WATER, FdReader, FdWriter, Relay, to_crlf
+from pytcpcli.relay import (
+    CHUNK,
+    HIGH_WATER,
+    PIPE_SIZE,
+    FdReader,
+    FdWriter,
+    Relay,
+    grow_pipe,
+    to_crlf,
+)
 from stack.io.loop import Loop
 
 BOUND = 5.0  # seconds any run_until may take before the test fails
@@ -32,7 +42,7 @@ def test_crlf() -> None:
 
 def test_writer_waits_for_a_slow_reader_and_keeps_order(loop: Loop) -> None:
     r, w = os.pipe()
-    data = os.urandom(1024 * 1024)
+    data = os.urandom(4 * PIPE_SIZE)  # more than the pipe holds once the writer grew it
     drains: list[int] = []
     writer = FdWriter(loop, w, on_drain=lambda: drains.append(writer.pending))
     writer.write(data)
@@ -133,7 +143,7 @@ class ScriptedSocket:
     def error(self) -> BaseException | None:
         return self.failure
 
-    def send(self, data: bytes) -> int:
+    def send(self, data: bytes | memoryview) -> int:
         if self.room == 0:
             raise BlockingIOError
         n = min(self.room, len(data))
@@ -254,6 +264,39 @@ def test_relay_crlf_across_chunks() -> None:
     relay.feed(b"a\r")
     relay.feed(b"\nb\n")
     assert sock.sent == b"a\r\nb\r\n"
+
+
+def test_pipes_are_grown_and_a_pipe_with_room_is_written_without_buffering(loop: Loop) -> None:
+    r, w = os.pipe()
+    assert fcntl.fcntl(w, fcntl.F_GETPIPE_SZ) == 65536  # Linux's default
+    writer = FdWriter(loop, w)
+    assert fcntl.fcntl(w, fcntl.F_GETPIPE_SZ) == PIPE_SIZE
+    drains: list[bool] = []
+    writer.on_drain = lambda: drains.append(True)
+    data = os.urandom(PIPE_SIZE // 2)
+    writer.write(data)
+    # Taken whole by the fd at once: nothing was copied into the writer's buffer.
+    assert (writer.pending, writer.written, drains) == (0, len(data), [True])
+    assert read_to_eof_nonblocking(r) == data
+    reader = FdReader(loop, r, lambda data: None, lambda: None)
+    assert reader.pollable and fcntl.fcntl(r, fcntl.F_GETPIPE_SZ) == PIPE_SIZE
+    writer.close()
+    os.close(r)
+    with open(os.devnull, "wb") as null:
+        assert not grow_pipe(null.fileno())  # not a pipe: left alone
+
+
+def read_to_eof_nonblocking(fd: int) -> bytes:
+    os.set_blocking(fd, False)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(fd, 1 << 20)
+        except BlockingIOError:
+            break
+        chunks.append(chunk)
+    os.set_blocking(fd, True)
+    return b"".join(chunks)
 
 
 def read_to_eof(fd: int) -> bytes:

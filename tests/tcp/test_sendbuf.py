@@ -36,14 +36,27 @@ def test_peek_is_relative_to_snd_una() -> None:
     assert len(b) == 6
 
 
-def test_peek_returns_an_independent_copy() -> None:
-    b = SendBuffer(4)
+def test_peek_is_a_view_into_the_ring_until_the_bytes_are_consumed() -> None:
+    """No copy on the way to the link: the view holds the bytes as long as they are
+    unacknowledged (the ring reuses them only after consume)."""
+    b = SendBuffer(8)
     b.write(b"abcd")
     got = b.peek(0, 4)
-    b.consume(4)
-    b.write(b"wxyz")
+    assert type(got) is memoryview and got == b"abcd"
+    b.write(b"efgh")  # fills the ring; the unconsumed bytes stay as they were
     assert got == b"abcd"
-    assert type(got) is bytes
+    b.consume(4)
+    b.write(b"wxyz")  # only now may the ring reuse them
+    assert got == b"wxyz"
+
+
+def test_peek_across_the_ring_end_is_a_copy() -> None:
+    b = SendBuffer(8)
+    b.write(b"123456")
+    b.consume(5)
+    b.write(b"abcdef")  # "6abcdef" from index 5, wrapping after "6ab"
+    got = b.peek(0, 7)
+    assert type(got) is bytes and got == b"6abcdef"
 
 
 def test_wraps_around_the_ring() -> None:
