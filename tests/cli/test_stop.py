@@ -15,6 +15,7 @@ import threading
 
 import pytest
 
+from pytcpcli.relay import PIPE_SIZE
 from tests.cli.netcat import (
     KERNEL,
     PYTCP,
@@ -30,7 +31,9 @@ from tests.cli.netcat import (
 
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(240)]
 
-DATA = 300 * 1024  # more than a pipe holds, less than pytcp buffers while stdout is stuck
+# More than a pipe holds (pytcp grows its stdout pipe to PIPE_SIZE, 1 MiB), less than pytcp
+# buffers while stdout is stuck (pipe + the writer's HIGH_WATER + the receive window).
+DATA = PIPE_SIZE + 300 * 1024
 
 
 def wait_acked(conn: socket.socket) -> None:
