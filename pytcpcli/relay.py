@@ -317,6 +317,7 @@ class FdWriter:
                 if e.errno not in BROKEN_ERRNOS:
                     raise
                 self.buf += data
+                self.errno = e.errno
                 self._break()
                 return
             self.written += n
