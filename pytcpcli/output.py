@@ -285,11 +285,19 @@ def render_tcb(entry: Mapping[str, Any]) -> str:
                 ["cwnd", _v(cc.get("cwnd"))],
                 ["ssthresh", _v(cc.get("ssthresh"))],
                 ["state", _flat(cc.get("state"))],
-                ["in flight", _v(cc.get("in_flight"))],
+                [
+                    "in flight",
+                    f"{_v(cc.get('in_flight'))} (window's largest {_v(cc.get('max_flight'))}, "
+                    f"cwnd-limited {_v(cc.get('cwnd_limited'))})",
+                ],
                 ["phase", _v(cc.get("phase"))],
                 ["recover", _v(cc.get("recover"))],
                 ["dup ACKs", _v(cc.get("dup_acks"))],
-                ["ECN", f"echo {_v(cc.get('ecn_echo'))}, CWR pending {_v(cc.get('cwr_pending'))}"],
+                [
+                    "ECN",
+                    f"echo {_v(cc.get('ecn_echo'))}, CWR pending {_v(cc.get('cwr_pending'))}, "
+                    f"next cut after {_v(cc.get('ecn_recover'))}",
+                ],
                 [
                     "CWV",
                     f"pipeACK {_v(cc.get('pipe_ack'))}, "
@@ -343,7 +351,12 @@ def render_tcb(entry: Mapping[str, Any]) -> str:
                     else f"{rec.get('undo_retrans')} retransmissions not D-SACKed",
                 ],
                 ["timer", _v(rec.get("timer_mode"))],
-                ["retries", _v(rec.get("retries"))],
+                [
+                    "retries",
+                    f"{_v(rec.get('retries'))} RTOs, {_v(rec.get('syn_timeouts'))} SYN timeouts, "
+                    f"{_v(rec.get('probes_unanswered'))} probes and "
+                    f"{_v(rec.get('keepalives_unanswered'))} keepalives unanswered",
+                ],
             ],
         )
     )
@@ -383,6 +396,14 @@ def render_tcb(entry: Mapping[str, Any]) -> str:
                 ],
                 ["receive", f"{_v(buf.get('unread'))} unread of {_v(buf.get('recv_capacity'))}"],
                 ["out of order", ooo_text],
+                ["SACK order", ", ".join(str(q) for q in rcv.get("sack_order") or []) or "none"],
+                ["D-SACK next", "-" if not rcv.get("dsack") else "{}-{}".format(*rcv["dsack"])],
+                ["FIN ahead", _v(rcv.get("peer_fin_seq"))],
+                [
+                    "delayed ACK",
+                    f"{_v(rcv.get('unacked_rx'))} bytes unacknowledged, peer MSS "
+                    f"{_v(rcv.get('rcv_mss'))}",
+                ],
             ],
         )
     )

@@ -42,7 +42,9 @@ SAMPLE: dict[str, Any] = {
     "send": {"iss": 4294967000, "snd_una": 4294967201, "snd_nxt": 105, "snd_max": 105,
              "snd_wnd": 64240, "snd_wl1": 1001, "snd_wl2": 4294967201, "snd_up": 4294967000,
              "max_snd_wnd": 64240},
-    "receive": {"irs": 1000, "rcv_nxt": 1013, "rcv_wnd": 65535, "rcv_up": 1000},
+    "receive": {"irs": 1000, "rcv_nxt": 1013, "rcv_wnd": 65535, "rcv_up": 1000,
+                "sack_order": [1100], "dsack": [1010, 1013], "peer_fin_seq": None,
+                "unacked_rx": 12, "rcv_mss": 1460},
     "options": {"mss_local": 1460, "mss_remote": 1400, "snd_mss": 1388, "wscale_local": 7,
                 "wscale_remote": 9, "sack": True, "timestamps": False, "ecn": True,
                 "path_mtu": 1500, "nodelay": True,
@@ -50,14 +52,16 @@ SAMPLE: dict[str, Any] = {
     "congestion": {"algorithm": "newreno", "cwnd": 14600, "ssthresh": 2147483647,
                    "state": {"bytes_acked": 700},
                    "in_flight": 200, "phase": "recovery", "recover": 105, "dup_acks": 3,
-                   "ecn_echo": False, "cwr_pending": True, "pipe_ack": 100,
-                   "nvp_since": 4_000_000_000},
+                   "ecn_echo": False, "cwr_pending": True, "ecn_recover": 4294967201,
+                   "pipe_ack": 100, "nvp_since": 4_000_000_000, "cwnd_limited": True,
+                   "max_flight": 300},
     "recovery": {"sacked": [[4294967251, 5]], "segments": 4, "sacked_bytes": 50,
                  "lost_bytes": 100, "pipe": 50, "retries": 0, "high_rxt": 4294967251,
                  "rescue_rxt": None, "prr_delivered": 50, "prr_out": 100, "recover_fs": 200,
                  "rack": True, "rack_rtt": 1_500_000, "rack_xmit_ts": 5_000_000_000,
                  "reo_wnd_mult": 2, "reordering_seen": True, "tlp_end": None,
-                 "undo_retrans": 1, "timer_mode": "rto"},
+                 "undo_retrans": 1, "timer_mode": "rto", "syn_timeouts": 1,
+                 "probes_unanswered": 0, "keepalives_unanswered": 2},
     "rtt": {"srtt": 1_250_000, "rttvar": 500_000, "rto": 200_000_000, "min_rtt": 900_000,
             "samples": 4, "backoff": 0, "timed_seq": 4294967201, "karn": False,
             "ts_floor": None},
@@ -217,11 +221,11 @@ def test_render_tcb_sections() -> None:
         "  cwnd       14600\n"
         "  ssthresh   2147483647\n"
         "  state      bytes_acked 700\n"
-        "  in flight  200\n"
+        "  in flight  200 (window's largest 300, cwnd-limited yes)\n"
         "  phase      recovery\n"
         "  recover    105\n"
         "  dup ACKs   3\n"
-        "  ECN        echo no, CWR pending yes\n"
+        "  ECN        echo no, CWR pending yes, next cut after 4294967201\n"
         "  CWV        pipeACK 100, non-validated since 4.000s\n"
         "\n"
         "Recovery\n"
@@ -233,7 +237,7 @@ def test_render_tcb_sections() -> None:
         "  TLP out to  -\n"
         "  undo        1 retransmissions not D-SACKed\n"
         "  timer       rto\n"
-        "  retries     0\n"
+        "  retries     0 RTOs, 1 SYN timeouts, 0 probes and 2 keepalives unanswered\n"
         "\n"
         "RTT\n"
         "  srtt     1.25ms\n"
@@ -250,6 +254,10 @@ def test_render_tcb_sections() -> None:
         "  send          300 queued of 262144: 200 unacknowledged, 100 unsent\n"
         "  receive       12 unread of 262144\n"
         "  out of order  1100-1200 (+100..+200)\n"
+        "  SACK order    1100\n"
+        "  D-SACK next   1010-1013\n"
+        "  FIN ahead     -\n"
+        "  delayed ACK   12 bytes unacknowledged, peer MSS 1460\n"
         "\n"
         "Counters\n"
         "  segments         in 6, out 7\n"

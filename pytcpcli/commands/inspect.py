@@ -68,15 +68,18 @@ Every connection object has: id ("PID.N"), pid, tun, state (the RFC 9293 name,
 such as "ESTABLISHED"), local and remote {addr, port};
 
 send {iss, snd_una, snd_nxt, snd_max, snd_wnd, snd_wl1, snd_wl2, snd_up,
-max_snd_wnd}; receive {irs, rcv_nxt, rcv_wnd, rcv_up};
+max_snd_wnd}; receive {irs, rcv_nxt, rcv_wnd, rcv_up, sack_order, dsack,
+peer_fin_seq, unacked_rx, rcv_mss};
 
 options {mss_local, mss_remote, snd_mss, wscale_local, wscale_remote, sack,
 timestamps, ecn, path_mtu, nodelay, keepalive: {idle, interval, count} or null};
 congestion {algorithm, cwnd, ssthresh, state: {the algorithm's own}, in_flight,
-phase, recover, dup_acks, ecn_echo, cwr_pending, pipe_ack, nvp_since}; recovery {sacked: [[left,
+phase, recover, dup_acks, ecn_echo, cwr_pending, ecn_recover, pipe_ack, nvp_since,
+cwnd_limited, max_flight}; recovery {sacked: [[left,
 right], ...], segments, sacked_bytes, lost_bytes, pipe, retries, high_rxt,
 rescue_rxt, prr_delivered, prr_out, recover_fs, rack, rack_rtt, rack_xmit_ts,
-reo_wnd_mult, reordering_seen, tlp_end, undo_retrans, timer_mode}; rtt {srtt,
+reo_wnd_mult, reordering_seen, tlp_end, undo_retrans, timer_mode, syn_timeouts,
+probes_unanswered, keepalives_unanswered}; rtt {srtt,
 rttvar, rto, min_rtt, samples, backoff, timed_seq, karn, ts_floor};
 
 buffers {send_capacity, send_queued, unacked, unsent, recv_capacity, unread,

@@ -1531,7 +1531,15 @@ class Connection(Sender):
             "local": {"addr": str(self.local[0]), "port": self.local[1]},
             "remote": {"addr": str(self.remote[0]), "port": self.remote[1]},
             "send": snap["send"],
-            "receive": snap["receive"],
+            "receive": {
+                **snap["receive"],
+                # RFC 2018 §4: one sequence number per out-of-order block, newest first
+                "sack_order": list(self.sack_order),
+                "dsack": None if self.dsack is None else list(self.dsack),  # RFC 2883, next
+                "peer_fin_seq": self._peer_fin_seq,  # a FIN ahead of missing data
+                "unacked_rx": self._unacked_rx,  # in-order bytes not yet ACKed (RFC 5681 §4.2)
+                "rcv_mss": self._rcv_mss,  # the peer's full-sized segment (delayed ACK)
+            },
             "options": {
                 **snap["options"],
                 "path_mtu": self.path_mtu,
@@ -1552,9 +1560,17 @@ class Connection(Sender):
                 "dup_acks": self.recovery.dup_acks,
                 "ecn_echo": self.ecn_echo,
                 "cwr_pending": self.cwr_pending,
+                "ecn_recover": self.ecn_recover,  # no new ECN reduction before this is ACKed
                 **self.cwv.snapshot(),
+                "cwnd_limited": self._cwnd_limited,  # cwnd was full in this window
+                "max_flight": self._max_flight,  # the largest flight of this window
             },
-            "recovery": self.recovery.snapshot(),
+            "recovery": {
+                **self.recovery.snapshot(),
+                "syn_timeouts": self._syn_timeouts,
+                "probes_unanswered": self._probes_unanswered,  # zero-window probes
+                "keepalives_unanswered": self._keepalives_unanswered,
+            },
             "rtt": self.rtt.snapshot(),
             "buffers": {
                 "send_capacity": self.sendbuf.capacity,

@@ -159,8 +159,10 @@ def test_id_view_has_every_section(live: tuple[PairedStacks, CliRunner]) -> None
                      f"{hs['current_round_min_rtt'] or '-'}, hystart.last_round_min_rtt "
                      f"{hs['last_round_min_rtt'] or '-'}, hystart.phase {hs['phase']}, k -, "
                      f"w_max -",
-            "in flight": "0", "phase": "open", "recover": str(cc["recover"]), "dup ACKs": "0",
-            "ECN": "echo no, CWR pending no",
+            "in flight": f"0 (window's largest {cc['max_flight']}, cwnd-limited "
+                         f"{'yes' if cc['cwnd_limited'] else 'no'})",
+            "phase": "open", "recover": str(cc["recover"]), "dup ACKs": "0",
+            "ECN": f"echo no, CWR pending no, next cut after {cc['ecn_recover']}",
             # RFC 7661: 5 bytes acknowledged in an RTT is less than half of cwnd
             "CWV": f"pipeACK {cc['pipe_ack'] if cc['pipe_ack'] is not None else '-'}, "
                    + ("validated" if cc["nvp_since"] is None
@@ -170,7 +172,8 @@ def test_id_view_has_every_section(live: tuple[PairedStacks, CliRunner]) -> None
             "scoreboard": "none (0 records)", "pipe": "0 (0 SACKed, 0 lost)",
             "HighRxt": "-, rescue -", "PRR": "delivered 0, out 0, RecoverFS 0",
             "RACK": f"on, rtt {duration(rec['rack_rtt'])}, reo_wnd x1, reordering no",
-            "TLP out to": "-", "undo": "-", "timer": rec["timer_mode"], "retries": "0",
+            "TLP out to": "-", "undo": "-", "timer": rec["timer_mode"],
+            "retries": "0 RTOs, 0 SYN timeouts, 0 probes and 0 keepalives unanswered",
         },
         "RTT": {
             "srtt": duration(rtt["srtt"]), "rttvar": duration(rtt["rttvar"]),
@@ -182,6 +185,8 @@ def test_id_view_has_every_section(live: tuple[PairedStacks, CliRunner]) -> None
             "send": "0 queued of 262144: 0 unacknowledged, 0 unsent",
             "receive": "0 unread of 262144",
             "out of order": "none",
+            "SACK order": "none", "D-SACK next": "-", "FIN ahead": "-",
+            "delayed ACK": f"0 bytes unacknowledged, peer MSS {rcv['rcv_mss']}",
         },
         "Counters": {
             "segments": f"in {cnt['segments_in']}, out {cnt['segments_out']}",
@@ -236,15 +241,18 @@ DOCUMENTED_FIELDS: dict[str, set[str]] = {
     "remote": {"addr", "port"},
     "send": {"iss", "snd_una", "snd_nxt", "snd_max", "snd_wnd", "snd_wl1", "snd_wl2", "snd_up",
              "max_snd_wnd"},
-    "receive": {"irs", "rcv_nxt", "rcv_wnd", "rcv_up"},
+    "receive": {"irs", "rcv_nxt", "rcv_wnd", "rcv_up", "sack_order", "dsack", "peer_fin_seq",
+                "unacked_rx", "rcv_mss"},
     "options": {"mss_local", "mss_remote", "snd_mss", "wscale_local", "wscale_remote", "sack",
                 "timestamps", "ecn", "path_mtu", "nodelay", "keepalive"},
     "congestion": {"algorithm", "cwnd", "ssthresh", "state", "in_flight", "phase", "recover",
-                   "dup_acks", "ecn_echo", "cwr_pending", "pipe_ack", "nvp_since"},
+                   "dup_acks", "ecn_echo", "cwr_pending", "ecn_recover", "pipe_ack",
+                   "nvp_since", "cwnd_limited", "max_flight"},
     "recovery": {"sacked", "segments", "sacked_bytes", "lost_bytes", "pipe", "retries",
                  "high_rxt", "rescue_rxt", "prr_delivered", "prr_out", "recover_fs", "rack",
                  "rack_rtt", "rack_xmit_ts", "reo_wnd_mult", "reordering_seen", "tlp_end",
-                 "undo_retrans", "timer_mode"},
+                 "undo_retrans", "timer_mode", "syn_timeouts", "probes_unanswered",
+                 "keepalives_unanswered"},
     "rtt": {"srtt", "rttvar", "rto", "min_rtt", "samples", "backoff", "timed_seq", "karn",
             "ts_floor"},
     "buffers": {"send_capacity", "send_queued", "unacked", "unsent", "recv_capacity", "unread",

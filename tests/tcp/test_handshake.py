@@ -219,6 +219,11 @@ def test_established_builder_matches_active_handshake() -> None:
             "rcv_nxt": REMOTE_ISS + 1,
             "rcv_wnd": BUF,
             "rcv_up": REMOTE_ISS + 1,
+            "sack_order": [],
+            "dsack": None,
+            "peer_fin_seq": None,
+            "unacked_rx": 0,
+            "rcv_mss": 536,  # RFC 9293 3.7.1's default until the peer sends data
         }
     )
     assert a["options"] == p["options"]
