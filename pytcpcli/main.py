@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import signal
 import sys
 from collections.abc import Sequence
@@ -60,7 +61,13 @@ class PytcpGroup(click.Group):
                 words = list(sys.argv[1:] if args is None else args)
                 name = next((w for w in words if w in self.commands), None)
                 path = f"pytcp {name}" if name else path
-            cause = e.format_message().rstrip(".")
+            words = list(sys.argv[1:] if args is None else args)
+            if not words:
+                # A bare `pytcp`: one line, not the whole help as an error.
+                names = ", ".join(self.commands)
+                click.echo(f"pytcp: give a command ({names}); see 'pytcp --help'", err=True)
+                sys.exit(EXIT_USAGE)
+            cause = tidy_usage(e.format_message())
             click.echo(f"pytcp: {cause[:1].lower()}{cause[1:]}; see '{path} --help'", err=True)
             sys.exit(EXIT_USAGE)
         except click.ClickException as e:
@@ -75,6 +82,18 @@ class PytcpGroup(click.Group):
                 raise
             sys.exit(stdout_failed(e))
         sys.exit(rv if isinstance(rv, int) else EXIT_OK)
+
+
+def tidy_usage(message: str) -> str:
+    """click's usage message as one clause: "No such option '--ms'. (Did you mean one
+    of: '--mss', '--mtu'?)" -> "No such option '--ms' (did you mean '--mss' or '--mtu'?)"."""
+    m = re.fullmatch(r"(.*?)\.? \(Did you mean (?:one of: )?(.*)\?\)", message.strip(), re.S)
+    if m is not None:
+        options = [o.strip() for o in m.group(2).split(",")]
+        head, last = options[:-1], options[-1]
+        choice = f"{', '.join(head)} or {last}" if head else last
+        return f"{m.group(1)} (did you mean {choice}?)"
+    return message.strip().rstrip(".")
 
 
 # Errors of a write to stdout outside the relay (help, inspect's tables, ...).

@@ -346,6 +346,7 @@ def stack_options(f: F) -> F:
             "--tun",
             envvar="PYTCP_TUN",
             metavar="NAME",
+            shell_complete=complete_tun,
             help="TUN interface to create or attach to (default: first free pytcpN, "
             "claimed atomically; pytcpN is always subnet 10.77.N.0/24); env PYTCP_TUN.",
         ),
@@ -501,6 +502,43 @@ def _no_udp(ctx: click.Context, param: click.Parameter, value: bool) -> None:
         from pytcpcli.errors import EXIT_USAGE, CliError
 
         raise CliError("-u: pytcp is a TCP tool (no UDP); for UDP use nc -u or socat", EXIT_USAGE)
+
+
+def complete_tun(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+    """--tun: the TUN interfaces of this network namespace (those /sys/class/net shows
+    with tun_flags), then the next free pytcpN."""
+    import os
+
+    from click.shell_completion import CompletionItem
+
+    try:
+        names = sorted(os.listdir("/sys/class/net"))
+    except OSError:
+        names = []
+    tuns = [n for n in names if os.path.exists(f"/sys/class/net/{n}/tun_flags")]
+    free = next(f"pytcp{n}" for n in range(256) if f"pytcp{n}" not in names)
+    found = [n for n in [*tuns, free] if n.startswith(incomplete)]
+    return [CompletionItem(n) for n in dict.fromkeys(found)]
+
+
+def complete_command(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+    """-e: executables on PATH (what the first word of CMD names); a path: files."""
+    import os
+
+    from click.shell_completion import CompletionItem
+
+    if "/" in incomplete or " " in incomplete:
+        return [CompletionItem(incomplete, type="file")]
+    found: set[str] = set()
+    for directory in os.environ.get("PATH", "").split(os.pathsep):
+        try:
+            entries = os.listdir(directory or ".")
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.startswith(incomplete) and os.access(os.path.join(directory, entry), os.X_OK):
+                found.add(entry)
+    return [CompletionItem(n) for n in sorted(found)[:200]]
 
 
 def udp_option(f: F) -> F:

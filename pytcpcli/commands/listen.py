@@ -27,6 +27,7 @@ from pytcpcli.options import (
     PORT,
     Duration,
     StackOptions,
+    complete_command,
     family_of,
     family_option,
     format_duration,
@@ -763,6 +764,7 @@ def parse_addr_port(args: tuple[str, ...]) -> tuple[str | None, int]:
     "--exec",
     "exec_cmd",
     metavar="CMD",
+    shell_complete=complete_command,
     help="Run CMD (split like a shell would, but no shell) for each connection, wired to it.",
 )
 @click.option(

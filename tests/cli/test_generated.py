@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import shutil
 import subprocess
 import sys
@@ -197,3 +198,27 @@ def test_the_installed_command_answers_the_completion_scripts() -> None:
     assert complete("pytcp con") == ["plain,connect"]
     assert complete("pytcp connect --cc ") == ["plain,newreno", "plain,cubic"]
     assert complete("pytcp listen --time") == ["plain,--time-wait"]
+    # -e: commands on PATH; --tun: this namespace's TUN devices, then the next pytcpN.
+    assert "plain,cat" in complete("pytcp listen -e ca")
+    assert all(c.startswith("plain,ca") for c in complete("pytcp listen -e ca"))
+    tuns = complete("pytcp connect --tun pytcp")
+    assert tuns and all(c.startswith("plain,pytcp") for c in tuns)
+    assert not os.path.exists(f"/sys/class/net/{tuns[-1].split(',', 1)[1]}")  # the free one
+
+
+def test_pip_install_puts_man_pages_and_completions_where_they_are_found() -> None:
+    # pyproject's data-files: PREFIX/share/man/man1 (man-db finds it from PREFIX/bin on
+    # PATH) and the shells' completion directories; every page and script is listed.
+    import glob
+    import tomllib
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    files = config["tool"]["setuptools"]["data-files"]
+
+    def expand(key: str) -> list[str]:
+        return sorted(p for pattern in files[key] for p in glob.glob(str(ROOT / pattern)))
+
+    assert expand("share/man/man1") == sorted(str(p) for p in (ROOT / "man").glob("*.1"))
+    assert expand("share/bash-completion/completions") == [str(ROOT / "completions/pytcp.bash")]
+    assert expand("share/zsh/site-functions") == [str(ROOT / "completions/_pytcp")]
+    assert expand("share/fish/vendor_completions.d") == [str(ROOT / "completions/pytcp.fish")]

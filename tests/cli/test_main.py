@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 from click.testing import CliRunner
 
 from pytcpcli import __version__
-from pytcpcli.main import cli
+from pytcpcli.main import cli, tidy_usage
 
 
 def test_version() -> None:
@@ -66,3 +67,29 @@ def test_missing_option_value_names_the_command_to_ask() -> None:
     ]:
         out = subprocess.run([exe, *args], capture_output=True, text=True, timeout=60)
         assert (out.returncode, out.stdout, out.stderr) == (2, "", expected)
+
+
+def test_bare_pytcp_is_one_line_and_a_typo_one_clause() -> None:
+    exe = str(Path(sys.executable).parent / "pytcp")
+    out = subprocess.run([exe], capture_output=True, timeout=60)
+    assert (out.returncode, out.stdout) == (2, b"")
+    assert out.stderr == (
+        b"pytcp: give a command (connect, listen, send, close, inspect, impair, timer); "
+        b"see 'pytcp --help'\n"
+    )
+    out = subprocess.run([exe, "connect", "--ms", "1"], capture_output=True, timeout=60)
+    assert (out.returncode, out.stderr) == (
+        2,
+        b"pytcp: no such option '--ms' (did you mean '--mss' or '--mtu'?); "
+        b"see 'pytcp connect --help'\n",
+    )
+
+
+def test_tidy_usage() -> None:
+    assert tidy_usage("No such option '--x'.") == "No such option '--x'"
+    assert tidy_usage("No such command 'c'. (Did you mean 'cat'?)") == (
+        "No such command 'c' (did you mean 'cat'?)"
+    )
+    assert tidy_usage("No such option '--t'. (Did you mean one of: '--a', '--b', '--c'?)") == (
+        "No such option '--t' (did you mean '--a', '--b' or '--c'?)"
+    )
