@@ -23,6 +23,7 @@ from pytcpcli.commands.connect import connect
 from pytcpcli.commands.impair import impair
 from pytcpcli.commands.inspect import inspect
 from pytcpcli.commands.listen import listen
+from pytcpcli.commands.script import script
 from pytcpcli.commands.send import send
 from pytcpcli.commands.timer import timer
 from pytcpcli.errors import EXIT_CONN, EXIT_OK, EXIT_SIGINT, EXIT_USAGE
@@ -160,6 +161,7 @@ cli.add_command(close)
 cli.add_command(inspect)
 cli.add_command(impair)
 cli.add_command(timer)
+cli.add_command(script)
 
 
 CLOSED_AT_START: set[int] = set()  # std fds the caller had closed (`>&-`)

@@ -21,6 +21,7 @@ FORBIDDEN: dict[str, set[str]] = {
     | {"stack.io", "stack.tcp", "stack.host", "stack.api", "stack.control"},
     "stack/tcp": IO_MODULES | DYNAMIC | {"stack.io", "stack.host", "stack.api", "stack.control"},
     "stack/host.py": IO_MODULES | DYNAMIC | {"stack.io", "stack.api", "stack.control"},
+    "stack/script": IO_MODULES | DYNAMIC | {"stack.io", "stack.api", "stack.control"},
     "stack/io": {"stack.api", "stack.control"},
     "stack/api.py": {"stack.control"},
 }

@@ -451,6 +451,16 @@ class Connection(Sender):
         elif state is State.FIN_WAIT_2:
             self._arm_fin_wait_2(now)
 
+    def reconfigure(self, config: TcpConfig, now: int) -> None:
+        """Options the application changes on a live connection (setsockopt: TCP_NODELAY,
+        SO_KEEPALIVE and its timings) take effect now: Nagle is decided at each send, and
+        the keepalive timer is (re)armed or cancelled here (RFC 1122 4.2.3.6)."""
+        self.config = config
+        if config.keepalive_idle is None:
+            self.timers.cancel("keepalive")
+        elif self.tcb.state is State.ESTABLISHED:
+            self.timers.arm("keepalive", now + config.keepalive_idle, "idle")
+
     def abort(self, now: int) -> None:
         """ABORT (§3.10.5): RST if synchronized, then CLOSED."""
         if self._call("ABORT") == "reset":

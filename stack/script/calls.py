@@ -1,0 +1,148 @@
+"""Socket calls in scripts: the outcome of one call, the symbols scripts use (Linux's
+values, so every target reads them alike) and helpers to read arguments. Imports the
+standard library and stack.script (model, parser's ScriptError).
+"""
+
+from __future__ import annotations
+
+import errno as errno_mod
+from dataclasses import dataclass, field
+from typing import Any
+
+from stack.script.model import Expr
+from stack.script.parser import ScriptError
+
+# Linux values (x86-64 and arm64 alike for these).
+SYMBOLS: dict[str, int] = {
+    "AF_INET": 2,
+    "AF_INET6": 10,
+    "PF_INET": 2,
+    "PF_INET6": 10,
+    "SOCK_STREAM": 1,
+    "SOCK_NONBLOCK": 0o4000,
+    "SOCK_CLOEXEC": 0o2000000,
+    "IPPROTO_TCP": 6,
+    "IPPROTO_IP": 0,
+    "SOL_SOCKET": 1,
+    "SOL_TCP": 6,
+    "SO_REUSEADDR": 2,
+    "SO_REUSEPORT": 15,
+    "SO_ERROR": 4,
+    "SO_KEEPALIVE": 9,
+    "SO_LINGER": 13,
+    "SO_SNDBUF": 7,
+    "SO_RCVBUF": 8,
+    "SO_TYPE": 3,
+    "TCP_NODELAY": 1,
+    "TCP_MAXSEG": 2,
+    "TCP_CORK": 3,
+    "TCP_KEEPIDLE": 4,
+    "TCP_KEEPINTVL": 5,
+    "TCP_KEEPCNT": 6,
+    "TCP_INFO": 11,
+    "TCP_QUICKACK": 12,
+    "TCP_CONGESTION": 13,
+    "TCP_USER_TIMEOUT": 18,
+    "F_GETFL": 3,
+    "F_SETFL": 4,
+    "O_RDONLY": 0,
+    "O_WRONLY": 1,
+    "O_RDWR": 2,
+    "O_NONBLOCK": 0o4000,
+    "MSG_PEEK": 2,
+    "MSG_DONTWAIT": 0x40,
+    "MSG_WAITALL": 0x100,
+    "MSG_NOSIGNAL": 0x4000,
+    "MSG_MORE": 0x8000,
+    "MSG_ZEROCOPY": 0x4000000,
+    "MSG_FASTOPEN": 0x20000000,
+    "SHUT_RD": 0,
+    "SHUT_WR": 1,
+    "SHUT_RDWR": 2,
+    "POLLIN": 0x001,
+    "POLLPRI": 0x002,
+    "POLLOUT": 0x004,
+    "POLLERR": 0x008,
+    "POLLHUP": 0x010,
+    "POLLNVAL": 0x020,
+    "POLLRDNORM": 0x040,
+    "POLLRDBAND": 0x080,
+    "POLLWRNORM": 0x100,
+    "POLLRDHUP": 0x2000,
+    "SIOCINQ": 0x541B,
+    "SIOCOUTQ": 0x5411,
+    "FIONREAD": 0x541B,
+}
+
+
+def symbol(e: Expr) -> int:
+    """An integer expression's value: a number, a known symbol, or an OR of them."""
+    if e.kind == "int":
+        return e.value
+    if e.kind == "word":
+        if e.name in SYMBOLS:
+            return SYMBOLS[e.name]
+        code = getattr(errno_mod, e.name, None)
+        if e.name.startswith("E") and isinstance(code, int):
+            return code  # [ECONNREFUSED] as getsockopt(SO_ERROR)'s value
+        raise ScriptError("", 0, f"unknown symbol {e.name}")
+    if e.kind == "or":
+        v = 0
+        for item in e.items:
+            v |= symbol(item)
+        return v
+    raise ScriptError("", 0, f"expected a number but found {e}")
+
+
+def list_int(e: Expr) -> int | None:
+    """The value in an "[N]" argument (getsockopt's out value, setsockopt's in value),
+    None for "..."."""
+    if e.kind == "ellipsis":
+        return None
+    if e.kind == "list" and len(e.items) == 1:
+        return symbol(e.items[0])
+    if e.kind == "struct" and e.names and "onoff" in e.names:
+        raise ScriptError("", 0, "a struct where [N] was expected")
+    return symbol(e)
+
+
+def errno_name(code: int) -> str:
+    return errno_mod.errorcode.get(code, f"errno {code}")
+
+
+def errno_code(name: str) -> int:
+    code = getattr(errno_mod, name, None)
+    if not isinstance(code, int):
+        raise ScriptError("", 0, f"unknown errno {name}")
+    return code
+
+
+@dataclass
+class CallOutcome:
+    """What a call returned: `ret` and, on failure (ret -1), `errno` by name; `handle`
+    is a new socket's (socket, accept); `problems` are argument checks that failed (a
+    getsockopt value that differs); `at` is when it returned (µs script time)."""
+
+    ret: int
+    errno: str | None = None
+    at: int = 0
+    handle: Any = None
+    problems: list[str] = field(default_factory=list)
+    detail: str = ""
+
+    def describe(self) -> str:
+        text = f"{self.ret}" + (f" {self.errno}" if self.errno else "")
+        return text + (f" ({self.detail})" if self.detail else "")
+
+
+def fail(code: int, at: int) -> CallOutcome:
+    return CallOutcome(-1, errno_name(code), at)
+
+
+def struct_field(e: Expr, name: str) -> Expr | None:
+    if e.kind != "struct":
+        return None
+    for n, item in zip(e.names, e.items, strict=True):
+        if n == name:
+            return item
+    return None

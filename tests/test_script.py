@@ -1,0 +1,212 @@
+"""pytcp script: the language, the runner against the virtual-clock pytcp target, and
+the corpus in tests/scripts/ (every scenario passes against pytcp)."""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from stack.script.parser import ScriptError, parse
+from stack.script.pytcp_target import PytcpTarget
+from stack.script.runner import Config, Runner, ScriptResult
+
+ROOT = Path(__file__).resolve().parent.parent
+CORPUS = sorted((ROOT / "tests" / "scripts").glob("*.pkt"))
+PYTCP = str(Path(sys.executable).parent / "pytcp")
+
+HANDSHAKE = """\
+    0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
+   +0 setsockopt(3, SOL_SOCKET, SO_REUSEADDR, [1], 4) = 0
+   +0 bind(3, ..., ...) = 0
+   +0 listen(3, 1) = 0
+   +0 < S 0:0(0) win 32792 <mss 1000,sackOK,nop,nop,nop,wscale 7>
+   +0 > S. 0:0(0) ack 1 <...>
+  +.1 < . 1:1(0) ack 1 win 257
+   +0 accept(3, ..., ...) = 4
+"""
+
+
+def run(text: str, *, tcb: bool = False) -> ScriptResult:
+    script = parse(text, "t.pkt")
+    cfg = Config.from_script(script)
+    target = PytcpTarget(cfg, rng=random.Random(1), isn_secret=bytes(16))
+    return Runner(script, target, config=cfg, shell=None, tcb=tcb).run()
+
+
+def test_parse_times_segments_and_calls() -> None:
+    s = parse(
+        "--tolerance_usecs=10000\n`init`\n0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n"
+        "+.1...0.200 connect(3, ..., ...) = 0\n"
+        "+0 > S 0:0(0) <mss 1460,sackOK,TS val 100 ecr 0,nop,wscale 8>\n"
+        "+0.1~+0.2 > . 1:1(0) ack 1 <nop,nop,sack 1001:2001 3001:4001>\n"
+        "1.5 < F. 1:1(0) ack 1 win 257\n"
+        "* > R 1:1(0)\n"
+        "+0 connect(3, ..., ...) = -1 EINPROGRESS (Operation now in progress)\n",
+        "x.pkt",
+    )
+    assert s.options == {"tolerance_usecs": "10000"}
+    assert s.init is not None and s.init.command == "init"
+    kinds = [e.time.kind for e in s.events]
+    assert kinds == [
+        "absolute",
+        "relative",
+        "relative",
+        "relative-range",
+        "absolute",
+        "any",
+        "relative",
+    ]
+    call = s.events[1].action
+    assert call.end_usecs == 200_000 and s.events[1].time.usecs == 100_000  # type: ignore[union-attr]
+    syn = s.events[2].action
+    assert [o.kind for o in syn.options] == ["mss", "sackOK", "TS", "nop", "wscale"]  # type: ignore[union-attr]
+    sack = s.events[3].action
+    assert sack.options[2].blocks == ((1001, 2001), (3001, 4001))  # type: ignore[union-attr,index]
+    assert s.events[6].action.errno == "EINPROGRESS"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "message"),
+    [
+        ("0 > S 0:1(0) <...>\n", 1, "inconsistent TCP sequence numbers and payload size"),
+        (
+            "0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n+0 < S 0:0(0) <...>\n",
+            2,
+            "<...> for TCP options",
+        ),
+        (
+            "0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n+0 < S 0:0(0)\n",
+            2,
+            "window must be specified",
+        ),
+        ("0 socket(..., 1, 6) = 3\n+0.2~+0.1 > S 0:0(0)\n", 2, "time range is backwards"),
+        ("0 socket(..., 1, 6) = 3\n* close(3) = 0\n", 2, "can only be used with outbound packets"),
+        ("+1 socket(..., 1, 6) = 3\n", 1, "first event should be at time 0"),
+        ("0 > S 0:0(0) <mss 1460,bogus>\n", 1, "unknown TCP option 'bogus'"),
+    ],
+)
+def test_parse_errors_name_the_line(text: str, line: int, message: str) -> None:
+    with pytest.raises(ScriptError) as info:
+        parse(text, "bad.pkt")
+    assert info.value.line == line
+    assert message in info.value.message
+    assert str(info.value).startswith(f"bad.pkt:{line}: ")
+
+
+@pytest.mark.parametrize("path", CORPUS, ids=lambda p: p.name)
+def test_corpus_passes_against_pytcp(path: Path) -> None:
+    result = run(path.read_text())
+    assert result.ok, result.error
+    assert [r.ok for r in result.lines] == [True] * len(result.lines)
+
+
+def test_wrong_segment_points_at_line_segment_and_tcb() -> None:
+    result = run(HANDSHAKE + "   +0 write(4, ..., 10) = 10\n   +0 > P. 1:11(10) ack 5\n", tcb=True)
+    assert not result.ok
+    assert result.error == "t.pkt:10: bad ack: expected 5 but got 1"
+    last = result.lines[-1]
+    assert (last.line, last.ok, last.kind) == (10, False, "outbound")
+    assert last.expected == "P. 1:11(10) ack 5"
+    assert last.actual.startswith("P. 1:11(10) ack 1 win ")
+    assert result.tcb_at_failure["state"] == "ESTABLISHED"
+    assert result.tcb_at_failure["snd_nxt"] == 11
+
+
+def test_missing_segment_is_none_within_tolerance_and_says_what_came() -> None:
+    # The data is sent at once; the script expects it 1 s later.
+    result = run(HANDSHAKE + "   +0 write(4, ..., 10) = 10\n   +1 > P. 1:11(10) ack 1\n")
+    assert not result.ok
+    assert (
+        "timing error: expected outbound segment at 1.100000 sec but happened at 0.100000"
+        in result.error
+    )
+    result = run(HANDSHAKE + "   +0 > P. 1:11(10) ack 1\n")
+    assert "none within tolerance" in result.error
+
+
+def test_call_return_and_errno_are_checked() -> None:
+    result = run(HANDSHAKE + "   +0 read(4, ..., 10) = 10\n")
+    assert "read() would block here" in result.error
+    result = run(
+        HANDSHAKE + "   +0 fcntl(4, F_SETFL, O_RDWR|O_NONBLOCK) = 0\n   +0 read(4, ..., 10) = 10\n"
+    )
+    assert result.error == "t.pkt:10: read() returned -1 EAGAIN; expected 10"
+    result = run(HANDSHAKE + "   +0 getsockopt(4, SOL_TCP, TCP_MAXSEG, [1460], [4]) = 0\n")
+    assert result.error == "t.pkt:9: getsockopt(): TCP_MAXSEG is 1000, expected 1460"
+
+
+def test_tcb_changes_and_drop_reasons_per_line() -> None:
+    result = run(
+        HANDSHAKE + " +.01 < R. 100:100(0) ack 1 win 257\n   +0 > . 1:1(0) ack 1\n", tcb=True
+    )
+    assert result.ok, result.error
+    syn = result.lines[4]
+    assert syn.tcb["state"] == (None, "SYN-RECEIVED")
+    ack = result.lines[6]
+    assert ack.tcb["state"] == ("SYN-RECEIVED", "ESTABLISHED")
+    rst = result.lines[8]
+    assert rst.drops == ["rst-in-window"]  # RFC 5961 §3.2: challenged, then dropped
+    assert rst.tcb.get("challenge_acks") == (0, 1)
+
+
+def test_unmodelled_things_fail_at_their_line() -> None:
+    result = run(HANDSHAKE + "   +0 setsockopt(4, SOL_TCP, TCP_CORK, [1], 4) = 0\n")
+    assert result.error == "t.pkt:9: socket option SOL_TCP/TCP_CORK is not modelled by pytcp"
+    result = run(HANDSHAKE + "   +0 %{ assert tcpi_rto == 1 }%\n")
+    assert "code blocks" in result.error and result.error.startswith("t.pkt:9:")
+    result = run(HANDSHAKE + "   +0 sendmsg(4, {msg_name(...)=...}, 0) = 0\n")
+    assert result.error == "t.pkt:9: sendmsg() is not modelled by the pytcp target"
+
+
+def test_blocking_call_returns_when_the_segment_comes() -> None:
+    text = HANDSHAKE + (
+        "   +0...0.200 read(4, ..., 1000) = 1000\n  +.2 < P. 1:1001(1000) ack 1 win 257\n"
+    )
+    assert run(text).ok
+    # "+0...0.150": the call starts at 0.1 and must return by 0.25 (both relative to
+    # the previous event, as packetdrill's end times); the data comes at 0.3.
+    late = (
+        HANDSHAKE
+        + "   +0...0.150 read(4, ..., 1000) = 1000\n  +.2 < P. 1:1001(1000) ack 1 win 257\n"
+    )
+    result = run(late)
+    assert (
+        "expected system call return at 0.250000 sec but happened at 0.300000 sec" in result.error
+    )
+
+
+def test_cli_json_junit_and_exit_status(tmp_path: Path) -> None:
+    good = ROOT / "tests" / "scripts" / "handshake-passive.pkt"
+    bad = tmp_path / "bad.pkt"
+    bad.write_text(HANDSHAKE + "   +0 > P. 1:11(10) ack 1\n")
+    junit = tmp_path / "r.xml"
+    done = subprocess.run(
+        [PYTCP, "script", "--json", "--junit", str(junit), str(good), str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [(r["target"], r["ok"]) for r in rows] == [("pytcp", True), ("pytcp", False)]
+    assert rows[1]["error"].startswith(f"{bad}:9: none within tolerance")
+    xml = junit.read_text()
+    assert 'tests="2" failures="1"' in xml and "<failure" in xml
+    ok = subprocess.run(
+        [PYTCP, "script", str(good)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert (ok.returncode, ok.stdout) == (0, f"{good}: PASS (pytcp)\n")
+    usage = subprocess.run(
+        [PYTCP, "script", "--against", "bsd", str(good)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert usage.returncode == 2 and "unknown target 'bsd'" in usage.stderr
