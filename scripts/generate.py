@@ -35,7 +35,7 @@ from pytcpcli.options import CLOSE_NOTES  # noqa: E402
 
 PROG = "pytcp"
 # pytcp(1) EXAMPLES, in the order a newcomer meets the commands.
-EXAMPLE_ORDER = ("connect", "listen", "send", "inspect", "close", "impair", "timer")
+EXAMPLE_ORDER = ("connect", "listen", "send", "inspect", "close", "impair", "timer", "script")
 COMPLETE_VAR = "_PYTCP_COMPLETE"
 COMPLETIONS = {"bash": "pytcp.bash", "zsh": "_pytcp", "fish": "pytcp.fish"}
 

@@ -12,7 +12,7 @@ from pytcpcli.main import cli
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
-COMMANDS = ["close", "connect", "impair", "inspect", "listen", "send", "timer"]
+COMMANDS = ["close", "connect", "impair", "inspect", "listen", "script", "send", "timer"]
 
 
 def test_help_lists_exactly_the_working_commands() -> None:
