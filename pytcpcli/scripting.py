@@ -16,7 +16,7 @@ from stack.script.parser import ScriptError, parse
 from stack.script.pytcp_target import PytcpTarget
 from stack.script.runner import Config, Runner, ScriptResult
 
-TARGETS = ("pytcp",)
+TARGETS = ("pytcp", "linux")
 SHELL_TIMEOUT = 60.0  # seconds a script's shell command may take
 
 
@@ -42,10 +42,13 @@ def shell_runner(cwd: str, *, isolate: bool) -> Callable[[str], tuple[int, str]]
             if unshare is None or os.geteuid() != 0:
                 return 0, "skipped: needs root and unshare(1) for a private network namespace"
             argv = [unshare, "--net", "--", *argv]
+        # packetdrill's helpers (set_sysctls.py) name their restore file by this.
+        env = {**os.environ, "PACKETDRILL_PID": str(os.getpid())}
         try:
             done = subprocess.run(
                 argv,
                 cwd=cwd or ".",
+                env=env,
                 capture_output=True,
                 text=True,
                 timeout=SHELL_TIMEOUT,
@@ -77,6 +80,14 @@ def run_script(
         config = Config.from_script(script, overrides)
     except ScriptError as exc:
         return ScriptResult(path, target, ok=False, error=str(exc)), time.monotonic() - started
+    if target == "linux":
+        from pytcpcli.script_linux import run_in_namespace
+
+        here = os.path.dirname(path)
+        result = run_in_namespace(
+            script, config, lambda: None if skip_shell else shell_runner(here, isolate=False)
+        )
+        return result, time.monotonic() - started
     shell = None if skip_shell else shell_runner(os.path.dirname(path), isolate=True)
     rng = random.Random(seed)
     pytcp = PytcpTarget(config, rng=rng, isn_secret=rng.randbytes(16))

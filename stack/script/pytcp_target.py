@@ -95,6 +95,9 @@ class PytcpTarget:
 
     # -- time and packets -----------------------------------------------------------
 
+    def start_clock(self) -> None:
+        """The virtual clock starts at 0 with the Host."""
+
     def now(self) -> int:
         return self.ns // US
 

@@ -125,6 +125,7 @@ class Target(Protocol):
     local_ip: Address  # the stack under test
     remote_ip: Address  # the script's peer
 
+    def start_clock(self) -> None: ...  # the first event happens now: time 0
     def now(self) -> int: ...  # µs since the script's time 0
     def wait_until(self, t: int) -> None: ...  # let time pass to t (µs), stack running
     def next_outbound(self, deadline: int) -> Captured | None: ...  # first one sent <= deadline
@@ -235,6 +236,7 @@ class Runner:
     def run(self) -> ScriptResult:
         try:
             self.prev_tcb = self.t.tcb()
+            self.t.start_clock()
             for ev in self.script.events:
                 self.event(ev)
             self.finish_pending()
@@ -644,7 +646,12 @@ class Runner:
                 if tick and self.first_ts is not None and o.val is not None:
                     script_val = (self.first_ts[0] + (val - self.first_ts[1])) & MASK
                     diff = abs(((script_val - o.val + 2**31) & MASK) - 2**31)
-                    if diff * tick > self.tolerance(self.last_time):
+                    # As packetdrill: the slack grows with the time since the script began.
+                    slack = max(
+                        self.cfg.tolerance_usecs,
+                        int(self.cfg.tolerance_percent / 100.0 * self.t.now()),
+                    )
+                    if diff * tick > slack:
                         out.append(
                             f"bad outbound TCP timestamp value: expected val {o.val} "
                             f"but got {script_val} (in script ticks)"

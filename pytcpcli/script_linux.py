@@ -1,0 +1,450 @@
+"""The `linux` target of `pytcp script`: the Linux kernel's TCP in a throwaway network
+namespace, driven as packetdrill drives it. Imports the standard library and
+stack.script; it uses sockets, a TUN device, threads and real time.
+
+`run_in_namespace` forks a child that unshares its network namespace (so the namespace
+dies with it: nothing to clean up, even on SIGKILL), creates tun0 there with the
+kernel at 10.77.250.2/24 (fd77:250::2/64) and the script's peer at 10.77.250.1 beyond
+it, and runs the script: calls on real sockets, `<` segments written into the TUN (the
+kernel receives them), `>` segments read from it. The result comes back over a pipe.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno as E
+import fcntl
+import os
+import pickle
+import select
+import socket
+import struct
+import subprocess
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from ipaddress import IPv4Address, IPv6Address
+from typing import Any
+
+from stack.script.calls import CallOutcome, errno_name, list_int, struct_field, symbol
+from stack.script.model import Expr, Script, Syscall
+from stack.script.parser import ScriptError
+from stack.script.packets import parse_tcp_packet
+from stack.script.runner import Captured, Config, Runner, ScriptResult
+
+CLONE_NEWNET = 0x40000000
+TUNSETIFF = 0x400454CA
+IFF_TUN = 0x0001
+IFF_NO_PI = 0x1000
+LOCAL_V4 = IPv4Address("10.77.250.2")  # the kernel under test
+REMOTE_V4 = IPv4Address("10.77.250.1")  # the script's peer, on the TUN's far side
+LOCAL_V6 = IPv6Address("fd77:250::2")
+REMOTE_V6 = IPv6Address("fd77:250::1")
+ETH_P_ALL = 0x0003
+PACKET_OUTGOING = 4
+SO_TIMESTAMPNS = 35
+TUN_NAME = "tun0"  # packetdrill's name: scripts' shell lines say `tc ... dev tun0`
+CALL_WAIT = 1.0  # seconds a call without an end time may take before it "blocks"
+CHILD_TIMEOUT = 300.0  # seconds one script may run in its namespace
+
+
+class LinuxTarget:
+    """The kernel of the current (private) network namespace, through tun0."""
+
+    name = "linux"
+
+    def __init__(self, config: Config) -> None:
+        self.cfg = config
+        v6 = config.ip_version == "ipv6"
+        self.local_ip: IPv4Address | IPv6Address = LOCAL_V6 if v6 else LOCAL_V4
+        self.remote_ip: IPv4Address | IPv6Address = REMOTE_V6 if v6 else REMOTE_V4
+        self.family = socket.AF_INET6 if v6 else socket.AF_INET
+        self.tun = open_tun(TUN_NAME)
+        configure(TUN_NAME, config.mtu)
+        # What the kernel sends is read from an AF_PACKET socket on tun0, stamped by the
+        # kernel (SO_TIMESTAMPNS) as it leaves: the time is the kernel's, not when a busy
+        # machine got round to running the reader thread. The TUN is drained beside it.
+        self.cap = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_ALL))
+        self.cap.bind((TUN_NAME, 0))
+        self.cap.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        self.t0 = time.monotonic_ns()
+        self.wall_offset = time.time_ns() - time.monotonic_ns()
+        self.queue: deque[Captured] = deque()
+        self.cond = threading.Condition()
+        self.stop = False
+        self.reader = threading.Thread(target=self._read, name="tun-reader", daemon=True)
+        self.reader.start()
+        self.pending: list[tuple[Syscall, threading.Thread, list[CallOutcome]]] = []
+
+    # -- time and packets -----------------------------------------------------------
+
+    def start_clock(self) -> None:
+        with self.cond:
+            self.queue.clear()  # what the kernel said while tun0 came up is no script's
+        self.t0 = time.monotonic_ns()
+
+    def now(self) -> int:
+        return (time.monotonic_ns() - self.t0) // 1000
+
+    def _read(self) -> None:
+        while not self.stop:
+            ready, _, _ = select.select([self.tun, self.cap], [], [], 0.05)
+            if self.tun in ready:
+                try:
+                    os.read(self.tun, 65535)
+                except OSError:
+                    return
+            if self.cap not in ready:
+                continue
+            try:
+                data, ancillary, _, addr = self.cap.recvmsg(65535, 256)
+            except OSError:
+                return
+            if addr[2] != PACKET_OUTGOING:
+                continue  # what we injected, seen coming in
+            at = self.now()
+            for level, kind, raw in ancillary:
+                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(raw) >= 16:
+                    sec, nsec = struct.unpack("qq", raw[:16])
+                    at = (sec * 1_000_000_000 + nsec - self.wall_offset - self.t0) // 1000
+            seg = parse_tcp_packet(data)
+            if seg is None or seg.src != self.local_ip:
+                continue  # neighbour discovery, MLD, ...
+            with self.cond:
+                self.queue.append(Captured(at, data))
+                self.cond.notify_all()
+
+    def wait_until(self, t: int) -> None:
+        while True:
+            left = t - self.now()
+            if left <= 0:
+                return
+            time.sleep(min(left / 1e6, 0.5))
+
+    def next_outbound(self, deadline: int) -> Captured | None:
+        with self.cond:
+            while not self.queue:
+                left = deadline - self.now()
+                if left <= 0:
+                    return None
+                self.cond.wait(min(left / 1e6, 0.5))
+            return self.queue.popleft()
+
+    def unread(self, cap: Captured) -> None:
+        with self.cond:
+            self.queue.appendleft(cap)
+
+    def inject(self, packet: bytes) -> list[str]:
+        os.write(self.tun, packet)
+        return []
+
+    def tcb(self) -> dict[str, Any] | None:
+        return None
+
+    def close(self) -> None:
+        self.stop = True
+        self.reader.join(1.0)
+        self.cap.close()
+        os.close(self.tun)
+
+    # -- calls ----------------------------------------------------------------------
+
+    def call(self, call: Syscall, fds: dict[int, Any], blocking_ok: bool) -> CallOutcome | None:
+        handler = getattr(self, "_call_" + call.name, None)
+        if handler is None:
+            raise ScriptError("", 0, f"{call.name}() is not supported by the linux target")
+        box: list[CallOutcome] = []
+
+        def work() -> None:
+            try:
+                out = handler(call.args, fds)
+            except ScriptError as exc:
+                out = CallOutcome(-2, detail=exc.message)
+            except OSError as exc:
+                out = CallOutcome(-1, errno_name(exc.errno or E.EIO))
+            out.at = self.now()
+            box.append(out)
+
+        th = threading.Thread(target=work, name=call.name, daemon=True)
+        th.start()
+        th.join(0.002 if blocking_ok else CALL_WAIT)
+        if th.is_alive():
+            if not blocking_ok:
+                raise ScriptError(
+                    "", 0, f"{call.name}() blocked; give it an end time (+0...T) if it should"
+                )
+            self.pending.append((call, th, box))
+            return None
+        out = box[0]
+        if out.ret == -2:
+            raise ScriptError("", 0, out.detail)
+        return out
+
+    def completed(self) -> list[tuple[Syscall, CallOutcome]]:
+        done = []
+        for item in list(self.pending):
+            call, th, box = item
+            if not th.is_alive():
+                self.pending.remove(item)
+                done.append((call, box[0]))
+        return done
+
+    def _sock(self, args: tuple[Expr, ...], fds: dict[int, Any]) -> socket.socket:
+        s = fds.get(symbol(args[0]))
+        if not isinstance(s, socket.socket):
+            raise OSError(E.EBADF, "bad fd")
+        return s
+
+    def _addr(self, e: Expr | None, default_port: int, default_ip: Any) -> tuple[str, int]:
+        port = default_port
+        ip = str(default_ip)
+        if e is not None and e.kind == "struct":
+            p = struct_field(e, "sin_port") or struct_field(e, "sin6_port")
+            if p is not None:
+                port = symbol(p.items[0]) if p.kind == "call" and p.items else symbol(p)
+            a = struct_field(e, "sin_addr") or struct_field(e, "sin6_addr")
+            if a is not None and a.kind == "call" and a.items and a.items[0].kind == "string":
+                ip = a.items[0].name
+        return ip, port
+
+    def _call_socket(self, args: tuple[Expr, ...], fds: dict[int, Any]) -> CallOutcome:
+        family = self.family if args[0].kind == "ellipsis" else symbol(args[0])
+        kind = symbol(args[1])
+        proto = symbol(args[2]) if args[2].kind != "ellipsis" else 0
+        s = socket.socket(family, kind, proto)
+        return CallOutcome(0, handle=s)
+
+    def _call_fcntl(self, args: tuple[Expr, ...], fds: dict[int, Any]) -> CallOutcome:
+        s = self._sock(args, fds)
+        cmd = symbol(args[1])
+        if len(args) > 2:
+            return CallOutcome(fcntl.fcntl(s.fileno(), cmd, symbol(args[2])))
+        return CallOutcome(fcntl.fcntl(s.fileno(), cmd))
+
+    def _call_setsockopt(self, args: tuple[Expr, ...], fds: dict[int, Any]) -> CallOutcome:
+        s = self._sock(args, fds)
+        level, name, value = symbol(args[1]), symbol(args[2]), args[3]
+        if value.kind == "struct" and struct_field(value, "onoff") is not None:
+            onoff, linger = struct_field(value, "onoff"), struct_field(value, "linger")
+            assert onoff is not None and linger is not None
+            s.setsockopt(level, name, struct.pack("ii", symbol(onoff), symbol(linger)))
+        elif value.kind == "string":
+            s.setsockopt(level, name, value.name.encode())
+        else:
+            v = list_int(value)
+            if v is None:
+                raise ScriptError("", 0, "setsockopt() needs a value [N]")
+            s.setsockopt(level, name, v)
+        return CallOutcome(0)
+
+    def _call_getsockopt(self, args: tuple[Expr, ...], fds: dict[int, Any]) -> CallOutcome:
+        s = self._sock(args, fds)
+        level, name = symbol(args[1]), symbol(args[2])
+        value = s.getsockopt(level, name)
+        want = list_int(args[3]) if args[3].kind != "struct" else None
+        problems = [] if want is None or want == value else [f"value is {value}, expected {want}"]
+        return CallOutcome(0, problems=problems, detail=f"[{value}]")
+
+    def _call_bind(self, args: tuple[Expr, ...], fds: dict[int, Any]) -> CallOutcome:
+        s = self._sock(args, fds)
+        s.bind(self._addr(args[1] if len(args) > 1 else None, self.cfg.bind_port, self.local_ip))
+        return CallOutcome(0)
+
+    def _call_listen(self, args: tuple[Expr, ...], fds: dict[int, Any]) -> CallOutcome:
+        self._sock(args, fds).listen(symbol(args[1]))
+        return CallOutcome(0)
+
+    def _call_accept(self, args: tuple[Expr, ...], fds: dict[int, Any]) -> CallOutcome:
+        conn, _ = self._sock(args, fds).accept()
+        return CallOutcome(0, handle=conn)
+
+    _call_accept4 = _call_accept
+
+    def _call_connect(self, args: tuple[Expr, ...], fds: dict[int, Any]) -> CallOutcome:
+        s = self._sock(args, fds)
+        code = s.connect_ex(
+            self._addr(args[1] if len(args) > 1 else None, self.cfg.connect_port, self.remote_ip)
+        )
+        return CallOutcome(0) if code == 0 else CallOutcome(-1, errno_name(code))
+
+    def _call_write(self, args: tuple[Expr, ...], fds: dict[int, Any]) -> CallOutcome:
+        s = self._sock(args, fds)
+        return CallOutcome(os.write(s.fileno(), bytes(symbol(args[2]))))
+
+    def _call_send(self, args: tuple[Expr, ...], fds: dict[int, Any]) -> CallOutcome:
+        s = self._sock(args, fds)
+        flags = symbol(args[3]) if len(args) > 3 and args[3].kind != "ellipsis" else 0
+        return CallOutcome(s.send(bytes(symbol(args[2])), flags))
+
+    def _iov(self, e: Expr) -> list[bytes]:
+        if e.kind != "list":
+            raise ScriptError("", 0, "expected [{..., N}, ...]")
+        return [bytes(symbol(iov.items[-1])) for iov in e.items]
+
+    def _call_writev(self, args: tuple[Expr, ...], fds: dict[int, Any]) -> CallOutcome:
+        s = self._sock(args, fds)
+        return CallOutcome(os.writev(s.fileno(), self._iov(args[1])))
+
+    def _call_sendmsg(self, args: tuple[Expr, ...], fds: dict[int, Any]) -> CallOutcome:
+        s = self._sock(args, fds)
+        iov = struct_field(args[1], "msg_iov")
+        if iov is None:
+            raise ScriptError("", 0, "sendmsg() needs msg_iov")
+        return CallOutcome(s.sendmsg(self._iov(iov), [], symbol(args[2])))
+
+    def _call_read(self, args: tuple[Expr, ...], fds: dict[int, Any]) -> CallOutcome:
+        s = self._sock(args, fds)
+        return CallOutcome(len(os.read(s.fileno(), symbol(args[2]))))
+
+    def _call_recv(self, args: tuple[Expr, ...], fds: dict[int, Any]) -> CallOutcome:
+        s = self._sock(args, fds)
+        flags = symbol(args[3]) if len(args) > 3 and args[3].kind != "ellipsis" else 0
+        return CallOutcome(len(s.recv(symbol(args[2]), flags)))
+
+    def _call_shutdown(self, args: tuple[Expr, ...], fds: dict[int, Any]) -> CallOutcome:
+        self._sock(args, fds).shutdown(symbol(args[1]))
+        return CallOutcome(0)
+
+    def _call_close(self, args: tuple[Expr, ...], fds: dict[int, Any]) -> CallOutcome:
+        fd = symbol(args[0])
+        s = self._sock(args, fds)
+        del fds[fd]
+        s.close()
+        return CallOutcome(0)
+
+    def _call_ioctl(self, args: tuple[Expr, ...], fds: dict[int, Any]) -> CallOutcome:
+        s = self._sock(args, fds)
+        raw = fcntl.ioctl(s.fileno(), symbol(args[1]), b"\0\0\0\0")
+        value = struct.unpack("i", raw)[0]
+        want = list_int(args[2])
+        problems = [] if want is None or want == value else [f"value is {value}, expected {want}"]
+        return CallOutcome(0, problems=problems, detail=f"[{value}]")
+
+    def _call_poll(self, args: tuple[Expr, ...], fds: dict[int, Any]) -> CallOutcome:
+        p = select.poll()
+        wanted = []
+        for pfd in args[0].items:
+            fd_e, ev_e = struct_field(pfd, "fd"), struct_field(pfd, "events")
+            if fd_e is None or ev_e is None:
+                raise ScriptError("", 0, "poll() entries are {fd=N, events=...}")
+            s = fds.get(symbol(fd_e))
+            rev = struct_field(pfd, "revents")
+            if isinstance(s, socket.socket):
+                p.register(s.fileno(), symbol(ev_e))
+            wanted.append((s, None if rev is None else symbol(rev)))
+        got = dict(p.poll(symbol(args[2])))
+        problems = []
+        for i, (s, want) in enumerate(wanted):
+            r = got.get(s.fileno(), 0) if isinstance(s, socket.socket) else 0
+            if want is not None and r != want:
+                problems.append(f"revents of fd {i} is {r:#x}, expected {want:#x}")
+        return CallOutcome(len(got), problems=problems)
+
+
+def open_tun(name: str) -> int:
+    fd = os.open("/dev/net/tun", os.O_RDWR)
+    ifr = struct.pack("16sH", name.encode(), IFF_TUN | IFF_NO_PI)
+    fcntl.ioctl(fd, TUNSETIFF, ifr)
+    return fd
+
+
+def configure(name: str, mtu: int) -> None:
+    for argv in (
+        ["ip", "link", "set", "lo", "up"],
+        ["ip", "addr", "add", f"{LOCAL_V4}/24", "dev", name],
+        ["ip", "-6", "addr", "add", f"{LOCAL_V6}/64", "dev", name, "nodad"],
+        ["ip", "link", "set", name, "mtu", str(mtu), "up"],
+    ):
+        subprocess.run(argv, check=True, capture_output=True, timeout=10)
+
+
+def unshare_net() -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(CLONE_NEWNET) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code))
+
+
+def run_in_namespace(
+    script: Script,
+    config: Config,
+    shell_factory: Callable[[], Callable[[str], tuple[int, str]] | None],
+    *,
+    timeout: float = CHILD_TIMEOUT,
+) -> ScriptResult:
+    """Run `script` against the kernel of a fresh network namespace, in a child process."""
+    if os.geteuid() != 0:
+        return ScriptResult(
+            script.path, "linux", ok=False, skipped=True,
+            error="the linux target needs root (CAP_NET_ADMIN) for its network namespace",
+        )  # fmt: skip
+    rfd, wfd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: never returns
+        os.close(rfd)
+        code = 0
+        try:
+            result = _child(script, config, shell_factory)
+        except BaseException as exc:  # noqa: BLE001 - reported to the parent, not raised
+            result = ScriptResult(script.path, "linux", ok=False, error=f"{script.path}: {exc}")
+            code = 1
+        try:
+            with os.fdopen(wfd, "wb") as f:
+                pickle.dump(result, f)
+        finally:
+            os._exit(code)
+    os.close(wfd)
+    chunks = []
+    deadline = time.monotonic() + timeout
+    with os.fdopen(rfd, "rb") as f:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                os.kill(pid, 9)
+                os.waitpid(pid, 0)
+                return ScriptResult(
+                    script.path,
+                    "linux",
+                    ok=False,
+                    error=f"{script.path}: timed out after {timeout:g} s",
+                )
+            ready, _, _ = select.select([f], [], [], min(left, 1.0))
+            if ready:
+                chunk = os.read(f.fileno(), 65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+    os.waitpid(pid, 0)
+    try:
+        result = pickle.loads(b"".join(chunks))
+    except (pickle.UnpicklingError, EOFError) as exc:
+        return ScriptResult(
+            script.path, "linux", ok=False, error=f"{script.path}: no result ({exc})"
+        )
+    assert isinstance(result, ScriptResult)
+    return result
+
+
+def _child(
+    script: Script,
+    config: Config,
+    shell_factory: Callable[[], Callable[[str], tuple[int, str]] | None],
+) -> ScriptResult:
+    unshare_net()
+    target = LinuxTarget(config)
+    shell = shell_factory()
+    try:
+        if shell is not None and script.init is not None:
+            status, output = shell(script.init.command)
+            if status != 0:
+                return ScriptResult(
+                    script.path, "linux", ok=False,
+                    error=f"{script.path}: init command failed with status {status}: "
+                    f"{output.strip()[-200:]}",
+                )  # fmt: skip
+        return Runner(script, target, config=config, shell=shell).run()
+    finally:
+        if shell is not None and script.cleanup is not None:
+            shell(script.cleanup.command)
+        target.close()
