@@ -29,8 +29,8 @@ from typing import Any
 
 from stack.script.calls import CallOutcome, errno_name, list_int, struct_field, symbol
 from stack.script.model import Expr, Script, Syscall
-from stack.script.parser import ScriptError
 from stack.script.packets import parse_tcp_packet
+from stack.script.parser import ScriptError
 from stack.script.runner import Captured, Config, Runner, ScriptResult
 
 CLONE_NEWNET = 0x40000000
@@ -386,7 +386,7 @@ def run_in_namespace(
         code = 0
         try:
             result = _child(script, config, shell_factory)
-        except BaseException as exc:  # noqa: BLE001 - reported to the parent, not raised
+        except BaseException as exc:
             result = ScriptResult(script.path, "linux", ok=False, error=f"{script.path}: {exc}")
             code = 1
         try:
