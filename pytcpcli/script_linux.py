@@ -89,13 +89,13 @@ class LinuxTarget:
 
     def _read(self) -> None:
         while not self.stop:
-            ready, _, _ = select.select([self.tun, self.cap], [], [], 0.05)
+            ready, _, _ = select.select([self.tun, self.cap.fileno()], [], [], 0.05)
             if self.tun in ready:
                 try:
                     os.read(self.tun, 65535)
                 except OSError:
                     return
-            if self.cap not in ready:
+            if self.cap.fileno() not in ready:
                 continue
             try:
                 data, ancillary, _, addr = self.cap.recvmsg(65535, 256)
