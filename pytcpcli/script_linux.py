@@ -44,6 +44,7 @@ REMOTE_V6 = IPv6Address("fd77:250::1")
 ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4
 SO_TIMESTAMPNS = 35
+CAPTURE_LAG = 50_000  # µs a captured packet may take from the kernel to the queue
 TUN_NAME = "tun0"  # packetdrill's name: scripts' shell lines say `tc ... dev tun0`
 CALL_WAIT = 1.0  # seconds a call without an end time may take before it "blocks"
 CHILD_TIMEOUT = 300.0  # seconds one script may run in its namespace
@@ -123,12 +124,16 @@ class LinuxTarget:
             time.sleep(min(left / 1e6, 0.5))
 
     def next_outbound(self, deadline: int) -> Captured | None:
+        # A packet is stamped by the kernel as it leaves but reaches this queue through
+        # a thread: wait CAPTURE_LAG past the deadline for one sent before it.
         with self.cond:
             while not self.queue:
-                left = deadline - self.now()
+                left = deadline + CAPTURE_LAG - self.now()
                 if left <= 0:
                     return None
                 self.cond.wait(min(left / 1e6, 0.5))
+            if self.queue[0].time > deadline:
+                return None
             return self.queue.popleft()
 
     def unread(self, cap: Captured) -> None:
@@ -371,13 +376,16 @@ def run_in_namespace(
     config: Config,
     shell_factory: Callable[[], Callable[[str], tuple[int, str]] | None],
     *,
+    target: str = "linux",
     timeout: float = CHILD_TIMEOUT,
+    tcb: bool = False,
 ) -> ScriptResult:
-    """Run `script` against the kernel of a fresh network namespace, in a child process."""
+    """Run `script` in a child process, in a fresh network namespace, against the kernel
+    there (`linux`) or a pytcp stack over a TUN there (`pytcp-tun`)."""
     if os.geteuid() != 0:
         return ScriptResult(
-            script.path, "linux", ok=False, skipped=True,
-            error="the linux target needs root (CAP_NET_ADMIN) for its network namespace",
+            script.path, target, ok=False, skipped=True,
+            error=f"the {target} target needs root (CAP_NET_ADMIN) for its network namespace",
         )  # fmt: skip
     rfd, wfd = os.pipe()
     pid = os.fork()
@@ -385,9 +393,9 @@ def run_in_namespace(
         os.close(rfd)
         code = 0
         try:
-            result = _child(script, config, shell_factory)
+            result = _child(script, config, shell_factory, target, tcb)
         except BaseException as exc:
-            result = ScriptResult(script.path, "linux", ok=False, error=f"{script.path}: {exc}")
+            result = ScriptResult(script.path, target, ok=False, error=f"{script.path}: {exc}")
             code = 1
         try:
             with os.fdopen(wfd, "wb") as f:
@@ -405,7 +413,7 @@ def run_in_namespace(
                 os.waitpid(pid, 0)
                 return ScriptResult(
                     script.path,
-                    "linux",
+                    target,
                     ok=False,
                     error=f"{script.path}: timed out after {timeout:g} s",
                 )
@@ -420,7 +428,7 @@ def run_in_namespace(
         result = pickle.loads(b"".join(chunks))
     except (pickle.UnpicklingError, EOFError) as exc:
         return ScriptResult(
-            script.path, "linux", ok=False, error=f"{script.path}: no result ({exc})"
+            script.path, target, ok=False, error=f"{script.path}: no result ({exc})"
         )
     assert isinstance(result, ScriptResult)
     return result
@@ -430,20 +438,28 @@ def _child(
     script: Script,
     config: Config,
     shell_factory: Callable[[], Callable[[str], tuple[int, str]] | None],
+    name: str,
+    tcb: bool,
 ) -> ScriptResult:
     unshare_net()
-    target = LinuxTarget(config)
+    target: Any
+    if name == "pytcp-tun":
+        from pytcpcli.script_tun import TunTarget
+
+        target = TunTarget(config)
+    else:
+        target = LinuxTarget(config)
     shell = shell_factory()
     try:
         if shell is not None and script.init is not None:
             status, output = shell(script.init.command)
             if status != 0:
                 return ScriptResult(
-                    script.path, "linux", ok=False,
+                    script.path, name, ok=False,
                     error=f"{script.path}: init command failed with status {status}: "
                     f"{output.strip()[-200:]}",
                 )  # fmt: skip
-        return Runner(script, target, config=config, shell=shell).run()
+        return Runner(script, target, config=config, shell=shell, tcb=tcb).run()
     finally:
         if shell is not None and script.cleanup is not None:
             shell(script.cleanup.command)

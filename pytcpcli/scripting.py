@@ -16,7 +16,7 @@ from stack.script.parser import ScriptError, parse
 from stack.script.pytcp_target import PytcpTarget
 from stack.script.runner import Config, Runner, ScriptResult
 
-TARGETS = ("pytcp", "linux")
+TARGETS = ("pytcp", "linux", "pytcp-tun")
 SHELL_TIMEOUT = 60.0  # seconds a script's shell command may take
 
 
@@ -80,12 +80,16 @@ def run_script(
         config = Config.from_script(script, overrides)
     except ScriptError as exc:
         return ScriptResult(path, target, ok=False, error=str(exc)), time.monotonic() - started
-    if target == "linux":
+    if target in ("linux", "pytcp-tun"):
         from pytcpcli.script_linux import run_in_namespace
 
         here = os.path.dirname(path)
         result = run_in_namespace(
-            script, config, lambda: None if skip_shell else shell_runner(here, isolate=False)
+            script,
+            config,
+            lambda: None if skip_shell else shell_runner(here, isolate=False),
+            target=target,
+            tcb=tcb,
         )
         return result, time.monotonic() - started
     shell = None if skip_shell else shell_runner(os.path.dirname(path), isolate=True)

@@ -27,6 +27,8 @@ Show every line of one scenario with the TCB fields it changed:
   pytcp script -v --tcb tests/scripts/rto-backoff.pkt
 The same script against pytcp and the Linux kernel, side by side:
   pytcp script --against pytcp,linux tests/scripts/fast-retransmit.pkt
+The corpus scenario on pytcp's stack over a real TUN, in real time:
+  pytcp script --against pytcp-tun tests/scripts/keepalive.pkt
 JUnit XML for a dashboard, JSON for a script:
   pytcp script --junit results.xml --json tests/scripts/*.pkt
 """
@@ -86,8 +88,16 @@ pytcp  pytcp's own stack, sans-IO, on a virtual clock: a 3 s RTO costs no time a
 linux  the Linux kernel's TCP in a throwaway network namespace (needs root): the
     script's calls are made on real sockets there, its < segments are written into a
     TUN (tun0, 10.77.250.2/24, peer 10.77.250.1) and its > segments read from it, in
-    real time, as packetdrill does. Shell lines run inside that namespace.
-Several targets print one verdict each and say where they differ.
+    real time, as packetdrill does. Outbound segments are stamped by the kernel
+    (SO_TIMESTAMPNS on an AF_PACKET socket). Shell lines run inside that namespace.
+pytcp-tun  pytcp's stack in real time over a real TUN (tun0, pytcp 10.77.250.2, the
+    kernel side 10.77.250.1) in a throwaway namespace (needs root), its loop in a
+    thread of its own; the script's peer is 10.77.250.9, whose segments are put on
+    tun0 and read back through AF_PACKET sockets. The calls are the pytcp target's
+    model; --tcb works here too.
+Several targets print one verdict each and say where they differ. The real-time
+targets take the script's times as they are, so a machine busy elsewhere can make a
+line late: raise --tolerance-usecs there.
 
 Output: a line per script (PASS or FAIL and the first failure: FILE:LINE, what was
 expected and what came); -v every line with what happened; --json one object per script

@@ -101,9 +101,13 @@ class PytcpTarget:
     def now(self) -> int:
         return self.ns // US
 
+    def _emit(self, packet: bytes) -> None:
+        """A packet the stack sent: kept for next_outbound (a TUN target sends it)."""
+        self.out.append(Captured(self.now(), packet))
+
     def _flush(self) -> None:
         for pkt in self.host.packets_to_send(self.ns):
-            self.out.append(Captured(self.now(), pkt))
+            self._emit(pkt)
         live = self.host.connections()
         if live and (self.conn is None or live[-1].id > self.conn.id):
             self.conn = live[-1]
@@ -122,7 +126,7 @@ class PytcpTarget:
         if self.done:
             # A call that returns may have let data or a FIN go.
             for pkt in self.host.packets_to_send(self.ns):
-                self.out.append(Captured(self.now(), pkt))
+                self._emit(pkt)
 
     def _step(self, limit_ns: int) -> bool:
         """Run the next timer due at or before limit_ns; False when there is none."""

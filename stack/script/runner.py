@@ -229,6 +229,7 @@ class Runner:
         self.prev: Event | None = None
         self.prev_tcb: dict[str, Any] | None = None
         self.next_remote_port = 48000
+        self.injected_at: int | None = None  # when the previous event's segment went in
         self.last_sent: bytes | None = None  # last IP packet the stack sent (ICMP quotes it)
 
     # -- the loop -----------------------------------------------------------------
@@ -280,7 +281,14 @@ class Runner:
                 ev.time.end_usecs if ev.time.end_usecs is not None else ev.time.usecs,
             )
         anchored = self.prev is not None and _is_inbound(self.prev) and _is_inbound(ev)
-        offset = self.last_time if anchored else self.t.now()
+        # After an injection the next relative time counts from when the segment went in
+        # (a TUN target may take a moment longer to say what the stack did with it).
+        offset = (
+            self.last_time
+            if anchored
+            else (self.injected_at if self.injected_at is not None else self.t.now())
+        )
+        self.injected_at = None
         start = offset + ev.time.usecs
         end = offset + (ev.time.end_usecs if ev.time.end_usecs is not None else ev.time.usecs)
         return start, end
@@ -406,8 +414,10 @@ class Runner:
             )
         except ValueError as exc:
             raise Failure(ev.line, str(exc), kind="inbound") from None
+        at = self.t.now()
         drops = self.t.inject(data)
-        return LineResult(ev.line, ev.text, "inbound", True, self.t.now() / 1e6, drops=drops)
+        self.injected_at = at
+        return LineResult(ev.line, ev.text, "inbound", True, at / 1e6, drops=drops)
 
     def live_ecr(self, ev: Event, script_ecr: int) -> int:
         if script_ecr in self.ts_map:

@@ -1,0 +1,208 @@
+"""The `pytcp-tun` target of `pytcp script`: pytcp's Host over a real TUN device in
+real time, in the throwaway namespace `script_linux.run_in_namespace` makes. Imports
+the standard library, stack.io.tun and stack.script.
+
+The stack owns tun0 (it is 10.77.250.2, the kernel side 10.77.250.1) and runs in a
+thread of its own: packets from the TUN, timers, packets to the TUN, as pytcp's
+event loop does. The script's peer is 10.77.250.9 (fd77:250::9), an address nobody
+owns: its < segments are put on tun0 through an AF_PACKET socket (the kernel hands
+them to the TUN, so pytcp reads them), and what pytcp writes to the TUN is read back
+from the same kind of socket with the kernel's timestamp. The kernel, not forwarding,
+drops pytcp's segments to .9 after that; nothing answers them but the script. The
+socket calls are the pytcp target's model, under the thread's lock.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import select
+import socket
+import struct
+import threading
+import time
+from collections import deque
+from ipaddress import IPv4Address, IPv6Address
+from typing import Any
+
+from stack.io.tun import TunLink
+from stack.script.calls import CallOutcome
+from stack.script.model import Syscall
+from stack.script.packets import parse_tcp_packet
+from stack.script.pytcp_target import PytcpTarget
+from stack.script.runner import Captured, Config
+
+TUN_NAME = "tun0"
+LOCAL_V4, KERNEL_V4, PEER_V4 = "10.77.250.2", "10.77.250.1/24", IPv4Address("10.77.250.9")
+LOCAL_V6, KERNEL_V6, PEER_V6 = "fd77:250::2", "fd77:250::1/64", IPv6Address("fd77:250::9")
+ETH_P_ALL = 0x0003
+ETH_P_IP = 0x0800
+ETH_P_IPV6 = 0x86DD
+PACKET_HOST = 0
+SO_TIMESTAMPNS = 35
+CAPTURE_LAG = 50_000  # µs a captured packet may take from the kernel to the queue
+TICK = 0.01  # seconds the stack thread sleeps at most between looks at its timers
+
+
+class TunTarget(PytcpTarget):
+    name = "pytcp-tun"
+
+    def __init__(self, config: Config) -> None:
+        self.t0 = time.monotonic_ns()
+        rng = random.Random()
+        super().__init__(config, rng=rng, isn_secret=os.urandom(16))
+        v6 = config.ip_version == "ipv6"
+        self.remote_ip = PEER_V6 if v6 else PEER_V4
+        self.lock = threading.RLock()
+        self.link = TunLink.open(
+            TUN_NAME,
+            addr=LOCAL_V4,
+            gateway=KERNEL_V4,
+            mtu=config.mtu,
+            addr6=LOCAL_V6,
+            gateway6=KERNEL_V6,
+        )
+        self.cap = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_ALL))
+        self.cap.bind((TUN_NAME, 0))
+        self.cap.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        self.wall_offset = time.time_ns() - time.monotonic_ns()
+        self.captured: deque[Captured] = deque()
+        self.cond = threading.Condition()
+        self.stop = False
+        self.threads = [
+            threading.Thread(target=self._run_stack, name="stack", daemon=True),
+            threading.Thread(target=self._capture, name="capture", daemon=True),
+        ]
+        for th in self.threads:
+            th.start()
+
+    # Real time replaces the virtual clock: `ns` is read, never set.
+    @property
+    def ns(self) -> int:
+        return time.monotonic_ns() - self.t0
+
+    @ns.setter
+    def ns(self, value: int) -> None:
+        pass
+
+    def start_clock(self) -> None:
+        with self.lock, self.cond:
+            self.captured.clear()
+            self.t0 = time.monotonic_ns()
+
+    def _emit(self, packet: bytes) -> None:
+        self.link.send(packet)
+
+    def _run_stack(self) -> None:
+        fd = self.link.fileno()
+        while not self.stop:
+            with self.lock:
+                while (pkt := self.link.recv()) is not None:
+                    self.host.receive_packet(pkt, self.ns)
+                self.host.handle_timers(self.ns)
+                self._flush()
+                deadline = self.host.next_deadline()
+                wakeups = [w for w in self.wakeups if w > self.ns]
+                if self.wakeups and len(wakeups) != len(self.wakeups):
+                    self.wakeups = wakeups
+                    self._poll()
+                nearest = min([d for d in (deadline, *wakeups) if d is not None], default=None)
+                wait = TICK if nearest is None else max(0.0, min(TICK, (nearest - self.ns) / 1e9))
+            if fd is not None:
+                select.select([fd], [], [], wait)
+            else:
+                time.sleep(wait)
+
+    def _capture(self) -> None:
+        while not self.stop:
+            ready, _, _ = select.select([self.cap.fileno()], [], [], 0.05)
+            if not ready:
+                continue
+            try:
+                data, ancillary, _, addr = self.cap.recvmsg(65535, 256)
+            except OSError:
+                return
+            if addr[2] != PACKET_HOST:
+                continue  # our own injections, seen leaving
+            at = self.now()
+            for level, kind, raw in ancillary:
+                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(raw) >= 16:
+                    sec, nsec = struct.unpack("qq", raw[:16])
+                    at = (sec * 1_000_000_000 + nsec - self.wall_offset - self.t0) // 1000
+            seg = parse_tcp_packet(data)
+            if seg is None or seg.dst != self.remote_ip:
+                continue
+            with self.cond:
+                self.captured.append(Captured(at, data))
+                self.cond.notify_all()
+
+    # -- the Target interface in real time -----------------------------------------
+
+    def now(self) -> int:
+        return self.ns // 1000
+
+    def wait_until(self, t: int) -> None:
+        while (left := t - self.now()) > 0:
+            time.sleep(min(left / 1e6, 0.5))
+
+    def next_outbound(self, deadline: int) -> Captured | None:
+        # A packet is stamped by the kernel as it leaves but reaches this queue through
+        # a thread: wait CAPTURE_LAG past the deadline for one sent before it.
+        with self.cond:
+            while not self.captured:
+                left = deadline + CAPTURE_LAG - self.now()
+                if left <= 0:
+                    return None
+                self.cond.wait(min(left / 1e6, 0.5))
+            if self.captured[0].time > deadline:
+                return None
+            return self.captured.popleft()
+
+    def unread(self, cap: Captured) -> None:
+        with self.cond:
+            self.captured.appendleft(cap)
+
+    def inject(self, packet: bytes) -> list[str]:
+        proto = ETH_P_IPV6 if packet[0] >> 4 == 6 else ETH_P_IP
+        with self.lock:
+            before = self._drops()
+            seen = self.host.counters["packets_in"]
+        self.cap.sendto(packet, (TUN_NAME, proto))
+        # The stack thread takes it from the TUN at once: wait for that briefly (2 ms,
+        # so the script's timing is not ours) and report the drops it caused by then.
+        end = time.monotonic() + 0.002
+        while time.monotonic() < end:
+            with self.lock:
+                if self.host.counters["packets_in"] > seen:
+                    break
+            time.sleep(0.0005)
+        after = self._drops_locked()
+        return [k for k in after for _ in range(after[k] - before.get(k, 0))]
+
+    def _drops_locked(self) -> dict[str, int]:
+        with self.lock:
+            return self._drops()
+
+    def call(self, call: Syscall, fds: dict[int, Any], blocking_ok: bool) -> CallOutcome | None:
+        with self.lock:
+            # A call sees every segment already in the TUN, as a kernel socket call
+            # sees what softirq took in before it.
+            while (pkt := self.link.recv()) is not None:
+                self.host.receive_packet(pkt, self.ns)
+            self._flush()
+            return super().call(call, fds, blocking_ok)
+
+    def completed(self) -> list[tuple[Syscall, CallOutcome]]:
+        with self.lock:
+            return super().completed()
+
+    def tcb(self) -> dict[str, Any] | None:
+        with self.lock:
+            return super().tcb()
+
+    def close(self) -> None:
+        self.stop = True
+        for th in self.threads:
+            th.join(1.0)
+        self.cap.close()
+        self.link.close()
