@@ -20,6 +20,7 @@ import select
 import socket
 import struct
 import subprocess
+import sys
 import threading
 import time
 from collections import deque
@@ -146,6 +147,11 @@ class LinuxTarget:
 
     def tcb(self) -> dict[str, Any] | None:
         return None
+
+    def tcp_info(self, handle: Any) -> dict[str, int]:
+        """The socket's struct tcp_info (linux/tcp.h) by packetdrill's variable names."""
+        raw = handle.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 512)
+        return parse_tcp_info(raw)
 
     def close(self) -> None:
         self.stop = True
@@ -347,6 +353,105 @@ class LinuxTarget:
         return CallOutcome(len(got), problems=problems)
 
 
+# struct tcp_info (linux/tcp.h), in order: (name, struct code); the two bit-field
+# bytes are split in parse_tcp_info.
+_U8 = ["state", "ca_state", "retransmits", "probes", "backoff", "options", "_wscale", "_flags"]
+_U32_A = [
+    "rto",
+    "ato",
+    "snd_mss",
+    "rcv_mss",
+    "unacked",
+    "sacked",
+    "lost",
+    "retrans",
+    "fackets",
+    "last_data_sent",
+    "last_ack_sent",
+    "last_data_recv",
+    "last_ack_recv",
+    "pmtu",
+    "rcv_ssthresh",
+    "rtt",
+    "rttvar",
+    "snd_ssthresh",
+    "snd_cwnd",
+    "advmss",
+    "reordering",
+    "rcv_rtt",
+    "rcv_space",
+    "total_retrans",
+]
+_U64_A = ["pacing_rate", "max_pacing_rate", "bytes_acked", "bytes_received"]
+_U32_B = ["segs_out", "segs_in", "notsent_bytes", "min_rtt", "data_segs_in", "data_segs_out"]
+_U64_B = ["delivery_rate", "busy_time", "rwnd_limited", "sndbuf_limited"]
+_TAIL = [
+    ("delivered", "I"),
+    ("delivered_ce", "I"),
+    ("bytes_sent", "Q"),
+    ("bytes_retrans", "Q"),
+    ("dsack_dups", "I"),
+    ("reord_seen", "I"),
+    ("rcv_ooopack", "I"),
+    ("snd_wnd", "I"),
+    ("rcv_wnd", "I"),
+    ("rehash", "I"),
+    ("total_rto", "H"),
+    ("total_rto_recoveries", "H"),
+    ("total_rto_time", "I"),
+]
+TCP_INFO_FIELDS = [
+    (n if n.startswith("_") else f"tcpi_{n}", code)
+    for group, code in ((_U8, "B"), (_U32_A, "I"), (_U64_A, "Q"), (_U32_B, "I"), (_U64_B, "Q"))
+    for n in group
+] + [(f"tcpi_{n}", code) for n, code in _TAIL]
+
+# What packetdrill's code blocks may name besides tcpi_* (linux/tcp.h, linux/tcp_states.h).
+CODE_CONSTANTS = {
+    "TCP_ESTABLISHED": 1, "TCP_SYN_SENT": 2, "TCP_SYN_RECV": 3, "TCP_FIN_WAIT1": 4,
+    "TCP_FIN_WAIT2": 5, "TCP_TIME_WAIT": 6, "TCP_CLOSE": 7, "TCP_CLOSE_WAIT": 8,
+    "TCP_LAST_ACK": 9, "TCP_LISTEN": 10, "TCP_CLOSING": 11,
+    "TCP_CA_Open": 0, "TCP_CA_Disorder": 1, "TCP_CA_CWR": 2, "TCP_CA_Recovery": 3,
+    "TCP_CA_Loss": 4,
+    "TCPI_OPT_TIMESTAMPS": 1, "TCPI_OPT_SACK": 2, "TCPI_OPT_WSCALE": 4, "TCPI_OPT_ECN": 8,
+    "TCPI_OPT_ECN_SEEN": 16, "TCPI_OPT_SYN_DATA": 32, "TCPI_OPT_USEC_TS": 64,
+    "TCPI_OPT_TFO_CHILD": 128,
+}  # fmt: skip
+
+
+def parse_tcp_info(raw: bytes) -> dict[str, int]:
+    """As many fields as the kernel filled in (older kernels give fewer)."""
+    out: dict[str, int] = {}
+    offset = 0
+    for name, code in TCP_INFO_FIELDS:
+        size = struct.calcsize(code)
+        offset = (offset + size - 1) // size * size  # natural alignment
+        if offset + size > len(raw):
+            break
+        (out[name],) = struct.unpack_from(code, raw, offset)
+        offset += size
+    wscale = out.pop("_wscale", 0)
+    flags = out.pop("_flags", 0)
+    out["tcpi_snd_wscale"] = wscale & 0x0F
+    out["tcpi_rcv_wscale"] = wscale >> 4
+    out["tcpi_delivery_rate_app_limited"] = flags & 1
+    out["tcpi_fastopen_client_fail"] = (flags >> 1) & 3
+    return out
+
+
+def code_runner(block: str, variables: dict[str, int]) -> tuple[int, str]:
+    """Run a %{ }% block with python3 in a process of its own, as packetdrill does."""
+    lines = [f"{k} = {v}" for k, v in {**CODE_CONSTANTS, **variables}.items()]
+    program = "\n".join([*lines, block.replace("\\\n", " "), ""])
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", program], capture_output=True, text=True, timeout=30
+        )
+    except subprocess.TimeoutExpired:
+        return 124, "code block timed out after 30 s"
+    return done.returncode, done.stdout + done.stderr
+
+
 def open_tun(name: str) -> int:
     fd = os.open("/dev/net/tun", os.O_RDWR)
     ifr = struct.pack("16sH", name.encode(), IFF_TUN | IFF_NO_PI)
@@ -459,7 +564,8 @@ def _child(
                     error=f"{script.path}: init command failed with status {status}: "
                     f"{output.strip()[-200:]}",
                 )  # fmt: skip
-        return Runner(script, target, config=config, shell=shell, tcb=tcb).run()
+        code = code_runner if name == "linux" else None
+        return Runner(script, target, config=config, shell=shell, tcb=tcb, code=code).run()
     finally:
         if shell is not None and script.cleanup is not None:
             shell(script.cleanup.command)

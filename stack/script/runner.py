@@ -196,6 +196,8 @@ class Pending:
 
 
 ShellRunner = Callable[[str], tuple[int, str]]
+# Runs a %{ }% block (Python) with the tcp_info variables given: (status, output).
+CodeRunner = Callable[[str, dict[str, int]], tuple[int, str]]
 
 
 class Runner:
@@ -209,12 +211,15 @@ class Runner:
         config: Config,
         shell: ShellRunner | None = None,
         tcb: bool = False,
+        code: CodeRunner | None = None,
     ) -> None:
         self.script = script
         self.t = target
         self.cfg = config
         self.shell = shell  # None: shell lines are skipped (--skip-shell)
         self.want_tcb = tcb
+        self.code = code  # None: %{ }% blocks cannot run on this target
+        self.last_fd: int | None = None  # the socket under test: the newest one
         self.result = ScriptResult(script.path, target.name, ok=False)
         self.fds: dict[int, Any] = {}  # script fd -> target handle
         self.fd_kind: dict[int, str] = {}
@@ -314,11 +319,7 @@ class Runner:
                 rec = self.run_shell(ev, action)
             else:
                 assert isinstance(action, Code)
-                raise Failure(
-                    ev.line,
-                    "%{ }% code blocks (Python over tcp_info) are not supported",
-                    kind="code",
-                )
+                rec = self.run_code(ev, action)
         self.check_completed()
         rec.tcb = self.tcb_changes()
         self.result.lines.append(rec)
@@ -819,11 +820,11 @@ class Runner:
             want = symbol(expected)
         except ScriptError as exc:
             raise Failure(ev.line, exc.message, kind="call") from None
-        if call.name in ("socket", "accept", "accept4") and out.errno is None:
+        if call.name in ("socket", "accept", "accept4") and out.errno is None and not call.errno:
             self.fds[want] = out.handle
             self.fd_kind[want] = call.name
-            if call.name != "socket":
-                pass
+            self.last_fd = want
+            out.detail = f"fd {want}"
             return
         if out.ret != want or (call.errno or None) != out.errno:
             exp = f"{want}" + (f" {call.errno}" if call.errno else "")
@@ -836,6 +837,29 @@ class Runner:
             )
         for problem in out.problems:
             raise Failure(ev.line, f"{call.name}(): {problem}", kind="call")
+
+    # -- code -----------------------------------------------------------------------
+
+    def run_code(self, ev: Event, block: Code) -> LineResult:
+        """A %{ }% block: Python run with the socket under test's tcp_info as tcpi_*
+        variables (packetdrill's names); a failing assert fails the line."""
+        info = getattr(self.t, "tcp_info", None)
+        if info is None or self.code is None:
+            raise Failure(
+                ev.line,
+                f"%{{ }}% code blocks (Python over tcp_info) are not supported on {self.t.name}",
+                kind="code",
+            )
+        if self.last_fd is None or self.last_fd not in self.fds:
+            raise Failure(ev.line, "a %{ }% block needs an open socket", kind="code")
+        variables = info(self.fds[self.last_fd])
+        status, output = self.code(block.text, variables)
+        if status != 0:
+            lines = [ln for ln in output.strip().splitlines() if ln.strip()]
+            raise Failure(
+                ev.line, f"code block failed: {lines[-1] if lines else status}", kind="code"
+            )
+        return LineResult(ev.line, ev.text, "code", True, self.t.now() / 1e6, actual="ok")
 
     # -- shell ----------------------------------------------------------------------
 
