@@ -210,3 +210,54 @@ def test_cli_json_junit_and_exit_status(tmp_path: Path) -> None:
         check=False,
     )
     assert usage.returncode == 2 and "unknown target 'bsd'" in usage.stderr
+
+
+def test_failure_text_shows_the_line_both_segments_and_the_tcb() -> None:
+    from stack.script.report import render_text
+
+    result = run(HANDSHAKE + "   +0 write(4, ..., 10) = 10\n   +0 > P. 1:11(10) ack 5\n")
+    text = render_text(result)
+    assert text.splitlines()[:2] == [
+        "t.pkt: FAIL (pytcp)",
+        "t.pkt:10: bad ack: expected 5 but got 1",
+    ]
+    assert "      script: P. 1:11(10) ack 5" in text
+    assert "      tcb now: state=ESTABLISHED snd_una=1 snd_nxt=11 snd_max=11 " in text
+
+
+def test_side_by_side_says_where_targets_differ() -> None:
+    from stack.script.report import side_by_side
+    from stack.script.runner import ScriptResult
+
+    a = ScriptResult("x.pkt", "pytcp", ok=True)
+    b = ScriptResult("x.pkt", "linux", ok=False, error="x.pkt:12: bad flags: expected R but got R.")
+    assert side_by_side([a, b]).splitlines() == [
+        "x.pkt:",
+        "  pytcp      PASS",
+        "  linux      FAIL  bad flags: expected R but got R.",
+        "  the targets differ",
+    ]
+
+
+def test_tcp_info_fields_by_packetdrill_names() -> None:
+    import struct
+
+    from pytcpcli.script_linux import TCP_INFO_FIELDS, parse_tcp_info
+
+    names = [n for n, _ in TCP_INFO_FIELDS]
+    assert names[:8] == ["tcpi_state", "tcpi_ca_state", "tcpi_retransmits", "tcpi_probes",
+                         "tcpi_backoff", "tcpi_options", "_wscale", "_flags"]  # fmt: skip
+    raw = bytearray(248)
+    raw[0] = 1  # TCP_ESTABLISHED
+    raw[6] = 0x87  # rcv_wscale 8, snd_wscale 7
+    struct.pack_into("I", raw, 8, 204000)  # tcpi_rto (µs)
+    struct.pack_into("I", raw, 16, 1100)  # tcpi_snd_mss
+    struct.pack_into("Q", raw, 104, 12345)  # tcpi_pacing_rate, 8-aligned after 24 u32
+    struct.pack_into("H", raw, 240, 3)  # tcpi_total_rto
+    info = parse_tcp_info(bytes(raw))
+    assert (info["tcpi_state"], info["tcpi_snd_wscale"], info["tcpi_rcv_wscale"]) == (1, 7, 8)
+    assert (info["tcpi_rto"], info["tcpi_snd_mss"]) == (204000, 1100)
+    assert (info["tcpi_pacing_rate"], info["tcpi_total_rto"]) == (12345, 3)
+    assert "tcpi_total_rto_time" in info
+    short = parse_tcp_info(bytes(raw[:104]))  # an older kernel's shorter struct
+    assert "tcpi_total_retrans" in short and "tcpi_pacing_rate" not in short

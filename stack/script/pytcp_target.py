@@ -786,6 +786,8 @@ def flatten(snapshot: dict[str, Any]) -> dict[str, Any]:
         for k, v in snapshot.get(section, {}).items():
             if k == "recover" and isinstance(v, int):
                 v = (v - iss) & 0xFFFFFFFF
+            elif section == "rtt" and k in ("srtt", "rttvar", "rto", "min_rtt") and v is not None:
+                v = f"{v / SECOND:.6f}s"
             out[k] = v
     counters = snapshot.get("counters", {})
     for k in (

@@ -10,6 +10,13 @@ from typing import Any
 from stack.script.runner import LineResult, ScriptResult
 
 
+# The TCB fields a failure shows (sequence numbers relative to the ISNs).
+FAILURE_TCB = (
+    "state", "snd_una", "snd_nxt", "snd_max", "snd_wnd", "rcv_nxt", "rcv_wnd", "snd_mss",
+    "cwnd", "ssthresh", "in_flight", "phase", "srtt", "rto", "backoff",
+)  # fmt: skip
+
+
 def _value(v: Any) -> str:
     return "-" if v is None else str(v)
 
@@ -43,6 +50,11 @@ def render_text(result: ScriptResult, *, verbose: bool = False, tcb: bool = Fals
                 out.append(f"      actual: {rec.actual}")
         if tcb or not rec.ok:
             out.extend(tcb_lines(rec))
+    if not result.ok and result.tcb_at_failure:
+        t = result.tcb_at_failure
+        shown = [f"{k}={t[k]}" for k in FAILURE_TCB if k in t]
+        shown += [f"{k}={v}" for k, v in t.items() if k.startswith("timer.")]
+        out.append("      tcb now: " + " ".join(shown))
     verdict = "PASS" if result.ok else "FAIL"
     head = f"{result.path}: {verdict} ({result.target})"
     if not result.ok:
