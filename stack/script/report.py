@@ -9,7 +9,6 @@ from typing import Any
 
 from stack.script.runner import LineResult, ScriptResult
 
-
 # The TCB fields a failure shows (sequence numbers relative to the ISNs).
 FAILURE_TCB = (
     "state", "snd_una", "snd_nxt", "snd_max", "snd_wnd", "rcv_nxt", "rcv_wnd", "snd_mss",
