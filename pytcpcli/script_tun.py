@@ -97,8 +97,7 @@ class TunTarget(PytcpTarget):
         fd = self.link.fileno()
         while not self.stop:
             with self.lock:
-                while (pkt := self.link.recv()) is not None:
-                    self.host.receive_packet(pkt, self.ns)
+                self._take_in()
                 self.host.handle_timers(self.ns)
                 self._flush()
                 deadline = self.host.next_deadline()
@@ -166,18 +165,17 @@ class TunTarget(PytcpTarget):
         proto = ETH_P_IPV6 if packet[0] >> 4 == 6 else ETH_P_IP
         with self.lock:
             before = self._drops()
-            seen = self.host.counters["packets_in"]
-        self.cap.sendto(packet, (TUN_NAME, proto))
-        # The stack thread takes it from the TUN at once: wait for that briefly (2 ms,
-        # so the script's timing is not ours) and report the drops it caused by then.
-        end = time.monotonic() + 0.002
-        while time.monotonic() < end:
-            with self.lock:
-                if self.host.counters["packets_in"] > seen:
-                    break
-            time.sleep(0.0005)
-        after = self._drops_locked()
+            self.cap.sendto(packet, (TUN_NAME, proto))
+            # The kernel hands an AF_PACKET send to the TUN at once: take it in here,
+            # under the lock, so the drop reasons (if any) belong to this segment.
+            self._take_in()
+            after = self._drops()
         return [k for k in after for _ in range(after[k] - before.get(k, 0))]
+
+    def _take_in(self) -> None:
+        while (pkt := self.link.recv()) is not None:
+            self.host.receive_packet(pkt, self.ns)
+        self._flush()
 
     def _drops_locked(self) -> dict[str, int]:
         with self.lock:
@@ -187,9 +185,7 @@ class TunTarget(PytcpTarget):
         with self.lock:
             # A call sees every segment already in the TUN, as a kernel socket call
             # sees what softirq took in before it.
-            while (pkt := self.link.recv()) is not None:
-                self.host.receive_packet(pkt, self.ns)
-            self._flush()
+            self._take_in()
             return super().call(call, fds, blocking_ok)
 
     def completed(self) -> list[tuple[Syscall, CallOutcome]]:

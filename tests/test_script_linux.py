@@ -30,6 +30,12 @@ DEVIATIONS = {
         "RFC 9293 §3.10.5 ABORT: 'send a reset segment: <SEQ=SND.NXT><CTL=RST>'; Linux "
         "(tcp_send_active_reset) sets ACK on it too.",
     ),
+    "close-listener-pending.pkt": (
+        11,
+        "bad flags: expected R but got R.",
+        "RFC 9293 §3.10.5: aborting a connection sends <SEQ=SND.NXT><CTL=RST>; Linux "
+        "(inet_csk_listen_stop -> tcp_disconnect) sends RST|ACK.",
+    ),
     "close-unread-data.pkt": (
         14,
         "bad flags: expected R but got R.",
