@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Any, Protocol
 
 from stack.script.calls import CallOutcome, symbol
@@ -508,7 +507,6 @@ class Runner:
                 break
             segs.append(nxt)
             total += len(nxt.payload)
-            got = Captured(got.time, got.data)
         last = segs[-1]
         merged = Segment(
             seg.src,
@@ -585,7 +583,7 @@ class Runner:
     def compare(self, pkt: TcpPacket, seg: Segment, flow: Flow) -> list[str]:
         problems = []
         want = flag_bits(pkt.flags)
-        if (seg.flags & 0xBF) != (want & 0xBF) or (seg.flags & 0x40) != (want & 0x40):
+        if seg.flags != want:
             problems.append(
                 f"bad flags: expected {flags_text(want)} but got {flags_text(seg.flags)}"
             )
@@ -603,8 +601,13 @@ class Runner:
                 problems.append(f"bad ack: expected {pkt.ack} but got {rel_ack}")
         if pkt.window is not None and seg.window != pkt.window:
             problems.append(f"bad window: expected {pkt.window} but got {seg.window}")
-        if pkt.ecn is not None and pkt.ecn != "ect01" and ECN_BITS[pkt.ecn] != seg.ecn:
-            problems.append(f"bad ECN bits: expected {pkt.ecn}")
+        if seg.urgent != pkt.urgent:
+            problems.append(f"bad urgent pointer: expected {pkt.urgent} but got {seg.urgent}")
+        if pkt.ecn == "ect01":
+            if seg.ecn not in (ECN_BITS["ect0"], ECN_BITS["ect1"]):
+                problems.append(f"bad ECN bits: expected ect0 or ect1 but got {seg.ecn}")
+        elif pkt.ecn is not None and ECN_BITS[pkt.ecn] != seg.ecn:
+            problems.append(f"bad ECN bits: expected {pkt.ecn} but got {seg.ecn}")
         if pkt.options is not None:
             problems += self.compare_options(pkt, seg, flow)
         return problems
@@ -886,7 +889,3 @@ class Runner:
 def _is_inbound(ev: Event) -> bool:
     a = ev.action
     return isinstance(a, (TcpPacket, IcmpPacket)) and a.direction == "<"
-
-
-def parse_address(text: str) -> IPv4Address | IPv6Address:
-    return ip_address(text)
