@@ -31,6 +31,7 @@ from stack.script.model import Syscall
 from stack.script.packets import parse_tcp_packet
 from stack.script.pytcp_target import PytcpTarget
 from stack.script.runner import Captured, Config
+from stack.wire.packet import Packet
 
 TUN_NAME = "tun0"
 LOCAL_V4, KERNEL_V4, PEER_V4 = "10.77.250.2", "10.77.250.1/24", IPv4Address("10.77.250.9")
@@ -90,7 +91,7 @@ class TunTarget(PytcpTarget):
             self.captured.clear()
             self.t0 = time.monotonic_ns()
 
-    def _emit(self, packet: bytes) -> None:
+    def _emit(self, packet: bytes | Packet) -> None:
         self.link.send(packet)
 
     def _run_stack(self) -> None:

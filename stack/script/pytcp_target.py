@@ -34,6 +34,7 @@ from stack.tcp.config import TcpConfig
 from stack.tcp.connection import Connection
 from stack.tcp.errors import InvalidStateError
 from stack.tcp.state import State
+from stack.wire.packet import Packet
 
 LOCAL_V4 = IPv4Address("10.77.250.2")  # the stack under test
 REMOTE_V4 = IPv4Address("10.77.250.1")  # the script's peer
@@ -101,9 +102,11 @@ class PytcpTarget:
     def now(self) -> int:
         return self.ns // US
 
-    def _emit(self, packet: bytes) -> None:
-        """A packet the stack sent: kept for next_outbound (a TUN target sends it)."""
-        self.out.append(Captured(self.now(), packet))
+    def _emit(self, packet: bytes | Packet) -> None:
+        """A packet the stack sent: kept for next_outbound (a TUN target sends it). A
+        super-packet (offload) is the wire segments it stands for."""
+        for part in packet.segments() if isinstance(packet, Packet) else (packet,):
+            self.out.append(Captured(self.now(), part))
 
     def _flush(self) -> None:
         for pkt in self.host.packets_to_send(self.ns):
