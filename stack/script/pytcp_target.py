@@ -77,7 +77,7 @@ class PytcpTarget:
         v6 = config.ip_version == "ipv6"
         self.local_ip: IPv4Address | IPv6Address = LOCAL_V6 if v6 else LOCAL_V4
         self.remote_ip: IPv4Address | IPv6Address = REMOTE_V6 if v6 else REMOTE_V4
-        self.base = TcpConfig(cc="newreno")
+        self.base = TcpConfig()  # pytcp's defaults, as every pytcp command runs
         self.host = Host(
             address=LOCAL_V4,
             address6=LOCAL_V6 if v6 else None,
@@ -787,6 +787,10 @@ def flatten(snapshot: dict[str, Any]) -> dict[str, Any]:
         out["snd_wl1"] = (out["snd_wl1"] - irs) & 0xFFFFFFFF
     for section in ("options", "congestion", "rtt", "close"):
         for k, v in snapshot.get(section, {}).items():
+            if isinstance(v, (dict, list)):
+                continue  # nested detail (a controller's own state): not a TCB field
+            if k in out:
+                k = f"{section}.{k}"  # never hide a field of the same name
             if k == "recover" and isinstance(v, int):
                 v = (v - iss) & 0xFFFFFFFF
             elif section == "rtt" and k in ("srtt", "rttvar", "rto", "min_rtt") and v is not None:
