@@ -71,6 +71,16 @@ def endpoint(ep: Mapping[str, Any] | None) -> str:
     return f"{addr}:{ep.get('port')}"
 
 
+def path_mtu(opt: Mapping[str, Any]) -> str:
+    """`1500`, or `552, learned (raised again in 9.98m)` while an ICMP-learned estimate
+    holds (RFC 1191 §6.3)."""
+    mtu = _v(opt.get("path_mtu"))
+    expires = opt.get("path_mtu_expires")
+    if expires is None:
+        return mtu
+    return f"{mtu}, learned (raised again in {duration(expires)})"
+
+
 def rel(value: int | None, base: int | None) -> str:
     """`value` relative to `base` modulo 2**32 (RFC 9293 sequence space), or `-`."""
     if value is None or base is None:
@@ -270,7 +280,7 @@ def render_tcb(entry: Mapping[str, Any]) -> str:
                 ["SACK", _v(opt.get("sack"))],
                 ["timestamps", _v(opt.get("timestamps"))],
                 ["ECN", _v(opt.get("ecn"))],
-                ["path MTU", _v(opt.get("path_mtu"))],
+                ["path MTU", path_mtu(opt)],
                 ["Nagle", "off (nodelay)" if opt.get("nodelay") else "on"],
                 ["keepalive", _keepalive(opt.get("keepalive"))],
             ],

@@ -22,13 +22,23 @@ What the host decides, and where the rule comes from:
 - a SYN for a 4-tuple in TIME-WAIT, on a listening port, starts a new incarnation when
   it is newer (by timestamps, RFC 6191, else by sequence number, RFC 1122 §4.2.2.13);
 - ephemeral ports by RFC 6056 §3.3.4 (Algorithm 4, "double-hash"), 32768-60999 as Linux;
-- ICMP destination unreachable goes to the connection whose segment it quotes (RFC 5927,
-  the connection validates it); echo requests are answered (RFC 1122 §3.2.2.6); other
+- ICMP destination unreachable goes to the connection whose segment it quotes (RFC 5927:
+  the quoted 4-tuple finds it here, the connection checks the quoted sequence number is
+  in flight); echo requests are answered (RFC 1122 §3.2.2.6); other
   transports (UDP, ...) get Protocol Unreachable, rate-limited (RFC 1122 §3.2.2.1);
 - IPv6 (RFC 8200) the same way when the host has an IPv6 address: ICMPv6 echo (RFC 4443
   §4.1), destination unreachable and packet too big (RFC 8201) to the quoted connection,
   MSS 20 bytes smaller; listeners on 0.0.0.0 or :: hear both families. Without an IPv6
   address IPv6 packets are dropped as "ipv6-unsupported".
+- path MTU (RFC 1191, RFC 8201) per destination, as Linux keeps it with its routes: a
+  validated fragmentation-needed or packet-too-big lowers the estimate for that peer
+  and every connection to it (the quoted one resends what was lost at the new size),
+  never below Linux's floors, 552 bytes for IPv4 (ip_rt_min_pmtu; a smaller report
+  sets 552 and clears DF towards that peer, as Linux "locks" the MTU) and 1280 for IPv6
+  (RFC 8200 §5); new connections start from it. After PMTU_EXPIRES (10 min, Linux
+  ip_rt_mtu_expires, RFC 1191 §6.3) the estimate is forgotten and the connections go
+  back to the link MTU: if the path is still narrow, the next full-sized segment draws
+  a new report.
 
 Bad input is a counted, traced drop (`counters["drops"][reason]`); nothing but a bug in
 the stack makes `receive_packet` raise.
@@ -41,6 +51,7 @@ import hashlib
 import itertools
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any, Protocol, TypedDict, cast
 
@@ -82,6 +93,9 @@ TTL = 64  # RFC 1700 / Linux ip_default_ttl
 DEFAULT_MSS = 536  # RFC 9293 §3.7.1: the MSS of a SYN without the option
 IP_TCP_HEADERS = 40  # IPv4 + TCP without options: MSS = MTU - 40 (RFC 9293 §3.7.1)
 IPV6_EXTRA = 20  # IPv6's fixed header is 20 bytes longer: MSS = MTU - 60 (RFC 8200 §5)
+PMTU_FLOOR = 552  # Linux net.ipv4.route.min_pmtu: no IPv4 path MTU estimate below this
+PMTU_FLOOR6 = 1280  # RFC 8200 §5 / RFC 8201 §4: the IPv6 minimum link MTU
+PMTU_EXPIRES = 600 * SECOND  # Linux net.ipv4.route.mtu_expires; RFC 1191 §6.3's 10 minutes
 ICMP_ERRORS_PER_SECOND = 1000  # Linux net.ipv4.icmp_msgs_per_sec
 ICMP_ERROR_BURST = 50  # Linux net.ipv4.icmp_msgs_burst
 EPHEMERAL_MIN = 32768  # Linux net.ipv4.ip_local_port_range
@@ -128,6 +142,17 @@ def _as_icmpv4(err: Icmpv6Error) -> IcmpError:
     else:
         code, mtu = (3 if err.code == 4 else 1), None
     return IcmpError(3, code, mtu, _QUOTED_V4_PLACEHOLDER, err.src_port, err.dst_port, err.seq)
+
+
+@dataclass(slots=True)
+class PathMtu:
+    """The path MTU learned for one destination (a Linux route exception): `mtu` in
+    IPv4 terms (Connection's: IPv6 paths 20 bytes less), when it `expires`, and whether
+    it is `locked` (a report below the floor: DF is cleared towards that peer)."""
+
+    mtu: int
+    expires: int
+    locked: bool = False
 
 
 class PortAllocator:
@@ -309,6 +334,7 @@ class Host:
         self._listeners: dict[int, Listener] = {}  # by port
         self._parent: dict[int, Listener] = {}  # embryonic connection id -> its listener
         self._outbox: list[bytes | Packet] = []  # packets the host itself made (RST, echo reply)
+        self._pmtu: dict[Address, PathMtu] = {}  # learned path MTUs by destination
         self._icmp_tokens = float(ICMP_ERROR_BURST)  # token bucket of ICMP errors
         self._icmp_refill = 0
         # The link takes `Packet`s with offload facts (a TUN with a virtio-net header): TCP
@@ -694,10 +720,48 @@ class Host:
         if conn is None or conn.is_closed:
             self._drop(now, "icmp-no-connection", src=ip.src, dst=ip.dst, icmp=err)
             return
-        conn.receive_icmp(err, now)
+        locked = False
+        if err.code == 4 and err.mtu:
+            # RFC 1191 / RFC 8201 with Linux's floors: a report below them (a spoofed
+            # "MTU 68") cannot take the estimate lower than 552 (IPv4; DF then cleared)
+            # or 1280 (IPv6). Connection works in IPv4 terms: IPv6 is 20 bytes less.
+            floor = PMTU_FLOOR6 - IPV6_EXTRA if quoted.dst.version == 6 else PMTU_FLOOR
+            if err.mtu < floor:
+                err = replace(err, mtu=floor)
+                locked = quoted.dst.version == 4
+        before = conn.path_mtu
+        conn.receive_icmp(err, now)  # checks the quoted sequence number (RFC 5927 §4.1)
+        if conn.path_mtu < before:
+            self._learn_path_mtu(conn.remote[0], conn.path_mtu, locked, now)
         parent = self._parent.get(conn.id)
         if parent is not None:
             self._settle(conn, parent, now)
+
+    def path_mtus(self) -> dict[Address, PathMtu]:
+        """The path MTUs learned by destination (copies), until each expires."""
+        return {addr: replace(entry) for addr, entry in self._pmtu.items()}
+
+    def _learn_path_mtu(self, remote: Address, mtu: int, locked: bool, now: int) -> None:
+        """A validated, lower path MTU towards `remote`: remembered until it expires and
+        applied to every connection to that peer (Linux: each socket syncs its MSS with
+        the route's MTU on its next transmission)."""
+        entry = PathMtu(mtu, now + PMTU_EXPIRES, locked)
+        self._pmtu[remote] = entry
+        for other in self._live.values():
+            if other.remote[0] == remote and not other.is_closed:
+                if other.path_mtu > mtu:
+                    other.set_path_mtu(mtu, now)
+                other.path_mtu_expires = entry.expires
+
+    def _expire_path_mtus(self, now: int) -> None:
+        """RFC 1191 §6.3: forget an estimate after PMTU_EXPIRES; its connections go back
+        to the link MTU (and learn again if the path is still narrow)."""
+        for remote in [r for r, e in self._pmtu.items() if e.expires <= now]:
+            del self._pmtu[remote]
+            for conn in self._live.values():
+                if conn.remote[0] == remote and not conn.is_closed:
+                    conn.path_mtu_expires = None
+                    conn.set_path_mtu(self._link_mtu(conn.local[0]), now)
 
     # --------------------------------------------------------------- output and time
 
@@ -732,7 +796,10 @@ class Host:
         return out
 
     def handle_timers(self, now: int) -> None:
-        """Run every connection timer due at `now`. Call packets_to_send() next."""
+        """Run every connection timer due at `now`, and expire path MTU estimates. Call
+        packets_to_send() next."""
+        if self._pmtu:
+            self._expire_path_mtus(now)
         for conn in list(self._live.values()):
             deadline = conn.next_deadline()
             if deadline is not None and deadline <= now:
@@ -761,6 +828,9 @@ class Host:
             deadline = conn.next_deadline()
             if deadline is not None and (earliest is None or deadline < earliest):
                 earliest = deadline
+        for entry in self._pmtu.values():
+            if earliest is None or entry.expires < earliest:
+                earliest = entry.expires
         return earliest
 
     # --------------------------------------------------------------- internals
@@ -849,6 +919,10 @@ class Host:
             conn.tso_max = TSO_MAX_PAYLOAD  # the link cuts our super-segments (TSO)
         self._live[conn.id] = conn
         self._by_key[(local[0], local[1], remote[0], remote[1])] = conn
+        learned = self._pmtu.get(remote[0])
+        if learned is not None and learned.mtu < conn.path_mtu:
+            conn.set_path_mtu(learned.mtu, now)  # the SYN's MSS is the link's; sending obeys it
+            conn.path_mtu_expires = learned.expires
         return conn
 
     def _forget(self, conn: Connection) -> None:
@@ -965,8 +1039,13 @@ class Host:
         assert isinstance(src, IPv4Address) and isinstance(dst, IPv4Address)
         ident = self._ident
         self._ident = (ident + 1) & 0xFFFF
-        # DF set: we do path MTU discovery (RFC 1191) and never fragment.
-        return Ipv4Header(src, dst, protocol, TTL, ecn, ident, True).build(payload)
+        return Ipv4Header(src, dst, protocol, TTL, ecn, ident, self._df(dst)).build(payload)
+
+    def _df(self, dst: IPv4Address) -> bool:
+        """DF set: we do path MTU discovery (RFC 1191) and never fragment; towards a peer
+        whose path reported less than PMTU_FLOOR, routers may fragment (Linux's lock)."""
+        learned = self._pmtu.get(dst) if self._pmtu else None
+        return learned is None or not learned.locked
 
     def _offloaded(self, src: Address, dst: Address, seg: TcpSegment) -> Packet:
         """A segment for a link that finishes checksums and cuts super-segments: the
@@ -985,7 +1064,8 @@ class Host:
             ident = self._ident
             # Each segment the kernel cuts takes the next identification (tcp_gso_segment).
             self._ident = (ident + (seg.gso_segs if gso else 1)) & 0xFFFF
-            ip = Ipv4Header(src, dst, PROTO_TCP, TTL, ecn, ident, True).build_header(20 + length)
+            df = self._df(dst)
+            ip = Ipv4Header(src, dst, PROTO_TCP, TTL, ecn, ident, df).build_header(20 + length)
             gso_type = GSO_TCPV4
         if gso:
             oc = self.offload_counters

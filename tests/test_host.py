@@ -1036,6 +1036,7 @@ class HostMachine(RuleBasedStateMachine):
             assert lst.pending <= lst.backlog
         deadline = self.host.next_deadline()
         deadlines = [d for c in live if (d := c.next_deadline()) is not None]
+        deadlines += [e.expires for e in self.host.path_mtus().values()]  # RFC 1191 §6.3
         assert deadline == (min(deadlines) if deadlines else None)
 
 
@@ -1368,3 +1369,161 @@ def test_link_housekeeping_is_taken_in_quietly() -> None:
     host.receive_packet(bad, 0)
     assert host.packets_to_send(0) == []
     assert host.counters["drops"] == {"icmp-nd-hop-limit": 1, "icmp-bad-checksum": 1}
+
+
+# ------------------------------------- path MTU (RFC 1191, RFC 8201, RFC 5927, floors)
+
+
+def established_client(host: Host, now: int = 0, *, timestamps: bool = False) -> Connection:
+    """An active open to PEER:80 completed by a SYN-ACK with MSS 1460 (timestamps off
+    unless asked): snd_mss 1460."""
+    conn = host.connect((PEER, 80), now)
+    host.packets_to_send(now)
+    synack = TcpSegment(
+        80, conn.local[1], PEER_ISS, LOCAL_ISS + 1, S | A, 65535, mss=1460,
+        timestamps=(1, LOCAL_ISS) if timestamps else None,
+    )  # fmt: skip
+    host.receive_packet(packet(synack), now + 1 * MS)
+    host.packets_to_send(now + 1 * MS)
+    assert conn.state is State.ESTABLISHED
+    return conn
+
+
+def frag_needed(conn: Connection, mtu: int, seq: int, *, port: int | None = None) -> bytes:
+    """ICMP fragmentation needed (type 3 code 4, RFC 1191 §4) from a router, quoting
+    the header of one of our segments to conn's peer."""
+    quoted = Ipv4Header(conn.local[0], conn.remote[0], PROTO_TCP, total_length=1500)
+    lport = conn.local[1] if port is None else port
+    err = IcmpError(TYPE_DEST_UNREACHABLE, 4, mtu, quoted, lport, conn.remote[1], seq)
+    return Ipv4Header(OTHER, LOCAL, PROTO_ICMP).build(err.build())
+
+
+def sent_ip(packets: list[bytes]) -> list[tuple[bool, TcpSegment]]:
+    """(DF, segment) of each packet, without segments()'s DF check."""
+    out = []
+    for data in packets:
+        ip, payload = Ipv4Header.parse(data)
+        out.append((ip.dont_fragment, TcpSegment.parse(payload, ip.src, ip.dst)))
+    return out
+
+
+def test_forged_frag_needed_mtu_68_leaves_the_mss_alone() -> None:
+    host, _ = make_host()
+    conn = established_client(host)
+    conn.send(b"x" * 3000, 2 * MS)
+    # Two full segments; Nagle holds the 80-byte tail until they are acknowledged.
+    assert [len(s.payload) for s in segments(host.packets_to_send(2 * MS))] == [1460, 1460]
+    # RFC 5927 §4.1: a blind attacker must guess a sequence number in SND.UNA..SND.NXT
+    # (ISS+1 .. ISS+2920 here): the SYN's, SND.NXT itself and a far one all miss.
+    for seq in (LOCAL_ISS, LOCAL_ISS + 1 + 2920, LOCAL_ISS + 1 + 100_000):
+        host.receive_packet(frag_needed(conn, 68, seq), 3 * MS)
+    host.receive_packet(frag_needed(conn, 68, LOCAL_ISS + 1, port=1), 3 * MS)  # no such 4-tuple
+    assert host.packets_to_send(3 * MS) == []
+    assert (conn.tcb.snd_mss, conn.path_mtu, host.path_mtus()) == (1460, 1500, {})
+    assert host.counters["drops"] == {"icmp-no-connection": 1}
+    assert conn.snapshot(3 * MS)["counters"]["drops"] == {"icmp-stale-seq": 3}
+
+
+def test_genuine_frag_needed_mtu_68_is_floored_at_552_and_resends_at_512() -> None:
+    host, _ = make_host()
+    conn = established_client(host)
+    conn.send(b"x" * 3000, 2 * MS)
+    host.packets_to_send(2 * MS)
+    host.receive_packet(frag_needed(conn, 68, LOCAL_ISS + 1), 3 * MS)
+    # Linux's floor: min_pmtu 552 -> MSS 552 - 40 = 512; what was in flight is resent at
+    # the new size from SND.UNA (RFC 1191 §6.3), DF cleared as Linux's locked MTU does.
+    # cwnd follows the MSS (NewReno's set_mss: RFC 5681's initial window, 4 x 512).
+    out = sent_ip(host.packets_to_send(3 * MS))
+    assert [(df, s.seq - LOCAL_ISS - 1, len(s.payload)) for df, s in out] == [
+        (False, 0, 512),
+        (False, 512, 512),
+        (False, 1024, 512),
+        (False, 1536, 512),
+    ]
+    assert (conn.tcb.snd_mss, conn.path_mtu) == (512, 552)
+    [(peer, learned)] = host.path_mtus().items()
+    assert (peer, learned.mtu, learned.expires, learned.locked) == (
+        PEER,
+        552,
+        3 * MS + 600 * SECOND,
+        True,
+    )
+    options = conn.snapshot(3 * MS)["options"]
+    assert (options["path_mtu"], options["path_mtu_expires"]) == (552, 600 * SECOND)
+    # Another "MTU 68" cannot go lower: the floor is the estimate.
+    host.receive_packet(frag_needed(conn, 68, LOCAL_ISS + 1), 4 * MS)
+    assert conn.tcb.snd_mss == 512
+    assert conn.snapshot(4 * MS)["counters"]["drops"] == {"icmp-mtu-not-lower": 1}
+
+
+def test_frag_needed_with_timestamps_leaves_room_for_them() -> None:
+    host, _ = make_host()
+    conn = established_client(host, timestamps=True)
+    assert conn.tcb.snd_mss == 1448
+    conn.send(b"x" * 100, 2 * MS)
+    host.packets_to_send(2 * MS)
+    host.receive_packet(frag_needed(conn, 1000, LOCAL_ISS + 1), 3 * MS)
+    assert (conn.tcb.snd_mss, conn.path_mtu) == (1000 - 40 - 12, 1000)
+    [(df, resent)] = sent_ip(host.packets_to_send(3 * MS))
+    assert (df, resent.seq, len(resent.payload)) == (True, LOCAL_ISS + 1, 100)  # DF kept
+
+
+def test_learned_path_mtu_applies_to_every_connection_to_the_peer_and_expires() -> None:
+    host, _ = make_host()
+    first = established_client(host)
+    second = established_client(host)
+    first.send(b"x" * 2000, 2 * MS)
+    host.packets_to_send(2 * MS)
+    host.receive_packet(frag_needed(first, 1280, LOCAL_ISS + 1), 3 * MS)
+    assert (first.tcb.snd_mss, second.tcb.snd_mss) == (1240, 1240)
+    resent = segments(host.packets_to_send(3 * MS))
+    # The 220 bytes beyond 1240 were sent before: resent with the 540 Nagle held.
+    assert [(s.seq - LOCAL_ISS - 1, len(s.payload)) for s in resent] == [(0, 1240), (1240, 760)]
+    # A new connection to the same peer offers the link's MSS but sends at the path's.
+    third = host.connect((PEER, 81), 4 * MS)
+    [syn_out] = segments(host.packets_to_send(4 * MS))
+    assert syn_out.mss == 1460
+    host.receive_packet(
+        packet(TcpSegment(81, third.local[1], PEER_ISS, LOCAL_ISS + 1, S | A, 65535, mss=1460)),
+        5 * MS,
+    )
+    assert third.tcb.snd_mss == 1240
+    expires = 3 * MS + 600 * SECOND
+    assert host.next_deadline() == min(
+        d for d in [expires] + [c.next_deadline() for c in (first, second, third)] if d
+    )
+    host.handle_timers(expires - 1)
+    assert [c.tcb.snd_mss for c in (first, second, third)] == [1240, 1240, 1240]
+    host.handle_timers(expires)  # RFC 1191 §6.3: back to the link MTU, learn again if need be
+    assert [c.tcb.snd_mss for c in (first, second, third)] == [1460, 1460, 1460]
+    assert [c.snapshot(expires)["options"]["path_mtu"] for c in (first, second, third)] == [
+        1500,
+        1500,
+        1500,
+    ]
+    assert host.path_mtus() == {}
+
+
+def test_icmpv6_packet_too_big_below_1280_is_floored_at_1280() -> None:
+    host = make_host6()
+    conn = host.connect((PEER6, 80), 0)
+    host.packets_to_send(0)
+    host.receive_packet(packet6(synack6(conn)), 1 * MS)
+    conn.send(b"x" * 3000, 1 * MS)
+    assert [len(s.payload) for s in segments6(host.packets_to_send(1 * MS))] == [1440, 1440, 120]
+    quoted = Ipv6Header(LOCAL6, PEER6, PROTO_TCP, payload_length=1460)
+    # Forged: a sequence number outside what is in flight changes nothing.
+    err = Icmpv6Error(2, 0, 600, quoted, conn.local[1], 80, LOCAL_ISS + 5000)
+    host.receive_packet(
+        Ipv6Header(PEER6, LOCAL6, PROTO_ICMPV6).build(err.build(PEER6, LOCAL6)), 2 * MS
+    )
+    assert conn.tcb.snd_mss == 1440
+    err = Icmpv6Error(2, 0, 600, quoted, conn.local[1], 80, LOCAL_ISS + 1)
+    host.receive_packet(
+        Ipv6Header(PEER6, LOCAL6, PROTO_ICMPV6).build(err.build(PEER6, LOCAL6)), 2 * MS
+    )
+    # RFC 8201 §4: never below the IPv6 minimum link MTU: 1280 - 40 - 20 = 1220.
+    assert conn.tcb.snd_mss == 1220
+    assert [len(s.payload) for s in segments6(host.packets_to_send(2 * MS))] == [1220, 1220]
+    assert conn.snapshot(2 * MS)["options"]["path_mtu"] == 1280
+    assert [e.mtu for e in host.path_mtus().values()] == [1260]  # IPv4 terms inside

@@ -47,7 +47,7 @@ SAMPLE: dict[str, Any] = {
                 "unacked_rx": 12, "rcv_mss": 1460},
     "options": {"mss_local": 1460, "mss_remote": 1400, "snd_mss": 1388, "wscale_local": 7,
                 "wscale_remote": 9, "sack": True, "timestamps": False, "ecn": True,
-                "path_mtu": 1500, "nodelay": True,
+                "path_mtu": 1400, "path_mtu_expires": 599_500_000_000, "nodelay": True,
                 "keepalive": {"idle": 60_000_000_000, "interval": 10_000_000_000, "count": 5}},
     "congestion": {"algorithm": "newreno", "cwnd": 14600, "ssthresh": 2147483647,
                    "state": {"bytes_acked": 700},
@@ -212,7 +212,7 @@ def test_render_tcb_sections() -> None:
         "  SACK          yes\n"
         "  timestamps    no\n"
         "  ECN           yes\n"
-        "  path MTU      1500\n"
+        "  path MTU      1400, learned (raised again in 599.5s)\n"
         "  Nagle         off (nodelay)\n"
         "  keepalive     idle 60s, every 10s, 5 probes\n"
         "\n"

@@ -72,7 +72,9 @@ max_snd_wnd}; receive {irs, rcv_nxt, rcv_wnd, rcv_up, sack_order, dsack,
 peer_fin_seq, unacked_rx, rcv_mss};
 
 options {mss_local, mss_remote, snd_mss, wscale_local, wscale_remote, sack,
-timestamps, ecn, path_mtu, nodelay, keepalive: {idle, interval, count} or null};
+timestamps, ecn, path_mtu, path_mtu_expires, nodelay, keepalive: {idle, interval,
+count} or null} (path_mtu: the path MTU estimate; path_mtu_expires: while one learned
+from ICMP holds, the nanoseconds until it is raised back to the link's, else null);
 congestion {algorithm, cwnd, ssthresh, state: {the algorithm's own}, in_flight,
 phase, recover, dup_acks, ecn_echo, cwr_pending, ecn_recover, pipe_ack, nvp_since,
 cwnd_limited, max_flight}; recovery {sacked: [[left,

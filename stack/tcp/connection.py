@@ -306,6 +306,12 @@ class Connection(Sender):
         self._keepalives_unanswered = 0
         self._last_challenge: int | None = None
         self.path_mtu = link_mtu  # lowered by ICMP fragmentation-needed (set_path_mtu)
+        # When the host's path MTU estimate for the peer expires and is raised again
+        # (RFC 1191 §6.3, Host._pmtu); None while the path MTU is the link's.
+        self.path_mtu_expires: int | None = None
+        # What IP adds beyond IPv4's 20 bytes (20 for IPv6): path_mtu and link_mtu are in
+        # IPv4 terms (MSS = MTU - 40); inspect shows the real MTU.
+        self.ip_extra = 20 if getattr(local[0], "version", 4) == 6 else 0
         self._window_clamp: int | None = None  # cap on the window we offer (clamp_window)
         # The last segments in and out (journal.py, `inspect ID --journal`); None: off.
         self.journal = Journal(config.journal) if config.journal > 0 else None
@@ -1552,7 +1558,10 @@ class Connection(Sender):
             },
             "options": {
                 **snap["options"],
-                "path_mtu": self.path_mtu,
+                "path_mtu": self.path_mtu + self.ip_extra,
+                "path_mtu_expires": None
+                if self.path_mtu_expires is None
+                else self.path_mtu_expires - now,
                 "nodelay": cfg.nodelay,
                 "keepalive": None
                 if cfg.keepalive_idle is None

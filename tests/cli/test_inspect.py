@@ -244,7 +244,7 @@ DOCUMENTED_FIELDS: dict[str, set[str]] = {
     "receive": {"irs", "rcv_nxt", "rcv_wnd", "rcv_up", "sack_order", "dsack", "peer_fin_seq",
                 "unacked_rx", "rcv_mss"},
     "options": {"mss_local", "mss_remote", "snd_mss", "wscale_local", "wscale_remote", "sack",
-                "timestamps", "ecn", "path_mtu", "nodelay", "keepalive"},
+                "timestamps", "ecn", "path_mtu", "path_mtu_expires", "nodelay", "keepalive"},
     "congestion": {"algorithm", "cwnd", "ssthresh", "state", "in_flight", "phase", "recover",
                    "dup_acks", "ecn_echo", "cwr_pending", "ecn_recover", "pipe_ack",
                    "nvp_since", "cwnd_limited", "max_flight"},

@@ -109,3 +109,15 @@ def test_frag_needed_below_the_ipv4_minimum_is_ignored() -> None:
     c.receive_icmp(icmp(4, seq=LOCAL_ISS + 1, mtu=60), 1)
     assert c.tcb.snd_mss == 1460
     assert c.counters["drops"] == {"icmp-mtu-too-small": 1}
+
+
+def test_set_path_mtu_raises_the_mss_no_higher_than_the_syns_allowed() -> None:
+    c = established()  # the peer's SYN said MSS 1460, ours 1460
+    c.receive_icmp(icmp(4, seq=LOCAL_ISS + 1, mtu=1000), 1)
+    assert (c.tcb.snd_mss, c.path_mtu) == (960, 1000)
+    c.set_path_mtu(1200, 2)  # a probe found more room: up, nothing resent
+    assert (c.tcb.snd_mss, c.path_mtu) == (1160, 1200)
+    assert recv_all(c, 2) == []
+    c.set_path_mtu(9000, 3)  # a jumbo path: capped by what both SYNs allowed
+    assert (c.tcb.snd_mss, c.path_mtu) == (1460, 9000)
+    assert c.snapshot(3)["options"]["path_mtu"] == 9000
