@@ -1510,7 +1510,8 @@ def test_icmpv6_packet_too_big_below_1280_is_floored_at_1280() -> None:
     host.packets_to_send(0)
     host.receive_packet(packet6(synack6(conn)), 1 * MS)
     conn.send(b"x" * 3000, 1 * MS)
-    assert [len(s.payload) for s in segments6(host.packets_to_send(1 * MS))] == [1440, 1440, 120]
+    # Two full segments; Nagle holds the 120-byte tail until they are acknowledged.
+    assert [len(s.payload) for s in segments6(host.packets_to_send(1 * MS))] == [1440, 1440]
     quoted = Ipv6Header(LOCAL6, PEER6, PROTO_TCP, payload_length=1460)
     # Forged: a sequence number outside what is in flight changes nothing.
     err = Icmpv6Error(2, 0, 600, quoted, conn.local[1], 80, LOCAL_ISS + 5000)
@@ -1524,6 +1525,7 @@ def test_icmpv6_packet_too_big_below_1280_is_floored_at_1280() -> None:
     )
     # RFC 8201 §4: never below the IPv6 minimum link MTU: 1280 - 40 - 20 = 1220.
     assert conn.tcb.snd_mss == 1220
-    assert [len(s.payload) for s in segments6(host.packets_to_send(2 * MS))] == [1220, 1220]
+    # The 2880 bytes in flight again at 1220, the last with the 120 Nagle held.
+    assert [len(s.payload) for s in segments6(host.packets_to_send(2 * MS))] == [1220, 1220, 560]
     assert conn.snapshot(2 * MS)["options"]["path_mtu"] == 1280
     assert [e.mtu for e in host.path_mtus().values()] == [1260]  # IPv4 terms inside

@@ -32,8 +32,6 @@ import pytest
 
 from stack.api import Socket, Stack
 from stack.io.tun import TunLink
-from stack.trace import SEGMENT_OUT, TraceLog
-from stack.wire.tcp import Flags
 from tests.conftest import Netns
 from tests.integration.harness import (
     BOUND,
@@ -487,24 +485,15 @@ def test_unreachable_destination(netns: Netns, family: int) -> None:
     netns.run("sh", "-c", "echo 1 > /proc/sys/net/ipv6/conf/all/forwarding")
     target = "10.99.0.1" if family == 4 else "fd99::1"
 
-    def body(t: StackThread, stack: Stack) -> tuple[str, int]:
+    def body(t: StackThread, stack: Stack) -> str:
         with pytest.raises(OSError) as exc:
             stack.connect(target, 80, timeout=BOUND)
         assert exc.type is OSError
-        return str(exc.value), stack.host.counters["icmp_in"]
+        return str(exc.value)
 
-    log = TraceLog()
-    message, icmp_in = StackThread(body, tracer=log).start().result()
-    assert message == f"[Errno 113] {target}:80 unreachable"
-    syns = [
-        e
-        for e in log.of_kind(SEGMENT_OUT)
-        if e.fields["segment"].flags & Flags.SYN and str(e.fields["dst"]) == target
-    ]
-    # ICMP, not a timeout, ended it: one error per SYN that reached the kernel at most
-    # (under load the SYN's 1 s retransmission can leave before the first error is read,
-    # and the second error may come after the connection is gone, or not be read at all).
-    assert 1 <= icmp_in <= len(syns)
+    # "unreachable", not "timed out": the ICMP(v6) error ended it. (A router's MLD
+    # report for ff02::2 may arrive too, once forwarding is on: ICMP in is not 1.)
+    assert StackThread(body).start().result() == f"[Errno 113] {target}:80 unreachable"
 
 
 @FAMILIES
