@@ -357,9 +357,11 @@ def test_trace_prints_segments_and_state_changes(netns, family: int) -> None:
     lines = out.stderr.decode().splitlines()
     # "seconds PID.N: OLD -> NEW", N = 1: the stack's first connection
     assert re.fullmatch(r"0\.\d{6} \d+\.1: CLOSED -> SYN-SENT", lines[0])
-    # pytcp0 is made without IPv6 address generation: no router solicitations reach
-    # the stack, so no drop lines.
-    assert not [line for line in lines if " drop" in line]
+    # pytcp0 is made without IPv6 address generation: no router solicitations or MLD
+    # reports reach the stack, so no host-level drop lines ("drop: REASON", no PID.N).
+    # (A connection's own drops may happen: under load the kernel's tail-loss probe can
+    # resend its FIN before our ACK reaches it, out of window by then.)
+    assert not [line for line in lines if " drop: " in line], "\n".join(lines)
     first = next(line for line in lines if " Out " in line).split(" ", 2)
     assert first[1] == "Out"
     assert first[2].startswith(f"{STACK}.")
