@@ -1398,11 +1398,11 @@ def frag_needed(conn: Connection, mtu: int, seq: int, *, port: int | None = None
     return Ipv4Header(OTHER, LOCAL, PROTO_ICMP).build(err.build())
 
 
-def sent_ip(packets: list[bytes]) -> list[tuple[bool, TcpSegment]]:
+def sent_ip(packets: Sequence[bytes | Packet]) -> list[tuple[bool, TcpSegment]]:
     """(DF, segment) of each packet, without segments()'s DF check."""
     out = []
     for data in packets:
-        ip, payload = Ipv4Header.parse(data)
+        ip, payload = Ipv4Header.parse(bytes(data))
         out.append((ip.dont_fragment, TcpSegment.parse(payload, ip.src, ip.dst)))
     return out
 
