@@ -100,7 +100,9 @@ def test_forged_mtu_68_changes_nothing_a_genuine_one_floors_the_path_mtu(
 
     server = KernelServer(PORT, sink, family=family)
     pcap = tmp_path / "run.pcap"
-    proc = pytcp("connect", "-v", "--pcap", str(pcap), kernel, str(PORT), env=env)
+    # --no-offload: the pcap then holds the segments as they go on the wire (with TSO,
+    # super-segments the kernel cuts at the MSS).
+    proc = pytcp("connect", "-v", "--no-offload", "--pcap", str(pcap), kernel, str(PORT), env=env)
     try:
         err = StderrLines(proc)
         line = err.wait_for("pytcp: connected to ")
