@@ -46,6 +46,13 @@ def tun(netns: Any) -> Iterator[int]:  # tests.conftest.Netns
         netns.run("ip", "addr", "add", "10.77.0.1/24", "dev", "wire0")
         netns.run("ip", "-6", "addr", "add", "fd77::1/64", "dev", "wire0", "nodad")
         netns.run("ip", "link", "set", "wire0", "up")
+        # Linux takes fd77::1 as its own only once its address work has inserted the
+        # local route, just after link-up, even with nodad: a SYN before that is dropped
+        # (Ip6InAddrErrors). Bounded wait for that event.
+        for _ in range(1000):
+            if netns.run("ip", "-6", "route", "show", "table", "local", "fd77::1").stdout:
+                break
+            time.sleep(0.005)
         yield fd
     finally:
         os.close(fd)
