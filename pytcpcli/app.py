@@ -193,8 +193,19 @@ class App:
 
     def make_tracer(self, opts: StackOptions) -> Callable[[Any], None] | None:
         sinks: list[Callable[[Any], None]] = []
+        if opts.record is not None:
+            record = importlib.import_module("pytcpcli.record")
+            try:
+                stream = record.open_record(opts.record)
+            except OSError as e:
+                raise CliError(
+                    f"cannot write record file {opts.record}: {e.strerror}", EXIT_ENV
+                ) from None
+            recorder = record.Recorder(stream, warn=self.say)
+            self.extra["recorder"] = recorder
+            sinks.append(recorder)
         if self.stderr is None:
-            return None  # nowhere to write the lines
+            return importlib.import_module("stack.trace").fan_out(*sinks) if sinks else None
         if opts.trace or opts.verbose >= 2:
             sinks.append(TraceWriter(self.stderr, segments=opts.trace, states=opts.verbose >= 2))
         if opts.ladder:
@@ -228,8 +239,10 @@ class App:
                 EXIT_ENV,
             ) from None
         ladder = self.extra.pop("ladder", None)
-        if ladder is not None:
-            ladder.attach(entered if entered is not None else stack)
+        recorder = self.extra.pop("recorder", None)
+        for sink in (ladder, recorder):
+            if sink is not None:
+                sink.attach(entered if entered is not None else stack)
         try:
             try:
                 yield entered if entered is not None else stack
@@ -247,6 +260,10 @@ class App:
         finally:
             if ladder is not None:
                 ladder.close()  # what the close traced after the last loop iteration
+            if recorder is not None:
+                recorder.detach()
+                with contextlib.suppress(OSError):
+                    recorder.stream.close()
 
     @contextlib.contextmanager
     def control(self, stack: Any, verbose: int = 0) -> Iterator[None]:

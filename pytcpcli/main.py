@@ -23,6 +23,7 @@ from pytcpcli.commands.connect import connect
 from pytcpcli.commands.impair import impair
 from pytcpcli.commands.inspect import inspect
 from pytcpcli.commands.listen import listen
+from pytcpcli.commands.plot import plot
 from pytcpcli.commands.script import script
 from pytcpcli.commands.send import send
 from pytcpcli.commands.timer import timer
@@ -162,6 +163,7 @@ cli.add_command(inspect)
 cli.add_command(impair)
 cli.add_command(timer)
 cli.add_command(script)
+cli.add_command(plot)
 
 
 CLOSED_AT_START: set[int] = set()  # std fds the caller had closed (`>&-`)

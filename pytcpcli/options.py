@@ -193,6 +193,7 @@ class StackOptions:
     ecn: bool = False
     nodelay: bool = False
     keepalive: tuple[float, float, int] | None = None
+    record: str | None = None
 
     def tcp_overrides(self) -> dict[str, Any]:
         """The TcpConfig fields the options changed (an empty dict: the defaults)."""
@@ -306,6 +307,13 @@ def stack_options(f: F) -> F:
             help="Do not offer timestamps (RFC 7323 §3).",
         ),
         click.option(
+            "--record",
+            type=click.Path(dir_okay=False, writable=True),
+            metavar="FILE",
+            help="Write the run's trace events and TCB changes to FILE (JSON lines) for "
+            "`pytcp plot` (cwnd, ssthresh, flight, SRTT, RTO, windows).",
+        ),
+        click.option(
             "--ladder",
             is_flag=True,
             help="Draw a ladder diagram on stderr: pytcp and the peer as two columns, one "
@@ -396,6 +404,7 @@ def stack_options(f: F) -> F:
             journal_size=kwargs.pop("journal_size"),
             offload=not kwargs.pop("no_offload"),
             ladder=kwargs.pop("ladder"),
+            record=kwargs.pop("record"),
             width=kwargs.pop("width"),
         )
         return f(stack=stack, **kwargs)

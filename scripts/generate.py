@@ -35,7 +35,8 @@ from pytcpcli.options import CLOSE_NOTES  # noqa: E402
 
 PROG = "pytcp"
 # pytcp(1) EXAMPLES, in the order a newcomer meets the commands.
-EXAMPLE_ORDER = ("connect", "listen", "send", "inspect", "close", "impair", "timer", "script")
+EXAMPLE_ORDER = ("connect", "listen", "send", "inspect", "close", "impair", "timer",
+                 "script", "plot")
 COMPLETE_VAR = "_PYTCP_COMPLETE"
 COMPLETIONS = {"bash": "pytcp.bash", "zsh": "_pytcp", "fish": "pytcp.fish"}
 

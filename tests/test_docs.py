@@ -12,7 +12,8 @@ from pytcpcli.main import cli
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
-COMMANDS = ["close", "connect", "impair", "inspect", "listen", "script", "send", "timer"]
+COMMANDS = ["close", "connect", "impair", "inspect", "listen", "plot", "script", "send",
+            "timer"]
 
 
 def test_help_lists_exactly_the_working_commands() -> None:

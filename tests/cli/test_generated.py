@@ -93,7 +93,8 @@ def test_rendered_pages_have_no_fragments_or_self_references() -> None:
     first = [ln for ln in _section(group, "EXAMPLES") if "pytcp " in ln and ln[:1] != "."]
     first = [ln for ln in first if not ln[:1].isupper()]  # the commands, not descriptions
     used = [ln.split("pytcp ", 1)[1].split()[0] for ln in first]
-    assert used == ["connect", "listen", "send", "inspect", "close", "impair", "timer", "script"]
+    assert used == ["connect", "listen", "send", "inspect", "close", "impair", "timer", "script",
+                    "plot"]
     assert len(first) == len(cli.commands)
     for command in ("inspect", "send", "close", "connect", "listen"):
         env = _section(files[Path(f"man/pytcp-{command}.1")], "ENVIRONMENT")
