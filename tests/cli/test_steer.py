@@ -247,10 +247,10 @@ def test_journal_names_the_reason_of_a_crafted_out_of_window_segment(netns, rund
 from click.testing import CliRunner  # noqa: E402
 
 from pytcpcli.main import cli  # noqa: E402
-from tests.cli.test_inspect import live  # noqa: E402
+from tests.cli.test_inspect import held, live  # noqa: E402
 from tests.test_control import PairedStacks  # noqa: E402
 
-__all__ = ["live"]
+__all__ = ["held", "live"]
 
 
 def test_impair_usage_errors_and_the_inspect_section(live: tuple[PairedStacks, CliRunner]) -> None:
@@ -312,3 +312,36 @@ def test_journal_through_the_control_socket(live: tuple[PairedStacks, CliRunner]
     assert (bad.exit_code, bad.output) == (
         2, "pytcp: --journal needs one ID: pytcp inspect ID --journal\n"
     )
+
+
+@pytest.mark.netns
+@pytest.mark.timeout(240)
+def test_impair_and_timer_complete_live_ids_and_refuse_another_uid(held: Any) -> None:
+    from tests.cli.test_inspect import _cli_as_nobody, _still_carries_data
+
+    conn_id = held.conn_id()
+
+    def complete(words: str) -> list[str]:
+        env = {**held.env, "_PYTCP_COMPLETE": "bash_complete", "COMP_WORDS": words,
+               "COMP_CWORD": str(len(words.split(" ")) - 1)}  # fmt: skip
+        out = subprocess.run([PYTCP], capture_output=True, env=env, timeout=TIMEOUT)
+        return [line for line in out.stdout.decode().splitlines() if line]
+
+    # Connections only: a listener has no segments to impair and no timers to fire.
+    assert complete("pytcp impair ") == [f"plain,{conn_id}"]
+    assert complete("pytcp timer ") == [f"plain,{conn_id}"]
+    assert complete(f"pytcp timer {conn_id} fire ") == [
+        f"plain,{name}" for name in ("retransmission", "syn", "delayed-ack", "persist",
+                                     "keepalive", "time-wait", "fin-wait-2")
+    ]  # fmt: skip
+    directory = held.env["PYTCP_RUNTIME_DIR"]
+    os.chmod(directory, 0o755)  # modes opened up: only SO_PEERCRED stands in the way
+    os.chmod(os.path.join(directory, f"{held.proc.pid}.sock"), 0o666)
+    env = {"PYTCP_RUNTIME_DIR": directory}
+    for args in (("impair", conn_id, "drop-next", "5"), ("timer", conn_id, "fire", "syn"),
+                 ("inspect", conn_id, "--journal")):  # fmt: skip
+        refused = _cli_as_nobody(env, *args)
+        assert refused["code"] == 1, args
+        assert f"no live connection matches '{conn_id}'" in refused["stderr"], args
+    assert held.entries()[-1]["impairments"] == []
+    _still_carries_data(held)
