@@ -195,7 +195,10 @@ class Ladder:
                 new = event.fields["new"]
                 conn.our_state = new
                 # Timers armed while the segment was built are traced before it.
-                nxt = next((e for e in events[i + 1 :] if e.kind != "timer"), None)
+                nxt = next(
+                    (e for e in events[i + 1 :] if e.kind != "timer" and e.conn == event.conn),
+                    None,
+                )
                 before_arrow = (
                     nxt is not None and nxt.kind == "segment-out" and nxt.conn == event.conn
                 )
@@ -487,6 +490,8 @@ class Ladder:
                 text = f"end of run in TIME-WAIT, {left} of 2MSL left"
             else:
                 text = f"end of run: pytcp {conn.our_state}, peer {conn.peer_state or '?'}"
+            if sum(c.drawn for c in self.conns.values()) > 1:
+                text = f"{conn.name}: {text}"
             for n, line in enumerate(_wrap(text, self.span - 2)):
                 lines.append(self._row(self._stamp(now) if n == 0 else "", "",
                                        (" " + line).ljust(self.span), "", "timer",
