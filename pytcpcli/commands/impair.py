@@ -1,7 +1,7 @@
 """`pytcp impair ID SPEC`: per-connection faults on a live connection of another process.
 
 Imports click, `pytcpcli.app`/`output`/`errors`, `pytcpcli.commands.inspect` (ID
-completion), `stack.io.faults` (the spec parser) and `stack.control` (the client).
+completion), `stack.io.faults` (the spec parser, when run) and `stack.control` (the client).
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from pytcpcli.commands.inspect import complete_data_connection_ids
 from pytcpcli.errors import EXIT_CONN, EXIT_USAGE, CliError
 from pytcpcli.output import describe_fault
 from stack.control import BAD_REQUEST, ControlClient, ControlError
-from stack.io.faults import KINDS, FaultSpec
 
 EXIT_STATUS = """\
 0  the fault is set (or cleared); the active impairments are printed on stdout.
@@ -65,6 +64,8 @@ def impair(app: App, conn_id: str, spec: tuple[str, ...]) -> None:
     reorder-next N, delay MS, window N, clear. Each call adds one fault; the
     active ones are printed afterwards, one per line.
     """
+    from stack.io.faults import KINDS, FaultSpec  # here: start-up stays cheap
+
     text = " ".join(spec)
     try:
         FaultSpec.parse(text)

@@ -14,7 +14,6 @@ import click
 
 from pytcpcli.app import App
 from pytcpcli.errors import EXIT_CONN, EXIT_ENV, EXIT_USAGE, CliError
-from pytcpcli.plotdata import PlotError, choose, congestion, load, time_sequence
 
 EXIT_STATUS = """\
 0  the graph was written.
@@ -86,6 +85,8 @@ def plot(
     """Draw one connection of FILE (a pcap from --pcap or tcpdump, or a --record JSON
     lines file) as a time-sequence graph and, from a record, its cwnd, ssthresh,
     flight, windows, SRTT and RTO over time."""
+    from pytcpcli.plotdata import PlotError, choose, congestion, load, time_sequence
+
     fmt = os.path.splitext(output)[1].lower().lstrip(".")
     if fmt not in ("svg", "png"):
         raise CliError(f"-o {output}: the graph is written as .svg or .png", EXIT_USAGE)

@@ -345,3 +345,10 @@ def test_impair_and_timer_complete_live_ids_and_refuse_another_uid(held: Any) ->
         assert f"no live connection matches '{conn_id}'" in refused["stderr"], args
     assert held.entries()[-1]["impairments"] == []
     _still_carries_data(held)
+
+
+def test_the_cli_timer_names_are_the_stack_s() -> None:
+    from pytcpcli.commands.timer import TIMER_NAMES as CLI_NAMES
+    from stack.tcp.timers import TIMER_NAMES
+
+    assert CLI_NAMES == TIMER_NAMES
