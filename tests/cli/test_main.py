@@ -74,8 +74,8 @@ def test_bare_pytcp_is_one_line_and_a_typo_one_clause() -> None:
     out = subprocess.run([exe], capture_output=True, timeout=60)
     assert (out.returncode, out.stdout) == (2, b"")
     assert out.stderr == (
-        b"pytcp: give a command (connect, listen, send, close, inspect, impair, timer, script); "
-        b"see 'pytcp --help'\n"
+        b"pytcp: give a command (connect, listen, send, close, inspect, impair, timer, script, "
+        b"plot); see 'pytcp --help'\n"
     )
     out = subprocess.run([exe, "connect", "--ms", "1"], capture_output=True, timeout=60)
     assert (out.returncode, out.stderr) == (
