@@ -177,7 +177,7 @@ class App:
     stdout_fd: int = 1
     stdout_closed: bool = False  # the caller closed stdout (`>&-`): received data is lost
     err: TextIO | None = None
-    resolver: Callable[[str], str] | None = None
+    resolver: Callable[[str], str | list[str]] | None = None
     serve_control: bool = True  # let `pytcp inspect/send/close` reach our connections
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -276,7 +276,9 @@ class App:
             try:
                 server = control.ControlServer(stack).start()
             except (OSError, control.ControlError) as e:
-                if verbose:
+                # Said always when the user chose the directory (PYTCP_RUNTIME_DIR): it
+                # is not what they asked for; otherwise under -v.
+                if verbose or os.environ.get("PYTCP_RUNTIME_DIR"):
                     self.say(f"warning: {e}; pytcp inspect will not see this process")
         failed = True
         try:
@@ -291,6 +293,10 @@ class App:
                 server.close()
 
     def resolve(self, host: str, numeric: bool, family: int | None = None) -> str:
+        """The first of `resolve_all`: where a scan or a probe goes."""
+        return self.resolve_all(host, numeric, family)[0]
+
+    def resolve_all(self, host: str, numeric: bool, family: int | None = None) -> list[str]:
         """HOST as an address string: an IPv4 or IPv6 literal as it is (brackets allowed,
         `[fd77::1]`); a name through the system resolver unless -n (then a usage error),
         limited to `family` (4 or 6, from -4/-6) when given: the first address
@@ -313,14 +319,15 @@ class App:
                     f"IPv{family}; drop -{family} or give an IPv{family} address",
                     EXIT_USAGE,
                 )
-            return str(literal)
+            return [str(literal)]
         if numeric:
             raise CliError(
                 f"{host!r} is not an IP address and -n forbids name lookups; give an address",
                 EXIT_USAGE,
             )
-        if self.resolver is not None:
-            return self.resolver(host)
+        if self.resolver is not None:  # tests: one address, or a list of them
+            found = self.resolver(host)
+            return list(found) if isinstance(found, list) else [found]
         af = {4: socket.AF_INET, 6: socket.AF_INET6}.get(family or 0, socket.AF_UNSPEC)
         try:
             infos = socket.getaddrinfo(host, None, af, socket.SOCK_STREAM)
@@ -330,7 +337,36 @@ class App:
             raise CliError(
                 f"cannot resolve {host!r}{which} ({reason}); check the name or give an address"
             ) from None
-        return str(infos[0][4][0]).split("%", 1)[0]
+        # Every address, each once, in getaddrinfo's order (RFC 6724): nc tries them in
+        # turn.
+        return list(dict.fromkeys(str(info[4][0]).split("%", 1)[0] for info in infos))
+
+    def connect_any(
+        self,
+        st: Any,
+        host: str,
+        addresses: list[str],
+        port: int,
+        *,
+        timeout: float | None,
+        source_port: int | None,
+        verbose: int,
+    ) -> Any:
+        """Connect to the first of `addresses` (all of HOST's) that answers, each with
+        the whole `timeout`, as nc does; -v names each one that failed, and the
+        connected line names the one that answered. The last failure is the error."""
+        for n, address in enumerate(addresses):
+            try:
+                return self.connect(
+                    st, address, port, timeout=timeout, source_port=source_port,
+                    verbose=verbose,
+                )  # fmt: skip
+            except CliError as e:
+                if n + 1 == len(addresses) or e.exit_code != EXIT_CONN:
+                    raise
+                if verbose:
+                    self.say(f"{e.format_message()}; trying the next address of {host}")
+        raise AssertionError("unreachable: addresses is never empty")
 
     def connect(
         self,

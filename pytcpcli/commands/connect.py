@@ -417,7 +417,8 @@ def connect(
         raise CliError(
             "several ports (a range, a list) need -z: only a scan tries many ports", EXIT_USAGE
         )
-    address = app.resolve(host, numeric, family_of(ipv4, ipv6))
+    addresses = app.resolve_all(host, numeric, family_of(ipv4, ipv6))
+    address = addresses[0]
     if zero:
         with app.stack(stack) as st, app.control(st, stack.verbose):
             code = scan(app, st, address, ports, timeout, source_port, stack.verbose)
@@ -428,9 +429,10 @@ def connect(
         return
     port = ports[0]
     with app.stack(stack) as st, app.control(st, stack.verbose):
-        sock = app.connect(
-            st, address, port, timeout=timeout, source_port=source_port, verbose=stack.verbose
-        )
+        sock = app.connect_any(
+            st, host, addresses, port, timeout=timeout, source_port=source_port,
+            verbose=stack.verbose,
+        )  # fmt: skip
         code = ConnectSession(
             app,
             st,

@@ -194,11 +194,13 @@ def _one_shot(
     time_wait: float | None,
     family: int | None = None,
 ) -> None:
-    address = app.resolve(host, False, family)
+    addresses = app.resolve_all(host, False, family)
     with app.stack(opts) as st, app.control(st, opts.verbose):
-        sock = app.connect(
-            st, address, port, timeout=timeout, source_port=source_port, verbose=opts.verbose
-        )
+        sock = app.connect_any(
+            st, host, addresses, port, timeout=timeout, source_port=source_port,
+            verbose=opts.verbose,
+        )  # fmt: skip
+        address = str(sock.remote[0])
         info: dict[str, Any] = {}
         reply = Reply(app.stdout_fd, app.stdout_closed)
         try:

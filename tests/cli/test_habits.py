@@ -158,3 +158,17 @@ def test_one_shot_gives_the_shell_back_while_a_child_lingers(netns) -> None:
     assert re.match(rb"pytcp: connected to 10\.77\.0\.1 port 7508 from 10\.77\.0\.2 ", again.stderr)
     assert holders[0] not in _holders("pytcp0")  # the lingering child let go
     assert server.wait(2) == [b"one\n", b"two\n"]
+
+
+def test_an_unusable_runtime_dir_is_said_without_v(netns, tmp_path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")  # a file where the directory should be: no control socket
+    env = {**os.environ, "PYTCP_RUNTIME_DIR": str(blocker / "sub")}
+    KernelServer(7509, recv_all)
+    out = subprocess.run(
+        [PYTCP, "connect", "-z", KERNEL, "7509"], capture_output=True, env=env, timeout=TIMEOUT
+    )
+    assert out.returncode == 0
+    lines = out.stderr.decode().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("pytcp: warning: "), lines
+    assert lines[0].endswith("; pytcp inspect will not see this process")

@@ -301,3 +301,34 @@ def test_netns_send_into_a_reader_that_leaves(netns: Any) -> None:
     assert out.stdout == b"1\npytcp exit 1\n"
     assert out.stderr == b"pytcp: stdout was closed before every received byte was written\n"
     assert server.wait() == ["reset"]  # pytcp resets rather than pretend to read on
+
+
+def test_a_name_with_several_addresses_tries_each_in_turn(tmp_path: Any) -> None:
+    # nc's habit: the first address does not answer (-w per address), the next does;
+    # -v says which failed and which answered.
+    peers: list[Any] = []
+    out_r, out_w = os.pipe()
+    app = App(
+        stack_factory=paired_factory(peers, b"reply\n"),
+        stdout_fd=out_w,
+        resolver=lambda host: ["10.77.0.9", "10.77.0.1"],
+    )
+    runner = CliRunner(env={"PYTCP_RUNTIME_DIR": str(tmp_path)})
+    try:
+        result = runner.invoke(
+            cli, ["send", "-v", "-w", "300ms", "--time-wait", "0", "multi.test", "5000", "hi"],
+            obj=app, prog_name="pytcp",
+        )  # fmt: skip
+    finally:
+        os.close(out_w)
+    with os.fdopen(out_r, "rb") as f:
+        stdout = f.read()
+    for b, _peer in peers:
+        b.close(linger=0)
+    assert (result.exit_code, stdout) == (0, b"reply\n"), result.output
+    lines = result.output.splitlines()
+    assert lines[0] == (
+        "pytcp: connection to 10.77.0.9 port 5000 timed out after 300ms; check the address "
+        "and route, or raise -w; trying the next address of multi.test"
+    )
+    assert lines[1].startswith("pytcp: connected to 10.77.0.1 port 5000 from 10.77.0.2 ")
