@@ -11,11 +11,19 @@ positions (aioquic's RangeSet); callers see them as offsets from RCV.NXT.
 What fits is exactly the receive window the connection can advertise: `window`
 bytes from RCV.NXT (RFC 9293 §3.8.6.2: the window is the free space of the buffer);
 anything beyond is trimmed, so buffer and window always agree.
+
+Memory follows what the buffer holds, not its capacity (issue 14): the ring is
+allocated when the first byte arrives, grows by doubling (MIN_RING up to `capacity`)
+when a segment lands beyond it, and is freed once the application has read
+everything and nothing waits out of order. Stream position p then lives at index
+p % (the ring's size), and growing moves the held bytes to their new indices.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
+
+from stack.tcp.sendbuf import ring_size
 
 # Each out-of-order hole costs a list entry; an adversary sending one byte into
 # every other position would otherwise make each insert O(window).  Beyond this
@@ -32,7 +40,9 @@ class RecvBuffer:
         "_buf",
         "_ends",
         "_held",
+        "_hint",
         "_nxt",
+        "_peak",
         "_read",
         "_starts",
         "capacity",
@@ -45,7 +55,9 @@ class RecvBuffer:
             raise ValueError(f"capacity must be positive, got {capacity}")
         self.capacity = capacity
         self.max_ranges = max_ranges
-        self._buf = bytearray(capacity)
+        self._buf = bytearray()  # the ring; empty (unallocated) while nothing is held
+        self._peak = 0  # the largest extent held since the ring was allocated
+        self._hint = 0  # the ring size the last allocation needed at most
         self._read = 0  # stream position of the first unread byte
         self._nxt = 0  # stream position of RCV.NXT: end of the in-order bytes
         # Out-of-order ranges [start, end) in stream positions, all > _nxt.
@@ -70,22 +82,16 @@ class RecvBuffer:
         return self.capacity - (self._nxt - self._read) - self._held
 
     def grow(self, capacity: int) -> None:
-        """Enlarge the buffer to `capacity` bytes (receive autotuning); every byte held,
-        in order or not, stays at its stream position.  Never shrinks."""
-        old_cap = self.capacity
-        if capacity <= old_cap:
-            return
-        old = self._buf
-        start = self._read
-        i = start % old_cap
-        data = old[i:] + old[:i]  # stream positions start .. start + old_cap - 1
-        new = bytearray(capacity)
-        j = start % capacity
-        first = min(old_cap, capacity - j)
-        new[j : j + first] = data[:first]
-        new[: old_cap - first] = data[first:]
-        self._buf = new
-        self.capacity = capacity
+        """Enlarge the buffer to `capacity` bytes (receive autotuning). The ring follows
+        what is held (it grows on demand, stream positions kept), so only the limit
+        moves. Never shrinks."""
+        if capacity > self.capacity:
+            self.capacity = capacity
+
+    @property
+    def allocated(self) -> int:
+        """Bytes of ring storage held now (0 when empty)."""
+        return len(self._buf)
 
     def ooo_ranges(self) -> list[tuple[int, int]]:
         """Out-of-order data held, as sorted (start, end) offsets from RCV.NXT."""
@@ -108,6 +114,8 @@ class RecvBuffer:
         start = self._nxt + offset
         end = start + length
         starts, ends = self._starts, self._ends
+        if end - self._read > len(self._buf):
+            self._reserve(end - self._read)
         if offset == 0 and not starts:
             # The common case: in order, nothing queued.
             self._copy(start, src, length)
@@ -118,6 +126,7 @@ class RecvBuffer:
         hi = bisect_right(starts, end)
         if lo == hi and offset > 0 and len(starts) >= self.max_ranges:
             self.refused += length
+            self._release_if_empty()
             return 0
         self._copy(start, src, length)
         held = self._held
@@ -143,16 +152,51 @@ class RecvBuffer:
         n = min(max_bytes, self._nxt - self._read)
         if n <= 0:
             return b""
-        cap = self.capacity
+        cap = len(self._buf)
         begin = self._read % cap
         view = memoryview(self._buf)
         self._read += n
         if begin + n <= cap:
-            return bytes(view[begin : begin + n])
-        return b"".join((view[begin:], view[: n - (cap - begin)]))
+            out = bytes(view[begin : begin + n])
+        else:
+            out = b"".join((view[begin:], view[: n - (cap - begin)]))
+        del view
+        self._release_if_empty()
+        return out
+
+    def _extent(self) -> int:
+        """Stream position just past the last byte held (in order or not)."""
+        return self._ends[-1] if self._ends else self._nxt
+
+    def _reserve(self, need: int) -> None:
+        """Grow the ring to cover `need` bytes from the first unread one, moving the
+        bytes held (gaps between out-of-order ranges included) to their new indices."""
+        old = self._buf
+        size = ring_size(need, self._hint, self.capacity)
+        new = bytearray(size)
+        held = self._extent() - self._read
+        if held and old:
+            old_cap = len(old)
+            begin = self._read % old_cap
+            first = min(held, old_cap - begin)
+            data = memoryview(old)
+            self._buf = new
+            self._copy(self._read, data[begin : begin + first], first)
+            if first < held:
+                self._copy(self._read + first, data[: held - first], held - first)
+        self._buf = new
+        if need > self._peak:
+            self._peak = need
+
+    def _release_if_empty(self) -> None:
+        """Free the ring once nothing is held: all read, nothing out of order."""
+        if self._buf and self._read == self._nxt and not self._starts:
+            self._hint = ring_size(self._peak, 0, self.capacity)
+            self._buf = bytearray()
+            self._peak = 0
 
     def _copy(self, position: int, src: memoryview, length: int) -> None:
-        cap = self.capacity
+        cap = len(self._buf)
         begin = position % cap
         first = min(length, cap - begin)
         buf = self._buf

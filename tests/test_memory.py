@@ -1,0 +1,174 @@
+"""Memory that scales with what connections hold, not with their limits (issue 14):
+buffers are allocated on demand and freed as data leaves, so idle connections cost a few
+KiB each. Measured with tracemalloc over two sans-IO hosts on a fake clock."""
+
+from __future__ import annotations
+
+import gc
+import random
+import tracemalloc
+from collections.abc import Iterator
+from ipaddress import IPv4Address
+
+import pytest
+
+from stack.host import Host, Listener
+from stack.tcp.clock import MS
+from stack.tcp.connection import Connection
+from stack.tcp.reassembly import RecvBuffer
+from stack.tcp.sendbuf import MIN_RING, SendBuffer
+
+SERVER, CLIENT = IPv4Address("10.77.0.2"), IPv4Address("10.77.0.1")
+IDLE_ESTABLISHED_BOUND = 16 * 1024  # bytes per connection (issue 14's target)
+CONNECTIONS = 2000
+
+
+class Pair:
+    """A client host and a server host wired back to back; `now` advances by hand."""
+
+    def __init__(self) -> None:
+        self.server = Host(address=SERVER, isn_secret=b"s" * 16, rng=random.Random(1))
+        self.client = Host(address=CLIENT, isn_secret=b"c" * 16, rng=random.Random(2))
+        self.listener: Listener = self.server.listen(5000, backlog=CONNECTIONS * 2)
+        self.now = 0
+
+    def pump(self) -> None:
+        for _ in range(20):  # bounded: a handshake or a small exchange settles in a few
+            a = self.server.packets_to_send(self.now)
+            b = self.client.packets_to_send(self.now)
+            if not a and not b:
+                return
+            for p in a:
+                self.client.receive_packet(p, self.now)
+            for p in b:
+                self.server.receive_packet(p, self.now)
+        raise AssertionError("the hosts did not settle")
+
+    def connect(self, n: int) -> tuple[list[Connection], list[Connection]]:
+        clients = [self.client.connect((SERVER, 5000), self.now) for _ in range(n)]
+        self.pump()  # every handshake at once: a few rounds, whatever n is
+        servers = []
+        while (conn := self.listener.accept()) is not None:
+            servers.append(conn)
+        return clients, servers
+
+
+@pytest.fixture
+def traced() -> Iterator[None]:
+    gc.collect()
+    tracemalloc.start()
+    try:
+        yield
+    finally:
+        tracemalloc.stop()
+
+
+def allocated() -> int:
+    gc.collect()
+    return tracemalloc.get_traced_memory()[0]
+
+
+def test_idle_established_connections_cost_under_16_kib_each(traced: None) -> None:
+    pair = Pair()
+    before = allocated()
+    clients, servers = pair.connect(CONNECTIONS)
+    # Each has carried data both ways and is idle again: nothing queued, all read.
+    for c, s in zip(clients, servers, strict=True):
+        c.send(b"hello", pair.now)
+        s.send(b"world", pair.now)
+    pair.pump()
+    pair.now += 200 * MS  # delayed ACKs go out
+    pair.client.handle_timers(pair.now)
+    pair.server.handle_timers(pair.now)
+    pair.pump()
+    for c, s in zip(clients, servers, strict=True):
+        assert (s.receive(100, pair.now), c.receive(100, pair.now)) == (b"hello", b"world")
+    pair.pump()
+    used = allocated() - before
+    assert len(servers) == CONNECTIONS
+    assert all(c.state.name == "ESTABLISHED" for c in clients + servers)
+    per_connection = used / (2 * CONNECTIONS)
+    assert per_connection < IDLE_ESTABLISHED_BOUND, f"{per_connection:.0f} bytes each"
+    # No buffer storage is held by an idle connection.
+    assert sum(c.sendbuf.allocated + c.recvbuf.allocated for c in clients + servers) == 0
+
+
+def test_send_buffer_grows_with_its_content_and_is_freed_when_acknowledged() -> None:
+    b = SendBuffer(256 * 1024)
+    assert b.allocated == 0
+    assert b.write(b"x" * 10) == 10
+    assert b.allocated == MIN_RING
+    assert b.write(b"y" * 5000) == 5000
+    assert b.allocated == 8192  # doubled until it held 5010 bytes
+    assert b.peek(0, 12) == b"x" * 10 + b"yy"
+    b.consume(5010)
+    assert (len(b), b.allocated) == (0, 0)
+    b.write(b"z")
+    assert b.allocated == 8192  # the size the last fill needed: no regrowing
+    b.consume(1)
+    b.write(b"z")
+    assert b.allocated == MIN_RING  # ... and shrinks back after a small fill
+    full = SendBuffer(3000)  # capacity need not be a power of two
+    assert full.write(b"a" * 4000) == 3000
+    assert full.allocated == 3000
+
+
+def test_send_buffer_keeps_ring_order_across_growth() -> None:
+    b = SendBuffer(10_000)
+    b.write(bytes(range(200)) * 10)  # 2000 of 2048
+    b.consume(1500)  # the ring's start is now at 1500
+    b.write(bytes(range(100)) * 10)  # wraps, 1500 held
+    b.write(b"!" * 3000)  # grows past 2048: the ring is laid out again from 0
+    expected = (bytes(range(200)) * 10)[1500:] + bytes(range(100)) * 10 + b"!" * 3000
+    assert b.peek(0, len(b)) == expected
+
+
+def test_receive_buffer_grows_for_out_of_order_data_and_is_freed_when_read() -> None:
+    r = RecvBuffer(64 * 1024)
+    assert r.allocated == 0
+    assert r.insert(10_000, b"late") == 0  # out of order, far ahead: the ring grows
+    assert r.allocated == 16384
+    assert r.insert(0, b"a" * 10_000) == 10_004
+    assert r.read(20_000) == b"a" * 10_000 + b"late"
+    assert r.allocated == 0
+    assert r.insert(0, b"b" * 3) == 3
+    assert r.allocated == 16384  # the last size needed
+    r.read(3)
+    r.insert(0, b"c")
+    assert r.allocated == MIN_RING
+    assert r.read(1) == b"c"
+
+
+def test_receive_buffer_keeps_positions_across_growth() -> None:
+    r = RecvBuffer(100_000)
+    r.insert(0, b"0123456789" * 200)  # 2000 in a 2048 ring
+    assert r.read(1990) == b"0123456789" * 199
+    assert r.insert(5000, b"far") == 0  # out of order: grows, the 10 unread move along
+    assert r.allocated == 8192
+    assert r.insert(0, b"X" * 5000) == 5003
+    assert r.read(10_000) == b"0123456789" + b"X" * 5000 + b"far"
+    assert r.allocated == 0
+
+
+def test_spoofed_syns_hold_little_while_half_open(traced: None) -> None:
+    pair = Pair()
+    before = allocated()
+    spoofed = IPv4Address("10.77.0.99")
+    from stack.wire import PROTO_TCP, Flags, Ipv4Header, TcpSegment
+
+    for port in range(1000, 1000 + CONNECTIONS):
+        syn = TcpSegment(port, 5000, port, 0, Flags.SYN, 65535, mss=1460)
+        pair.server.receive_packet(
+            Ipv4Header(spoofed, SERVER, PROTO_TCP).build(syn.build(spoofed, SERVER)), 0
+        )
+    pair.server.packets_to_send(0)
+    assert pair.listener.embryonic == CONNECTIONS
+    per_connection = (allocated() - before) / CONNECTIONS
+    assert per_connection < IDLE_ESTABLISHED_BOUND, f"{per_connection:.0f} bytes each"
+    for _ in range(10):  # their SYN-ACK retries run out (5, then give up): all forgotten
+        deadline = pair.server.next_deadline()
+        if deadline is None:
+            break
+        pair.server.handle_timers(deadline)
+        pair.server.packets_to_send(deadline)
+    assert pair.listener.embryonic == 0
