@@ -10,7 +10,7 @@ BIN    := $(VENV)/bin
 DEBIAN_TOOLS := ip:iproute2 curl:curl nc:netcat-openbsd socat:socat tcpdump:tcpdump
 BENCH_TOOLS  := ip:iproute2 ss:iproute2 iperf3:iperf3 ncat:ncat nc:netcat-openbsd
 
-.PHONY: demo test lint unit debian-tools generate clean bench
+.PHONY: demo test lint unit debian-tools generate clean fuzz bench
 
 $(BIN)/python:
 	@echo "make: creating $(VENV) with $(PYTHON)"
@@ -64,6 +64,17 @@ bench: $(VENV)/.installed
 	  $(BIN)/python -m pip install -q py-spy || echo "make: no py-spy; no profile"; \
 	fi
 	PATH="$(abspath $(BIN)):$$PATH" timeout 1800 $(BIN)/python -m benchmarks
+
+# Coverage-guided fuzzing (atheris) of Host input and of the control protocol, over the
+# seed corpus in tests/fuzz_corpus/ (copied: the fuzzer adds what it finds); FUZZ_TIME
+# seconds per target. A crash is saved as crash-* in the current directory.
+FUZZ_TIME ?= 60
+fuzz: $(VENV)/.installed-test
+	@for t in host control; do \
+	  d=$$(mktemp -d); cp -r tests/fuzz_corpus/$$t/. $$d; \
+	  $(BIN)/python scripts/fuzz.py $$t -max_total_time=$(FUZZ_TIME) $$d || exit 1; \
+	  rm -rf $$d; \
+	done
 
 # Regenerates the man pages and shell completions from the click definitions.
 generate: $(VENV)/.installed
