@@ -160,6 +160,36 @@ def render_list(entries: Iterable[Mapping[str, Any]]) -> str:
     return tabulate(rows, headers=LIST_HEADERS, tablefmt="plain", disable_numparse=True) + "\n"
 
 
+def render_hosts(hosts: Iterable[Mapping[str, Any]]) -> str:
+    """`pytcp inspect --host`: per process, the host's packet counters, the packets it
+    dropped before any connection saw them (by reason), and its control endpoint's."""
+    out = []
+    for h in hosts:
+        host = h.get("host") or {}
+        c = host.get("counters") or {}
+        drops = c.get("drops") or {}
+        control = h.get("control") or {}
+        ccounters = control.get("counters") or {}
+        addresses = ", ".join(a for a in (host.get("address"), host.get("address6")) if a)
+        rows = [
+            ["address", addresses or "-"],
+            ["packets", f"in {_v(c.get('packets_in'))}, out {_v(c.get('packets_out'))}"],
+            ["RST sent", _v(c.get("rst_sent"))],
+            ["ICMP", f"in {_v(c.get('icmp_in'))}, out {_v(c.get('icmp_out'))}"],
+            ["dropped", ", ".join(f"{k} {v}" for k, v in sorted(drops.items())) or "none"],
+            ["connections", f"{_v(host.get('connections'))} live, "
+                            f"{_v(host.get('time_waits'))} in TIME-WAIT records, "
+                            f"{_v(host.get('listeners'))} listening"],
+            ["control", f"{_v(control.get('clients'))} clients; "
+                        + (", ".join(f"{k} {v}" for k, v in sorted(ccounters.items()))
+                           or "no refusals")],
+        ]  # fmt: skip
+        out.append(_section(f"process {h.get('pid')} ({h.get('tun') or '-'})", rows))
+    if not out:
+        return "no live pytcp processes\n"
+    return "\n".join(out)
+
+
 def matches(
     entry: Mapping[str, Any], *, states: Iterable[str] = (), port: int | None = None
 ) -> bool:

@@ -935,10 +935,12 @@ class Stack:
         address: str | None = None,
         backlog: int = 128,
         family: int | None = None,
+        syn_cookies: str | None = None,
     ) -> ListeningSocket:
         """Listen on `port` (0: an ephemeral port) of this stack's address: both
         families' (a dual-stack socket, as ncat listens) unless `address` names one of
-        them or `family` (4 or 6) picks one."""
+        them or `family` (4 or 6) picks one. `syn_cookies` "auto" (default), "always" or
+        "never" (RFC 4987, as Linux tcp_syncookies)."""
         self._check_open()
         local = parse_address(address) if address is not None else None
         if address is not None and local is None:
@@ -949,6 +951,7 @@ class Stack:
             backlog=backlog,
             config=self.config,
             family=family,
+            syn_cookies=syn_cookies,
         )
         sock = ListeningSocket(self, listener)
         self._sockets[sock.id] = sock
@@ -957,6 +960,11 @@ class Stack:
     def sockets(self) -> list[Socket | ListeningSocket]:
         """Sockets the application holds (not yet closed), oldest first."""
         return list(self._sockets.values())
+
+    def socket(self, id: str) -> Socket | ListeningSocket | None:
+        """The socket the application holds for connection `id` ("PID.N"), if any: one
+        look-up (the control endpoint's send and close)."""
+        return self._sockets.get(id)
 
     def run_until(self, predicate: Callable[[], bool], timeout: float | None = None) -> bool:
         """Run the loop until `predicate()` (True) or `timeout` seconds pass (False)."""

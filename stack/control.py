@@ -802,6 +802,9 @@ class ControlServer:
 
     def _socket(self, full_id: str | None) -> Any:
         """The owning application's `stack.api.Socket` for the ID, if it holds one."""
+        find = getattr(self.stack, "socket", None)
+        if find is not None and full_id is not None:
+            return find(full_id)  # stack.api.Stack: one look-up
         sockets = getattr(self.stack, "sockets", None)
         if sockets is None:
             return None
@@ -856,7 +859,10 @@ class ControlServer:
         """The `list` result: this process and a snapshot of each listener and connection."""
         now = self.stack.loop.now()
         host = self.stack.host
-        objs: list[Any] = [*host.listeners(), *host.connections()]
+        time_waits = getattr(host, "time_waits", None)  # stack.host.Host's TIME-WAIT records
+        objs: list[Any] = [
+            *host.listeners(), *host.connections(), *(time_waits() if time_waits else ()),
+        ]  # fmt: skip
         objs.sort(key=lambda o: o.id)
         # What the process itself is doing when that is not a connection (a listen
         # waiting for its children after a signal): set by the application.
@@ -868,6 +874,25 @@ class ControlServer:
             "note": note() if callable(note) else None,
             "connections": [self._entry(o, now) for o in objs],
             "control": {"clients": len(self.clients), "counters": dict(self.counters)},
+            "host": self._host_summary(),
+        }
+
+    def _host_summary(self) -> dict[str, Any] | None:
+        """The host's own counters (`inspect --host`): packets in and out, RSTs and ICMP
+        sent, and the drops it made before any connection saw a packet, by reason."""
+        snapshot = getattr(self.stack.host, "snapshot", None)
+        if snapshot is None:
+            return None
+        host = snapshot()
+        time_waits = getattr(self.stack.host, "time_waits", None)
+        return {
+            "address": host.get("address"),
+            "address6": host.get("address6"),
+            "mtu": host.get("mtu"),
+            "counters": host.get("counters", {}),
+            "listeners": len(host.get("listeners", ())),
+            "connections": len(host.get("connections", ())),
+            "time_waits": len(time_waits()) if time_waits else 0,
         }
 
 
@@ -982,6 +1007,26 @@ class ControlClient:
 
     def ids(self) -> list[str]:
         return [e["id"] for e in self.entries()]
+
+    def hosts(self) -> list[dict[str, Any]]:
+        """Per reachable process: {"pid", "tun", "host": its counters and drops,
+        "control": the control endpoint's clients and counters}, by pid."""
+        self.problems = []
+        out: list[dict[str, Any]] = []
+        for ep in self.endpoints():
+            try:
+                resp = self.request(ep, Request(op="list"))
+            except ControlError as exc:
+                if exc.code not in (GONE, HUNG_UP):
+                    self.problems.append(str(exc))
+                continue
+            if not resp.ok:
+                self.problems.append(f"process {ep.pid}: {resp.message}")
+                continue
+            r = resp.result
+            out.append({"pid": r.get("pid", ep.pid), "tun": r.get("tun"),
+                        "host": r.get("host"), "control": r.get("control")})  # fmt: skip
+        return out
 
     def resolve(self, prefix: str) -> str:
         """The one live ID that is `prefix` or starts with it (ControlError otherwise).

@@ -12,9 +12,15 @@ What the host decides, and where the rule comes from:
   answered with a RST, SYN opens a connection);
 - listeners bound two queues, like Linux: the SYN backlog (embryonic connections in
   SYN-RECEIVED) and the accept queue (ESTABLISHED, not yet accepted). A SYN finding
-  either full is dropped ("syn-backlog-full", "accept-queue-full"): the peer retries;
-  with `syn_cookies=True` a full SYN backlog answers with a SYN cookie instead (RFC 4987
-  §3.6), as Linux does with net.ipv4.tcp_syncookies=1.
+  either full is dropped ("syn-backlog-full", "accept-queue-full"): the peer retries.
+  SYN cookies (RFC 4987 §3.6), per listener: "auto" (the default, as Linux's
+  net.ipv4.tcp_syncookies=1) answers a SYN the full SYN backlog cannot hold with a
+  cookie, and accepts cookies only within two cookie periods of the last one sent;
+  "always" (tcp_syncookies=2) answers every SYN so; "never" drops. With timestamps the
+  cookie keeps window scale and SACK-permitted in the low bits of its TSval, as Linux.
+  Under pressure (the SYN backlog over half full) embryonic connections get fewer
+  SYN-ACK retransmissions, the older ones first (Linux reqsk_timer_handler), so spoofed
+  SYNs cannot hold the backlog for the minute that synack_retries would allow.
   While the accept queue is full, the ACK that would complete a handshake is dropped
   ("accept-queue-full") and the connection stays SYN-RECEIVED, as Linux does with
   tcp_abort_on_overflow=0: our SYN-ACK retransmission and the peer's data retransmission
@@ -47,20 +53,32 @@ the stack makes `receive_packet` raise.
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
+import heapq
+import inspect
 import itertools
+import weakref
+from array import array
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any, Protocol, TypedDict, cast
 
-from stack.tcp.clock import SECOND
+from stack.tcp.clock import MS, SECOND
 from stack.tcp.config import TcpConfig
-from stack.tcp.connection import Connection
-from stack.tcp.isn import IsnGenerator, SynCookies
+from stack.tcp.connection import PAWS_IDLE, Connection, _wscale_for
+from stack.tcp.errors import InvalidStateError
+from stack.tcp.isn import (
+    COOKIE_PERIOD,
+    IsnGenerator,
+    SynCookies,
+    cookie_options,
+    cookie_tsval,
+)
 from stack.tcp.sender import CE, ECT0, EctSegment
-from stack.tcp.seq import MASK, seq_gt
+from stack.tcp.seq import MASK, in_window, seq_add, seq_ge, seq_gt, seq_lt
 from stack.tcp.state import State
 from stack.trace import DROP, SEGMENT_OUT, TraceEvent, Tracer, null_tracer
 from stack.wire import PROTO_ICMP, PROTO_TCP, Flags, Ipv4Header, TcpSegment, WireError
@@ -98,12 +116,38 @@ PMTU_FLOOR6 = 1280  # RFC 8200 §5 / RFC 8201 §4: the IPv6 minimum link MTU
 PMTU_EXPIRES = 600 * SECOND  # Linux net.ipv4.route.mtu_expires; RFC 1191 §6.3's 10 minutes
 ICMP_ERRORS_PER_SECOND = 1000  # Linux net.ipv4.icmp_msgs_per_sec
 ICMP_ERROR_BURST = 50  # Linux net.ipv4.icmp_msgs_burst
+# RSTs to segments nobody owns, host-wide: a token bucket as FreeBSD's icmplim ("limiting
+# closed port RST response"), so a scan or a spoofed flood cannot make us a reflector.
+RST_PER_SECOND = 1000
+RST_BURST = 50
+INVALID_ACK_INTERVAL = 500 * MS  # Linux tcp_invalid_ratelimit: ACKs to unacceptable
+                                 # segments per TIME-WAIT record (tcp_oow_rate_limited)
 EPHEMERAL_MIN = 32768  # Linux net.ipv4.ip_local_port_range
 EPHEMERAL_MAX = 60999
 PORT_TABLE_LENGTH = 256  # RFC 6056 §3.3.4 TABLE_LENGTH
 # The largest payload of one super-segment the link cuts for us (TSO): an IP packet is at
 # most 65535 bytes, less room for an IPv6 header and a TCP header with 40 option bytes.
 TSO_MAX_PAYLOAD = 0xFFFF - 40 - 60
+IP_IDENTS = 2048  # IPv4 ID counters (Linux IP_IDENTS_SZ), one per flow by keyed hash
+
+
+
+def is_martian_source(src: Address) -> bool:
+    """A source no packet from the link may carry (RFC 1122 §3.2.1.3, RFC 6890; Linux
+    drops them as martians, silently). IPv4: 0.0.0.0/8 ("this network"), 127.0.0.0/8
+    (loopback), 224.0.0.0/4 (multicast), 255.255.255.255. IPv6 (RFC 4291): ::, ::1
+    (§2.5.3), ff00::/8 (§2.7), ::ffff:0:0/96 (IPv4-mapped, §2.5.5.2, as Linux
+    ip6_rcv_core). Integer tests: this runs for every packet."""
+    v = int(src)
+    if src.version == 4:
+        first = v >> 24
+        return first == 0 or first == 127 or 224 <= first < 240 or v == 0xFFFFFFFF
+    return v <= 1 or v >> 120 == 0xFF or v >> 32 == 0xFFFF
+
+
+SYN_COOKIE_MODES = ("auto", "always", "never")  # Linux tcp_syncookies 1, 2, 0
+COOKIE_WINDOW = 2 * COOKIE_PERIOD  # "auto" accepts cookies this long after the last sent
+PRUNE_MIN_THRESH = 2  # Linux: under pressure no fewer SYN-ACK retries than this
 
 _SYN = int(Flags.SYN)
 _SYN_ACK_RST = int(Flags.SYN | Flags.ACK | Flags.RST)
@@ -211,12 +255,17 @@ class Listener:
         config: TcpConfig,
         on_close: Callable[[Listener], None],
         family: int | None = None,
+        syn_cookies: str = "auto",
     ) -> None:
+        if syn_cookies not in SYN_COOKIE_MODES:
+            raise ValueError(f"syn_cookies must be one of {', '.join(SYN_COOKIE_MODES)}")
         self.id = id
         self.local = local
         self.family = family  # 4 or 6: that family only; None: both (on ANY)
         self.backlog = max(1, backlog)
         self.config = config
+        self.syn_cookies = syn_cookies
+        self.last_cookie: int | None = None  # when the last cookie was sent (ns)
         self.closed = False
         self._embryonic: dict[int, Connection] = {}
         self._accept_queue: deque[Connection] = deque()
@@ -228,6 +277,7 @@ class Listener:
             "ack_dropped": 0,
             "cookies_sent": 0,
             "cookies_accepted": 0,
+            "synack_pruned": 0,
         }
 
     def accept(self) -> Connection | None:
@@ -287,10 +337,211 @@ class Listener:
             "state": "LISTEN",
             "local": {"addr": self._local_text(), "port": self.local[1]},
             "backlog": self.backlog,
+            "syn_cookies": self.syn_cookies,
             "syn_queue": len(self._embryonic),
             "accept_queue": len(self._accept_queue),
             "counters": dict(self.counters),
         }
+
+
+class TimeWait:
+    """What a connection in TIME-WAIT still needs, once its application has closed it
+    (Linux's tcp_timewait_sock): the 4-tuple, the sequence numbers to re-ACK with, the
+    window last advertised, TS.Recent for PAWS and the echo, and the 2·MSL deadline.
+
+    It answers segments as RFC 9293 §3.10.7.4 says for TIME-WAIT, with RFC 5961 and
+    RFC 7323, as `Connection` does: a retransmitted FIN is ACKed again and restarts the
+    2·MSL wait; an unacceptable segment draws an ACK (an out-of-window RST nothing); a
+    RST at RCV.NXT ends it, one elsewhere in the window and any SYN that may not reopen
+    it (the host decides, RFC 6191) draw a challenge ACK, at most one per
+    challenge_ack_interval; text is ignored. A few hundred bytes instead of a whole
+    connection with its buffers and congestion state.
+    """
+
+    __slots__ = ("_conn", "_host", "challenge_interval", "deadline", "id", "irs", "is_closed",
+                 "iss", "key", "last_challenge", "last_oow", "msl", "rcv_nxt", "rcv_wnd",
+                 "snd_nxt", "timestamps", "ts_recent", "ts_recent_age", "wscale")  # fmt: skip
+
+    def __init__(self, conn: Connection, key: Key, deadline: int, host: Host) -> None:
+        tcb = conn.tcb
+        self._host = host
+        # The connection object, while anyone still holds it: it reaches CLOSED when
+        # the record ends, as it would have on its own.
+        self._conn = weakref.ref(conn)
+        self.is_closed = False
+        self.id = conn.id
+        self.key = key  # local address, local port, remote address, remote port
+        self.iss = tcb.iss
+        self.irs = tcb.irs
+        self.snd_nxt = tcb.snd_max  # everything sent, our FIN included, is acknowledged
+        self.rcv_nxt = tcb.rcv_nxt
+        self.rcv_wnd = tcb.rcv_wnd
+        self.wscale = tcb.wscale_local
+        self.timestamps = tcb.timestamps
+        self.ts_recent = tcb.ts_recent
+        self.ts_recent_age = tcb.ts_recent_age
+        self.msl = conn.config.msl
+        self.challenge_interval = conn.config.challenge_ack_interval
+        self.last_challenge: int | None = None
+        self.last_oow: int | None = None
+        self.deadline = deadline
+
+    state = State.TIME_WAIT
+    send_space = 0
+
+    @property
+    def local(self) -> Endpoint:
+        return self.key[0], self.key[1]
+
+    @property
+    def remote(self) -> Endpoint:
+        return self.key[2], self.key[3]
+
+    def _ack(self, now: int) -> TcpSegment:
+        ts = ((now // MS) & MASK, self.ts_recent) if self.timestamps else None
+        window = min(self.rcv_wnd >> self.wscale, 0xFFFF)  # the field the connection sent
+        key = self.key
+        return TcpSegment(key[1], key[3], self.snd_nxt, self.rcv_nxt, Flags.ACK, window,
+                          timestamps=ts)  # fmt: skip
+
+    def _invalid_ack(self, now: int, what: str) -> tuple[TcpSegment | None, str, bool]:
+        """The ACK an unacceptable segment draws, at most one per INVALID_ACK_INTERVAL
+        (Linux tcp_oow_rate_limited): a flood of old segments cannot make us echo it."""
+        last = self.last_oow
+        if last is not None and now - last < INVALID_ACK_INTERVAL:
+            return None, what + "-rate-limited", False
+        self.last_oow = now
+        return self._ack(now), what, False
+
+    def _challenge(self, now: int) -> tuple[TcpSegment | None, str]:
+        last = self.last_challenge
+        if last is not None and now - last < self.challenge_interval:
+            return None, "challenge-ack-rate-limited"
+        self.last_challenge = now
+        return self._ack(now), "challenge-ack"
+
+    def receive_segment(self, seg: TcpSegment, now: int) -> tuple[TcpSegment | None, str, bool]:
+        """One segment for this 4-tuple: (the reply or None, what happened, whether the
+        record is done with). Never raises."""
+        flags = int(seg.flags)
+        rst = flags & int(Flags.RST)
+        ts = seg.timestamps
+        if (
+            self.timestamps
+            and ts is not None
+            and not rst
+            and seq_lt(ts[0], self.ts_recent)
+            and now - self.ts_recent_age <= PAWS_IDLE
+        ):
+            return self._invalid_ack(now, "paws")  # RFC 7323 §5.3 R1
+        length = seg.seg_len
+        nxt, wnd = self.rcv_nxt, self.rcv_wnd
+        if length == 0:
+            acceptable = seg.seq == nxt if wnd == 0 else in_window(seg.seq, nxt, wnd)
+        else:
+            acceptable = wnd > 0 and (
+                in_window(seg.seq, nxt, wnd) or in_window(seq_add(seg.seq, length - 1), nxt, wnd)
+            )
+        if not acceptable:
+            if rst:  # RFC 5961 §3.2
+                return None, "rst-out-of-window", False
+            if flags & int(Flags.FIN):
+                # A retransmitted FIN: our last ACK was lost. ACK it again and restart
+                # the 2·MSL wait (§3.10.7.4 eighth, TIME-WAIT).
+                self.deadline = now + 2 * self.msl
+                return self._ack(now), "out-of-window", False
+            return self._invalid_ack(now, "out-of-window")
+        if ts is not None and self.timestamps and seq_ge(ts[0], self.ts_recent):
+            self.ts_recent, self.ts_recent_age = ts[0], now  # RFC 7323 §4.3 (2)
+        if rst:
+            if seg.seq == nxt:
+                return None, "rst", True  # §3.10.7.4 second: TIME-WAIT -> CLOSED
+            reply, reason = self._challenge(now)  # RFC 5961 §3.2
+            return reply, "rst-in-window:" + reason, False
+        if flags & int(Flags.SYN):
+            reply, reason = self._challenge(now)  # RFC 5961 §4
+            return reply, "syn-in-synchronized:" + reason, False
+        if not flags & int(Flags.ACK):
+            return None, "no-ack", False
+        if seq_gt(seg.ack, self.snd_nxt):
+            return self._ack(now), "ack-of-unsent", False  # §3.10.7.4 fifth
+        if flags & int(Flags.FIN):
+            self.deadline = now + 2 * self.msl  # eighth: restart the 2·MSL wait
+            return self._ack(now), "fin-again", False
+        return None, "time-wait", False  # seventh: text after the FIN is ignored
+
+    def abort(self, now: int) -> None:
+        """ABORT in TIME-WAIT: delete the TCB, send nothing (RFC 9293 §3.10.5)."""
+        if not self.is_closed:
+            self._host._forget_time_wait(self, now)
+
+    def end(self, now: int) -> None:
+        """The record is done with (2·MSL passed, RST, reopened, aborted): CLOSED, and
+        so is the connection object if someone still holds it."""
+        self.is_closed = True
+        conn = self._conn()
+        if conn is not None and not conn.is_closed:
+            conn.abort(now)  # ABORT in TIME-WAIT: CLOSED, nothing sent (§3.10.5)
+
+    def close(self, now: int) -> None:
+        """CLOSE in TIME-WAIT: "connection closing" (RFC 9293 §3.10.4), nothing to do."""
+
+    def send(self, data: bytes, now: int) -> int:
+        raise InvalidStateError("connection closing")  # RFC 9293 §3.10.2, TIME-WAIT
+
+    def set_timer(self, name: str, delay: int, now: int) -> None:
+        """Re-arm the 2·MSL timer to run out `delay` ns from now (`pytcp timer ID set`)."""
+        if name != "time-wait":
+            raise ValueError(f"a TIME-WAIT record has no {name!r} timer, only time-wait")
+        self.deadline = now + max(0, delay)
+        heapq.heappush(self._host._tw_heap, (self.deadline, self.id))
+
+    def snapshot(self, now: int) -> dict[str, Any]:
+        """What TIME-WAIT keeps, in Connection.snapshot's shape where it keeps it (as
+        ss shows a timewait socket: addresses, sequence numbers, the timer)."""
+        return {
+            "id": self.id,
+            "state": str(State.CLOSED if self.is_closed else State.TIME_WAIT),
+            "time_wait_record": True,
+            "local": {"addr": str(self.local[0]), "port": self.local[1]},
+            "remote": {"addr": str(self.remote[0]), "port": self.remote[1]},
+            "send": {"iss": self.iss, "snd_una": self.snd_nxt, "snd_nxt": self.snd_nxt,
+                     "snd_max": self.snd_nxt},
+            "receive": {"irs": self.irs, "rcv_nxt": self.rcv_nxt, "rcv_wnd": self.rcv_wnd},
+            "options": {"timestamps": self.timestamps, "ts_recent": self.ts_recent},
+            "timers": [{"name": "time-wait", "armed": True, "deadline": self.deadline,
+                        "remaining": self.deadline - now, "backoff": 0, "reason": "2MSL"}],
+            "close": {"fin_sent": True, "fin_acked": True, "fin_received": True,
+                      "app_closed": True},
+        }  # fmt: skip
+
+
+# Connection methods that change nothing the host must act on: everything else public
+# (user calls, input, timers, the steering verbs) marks the connection for the host.
+_READ_ONLY = frozenset({"segments_to_send", "next_deadline", "next_event", "snapshot", "status"})
+
+
+def _hosted_class(dirty: dict[int, Connection]) -> type[Connection]:
+    """A Connection subclass, one per host, whose every public method (but _READ_ONLY)
+    records the connection in `dirty`: the host then visits only connections something
+    happened to (segments_to_send, their timer deadline) instead of all of them on every
+    wake-up (issue 14). Wrapping every method, rather than a list, keeps user calls added
+    to Connection later from being missed."""
+    members: dict[str, Any] = {"__slots__": ()}
+    for name in dir(Connection):
+        member = inspect.getattr_static(Connection, name)
+        if name.startswith("_") or name in _READ_ONLY or not inspect.isfunction(member):
+            continue
+
+        def wrapped(self: Connection, *args: Any, __m: Any = member, **kw: Any) -> Any:
+            try:
+                return __m(self, *args, **kw)
+            finally:
+                dirty[self.id] = self
+
+        functools.update_wrapper(wrapped, member)
+        members[name] = wrapped
+    return type("HostedConnection", (Connection,), members)
 
 
 class Host:
@@ -312,7 +563,7 @@ class Host:
         mtu: int = 1500,
         tracer: Tracer | None = None,
         isn: Callable[[Endpoint, Endpoint, int], int] | None = None,
-        syn_cookies: bool = False,
+        syn_cookies: bool | str = "auto",
         address6: IPv6Address | None = None,
         offload: bool = False,
     ) -> None:
@@ -325,18 +576,44 @@ class Host:
             isn if isn is not None else IsnGenerator(isn_secret)
         )
         self._ports = PortAllocator(isn_secret, rng)
-        # RFC 4987 §3.6, when asked for: SYN-ACKs with cookies once a SYN backlog is full.
-        self._cookies = SynCookies(isn_secret) if syn_cookies else None
+        # RFC 4987 §3.6: the listeners' default ("auto": once a SYN backlog is full).
+        if isinstance(syn_cookies, bool):
+            syn_cookies = "auto" if syn_cookies else "never"
+        if syn_cookies not in SYN_COOKIE_MODES:
+            raise ValueError(f"syn_cookies must be one of {', '.join(SYN_COOKIE_MODES)}")
+        self.syn_cookies = syn_cookies
+        self._cookies = SynCookies(isn_secret)
         self._ids = itertools.count(1)
-        self._ident = rng.getrandbits(16)  # IPv4 identification (RFC 6864: any value)
+        # IPv4 identification (RFC 6864, RFC 7739 §5.1): IP_IDENTS counters, each starting
+        # at random, one chosen per (source, destination, protocol) by a keyed hash, as
+        # Linux's ip_idents. An ID seen by one peer says nothing about the traffic to any
+        # other (no idle-scan zombie); with DF set the field has no other use.
+        self._ident_key = hashlib.blake2s(isn_secret, person=b"ip-ident").digest()
+        self._idents = array("H", (rng.getrandbits(16) for _ in range(IP_IDENTS)))
+        self._ident_bucket: dict[tuple[Address, Address, int], int] = {}
         self._live: dict[int, Connection] = {}  # by id: insertion order is id order
         self._by_key: dict[Key, Connection] = {}
         self._listeners: dict[int, Listener] = {}  # by port
         self._parent: dict[int, Listener] = {}  # embryonic connection id -> its listener
+        # TIME-WAIT records of connections their application closed, by 4-tuple and id,
+        # and a heap of (deadline, id) for their 2·MSL timers (lazily revalidated).
+        self._time_waits: dict[Key, TimeWait] = {}
+        self._tw_ids: dict[int, TimeWait] = {}
+        self._tw_heap: list[tuple[int, int]] = []
+        # Per-packet work independent of the number of connections (issue 14): the
+        # connections something happened to since the last packets_to_send, and a heap
+        # of (deadline, id) over every connection's next timer, validated against
+        # _scheduled (the deadline each connection was last filed under) when popped.
+        self._dirty: dict[int, Connection] = {}
+        self._scheduled: dict[int, int] = {}
+        self._timer_heap: list[tuple[int, int]] = []
+        self._connection_class = _hosted_class(self._dirty)
         self._outbox: list[bytes | Packet] = []  # packets the host itself made (RST, echo reply)
         self._pmtu: dict[Address, PathMtu] = {}  # learned path MTUs by destination
         self._icmp_tokens = float(ICMP_ERROR_BURST)  # token bucket of ICMP errors
         self._icmp_refill = 0
+        self._rst_tokens = float(RST_BURST)  # token bucket of RSTs to orphan segments
+        self._rst_refill = 0
         # The link takes `Packet`s with offload facts (a TUN with a virtio-net header): TCP
         # segments leave with their checksum partial (NEEDS_CSUM) and connections build
         # super-segments of up to TSO_MAX_PAYLOAD that the kernel cuts (TSO).
@@ -406,13 +683,15 @@ class Host:
         backlog: int = 128,
         config: TcpConfig | None = None,
         family: int | None = None,
+        syn_cookies: str | None = None,
     ) -> Listener:
         """Passive open on `port` (0: an ephemeral one), on one of our addresses or on
         all of them (None, 0.0.0.0 or ::, like a dual-stack socket); `family` (4 or 6)
         keeps a listener on all addresses to one family (`listen -4`/`-6`).
 
         EADDRINUSE when another listener holds the port; established connections using
-        it as their local port do not prevent it (SO_REUSEADDR semantics).
+        it as their local port do not prevent it (SO_REUSEADDR semantics). `syn_cookies`
+        ("auto", "always", "never") overrides the host's default for this listener.
         """
         address = ANY if address is None else address
         if address not in (ANY, ANY6, self.address) and address != self.address6:
@@ -437,6 +716,7 @@ class Host:
             config=config or self.config,
             on_close=self._unlisten,
             family=family,
+            syn_cookies=self.syn_cookies if syn_cookies is None else syn_cookies,
         )
         self._listeners[port] = listener
         return listener
@@ -449,12 +729,29 @@ class Host:
         """Open listeners, by id."""
         return sorted(self._listeners.values(), key=lambda lst: lst.id)
 
-    def find(self, id: int) -> tuple[Connection | Listener, bool] | None:
+    def time_waits(self) -> list[TimeWait]:
+        """TIME-WAIT records (connections closed by their application), by id."""
+        return sorted(self._tw_ids.values(), key=lambda r: r.id)
+
+    def expire_time_wait(self, id: int, now: int) -> bool:
+        """Fire the 2·MSL timer of TIME-WAIT record `id` now (`pytcp timer ID fire
+        time-wait`): the record is deleted, as when its timer runs out. False when there
+        is no such record."""
+        record = self._tw_ids.get(id)
+        if record is None:
+            return False
+        self._forget_time_wait(record, now)
+        return True
+
+    def find(self, id: int) -> tuple[Connection | TimeWait | Listener, bool] | None:
         """The live connection or open listener with this id, and whether it is a
         listener; None when there is none. O(1) in connections (`inspect ID`)."""
         conn = self._live.get(id)
         if conn is not None:
             return None if conn.is_closed else (conn, False)
+        record = self._tw_ids.get(id)
+        if record is not None:
+            return record, False
         for lst in self._listeners.values():  # a handful, by port
             if lst.id == id:
                 return lst, True
@@ -514,7 +811,7 @@ class Host:
         # RFC 1122 §3.2.1.3: a source that is not one host is bogus, and our own address
         # arriving from the link is spoofed (a "martian" to Linux); never answer either.
         src = ip.src
-        if src.is_multicast or src.is_unspecified or src == BROADCAST or src == self.address:
+        if src == self.address or is_martian_source(src):
             self._drop(now, "bad-source", src=ip.src, dst=ip.dst)
             return
         if ip.protocol == PROTO_TCP:
@@ -547,7 +844,7 @@ class Host:
             self._drop(now, "not-for-us", src=ip6.src, dst=ip6.dst)
             return
         src = ip6.src
-        if src.is_multicast or src.is_unspecified or src == address6:  # RFC 4291 §2.7
+        if src == address6 or is_martian_source(src):
             self._drop(now, "bad-source", src=ip6.src, dst=ip6.dst)
             return
         if ip6.protocol == PROTO_TCP:
@@ -570,7 +867,17 @@ class Host:
             if gso and len(seg.payload) > gso:
                 oc["gso_packets_in"] += 1
                 oc["gso_segments_in"] += seg.gso_segs
-        conn = self._by_key.get((ip.dst, seg.dst_port, ip.src, seg.src_port))
+        key = (ip.dst, seg.dst_port, ip.src, seg.src_port)
+        conn = self._by_key.get(key)
+        if conn is None and self._time_waits:
+            record = self._time_waits.get(key)
+            if record is not None:
+                if self._may_reopen_record(record, seg):
+                    # RFC 6191 / RFC 1122 §4.2.2.13, as below for a full connection.
+                    self._forget_time_wait(record, now)
+                else:
+                    self._time_wait_segment(record, ip, seg, now)
+                    return
         if conn is not None and not conn.is_closed and self._may_reopen(conn, seg):
             # RFC 9293 §3.10.7.4 note / RFC 1122 §4.2.2.13: a new SYN may reopen a
             # connection in TIME-WAIT. The old incarnation is deleted (ABORT in TIME-WAIT
@@ -625,10 +932,11 @@ class Host:
             listener.counters["syn_dropped"] += 1
             self._drop(now, "accept-queue-full", src=ip.src, dst=ip.dst, segment=seg)
             return
+        mode = listener.syn_cookies
+        if mode == "always" or (listener.syn_backlog_full and mode == "auto"):
+            self._send_cookie(listener, ip, seg, now)
+            return
         if listener.syn_backlog_full:
-            if self._cookies is not None:
-                self._send_cookie(listener, ip, seg, now)
-                return
             listener.counters["syn_dropped"] += 1
             self._drop(now, "syn-backlog-full", src=ip.src, dst=ip.dst, segment=seg)
             return
@@ -716,7 +1024,11 @@ class Host:
         if quoted is None:
             quoted = err.quoted
         # The quoted header is one we sent: its source is us and its ports are ours first.
-        conn = self._by_key.get((quoted.src, err.src_port, quoted.dst, err.dst_port))
+        key = (quoted.src, err.src_port, quoted.dst, err.dst_port)
+        conn = self._by_key.get(key)
+        if conn is None and key in self._time_waits:
+            self._drop(now, "icmp-time-wait", src=ip.src, dst=ip.dst, icmp=err)
+            return
         if conn is None or conn.is_closed:
             self._drop(now, "icmp-no-connection", src=ip.src, dst=ip.dst, icmp=err)
             return
@@ -777,7 +1089,16 @@ class Host:
         self._outbox = []
         closed = []
         offload = self.offload
-        for conn in self._live.values():
+        compact = []
+        dirty = self._dirty
+        visit = list(dirty.values())
+        dirty.clear()
+        if len(visit) > 1:
+            visit.sort(key=lambda c: c.id)  # the order of a scan: by id
+        live = self._live
+        for conn in visit:
+            if live.get(conn.id) is not conn:
+                continue  # forgotten since (pruned, reopened, compacted)
             segments = conn.segments_to_send(now)
             if segments:
                 src, dst = conn.local[0], conn.remote[0]
@@ -790,8 +1111,14 @@ class Host:
                         out.append(self._ip(src, dst, PROTO_TCP, seg.build(src, dst), ecn))
             if conn.is_closed:
                 closed.append(conn)
+            elif conn.tcb.app_closed and conn.tcb.state is State.TIME_WAIT:
+                compact.append(conn)
+            else:
+                self._schedule(conn)
         for conn in closed:
             self._forget(conn)
+        for conn in compact:
+            self._compact(conn, now)
         self.counters["packets_out"] += len(out)
         return out
 
@@ -800,34 +1127,123 @@ class Host:
         packets_to_send() next."""
         if self._pmtu:
             self._expire_path_mtus(now)
-        for conn in list(self._live.values()):
-            deadline = conn.next_deadline()
-            if deadline is not None and deadline <= now:
-                conn.handle_timers(now)
-                parent = self._parent.get(conn.id)
-                if parent is not None:
-                    self._settle(conn, parent, now)
+        heap = self._tw_heap
+        while heap and heap[0][0] <= now:
+            _, rid = heapq.heappop(heap)
+            record = self._tw_ids.get(rid)
+            if record is None:
+                continue  # gone already (RST, reopened, aborted)
+            if record.deadline <= now:
+                self._forget_time_wait(record, now)  # 2·MSL passed: CLOSED (RFC 9293 §3.10.8)
+            else:
+                heapq.heappush(heap, (record.deadline, rid))  # restarted by a FIN
+        self._refresh()
+        thresholds: dict[int, int] = {}
+        timers, scheduled, live = self._timer_heap, self._scheduled, self._live
+        due = []
+        while timers and timers[0][0] <= now:
+            deadline, cid = heapq.heappop(timers)
+            if scheduled.get(cid) != deadline:
+                continue  # filed again under another deadline since, or gone
+            del scheduled[cid]
+            due.append(cid)
+        for cid in sorted(due):  # as a scan would: by id
+            conn = live.get(cid)
+            if conn is None:
+                continue
+            current = conn.next_deadline()
+            if current is None or current > now:
+                self._dirty[cid] = conn  # re-filed by the next refresh
+                continue
+            parent = self._parent.get(conn.id)
+            if parent is not None and self._prune(conn, parent, now, thresholds):
+                continue
+            conn.handle_timers(now)
+            if parent is not None:
+                self._settle(conn, parent, now)
+        self._refresh()
 
-    def fire_timer(self, conn: Connection, name: str, now: int) -> None:
+    def _schedule(self, conn: Connection) -> None:
+        """File `conn` in the timer heap under its next deadline, if that changed."""
+        deadline = conn.next_deadline()
+        cid = conn.id
+        if deadline is None:
+            self._scheduled.pop(cid, None)
+        elif self._scheduled.get(cid) != deadline:
+            self._scheduled[cid] = deadline
+            heapq.heappush(self._timer_heap, (deadline, cid))
+            if len(self._timer_heap) > 4 * len(self._scheduled) + 64:
+                # Too many superseded entries: rebuild from what is filed.
+                self._timer_heap = [(d, i) for i, d in self._scheduled.items()]
+                heapq.heapify(self._timer_heap)
+
+    def _refresh(self) -> None:
+        """File the deadlines of the connections touched since the last output pass."""
+        live = self._live
+        for conn in self._dirty.values():
+            if live.get(conn.id) is conn:
+                self._schedule(conn)
+
+    def fire_timer(self, conn: Connection | TimeWait, name: str, now: int) -> None:
         """Fire one armed timer of `conn` now (`pytcp timer ID fire NAME`); a listener's
         child is settled afterwards, as after handle_timers. Raises what
-        Connection.fire_timer raises (not armed, no such timer)."""
+        Connection.fire_timer raises (not armed, no such timer). A TIME-WAIT record has
+        one timer, "time-wait": firing it ends the record (`expire_time_wait`)."""
+        if isinstance(conn, TimeWait):
+            if name != "time-wait":
+                raise ValueError(f"a TIME-WAIT record has no {name!r} timer, only time-wait")
+            self.expire_time_wait(conn.id, now)
+            return
         conn.fire_timer(name, now)
         parent = self._parent.get(conn.id)
         if parent is not None:
             self._settle(conn, parent, now)
 
-    def next_deadline(self) -> int | None:
-        """The earliest timer deadline of any connection; None when no timer is armed.
+    def _prune(
+        self, conn: Connection, listener: Listener, now: int, thresholds: dict[int, int]
+    ) -> bool:
+        """Linux reqsk_timer_handler: when the SYN backlog is over half full, a SYN-ACK
+        that timed out `thresh` times is not sent again and its embryonic connection is
+        forgotten silently (no RST: the peer may well be spoofed). `thresh` falls from
+        synack_retries towards PRUNE_MIN_THRESH as the young (never retransmitted) share
+        of the backlog shrinks: half the room stays for young connections."""
+        syn = conn.timers["syn"]
+        if conn.state is not State.SYN_RECEIVED or syn.deadline is None or syn.deadline > now:
+            return False
+        thresh = thresholds.get(listener.id)
+        if thresh is None:
+            thresh = listener.config.synack_retries
+            queued = len(listener._embryonic)
+            if queued * 2 > max(8, listener.backlog):
+                young = 2 * sum(
+                    1 for c in listener._embryonic.values() if c.timers["syn"].backoff == 0
+                )
+                while thresh > PRUNE_MIN_THRESH and queued >= young:
+                    thresh -= 1
+                    young *= 2
+            thresholds[listener.id] = thresh
+        if syn.backoff < thresh or thresh >= listener.config.synack_retries:
+            return False  # within its retries; at the full count the connection gives up
+        listener.counters["synack_pruned"] += 1
+        self._drop(now, "synack-pruned", src=conn.remote[0], dst=conn.local[0])
+        conn.abort(now)
+        conn.segments_to_send(now)  # the RST of ABORT is not sent: nobody may be there
+        self._forget(conn)
+        return True
 
-        A plain scan: at tens of connections it costs microseconds (see tests/test_host.py),
-        and deadlines move inside connections on user calls the host never sees.
-        """
-        earliest: int | None = None
-        for conn in self._live.values():
-            deadline = conn.next_deadline()
-            if deadline is not None and (earliest is None or deadline < earliest):
-                earliest = deadline
+    def next_deadline(self) -> int | None:
+        """The earliest timer deadline of any connection or TIME-WAIT record; None when
+        no timer is armed. From two heaps: O(log n), not a scan of every connection."""
+        self._refresh()
+        heap = self._tw_heap
+        while heap and heap[0][1] not in self._tw_ids:
+            heapq.heappop(heap)
+        earliest: int | None = heap[0][0] if heap else None
+        timers, scheduled = self._timer_heap, self._scheduled
+        while timers and scheduled.get(timers[0][1]) != timers[0][0]:
+            heapq.heappop(timers)  # superseded or gone
+        if timers and (earliest is None or timers[0][0] < earliest):
+            earliest = timers[0][0]
         for entry in self._pmtu.values():
             if earliest is None or entry.expires < earliest:
                 earliest = entry.expires
@@ -836,24 +1252,38 @@ class Host:
     # --------------------------------------------------------------- internals
 
     def _send_cookie(self, listener: Listener, ip: IpHeader, seg: TcpSegment, now: int) -> None:
-        """RFC 4987 §3.6: answer a SYN the full backlog cannot hold with a SYN-ACK whose
-        sequence number encodes the connection, and keep no state. Only the MSS survives
-        (window scaling, SACK and timestamps are not offered)."""
-        assert self._cookies is not None
+        """RFC 4987 §3.6: answer a SYN with a SYN-ACK whose sequence number encodes the
+        connection, and keep no state. The MSS is in the cookie; with timestamps, window
+        scale and SACK-permitted are in the TSval (Linux cookie_init_timestamp), and the
+        SYN-ACK offers what a connection would. Without, only the MSS survives."""
         local, remote = (ip.dst, seg.dst_port), (ip.src, seg.src_port)
         peer_mss = seg.mss if seg.mss is not None else DEFAULT_MSS
         cookie = self._cookies.make(local, remote, seg.seq, peer_mss, now)
         config = listener.config
+        wscale: int | None = None
+        sack = False
+        timestamps = None
+        if config.timestamps and seg.timestamps is not None:
+            sack = config.sack and seg.sack_permitted
+            peer_wscale = seg.wscale if config.wscale else None
+            if peer_wscale is not None:
+                wscale = _wscale_for(max(config.rcv_buf, config.rcv_buf_max))  # as Connection
+            tsval = cookie_tsval((now // MS) & 0xFFFFFFFF, peer_wscale, sack)
+            timestamps = (tsval, seg.timestamps[0])
         synack = TcpSegment(
             seg.dst_port,
             seg.src_port,
             cookie,
             (seg.seq + 1) & MASK,
             Flags.SYN | Flags.ACK,
-            min(config.rcv_buf, 0xFFFF),  # unscaled: no window scale option on a cookie
+            min(config.rcv_buf, 0xFFFF),  # RFC 7323 §2.2: a SYN's window is never scaled
             mss=config.mss if config.mss is not None else self._link_mtu(ip.dst) - IP_TCP_HEADERS,
+            wscale=wscale,
+            sack_permitted=sack,
+            timestamps=timestamps,
         )
         listener.counters["cookies_sent"] += 1
+        listener.last_cookie = now
         self._emit(ip.dst, ip.src, PROTO_TCP, synack.build(ip.dst, ip.src))
         self._tracer(
             TraceEvent(now, SEGMENT_OUT, None, {"segment": synack, "src": ip.dst, "dst": ip.src})
@@ -862,8 +1292,16 @@ class Host:
     def _accept_cookie(self, listener: Listener, ip: IpHeader, seg: TcpSegment, now: int) -> bool:
         """An ACK to a listening port that carries one of our SYN cookies (RFC 4987 §3.6)
         becomes a connection: it is opened passively, handed the SYN the cookie stands for
-        (the peer's ISN and the MSS it encodes), and then this ACK."""
-        if self._cookies is None:
+        (the peer's ISN, the MSS the cookie encodes, and with timestamps the window scale
+        and SACK-permitted its TSecr echoes), and then this ACK. In "auto" mode only
+        while cookies are being sent (COOKIE_WINDOW), as Linux: a blind guess at the
+        24-bit hash has nothing to hit on a listener that is not flooded."""
+        mode = listener.syn_cookies
+        if mode == "never":
+            return False
+        if mode == "auto" and (
+            listener.last_cookie is None or now - listener.last_cookie > COOKIE_WINDOW
+        ):
             return False
         local, remote = (ip.dst, seg.dst_port), (ip.src, seg.src_port)
         peer_isn = (seg.seq - 1) & MASK
@@ -871,25 +1309,41 @@ class Host:
         mss = self._cookies.check(local, remote, peer_isn, iss, now)
         if mss is None:
             return False
+        wscale: int | None = None
+        sack = False
+        timestamps = None
+        config = listener.config
+        if seg.timestamps is not None and config.timestamps:
+            wscale, sack = cookie_options(seg.timestamps[1])
+            timestamps = (seg.timestamps[0], 0)
         if listener.accept_queue_full:
             # As for a stateful handshake (Linux: ListenOverflows): drop, no RST; the
             # peer's retransmission of this segment brings the cookie back.
             listener.counters["ack_dropped"] += 1
             self._drop(now, "accept-queue-full", src=ip.src, dst=ip.dst, segment=seg)
             return True
-        conn = self._new_connection(local, remote, now, listener.config, iss=iss)
+        conn = self._new_connection(local, remote, now, config, iss=iss)
         listener.counters["cookies_accepted"] += 1
         listener._embryonic[conn.id] = conn
         self._parent[conn.id] = listener
         conn.open_passive(now)
-        conn.receive_segment(
-            TcpSegment(seg.src_port, seg.dst_port, peer_isn, 0, Flags.SYN, seg.window, mss=mss),
-            now,
+        syn = TcpSegment(
+            seg.src_port,
+            seg.dst_port,
+            peer_isn,
+            0,
+            Flags.SYN,
+            seg.window,
+            mss=mss,
+            wscale=wscale,
+            sack_permitted=sack,
+            timestamps=timestamps,
         )
+        conn.receive_segment(syn, now)
         # The SYN-ACK this connection would send already left, statelessly, as the cookie.
         conn.segments_to_send(now)
-        # It left when the SYN came, not now; no timestamps ride on a cookie either:
-        # the handshake yields no RTT sample (the first RTO stays at rto_initial).
+        # It left when the SYN came, not now: the handshake yields no RTT sample (the
+        # first RTO stays at rto_initial).
         conn.skip_rtt_sample()
         conn.receive_segment(seg, now)
         self._settle(conn, listener, now)
@@ -904,7 +1358,7 @@ class Host:
         *,
         iss: int | None = None,
     ) -> Connection:
-        conn = Connection(
+        conn = self._connection_class(
             id=next(self._ids),
             # Connection's Endpoint is typed IPv4 (tcp/sender.py); it only stores and
             # prints addresses, so an IPv6 endpoint is as good.
@@ -923,10 +1377,13 @@ class Host:
         if learned is not None and learned.mtu < conn.path_mtu:
             conn.set_path_mtu(learned.mtu, now)  # the SYN's MSS is the link's; sending obeys it
             conn.path_mtu_expires = learned.expires
+        self._dirty[conn.id] = conn
         return conn
 
     def _forget(self, conn: Connection) -> None:
         self._live.pop(conn.id, None)
+        self._scheduled.pop(conn.id, None)
+        self._dirty.pop(conn.id, None)
         key = (conn.local[0], conn.local[1], conn.remote[0], conn.remote[1])
         if self._by_key.get(key) is conn:
             del self._by_key[key]
@@ -947,6 +1404,53 @@ class Host:
                 conn.abort(now)
             else:
                 listener._accept_queue.append(conn)
+
+    def _compact(self, conn: Connection, now: int) -> None:
+        """Replace a TIME-WAIT connection nobody holds any more by its TimeWait record:
+        same id, same 4-tuple, same 2·MSL deadline (Linux inet_twsk)."""
+        deadline = conn.timers["time-wait"].deadline
+        if deadline is None:
+            deadline = now + 2 * conn.config.msl
+        local = conn.local[0]
+        own = self._own_address(local)
+        # Our own address object rather than the copy parsed from a packet: one less each.
+        key = (own if own == local else local, conn.local[1], conn.remote[0], conn.remote[1])
+        record = TimeWait(conn, cast(Key, key), deadline, self)
+        self._forget(conn)
+        self._time_waits[record.key] = record
+        self._tw_ids[record.id] = record
+        heapq.heappush(self._tw_heap, (record.deadline, record.id))
+
+    def _forget_time_wait(self, record: TimeWait, now: int) -> None:
+        record.end(now)
+        self._tw_ids.pop(record.id, None)
+        if self._time_waits.get(record.key) is record:
+            del self._time_waits[record.key]
+
+    def _time_wait_segment(
+        self, record: TimeWait, ip: IpHeader, seg: TcpSegment, now: int
+    ) -> None:
+        reply, what, done = record.receive_segment(seg, now)
+        if done:
+            self._forget_time_wait(record, now)
+        else:
+            self._drop(now, "time-wait-" + what, src=ip.src, dst=ip.dst, segment=seg)
+        if reply is not None:
+            self._emit(ip.dst, ip.src, PROTO_TCP, reply.build(ip.dst, ip.src))
+            self._tracer(
+                TraceEvent(now, SEGMENT_OUT, None, {"segment": reply, "src": ip.dst, "dst": ip.src})
+            )
+
+    def _may_reopen_record(self, record: TimeWait, seg: TcpSegment) -> bool:
+        """`_may_reopen` for a TimeWait record."""
+        if int(seg.flags) & _SYN_ACK_RST != _SYN:
+            return False
+        listener = self._listeners.get(record.local[1])
+        if listener is None or not listener.matches(record.local[0]):
+            return False
+        if record.timestamps and seg.timestamps is not None:
+            return seq_gt(seg.timestamps[0], record.ts_recent)
+        return seq_gt(seg.seq, record.rcv_nxt)
 
     def _may_reopen(self, conn: Connection, seg: TcpSegment) -> bool:
         """A SYN that may start a new incarnation of a 4-tuple in TIME-WAIT: there is a
@@ -977,7 +1481,10 @@ class Host:
         own = self._own_address(remote[0])
         if own is None:
             return True
-        conn = self._by_key.get((own, port, remote[0], remote[1]))
+        key = (own, port, remote[0], remote[1])
+        if key in self._time_waits:
+            return True  # TIME-WAIT holds the 4-tuple (RFC 9293 §3.6.1)
+        conn = self._by_key.get(key)
         return conn is not None and not conn.is_closed
 
     def _unlisten(self, listener: Listener) -> None:
@@ -1003,6 +1510,15 @@ class Host:
                 0,
             )
         self._drop(now, reason, src=ip.src, dst=ip.dst, segment=seg)
+        tokens = min(
+            RST_BURST, self._rst_tokens + (now - self._rst_refill) * RST_PER_SECOND / SECOND
+        )
+        self._rst_refill = now
+        if tokens < 1:
+            self._rst_tokens = tokens
+            self._drop(now, "rst-rate-limited", src=ip.src, dst=ip.dst, segment=seg)
+            return
+        self._rst_tokens = tokens - 1
         self._emit(ip.dst, ip.src, PROTO_TCP, rst.build(ip.dst, ip.src))
         self.counters["rst_sent"] += 1
         self._tracer(
@@ -1037,8 +1553,7 @@ class Host:
             # IPv6 never fragments on the way (RFC 8200 §5): PMTU discovery is the rule.
             return Ipv6Header(src, dst, protocol, TTL, ecn).build(payload)
         assert isinstance(src, IPv4Address) and isinstance(dst, IPv4Address)
-        ident = self._ident
-        self._ident = (ident + 1) & 0xFFFF
+        ident = self._next_ident(src, dst, protocol)
         return Ipv4Header(src, dst, protocol, TTL, ecn, ident, self._df(dst)).build(payload)
 
     def _df(self, dst: IPv4Address) -> bool:
@@ -1061,9 +1576,8 @@ class Host:
             gso_type = GSO_TCPV6
         else:
             assert isinstance(src, IPv4Address) and isinstance(dst, IPv4Address)
-            ident = self._ident
             # Each segment the kernel cuts takes the next identification (tcp_gso_segment).
-            self._ident = (ident + (seg.gso_segs if gso else 1)) & 0xFFFF
+            ident = self._next_ident(src, dst, PROTO_TCP, seg.gso_segs if gso else 1)
             df = self._df(dst)
             ip = Ipv4Header(src, dst, PROTO_TCP, TTL, ecn, ident, df).build_header(20 + length)
             gso_type = GSO_TCPV4
@@ -1080,6 +1594,26 @@ class Host:
             csum_start=len(ip),
             csum_offset=TCP_CSUM_OFFSET,
         )
+
+    def _next_ident(
+        self, src: IPv4Address, dst: IPv4Address, protocol: int, count: int = 1
+    ) -> int:
+        """The IPv4 ID for the next packet of this flow: its bucket's counter, which moves
+        on by `count` (the segments a GSO super-segment is cut into take one each)."""
+        flow = (src, dst, protocol)
+        bucket = self._ident_bucket.get(flow)
+        if bucket is None:
+            if len(self._ident_bucket) >= IP_IDENTS:
+                self._ident_bucket.clear()  # a cache only: a flood of sources cannot grow it
+            digest = hashlib.blake2s(
+                src.packed + dst.packed + bytes((protocol,)), key=self._ident_key, digest_size=4
+            ).digest()
+            bucket = int.from_bytes(digest, "big") % IP_IDENTS
+            self._ident_bucket[flow] = bucket
+        idents = self._idents
+        ident = idents[bucket]
+        idents[bucket] = (ident + count) & 0xFFFF
+        return ident
 
     def _drop(self, now: int, reason: str, **fields: Any) -> None:
         drops = self.counters["drops"]

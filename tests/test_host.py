@@ -25,7 +25,7 @@ from stack.tcp.clock import MS, SECOND
 from stack.tcp.connection import Connection
 from stack.tcp.errors import InvalidStateError
 from stack.tcp.events import ConnectionFailed
-from stack.tcp.isn import SynCookies
+from stack.tcp.isn import SynCookies, cookie_options, cookie_tsval
 from stack.tcp.state import State
 from stack.trace import DROP, SEGMENT_OUT, TraceLog
 from stack.wire import (
@@ -405,7 +405,7 @@ def test_passive_open_accept() -> None:
 
 
 def test_syn_backlog_limit() -> None:
-    host, _ = make_host()
+    host, _ = make_host(syn_cookies="never")
     lst = host.listen(LISTEN_PORT, backlog=2)
     for port in (40_001, 40_002, 40_003):
         host.receive_packet(packet(syn(port)), 0)
@@ -417,6 +417,7 @@ def test_syn_backlog_limit() -> None:
         "state": "LISTEN",
         "local": {"addr": "*", "port": LISTEN_PORT},  # both families, as ss prints it
         "backlog": 2,
+        "syn_cookies": "never",
         "syn_queue": 2,
         "accept_queue": 0,
         "counters": {
@@ -426,6 +427,7 @@ def test_syn_backlog_limit() -> None:
             "ack_dropped": 0,
             "cookies_sent": 0,
             "cookies_accepted": 0,
+            "synack_pruned": 0,
         },
     }
 
@@ -633,8 +635,136 @@ def test_forged_or_stale_cookie_draws_a_rst() -> None:
     assert (lst.pending, lst.counters["cookies_accepted"]) == (0, 0)
 
 
-def test_without_cookies_a_full_backlog_drops_syns() -> None:
+def test_syn_cookies_are_on_by_default() -> None:
+    # As Linux's tcp_syncookies=1: a host not told otherwise answers a full backlog
+    # with cookies.
     host, _ = make_host()
+    lst = host.listen(LISTEN_PORT, backlog=1)
+    assert lst.syn_cookies == "auto"
+    host.receive_packet(packet(syn(40_001)), 0)
+    host.receive_packet(packet(syn(40_002)), 0)
+    assert sorted(s.dst_port for s in segments(host.packets_to_send(0))) == [40_001, 40_002]
+    assert (lst.embryonic, lst.counters["cookies_sent"]) == (1, 1)
+
+
+def test_syn_cookie_keeps_wscale_and_sack_in_the_timestamp() -> None:
+    # Linux cookie_init_timestamp: the low 6 bits of TSval carry the peer's shift and
+    # SACK-permitted; the TSval stays at or below the clock (4951 <= 5000 ms).
+    host, _ = make_host()
+    lst = host.listen(LISTEN_PORT, backlog=1)
+    host.receive_packet(packet(syn(40_001)), 0)
+    host.packets_to_send(0)
+    now = 5 * SECOND
+    offer = replace(syn(40_002), wscale=7, sack_permitted=True, timestamps=(1000, 0))
+    host.receive_packet(packet(offer), now)
+    cookie = only(host, now)
+    iss = SynCookies(b"test secret").make((LOCAL, LISTEN_PORT), (PEER, 40_002), PEER_ISS, 1460, now)
+    assert cookie_tsval(5000, 7, True) == 4951 == (5000 & ~63 | 7 | 16) - 64
+    assert cookie == TcpSegment(
+        LISTEN_PORT, 40_002, iss, PEER_ISS + 1, S | A, 65535, mss=1460, wscale=7,
+        sack_permitted=True, timestamps=(4951, 1000),
+    )  # fmt: skip
+    ack = TcpSegment(40_002, LISTEN_PORT, PEER_ISS + 1, iss + 1, A, 1000, timestamps=(1010, 4951))
+    host.receive_packet(packet(ack), now + 10 * MS)
+    conn = lst.accept()
+    assert conn is not None and conn.state == State.ESTABLISHED
+    tcb = conn.tcb
+    # Our shift is the one a connection offers (for rcv_buf_max, 6 MiB: 7).
+    assert (tcb.wscale_remote, tcb.wscale_local, tcb.sack, tcb.timestamps) == (7, 7, True, True)
+    assert (tcb.snd_wnd, tcb.ts_recent) == (1000 << 7, 1010)
+    conn.send(b"data", now + 20 * MS)
+    (data,) = segments(host.packets_to_send(now + 20 * MS))
+    assert data.timestamps == (5020, 1010)  # our clock, never behind the cookie's TSval
+    assert lst.counters["cookies_accepted"] == 1
+
+
+def test_syn_cookie_without_timestamps_offers_mss_only() -> None:
+    host, _ = make_host(syn_cookies="always")
+    host.listen(LISTEN_PORT)
+    host.receive_packet(packet(replace(syn(40_002), wscale=7, sack_permitted=True)), 0)
+    cookie = only(host, 0)
+    assert (cookie.mss, cookie.wscale, cookie.sack_permitted, cookie.timestamps) == (
+        1460, None, False, None,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("tsecr", "options"),
+    [(0x0F, (None, False)), (0x1F, (None, True)), (0x07, (7, False)), (0x10, (0, True)),
+     (0x2E + 0x1000, (14, False))],
+)
+def test_cookie_options_from_the_echoed_tsval(tsecr: int, options: object) -> None:
+    assert cookie_options(tsecr) == options
+    shift, sack = cookie_options(tsecr)
+    assert cookie_options(cookie_tsval(123_456, shift, sack)) == (shift, sack)
+
+
+def test_always_answers_every_syn_with_a_cookie_and_keeps_no_state() -> None:
+    host, _ = make_host()
+    lst = host.listen(LISTEN_PORT, syn_cookies="always")
+    host.receive_packet(packet(syn(40_001)), 0)
+    cookie = only(host, 0)
+    assert (lst.embryonic, len(host.connections()), lst.counters["cookies_sent"]) == (0, 0, 1)
+    ack = TcpSegment(40_001, LISTEN_PORT, PEER_ISS + 1, cookie.seq + 1, A, 65535)
+    host.receive_packet(packet(ack), 1 * MS)
+    assert lst.pending == 1
+
+
+def test_auto_accepts_cookies_only_while_it_sends_them() -> None:
+    # Linux tcp_synq_no_recent_overflow: with no recent overflow, an ACK that happens to
+    # carry a valid cookie is an ACK to a listener (RST), so blind guesses hit nothing.
+    host, _ = make_host()
+    lst = host.listen(LISTEN_PORT, backlog=1)
+    iss = SynCookies(b"test secret").make((LOCAL, LISTEN_PORT), (PEER, 40_002), PEER_ISS, 1460, 0)
+    guess = TcpSegment(40_002, LISTEN_PORT, PEER_ISS + 1, iss + 1, A, 65535)
+    host.receive_packet(packet(guess), 0)
+    assert bare(only(host, 0))[4] == R
+    host.receive_packet(packet(syn(40_001)), 0)  # fills the backlog
+    host.receive_packet(packet(syn(40_002)), 0)  # overflows it: a cookie goes out
+    host.packets_to_send(0)
+    host.receive_packet(packet(guess), 1 * MS)
+    assert lst.pending == 1
+    assert host.listen(LISTEN_PORT + 1, syn_cookies="never").syn_cookies == "never"
+    with pytest.raises(ValueError):
+        host.listen(LISTEN_PORT + 2, syn_cookies="sometimes")
+
+
+def _spoofed_flood(host: Host, count: int, now: int = 0) -> None:
+    spoofed = IPv4Address("10.77.0.99")
+    for port in range(1000, 1000 + count):
+        seg = TcpSegment(port, LISTEN_PORT, port * 1000, 0, S, 65535, mss=1460)
+        host.receive_packet(packet(seg, src=spoofed), now)
+    host.packets_to_send(now)
+
+
+def test_under_pressure_embryonic_connections_get_fewer_synack_retries() -> None:
+    # Linux reqsk_timer_handler: a full backlog with no young entries allows 2 SYN-ACK
+    # retransmissions (1 s, 3 s) instead of 5; at 7 s they are forgotten without a RST.
+    host, _ = make_host(syn_cookies="never")
+    lst = host.listen(LISTEN_PORT, backlog=8)
+    _spoofed_flood(host, 8)
+    for at in (1 * SECOND, 3 * SECOND):
+        host.handle_timers(at)
+        assert len(segments(host.packets_to_send(at))) == 8  # SYN-ACKs again
+    host.handle_timers(7 * SECOND)
+    assert host.packets_to_send(7 * SECOND) == []  # no SYN-ACK, no RST
+    assert (lst.embryonic, lst.counters["synack_pruned"]) == (0, 8)
+    assert host.counters["drops"]["synack-pruned"] == 8
+    assert host.connections() == []
+
+
+def test_without_pressure_synack_retries_stay_at_the_limit() -> None:
+    host, _ = make_host(syn_cookies="never")
+    lst = host.listen(LISTEN_PORT, backlog=128)
+    _spoofed_flood(host, 8)
+    for at in (1, 3, 7, 15, 31):
+        host.handle_timers(at * SECOND)
+        assert len(segments(host.packets_to_send(at * SECOND))) == 8
+    assert (lst.embryonic, lst.counters["synack_pruned"]) == (8, 0)
+
+
+def test_without_cookies_a_full_backlog_drops_syns() -> None:
+    host, _ = make_host(syn_cookies=False)  # as "never"
     host.listen(LISTEN_PORT, backlog=1)
     host.receive_packet(packet(syn(40_001)), 0)
     host.receive_packet(packet(syn(40_002)), 0)
@@ -1037,6 +1167,7 @@ class HostMachine(RuleBasedStateMachine):
         deadline = self.host.next_deadline()
         deadlines = [d for c in live if (d := c.next_deadline()) is not None]
         deadlines += [e.expires for e in self.host.path_mtus().values()]  # RFC 1191 §6.3
+        deadlines += [r.deadline for r in self.host.time_waits()]  # compacted TIME-WAITs
         assert deadline == (min(deadlines) if deadlines else None)
 
 

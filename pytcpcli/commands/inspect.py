@@ -34,6 +34,7 @@ from pytcpcli.output import (
     changed_fields,
     endpoint,
     matches,
+    render_hosts,
     render_journal,
     render_json,
     render_list,
@@ -267,6 +268,19 @@ def _list(
         if notes and not entries:
             return notes
         return render_list(entries) + notes
+
+    _watch(frame, watch, count)
+
+
+def _hosts(app: App, as_json: bool, watch: float | None, count: int | None) -> None:
+    client = ControlClient()
+
+    def frame() -> str:
+        hosts = client.hosts()
+        _warn(app, client)
+        if as_json:
+            return json.dumps(hosts, sort_keys=True) + "\n" if watch else render_json(hosts)
+        return render_hosts(hosts)
 
     _watch(frame, watch, count)
 
@@ -577,6 +591,14 @@ class InspectCommand(click.Command):
     "queued out of order, dropped and why) and what it changed in the TCB.",
 )
 @click.option(
+    "--host",
+    "host_view",
+    is_flag=True,
+    help="Per pytcp process instead: the host's packet counters and the packets it "
+    "dropped before any connection saw them, by reason (bad checksum, truncated, "
+    "fragment, bad source, time-wait-..., ...), and the control endpoint's counters.",
+)
+@click.option(
     "--data",
     metavar="TEXT",
     help="Probe only: send TEXT (backslash escapes \\r \\n \\t \\\\ understood) before the close.",
@@ -596,6 +618,7 @@ def inspect(
     count: int | None,
     as_json: bool,
     journal: bool,
+    host_view: bool,
     data: str | None,
     ipv4: bool,
     ipv6: bool,
@@ -643,7 +666,11 @@ def inspect(
         raise CliError("--data is for a probe: pytcp inspect HOST PORT --data TEXT", EXIT_USAGE)
     if ipv4 or ipv6:
         raise CliError("-4 and -6 are for a probe: pytcp inspect -6 HOST PORT", EXIT_USAGE)
-    if len(target) == 0:
+    if host_view:
+        if target or states or port is not None:
+            raise CliError("--host shows every process; it takes no ID, -s or --port", EXIT_USAGE)
+        _hosts(app, as_json, every, count)
+    elif len(target) == 0:
         _list(app, states, port, as_json, every, count)
     elif len(target) == 1:
         if states or port is not None:

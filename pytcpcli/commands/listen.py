@@ -226,7 +226,8 @@ class ListenSession(Session):
 
     def _on_stdin(self, data: bytes) -> None:
         for client in self.live:
-            if not client.closed:
+            # A client that closed its side is leaving (see _on_peer_eof): no new data.
+            if not client.closed and not (self.keep_open and client.relay.peer_eof):
                 client.relay.feed(data)
         self._on_progress()
 
@@ -304,6 +305,11 @@ class ListenSession(Session):
             client.child_in.close_when_drained()  # the child reads EOF
         elif not self.keep_open and self.stdout is not None:
             self.stdout.close_when_drained()  # one client: the pipeline sees EOF now
+        elif self.keep_open:
+            # -k: a client that closed its side has left. Send it what is queued, then
+            # FIN, rather than hold it in CLOSE-WAIT until stdin speaks (as ncat -k
+            # closes a departed client); later stdin goes to the clients still there.
+            client.relay.feed_eof()
 
     def _on_write_side_gone(self, client: Client, unsent: int) -> None:
         """`pytcp close [--half] ID` from another process sent this connection's FIN:
@@ -757,7 +763,8 @@ def parse_addr_port(args: tuple[str, ...]) -> tuple[str | None, int]:
     is_flag=True,
     help="Serve connections concurrently and keep listening: data of all clients goes "
     "to stdout, stdin goes to every connected client (after stdin ends, each client "
-    "gets FIN: a half-close, it can still send).",
+    "gets FIN: a half-close, it can still send). A client that closes its side gets "
+    "what is already queued for it, then FIN: it is not kept in CLOSE-WAIT.",
 )
 @click.option(
     "-e",
@@ -788,6 +795,15 @@ def parse_addr_port(args: tuple[str, ...]) -> tuple[str | None, int]:
     show_default=True,
     metavar="N",
     help="Connections completed but not yet accepted that the stack keeps.",
+)
+@click.option(
+    "--syn-cookies",
+    type=click.Choice(["auto", "always", "never"]),
+    default="auto",
+    show_default=True,
+    help="SYN cookies (RFC 4987), as Linux's tcp_syncookies 1, 2, 0: auto answers SYNs "
+    "with cookies once the SYN backlog (--backlog) is full, so a SYN flood locks no "
+    "client out; always answers every SYN so; never drops SYNs a full backlog cannot hold.",
 )
 @click.option("-C", "--crlf", is_flag=True, help="Send LF line endings as CRLF.")
 @click.option(
@@ -856,6 +872,7 @@ def listen(
     sh_cmd: str | None,
     max_conns: int | None,
     backlog: int,
+    syn_cookies: str,
     crlf: bool,
     recv_only: bool,
     no_shutdown: bool,
@@ -936,7 +953,9 @@ def listen(
         command = ["/bin/sh", "-c", sh_cmd]
     with app.stack(stack) as st, app.control(st, stack.verbose):
         try:
-            listener = st.listen(port, address=address, backlog=backlog, family=family)
+            listener = st.listen(
+                port, address=address, backlog=backlog, family=family, syn_cookies=syn_cookies
+            )
         except OSError as e:
             if e.errno == errno.EADDRNOTAVAIL:
                 ours = " and ".join(str(a) for a in (st.address, st.address6) if a is not None)

@@ -65,6 +65,35 @@ COOKIE_MAX_AGE = 1  # accept cookies of the current and the previous period
 # largest entry not above what the client offered (so we never send more).
 COOKIE_MSS = (536, 1200, 1300, 1380, 1440, 1452, 1460, 8960)
 _COOKIE_HASH = struct.Struct("!IQB")
+# Linux (cookie_init_timestamp): with timestamps, the options a cookie cannot hold ride
+# in the low 6 bits of our TSval, echoed back in the ACK's TSecr: 4 bits of the peer's
+# window shift (15: none offered), 1 bit SACK-permitted, 1 bit ECN (unused here).
+TS_OPT_WSCALE = 0xF
+TS_OPT_SACK = 1 << 4
+TS_OPT_MASK = 0x3F
+MAX_COOKIE_WSCALE = 14  # RFC 7323 §2.3
+
+
+def cookie_tsval(ts_now: int, wscale: int | None, sack: bool) -> int:
+    """Our TSval for a cookie SYN-ACK: `ts_now` (the ms clock) with its low 6 bits
+    replaced by the options, never ahead of `ts_now` (the connection's later TSvals
+    must not go backwards, RFC 7323 §5.4)."""
+    options = (TS_OPT_WSCALE if wscale is None else min(wscale, MAX_COOKIE_WSCALE)) | (
+        TS_OPT_SACK if sack else 0
+    )
+    ts = ((ts_now & ~TS_OPT_MASK) | options) & 0xFFFFFFFF
+    ahead = (ts - ts_now) & 0xFFFFFFFF
+    if 0 < ahead < 1 << 31:
+        ts = (ts - (TS_OPT_MASK + 1)) & 0xFFFFFFFF
+    return ts
+
+
+def cookie_options(tsecr: int) -> tuple[int | None, bool]:
+    """The peer's window shift (None: it offered none) and SACK-permitted from the TSecr
+    of an ACK answering a cookie SYN-ACK. Every 4-bit shift is valid: 15 means none and
+    a shift above 14 was sent as 14 (RFC 7323 §2.3)."""
+    wscale = tsecr & TS_OPT_WSCALE
+    return (None if wscale == TS_OPT_WSCALE else wscale), bool(tsecr & TS_OPT_SACK)
 
 
 class SynCookies:
@@ -75,8 +104,9 @@ class SynCookies:
     3 bits of MSS index, and 24 bits of a keyed hash of the 4-tuple, the client's
     ISN and t.  The ACK that completes the handshake acknowledges cookie + 1;
     `check` recomputes the hash and returns the MSS, or None for a forged, stale
-    or mismatched ACK.  Only the MSS survives: window scaling, SACK and timestamps
-    offered in the SYN are lost (RFC 4987 §3.6's known limitation).
+    or mismatched ACK.  Without timestamps only the MSS survives (RFC 4987 §3.6's
+    known limitation); with them, window scale and SACK-permitted ride in the TSval
+    (`cookie_tsval`, `cookie_options`), as Linux does.
     """
 
     __slots__ = ("_key",)

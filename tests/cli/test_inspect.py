@@ -975,3 +975,31 @@ def test_netns_shell_completion_offers_live_ids(held: Held) -> None:
     assert complete("pytcp send --conn ") == [f"plain,{conn_id}"]
     refused = held.run("send", "--conn", listener_id, "x")
     assert refused.returncode == 1  # what send does with a listener's ID
+
+
+def test_host_view_shows_the_hosts_drops_by_reason(
+    live: tuple[PairedStacks, CliRunner],
+) -> None:
+    paired, runner = live
+    paired.pause()
+    # Bad packets the host drops before any connection sees them (issue 14).
+    before = dict(paired.a.host.counters["drops"])
+    paired.a.host.receive_packet(b"\x45" + bytes(10), paired.loop.now())
+    paired.a.host.receive_packet(b"\x45" + bytes(30), paired.loop.now())
+    paired.run_in_background()
+    result = invoke(runner, "inspect", "--host", "--json")
+    assert result.exit_code == 0
+    (process,) = json.loads(result.output)
+    assert (process["pid"], process["tun"]) == (os.getpid(), "")
+    drops = process["host"]["counters"]["drops"]
+    added = {k: v - before.get(k, 0) for k, v in drops.items() if v != before.get(k, 0)}
+    assert added == {"truncated": 1, "bad-total-length": 1}
+    assert (process["host"]["connections"], process["host"]["listeners"]) == (1, 0)
+    assert process["control"]["clients"] >= 1  # this very request
+    text = invoke(runner, "inspect", "--host").output
+    assert text.startswith(f"process {os.getpid()} (-)\n  address ")
+    assert "bad-total-length 1" in text and "truncated 1" in text
+    bad = invoke(runner, "inspect", "--host", "1.2")
+    assert (bad.exit_code, bad.output) == (
+        2, "pytcp: --host shows every process; it takes no ID, -s or --port\n"
+    )  # fmt: skip

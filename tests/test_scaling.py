@@ -1,0 +1,111 @@
+"""Per-packet work independent of the number of connections (issue 14): the host visits
+only the connections something happened to, files timers in a heap, finds a connection
+by id in one look-up. Asserted as counts of connections touched, never as times."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from stack.host import Host
+from stack.tcp.clock import MS
+from stack.tcp.connection import Connection
+from stack.wire import Ipv4Header, TcpSegment
+from stack.wire.packet import Packet
+from tests.test_memory import Pair
+
+
+class Counting:
+    """Counts calls of a Connection method on one host's connections."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, host: Host, name: str) -> None:
+        self.calls = 0
+        cls = host._connection_class
+        original = getattr(cls, name)
+
+        def counted(conn: Connection, *args: Any, **kw: Any) -> Any:
+            self.calls += 1
+            return original(conn, *args, **kw)
+
+        monkeypatch.setattr(cls, name, counted)
+
+
+def one_exchange(n_idle: int, monkeypatch: pytest.MonkeyPatch) -> tuple[int, int, int]:
+    """With `n_idle` idle connections, one more sends and receives a few segments and
+    its timers run; returns how often the server host called segments_to_send,
+    next_deadline and handle_timers on any connection meanwhile."""
+    pair = Pair()
+    pair.connect(n_idle)
+    busy_client = pair.client.connect((pair.server.address, 5000), pair.now)
+    pair.pump()
+    busy_server = pair.listener.accept()
+    assert busy_server is not None
+    out = Counting(monkeypatch, pair.server, "segments_to_send")
+    deadline = Counting(monkeypatch, pair.server, "next_deadline")
+    timers = Counting(monkeypatch, pair.server, "handle_timers")
+    for _ in range(5):
+        busy_client.send(b"x" * 1000, pair.now)
+        pair.pump()
+        assert busy_server.receive(2000, pair.now) == b"x" * 1000
+        busy_server.send(b"y" * 100, pair.now)
+        pair.pump()
+        pair.now += 50 * MS  # delayed ACKs
+        for host in (pair.client, pair.server):
+            d = host.next_deadline()
+            if d is not None and d <= pair.now:
+                host.handle_timers(pair.now)
+        pair.pump()
+    pair.server.next_deadline()
+    return out.calls, deadline.calls, timers.calls
+
+
+def test_work_per_exchange_does_not_grow_with_idle_connections(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    few = one_exchange(10, monkeypatch)
+    monkeypatch.undo()
+    many = one_exchange(1000, monkeypatch)
+    assert few == many  # the idle connections are never touched
+    assert few[0] > 0
+
+
+def seq_and_payload(packet: bytes | Packet) -> tuple[int, bytes]:
+    assert isinstance(packet, bytes)  # no offload: plain packets
+    ip, tcp = Ipv4Header.parse(packet)
+    seg = TcpSegment.parse(tcp, ip.src, ip.dst)
+    return seg.seq, bytes(seg.payload)
+
+
+def test_one_connection_s_timer_fires_from_the_heap_among_idle_ones() -> None:
+    pair = Pair()
+    _clients, servers = pair.connect(50)
+    assert pair.server.next_deadline() is None  # idle: no timer armed anywhere
+    servers[7].send(b"late", pair.now)
+    (first,) = pair.server.packets_to_send(pair.now)  # lost: nobody delivers it
+    deadline = pair.server.next_deadline()
+    assert deadline is not None
+    rto = deadline - pair.now
+    pair.now = deadline
+    pair.server.handle_timers(pair.now)
+    (again,) = pair.server.packets_to_send(pair.now)  # resent by that connection only
+    assert seq_and_payload(again) == seq_and_payload(first)  # the same bytes again
+    later = pair.server.next_deadline()  # re-armed (a TLP probe or an RTO, backed off)
+    assert later is not None and later > pair.now
+    assert rto > 0
+
+
+def test_find_is_one_look_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    pair = Pair()
+    _clients, servers = pair.connect(100)
+    scans: list[int] = []
+
+    def connections() -> list[Connection]:
+        scans.append(1)
+        return []
+
+    monkeypatch.setattr(pair.server, "connections", connections)
+    assert pair.server.find(servers[42].id) == (servers[42], False)
+    assert pair.server.find(pair.listener.id) == (pair.listener, True)
+    assert pair.server.find(10**9) is None
+    assert scans == []
