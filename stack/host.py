@@ -58,6 +58,7 @@ import hashlib
 import heapq
 import inspect
 import itertools
+import struct
 import weakref
 from array import array
 from collections import deque
@@ -66,6 +67,7 @@ from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any, Protocol, TypedDict, cast
 
+from stack.fragments import TIMEOUT_V4, TIMEOUT_V6, Reassembler
 from stack.tcp.clock import MS, SECOND
 from stack.tcp.config import TcpConfig
 from stack.tcp.connection import PAWS_IDLE, Connection, _wscale_for
@@ -149,6 +151,9 @@ SYN_COOKIE_MODES = ("auto", "always", "never")  # Linux tcp_syncookies 1, 2, 0
 COOKIE_WINDOW = 2 * COOKIE_PERIOD  # "auto" accepts cookies this long after the last sent
 PRUNE_MIN_THRESH = 2  # Linux: under pressure no fewer SYN-ACK retries than this
 
+_IPV4 = struct.Struct("!BBHHHBBH4s4s")  # RFC 791 §3.1, for fragments the parser held back
+_IPV6 = struct.Struct("!IHBB16s16s")  # RFC 8200 §3
+_IPV6_FRAGMENT = struct.Struct("!BBHI")  # RFC 8200 §4.5
 _SYN = int(Flags.SYN)
 _SYN_ACK_RST = int(Flags.SYN | Flags.ACK | Flags.RST)
 
@@ -168,6 +173,8 @@ class HostCounters(TypedDict):
     rst_sent: int
     icmp_in: int
     icmp_out: int
+    fragments_in: int  # IP fragments taken for reassembly (stack/fragments.py)
+    reassembled: int  # datagrams completed from them
     drops: dict[str, int]
 
 
@@ -612,6 +619,7 @@ class Host:
         self._pmtu: dict[Address, PathMtu] = {}  # learned path MTUs by destination
         self._icmp_tokens = float(ICMP_ERROR_BURST)  # token bucket of ICMP errors
         self._icmp_refill = 0
+        self._fragments = Reassembler()  # IP datagrams in reassembly (stack/fragments.py)
         self._rst_tokens = float(RST_BURST)  # token bucket of RSTs to orphan segments
         self._rst_refill = 0
         # The link takes `Packet`s with offload facts (a TUN with a virtio-net header): TCP
@@ -633,6 +641,8 @@ class Host:
             "rst_sent": 0,
             "icmp_in": 0,
             "icmp_out": 0,
+            "fragments_in": 0,
+            "reassembled": 0,
             "drops": {},
         }
 
@@ -803,6 +813,9 @@ class Host:
         try:
             ip, payload = Ipv4Header.parse(data)
         except WireError as exc:
+            if exc.reason == "fragment":
+                self._fragment4(data, now)  # a valid header: only the fragment is new
+                return
             self._drop(now, exc.reason, detail=str(exc))
             return
         if ip.dst != self.address:
@@ -824,12 +837,84 @@ class Host:
             self._drop(now, "unknown-protocol", src=ip.src, dst=ip.dst, protocol=ip.protocol)
             self._send_unreachable(CODE_PROTOCOL_UNREACHABLE, ip, data, now)
 
+    def _fragment4(self, data: bytes | bytearray | memoryview, now: int) -> None:
+        """An IPv4 fragment (its header checked already by Ipv4Header.parse): held for
+        reassembly (stack/fragments.py); the whole datagram, once complete, is received
+        as if it had come in one packet."""
+        ver_ihl, tos, total, ident, frag, ttl, proto, _, src_, dst_ = _IPV4.unpack_from(data)
+        src, dst = IPv4Address(src_), IPv4Address(dst_)
+        if dst != self.address:
+            self._drop(now, "not-for-us", src=src, dst=dst)
+            return
+        if src == self.address or is_martian_source(src):
+            self._drop(now, "bad-source", src=src, dst=dst)
+            return
+        payload = bytes(data[(ver_ihl & 0x0F) * 4 : total])
+        whole, reason = self._fragments.add(
+            (src, dst, proto, ident), (frag & 0x1FFF) * 8, bool(frag & 0x2000), payload, now,
+            TIMEOUT_V4,
+        )  # fmt: skip
+        self._reassembled(whole, reason, src, dst, now,
+                          lambda p: Ipv4Header(src, dst, proto, ttl, tos, ident, False).build(p))
+
+    def _fragment6(
+        self, address6: IPv6Address, data: bytes | bytearray | memoryview, now: int
+    ) -> None:
+        """An IPv6 fragment (RFC 8200 §4.5) whose fragment header follows the fixed one
+        (a fragment behind other extension headers is dropped as "fragment-unsupported")."""
+        first, plen, nxt, hops, src_, dst_ = _IPV6.unpack_from(data)
+        src, dst = IPv6Address(bytes(src_)), IPv6Address(bytes(dst_))
+        if dst != address6:
+            self._drop(now, "not-for-us", src=src, dst=dst)
+            return
+        if src == address6 or is_martian_source(src):
+            self._drop(now, "bad-source", src=src, dst=dst)
+            return
+        if nxt != 44 or len(data) < 48:
+            self._drop(now, "fragment-unsupported", src=src, dst=dst)
+            return
+        following, _, offflags, ident = _IPV6_FRAGMENT.unpack_from(data, 40)
+        payload = bytes(data[48 : 40 + plen])
+        whole, reason = self._fragments.add(
+            (src, dst, ident), offflags & 0xFFF8, bool(offflags & 1), payload, now, TIMEOUT_V6
+        )
+        self._reassembled(whole, reason, src, dst, now,
+                          lambda p: Ipv6Header(src, dst, following, hops, (first >> 20) & 0xFF,
+                                               first & 0xFFFFF).build(p))  # fmt: skip
+
+    def _reassembled(
+        self,
+        whole: bytes | None,
+        reason: str | None,
+        src: Address,
+        dst: Address,
+        now: int,
+        build: Callable[[bytes], bytes],
+    ) -> None:
+        if reason is not None:
+            self._drop(now, reason, src=src, dst=dst)
+            return
+        self.counters["fragments_in"] += 1
+        if whole is None:
+            return
+        try:
+            packet = build(whole)
+        except ValueError:
+            self._drop(now, "fragment-too-big", src=src, dst=dst)
+            return
+        self.counters["reassembled"] += 1
+        self._receive_ip(packet, now)
+        self.counters["packets_in"] -= 1  # one packet from the link: counted as fragments
+
     def _receive_ipv6(
         self, address6: IPv6Address, data: bytes | bytearray | memoryview, now: int
     ) -> None:
         try:
             ip6, payload = Ipv6Header.parse(data)
         except WireError as exc:
+            if exc.reason == "fragment":
+                self._fragment6(address6, data, now)
+                return
             self._drop(now, exc.reason, detail=str(exc))
             return
         if (
@@ -1127,6 +1212,10 @@ class Host:
         packets_to_send() next."""
         if self._pmtu:
             self._expire_path_mtus(now)
+        if self._fragments:
+            for _ in range(self._fragments.expire(now)):
+                # RFC 1122 §3.3.2: the reassembly timer ran out (no ICMP time exceeded).
+                self._drop(now, "fragment-timeout")
         heap = self._tw_heap
         while heap and heap[0][0] <= now:
             _, rid = heapq.heappop(heap)
@@ -1239,6 +1328,9 @@ class Host:
         while heap and heap[0][1] not in self._tw_ids:
             heapq.heappop(heap)
         earliest: int | None = heap[0][0] if heap else None
+        frag = self._fragments.next_deadline() if self._fragments else None
+        if frag is not None and (earliest is None or frag < earliest):
+            earliest = frag
         timers, scheduled = self._timer_heap, self._scheduled
         while timers and scheduled.get(timers[0][1]) != timers[0][0]:
             heapq.heappop(timers)  # superseded or gone

@@ -215,18 +215,19 @@ def fragment(data: bytes, frag: int) -> bytes:
     return bytes(header) + data[20:]
 
 
-def test_fragments_are_dropped_with_a_counted_reason() -> None:
+def test_fragments_are_held_for_reassembly_and_an_overlap_drops_them() -> None:
+    # Two SYNs as fragments of one datagram (same addresses, protocol and ID 0): the
+    # first is held (tests/test_fragments.py reassembles), the second overlaps it.
     host, log = make_host()
     lst = host.listen(LISTEN_PORT)  # whole, either SYN would draw a SYN-ACK
     host.receive_packet(fragment(packet(syn()), 0x2000), 0)  # MF=1, offset 0
     host.receive_packet(fragment(packet(syn(PEER_PORT + 1)), 0x4001), 1)  # DF, offset 8
     assert host.packets_to_send(1) == []
-    assert host.counters["drops"] == {"fragment": 2}
-    assert host.counters["packets_in"] == 2
+    assert host.counters["drops"] == {"fragment-overlap": 1}
+    assert (host.counters["packets_in"], host.counters["fragments_in"]) == (2, 1)
     assert (lst.embryonic, host.connections()) == (0, [])
     assert [(e.now, e.conn, dict(e.fields)) for e in log.of_kind(DROP)] == [
-        (0, None, {"reason": "fragment", "detail": "fragment (MF=1, offset 0)"}),
-        (1, None, {"reason": "fragment", "detail": "fragment (MF=0, offset 8)"}),
+        (1, None, {"reason": "fragment-overlap", "src": PEER, "dst": LOCAL}),
     ]
 
 
@@ -397,6 +398,8 @@ def test_passive_open_accept() -> None:
             "rst_sent": 0,
             "icmp_in": 0,
             "icmp_out": 0,
+            "fragments_in": 0,
+            "reassembled": 0,
             "drops": {},
         },
         "listeners": [1],

@@ -22,6 +22,8 @@ FORBIDDEN: dict[str, set[str]] = {
     "stack/tcp": IO_MODULES | DYNAMIC | {"stack.io", "stack.host", "stack.api", "stack.control"},
     "stack/host.py": IO_MODULES | DYNAMIC | {"stack.io", "stack.api", "stack.control"},
     "stack/script": IO_MODULES | DYNAMIC | {"stack.io", "stack.api", "stack.control"},
+    "stack/fragments.py": IO_MODULES | DYNAMIC | {"stack.io", "stack.host", "stack.api",
+                                                  "stack.control"},
     "stack/io": {"stack.api", "stack.control"},
     "stack/api.py": {"stack.control"},
 }

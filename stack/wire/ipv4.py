@@ -1,8 +1,8 @@
 """The IPv4 header (RFC 791 §3.1): `Ipv4Header` parse and build. Imports stdlib, checksum.
 
-We never fragment and never reassemble: a fragment is refused with reason "fragment"
-(the host counts it as a drop), and what we build has DF set by default (RFC 1191 path
-MTU discovery answers with ICMP "fragmentation needed" instead).
+We never fragment: a fragment is refused here with reason "fragment" (the host then
+reassembles it, stack/fragments.py), and what we build has DF set by default (RFC 1191
+path MTU discovery answers with ICMP "fragmentation needed" instead).
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 Imports the standard library and `stack.wire` (WireError). The same shape as `Ipv4Header`:
 `parse` returns the header and the upper-layer payload (after any extension headers);
 `protocol` is the upper-layer protocol found at the end of the chain. We never fragment and
-never reassemble: a fragment is refused with reason "fragment", as in IPv4.
+reassemble here: a fragment is refused with reason "fragment", as in IPv4 (the host
+reassembles it, stack/fragments.py).
 """
 
 from __future__ import annotations
