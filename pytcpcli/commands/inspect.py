@@ -86,7 +86,8 @@ probes_unanswered, keepalives_unanswered}; rtt {srtt,
 rttvar, rto, min_rtt, samples, backoff, timed_seq, karn, ts_floor};
 
 buffers {send_capacity, send_queued, unacked, unsent, recv_capacity, unread,
-out_of_order: [[start_seq, end_seq], ...]};
+send_allocated, recv_allocated, out_of_order: [[start_seq, end_seq], ...]}
+(*_allocated: bytes of storage held now; buffers grow on demand, freed when empty);
 
 counters {segments_in, segments_out, bytes_in, bytes_out, retransmissions,
 retransmitted_bytes, dup_acks, challenge_acks, keepalive_probes,

@@ -1598,6 +1598,9 @@ class Connection(Sender):
                 "unsent": queued - unacked,
                 "recv_capacity": self.recvbuf.capacity,
                 "unread": self.recvbuf.readable,
+                # Storage the buffers hold now: allocated on demand (issue 14).
+                "send_allocated": self.sendbuf.allocated,
+                "recv_allocated": self.recvbuf.allocated,
                 "out_of_order": [
                     [seq_add(nxt, s), seq_add(nxt, e)] for s, e in self.recvbuf.ooo_ranges()
                 ],

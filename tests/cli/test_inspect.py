@@ -256,7 +256,7 @@ DOCUMENTED_FIELDS: dict[str, set[str]] = {
     "rtt": {"srtt", "rttvar", "rto", "min_rtt", "samples", "backoff", "timed_seq", "karn",
             "ts_floor"},
     "buffers": {"send_capacity", "send_queued", "unacked", "unsent", "recv_capacity", "unread",
-                "out_of_order"},
+                "send_allocated", "recv_allocated", "out_of_order"},
     "counters": {"segments_in", "segments_out", "bytes_in", "bytes_out", "retransmissions",
                  "retransmitted_bytes", "dup_acks", "challenge_acks", "keepalive_probes",
                  "zero_window_probes", "dsacks_sent", "dsacks_received", "rtos",
