@@ -712,6 +712,8 @@ class ControlServer:
     def _impair(self, conn: Any, req: Request, now: int) -> Response:
         from stack.io.faults import FaultSpec
 
+        if not hasattr(conn, "clamp_window"):  # stack.host.TimeWait: no segments of its own
+            return Response.error(BAD_REQUEST, _time_wait_record(req.conn, "impair"))
         try:
             spec = FaultSpec.parse(req.params["spec"])
         except ValueError as exc:
@@ -741,6 +743,8 @@ class ControlServer:
         return Response(ok=True, result=self._entry(conn, now))
 
     def _journal(self, conn: Any, req: Request, now: int) -> Response:
+        if not hasattr(conn, "clamp_window"):  # stack.host.TimeWait keeps no journal
+            return Response.error(BAD_REQUEST, _time_wait_record(req.conn, "journal"))
         journal = getattr(conn, "journal", None)
         if journal is None:
             return Response.error(
@@ -1153,3 +1157,12 @@ __all__ = [
     "runtime_dir",
     "search_dirs",
 ]
+
+
+def _time_wait_record(conn_id: str | None, what: str) -> str:
+    """The refusal of impair/journal on a TIME-WAIT record (its application closed it)."""
+    return (
+        f"{conn_id} is in TIME-WAIT, kept as a compact record that sends nothing but "
+        f"ACKs and keeps no {'impairments' if what == 'impair' else 'journal'}; "
+        f"`pytcp timer {conn_id} fire time-wait` ends it"
+    )

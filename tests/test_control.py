@@ -693,3 +693,28 @@ def test_the_reply_is_written_before_the_owner_can_end(paired: PairedStacks) -> 
         client.get(paired.client.id)
     assert info.value.code == "gone"
     assert control.is_gone(info.value)
+
+
+def test_impair_and_journal_of_a_time_wait_record_are_refused_by_name(
+    paired: PairedStacks,
+) -> None:
+    # The application closes first and the peer after: ours ends in TIME-WAIT and, its
+    # socket closed, the host keeps it as a compact record (stack.host.TimeWait).
+    paired.client.close()
+    paired.loop.run_until(lambda: paired.server.at_eof, 5)
+    paired.server.close()
+    assert paired.loop.run_until(lambda: len(paired.a.host.time_waits()) == 1, 5)
+    paired.run_in_background()
+    client = ControlClient([paired.control.directory], timeout=5)
+    assert client.get(paired.client.id)["state"] == "TIME-WAIT"
+    for call, kept in ((lambda: client.impair(paired.client.id, "drop-next 1"), "impairments"),
+                       (lambda: client.journal(paired.client.id), "journal")):  # fmt: skip
+        with pytest.raises(ControlError) as info:
+            call()
+        assert info.value.code == "bad-request"
+        assert str(info.value) == (
+            f"{paired.client.id} is in TIME-WAIT, kept as a compact record that sends "
+            f"nothing but ACKs and keeps no {kept}; "
+            f"`pytcp timer {paired.client.id} fire time-wait` ends it"
+        )
+    assert client.get(paired.client.id)["state"] == "TIME-WAIT"  # untouched, still served
