@@ -986,6 +986,9 @@ class Stack:
     def _after_iteration(self) -> None:
         for sock in list(self._sockets.values()):
             sock._notify()
+        for name in self.faults.names():  # `pytcp impair`'s faults end with their connection:
+            if self.host.find(int(name)) is None:  # a later one on the same 4-tuple is clean
+                self.faults.forget(name)
 
     def __repr__(self) -> str:
         six = f" {self.address6}" if self.address6 is not None else ""

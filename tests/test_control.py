@@ -718,3 +718,13 @@ def test_impair_and_journal_of_a_time_wait_record_are_refused_by_name(
             f"`pytcp timer {paired.client.id} fire time-wait` ends it"
         )
     assert client.get(paired.client.id)["state"] == "TIME-WAIT"  # untouched, still served
+
+
+def test_impairments_end_with_their_connection(paired: PairedStacks) -> None:
+    paired.run_in_background()
+    client = ControlClient([paired.control.directory], timeout=5)
+    client.impair(paired.client.id, "drop-next 5 out")
+    assert [f["fault"] for f in client.get(paired.client.id)["impairments"]] == ["drop-next"]
+    assert client.close(paired.client.id, "reset")["state"] == "CLOSED"
+    # Nothing of it is left to catch a later connection that reuses the 4-tuple.
+    assert wait_for(lambda: paired.a.faults.names() == [])
