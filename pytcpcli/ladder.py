@@ -120,8 +120,12 @@ class Ladder:
                 self.out.flush()
         except (OSError, ValueError):
             self.failed = True  # stderr is gone: the connection goes on without pictures
-        except Exception:
-            pass  # a drawing bug must not break the stack
+        except Exception as exc:  # a drawing bug must not break the stack: stop, say so once
+            self.failed = True
+            try:
+                self.out.write(f"pytcp: warning: --ladder stopped: {type(exc).__name__}: {exc}\n")
+            except (OSError, ValueError):
+                pass
 
     # -- geometry ------------------------------------------------------------------
 

@@ -47,10 +47,14 @@ class Recorder:
                 self.warn(f"warning: --record stopped: {getattr(exc, 'strerror', None) or exc}")
 
     def __call__(self, event: Any) -> None:
+        if self.failed:
+            return
         try:
             self._event(event)
-        except Exception:
-            pass  # a sink must not raise into the stack
+        except Exception as exc:  # a sink must not raise into the stack: stop, say so once
+            self.failed = True
+            if self.warn is not None:
+                self.warn(f"warning: --record stopped: {type(exc).__name__}: {exc}")
 
     def _event(self, event: Any) -> None:
         f = event.fields
