@@ -504,10 +504,11 @@ class Connection(Sender):
             if self._syn_pending and state in (State.SYN_SENT, State.SYN_RECEIVED):
                 out.append(self._send_syn(now))
             if state in SENDING:
-                # RFC 6675 NextSeg order: lost segments, new data, then rules (3)-(4).
-                self._send_recovery(now, out, new_data=True)
+                # RFC 6675 NextSeg order: lost segments, new data, then rules (3)-(4)
+                # (once the new data ran out).
+                self._send_recovery(now, out)
                 self._send_data(now, out)
-                self._send_recovery(now, out, new_data=False)
+                self._send_recovery(now, out)
             if self._ack_now and state is not State.SYN_SENT:
                 # SND.MAX, not SND.NXT: after a timeout pulled SND.NXT back, an ACK with
                 # the old sequence number would be unacceptable to the peer (BSD

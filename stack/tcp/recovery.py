@@ -141,7 +141,7 @@ class Recovery:
         self.recover = iss  # RFC 6582/6675 RecoveryPoint (wire sequence number)
         self._recover_u = iss  # the same, unwrapped
         self.dup_acks = 0
-        self.limited_bytes = 0  # new data sent in "disorder" (RFC 3042 limited transmit)
+        self.limited_bytes = 0  # new data sent beyond cwnd in "disorder" (RFC 3042)
         self.retries = 0  # consecutive RTOs without progress (RFC 9293 R2)
         self.high_sacked: int | None = None  # unwrapped end of the highest SACKed byte
         self.high_rxt: int | None = None  # RFC 6675 HighRxt (unwrapped), per episode
@@ -239,7 +239,13 @@ class Recovery:
             segs.append(SentSegment(new_start, end, now, fin=fin, delivered=self.delivered))
             self.outstanding += end - new_start
             if self.phase == "disorder":
-                self.limited_bytes += end - new_start
+                # RFC 3042 §2 / RFC 5681 §3.2 step 2: only what went out beyond cwnd
+                # (the duplicate ACKs' allowance) stays out of the FlightSize that
+                # ssthresh halves; new data within cwnd - pipe (a SACK shrank the
+                # pipe) is ordinary flight.
+                over = self.outstanding - self.cc.cwnd
+                if over > self.limited_bytes:
+                    self.limited_bytes = min(self.limited_bytes + end - new_start, over)
             if self.phase == "recovery":
                 self.prr_out += end - new_start
                 self.sndcnt -= end - new_start

@@ -164,10 +164,12 @@ class Sender:
             return False
         return seq_diff(seq_add(tcb.snd_una, tcb.snd_wnd), tcb.snd_nxt) > 0
 
-    def _send_recovery(self, now: int, out: list[TcpSegment], *, new_data: bool) -> None:
+    def _send_recovery(self, now: int, out: list[TcpSegment]) -> None:
         """SACK fast recovery (RFC 6675 §5 step (C)): while PRR allows, retransmit what
-        NextSeg names -- lost segments first; with `new_data` False (none can go
-        out) also rules (3) and (4)."""
+        NextSeg names -- lost segments first (rule 1); rules (3) and (4) only when rule
+        (2) fails: no new data is queued or the peer's window holds none.  New data
+        that congestion control (PRR's count) or sender SWS avoidance holds back is
+        not a failed rule (2): it waits for the next ACK, as RFC 6675 §5 (C) does."""
         tcb = self.tcb
         rec = self.recovery
         if not tcb.sack or rec.phase != "recovery" or tcb.state not in SENDING:
@@ -176,7 +178,7 @@ class Sender:
         for _ in range(len(rec.segs) + 1):  # each round resends one record or stops
             if rec.room(self.cc.cwnd, mss) <= 0:
                 return
-            nxt = rec.next_retransmit(mss, new_data=new_data and self._may_send_new())
+            nxt = rec.next_retransmit(mss, new_data=self._may_send_new())
             if nxt is None or not self._retransmit(nxt[0], nxt[1], now, out):
                 return
 

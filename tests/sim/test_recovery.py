@@ -5,9 +5,9 @@ same losses; the figures (retransmitted bytes, RTOs, virtual completion time) ar
 printed (`pytest -s`) and asserted as directions summed over the seeds, never as
 times:
 - random loss with reordering: SACK + RACK-TLP retransmits less, with fewer RTOs, and
-  finishes sooner than NewReno without SACK (SACK with DupThresh alone is printed too:
-  on these seeds it is no better than NewReno, waiting for DupThresh SACKs where
-  NewReno's partial ACK resends at once);
+  finishes sooner than NewReno without SACK; SACK with DupThresh alone (RFC 6675, RACK
+  off) needs no more RTOs and retransmits no more than NewReno (its lost
+  retransmissions still wait for the RTO, as NewReno's do: only RACK sees those);
 - tail drops (the last segment of every application burst): the tail loss probe
   repairs them without the RTO that NewReno and SACK without RACK wait for;
 - reordering alone: RACK's reordering window (and D-SACK undo) retransmits less than
@@ -156,6 +156,8 @@ def test_random_loss_and_reordering() -> None:
     assert t["sack+rack"].rtos < t["newreno"].rtos
     assert t["sack+rack"].ticks < t["newreno"].ticks
     assert t["sack+rack"].retransmitted_bytes < t["newreno"].retransmitted_bytes
+    assert t["sack"].rtos <= t["newreno"].rtos
+    assert t["sack"].retransmitted_bytes <= t["newreno"].retransmitted_bytes
 
 
 def test_tail_drops() -> None:

@@ -98,9 +98,11 @@ def test_heavy_jitter_reorders_and_still_delivers() -> None:
 
 
 def test_slow_reader_behind_a_small_buffer() -> None:
-    # The server reads at most 500 bytes every 20 ms from a 4 KiB buffer: its window
+    # The server reads at most 500 bytes every 20 ms from a 2 KiB buffer: its window
     # closes again and again, the client must stop and resume on its window updates
-    # (or probe when one is lost, RFC 9293 §3.8.6.1), and no byte may be lost.
+    # (or probe when one is lost, RFC 9293 §3.8.6.1), and no byte may be lost.  (With
+    # 4 KiB the sender's SWS avoidance mostly leaves a sliver open: whether the window
+    # reached zero at all depended on the seed's loss pattern.)
     windows: list[int] = []
 
     def observe(sender: IPv4Address | IPv6Address, data: bytes) -> None:
@@ -108,7 +110,7 @@ def test_slow_reader_behind_a_small_buffer() -> None:
             ip, payload = Ipv4Header.parse(data)
             windows.append(TcpSegment.parse(payload, ip.src, ip.dst).window)
 
-    config = TcpConfig(rcv_buf=4096, snd_buf=16 * 1024)
+    config = TcpConfig(rcv_buf=2048, snd_buf=16 * 1024)
     transfer(
         config,
         LOSSY,
@@ -118,7 +120,7 @@ def test_slow_reader_behind_a_small_buffer() -> None:
         observe=observe,
     )
     assert windows.count(0) > 0
-    assert max(windows) <= 4096
+    assert max(windows) <= 2048
 
 
 def max_srtt(config: TcpConfig, seed: int) -> int:

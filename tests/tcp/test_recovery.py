@@ -196,6 +196,44 @@ def test_rescue_retransmission_of_the_tail_once_per_episode() -> None:
     assert c.snapshot(24 * MS)["recovery"]["rescue_rxt"] == UNA + 6 * SMSS
 
 
+def test_no_rescue_retransmission_while_new_data_waits_for_prr() -> None:
+    # RFC 6675 §4: rules (3) and (4) apply only when rule (2) fails -- no new data, or
+    # the peer's window holds none.  Here new data is queued and the window open; PRR
+    # (RFC 6937) allows a fraction of a segment, which sender SWS avoidance holds back.
+    # That is no reason to resend segment 8, sent 3 ms ago and surely in flight.
+    c = sending(7, rack=False)
+    for k, t, out in ((2, 21, [7]), (3, 22, [8]), (4, 23, [0]), (5, 24, []), (6, 25, [])):
+        send(c, ack(0, sack=(segs(1, k),)), t * MS)
+        assert seqs(c, t * MS) == out
+    assert 0 < c.recovery.sndcnt < SMSS
+    assert c.snapshot(25 * MS)["recovery"]["rescue_rxt"] is None
+    send(c, ack(0, sack=(segs(1, 7),)), 26 * MS)
+    assert seqs(c, 26 * MS) == []
+    send(c, ack(0, sack=(segs(1, 8),)), 27 * MS)
+    assert seqs(c, 27 * MS) == [9]  # PRR's count reached a segment: new data (rule 2)
+    assert c.counters["retransmissions"] == 1
+
+
+# -- RFC 3042 / RFC 5681 §3.2 step 2: the FlightSize that ssthresh halves -----------
+
+
+def test_new_data_within_cwnd_in_disorder_counts_in_the_flight_size() -> None:
+    # Segment 2 is lost.  The ACK of 0-1 grows cwnd to 7 and SACKs 3: the sender is in
+    # "disorder" and sends 6, 7, 8 within cwnd (4 + 3 = 7 outstanding) and 9 beyond it
+    # as the SACK shrank the pipe; the next SACK lets 10 out beyond cwnd too.  Only
+    # 9 and 10 are the duplicate ACKs' extra data that RFC 3042 §2 keeps out of the
+    # FlightSize: at the third SACKed segment ssthresh = (9 - 2) / 2 segments.
+    c = sending(6, rack=False)
+    send(c, ack(2 * SMSS, sack=(segs(3, 4),)), 21 * MS)
+    assert (seqs(c, 21 * MS), c.cc.cwnd) == ([6, 7, 8, 9], 7 * SMSS)
+    send(c, ack(2 * SMSS, sack=(segs(3, 5),)), 22 * MS)
+    assert seqs(c, 22 * MS) == [10]
+    send(c, ack(2 * SMSS, sack=(segs(3, 6),)), 23 * MS)
+    assert seqs(c, 23 * MS) == [2]
+    assert c.snapshot(23 * MS)["congestion"]["phase"] == "recovery"
+    assert c.cc.ssthresh == 7 * SMSS // 2
+
+
 # -- ECN (RFC 3168) -----------------------------------------------------------------
 
 
