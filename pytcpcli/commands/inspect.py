@@ -331,9 +331,15 @@ class ProbeRecorder:
     leads to are armed, so its snapshot is taken by a loop hook once the iteration is
     done. When one segment causes two changes (FIN-WAIT-1 -> FIN-WAIT-2 -> TIME-WAIT),
     the earlier keeps the snapshot taken as it happened.
+
+    A bug of its own (an exception from recording an event, from the loop hook or from
+    `finish`) must not raise into the stack: the first one stops the recorder, `warn`
+    says so in one line, and the timeline ends where it stopped (`failed`).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, warn: Callable[[str], None] | None = None) -> None:
+        self.warn = warn
+        self.failed = False
         self.stack: Any = None
         self.start: int | None = None
         self.items: list[TimelineItem] = []
@@ -350,10 +356,21 @@ class ProbeRecorder:
             self.stack.loop.remove_hook(self.settle)
 
     def __call__(self, event: Any) -> None:
+        if self.failed:
+            return
         try:
             self._record(event)
-        except Exception:
-            pass  # a sink must not raise into the stack
+        except Exception as exc:  # a sink must not raise into the stack: stop, say so once
+            self._stop(exc)
+
+    def _stop(self, exc: Exception) -> None:
+        self.failed = True
+        self.pending = []
+        if self.warn is not None:
+            self.warn(
+                f"warning: the probe's timeline stopped: {type(exc).__name__}: {exc} "
+                "(what follows is incomplete)"
+            )
 
     def _snapshot(self) -> dict[str, Any] | None:
         if self.stack is None:
@@ -379,8 +396,14 @@ class ProbeRecorder:
 
     def settle(self) -> None:
         """Loop hook: give the state changes of this iteration their snapshots."""
-        if not self.pending:
+        if self.failed or not self.pending:
             return
+        try:
+            self._settle()
+        except Exception as exc:  # a hook must not raise into the loop either
+            self._stop(exc)
+
+    def _settle(self) -> None:
         pending, self.pending = self.pending, []
         for item, provisional in pending[:-1]:
             self._fill(item, provisional)
@@ -430,9 +453,15 @@ class ProbeRecorder:
                 return
 
     def finish(self) -> dict[str, Any] | None:
-        """Settle what is pending; the last snapshot of the connection."""
+        """Settle what is pending; the last snapshot of the connection (even after the
+        timeline stopped; the last one recorded when no snapshot can be taken)."""
         self.settle()
-        snap = self._snapshot()
+        try:
+            snap = self._snapshot()
+        except Exception as exc:
+            if not self.failed:
+                self._stop(exc)
+            return self.last
         return snap if snap is not None else self.last
 
 
@@ -470,7 +499,7 @@ def _probe(
     family: int | None = None,
 ) -> int:
     address = app.resolve(host, False, family)
-    recorder = ProbeRecorder()
+    recorder = ProbeRecorder(warn=app.say)
     failure: CliError | None = None
     final: dict[str, Any] | None = None
     probe_app = _probe_app(app, recorder)

@@ -21,7 +21,7 @@ from click.testing import CliRunner
 from pytcpcli.app import App
 from pytcpcli.commands.inspect import NOTES, complete_connection_ids
 from pytcpcli.main import cli
-from pytcpcli.output import duration, monotonic_seconds
+from pytcpcli.output import TimelineItem, duration, monotonic_seconds
 from stack.api import Stack
 from stack.control import MAX_REQUEST
 from stack.io.link import PairLink
@@ -665,6 +665,60 @@ def test_probe_text_output(tmp_path: Any) -> None:
     assert "  final state        TIME-WAIT" in lines
     for b, _peer in peers:
         b.close(linger=0)
+
+
+def test_probe_recorder_bug_stops_it_with_one_warning(tmp_path: Any, monkeypatch: Any) -> None:
+    """A bug in the probe's own recorder (here: the segment formatter raises) never
+    reaches the stack: the probe still runs its four-way close, and the first failure
+    stops the recorder with one warning line instead of being swallowed per event."""
+    import stack.wire.pretty
+
+    def broken(*args: Any, **kwargs: Any) -> str:
+        raise ValueError("formatter bug")
+
+    monkeypatch.setattr(stack.wire.pretty, "format_segment", broken)
+    peers: list[Any] = []
+    app = App(stack_factory=paired_factory(peers, b"pong\n"))
+    runner = CliRunner(env={"PYTCP_RUNTIME_DIR": str(tmp_path)})
+    result = runner.invoke(cli, ["inspect", "10.77.0.1", "5000", "--data", "ping", "--json"],
+                           obj=app, prog_name="pytcp", catch_exceptions=False)  # fmt: skip
+    assert result.exit_code == 0
+    assert result.stderr == (
+        "pytcp: warning: the probe's timeline stopped: ValueError: formatter bug "
+        "(what follows is incomplete)\n"
+    )
+    out = json.loads(result.stdout)
+    # The step into SYN-SENT came before the SYN the formatter failed on; nothing after.
+    assert [i["text"] for i in out["timeline"]] == ["CLOSED -> SYN-SENT"]
+    assert bytes(peers[0][1].received) == b"ping"  # the connection itself went on
+    for b, _peer in peers:
+        b.close(linger=0)
+
+
+def test_probe_recorder_hook_bug_stops_it_with_one_warning() -> None:
+    """The recorder's loop hook and finish() are guarded the same way."""
+    from pytcpcli.commands.inspect import ProbeRecorder
+
+    warnings: list[str] = []
+    recorder = ProbeRecorder(warn=warnings.append)
+
+    class BrokenHost:
+        def connections(self) -> list[Any]:
+            raise RuntimeError("snapshot bug")
+
+    class FakeStack:
+        host = BrokenHost()
+
+    recorder.stack = FakeStack()
+    recorder.pending = [(TimelineItem(0, "state", "CLOSED -> SYN-SENT"), None)]
+    recorder.settle()  # the loop hook: must not raise
+    recorder.settle()
+    assert recorder.failed
+    assert recorder.finish() is None
+    assert warnings == [
+        "warning: the probe's timeline stopped: RuntimeError: snapshot bug "
+        "(what follows is incomplete)"
+    ]
 
 
 def test_probe_refused_exits_1(tmp_path: Any) -> None:
