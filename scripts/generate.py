@@ -42,12 +42,18 @@ COMPLETIONS = {"bash": "pytcp.bash", "zsh": "_pytcp", "fish": "pytcp.fish"}
 
 DEFAULT_EXIT_STATUS = """\
 0  success.
-1  the connection failed: refused, reset, timed out, unreachable.
+1  the connection failed: refused, reset, timed out, unreachable (each command's page
+   says what else it counts here).
 2  usage error.
 3  environment: no permission for /dev/net/tun, interface busy, ...
-130  interrupted by SIGINT.
+129  ended by SIGHUP (its terminal or ssh session went away), after closing what it
+     held: FIN, or RST on a second signal or before a connection is established.
+130  interrupted by SIGINT (Ctrl-C), closing as for SIGHUP.
 141  stdout's reader went away (EPIPE) while pytcp printed help or a table.
-143  terminated by SIGTERM.
+143  terminated by SIGTERM, closing as for SIGHUP.
+128+N  ended by another signal N whose default action ends a process (SIGQUIT 131,
+       SIGUSR1 138, SIGALRM 142, ...): caught and closing as for SIGHUP. A signal
+       ignored when pytcp started stays ignored (nohup), except SIGINT and SIGTERM.
 """
 
 GROUP_NOTES = """\

@@ -19,7 +19,7 @@ EXIT_STATUS = """\
 1  no live connection matches ID (or ID is a listener).
 2  usage error: an unknown fault, a missing or bad number or direction.
 130  interrupted by SIGINT.
-143  terminated by SIGTERM.
+143  terminated by SIGTERM (129 SIGHUP; 128 + N for any signal that ends a process).
 """
 
 EXAMPLES = """\

@@ -21,6 +21,8 @@ EXIT_STATUS = """\
 2  usage error: an output that is neither .svg nor .png, an unreadable or unknown
    input, several connections and no --conn, a --conn that matches none.
 3  environment: matplotlib is not installed, or OUT cannot be written.
+130  interrupted by SIGINT.
+143  terminated by SIGTERM (129 SIGHUP; 128 + N for any signal that ends a process).
 """
 
 EXAMPLES = """\

@@ -18,6 +18,8 @@ EXIT_STATUS = """\
 1  a script failed (or could not be read or run) on a target.
 2  usage error.
 3  environment: the linux target needs root (CAP_NET_ADMIN) for its namespace.
+130  interrupted by SIGINT.
+143  terminated by SIGTERM (129 SIGHUP; 128 + N for any signal that ends a process).
 """
 
 EXAMPLES = """\

@@ -23,7 +23,7 @@ EXIT_STATUS = """\
 1  no live connection matches ID, or that timer is not armed on it.
 2  usage error: an unknown action or timer name, a bad duration.
 130  interrupted by SIGINT.
-143  terminated by SIGTERM.
+143  terminated by SIGTERM (129 SIGHUP; 128 + N for any signal that ends a process).
 """
 
 EXAMPLES = """\

@@ -88,7 +88,15 @@ def test_rendered_pages_have_no_fragments_or_self_references() -> None:
     variables = ("PYTCP_TUN", "PYTCP_ADDR", "PYTCP_RUNTIME_DIR", "XDG_RUNTIME_DIR")
     assert tags == [f"\\fB{generate.roff_escape(v)}\\fR" for v in variables]
     statuses = [line for line in _section(group, "EXIT STATUS") if line.startswith("\\fB")]
-    assert statuses == [f"\\fB{c}\\fR" for c in ("0", "1", "2", "3", "130", "141", "143")]
+    codes = ("0", "1", "2", "3", "129", "130", "141", "143", "128+N")
+    assert statuses == [f"\\fB{c}\\fR" for c in codes]
+    # Every command runs under the same signal handling (pytcpcli.signals): each page
+    # names the statuses of the three signals that end pytcp most often.
+    for path, page in files.items():
+        if path.suffix == ".1":
+            text = " ".join(_section(page, "EXIT STATUS"))
+            for code, signame in (("129", "SIGHUP"), ("130", "SIGINT"), ("143", "SIGTERM")):
+                assert code in text and signame in text, (path, code)
     # The group's examples: the first of each command, whole, connect first.
     first = [ln for ln in _section(group, "EXAMPLES") if "pytcp " in ln and ln[:1] != "."]
     first = [ln for ln in first if not ln[:1].isupper()]  # the commands, not descriptions
