@@ -1325,8 +1325,14 @@ class Host:
         no timer is armed. From two heaps: O(log n), not a scan of every connection."""
         self._refresh()
         heap = self._tw_heap
-        while heap and heap[0][1] not in self._tw_ids:
-            heapq.heappop(heap)
+        while heap:
+            deadline, rid = heap[0]
+            record = self._tw_ids.get(rid)
+            if record is not None and record.deadline == deadline:
+                break
+            heapq.heappop(heap)  # gone, or superseded: a retransmitted FIN restarted 2·MSL
+            if record is not None and record.deadline > deadline:
+                heapq.heappush(heap, (record.deadline, rid))
         earliest: int | None = heap[0][0] if heap else None
         frag = self._fragments.next_deadline() if self._fragments else None
         if frag is not None and (earliest is None or frag < earliest):

@@ -118,6 +118,8 @@ def test_a_retransmitted_fin_is_acked_again_and_restarts_the_wait() -> None:
     )
     (record,) = host.time_waits()
     assert record.deadline == 90 * SECOND
+    # The host's next wake-up is the restarted deadline, not the one it replaced.
+    assert host.next_deadline() == 90 * SECOND
     host.handle_timers(TW_END)  # the old deadline passes: still there
     assert host.time_waits() == [record]
     assert host.next_deadline() == 90 * SECOND
