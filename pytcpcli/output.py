@@ -152,12 +152,102 @@ def list_row(entry: Mapping[str, Any]) -> list[str]:
     ]
 
 
-def render_list(entries: Iterable[Mapping[str, Any]]) -> str:
-    """The `pytcp inspect` table (newline-terminated); a one-line note when it is empty."""
-    rows = [list_row(e) for e in entries]
-    if not rows:
+ELLIPSIS = ".."  # ASCII: what a shortened cell or line lost (any terminal, any locale)
+LIST_GAP = 2  # spaces between the list's columns
+LIST_MAIN = 6  # ID, STATE, LOCAL, REMOTE, SEND-Q, RECV-Q: the first line of a narrow list
+LIST_LOCAL, LIST_REMOTE = 2, 3  # their indexes in LIST_HEADERS
+ENDPOINT_MIN = 12  # narrowest an address column gets: `[fd..:2]:5000`
+
+
+def clip(text: str, width: int | None) -> str:
+    """`text` cut to `width` columns, ending in `..` when anything was cut."""
+    if width is None or len(text) <= width:
+        return text
+    if width <= len(ELLIPSIS):
+        return text[:width]
+    return text[: width - len(ELLIPSIS)] + ELLIPSIS
+
+
+def elide_endpoint(text: str, width: int) -> str:
+    """`addr:port` in at most `width` columns: the port is kept whole and the middle of
+    the address gives way (`[2001:db8:..:7334]:443`), its start and end still there to
+    tell it from its neighbours."""
+    if len(text) <= width:
+        return text
+    head, sep, port = text.rpartition(":")
+    if not sep or not head:
+        return clip(text, width)
+    room = width - len(port) - 1 - len(ELLIPSIS)  # what the address itself may keep
+    if head.startswith("[") and head.endswith("]"):
+        inner, room = head[1:-1], room - 2
+        fmt = "[{}]"
+    else:
+        inner, fmt = head, "{}"
+    if room < 2:
+        return clip(text, width)
+    front = (room + 1) // 2
+    back = room - front
+    return fmt.format(inner[:front] + ELLIPSIS + (inner[-back:] if back else "")) + ":" + port
+
+
+def _table(rows: list[list[str]]) -> list[str]:
+    """Rows as lines: each column as wide as its widest cell, LIST_GAP apart."""
+    widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
+    gap = " " * LIST_GAP
+    return [
+        gap.join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
+
+
+def _narrow_list(rows: list[list[str]], width: int) -> list[str]:
+    """The list for a terminal narrower than its one-line table (every IPv4 row with
+    an armed timer passes 80 columns): each connection's first line holds who it is
+    and its queues, the columns ss(8) puts first; the next, indented as `ss -i`
+    indents, names the rest (cwnd, srtt, rto, then the timers, on a third line when
+    they do not fit on the second), cut at the width. Addresses
+    too long for their column are shortened in the middle, the port kept."""
+    main = [r[:LIST_MAIN] for r in rows]
+    widths = [max(len(r[c]) for r in main) for c in range(LIST_MAIN)]
+    over = sum(widths) + LIST_GAP * (LIST_MAIN - 1) - width
+    local, remote = widths[LIST_LOCAL], widths[LIST_REMOTE]
+    while over > 0 and max(local, remote) > ENDPOINT_MIN:
+        if local >= remote:
+            local -= 1
+        else:
+            remote -= 1
+        over -= 1
+    for row in main[1:]:
+        row[LIST_LOCAL] = elide_endpoint(row[LIST_LOCAL], local)
+        row[LIST_REMOTE] = elide_endpoint(row[LIST_REMOTE], remote)
+    firsts = _table(main)
+    lines = [firsts[0]]
+    for first, row in zip(firsts[1:], rows[1:], strict=True):
+        lines.append(first)
+        cwnd, srtt, rto, timers = row[LIST_MAIN:]
+        if row[1] == "LISTEN":
+            continue
+        indent = " " * LIST_GAP
+        info, armed = f"cwnd {cwnd}  srtt {srtt}  rto {rto}", f"timers {timers}"
+        if len(indent + info + indent + armed) <= width:
+            lines.append(indent + info + indent + armed)
+        else:  # the timers on a line of their own rather than cut
+            lines += [indent + info, indent + armed]
+    return [clip(line, width) for line in lines]
+
+
+def render_list(entries: Iterable[Mapping[str, Any]], width: int | None = None) -> str:
+    """The `pytcp inspect` table (newline-terminated), one line per connection, columns
+    two spaces apart; a one-line note when it is empty. With `width` (a terminal's
+    columns) no line is wider: a table that does not fit takes two lines per
+    connection (_narrow_list)."""
+    rows = [list(LIST_HEADERS), *(list_row(e) for e in entries)]
+    if len(rows) == 1:
         return "no live pytcp connections\n"
-    return tabulate(rows, headers=LIST_HEADERS, tablefmt="plain", disable_numparse=True) + "\n"
+    lines = _table(rows)
+    if width is not None and max(len(line) for line in lines) > width:
+        lines = _narrow_list(rows, width)
+    return "".join(line + "\n" for line in lines)
 
 
 def render_hosts(hosts: Iterable[Mapping[str, Any]]) -> str:
@@ -503,6 +593,117 @@ def render_tcb(entry: Mapping[str, Any]) -> str:
         )
     out.append(render_timers(entry))
     return "\n".join(out)
+
+
+COMPACT_LABEL = 10  # the label column of the compact view
+COMPACT_LINES = 22  # an 80x24 terminal less the two lines of the --watch header
+INFINITE_SSTHRESH = 0x7FFFFFFF  # the stack's initial "arbitrarily high" ssthresh (RFC 5681 §3.1)
+
+
+def _ssthresh(value: Any) -> str:
+    return "inf" if value == INFINITE_SSTHRESH else _v(value)
+
+
+def _plural(n: Any, word: str) -> str:
+    return f"{_v(n)} {word}" + ("" if n == 1 else "s")
+
+
+def render_compact(entry: Mapping[str, Any], width: int | None = 80) -> str:
+    """`pytcp inspect --watch ID`: the protocol variables one watches change, in at most
+    22 lines (an 80x24 terminal less the --watch header) of at most `width` columns:
+    state, the send and receive sequence space relative to ISS and IRS, the windows,
+    cwnd/ssthresh/pipe, the recovery state, RTT and RTO, bytes, retransmissions,
+    queues, the negotiated options and each armed timer. A long address is shortened
+    in its middle. `render_tcb` is the whole TCB (`--full`)."""
+    if entry.get("state") == "LISTEN":
+        lines = render_tcb(entry).splitlines()[:COMPACT_LINES]
+        return "".join(clip(line, width) + "\n" for line in lines)
+    label_room = None if width is None else max(width - COMPACT_LABEL, ENDPOINT_MIN)
+    rows: list[tuple[str, str]] = []
+    where = f"pid {_v(entry.get('pid'))}"
+    if entry.get("tun"):
+        where = f"on {entry.get('tun')}, {where}"
+    rows.append((str(entry.get("id")), f"{_v(entry.get('state'))}  {where}"))
+    for side in ("local", "remote"):
+        text = endpoint(entry.get(side))
+        rows.append((side, text if label_room is None else elide_endpoint(text, label_room)))
+    snd, rcv = entry.get("send", {}), entry.get("receive", {})
+    iss, irs = snd.get("iss"), rcv.get("irs")
+    send = (f"una +{rel(snd.get('snd_una'), iss)}  nxt +{rel(snd.get('snd_nxt'), iss)}  "
+            f"max +{rel(snd.get('snd_max'), iss)}")  # fmt: skip
+    if "snd_wnd" in snd:
+        send += f"  wnd {_v(snd.get('snd_wnd'))}"
+    rows.append(("send", f"{send}  (ISS {_v(iss)})"))
+    rows.append(("receive", f"nxt +{rel(rcv.get('rcv_nxt'), irs)}  wnd {_v(rcv.get('rcv_wnd'))}"
+                            f"  (IRS {_v(irs)})"))  # fmt: skip
+    cc, rec = entry.get("congestion"), entry.get("recovery")
+    if isinstance(cc, Mapping):
+        pipe = rec.get("pipe") if isinstance(rec, Mapping) else None
+        rows.append(("cwnd", f"{_v(cc.get('cwnd'))}  ssthresh {_ssthresh(cc.get('ssthresh'))}  "
+                             f"pipe {_v(pipe)}  in flight {_v(cc.get('in_flight'))}  "
+                             f"({_v(cc.get('algorithm'))})"))  # fmt: skip
+        phase = f"{_v(cc.get('phase'))}"
+        if cc.get("phase") in ("recovery", "loss"):
+            phase += f" until +{rel(cc.get('recover'), iss)}"
+        phase += f", {_v(cc.get('dup_acks'))} dup ACKs"
+        if isinstance(rec, Mapping):
+            phase += (f", SACKed {_v(rec.get('sacked_bytes'))}, lost {_v(rec.get('lost_bytes'))}"
+                      f", RACK {'on' if rec.get('rack') else 'off'}")  # fmt: skip
+        rows.append(("recovery", phase))
+    rtt = entry.get("rtt")
+    if isinstance(rtt, Mapping):
+        rows.append(("rtt", f"srtt {duration(rtt.get('srtt'))}  rttvar "
+                            f"{duration(rtt.get('rttvar'))}  rto {duration(rtt.get('rto'))}  "
+                            f"min {duration(rtt.get('min_rtt'))}  backoff "
+                            f"{_v(rtt.get('backoff'))}"))  # fmt: skip
+    cnt = entry.get("counters")
+    if isinstance(cnt, Mapping):
+        rows.append(("bytes", f"in {_v(cnt.get('bytes_in'))}  out {_v(cnt.get('bytes_out'))}  "
+                              f"(segments in {_v(cnt.get('segments_in'))}, "
+                              f"out {_v(cnt.get('segments_out'))})"))  # fmt: skip
+        rows.append(("retrans", f"{_v(cnt.get('retransmissions'))} "
+                                f"({_v(cnt.get('retransmitted_bytes'))} bytes): "
+                                f"{_v(cnt.get('fast_recoveries'))} fast, "
+                                f"{_plural(cnt.get('rtos'), 'RTO')}, "
+                                f"{_plural(cnt.get('tlp_probes'), 'TLP')}, "
+                                f"{_v(cnt.get('undos'))} undone"))  # fmt: skip
+    buf = entry.get("buffers")
+    if isinstance(buf, Mapping):
+        ooo = len(buf.get("out_of_order") or [])
+        rows.append(("queues", f"send {_v(buf.get('send_queued'))} ({_v(buf.get('unacked'))} "
+                               f"unacked, {_v(buf.get('unsent'))} unsent)  receive "
+                               f"{_v(buf.get('unread'))} unread, {ooo} out of order"))  # fmt: skip
+    opt = entry.get("options", {})
+    if "mss_local" in opt:
+        words = [f"MSS {_v(opt.get('snd_mss'))}",
+                 f"wscale {_v(opt.get('wscale_local'))}/{_v(opt.get('wscale_remote'))}"]
+        words += [name for name, key in (("SACK", "sack"), ("TS", "timestamps"), ("ECN", "ecn"))
+                  if opt.get(key)]  # fmt: skip
+        words.append(f"path MTU {_v(opt.get('path_mtu'))}")
+        if opt.get("nodelay"):
+            words.append("nodelay")
+        if isinstance(opt.get("keepalive"), Mapping):
+            words.append("keepalive")
+        rows.append(("options", "  ".join(words)))
+    drops = (cnt or {}).get("drops") if isinstance(cnt, Mapping) else None
+    if drops:
+        rows.append(("drops", ", ".join(f"{k} {v}" for k, v in sorted(drops.items()))))
+    armed = [t for t in entry.get("timers", []) if t.get("armed")]
+    if not armed:
+        rows.append(("timers", "none armed"))
+    for n, t in enumerate(armed):
+        text = f"{t.get('name')} {remaining(t.get('remaining'))}"
+        if t.get("backoff"):
+            text += f" (backoff {t.get('backoff')})"
+        if t.get("reason"):
+            text += f": {t.get('reason')}"
+        rows.append(("timers" if n == 0 else "", text))
+    if entry.get("impairments"):
+        rows.append(("impaired", ", ".join(describe_fault(f) for f in entry["impairments"])))
+    head = f"{rows[0][0]}  {rows[0][1]}"  # the ID may be wider than a label
+    lines = [clip(head, width)]
+    lines += [clip(f"{label:<{COMPACT_LABEL}}{text}".rstrip(), width) for label, text in rows[1:]]
+    return "\n".join(lines[:COMPACT_LINES]) + "\n"
 
 
 _JOURNAL_FROM_ISS = {"snd_una", "snd_nxt", "snd_max", "snd_wl2"}

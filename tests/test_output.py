@@ -8,7 +8,9 @@ from typing import Any
 from pytcpcli.output import (
     TimelineItem,
     changed_fields,
+    clip,
     duration,
+    elide_endpoint,
     endpoint,
     flatten,
     list_row,
@@ -16,6 +18,7 @@ from pytcpcli.output import (
     monotonic_seconds,
     rel,
     remaining,
+    render_compact,
     render_json,
     render_list,
     render_probe_summary,
@@ -95,6 +98,21 @@ LISTENER: dict[str, Any] = {
 }  # fmt: skip
 
 
+# What Host's TimeWait.snapshot gives once a connection in TIME-WAIT was closed by its
+# application (stack/host.py), with what the control endpoint adds.
+TIME_WAIT_RECORD: dict[str, Any] = {
+    "id": "4242.9", "pid": 4242, "tun": "pytcp0", "state": "TIME-WAIT",
+    "time_wait_record": True,
+    "local": {"addr": "fd77::2", "port": 5000}, "remote": {"addr": "fd77::1", "port": 40000},
+    "send": {"iss": 7, "snd_una": 8, "snd_nxt": 8, "snd_max": 8},
+    "receive": {"irs": 1000, "rcv_nxt": 1001, "rcv_wnd": 65535},
+    "options": {"timestamps": True, "ts_recent": 5},
+    "timers": [{"name": "time-wait", "armed": True, "deadline": 60_000_000_000,
+                "remaining": 59_500_000_000, "backoff": 0, "reason": "2MSL"}],
+    "close": {"fin_sent": True, "fin_acked": True, "fin_received": True, "app_closed": True},
+}  # fmt: skip
+
+
 def test_duration_units() -> None:
     assert duration(None) == "-"
     assert duration(0) == "0"
@@ -154,14 +172,130 @@ def test_list_rows() -> None:
 
 def test_render_list_table() -> None:
     assert render_list([LISTENER, SAMPLE]) == (
-        "ID      STATE        LOCAL           REMOTE           SEND-Q    RECV-Q    CWND    SRTT"
-        "    RTO    TIMERS\n"
-        "4242.1  LISTEN       *:5000          *:*              128       2         -       -"
-        "       -      -\n"
-        "4242.3  ESTABLISHED  10.77.0.2:5000  10.77.0.1:40000  300       12        14600   1.25ms"
-        "  200ms  retransmission 180ms, delayed-ack 20ms\n"
+        "ID      STATE        LOCAL           REMOTE           SEND-Q  RECV-Q  CWND   SRTT    RTO"
+        "    TIMERS\n"
+        "4242.1  LISTEN       *:5000          *:*              128     2       -      -       -"
+        "      -\n"
+        "4242.3  ESTABLISHED  10.77.0.2:5000  10.77.0.1:40000  300     12      14600  1.25ms  200ms"
+        "  retransmission 180ms, delayed-ack 20ms\n"
     )
     assert render_list([]) == "no live pytcp connections\n"
+    # As wide as a terminal allows: one line each where the table fits.
+    assert render_list([LISTENER, SAMPLE], width=130) == render_list([LISTENER, SAMPLE])
+
+
+def _ipv6_worst_case() -> dict[str, Any]:
+    """A realistic IPv6 connection at its widest and tallest: full-length addresses, a
+    7-digit PID, the longest state name, every timer armed with the longest numbers, five
+    drop reasons and two impairments."""
+    v6 = json.loads(json.dumps(SAMPLE))
+    v6.update(id="4194303.12", state="SYN-RECEIVED",
+              local={"addr": "fd77:1234:5678:9abc:def0:1234:5678:9abc", "port": 65535},
+              remote={"addr": "2001:db8:85a3:1234:5678:8a2e:370:7334", "port": 40000})  # fmt: skip
+    for t in v6["timers"]:
+        t.update(armed=True, remaining=119_999_000_000, deadline=10**15, backoff=15,
+                 reason="a reason long enough to pass the width")  # fmt: skip
+    v6["counters"]["drops"] = {"bad-checksum": 2, "out-of-window": 1234567, "paws": 3,
+                               "rst-in-window": 9, "syn-in-window": 1}  # fmt: skip
+    v6["impairments"] = [{"fault": "drop-next", "direction": "in", "left": 3},
+                         {"fault": "delay", "direction": "both", "ms": 200}]  # fmt: skip
+    v6["send"].update(snd_wnd=1073725440)
+    v6["counters"].update(bytes_in=10**12, bytes_out=10**12, segments_in=10**9,
+                          segments_out=10**9, retransmissions=10**8,
+                          retransmitted_bytes=10**11)  # fmt: skip
+    return v6
+
+
+def test_list_fits_80_columns_with_long_ipv6_addresses() -> None:
+    """On an 80-column terminal a table too wide takes two or three lines per
+    connection, as ss -i does, and a long address gives up its middle, never its port."""
+    v6 = _ipv6_worst_case()
+    text = render_list([LISTENER, SAMPLE, v6], width=80)
+    assert text == (
+        "ID          STATE         LOCAL               REMOTE              SEND-Q  RECV-Q\n"
+        "4242.1      LISTEN        *:5000              *:*                 128     2\n"
+        "4242.3      ESTABLISHED   10.77.0.2:5000      10.77.0.1:40000     300     12\n"
+        "  cwnd 14600  srtt 1.25ms  rto 200ms\n"
+        "  timers retransmission 180ms, delayed-ack 20ms\n"
+        "4194303.12  SYN-RECEIVED  [fd77..9abc]:65535  [2001..7334]:40000  300     12\n"
+        "  cwnd 14600  srtt 1.25ms  rto 200ms\n"
+        "  timers retransmission 120s, syn 120s, delayed-ack 120s, persist 120s, keepal..\n"
+    )
+    for width in (80, 72, 60, 40):
+        lines = render_list([LISTENER, SAMPLE, v6], width=width).splitlines()
+        assert max(len(line) for line in lines) <= width, width
+        assert any(line.startswith("4194303.12 ") for line in lines)
+    # A pipe or a file (no width) gets whole lines: grep finds the whole address.
+    assert "[fd77:1234:5678:9abc:def0:1234:5678:9abc]:65535" in render_list([v6])
+
+
+def test_elide_endpoint_keeps_the_port() -> None:
+    addr = "[2001:db8:85a3:1234:5678:8a2e:370:7334]:443"
+    assert elide_endpoint(addr, 60) == addr
+    assert elide_endpoint(addr, 24) == "[2001:db8..370:7334]:443"
+    assert len(elide_endpoint(addr, 24)) == 24
+    assert elide_endpoint("10.77.123.234:54321", 16) == "10.7...234:54321"
+    assert elide_endpoint("10.77.123.234:54321", 5) == "10..."  # no room: cut
+    assert clip("abcdef", 4) == "ab.." and clip("abc", 4) == "abc" and clip("abc", None) == "abc"
+
+
+def test_compact_view_of_one_connection() -> None:
+    """`inspect --watch ID`: the variables one watches change, one line each."""
+    assert render_compact(SAMPLE).splitlines() == [
+        "4242.3  ESTABLISHED  on pytcp0, pid 4242",
+        "local     10.77.0.2:5000",
+        "remote    10.77.0.1:40000",
+        "send      una +201  nxt +401  max +401  wnd 64240  (ISS 4294967000)",
+        "receive   nxt +13  wnd 65535  (IRS 1000)",
+        "cwnd      14600  ssthresh inf  pipe 50  in flight 200  (newreno)",
+        "recovery  recovery until +401, 3 dup ACKs, SACKed 50, lost 100, RACK on",
+        "rtt       srtt 1.25ms  rttvar 500us  rto 200ms  min 900us  backoff 0",
+        "bytes     in 12  out 400  (segments in 6, out 7)",
+        "retrans   1 (100 bytes): 1 fast, 0 RTOs, 2 TLPs, 0 undone",
+        "queues    send 300 (200 unacked, 100 unsent)  receive 12 unread, 1 out of order",
+        "options   MSS 1388  wscale 7/9  SACK  ECN  path MTU 1400  nodelay  keepalive",
+        "drops     bad-checksum 2",
+        "timers    retransmission in 180ms (backoff 1): data in flight",
+        "          delayed-ack in 20ms: in-order data",
+    ]
+
+
+def test_compact_view_fits_80x24_with_ipv6() -> None:
+    """With the --watch header's two lines the frame fits an 80x24 terminal, at the widest
+    and tallest a connection gets; nothing but the reasons and the long lists is cut."""
+    v6 = _ipv6_worst_case()
+    lines = render_compact(v6, width=80).splitlines()
+    assert len(lines) + 2 <= 24
+    assert max(len(line) for line in lines) <= 80
+    assert lines[:3] == [
+        "4194303.12  SYN-RECEIVED  on pytcp0, pid 4242",
+        "local     [fd77:1234:5678:9abc:def0:1234:5678:9abc]:65535",
+        "remote    [2001:db8:85a3:1234:5678:8a2e:370:7334]:40000",
+    ]
+    assert "send      una +201  nxt +401  max +401  wnd 1073725440  (ISS 4294967000)" in lines
+    assert [ln.split()[0] for ln in lines if ln.startswith("          ")] == [
+        "syn", "delayed-ack", "persist", "keepalive", "time-wait", "fin-wait-2",
+    ]  # fmt: skip
+    assert lines[-1] == "impaired  drop-next in: 3 segments left, delay both: 200 ms"
+    # A narrower terminal: the addresses give up their middle, the ports stay.
+    narrow = render_compact(v6, width=40).splitlines()
+    assert max(len(line) for line in narrow) <= 40
+    assert narrow[1].endswith("]:65535") and narrow[2].endswith("]:40000")
+    # A listener and a TIME-WAIT record fit too.
+    for entry in (LISTENER, TIME_WAIT_RECORD):
+        lines = render_compact(entry, width=80).splitlines()
+        assert len(lines) <= 22 and max(len(line) for line in lines) <= 80
+
+
+def test_compact_view_of_a_time_wait_record() -> None:
+    assert render_compact(TIME_WAIT_RECORD).splitlines() == [
+        "4242.9  TIME-WAIT  on pytcp0, pid 4242",
+        "local     [fd77::2]:5000",
+        "remote    [fd77::1]:40000",
+        "send      una +1  nxt +1  max +1  (ISS 7)",
+        "receive   nxt +1  wnd 65535  (IRS 1000)",
+        "timers    time-wait in 59.5s: 2MSL",
+    ]
 
 
 def test_filters() -> None:

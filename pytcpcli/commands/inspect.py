@@ -10,6 +10,7 @@ from __future__ import annotations
 import codecs
 import dataclasses
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -34,6 +35,7 @@ from pytcpcli.output import (
     changed_fields,
     endpoint,
     matches,
+    render_compact,
     render_hosts,
     render_journal,
     render_json,
@@ -52,6 +54,7 @@ FIRST_FIELDS = frozenset({
     "options.timestamps", "congestion.algorithm", "congestion.cwnd", "rtt.rto",
 })  # fmt: skip
 WATCH_DEFAULT = 2.0  # seconds between redraws of --watch without --interval
+WATCH_HEADER_LINES = 2  # "every 2s: pytcp inspect (Ctrl-C to stop)" and a blank line
 CLEAR = "\x1b[H\x1b[2J"  # cursor home, erase screen: redraw in place on a terminal
 
 NOTES = """\
@@ -145,8 +148,11 @@ Every live connection and listener of every pytcp process, like ss -ti:
 Only established connections on port 5000, redrawn every second (--watch=1 is short
 for --watch --interval 1s):
   pytcp inspect -s established --port 5000 --watch=1
-One connection redrawn every 2 s until Ctrl-C (--watch takes no value, so ID is ID):
+One connection redrawn every 2 s until Ctrl-C, compact enough for an 80x24 terminal
+(--watch takes no value, so ID is ID):
   pytcp inspect --watch 4242.3
+The whole control block redrawn every second:
+  pytcp inspect --watch=1 --full 4242.3
 The whole control block and every timer of one connection (a unique prefix will do):
   pytcp inspect 4242.3
 The same for a script:
@@ -219,18 +225,54 @@ def _warn(app: App, client: ControlClient) -> None:
         app.say(f"warning: {problem}")
 
 
+def terminal_size() -> tuple[int | None, int | None] | None:
+    """stdout's terminal (columns, lines), either None when the terminal does not say
+    (a fresh pseudo-terminal reports 0x0); None when stdout is not a terminal (a pipe or
+    a file gets whole lines, as ps(1) gives them)."""
+    try:
+        if not sys.stdout.isatty():
+            return None
+    except (OSError, ValueError, AttributeError):
+        return None
+    try:
+        size = os.get_terminal_size(sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        return (None, None)
+    return (size.columns or None, size.lines or None)
+
+
+def terminal_width() -> int | None:
+    size = terminal_size()
+    return size[0] if size is not None else None
+
+
+def fit_height(text: str, rows: int | None) -> str:
+    """A --watch frame cut to the terminal's `rows` (less the header's two), so that it
+    is redrawn in place rather than scrolled; the last line says what was cut."""
+    lines = text.splitlines()
+    if rows is None:
+        return text
+    room = max(rows - WATCH_HEADER_LINES, 1)
+    if len(lines) <= room:
+        return text
+    cut = len(lines) - room + 1
+    kept = [*lines[: room - 1], f"({cut} more lines: a taller terminal shows them)"]
+    return "\n".join(kept) + "\n"
+
+
 def _watch(frame: Callable[[], str], interval: float | None, count: int | None) -> None:
-    """Print `frame()` once, or every `interval` seconds (`count` times when given)."""
+    """Print `frame()` once, or every `interval` seconds (`count` times when given). On
+    a terminal each frame is drawn over the last, cut to the terminal's height."""
     if interval is None:
         click.echo(frame(), nl=False)
         return
-    tty = sys.stdout.isatty()
     shown = 0
     while count is None or shown < count:
         text = frame()
-        if tty:
+        size = terminal_size()  # looked at each time: the window may have been resized
+        if size is not None:
             header = f"every {interval:g}s: pytcp inspect (Ctrl-C to stop)\n\n"
-            click.echo(CLEAR + header + text, nl=False)
+            click.echo(CLEAR + header + fit_height(text, size[1]), nl=False)
         else:
             click.echo(text, nl=False)
         sys.stdout.flush()
@@ -268,7 +310,7 @@ def _list(
             return f"no connection matches {describe_filter(states, port)} (of {len(every)})\n"
         if notes and not entries:
             return notes
-        return render_list(entries) + notes
+        return render_list(entries, terminal_width()) + notes
 
     _watch(frame, watch, count)
 
@@ -293,6 +335,7 @@ def _one(
     watch: float | None,
     count: int | None,
     journal: bool = False,
+    full: bool = False,
 ) -> None:
     client = ControlClient()
     try:
@@ -315,7 +358,9 @@ def _one(
             raise control_failure(e) from None
         if as_json:
             return json.dumps(entry, sort_keys=True) + "\n" if watch else render_json(entry)
-        return render_tcb(entry)
+        if watch is None or full:
+            return render_tcb(entry)
+        return render_compact(entry, terminal_width())
 
     _watch(frame, watch, count)
 
@@ -602,6 +647,12 @@ class InspectCommand(click.Command):
     help=f"With --watch: time between redraws (default {WATCH_DEFAULT:g}s); implies --watch.",
 )
 @click.option(
+    "--full",
+    is_flag=True,
+    help="With --watch ID: redraw the whole TCB and every timer, as `inspect ID` prints "
+    "it, instead of the compact view that fits an 80x24 terminal.",
+)
+@click.option(
     "--count",
     type=click.IntRange(1),
     metavar="N",
@@ -645,6 +696,7 @@ def inspect(
     port: int | None,
     watch: bool,
     interval: float | None,
+    full: bool,
     count: int | None,
     as_json: bool,
     journal: bool,
@@ -664,7 +716,15 @@ def inspect(
     With ID (PID.N as the list shows it; a unique prefix will do): the whole
     control block in sections - identity, send and receive sequence space (raw and
     relative to ISS/IRS), negotiated options, congestion state, RTT, buffers,
-    counters, close flags - and a table of every timer, armed or not.
+    counters, close flags - and a table of every timer, armed or not. --watch ID
+    redraws a compact view instead that fits an 80x24 terminal: state, SND.UNA/
+    NXT/MAX and SND.WND relative to ISS, RCV.NXT/WND relative to IRS, cwnd,
+    ssthresh, pipe and flight, the recovery phase, srtt/rttvar/rto, bytes,
+    retransmissions, queues, options and the armed timers (--full: the whole
+    block). On a terminal the list and the compact view fit its width (a list too
+    wide for it takes two or three lines per connection; long addresses are
+    shortened in the middle, the port kept) and --watch frames its height; a pipe
+    or a file gets whole lines.
 
     With HOST PORT: a probe on a stack of its own. It runs the handshake, sends
     --data if given, closes (FIN), reads the peer's reply and FIN, and prints a
@@ -679,6 +739,9 @@ def inspect(
         every = WATCH_DEFAULT if interval is None else interval
     if count is not None and every is None:
         raise CliError("--count needs --watch", EXIT_USAGE)
+    if full and (len(target) != 1 or as_json or journal):
+        raise CliError("--full is for one connection's text view: pytcp inspect --watch --full ID",
+                       EXIT_USAGE)  # fmt: skip
     if journal and len(target) != 1:
         raise CliError("--journal needs one ID: pytcp inspect ID --journal", EXIT_USAGE)
     if stack.ladder and (len(target) != 2 or as_json):
@@ -705,7 +768,7 @@ def inspect(
     elif len(target) == 1:
         if states or port is not None:
             raise CliError("-s and --port filter the list; they do not apply to ID", EXIT_USAGE)
-        _one(app, target[0], as_json, every, count, journal)
+        _one(app, target[0], as_json, every, count, journal, full)
     else:
         raise CliError("give no argument, an ID, or HOST PORT", EXIT_USAGE)
 

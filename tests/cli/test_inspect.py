@@ -351,12 +351,20 @@ def test_watch_redraws_count_times(live: tuple[PairedStacks, CliRunner]) -> None
 CLEAR = "\x1b[H\x1b[2J"  # ANSI cursor home, erase display
 
 
-def _on_a_terminal(env: dict[str, str], *args: str) -> tuple[int, str]:
-    """Run `pytcp ARGS` with stdout on a pseudo-terminal; its exit status and everything
-    it wrote there (bounded by TIMEOUT)."""
+def _on_a_terminal(
+    env: dict[str, str], *args: str, size: tuple[int, int] | None = None
+) -> tuple[int, str]:
+    """Run `pytcp ARGS` with stdout on a pseudo-terminal (of `size` columns x lines when
+    given; a fresh one says 0x0); its exit status and everything it wrote there
+    (bounded by TIMEOUT)."""
+    import fcntl
     import pty
+    import struct
+    import termios
 
     master, slave = pty.openpty()
+    if size is not None:
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", size[1], size[0], 0, 0))
     try:
         proc = subprocess.Popen([PYTCP, *args], stdin=subprocess.DEVNULL, stdout=slave,
                                 stderr=subprocess.PIPE, env=env)  # fmt: skip
@@ -407,8 +415,15 @@ def test_watch_redraws_in_place_on_a_terminal(
     for frame in frames[1:]:
         lines = frame.split("\r\n")
         assert frame.startswith(header[len(CLEAR) :])
-        assert lines[2:4] == ["Connection", f"  id       {paired.client.id}"]
-        assert "Timers" in lines and lines[-1] == ""
+        # The compact view by default.
+        assert lines[2] == f"{paired.client.id}  ESTABLISHED  pid {os.getpid()}"
+        assert lines[-2].startswith("timers    ") and lines[-1] == ""
+    code, out = _on_a_terminal(env, "inspect", paired.client.id, "--watch=10ms", "--count", "1",
+                               "--full")  # fmt: skip
+    lines = out.split(CLEAR)[1].split("\r\n")
+    assert code == 0
+    assert lines[2:4] == ["Connection", f"  id       {paired.client.id}"]
+    assert "Timers" in lines and lines[-1] == ""
 
 
 @pytest.mark.parametrize(
@@ -504,6 +519,9 @@ def test_completion_offers_ids_only_where_an_id_goes(
     assert complete(f"pytcp send --conn {listener.id}") == []
 
 
+FULL_USAGE = "pytcp inspect --watch --full ID\n"
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -520,6 +538,14 @@ def test_completion_offers_ids_only_where_an_id_goes(
         (
             ["inspect", "10.77.0.1", "80", "--watch=1"],
             "pytcp: --watch, -s and --port do not apply to a probe\n",
+        ),
+        *(
+            (args, "pytcp: --full is for one connection's text view: " + FULL_USAGE)
+            for args in (
+                ["inspect", "--watch", "--full"],
+                ["inspect", "1.2", "--full", "--json"],
+                ["inspect", "1.2", "--full", "--journal"],
+            )
         ),
     ],
 )
@@ -1057,3 +1083,60 @@ def test_host_view_shows_the_hosts_drops_by_reason(
     assert (bad.exit_code, bad.output) == (
         2, "pytcp: --host shows every process; it takes no ID, -s or --port\n"
     )  # fmt: skip
+
+
+@pytest.mark.netns
+@pytest.mark.timeout(240)
+def test_netns_views_fit_an_80x24_terminal_over_ipv6(held: Held) -> None:
+    """The installed command on a pseudo-terminal of 80x24 (and 40x24): the list, the
+    compact --watch view and the --full one of an IPv6 connection from the kernel fit
+    its width, and every --watch frame its height."""
+    kernel6 = connect_kernel(5000, ADDRS[6][1])
+    try:
+        kernel6.sendall(b"six")
+        assert held.read_stdout(3) == b"six"
+        port6 = kernel6.getsockname()[1]
+        conn_id = next(
+            str(e["id"])
+            for e in _wait_listed(held, port6)
+            if (e.get("remote") or {}).get("port") == port6
+        )
+        remote = f"[{ADDRS[6][0]}]:{port6}"
+        for columns in (80, 40):
+            code, out = _on_a_terminal(held.env, "inspect", size=(columns, 24))
+            lines = out.split("\r\n")
+            assert code == 0 and lines[-1] == ""
+            assert max(len(line) for line in lines) <= columns, out
+            mine = [line for line in lines if line.startswith(conn_id + " ")]
+            assert len(mine) == 1 and "ESTABLISHED" in mine[0]
+            if columns == 80:
+                assert remote in mine[0]
+        code, out = _on_a_terminal(held.env, "inspect", "--watch=10ms", "--count", "1", conn_id,
+                                   size=(80, 24))  # fmt: skip
+        frame = out.split(CLEAR)[1].split("\r\n")
+        assert code == 0 and frame[-1] == ""
+        assert len(frame) - 1 <= 24 and max(len(line) for line in frame) <= 80
+        assert frame[2] == f"{conn_id}  ESTABLISHED  on pytcp0, pid {held.proc.pid}"
+        assert frame[4] == f"remote    {remote}"
+        assert [line.split()[0] for line in frame[5:8]] == ["send", "receive", "cwnd"]
+        assert frame[-2].startswith(("timers    ", "          "))
+        # The whole TCB is taller than 24 lines: cut, and the last line says so.
+        code, out = _on_a_terminal(held.env, "inspect", "--watch=10ms", "--count", "1",
+                                   "--full", conn_id, size=(80, 24))  # fmt: skip
+        frame = out.split(CLEAR)[1].split("\r\n")
+        assert code == 0 and len(frame) - 1 == 24
+        assert frame[2:4] == ["Connection", f"  id       {conn_id}"]
+        assert frame[-2].endswith(" more lines: a taller terminal shows them)")
+    finally:
+        kernel6.close()
+
+
+def _wait_listed(held: Held, port: int) -> list[dict[str, Any]]:
+    """`inspect --json` once the connection from kernel port `port` is listed."""
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline:
+        entries = held.entries()
+        if any((e.get("remote") or {}).get("port") == port for e in entries):
+            return entries
+        time.sleep(0.05)
+    raise AssertionError(f"the connection from port {port} was never listed")
