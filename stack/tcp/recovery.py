@@ -620,13 +620,16 @@ class Recovery:
 
     # ------------------------------------------------------------------ TLP
 
-    def pto(self, srtt: int | None, rto: int) -> int:
-        """RFC 8985 §7.2 probe timeout."""
+    def pto(self, srtt: int | None, rto: int, mss: int) -> int:
+        """RFC 8985 §7.2 probe timeout: 2 * SRTT, plus WCDelAckT when FlightSize is one
+        segment (the receiver may hold its ACK for a lone segment).  One record may
+        be a TSO super-segment of many wire segments, each ACKed as usual: it is one
+        segment only if it holds at most `mss` (Linux counts packets_out in MSS)."""
         if srtt is None:
             pto = TLP_NO_RTT
         else:
             pto = 2 * srtt
-            if len(self.segs) == 1:
+            if len(self.segs) == 1 and self.segs[0].end - self.segs[0].start <= mss:
                 pto += TLP_DELACK
         return min(max(pto, TLP_MIN), rto)
 

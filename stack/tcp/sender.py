@@ -150,7 +150,12 @@ class Sender:
             self._arm(now, "retransmission", max(rec.reo_deadline - now, 0), "RACK reorder")
         elif rec.may_probe() and tcb.state in SENDING:
             rec.timer_mode = "tlp"
-            self._arm(now, "retransmission", rec.pto(self.rtt.srtt, self.rtt.rto), "TLP")
+            self._arm(
+                now,
+                "retransmission",
+                rec.pto(self.rtt.srtt, self.rtt.rto, self._payload_mss()),
+                "TLP",
+            )
         elif restart or rec.timer_mode != "rto" or not self.timers.is_armed("retransmission"):
             self._arm_rto(now)
 

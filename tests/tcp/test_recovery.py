@@ -117,6 +117,40 @@ def test_tail_loss_probe_resends_the_last_segment_after_two_rtts() -> None:
     assert snap["recovery"]["tlp_end"] == UNA + 4 * SMSS
 
 
+def test_probe_timeout_of_a_super_segment_has_no_delayed_ack_allowance() -> None:
+    # RFC 8985 §7.2 adds WCDelAckT only when FlightSize is one segment.  With TSO one
+    # record is a super-segment of many wire segments, which the receiver ACKs as
+    # usual: PTO = 2 * SRTT for it, not the RTO (Linux counts packets_out in MSS).
+    c = connection(BASE)
+    c.tso_max = 65536
+    c.open_passive(0)
+    send(c, syn(sack_permitted=True, window=WIN), 0)
+    recv(c, 0)
+    send(c, ack(0), RTT)
+    c.cc.cwnd = 4 * SMSS
+    c.send(b"t" * (4 * SMSS), RTT)
+    assert [len(s.payload) for s in recv_all(c, RTT)] == [4 * SMSS]
+    assert c.snapshot(RTT)["recovery"]["segments"] == 1
+    assert c.snapshot(RTT)["recovery"]["timer_mode"] == "tlp"
+    assert c.timers["retransmission"].deadline == RTT + 2 * RTT
+    assert recv_nothing(c, 3 * RTT - 1)
+    out = recv_all(c, 3 * RTT)  # the probe: the last MSS of the super-segment again
+    assert [(s.seq, len(s.payload)) for s in out] == [(UNA + 3 * SMSS, SMSS)]
+
+
+def test_probe_timeout_of_one_segment_waits_for_a_delayed_ack() -> None:
+    c = connection(BASE)
+    c.open_passive(0)
+    send(c, syn(sack_permitted=True, window=WIN), 0)
+    recv(c, 0)
+    send(c, ack(0), RTT)
+    c.send(b"t" * SMSS, RTT)
+    assert seqs(c, RTT) == [0]
+    # 2 * SRTT + WCDelAckT (200 ms) is more than the RTO (200 ms): PTO = RTO
+    assert c.timers["retransmission"].deadline == RTT + c.rtt.rto
+    assert c.snapshot(RTT)["recovery"]["timer_mode"] == "tlp"
+
+
 def test_tail_loss_probe_retransmits_when_nothing_new_is_queued() -> None:
     c = connection(BASE)
     c.open_passive(0)
