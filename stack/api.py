@@ -256,7 +256,8 @@ class Socket:
 
     def on_change(self, cb: Callable[[], None] | None) -> None:
         """Call `cb` after every loop iteration in which this connection produced events
-        or its state, readable or writable amounts, EOF or error changed."""
+        or its state, readable or writable amounts, EOF or error changed from what the
+        application last saw: at its last callback, send() or recv()."""
         self._callback = cb
         self._last = self._signature()
 
@@ -268,14 +269,17 @@ class Socket:
         if not data:
             return 0
         conn = self._conn
-        if not self._wait(lambda: conn.send_space > 0 or self._cannot_send()):
-            raise self._would_block("send")
-        self._raise_if_cannot_send()
         try:
-            # The connection copies what fits into its ring: no slice or copy here.
-            n = conn.send(data, self._stack.loop.now())
-        except InvalidStateError as exc:
-            raise BrokenPipeError(errno.EPIPE, f"cannot send: {exc}") from exc
+            if not self._wait(lambda: conn.send_space > 0 or self._cannot_send()):
+                raise self._would_block("send")
+            self._raise_if_cannot_send()
+            try:
+                # The connection copies what fits into its ring: no slice or copy here.
+                n = conn.send(data, self._stack.loop.now())
+            except InvalidStateError as exc:
+                raise BrokenPipeError(errno.EPIPE, f"cannot send: {exc}") from exc
+        finally:
+            self._saw_send_space()
         return int(n)
 
     def sendall(self, data: bytes | bytearray | memoryview) -> None:
@@ -295,6 +299,8 @@ class Socket:
                 offset += conn.send(view[offset:], self._stack.loop.now())
             except InvalidStateError as exc:
                 raise BrokenPipeError(errno.EPIPE, f"cannot send: {exc}") from exc
+            finally:
+                self._saw_send_space()
 
     def recv(self, bufsize: int) -> bytes:
         """Up to `bufsize` bytes; b"" at end of file. Blocking waits for data or EOF."""
@@ -305,9 +311,12 @@ class Socket:
         if not self._wait(
             lambda: conn.readable > 0 or conn.at_eof or conn.error is not None or conn.is_closed
         ):
+            self._saw_readable()
             raise self._would_block("recv")
         if conn.readable > 0:
-            return bytes(conn.receive(bufsize, self._stack.loop.now()))
+            data = bytes(conn.receive(bufsize, self._stack.loop.now()))
+            self._saw_readable()
+            return data
         error = self.error
         if error is not None:
             raise error
@@ -375,6 +384,22 @@ class Socket:
         if events or sig != self._last:
             self._last = sig
             self._callback()
+            # What the callback left is what the application knows: if it filled the
+            # send buffer, room coming back to the amount of before is news.
+            self._last = self._signature()
+
+    # The application learns the amounts it acts on from its own calls: a send() that
+    # fills the buffer outside a callback has seen it full, so room that comes back in
+    # the same wake-up (the kernel ACKs before the loop polls again) is still told.
+    def _saw_send_space(self) -> None:
+        last = self._last
+        if last is not None:
+            self._last = (last[0], last[1], self._conn.send_space, last[3], last[4])
+
+    def _saw_readable(self) -> None:
+        last = self._last
+        if last is not None:
+            self._last = (last[0], self._conn.readable, last[2], last[3], last[4])
 
     def _wait(self, condition: Callable[[], bool]) -> bool:
         if condition():

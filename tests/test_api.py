@@ -340,3 +340,48 @@ def test_idle_loop_sleeps_instead_of_spinning(pair: tuple[Stack, Stack]) -> None
     before = client.loop.iterations
     assert client.run_until(lambda: False, 0.2) is False
     assert client.loop.iterations - before == 1  # one sleep of the whole 0.2 s, no spinning
+
+
+
+def test_on_change_tells_room_that_comes_back_to_what_the_last_call_saw() -> None:
+    # The relay fills the send buffer from inside its on_change callback, called while
+    # the buffer was empty. When the next wake-up both sends that data and takes the
+    # peer's ACK of all of it (a kernel peer ACKs before the loop polls again), the
+    # buffer is empty again: the same writable amount as at the call. The application
+    # has seen it full since, so it must be told: that lost wake-up stalled `pytcp
+    # connect` with everything acknowledged and stdin paused for good.
+    a, b = PairLink.pair()
+    loop = Loop()
+    mss = 1448  # MTU 1500 less IPv4, TCP and the timestamp option
+    config = TcpConfig(snd_buf=2 * mss)  # two full segments: ACKed at once (RFC 5681 4.2)
+    client = Stack(link=a, loop=loop, addr=CLIENT, gateway=f"{SERVER}/24", seed=1, config=config)
+    server = Stack(link=b, loop=loop, addr=SERVER, gateway=f"{CLIENT}/24", seed=2)
+    with client, server:
+        listener = server.listen(PORT)
+        sock = client.connect(SERVER, PORT, timeout=WAIT)
+        accepted = listener.accept(timeout=WAIT)
+        assert accepted is not None and sock.connection.tcb.snd_mss == mss
+        assert client.run_until(lambda: client.host.next_deadline() is None, WAIT)
+        sock.setblocking(False)
+        seen: list[int] = []
+
+        def fill() -> None:
+            seen.append(sock.writable)
+            if len(seen) == 1:
+                assert sock.send(b"z" * (2 * mss)) == 2 * mss  # as the relay does
+
+        sock.on_change(fill)
+        accepted.send(b"!")  # a change, so the callback runs while the buffer is empty
+        loop.run_once(0)
+        assert seen == [2 * mss] and sock.writable == 0
+        loop.run_once(0)  # sends both segments and takes the peer's ACK of both
+        assert accepted.readable == 2 * mss and sock.writable == 2 * mss
+        assert seen == [2 * mss, 2 * mss]
+        sock.close()
+        accepted.close()
+        loop.run_until(lambda: all(str(c.state) in ("CLOSED", "TIME-WAIT")
+                                   for h in (client.host, server.host)
+                                   for c in h.connections()), WAIT)
+    a.close()
+    b.close()
+    loop.close()
