@@ -238,6 +238,9 @@ class App:
                 "run as root or attach to a persistent TUN with --tun",
                 EXIT_ENV,
             ) from None
+        live = entered if entered is not None else stack
+        if opts.verbose and hasattr(live, "on_link_note"):
+            live.on_link_note = self.say  # -v: the link changed mid-run (TSO refused)
         ladder = self.extra.pop("ladder", None)
         recorder = self.extra.pop("recorder", None)
         for sink in (ladder, recorder):

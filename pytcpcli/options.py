@@ -341,7 +341,8 @@ def stack_options(f: F) -> F:
             help="No virtio-net offloads on the TUN: MTU-sized segments both ways and every "
             "checksum computed in Python, so --trace and --pcap show what a wire carries "
             "(default: TSO/GSO super-segments of up to 64 KiB and checksum offload where "
-            "the kernel offers them).",
+            "the kernel offers them; a TSO write the kernel refuses at run time is cut "
+            "into segments in Python and TSO stays off, said under -v).",
         ),
         click.option(
             "--impair",

@@ -347,6 +347,7 @@ def render_tcb(entry: Mapping[str, Any]) -> str:
                         f"{_v(link.get('gso_segments_out'))} segments",
                     ],
                     ["checksums trusted", _v(link.get("csum_trusted_in"))],
+                    ["TSO refused", _tso_refused(link)],
                 ],
             )
         )
@@ -956,4 +957,16 @@ def send_report(entry: Mapping[str, Any], written: int | None = None) -> str:
         f"{_v(cnt.get('bytes_out'))} bytes sent, {received}, "
         f"srtt {duration(rtt.get('srtt'))}, "
         f"{_v(cnt.get('retransmissions'))} retransmissions\n"
+    )
+
+
+def _tso_refused(link: Mapping[str, Any]) -> str:
+    """The link row of refused TSO writes: "no", or how often, why, and what was cut
+    into segments in Python instead (TSO is off for the link since)."""
+    refused = link.get("tso_refused") or 0
+    if not refused:
+        return "no"
+    return (
+        f"{refused} write{'s' if refused != 1 else ''} ({link.get('tso_refused_error')}); "
+        f"{_v(link.get('gso_resegmented'))} super-packets cut in Python; TSO off since"
     )

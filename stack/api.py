@@ -565,6 +565,9 @@ class Stack:
         # What the application is doing beyond its connections, for `pytcp inspect`
         # (stack.control shows it): a callable returning one line, or None.
         self.status_note: Callable[[], str | None] | None = None
+        # Told what changes on the link at run time, one line each (-v): the kernel
+        # refused a TSO write, so TSO went off.
+        self.on_link_note: Callable[[str], None] | None = None
         self.address = PAIR_ADDRESS
         self.peer_address = PAIR_PEER
         # IPv6 (DESIGN §3: both families on one interface); None when the TUN has none.
@@ -658,6 +661,8 @@ class Stack:
                 faults=self.faults,
             )
             self.loop.add_hook(self._after_iteration)
+            if isinstance(self._link, TunLink):
+                self._link.on_tso_refused = self._tso_refused
         except BaseException:
             self._release()
             raise
@@ -727,6 +732,24 @@ class Stack:
             self._pcap = None
         if self._link is not None and not self._given_link:
             self._link.close()
+
+    def _tso_refused(self, why: str) -> None:
+        """The TUN turned TSO off: no connection builds super-segments any more."""
+        self.host.disable_tso()
+        if self.on_link_note is not None:
+            self.on_link_note(why)
+
+    @property
+    def tso_fallback(self) -> dict[str, Any]:
+        """What the link counted of refused TSO writes (TunLink): `tso_refused` writes,
+        the first one's `tso_refused_error` (None: never), and `gso_resegmented`
+        super-packets cut into segments in Python instead."""
+        link = self._link
+        return {
+            "tso_refused": int(getattr(link, "tso_refused", 0)),
+            "tso_refused_error": getattr(link, "tso_refused_error", None),
+            "gso_resegmented": int(getattr(link, "gso_resegmented", 0)),
+        }
 
     def _check_open(self) -> None:
         if self.closed or not self.opened:

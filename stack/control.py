@@ -853,10 +853,15 @@ class ControlServer:
         counted of them (docs/internals.md, Offloads)."""
         offloads = getattr(self.stack, "offloads", None) or {}
         counters = getattr(self.stack.host, "offload_counters", None) or {}
+        fallback = getattr(self.stack, "tso_fallback", None) or {}
+        error = fallback.get("tso_refused_error")
         return {
             "offloads_rx": list(offloads.get("rx", [])),
             "offloads_tx": list(offloads.get("tx", [])),
             **{k: int(counters.get(k, 0)) for k in LINK_COUNTERS},
+            "tso_refused": int(fallback.get("tso_refused", 0)),
+            "tso_refused_error": str(error) if error is not None else None,
+            "gso_resegmented": int(fallback.get("gso_resegmented", 0)),
         }
 
     def describe(self) -> dict[str, Any]:

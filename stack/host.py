@@ -626,6 +626,7 @@ class Host:
         # segments leave with their checksum partial (NEEDS_CSUM) and connections build
         # super-segments of up to TSO_MAX_PAYLOAD that the kernel cuts (TSO).
         self.offload = offload
+        self.tso = offload  # connections build super-segments (off: see disable_tso)
         self.offload_counters = {
             "gso_packets_in": 0,  # super-packets received (GRO'd by the kernel)
             "gso_segments_in": 0,  # the segments they stood for
@@ -1467,7 +1468,7 @@ class Host:
             link_mtu=self._link_mtu(local[0]),
             tracer=self._tracer,
         )
-        if self.offload:
+        if self.tso:
             conn.tso_max = TSO_MAX_PAYLOAD  # the link cuts our super-segments (TSO)
         self._live[conn.id] = conn
         self._by_key[(local[0], local[1], remote[0], remote[1])] = conn
@@ -1477,6 +1478,14 @@ class Host:
             conn.path_mtu_expires = learned.expires
         self._dirty[conn.id] = conn
         return conn
+
+    def disable_tso(self) -> None:
+        """The link no longer cuts super-segments (the kernel refused one): every
+        connection, and every later one, sends MSS-sized segments from now on. Their
+        checksums stay partial (NEEDS_CSUM) while the link takes that."""
+        self.tso = False
+        for conn in self._live.values():
+            conn.tso_max = 0
 
     def _forget(self, conn: Connection) -> None:
         self._live.pop(conn.id, None)

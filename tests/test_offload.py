@@ -7,7 +7,7 @@ from __future__ import annotations
 import errno
 import os
 import random
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
 import pytest
@@ -228,3 +228,137 @@ def test_another_ioctl_error_is_not_taken_for_a_refusal(fake_device: Any) -> Non
     with pytest.raises(OSError) as exc:
         tun._open_device("t0", exclusive=True, offload=True)
     assert exc.value.errno == errno.EBUSY
+
+
+# ------------------------------------------------------------------ TSO refused at run time
+
+
+class RefusingTun(tun.TunLink):
+    """A TUN whose kernel takes the virtio-net header but refuses every GSO write with
+    `refusal` (EINVAL: virtio_net_hdr_to_skb() said no), as an older or stricter kernel
+    may. What it takes is kept in `written` as the wire would carry it (checksums
+    finished, as the kernel completes a NEEDS_CSUM packet) and, with a `peer`, handed
+    to that PairLink end; packets from the peer are read from `inner`."""
+
+    def __init__(self, refusal: int = errno.EINVAL, inner: Any = None) -> None:
+        super().__init__(os.open(os.devnull, os.O_RDWR), name="t0", address=LOCAL,
+                         peer_address=PEER, network=IPv4Network("10.77.0.0/24"), mtu=1500,
+                         created=False, offload=True, accepted=7)  # fmt: skip
+        self.refusal = refusal
+        self.inner = inner
+        self.attempts = 0  # GSO writes tried
+        self.written: list[bytes] = []
+
+    def _write(self, parts: Any) -> None:
+        raw = b"".join(bytes(p) for p in parts)
+        pkt = Packet.from_vnet(raw)
+        if pkt.is_gso:
+            self.attempts += 1
+            raise OSError(self.refusal, os.strerror(self.refusal))
+        wire = pkt.finished()
+        self.written.append(wire)
+        if self.inner is not None:
+            self.inner.send(wire)
+
+    def fileno(self) -> int | None:
+        return self.inner.fileno() if self.inner is not None else super().fileno()
+
+    def recv(self) -> Any:
+        return self.inner.recv() if self.inner is not None else None
+
+
+def super_packet(nbytes: int) -> tuple[Host, Connection, Packet]:
+    host, conn, _ = established(offload=True)
+    conn.cc.cwnd = 1 << 20
+    conn.send(bytes(range(256)) * (nbytes // 256), 2 * MS)
+    [pkt] = host.packets_to_send(2 * MS)
+    assert isinstance(pkt, Packet) and pkt.is_gso
+    return host, conn, pkt
+
+
+def test_a_refused_gso_write_goes_out_as_its_segments_and_turns_tso_off() -> None:
+    _, _, pkt = super_packet(10_240)
+    link = RefusingTun()
+    told: list[str] = []
+    link.on_tso_refused = told.append
+    assert (link.tso, link.offloads["tx"]) == (True, ["csum", "tso"])
+    link.send(pkt)
+    assert link.attempts == 1
+    assert link.written == pkt.segments()  # MSS-sized, checksums done in Python
+    segs = [TcpSegment.parse(Ipv4Header.parse(w)[1], LOCAL, PEER) for w in link.written]
+    assert [len(s.payload) for s in segs] == [MSS] * 7 + [10_240 - 7 * MSS]
+    assert (link.tso, link.offloads) == (False, {"rx": ["csum", "tso4", "tso6"], "tx": ["csum"]})
+    assert (link.tso_refused, link.tso_refused_error, link.gso_resegmented) == (
+        1, "EINVAL (Invalid argument)", 1)  # fmt: skip
+    assert told == ["the kernel refused a TSO write on t0 (EINVAL (Invalid argument)): "
+                    "TSO off, segments cut in Python from now on"]  # fmt: skip
+    assert link.counters["tx_packets"] == 8 and link.counters["tx_dropped"] == 0
+    # A super-packet built before the host heard of it is cut here without a try.
+    link.send(pkt)
+    assert (link.attempts, link.gso_resegmented, len(link.written)) == (1, 2, 16)
+    assert told[1:] == []
+    link.close()
+
+
+def test_a_full_queue_is_a_drop_not_a_refusal_of_tso() -> None:
+    _, _, pkt = super_packet(10_240)
+    link = RefusingTun(refusal=errno.ENOBUFS)
+    link.send(pkt)
+    assert (link.attempts, link.written, link.tso) == (1, [], True)
+    assert (link.tso_refused, link.gso_resegmented, link.counters["tx_dropped"]) == (0, 0, 1)
+    link.close()
+
+
+def test_a_host_told_tso_is_off_sends_mss_sized_segments() -> None:
+    host, conn, _ = super_packet(10_240)
+    host.disable_tso()
+    assert (host.tso, conn.tso_max) == (False, 0)
+    conn.send(bytes(2 * MSS), 3 * MS)
+    out = host.packets_to_send(3 * MS)
+    assert [isinstance(p, Packet) and not p.is_gso and len(p.body) for p in out] == [MSS, MSS]
+    later = host.connect((PEER, 7), 4 * MS)
+    assert later.tso_max == 0
+
+
+def test_a_stack_whose_kernel_refuses_tso_delivers_every_byte(tmp_path: Any) -> None:
+    from stack import Stack
+    from stack.io.link import PairLink
+    from stack.io.loop import Loop
+
+    a, b = PairLink.pair()
+    link = RefusingTun(inner=a)
+    loop = Loop()
+    client = Stack(link=link, loop=loop, addr=str(LOCAL), gateway=f"{PEER}/24", seed=1)
+    server = Stack(link=b, loop=loop, addr=str(PEER), gateway=f"{LOCAL}/24", seed=2)
+    notes: list[str] = []
+    data = os.urandom(300_000)
+    with client, server:
+        client.on_link_note = notes.append
+        listener = server.listen(PORT)
+        sock = client.connect(str(PEER), PORT, timeout=10)
+        accepted = listener.accept(timeout=10)
+        assert accepted is not None
+        sock.sendall(data)
+        sock.shutdown()
+        got = bytearray()
+        while chunk := accepted.recv(65536):
+            got += chunk
+        assert bytes(got) == data
+        assert link.attempts == 1 and notes == [
+            "the kernel refused a TSO write on t0 (EINVAL (Invalid argument)): "
+            "TSO off, segments cut in Python from now on"]  # fmt: skip
+        assert (client.host.tso, sock.connection.tso_max) == (False, 0)
+        assert client.offloads == {"rx": ["csum", "tso4", "tso6"], "tx": ["csum"]}
+        # Every super-packet the host built was cut in Python; none after it knew.
+        resegmented = client.host.offload_counters["gso_packets_out"]
+        assert client.tso_fallback == {"tso_refused": 1,
+                                       "tso_refused_error": "EINVAL (Invalid argument)",
+                                       "gso_resegmented": resegmented}  # fmt: skip
+        assert resegmented >= 1
+        assert all(len(w) <= 1500 for w in link.written)
+        accepted.close()
+        sock.close()
+    link.close()
+    a.close()
+    b.close()
+    loop.close()

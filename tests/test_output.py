@@ -415,6 +415,24 @@ def test_render_tcb_sections() -> None:
     )
 
 
+def test_render_tcb_link_says_what_the_kernel_refused() -> None:
+    link = {"offloads_rx": ["csum", "tso4", "tso6"], "offloads_tx": ["csum"],
+            "gso_packets_in": 3, "gso_segments_in": 30, "gso_packets_out": 2,
+            "gso_segments_out": 90, "csum_trusted_in": 40, "tso_refused": 1,
+            "tso_refused_error": "EINVAL (Invalid argument)", "gso_resegmented": 2}  # fmt: skip
+    text = render_tcb({**SAMPLE, "link": link})
+    start = text.index("Link (offloads, for the whole interface)\n")
+    assert text[start : text.index("\n\n", start)].splitlines()[1:] == [
+        "  offloads rx        csum+tso4+tso6",
+        "  offloads tx        csum",
+        "  GSO in             3 super-packets, 30 segments",
+        "  GSO out            2 super-packets, 90 segments",
+        "  checksums trusted  40",
+        "  TSO refused        1 write (EINVAL (Invalid argument)); 2 super-packets cut in "
+        "Python; TSO off since",
+    ]
+
+
 def test_render_timers_lists_every_timer() -> None:
     assert render_timers(SAMPLE) == (
         "Timers\n"

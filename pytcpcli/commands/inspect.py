@@ -106,10 +106,12 @@ direction, left} (segments still to impair), {fault: "delay", direction, ms} or
 {fault: "window", direction: "out", bytes}; empty without any.
 
 A connection also has link {offloads_rx, offloads_tx, gso_packets_in,
-gso_segments_in, gso_packets_out, gso_segments_out, csum_trusted_in}: the offloads
-active on its TUN ("csum", "tso4", "tso6" received; "csum", "tso" sent; empty with
---no-offload) and the host's counts of GSO super-packets and of checksums the kernel
-vouched for.
+gso_segments_in, gso_packets_out, gso_segments_out, csum_trusted_in, tso_refused,
+tso_refused_error, gso_resegmented}: the offloads active on its TUN ("csum", "tso4",
+"tso6" received; "csum", "tso" sent; empty with --no-offload), the host's counts of
+GSO super-packets and of checksums the kernel vouched for, and the TSO writes the
+kernel refused at run time (the first one's error, null when none; "tso" then leaves
+offloads_tx) with the super-packets cut into segments in Python instead.
 
 A listener has id, pid, tun, state "LISTEN", local, backlog, syn_queue,
 accept_queue and counters. The probe prints {"timeline": [{offset, kind, text,

@@ -37,6 +37,12 @@ ours the same way (NEEDS_CSUM, GSO TCPV4/TCPV6 cut at the MSS: TSO). Each packet
 and goes as a `stack.wire.packet.Packet` carrying those facts. Where the kernel refuses
 a flag the next smaller set is tried (CSUM|TSO4, CSUM, none), and where it refuses the
 header itself the device is opened without it: `offloads` says what is active.
+A kernel that takes the header but refuses a GSO write at run time (EINVAL or
+EOPNOTSUPP from the write: virtio_net_hdr_to_skb() said no) loses no packet: that
+super-packet is cut into MSS-sized segments in Python (checksums done, as the kernel's
+tcp_gso_segment() would), TSO is off for the link from then on (`tso`, and "tso" leaves
+`offloads["tx"]`), `on_tso_refused` tells the stack, and `tso_refused`,
+`tso_refused_error` and `gso_resegmented` count it for `inspect`.
 The environment variables PYTCP_TUN and PYTCP_ADDR are read by stack/api.py, not here.
 
 Every environment failure raises `StackEnvironmentError` (an `OSError`) whose
@@ -52,7 +58,7 @@ import os
 import socket
 import struct
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Interface
 from typing import Any
@@ -73,6 +79,10 @@ TUN_F_TSO6 = 0x04  # ... and IPv6
 OFFLOAD_TRIES = (TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6, TUN_F_CSUM | TUN_F_TSO4, TUN_F_CSUM, 0)
 IFNAMSIZ = 16
 _IFREQ = struct.Struct("16sH22x")  # struct ifreq: name + ifr_flags, padded to 40 bytes
+
+# Errors of a GSO write that mean the kernel will not take our super-packets (bad gso
+# facts for this kernel), unlike EAGAIN/ENOBUFS (queue full) or EIO (interface down).
+TSO_REFUSALS = frozenset({errno.EINVAL, errno.EOPNOTSUPP})
 
 DEFAULT_MTU = 1500  # conventional Ethernet MTU: segments and traces look like real TCP (MSS 1460)
 MIN_MTU = 576  # RFC 791: every IPv4 host must accept 576-byte datagrams
@@ -623,6 +633,13 @@ class TunLink:
         self.created = created
         self.offload = offload  # the virtio-net header is on: packets carry offload facts
         self.offloads = describe_offloads(offload, accepted)
+        self.tso = offload  # the kernel cuts our GSO super-packets (off after a refusal)
+        self.tso_refused = 0  # GSO writes the kernel refused (TSO_REFUSALS)
+        self.tso_refused_error: str | None = None  # why, the first time: "EINVAL (...)"
+        self.gso_resegmented = 0  # super-packets cut into segments here instead
+        # Told once, with a one-line reason, when TSO goes off (the stack stops building
+        # super-packets and -v says so).
+        self.on_tso_refused: Callable[[str], None] | None = None
         self.counters: dict[str, int] = {
             "rx_packets": 0,
             "rx_bytes": 0,
@@ -891,21 +908,68 @@ class TunLink:
         try:
             if isinstance(packet, Packet):
                 if self.offload:
-                    os.writev(self._fd, (packet.vnet_header(), packet.head, packet.body))
+                    if packet.is_gso and not self.tso:
+                        self._resegment(packet)
+                        return
+                    try:
+                        self._write((packet.vnet_header(), packet.head, packet.body))
+                    except OSError as exc:
+                        if not packet.is_gso or exc.errno not in TSO_REFUSALS:
+                            raise
+                        self._refuse_tso(exc)
+                        self._resegment(packet)
+                        return
                 else:
                     # No header to carry the facts: a finished packet, or its segments.
                     for part in packet.segments():
-                        os.write(self._fd, part)
+                        self._write((part,))
             elif self.offload:
-                os.writev(self._fd, (NO_OFFLOAD_HDR, packet))
+                self._write((NO_OFFLOAD_HDR, packet))
             else:
-                os.write(self._fd, packet)
+                self._write((packet,))
         except OSError:
             # EAGAIN/ENOBUFS (queue full), EIO (interface down), EINVAL (malformed).
             self.counters["tx_dropped"] += 1
             return
         self.counters["tx_packets"] += 1
         self.counters["tx_bytes"] += len(packet)
+
+    def _write(self, parts: Sequence[bytes | bytearray | memoryview]) -> None:
+        """One packet to the device (the virtio-net header first when it is on)."""
+        assert self._fd is not None
+        os.writev(self._fd, parts)
+
+    def _refuse_tso(self, exc: OSError) -> None:
+        """The kernel refused a GSO write: TSO off for this link from now on."""
+        self.tso_refused += 1
+        if not self.tso:
+            return
+        self.tso = False
+        code = errno.errorcode.get(exc.errno or 0, str(exc.errno))
+        self.tso_refused_error = f"{code} ({exc.strerror or os.strerror(exc.errno or 0)})"
+        self.offloads = {
+            "rx": list(self.offloads.get("rx", [])),
+            "tx": [name for name in self.offloads.get("tx", []) if name != "tso"],
+        }
+        if self.on_tso_refused is not None:
+            self.on_tso_refused(
+                f"the kernel refused a TSO write on {self.name} ({self.tso_refused_error}): "
+                "TSO off, segments cut in Python from now on"
+            )
+
+    def _resegment(self, packet: Packet) -> None:
+        """Software GSO: the super-packet's MSS-sized segments, checksums done, each a
+        packet of its own with an empty virtio-net header."""
+        self.gso_resegmented += 1
+        counters = self.counters
+        for part in packet.segments():
+            try:
+                self._write((NO_OFFLOAD_HDR, part))
+            except OSError:
+                counters["tx_dropped"] += 1
+                continue
+            counters["tx_packets"] += 1
+            counters["tx_bytes"] += len(part)
 
     def close(self) -> None:
         """Release the device; an interface this process created disappears with it."""

@@ -121,7 +121,7 @@ def test_id_view_has_every_section(live: tuple[PairedStacks, CliRunner]) -> None
         "Link (offloads, for the whole interface)": {  # a PairLink: no offloads
             "offloads rx": "none", "offloads tx": "none",
             "GSO in": "0 super-packets, 0 segments", "GSO out": "0 super-packets, 0 segments",
-            "checksums trusted": "0",
+            "checksums trusted": "0", "TSO refused": "no",
         },
         "Send sequence space (relative to ISS; SND.WL1 to IRS)": {
             "raw": "relative",
@@ -266,7 +266,8 @@ DOCUMENTED_FIELDS: dict[str, set[str]] = {
     "timers": {"name", "armed", "deadline", "remaining", "backoff", "reason"},
     "close": {"fin_sent", "fin_acked", "fin_received", "app_closed"},
     "link": {"offloads_rx", "offloads_tx", "gso_packets_in", "gso_segments_in",
-             "gso_packets_out", "gso_segments_out", "csum_trusted_in"},
+             "gso_packets_out", "gso_segments_out", "csum_trusted_in", "tso_refused",
+             "tso_refused_error", "gso_resegmented"},
 }  # fmt: skip
 TIMER_NAMES = ["retransmission", "syn", "delayed-ack", "persist", "keepalive", "time-wait",
                "fin-wait-2"]  # fmt: skip

@@ -163,3 +163,40 @@ def test_trace_shows_drops_of_corrupted_segments(
     drops = [line.split(" ", 1)[1] for line in result.stderr.splitlines() if " drop" in line]
     assert "drop: bad-checksum" in drops  # a flipped bit: caught by the TCP checksum
     assert all(re.fullmatch(r"drop( \d+\.\d+)?: [a-z-]+", line) for line in drops), drops
+
+
+def test_verbose_says_once_when_the_kernel_refuses_tso(tmp_path: Path) -> None:
+    # A TUN whose kernel refuses GSO writes (tests/test_offload.py): every byte still
+    # arrives, cut into segments in Python, and -v says once that TSO went off.
+    from tests.test_offload import RefusingTun
+
+    peers: list[Peer] = []
+    stacks: list[Stack] = []
+    links: list[RefusingTun] = []
+
+    def factory(opts: Any, tracer: Any) -> Stack:
+        a_link, b_link = PairLink.pair()
+        loop = Loop()
+        b = Stack(link=b_link, loop=loop, addr="10.77.0.1", gateway="10.77.0.2/24", seed=2)
+        b.open()
+        stacks.append(b)
+        peers.append(Peer(b, 7000, bytes.upper))
+        links.append(RefusingTun(inner=a_link))
+        return Stack(link=links[-1], loop=loop, addr="10.77.0.2", gateway="10.77.0.1/24",
+                     seed=1, tracer=tracer, config=tcp_config(opts))  # fmt: skip
+
+    app = App(stack_factory=factory, serve_control=False)
+    data = os.urandom(300_000)
+    try:
+        result, out = run_connect(app, tmp_path, data, "-v", "--time-wait", "0")
+    finally:
+        for b in stacks:
+            b.close(linger=0)
+        for link in links:
+            link.close()
+    assert result.exit_code == 0
+    assert bytes(peers[0].received) == data and out == data.upper()
+    said = [line for line in result.stderr.splitlines() if "TSO" in line]
+    assert said == ["pytcp: the kernel refused a TSO write on t0 (EINVAL (Invalid argument)): "
+                    "TSO off, segments cut in Python from now on"]  # fmt: skip
+    assert links[0].attempts == 1
