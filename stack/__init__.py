@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 
 def __getattr__(name: str) -> Any:
-    # PEP 562: the API (and with it pyroute2 and the whole stack) loads only when asked for.
+    # PEP 562: the API (and with it the whole stack) loads only when asked for.
     if name in __all__:
         from stack import api
 

@@ -898,6 +898,10 @@ class Stack:
         self.loop.run_until(
             lambda: bool(asked) or all(c.is_closed for c in host.connections()), seconds
         )
+        # The device first (the interface goes with it), then the listener: a pytcp
+        # waiting in tun.release_lingering sees its connection end once the name is free.
+        link.close()
+        listener.close()
 
     def scan(
         self,

@@ -1,6 +1,6 @@
 """The TUN device: open /dev/net/tun, pick or attach an interface, configure it.
 
-Imports the standard library, pyroute2 (netlink) and stack.wire.checksum.
+Imports the standard library, stack.io.rtnl (netlink) and stack.wire.packet.
 
 `TunLink.open()` follows DESIGN §3. With no name it takes the first free `pytcpN`
 (N = 0, 1, ...): it creates the interface (IFF_TUN | IFF_NO_PI, not persistent, so
@@ -57,12 +57,11 @@ import fcntl
 import os
 import socket
 import struct
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Interface
-from typing import Any
 
+from stack.io.rtnl import RTNLGRP_IPV6_ROUTE, RTNLGRP_LINK, NetlinkError, Rtnl
 from stack.wire.packet import NO_OFFLOAD_HDR, VNET_HDR_LEN, Packet
 
 TUN_PATH = "/dev/net/tun"
@@ -261,26 +260,23 @@ def _interface_exists(name: str) -> bool:
 
 def _kernel_addresses() -> list[_KernelAddress]:
     """Every IPv4 address configured on any interface of this network namespace."""
-    from pyroute2 import IPRoute  # imported here: only interface setup needs netlink
-
     out: list[_KernelAddress] = []
     try:
-        with IPRoute() as ipr:
-            names = {link["index"]: link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
-            for msg in ipr.get_addr(family=socket.AF_INET):
-                local = msg.get_attr("IFA_LOCAL") or msg.get_attr("IFA_ADDRESS")
-                address = msg.get_attr("IFA_ADDRESS") or local
+        with Rtnl() as nl:
+            names = nl.links()
+            for msg in nl.addresses(socket.AF_INET):
+                local = msg.local or msg.address
+                address = msg.address or local
                 if local is None:
                     continue
-                prefixlen = msg["prefixlen"]
                 peer = IPv4Address(address) if address != local else None
                 base = peer if peer is not None else IPv4Address(local)
                 out.append(
                     _KernelAddress(
-                        ifname=names.get(msg["index"], "?"),
+                        ifname=names.get(msg.index, "?"),
                         local=IPv4Address(local),
                         peer=peer,
-                        network=IPv4Network(f"{base}/{prefixlen}", strict=False),
+                        network=IPv4Network(f"{base}/{msg.prefixlen}", strict=False),
                     )
                 )
     except OSError as exc:
@@ -290,20 +286,17 @@ def _kernel_addresses() -> list[_KernelAddress]:
 
 def _kernel_addresses6() -> list[_KernelAddress6]:
     """Every IPv6 address other than link-local ones on any interface of this namespace."""
-    from pyroute2 import IPRoute
-
     out: list[_KernelAddress6] = []
     try:
-        with IPRoute() as ipr:
-            names = {link["index"]: link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
-            for msg in ipr.get_addr(family=socket.AF_INET6):
-                address = msg.get_attr("IFA_ADDRESS")
-                if address is None:
+        with Rtnl() as nl:
+            names = nl.links()
+            for msg in nl.addresses(socket.AF_INET6):
+                if msg.address is None:
                     continue
-                iface = IPv6Interface(f"{address}/{msg['prefixlen']}")
+                iface = IPv6Interface(f"{msg.address}/{msg.prefixlen}")
                 if iface.ip.is_link_local or iface.ip.is_loopback:
                     continue
-                out.append(_KernelAddress6(names.get(msg["index"], "?"), iface))
+                out.append(_KernelAddress6(names.get(msg.index, "?"), iface))
     except OSError as exc:
         raise _fail(f"cannot list interface addresses over netlink: {exc}", exc.errno or 0) from exc
     return out
@@ -396,25 +389,33 @@ def linger_address(name: str) -> bytes:
 def release_lingering(name: str, timeout: float = 0.5) -> bool:
     """Ask the pytcp lingering on interface `name` to let it go now; True once the
     interface is gone (it vanishes with that process's descriptor). False when no
-    lingering pytcp holds it (the interface is in real use)."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(timeout)
+    lingering pytcp holds it (the interface is in real use). Waits for events only (the
+    lingering process's goodbye, then the kernel's RTM_DELLINK), `timeout` at most."""
     try:
-        sock.connect(linger_address(name))
+        index = socket.if_nametoindex(name)
     except OSError:
-        sock.close()
-        return False  # nobody lingers on it: the interface is in real use
-    try:
-        sock.recv(1)  # EOF, or a reset of this unaccepted connection: it has exited
-    except OSError:
-        pass
-    finally:
-        sock.close()
-    for _ in range(100):  # bounded: the interface goes with the process's last fd
-        if not _interface_exists(name):
-            return True
-        time.sleep(0.005)
-    return not _interface_exists(name)
+        return True  # gone already
+    with contextlib.ExitStack() as scope:
+        try:
+            # Joined before asking: the interface cannot go unseen.
+            events: Rtnl | None = scope.enter_context(Rtnl(groups=(RTNLGRP_LINK,)))
+        except OSError:
+            events = None
+        sock = scope.enter_context(socket.socket(socket.AF_UNIX, socket.SOCK_STREAM))
+        sock.settimeout(timeout)
+        try:
+            sock.connect(linger_address(name))
+        except OSError:
+            return False  # nobody lingers on it: the interface is in real use
+        try:
+            # EOF, or a reset of this unaccepted connection: it has closed the device
+            # (which removes the interface) and exits.
+            sock.recv(1)
+        except OSError:
+            pass
+        if events is None:
+            return not _interface_exists(name)
+        return events.wait_link_gone(index, timeout, lambda: not _interface_exists(name))
 
 
 def _attach_error(name: str, exc: OSError) -> StackEnvironmentError:
@@ -491,43 +492,44 @@ def _configure(
     """Configure an interface this process created (never an attached one): MTU, the
     kernel-side addresses (`share`: also the shared SHARED_KERNEL/32 and
     SHARED_KERNEL6/128), no IPv6 address generation (no link-local), forwarding on this
-    interface only (pytcp to pytcp), up."""
-    from pyroute2 import IPRoute
-    from pyroute2.netlink.exceptions import NetlinkError
-
+    interface only (pytcp to pytcp), up; with IPv6, returns once the kernel takes its
+    IPv6 address as its own (`Rtnl.wait_local6`, LOCAL_WAIT at most)."""
     try:
-        with IPRoute() as ipr:
-            ipr.link("set", index=index, mtu=mtu)
-            ipr.addr(
-                "add", index=index, address=str(gateway.ip), prefixlen=gateway.network.prefixlen
-            )
-            _no_ipv6_autoconf(ipr, index)
+        # Subscribed to IPv6 route changes before the link is up: the local route of
+        # gateway6 cannot be inserted unseen.
+        with contextlib.ExitStack() as scope:
+            nl = scope.enter_context(Rtnl())
+            events = None
             if gateway6 is not None:
-                ipr.addr(
-                    "add",
-                    index=index,
-                    family=socket.AF_INET6,
-                    address=str(gateway6.ip),
-                    prefixlen=gateway6.network.prefixlen,
+                events = scope.enter_context(Rtnl(groups=(RTNLGRP_IPV6_ROUTE,)))
+            nl.set_link(index, mtu=mtu)
+            nl.add_address(index, socket.AF_INET, str(gateway.ip), gateway.network.prefixlen)
+            _no_ipv6_autoconf(nl, index)
+            if gateway6 is not None:
+                nl.add_address(
+                    index,
+                    socket.AF_INET6,
+                    str(gateway6.ip),
+                    gateway6.network.prefixlen,
                     flags=IFA_F_NODAD,
                 )
             if share and gateway.ip != SHARED_KERNEL:
-                ipr.addr("add", index=index, address=str(SHARED_KERNEL), prefixlen=32)
+                nl.add_address(index, socket.AF_INET, str(SHARED_KERNEL), 32)
             if share and gateway6 is not None and gateway6.ip != SHARED_KERNEL6:
-                ipr.addr(
-                    "add",
-                    index=index,
-                    family=socket.AF_INET6,
-                    address=str(SHARED_KERNEL6),
-                    prefixlen=128,
-                    flags=IFA_F_NODAD,
+                nl.add_address(
+                    index, socket.AF_INET6, str(SHARED_KERNEL6), 128, flags=IFA_F_NODAD
                 )
             _forward(name)
-            ipr.link("set", index=index, state="up")
-            if gateway6 is not None:
-                _wait_local(ipr, gateway6.ip)
+            nl.set_link(index, up=True)
+            if gateway6 is not None and events is not None:
+                # Even without DAD (IFA_F_NODAD) Linux inserts the address's local route
+                # from its address-configuration work, just after the link comes up; a
+                # packet to it before that is dropped (Ip6InAddrErrors) and the stack's
+                # first SYN would cost a 1 s retransmission. Bounded: after LOCAL_WAIT the
+                # interface is used as it is.
+                events.wait_local6(gateway6.ip, LOCAL_WAIT, ask=nl)
     except NetlinkError as exc:
-        code = exc.code
+        code = exc.errno or errno.EIO
         if code == errno.EEXIST:
             both = f"{gateway}" + (f" or {gateway6}" if gateway6 is not None else "")
             raise _fail(
@@ -539,9 +541,10 @@ def _configure(
             ) from exc
         if code == errno.EINVAL:
             raise _fail(
-                f"the kernel refused the configuration (MTU {mtu}, {gateway}): {exc}", code
+                f"the kernel refused the configuration (MTU {mtu}, {gateway}): {exc.strerror}",
+                code,
             ) from exc
-        raise _fail(f"cannot configure the interface: {exc}", code) from exc
+        raise _fail(f"cannot configure the interface: {exc.strerror}", code) from exc
 
 
 def _forward(name: str) -> None:
@@ -557,43 +560,17 @@ def _forward(name: str) -> None:
 
 
 IN6_ADDR_GEN_MODE_NONE = 1  # linux/if_link.h
-RTN_LOCAL = 2  # linux/rtnetlink.h: a route to one of the host's own addresses
 LOCAL_WAIT = 2.0  # seconds at most for the kernel to take its IPv6 address as its own
-LOCAL_POLL = 0.002
 
 
-def _wait_local(ipr: Any, address: IPv6Address) -> None:
-    """Return once the kernel takes its new IPv6 address as local. Even without DAD
-    (IFA_F_NODAD) Linux inserts the address's local route from its address-configuration
-    work, just after the link comes up; a packet to it before that is dropped
-    (Ip6InAddrErrors) and the stack's first SYN costs a 1 s retransmission. Bounded:
-    after LOCAL_WAIT the interface is used as it is."""
-    import time
-
-    deadline = time.monotonic() + LOCAL_WAIT
-    while time.monotonic() < deadline:
-        try:
-            routes = ipr.route("get", dst=str(address))
-        except (OSError, ValueError):
-            routes = []
-        if any(r["type"] == RTN_LOCAL for r in routes):
-            return
-        time.sleep(LOCAL_POLL)
-
-
-def _no_ipv6_autoconf(ipr: Any, index: int) -> None:
+def _no_ipv6_autoconf(nl: Rtnl, index: int) -> None:
     """`ip link set dev X addrgenmode none` before the interface is up: the kernel then
     gives it no link-local IPv6 address, so it sends no router or neighbour
     solicitations into the stack (they would show as drops in every --trace). Only this
     interface; a kernel without IPv6 refuses, which changes nothing."""
-    from pyroute2.netlink.exceptions import NetlinkError
-
-    spec = {
-        "attrs": [["AF_INET6", {"attrs": [["IFLA_INET6_ADDR_GEN_MODE", IN6_ADDR_GEN_MODE_NONE]]}]]
-    }
     try:
-        ipr.link("set", index=index, IFLA_AF_SPEC=spec)
-    except (NetlinkError, OSError, ValueError, KeyError):
+        nl.set_link(index, addr_gen_mode=IN6_ADDR_GEN_MODE_NONE)
+    except OSError:
         pass
 
 

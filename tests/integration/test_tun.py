@@ -360,7 +360,8 @@ def test_default_attaches_to_a_free_persistent_pytcp0(netns: Netns) -> None:
 
 
 def _kernel_addresses_loaded() -> None:
-    """Import pyroute2 fully now: a child that drops root cannot read root's files."""
+    """Load everything interface set-up uses now: a child that drops root cannot read
+    root's files."""
     tun._kernel_addresses()
 
 
@@ -541,3 +542,112 @@ def test_interface_deleted_under_us_is_one_environment_error(
     assert tunlink.recv() is None  # dead from now on, quietly
     tunlink.send(b"x")
     assert tunlink.counters["tx_dropped"] == 1
+
+
+# -- the configuration of an interface pytcp creates, exactly ------------------------------
+
+
+def _addresses(netns: Netns, name: str) -> list[tuple]:
+    """(family, address/len, scope, nodad) of every address on `name`, sorted."""
+    info = link_info(netns, name)
+    assert info is not None
+    return sorted(
+        (a["family"], f"{a['local']}/{a['prefixlen']}", a["scope"], a.get("nodad", False))
+        for a in info["addr_info"]
+    )
+
+
+def _routes(netns: Netns, name: str) -> list[tuple]:
+    """(type, destination, table, scope, preferred source) of every route through `name`
+    in every table and both families (`ip route show table all dev NAME`), sorted."""
+    routes = []
+    for family in ("-4", "-6"):
+        res = netns.run("ip", "-j", family, "route", "show", "table", "all", "dev", name)
+        for r in json.loads(res.stdout or "[]"):
+            routes.append(
+                (
+                    r.get("type", "unicast"),
+                    r["dst"],
+                    r.get("table", "main"),
+                    r.get("scope", "global"),
+                    r.get("prefsrc", ""),
+                )
+            )
+    return sorted(routes)
+
+
+def _link(netns: Netns, name: str) -> tuple:
+    """(UP, MTU, IPv6 address generation mode, net.ipv4.conf.NAME.forwarding,
+    net.ipv6.conf.NAME.forwarding) of `name`."""
+    info = json.loads(netns.run("ip", "-d", "-j", "link", "show", "dev", name).stdout)[0]
+    v4 = Path(f"/proc/sys/net/ipv4/conf/{name}/forwarding").read_text().strip()
+    v6_path = Path(f"/proc/sys/net/ipv6/conf/{name}/forwarding")
+    v6 = v6_path.read_text().strip() if v6_path.exists() else None
+    return ("UP" in info["flags"], info["mtu"], info.get("inet6_addr_gen_mode"), v4, v6)
+
+
+def _local6(netns: Netns, address: str) -> str:
+    """The type of the route the kernel takes for `address` now (`ip -6 route get`)."""
+    res = netns.run("ip", "-j", "-6", "route", "get", address)
+    return str(json.loads(res.stdout)[0].get("type", "unicast"))
+
+
+@pytest.mark.netns
+def test_created_interfaces_are_configured_exactly(netns: Netns) -> None:
+    # What TunLink.open() puts on the interfaces it creates, in full: the addresses with
+    # their flags, every route the kernel derives from them in every table, the link's
+    # MTU, state and IPv6 address generation mode, and forwarding on the interface only.
+    with TunLink.open() as first, TunLink.open() as second:
+        assert (first.name, second.name) == ("pytcp0", "pytcp1")
+        # The IPv6 local route is in place when open() returns (no SYN to fd77:N::1
+        # is dropped as Ip6InAddrErrors).
+        assert _local6(netns, "fd77::1") == "local"
+        assert _local6(netns, "fd77:1::1") == "local"
+        assert _addresses(netns, "pytcp0") == [
+            ("inet", "10.77.0.1/24", "global", False),
+            ("inet6", "fd77::1/64", "global", True),
+        ]
+        assert _routes(netns, "pytcp0") == [
+            ("broadcast", "10.77.0.255", "local", "link", "10.77.0.1"),
+            ("local", "10.77.0.1", "local", "host", "10.77.0.1"),
+            ("local", "fd77::1", "local", "global", ""),
+            ("multicast", "ff00::/8", "local", "global", ""),
+            ("unicast", "10.77.0.0/24", "main", "link", "10.77.0.1"),
+            ("unicast", "fd77::/64", "main", "global", ""),
+        ]
+        assert _link(netns, "pytcp0") == (True, 1500, "none", "1", "0")
+        # The second also holds the shared kernel address 10.77.0.1/32 and fd77::1/128.
+        assert _addresses(netns, "pytcp1") == [
+            ("inet", "10.77.0.1/32", "global", False),
+            ("inet", "10.77.1.1/24", "global", False),
+            ("inet6", "fd77:1::1/64", "global", True),
+            ("inet6", "fd77::1/128", "global", True),
+        ]
+        assert _routes(netns, "pytcp1") == [
+            ("broadcast", "10.77.1.255", "local", "link", "10.77.1.1"),
+            ("local", "10.77.0.1", "local", "host", "10.77.0.1"),
+            ("local", "10.77.1.1", "local", "host", "10.77.1.1"),
+            ("local", "fd77:1::1", "local", "global", ""),
+            ("local", "fd77::1", "local", "global", ""),
+            ("multicast", "ff00::/8", "local", "global", ""),
+            ("unicast", "10.77.1.0/24", "main", "link", "10.77.1.1"),
+            ("unicast", "fd77:1::/64", "main", "global", ""),
+            ("unicast", "fd77::1", "main", "global", ""),
+        ]
+        assert _link(netns, "pytcp1") == (True, 1500, "none", "1", "0")
+    with TunLink.open("t7", gateway="192.168.77.1/24", mtu=9000) as link:
+        # Outside 10.77.0.0/16: no IPv6 unless asked for, no shared address.
+        assert link.address6 is None
+        assert _addresses(netns, "t7") == [("inet", "192.168.77.1/24", "global", False)]
+        assert _routes(netns, "t7") == [
+            ("broadcast", "192.168.77.255", "local", "link", "192.168.77.1"),
+            ("local", "192.168.77.1", "local", "host", "192.168.77.1"),
+            ("multicast", "ff00::/8", "local", "global", ""),
+            ("unicast", "192.168.77.0/24", "main", "link", "192.168.77.1"),
+        ]
+        assert _link(netns, "t7") == (True, 9000, "none", "1", "0")
+    with TunLink.open("t5", mtu=576) as link:
+        # Below 1280 bytes Linux keeps IPv6 off the link: IPv4 only.
+        assert link.address6 is None
+        assert _addresses(netns, "t5") == [("inet", "10.77.0.1/24", "global", False)]
+        assert _link(netns, "t5")[:2] == (True, 576)
