@@ -1,35 +1,70 @@
 """The `pytcp` click group and `main()`, which maps failures to exit statuses.
 
-Imports click, the command modules, `pytcpcli.app` and `pytcpcli.errors`; protocol
-logic lives in `stack/`. A command is added with one `cli.add_command(...)` line.
+Imports click, `pytcpcli.app` and `pytcpcli.errors`, and each command module only when
+its command is looked up (`LazyCommands`): `pytcp connect` loads connect's module alone,
+not inspect's tables or script's packetdrill parser. Protocol logic lives in `stack/`.
+A command is added with one line in `COMMANDS`.
 """
 
 from __future__ import annotations
 
 import errno
+import importlib
 import os
 import re
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, MutableMapping, Sequence
 from typing import Any
 
 import click
 
 from pytcpcli import __version__
 from pytcpcli.app import App
-from pytcpcli.commands.close import close
-from pytcpcli.commands.connect import connect
-from pytcpcli.commands.impair import impair
-from pytcpcli.commands.inspect import inspect
-from pytcpcli.commands.listen import listen
-from pytcpcli.commands.plot import plot
-from pytcpcli.commands.script import script
-from pytcpcli.commands.send import send
-from pytcpcli.commands.timer import timer
 from pytcpcli.errors import EXIT_CONN, EXIT_OK, EXIT_SIGINT, EXIT_USAGE
 from pytcpcli.signals import Interrupted, exit_status
 from pytcpcli.signals import install as install_signals
+
+# Every command: name -> the module (pytcpcli/commands/NAME.py) whose function NAME it is.
+COMMANDS = {
+    name: f"pytcpcli.commands.{name}"
+    for name in ("connect", "listen", "send", "close", "inspect", "impair", "timer", "script",
+                 "plot")
+}  # fmt: skip
+
+
+class LazyCommands(MutableMapping[str, click.Command]):
+    """The group's commands by name, as click's `Group.commands`; a command's module is
+    imported the first time the command is looked up (to run it, or for --help, man
+    pages and completion, which look them all up). Names, `in` and `len` import nothing."""
+
+    def __init__(self, modules: dict[str, str]) -> None:
+        self._modules = dict(modules)
+        self._loaded: dict[str, click.Command] = {}
+
+    def __getitem__(self, name: str) -> click.Command:
+        command = self._loaded.get(name)
+        if command is None:
+            command = getattr(importlib.import_module(self._modules[name]), name)
+            self._loaded[name] = command
+        return command
+
+    def __setitem__(self, name: str, command: click.Command) -> None:
+        self._loaded[name] = command
+        self._modules.setdefault(name, type(command).__module__)
+
+    def __delitem__(self, name: str) -> None:
+        del self._modules[name]
+        self._loaded.pop(name, None)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._modules
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._modules)
+
+    def __len__(self) -> int:
+        return len(self._modules)
 
 
 class PytcpGroup(click.Group):
@@ -136,7 +171,11 @@ def flush_stdout(code: int) -> int:
     return code
 
 
-@click.group(cls=PytcpGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    cls=PytcpGroup,
+    commands=LazyCommands(COMMANDS),
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 @click.version_option(__version__, "-V", "--version", prog_name="pytcp")
 @click.pass_context
 def cli(ctx: click.Context) -> None:
@@ -153,17 +192,6 @@ def cli(ctx: click.Context) -> None:
     """
     if ctx.obj is None:
         ctx.obj = App(stdout_closed=1 in CLOSED_AT_START)
-
-
-cli.add_command(connect)
-cli.add_command(listen)
-cli.add_command(send)
-cli.add_command(close)
-cli.add_command(inspect)
-cli.add_command(impair)
-cli.add_command(timer)
-cli.add_command(script)
-cli.add_command(plot)
 
 
 CLOSED_AT_START: set[int] = set()  # std fds the caller had closed (`>&-`)

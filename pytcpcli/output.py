@@ -2,7 +2,7 @@
 
 Snapshots have the shape docs/internals.md gives for `Connection.snapshot()` (plus the
 `id`, `pid` and `tun` the control endpoint adds). Nothing here does I/O or reads a clock.
-Imports the standard library and tabulate.
+Imports the standard library, and tabulate when a table is drawn.
 """
 
 from __future__ import annotations
@@ -13,8 +13,6 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-
-from tabulate import tabulate
 
 SEQ_MOD = 1 << 32
 
@@ -295,8 +293,16 @@ def matches(
     return True
 
 
+def _tabulate(rows: list[list[str]], headers: list[str]) -> str:
+    # Imported on first use: tabulate loads importlib.metadata and email (~25 ms), which
+    # connect, listen and send do not need for their data path.
+    from tabulate import tabulate
+
+    return tabulate(rows, headers=headers, tablefmt="plain", disable_numparse=True)
+
+
 def _section(title: str, rows: list[list[str]], headers: Iterable[str] = ()) -> str:
-    table = tabulate(rows, headers=list(headers), tablefmt="plain", disable_numparse=True)
+    table = _tabulate(rows, list(headers))
     body = "\n".join("  " + line for line in table.splitlines())
     return f"{title}\n{body}\n"
 
