@@ -663,7 +663,8 @@ class Connection(Sender):
 
     def _on_probe_timeout(self, now: int) -> None:
         """RFC 8985 §7.3: the tail loss probe.  New data if the windows allow one more
-        segment, else the last segment again; then the RTO watches."""
+        segment (one MSS at most, Nagle off), else -- or if none could go -- the last
+        segment again (as Linux); then the RTO watches."""
         rec = self.recovery
         tcb = self.tcb
         if tcb.state not in SENDING or tcb.snd_una == tcb.snd_max:
@@ -671,14 +672,18 @@ class Connection(Sender):
         mss = self._payload_mss()
         off = seq_diff(tcb.snd_max, self._buf_seq)
         unsent = len(self.sendbuf) - off
+        sent_new = False
         if (
             unsent > 0
             and tcb.snd_nxt == tcb.snd_max
             and seq_diff(seq_add(tcb.snd_una, tcb.snd_wnd), tcb.snd_max) >= min(unsent, mss)
         ):
+            before = tcb.snd_max
             self._force_probe = True
             self._send_data(now, self._out)
             self._force_probe = False
+            sent_new = tcb.snd_max != before
+        if sent_new:
             rec.on_probe_sent(tcb.snd_max, False)
         else:
             last = rec.segs[-1]
@@ -1331,7 +1336,13 @@ class Connection(Sender):
                 rec.phase = "open"
         if rec.phase == "recovery":
             rec.prr_update(now, delivered, tcb.snd_mss)
-        if rec.reo_deadline is not None or rec.timer_mode == "rack":
+        # RACK's reordering timer follows each ACK; a probe armed before the episode
+        # gives way to the RTO (RFC 8985 §7.2: no tail loss probe in fast recovery).
+        if (
+            rec.reo_deadline is not None
+            or rec.timer_mode == "rack"
+            or (rec.timer_mode == "tlp" and rec.phase == "recovery")
+        ):
             self._rearm(now)
 
     def _on_dup_ack(self, now: int, delivered: int) -> None:

@@ -47,7 +47,8 @@ from stack.tcp.congestion import CongestionControl
 from stack.tcp.seq import seq_add, seq_diff
 
 DUP_THRESH = 3  # RFC 5681 §3.2, RFC 6675 §2 DupThresh
-TLP_MIN = 10 * MS  # Linux TCP_TIMEOUT_MIN floor of the probe timeout
+TLP_SLACK = 2 * MS  # Linux TCP_TIMEOUT_MIN_US: added to 2*SRTT when more than one
+# segment is out (Linux dropped its 10 ms floor in 4.13; RFC 8985 §7.2 has none)
 TLP_DELACK = 200 * MS  # RFC 8985 §7.2 WCDelAckT (Linux adds TCP_RTO_MIN, 200 ms)
 TLP_NO_RTT = 1 * SECOND  # RFC 8985 §7.2: PTO without an RTT sample
 REO_WND_PERSIST = 16  # RFC 8985 §6.2 step 4: recoveries a widened window is kept
@@ -622,16 +623,17 @@ class Recovery:
 
     def pto(self, srtt: int | None, rto: int, mss: int) -> int:
         """RFC 8985 §7.2 probe timeout: 2 * SRTT, plus WCDelAckT when FlightSize is one
-        segment (the receiver may hold its ACK for a lone segment).  One record may
-        be a TSO super-segment of many wire segments, each ACKed as usual: it is one
-        segment only if it holds at most `mss` (Linux counts packets_out in MSS)."""
+        segment (the receiver may hold its ACK for a lone segment), else plus Linux's
+        2 ms of slack; never later than the RTO.  One record may be a TSO
+        super-segment of many wire segments, each ACKed as usual: it is one segment
+        only if it holds at most `mss` (Linux counts packets_out in MSS)."""
         if srtt is None:
             pto = TLP_NO_RTT
+        elif len(self.segs) == 1 and self.segs[0].end - self.segs[0].start <= mss:
+            pto = 2 * srtt + TLP_DELACK
         else:
-            pto = 2 * srtt
-            if len(self.segs) == 1 and self.segs[0].end - self.segs[0].start <= mss:
-                pto += TLP_DELACK
-        return min(max(pto, TLP_MIN), rto)
+            pto = 2 * srtt + TLP_SLACK
+        return min(pto, rto)
 
     def may_probe(self) -> bool:
         """RFC 8985 §7.2: a probe may be scheduled (open phase, SACK, no probe out)."""

@@ -195,8 +195,13 @@ class Sender:
         rec = self.recovery
         mss = self._payload_mss()
         # With TSO a segment carries up to tso_max, a whole number of MSS: the link cuts
-        # it into MSS-sized segments on the way (gso_size = mss).
-        limit = self.tso_max - self.tso_max % mss if self.tso_max > mss else mss
+        # it into MSS-sized segments on the way (gso_size = mss).  A tail loss probe
+        # is one segment of new data (RFC 8985 §7.3), never a super-segment: it goes
+        # out past cwnd.
+        if self.tso_max > mss and not self._force_probe:
+            limit = self.tso_max - self.tso_max % mss
+        else:
+            limit = mss
         buf = self.sendbuf
         if rec.phase == "open" and len(buf) > seq_diff(tcb.snd_nxt, self._buf_seq):
             self.cwv.check(now, self.cc, self.rtt.srtt)  # RFC 7661 before new data
@@ -218,10 +223,11 @@ class Sender:
             if length < mss and not fin and not retransmit and not self._force:
                 # Sender SWS avoidance (3.8.6.2.1): send a short segment only when it
                 # empties the queue or fills half the largest window seen -- and then,
-                # with Nagle (3.7.4), only when nothing is unacknowledged.
+                # with Nagle (3.7.4), only when nothing is unacknowledged (a tail loss
+                # probe goes with Nagle off, as Linux's TCP_NAGLE_OFF for it).
                 if length < unsent and length < tcb.max_snd_wnd // 2:
                     break
-                if not self.config.nodelay and tcb.snd_una != tcb.snd_max:
+                if not (self.config.nodelay or self._force_probe) and tcb.snd_una != tcb.snd_max:
                     break
             self._force = False
             seq = tcb.snd_nxt

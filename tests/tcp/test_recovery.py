@@ -10,6 +10,7 @@ from dataclasses import replace
 from stack.tcp.clock import MS
 from stack.tcp.config import TcpConfig
 from stack.tcp.connection import Connection
+from stack.tcp.recovery import TLP_SLACK
 from stack.tcp.sender import CWR, ECE, EctSegment
 from tests.tcp.helpers import (
     ACK,
@@ -30,6 +31,7 @@ SMSS = 1460
 UNA = LOCAL_ISS + 1
 WIN = 65535
 RTT = 10 * MS
+PTO = 2 * RTT + TLP_SLACK  # RFC 8985 §7.2 (more than one segment out), Linux's slack
 BASE = TcpConfig(**{**CONFIG.__dict__, "cc": "newreno", "sack": True, "snd_buf": 1 << 20})
 
 
@@ -105,14 +107,14 @@ def test_rack_waits_no_reordering_window_once_dupthresh_segments_are_sacked() ->
 
 def test_tail_loss_probe_resends_the_last_segment_after_two_rtts() -> None:
     c = sending(3)
-    # nothing new may go out (cwnd full): PTO = 2 * SRTT after the last send
+    # nothing new may go out (cwnd full): PTO = 2 * SRTT + 2 ms after the last send
     assert c.snapshot(RTT)["recovery"]["timer_mode"] == "tlp"
-    assert c.timers["retransmission"].deadline == RTT + 2 * RTT
-    assert recv_nothing(c, 3 * RTT - 1)
-    out = recv_all(c, 3 * RTT)
+    assert c.timers["retransmission"].deadline == RTT + PTO
+    assert recv_nothing(c, RTT + PTO - 1)
+    out = recv_all(c, RTT + PTO)
     # new data is queued and the peer's window has room: the probe is a new segment
     assert [(s.seq, len(s.payload)) for s in out] == [(UNA + 3 * SMSS, SMSS)]
-    snap = c.snapshot(3 * RTT)
+    snap = c.snapshot(RTT + PTO)
     assert (snap["counters"]["tlp_probes"], snap["recovery"]["timer_mode"]) == (1, "rto")
     assert snap["recovery"]["tlp_end"] == UNA + 4 * SMSS
 
@@ -120,7 +122,8 @@ def test_tail_loss_probe_resends_the_last_segment_after_two_rtts() -> None:
 def test_probe_timeout_of_a_super_segment_has_no_delayed_ack_allowance() -> None:
     # RFC 8985 §7.2 adds WCDelAckT only when FlightSize is one segment.  With TSO one
     # record is a super-segment of many wire segments, which the receiver ACKs as
-    # usual: PTO = 2 * SRTT for it, not the RTO (Linux counts packets_out in MSS).
+    # usual: PTO = 2 * SRTT (+ 2 ms) for it, not the RTO (Linux counts packets_out in
+    # MSS).
     c = connection(BASE)
     c.tso_max = 65536
     c.open_passive(0)
@@ -132,10 +135,62 @@ def test_probe_timeout_of_a_super_segment_has_no_delayed_ack_allowance() -> None
     assert [len(s.payload) for s in recv_all(c, RTT)] == [4 * SMSS]
     assert c.snapshot(RTT)["recovery"]["segments"] == 1
     assert c.snapshot(RTT)["recovery"]["timer_mode"] == "tlp"
-    assert c.timers["retransmission"].deadline == RTT + 2 * RTT
-    assert recv_nothing(c, 3 * RTT - 1)
-    out = recv_all(c, 3 * RTT)  # the probe: the last MSS of the super-segment again
+    assert c.timers["retransmission"].deadline == RTT + PTO
+    assert recv_nothing(c, RTT + PTO - 1)
+    out = recv_all(c, RTT + PTO)  # the probe: the last MSS of the super-segment again
     assert [(s.seq, len(s.payload)) for s in out] == [(UNA + 3 * SMSS, SMSS)]
+
+
+def test_tail_loss_probe_with_tso_is_one_segment_of_new_data() -> None:
+    # RFC 8985 §7.3: the probe is one new segment.  It leaves past cwnd, so with TSO
+    # it must not be a super-segment of everything the peer's window holds.
+    c = connection(BASE)
+    c.tso_max = 65536
+    c.open_passive(0)
+    send(c, syn(sack_permitted=True, window=WIN), 0)
+    recv(c, 0)
+    send(c, ack(0), RTT)
+    c.cc.cwnd = 4 * SMSS
+    c.send(b"t" * (30 * SMSS), RTT)
+    assert [len(s.payload) for s in recv_all(c, RTT)] == [4 * SMSS]
+    out = recv_all(c, RTT + PTO)
+    assert [(s.seq, len(s.payload)) for s in out] == [(UNA + 4 * SMSS, SMSS)]
+    assert c.snapshot(RTT + PTO)["recovery"]["tlp_end"] == UNA + 5 * SMSS
+
+
+def test_tail_loss_probe_sends_a_short_tail_with_nagle_off() -> None:
+    # The end of a burst shorter than a segment waits for Nagle while data is out;
+    # the probe sends it all the same (Linux TCP_NAGLE_OFF), it is new data.
+    c = connection(replace(BASE, nodelay=False))
+    c.open_passive(0)
+    send(c, syn(sack_permitted=True, window=WIN), 0)
+    recv(c, 0)
+    send(c, ack(0), RTT)
+    c.cc.cwnd = 4 * SMSS
+    c.send(b"t" * (4 * SMSS + 500), RTT)
+    assert seqs(c, RTT) == [0, 1, 2, 3]
+    assert recv_nothing(c, RTT + PTO - 1)
+    out = recv_all(c, RTT + PTO)
+    assert [(s.seq, len(s.payload)) for s in out] == [(UNA + 4 * SMSS, 500)]
+    snap = c.snapshot(RTT + PTO)
+    assert (snap["counters"]["tlp_probes"], snap["recovery"]["tlp_end"]) == (
+        1,
+        UNA + 4 * SMSS + 500,
+    )
+
+
+def test_no_tail_loss_probe_once_fast_recovery_starts() -> None:
+    # RFC 8985 §7.2: no probe in fast recovery.  The probe armed with the flight gives
+    # way to the RTO when SACKs start an episode.
+    c = sending(4)
+    assert c.snapshot(RTT)["recovery"]["timer_mode"] == "tlp"
+    send(c, ack(0, sack=(segs(1, 4),)), RTT + 1 * MS)
+    assert seqs(c, RTT + 1 * MS) == [0, 4]  # PRR-SSRB: the hole, then one new segment
+    snap = c.snapshot(RTT + 1 * MS)
+    assert (snap["congestion"]["phase"], snap["recovery"]["timer_mode"]) == ("recovery", "rto")
+    assert c.timers["retransmission"].deadline == RTT + 1 * MS + c.rtt.rto
+    assert recv_nothing(c, RTT + PTO)  # where the probe would have gone
+    assert c.counters["tlp_probes"] == 0
 
 
 def test_probe_timeout_of_one_segment_waits_for_a_delayed_ack() -> None:
@@ -159,7 +214,8 @@ def test_tail_loss_probe_retransmits_when_nothing_new_is_queued() -> None:
     send(c, ack(0), RTT)
     c.send(b"t" * (2 * SMSS), RTT)
     assert seqs(c, RTT) == [0, 1]
-    out = recv_all(c, 3 * RTT)
+    assert recv_nothing(c, RTT + PTO - 1)
+    out = recv_all(c, RTT + PTO)
     assert [(s.seq, len(s.payload)) for s in out] == [(UNA + SMSS, SMSS)]  # the last one
     # the probe repaired a loss (no D-SACK for it): fast recovery's response
     cwnd = c.cc.cwnd
@@ -178,7 +234,7 @@ def test_tail_loss_probe_dsacked_means_no_loss() -> None:
     send(c, ack(0), RTT)
     c.send(b"t" * (2 * SMSS), RTT)
     recv_all(c, RTT)
-    recv_all(c, 3 * RTT)  # the probe: segment 1 again
+    assert seqs(c, RTT + PTO) == [1]  # the probe: segment 1 again
     cwnd = c.cc.cwnd
     # the originals arrived: the ACK covers both and D-SACKs the probe
     send(c, ack(2 * SMSS, sack=(segs(1, 2),)), 4 * RTT)
