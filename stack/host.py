@@ -79,6 +79,7 @@ from stack.tcp.isn import (
     cookie_options,
     cookie_tsval,
 )
+from stack.tcp.reassembly import RingPool
 from stack.tcp.sender import CE, ECT0, EctSegment
 from stack.tcp.seq import MASK, in_window, seq_add, seq_ge, seq_gt, seq_lt
 from stack.tcp.state import State
@@ -626,6 +627,10 @@ class Host:
         # segments leave with their checksum partial (NEEDS_CSUM) and connections build
         # super-segments of up to TSO_MAX_PAYLOAD that the kernel cuts (TSO).
         self.offload = offload
+        # Receive rings freed by one connection, reused by the next that needs one of
+        # that size (stack.tcp.reassembly.RingPool): a bulk reader empties its ring
+        # after nearly every segment.
+        self._rings = RingPool()
         self.tso = offload  # connections build super-segments (off: see disable_tso)
         self.offload_counters = {
             "gso_packets_in": 0,  # super-packets received (GRO'd by the kernel)
@@ -1467,6 +1472,7 @@ class Host:
             config=config,
             link_mtu=self._link_mtu(local[0]),
             tracer=self._tracer,
+            rings=self._rings,
         )
         if self.tso:
             conn.tso_max = TSO_MAX_PAYLOAD  # the link cuts our super-segments (TSO)

@@ -15,7 +15,7 @@ import pytest
 from stack.host import Host, Listener
 from stack.tcp.clock import MS
 from stack.tcp.connection import Connection
-from stack.tcp.reassembly import RecvBuffer
+from stack.tcp.reassembly import POOL_BYTES, POOL_PER_SIZE, RecvBuffer, RingPool
 from stack.tcp.sendbuf import MIN_RING, SendBuffer
 
 SERVER, CLIENT = IPv4Address("10.77.0.2"), IPv4Address("10.77.0.1")
@@ -137,6 +137,42 @@ def test_receive_buffer_grows_for_out_of_order_data_and_is_freed_when_read() -> 
     r.insert(0, b"c")
     assert r.allocated == MIN_RING
     assert r.read(1) == b"c"
+
+
+def test_a_freed_receive_ring_goes_to_the_pool_and_comes_back() -> None:
+    # A bulk reader empties its buffer after nearly every segment: the ring it frees is
+    # the one the next segment lands in, not a new allocation (whose pages the kernel
+    # would fault in again).
+    pool = RingPool()
+    r = RecvBuffer(64 * 1024, pool=pool)
+    r.insert(0, b"a" * 3000)
+    ring = r._buf
+    assert r.read(5000) == b"a" * 3000
+    assert (r.allocated, pool.rings, pool.held) == (0, 1, 4096)
+    r.insert(0, b"b" * 3000)
+    assert r._buf is ring and (pool.rings, pool.held) == (0, 0)
+    assert r.read(5000) == b"b" * 3000  # old bytes under new ones are never read
+    # Growing gives the smaller ring back; a second buffer of the host takes it.
+    r.insert(0, b"c" * 100)
+    r.insert(20_000, b"far")
+    assert r.allocated == 32768 and pool.rings == 1
+    other = RecvBuffer(64 * 1024, pool=pool)
+    other.insert(0, b"d" * 3000)
+    assert other._buf is ring and pool.rings == 0
+
+
+def test_the_ring_pool_keeps_a_few_rings_only() -> None:
+    pool = RingPool()
+    rings = [bytearray(4096) for _ in range(POOL_PER_SIZE + 1)]
+    for ring in rings:
+        pool.give(ring)
+    assert (pool.rings, pool.held) == (POOL_PER_SIZE, POOL_PER_SIZE * 4096)
+    pool.give(bytearray(POOL_BYTES))  # past the byte bound: let go
+    pool.give(bytearray())  # nothing to keep
+    assert (pool.rings, pool.held) == (POOL_PER_SIZE, POOL_PER_SIZE * 4096)
+    assert pool.take(4096) is rings[POOL_PER_SIZE - 1]
+    fresh = pool.take(8192)
+    assert len(fresh) == 8192 and pool.rings == POOL_PER_SIZE - 1  # none kept: a new one
 
 
 def test_receive_buffer_keeps_positions_across_growth() -> None:

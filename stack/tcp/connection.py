@@ -113,7 +113,7 @@ from stack.tcp.events import (
     StateChanged,
 )
 from stack.tcp.journal import Journal
-from stack.tcp.reassembly import RecvBuffer
+from stack.tcp.reassembly import RecvBuffer, RingPool
 from stack.tcp.recovery import Recovery, reno_enter, reno_exit, reno_inflate, reno_partial_ack
 from stack.tcp.rtt import RttEstimator
 from stack.tcp.sendbuf import SendBuffer
@@ -199,6 +199,7 @@ class Connection(Sender):
         config: TcpConfig,
         link_mtu: int = 1500,
         tracer: Tracer | None = None,
+        rings: RingPool | None = None,
     ) -> None:
         self.id = id
         self.local = local
@@ -233,7 +234,8 @@ class Connection(Sender):
         else:
             raise ValueError(f"unknown congestion control {config.cc!r}")
         self.sendbuf = SendBuffer(config.snd_buf)
-        self.recvbuf = RecvBuffer(config.rcv_buf)
+        # `rings`: the host's pool of freed receive rings (stack.tcp.reassembly).
+        self.recvbuf = RecvBuffer(config.rcv_buf, pool=rings)
         self.error: str | None = None
         self._n = {
             "segments_in": 0,

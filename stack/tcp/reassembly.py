@@ -17,6 +17,12 @@ allocated when the first byte arrives, grows by doubling (MIN_RING up to `capaci
 when a segment lands beyond it, and is freed once the application has read
 everything and nothing waits out of order. Stream position p then lives at index
 p % (the ring's size), and growing moves the held bytes to their new indices.
+
+A bulk reader empties the buffer after nearly every segment, so "freed" goes to a
+`RingPool` the host shares among its connections when there is one: the next ring of
+that size is taken back from it instead of allocated (and its pages faulted in) anew,
+which cost a third of the receive path. The pool keeps a few rings only; a ring's
+old bytes are never read (only written positions are), so they need no clearing.
 """
 
 from __future__ import annotations
@@ -31,6 +37,40 @@ from stack.tcp.sendbuf import ring_size
 # later); one that extends or joins existing ranges is always taken.  Linux
 # similarly prunes its out-of-order queue under memory pressure.
 MAX_OOO_RANGES = 64
+POOL_PER_SIZE = 2  # rings of one size a RingPool keeps at most ...
+POOL_BYTES = 16 * 1024 * 1024  # ... and bytes in all: a bulk reader's ring grows by
+# doubling while its reader lags (64 KiB ... 4 MiB), and each size comes back
+
+
+class RingPool:
+    """Freed receive rings kept for reuse by size, at most POOL_PER_SIZE of a size and
+    POOL_BYTES in all; past that a freed ring is let go."""
+
+    __slots__ = ("_free", "held", "rings")
+
+    def __init__(self) -> None:
+        self._free: dict[int, list[bytearray]] = {}
+        self.rings = 0
+        self.held = 0  # bytes of the rings kept
+
+    def take(self, size: int) -> bytearray:
+        """A ring of `size` bytes: a kept one (old contents left in place) or a new one."""
+        kept = self._free.get(size)
+        if kept:
+            self.rings -= 1
+            self.held -= size
+            return kept.pop()
+        return bytearray(size)
+
+    def give(self, ring: bytearray) -> None:
+        size = len(ring)
+        if not size or self.held + size > POOL_BYTES:
+            return
+        kept = self._free.setdefault(size, [])
+        if len(kept) < POOL_PER_SIZE:
+            kept.append(ring)
+            self.rings += 1
+            self.held += size
 
 
 class RecvBuffer:
@@ -43,6 +83,7 @@ class RecvBuffer:
         "_hint",
         "_nxt",
         "_peak",
+        "_pool",
         "_read",
         "_starts",
         "capacity",
@@ -50,11 +91,14 @@ class RecvBuffer:
         "refused",
     )
 
-    def __init__(self, capacity: int, *, max_ranges: int = MAX_OOO_RANGES) -> None:
+    def __init__(
+        self, capacity: int, *, max_ranges: int = MAX_OOO_RANGES, pool: RingPool | None = None
+    ) -> None:
         if capacity <= 0:
             raise ValueError(f"capacity must be positive, got {capacity}")
         self.capacity = capacity
         self.max_ranges = max_ranges
+        self._pool = pool  # where freed rings go and new ones come from (None: the heap)
         self._buf = bytearray()  # the ring; empty (unallocated) while nothing is held
         self._peak = 0  # the largest extent held since the ring was allocated
         self._hint = 0  # the ring size the last allocation needed at most
@@ -173,7 +217,8 @@ class RecvBuffer:
         bytes held (gaps between out-of-order ranges included) to their new indices."""
         old = self._buf
         size = ring_size(need, self._hint, self.capacity)
-        new = bytearray(size)
+        pool = self._pool
+        new = pool.take(size) if pool is not None else bytearray(size)
         held = self._extent() - self._read
         if held and old:
             old_cap = len(old)
@@ -184,6 +229,9 @@ class RecvBuffer:
             self._copy(self._read, data[begin : begin + first], first)
             if first < held:
                 self._copy(self._read + first, data[: held - first], held - first)
+            del data
+        if old and pool is not None:
+            pool.give(old)
         self._buf = new
         if need > self._peak:
             self._peak = need
@@ -192,6 +240,8 @@ class RecvBuffer:
         """Free the ring once nothing is held: all read, nothing out of order."""
         if self._buf and self._read == self._nxt and not self._starts:
             self._hint = ring_size(self._peak, 0, self.capacity)
+            if self._pool is not None:
+                self._pool.give(self._buf)
             self._buf = bytearray()
             self._peak = 0
 
