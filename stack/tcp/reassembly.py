@@ -139,6 +139,8 @@ class RecvBuffer:
 
     def ooo_ranges(self) -> list[tuple[int, int]]:
         """Out-of-order data held, as sorted (start, end) offsets from RCV.NXT."""
+        if not self._starts:
+            return []  # the common case, asked several times a segment
         nxt = self._nxt
         return [(s - nxt, e - nxt) for s, e in zip(self._starts, self._ends, strict=True)]
 

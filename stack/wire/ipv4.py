@@ -24,6 +24,20 @@ MAX_TOTAL_LENGTH = 0xFFFF
 _FLAG_DF = 0x4000  # RFC 791 §3.1 "Flags" bit 1: don't fragment
 _FLAG_MF = 0x2000  # bit 2: more fragments
 _OFFSET_MASK = 0x1FFF
+# Parsed addresses by value: a stream of packets between the same two hosts builds no
+# new IPv4Address per packet (its constructor is Python code). A cache only, cleared
+# when full, so a flood of sources cannot grow it.
+_ADDRESSES: dict[int, IPv4Address] = {}
+_ADDRESSES_MAX = 1024
+
+
+def _address(value: int) -> IPv4Address:
+    address = _ADDRESSES.get(value)
+    if address is None:
+        if len(_ADDRESSES) >= _ADDRESSES_MAX:
+            _ADDRESSES.clear()
+        address = _ADDRESSES[value] = IPv4Address(value)
+    return address
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,8 +145,8 @@ def _parse_header(view: memoryview, *, quoted: bool) -> tuple[Ipv4Header, int, i
             f"fragment (MF={1 if frag & _FLAG_MF else 0}, offset {(frag & _OFFSET_MASK) * 8})",
         )
     header = Ipv4Header(
-        IPv4Address(src),
-        IPv4Address(dst),
+        _address(src),
+        _address(dst),
         protocol,
         ttl,
         tos,

@@ -178,3 +178,17 @@ def test_parse_quoted_first_fragment_is_fine_later_ones_are_not() -> None:
     with pytest.raises(WireError) as err:
         Ipv4Header.parse_quoted(header(frag=0x2001, total=1500))
     assert err.value.reason == "fragment"
+
+
+def test_parsed_addresses_come_from_a_bounded_cache() -> None:
+    from stack.wire import ipv4
+
+    first, _ = Ipv4Header.parse(LINUX_SYN)
+    again, _ = Ipv4Header.parse(LINUX_SYN)
+    assert (first.src, first.dst) == (CLIENT, SERVER)
+    assert again.src is first.src and again.dst is first.dst  # no new object a packet
+    for n in range(3 * ipv4._ADDRESSES_MAX):  # a flood of sources cannot grow it
+        src = IPv4Address(0x0A4D0000 + n)
+        pkt, _ = Ipv4Header.parse(Ipv4Header(src, SERVER, PROTO_TCP).build(b""))
+        assert pkt.src == src
+        assert len(ipv4._ADDRESSES) <= ipv4._ADDRESSES_MAX
