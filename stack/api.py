@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import ipaddress
+import itertools
 import os
 import random
 import signal
@@ -183,6 +184,7 @@ class Socket:
         self._read_shut = False
         self._aborted = False
         self.closed = False
+        self._order = next(stack._order)  # notifications go out oldest socket first
 
     # -- state ---------------------------------------------------------------------
 
@@ -260,6 +262,7 @@ class Socket:
         application last saw: at its last callback, send() or recv()."""
         self._callback = cb
         self._last = self._signature()
+        self._stack._recheck[self._order] = self  # events already queued are told next
 
     # -- data ----------------------------------------------------------------------
 
@@ -453,6 +456,7 @@ class ListeningSocket:
         self._callback: Callable[[], None] | None = None
         self._last: tuple[int, bool] = (0, False)
         self.closed = False
+        self._order = next(stack._order)
 
     @property
     def listener(self) -> Listener:
@@ -558,6 +562,14 @@ class Stack:
         self._seed = seed
         self.offload = offload
         self._sockets: dict[str, Socket | ListeningSocket] = {}
+        # Which sockets the iteration hook tells (issue 14: never a scan of them all):
+        # the sockets of the connections the host reports touched, by connection id;
+        # every listening socket (a handful); and those to look at once more (adopted,
+        # given a callback, or touched again by a callback after they were told).
+        self._by_conn: dict[int, Socket] = {}
+        self._listening: dict[str, ListeningSocket] = {}
+        self._recheck: dict[int, Socket | ListeningSocket] = {}
+        self._order = itertools.count()
         self._pcap: PcapWriter | None = None
         self.impairers: tuple[Impairer, Impairer] | None = None  # (outgoing, incoming)
         self.faults = Faults(tracer)  # per-connection faults (`pytcp impair`)
@@ -1007,6 +1019,7 @@ class Stack:
         )
         sock = ListeningSocket(self, listener)
         self._sockets[sock.id] = sock
+        self._listening[sock.id] = sock
         return sock
 
     def sockets(self) -> list[Socket | ListeningSocket]:
@@ -1030,14 +1043,47 @@ class Stack:
     def _adopt(self, conn: Connection) -> Socket:
         sock = Socket(self, conn)
         self._sockets[sock.id] = sock
+        self._by_conn[conn.id] = sock
+        self._recheck[sock._order] = sock  # what its connection did before it was adopted
         return sock
 
     def _forget(self, sock: Socket | ListeningSocket) -> None:
         self._sockets.pop(sock.id, None)
+        self._recheck.pop(sock._order, None)
+        if isinstance(sock, ListeningSocket):
+            self._listening.pop(sock.id, None)
+        elif self._by_conn.get(sock._conn.id) is sock:
+            del self._by_conn[sock._conn.id]
+
+    def _due(self) -> list[Socket | ListeningSocket]:
+        """The sockets to tell after this iteration, oldest first: those whose connection
+        the host reports touched, every listener, and those marked for another look."""
+        due: dict[int, Socket | ListeningSocket] = self._recheck
+        self._recheck = {}
+        by_conn = self._by_conn
+        for conn in self.host.touched():
+            sock = by_conn.get(conn.id)
+            if sock is not None:
+                due[sock._order] = sock
+        for lsock in self._listening.values():
+            due[lsock._order] = lsock
+        return [due[k] for k in sorted(due)] if len(due) > 1 else list(due.values())
 
     def _after_iteration(self) -> None:
-        for sock in list(self._sockets.values()):
-            sock._notify()
+        # Only the sockets something happened to are told (the host says which
+        # connections were touched): per-iteration work is independent of how many
+        # sockets are open. A second pass tells those that earlier callbacks touched
+        # in this iteration, as a scan of every socket in order would have (a socket
+        # touched again after it was told is looked at next iteration, as before).
+        told: set[int] = set()
+        for _ in range(2):
+            for sock in self._due():
+                if sock._order in told:
+                    if isinstance(sock, Socket):
+                        self._recheck[sock._order] = sock
+                    continue
+                told.add(sock._order)
+                sock._notify()
         for name in self.faults.names():  # `pytcp impair`'s faults end with their connection:
             if self.host.find(int(name)) is None:  # a later one on the same 4-tuple is clean
                 self.faults.forget(name)

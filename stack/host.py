@@ -529,12 +529,15 @@ class TimeWait:
 _READ_ONLY = frozenset({"segments_to_send", "next_deadline", "next_event", "snapshot", "status"})
 
 
-def _hosted_class(dirty: dict[int, Connection]) -> type[Connection]:
+def _hosted_class(
+    dirty: dict[int, Connection], touched: dict[int, Connection]
+) -> type[Connection]:
     """A Connection subclass, one per host, whose every public method (but _READ_ONLY)
-    records the connection in `dirty`: the host then visits only connections something
-    happened to (segments_to_send, their timer deadline) instead of all of them on every
-    wake-up (issue 14). Wrapping every method, rather than a list, keeps user calls added
-    to Connection later from being missed."""
+    records the connection in `dirty` and `touched`: the host then visits only
+    connections something happened to (segments_to_send, their timer deadline) instead
+    of all of them on every wake-up, and tells its user which ones (`Host.touched`, so
+    stack.api notifies only their sockets; issue 14). Wrapping every method, rather than
+    a list, keeps user calls added to Connection later from being missed."""
     members: dict[str, Any] = {"__slots__": ()}
     for name in dir(Connection):
         member = inspect.getattr_static(Connection, name)
@@ -546,6 +549,7 @@ def _hosted_class(dirty: dict[int, Connection]) -> type[Connection]:
                 return __m(self, *args, **kw)
             finally:
                 dirty[self.id] = self
+                touched[self.id] = self
 
         functools.update_wrapper(wrapped, member)
         members[name] = wrapped
@@ -615,7 +619,11 @@ class Host:
         self._dirty: dict[int, Connection] = {}
         self._scheduled: dict[int, int] = {}
         self._timer_heap: list[tuple[int, int]] = []
-        self._connection_class = _hosted_class(self._dirty)
+        # The connections something happened to since the last touched() (every call
+        # but _READ_ONLY), kept only once someone asks: else cleared at each output pass.
+        self._touched: dict[int, Connection] = {}
+        self._report_touched = False
+        self._connection_class = _hosted_class(self._dirty, self._touched)
         self._outbox: list[bytes | Packet] = []  # packets the host itself made (RST, echo reply)
         self._pmtu: dict[Address, PathMtu] = {}  # learned path MTUs by destination
         self._icmp_tokens = float(ICMP_ERROR_BURST)  # token bucket of ICMP errors
@@ -748,6 +756,20 @@ class Host:
     def time_waits(self) -> list[TimeWait]:
         """TIME-WAIT records (connections closed by their application), by id."""
         return sorted(self._tw_ids.values(), key=lambda r: r.id)
+
+    def touched(self) -> list[Connection]:
+        """The connections something happened to since the last call, in the order
+        they were first touched: a user call, segment, ICMP error, timer or steering verb
+        reached them (their state, data, room or events may have changed); the others
+        have not changed since. The first call starts the record. O(connections
+        touched), not O(connections): the API notifies only their sockets (issue 14)."""
+        self._report_touched = True
+        touched = self._touched
+        if not touched:
+            return []
+        found = list(touched.values())
+        touched.clear()
+        return found
 
     def expire_time_wait(self, id: int, now: int) -> bool:
         """Fire the 2·MSL timer of TIME-WAIT record `id` now (`pytcp timer ID fire
@@ -1210,6 +1232,8 @@ class Host:
             self._forget(conn)
         for conn in compact:
             self._compact(conn, now)
+        if not self._report_touched:
+            self._touched.clear()  # nobody asks: keep nothing
         self.counters["packets_out"] += len(out)
         return out
 

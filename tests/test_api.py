@@ -186,6 +186,27 @@ def test_on_change_fires_on_data_and_stops_when_cleared(pair: tuple[Stack, Stack
     second.close()
 
 
+def test_a_socket_accepted_after_its_data_came_is_told_of_it(pair: tuple[Stack, Stack]) -> None:
+    # The stack tells only the sockets of connections something happened to (issue 14);
+    # what happened before the socket existed, or before it had a callback, is still
+    # told on the next iteration, without any new segment.
+    client, server = pair
+    listener = server.listen(PORT)
+    sock = client.connect(SERVER, PORT, timeout=WAIT)
+    sock.send(b"early")
+    assert client.run_until(lambda: listener.pending == 1, WAIT)
+    conn = listener.listener._accept_queue[0]
+    assert client.run_until(lambda: conn.readable == 5, WAIT)
+    accepted = listener.accept(timeout=0)
+    assert accepted is not None
+    calls: list[int] = []
+    accepted.on_change(lambda: calls.append(accepted.readable))
+    server.run_once(0)
+    assert calls == [5]
+    sock.close()
+    accepted.close()
+
+
 def test_listener_on_change_tells_every_arrival_when_the_callback_accepts(
     pair: tuple[Stack, Stack],
 ) -> None:

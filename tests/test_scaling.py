@@ -109,3 +109,90 @@ def test_find_is_one_look_up(monkeypatch: pytest.MonkeyPatch) -> None:
     assert pair.server.find(pair.listener.id) == (pair.listener, True)
     assert pair.server.find(10**9) is None
     assert scans == []
+
+
+# --------------------------------------------------------------------- stack.api
+
+
+def notified_during_exchange(
+    n_idle: int, monkeypatch: pytest.MonkeyPatch
+) -> tuple[list[str], int]:
+    """Two Stacks over a PairLink; `n_idle` idle connections, each socket with an
+    on_change callback, then one more connection carries data both ways. Returns the ids
+    of the sockets the iteration hook told (Socket._notify / ListeningSocket._notify),
+    one entry per call, during that exchange, and the loop iterations it took."""
+    from stack import Stack
+    from stack.api import ListeningSocket, Socket
+    from stack.io.link import PairLink
+    from stack.io.loop import Loop
+
+    a, b = PairLink.pair(limit=1 << 16)
+    loop = Loop()
+    client = Stack(link=a, loop=loop, addr="10.77.0.2", gateway="10.77.0.1/24", seed=1)
+    server = Stack(link=b, loop=loop, addr="10.77.0.1", gateway="10.77.0.2/24", seed=2)
+    told: list[str] = []
+    with client, server:
+        listener = server.listen(5000, backlog=n_idle + 8)
+        accepted: list[Socket] = []
+
+        def take() -> None:
+            while (sock := listener.accept(timeout=0)) is not None:
+                sock.setblocking(False)
+                sock.on_change(lambda: None)
+                accepted.append(sock)
+
+        listener.on_change(take)
+        idle = [client.start_connect("10.77.0.1", 5000) for _ in range(n_idle)]
+        for sock in idle:
+            sock.on_change(lambda: None)
+        assert loop.run_until(lambda: len(accepted) == n_idle, 30)
+        busy = client.connect("10.77.0.1", 5000, timeout=10)
+        assert loop.run_until(lambda: len(accepted) == n_idle + 1, 10)
+        peer = accepted[-1]
+        received = bytearray()
+
+        def read() -> None:
+            try:
+                while data := peer.recv(65536):
+                    received.extend(data)
+            except BlockingIOError:
+                pass
+
+        peer.on_change(read)
+        loop.run_once(0)  # what the handshake left is told before counting starts
+        for cls in (Socket, ListeningSocket):
+            original = cls._notify
+
+            def counted(sock: Any, __original: Any = original) -> None:
+                told.append(sock.id)
+                __original(sock)
+
+            monkeypatch.setattr(cls, "_notify", counted)
+        busy.settimeout(10)
+        start = loop.iterations
+        busy.sendall(b"z" * 50_000)
+        assert loop.run_until(lambda: len(received) == 50_000, 10)
+        iterations = loop.iterations - start
+        monkeypatch.undo()
+        expected = {busy.id, peer.id, listener.id}
+        assert set(told) <= expected, set(told) - expected  # no idle socket is ever told
+        for held in (*client.sockets(), *server.sockets()):
+            held.close()
+        loop.run_until(lambda: all(c.is_closed or str(c.state) == "TIME-WAIT"
+                                   for h in (client.host, server.host)
+                                   for c in h.connections()), 10)  # fmt: skip
+    a.close()
+    b.close()
+    loop.close()
+    return told, iterations
+
+
+def test_only_the_sockets_of_touched_connections_are_told(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    few, _ = notified_during_exchange(5, monkeypatch)
+    many, iterations = notified_during_exchange(400, monkeypatch)
+    # As many sockets told, whatever the number of idle ones (the busy two and the
+    # listener), each at most once per iteration: a scan would tell 800 more each time.
+    assert len(set(few)) == len(set(many)) == 3
+    assert len(many) <= 3 * iterations

@@ -130,6 +130,11 @@ class ListenSession(Session):
         self.idle_timeout = idle_timeout  # -i: a connection idle that long is aborted
         self._child_deadline: int | None = None  # loop time the first signal's wait ends
         self.clients: list[Client] = []
+        # Back-pressure on stdin without a scan of every client per progress (issue 14):
+        # how many clients are open, and those of them whose relay had no room when
+        # last looked at (only they can hold stdin back).
+        self._open = 0
+        self._short: set[Client] = set()
         self.accepted = 0
         self.listener_closed = False  # closed by another process: no more clients
         self.stdin_eof = False
@@ -201,6 +206,7 @@ class ListenSession(Session):
         client = Client(sock)
         client.started = client.last_activity = self.loop.now()
         self.clients.append(client)
+        self._open += 1
         if self.idle_timeout is not None:
             self.loop.call_later(self.idle_timeout, lambda: self._check_idle(client))
         if self.command is not None:
@@ -242,7 +248,7 @@ class ListenSession(Session):
 
     def _client_progress(self, client: Client) -> None:
         client.last_activity = self.loop.now()
-        self._on_progress()
+        self._on_progress(client)
 
     def _quit(self) -> None:
         """-q: the time after stdin EOF is up. Every connection still open takes what
@@ -280,12 +286,21 @@ class ListenSession(Session):
             self.error, self.code = message, EXIT_CONN
         client.relay.abort()
 
-    def _on_progress(self) -> None:
-        """Back-pressure on stdin: read it only while every client has room for more."""
+    def _on_progress(self, client: Client | None = None) -> None:
+        """Back-pressure on stdin: read it only while every client has room for more.
+        After one client's progress only that one is looked at again (its queue is all
+        that changed); otherwise (stdin fed them all) every client is."""
         if self.stdin is None or self.signum is not None:
             return
-        open_clients = [c for c in self.live if not c.closed]
-        if open_clients and all(c.relay.has_room for c in open_clients):
+        short = self._short
+        if client is None:
+            short.clear()
+            short.update(c for c in self.clients if not c.closed and not c.relay.has_room)
+        elif not client.closed and not client.relay.has_room:
+            short.add(client)
+        if short:  # those still short of room (a queue may also shrink without progress)
+            short.difference_update([c for c in short if c.closed or c.relay.has_room])
+        if self._open > 0 and not short:
             self.stdin.resume()
         else:
             self.stdin.pause()
@@ -370,7 +385,8 @@ class ListenSession(Session):
                 os.close(fd)
             self.app.say(f"cannot run {self.command[0]!r}: {e.strerror}; closing the connection")
             client.sock.abort()
-            client.closed = client.ended = True
+            self._mark_closed(client)
+            client.ended = True
             client.child_exited = True
             self._check_end()
             return
@@ -429,8 +445,14 @@ class ListenSession(Session):
 
     # -- the end of a connection and of the run
 
+    def _mark_closed(self, client: Client) -> None:
+        if not client.closed:
+            client.closed = True
+            self._open -= 1
+            self._short.discard(client)
+
     def _on_closed(self, client: Client) -> None:
-        client.closed = True
+        self._mark_closed(client)
         relay = client.relay
         if relay.failure is not None and self.signum is None:
             addr, port = client.sock.remote
