@@ -577,6 +577,11 @@ def render_tcb(entry: Mapping[str, Any]) -> str:
                 ["receive buffer", f"grown {_v(cnt.get('rcv_buf_grown'))} times (autotuning)"],
                 ["cwnd validation", f"{_v(cnt.get('cwv_reductions'))} reductions (RFC 7661)"],
                 ["challenge ACKs", _v(cnt.get("challenge_acks"))],
+                [
+                    "invalid ACKs",
+                    f"{_v(cnt.get('invalid_acks'))} sent, "
+                    f"{_v(cnt.get('invalid_acks_limited'))} held back by the rate limit",
+                ],
                 ["drops", drop_text],
             ],
         )

@@ -70,7 +70,7 @@ from typing import Any, Protocol, TypedDict, cast
 from stack.fragments import TIMEOUT_V4, TIMEOUT_V6, Reassembler
 from stack.tcp.clock import MS, SECOND
 from stack.tcp.config import TcpConfig
-from stack.tcp.connection import PAWS_IDLE, Connection, _wscale_for
+from stack.tcp.connection import PAWS_IDLE, Connection, _wscale_for, invalid_ack_limited
 from stack.tcp.errors import InvalidStateError
 from stack.tcp.isn import (
     COOKIE_PERIOD,
@@ -123,8 +123,6 @@ ICMP_ERROR_BURST = 50  # Linux net.ipv4.icmp_msgs_burst
 # closed port RST response"), so a scan or a spoofed flood cannot make us a reflector.
 RST_PER_SECOND = 1000
 RST_BURST = 50
-INVALID_ACK_INTERVAL = 500 * MS  # Linux tcp_invalid_ratelimit: ACKs to unacceptable
-                                 # segments per TIME-WAIT record (tcp_oow_rate_limited)
 EPHEMERAL_MIN = 32768  # Linux net.ipv4.ip_local_port_range
 EPHEMERAL_MAX = 60999
 PORT_TABLE_LENGTH = 256  # RFC 6056 §3.3.4 TABLE_LENGTH
@@ -366,9 +364,10 @@ class TimeWait:
     connection with its buffers and congestion state.
     """
 
-    __slots__ = ("_conn", "_host", "challenge_interval", "deadline", "id", "irs", "is_closed",
-                 "iss", "key", "last_challenge", "last_oow", "msl", "rcv_nxt", "rcv_wnd",
-                 "snd_nxt", "timestamps", "ts_recent", "ts_recent_age", "wscale")  # fmt: skip
+    __slots__ = ("_conn", "_host", "challenge_interval", "deadline", "id", "invalid_interval",
+                 "irs", "is_closed", "iss", "key", "last_challenge", "last_oow", "msl",
+                 "rcv_nxt", "rcv_wnd", "snd_nxt", "timestamps", "ts_recent", "ts_recent_age",
+                 "wscale")  # fmt: skip
 
     def __init__(self, conn: Connection, key: Key, deadline: int, host: Host) -> None:
         tcb = conn.tcb
@@ -390,6 +389,7 @@ class TimeWait:
         self.ts_recent_age = tcb.ts_recent_age
         self.msl = conn.config.msl
         self.challenge_interval = conn.config.challenge_ack_interval
+        self.invalid_interval = conn.config.invalid_ack_interval
         self.last_challenge: int | None = None
         self.last_oow: int | None = None
         self.deadline = deadline
@@ -412,13 +412,17 @@ class TimeWait:
         return TcpSegment(key[1], key[3], self.snd_nxt, self.rcv_nxt, Flags.ACK, window,
                           timestamps=ts)  # fmt: skip
 
-    def _invalid_ack(self, now: int, what: str) -> tuple[TcpSegment | None, str, bool]:
-        """The ACK an unacceptable segment draws, at most one per INVALID_ACK_INTERVAL
-        (Linux tcp_oow_rate_limited): a flood of old segments cannot make us echo it."""
-        last = self.last_oow
-        if last is not None and now - last < INVALID_ACK_INTERVAL:
+    def _invalid_ack(
+        self, seg: TcpSegment, now: int, what: str
+    ) -> tuple[TcpSegment | None, str, bool]:
+        """The ACK an unacceptable segment draws, as a Connection's (invalid_ack_limited,
+        Linux tcp_timewait_check_oow_rate_limit): a flood of old segments cannot make us
+        echo it."""
+        limited, self.last_oow = invalid_ack_limited(
+            seg, self.last_oow, now, self.invalid_interval
+        )
+        if limited:
             return None, what + "-rate-limited", False
-        self.last_oow = now
         return self._ack(now), what, False
 
     def _challenge(self, now: int) -> tuple[TcpSegment | None, str]:
@@ -441,7 +445,7 @@ class TimeWait:
             and seq_lt(ts[0], self.ts_recent)
             and now - self.ts_recent_age <= PAWS_IDLE
         ):
-            return self._invalid_ack(now, "paws")  # RFC 7323 §5.3 R1
+            return self._invalid_ack(seg, now, "paws")  # RFC 7323 §5.3 R1
         length = seg.seg_len
         nxt, wnd = self.rcv_nxt, self.rcv_wnd
         if length == 0:
@@ -458,7 +462,7 @@ class TimeWait:
                 # the 2·MSL wait (§3.10.7.4 eighth, TIME-WAIT).
                 self.deadline = now + 2 * self.msl
                 return self._ack(now), "out-of-window", False
-            return self._invalid_ack(now, "out-of-window")
+            return self._invalid_ack(seg, now, "out-of-window")
         if ts is not None and self.timestamps and seq_ge(ts[0], self.ts_recent):
             self.ts_recent, self.ts_recent_age = ts[0], now  # RFC 7323 §4.3 (2)
         if rst:

@@ -72,7 +72,8 @@ SAMPLE: dict[str, Any] = {
                 "recv_capacity": 262144, "unread": 12, "out_of_order": [[1100, 1200]]},
     "counters": {"segments_in": 6, "segments_out": 7, "bytes_in": 12, "bytes_out": 400,
                  "retransmissions": 1, "retransmitted_bytes": 100, "dup_acks": 4,
-                 "challenge_acks": 1, "zero_window_probes": 0, "keepalive_probes": 0,
+                 "challenge_acks": 1, "invalid_acks": 3, "invalid_acks_limited": 5,
+                 "zero_window_probes": 0, "keepalive_probes": 0,
                  "dsacks_sent": 0, "dsacks_received": 1, "rtos": 0, "fast_recoveries": 1,
                  "tlp_probes": 2, "tlp_recoveries": 0, "lost_marked_bytes": 100, "undos": 0,
                  "ce_received": 0, "ece_received": 3, "ecn_reductions": 1, "rcv_buf_grown": 2,
@@ -404,6 +405,7 @@ def test_render_tcb_sections() -> None:
         "  receive buffer   grown 2 times (autotuning)\n"
         "  cwnd validation  0 reductions (RFC 7661)\n"
         "  challenge ACKs   1\n"
+        "  invalid ACKs     3 sent, 5 held back by the rate limit\n"
         "  drops            bad-checksum 2\n"
         "\n"
         "Close\n"

@@ -282,3 +282,21 @@ def test_acks_to_unacceptable_segments_are_rate_limited_but_a_fin_is_always_acke
     host.receive_packet(packet(old), 600 * MS)
     assert len(host.packets_to_send(600 * MS)) == 1
     assert host.counters["drops"]["time-wait-out-of-window-rate-limited"] == 1
+
+
+def test_a_time_wait_record_acks_every_unacceptable_data_segment() -> None:
+    # As a Connection (stack.tcp.connection.invalid_ack_limited): only segments without
+    # data are rate-limited; a retransmission with data is answered each time.
+    host, _ = make_host()
+    closed_in_time_wait(host)
+    dupe = TcpSegment(PEER_PORT, LISTEN_PORT, PEER_ISS - 3, LOCAL_ISS + 2, A, 65535,
+                      payload=b"old")  # fmt: skip
+    for t in (2 * MS, 3 * MS):
+        host.receive_packet(packet(dupe), t)
+        assert len(host.packets_to_send(t)) == 1
+    old = TcpSegment(PEER_PORT, LISTEN_PORT, PEER_ISS - 1000, LOCAL_ISS + 2, A, 65535)
+    host.receive_packet(packet(old), 4 * MS)
+    assert len(host.packets_to_send(4 * MS)) == 1  # the data started no interval
+    host.receive_packet(packet(old), 5 * MS)
+    assert host.packets_to_send(5 * MS) == []
+    assert host.counters["drops"]["time-wait-out-of-window-rate-limited"] == 1

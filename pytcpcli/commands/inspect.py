@@ -93,10 +93,13 @@ send_allocated, recv_allocated, out_of_order: [[start_seq, end_seq], ...]}
 (*_allocated: bytes of storage held now; buffers grow on demand, freed when empty);
 
 counters {segments_in, segments_out, bytes_in, bytes_out, retransmissions,
-retransmitted_bytes, dup_acks, challenge_acks, keepalive_probes,
+retransmitted_bytes, dup_acks, challenge_acks, invalid_acks,
+invalid_acks_limited, keepalive_probes,
 zero_window_probes, dsacks_sent, dsacks_received, rtos, fast_recoveries,
 tlp_probes, tlp_recoveries, lost_marked_bytes, undos, ce_received, ece_received,
-ecn_reductions, rcv_buf_grown, cwv_reductions, drops: {reason: count}};
+ecn_reductions, rcv_buf_grown, cwv_reductions, drops: {reason: count}}
+(invalid_acks: ACKs sent in reply to unacceptable segments; invalid_acks_limited:
+those held back, at most one per 500 ms for segments without data);
 
 timers: a list of all seven timers (retransmission, syn, delayed-ack, persist,
 keepalive, time-wait, fin-wait-2), each {name, armed, deadline, remaining,

@@ -36,4 +36,7 @@ class TcpConfig:
     keepalive_interval: int = 75 * SECOND
     keepalive_probes: int = 9
     challenge_ack_interval: int = 500 * MS  # one challenge ACK per interval (RFC 5961 §7)
+    # One ACK per interval in reply to unacceptable segments without data (out of window,
+    # PAWS, a SYN again in SYN-RECEIVED): Linux net.ipv4.tcp_invalid_ratelimit.
+    invalid_ack_interval: int = 500 * MS
     journal: int = 64  # segments the journal keeps (`inspect ID --journal`); 0: none

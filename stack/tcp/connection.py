@@ -18,6 +18,8 @@ RFC section                              where
 §3.10.7.2 LISTEN                         `_on_listen`
 §3.10.7.3 SYN-SENT                       `_on_syn_sent`
 §3.10.7.4 first: sequence check          `_is_acceptable` (four cases), PAWS `_paws_reject`;
+          the ACK it draws               `_invalid_ack`, `invalid_ack_limited`: one per
+          (RFC 5961 §7)                  500 ms, as Linux tcp_invalid_ratelimit
           each segment's outcome         journal.py (`begin`/`tested`/`dropped`/`end`)
           second: RST (RFC 5961 §3)      `_on_rst`
           fourth: SYN (RFC 5961 §4)      `_on_syn`
@@ -173,6 +175,23 @@ RTO_AFTER_SYN_TIMEOUT = 3 * SECOND  # RFC 6298 (5.7)
 PAWS_IDLE = 24 * 24 * 3600 * SECOND  # RFC 7323 §5.5: TS.Recent is invalid after 24 days
 
 
+def invalid_ack_limited(
+    seg: TcpSegment, last: int | None, now: int, interval: int
+) -> tuple[bool, int | None]:
+    """Linux tcp_oow_rate_limited (net.ipv4.tcp_invalid_ratelimit), after RFC 5961 §7:
+    whether the ACK that unacceptable `seg` draws (out of window, PAWS, a SYN again in
+    SYN-RECEIVED) is held back, and the time of the last such ACK to remember. At most
+    one per `interval`, so spoofed segments cannot make us an ACK reflector or two
+    peers an ACK storm; but a segment that carries data or a FIN and no SYN is always
+    answered ("data packets without SYNs are not likely part of an ACK loop": a
+    retransmission whose ACK was lost needs that ACK) and starts no interval."""
+    if seg.seg_len and not int(seg.flags) & F_SYN:
+        return False, last
+    if last is not None and 0 <= now - last < interval:
+        return True, last
+    return False, now
+
+
 def _wscale_for(buffer: int) -> int:
     """The smallest shift that lets the 16-bit window field cover `buffer` (RFC 7323 §2.3)."""
     shift = 0
@@ -246,6 +265,8 @@ class Connection(Sender):
             "retransmitted_bytes": 0,
             "dup_acks": 0,
             "challenge_acks": 0,
+            "invalid_acks": 0,  # ACKs sent in reply to unacceptable segments
+            "invalid_acks_limited": 0,  # ... held back by invalid_ack_interval
             "zero_window_probes": 0,
             "keepalive_probes": 0,
             "dsacks_sent": 0,
@@ -307,6 +328,7 @@ class Connection(Sender):
         self._probes_unanswered = 0  # persist probes with no ACK at all
         self._keepalives_unanswered = 0
         self._last_challenge: int | None = None
+        self._last_invalid_ack: int | None = None  # invalid_ack_limited's last ACK (ns)
         self.path_mtu = link_mtu  # lowered by ICMP fragmentation-needed (set_path_mtu)
         # When the host's path MTU estimate for the peer expires and is raised again
         # (RFC 1191 §6.3, Host._pmtu); None while the path MTU is the link's.
@@ -1025,8 +1047,9 @@ class Connection(Sender):
             # The peer's SYN again: our SYN-ACK was lost.  Resend it now, and time
             # neither copy: its ACK cannot say which one it answers (Karn, RFC 6298 §3).
             self._drop("retransmitted-syn", now)
-            self._syn_pending = True
-            self.rtt.on_retransmit()
+            if self._invalid_ack(seg, now):  # Linux tcp_check_req: rate-limited too
+                self._syn_pending = True
+                self.rtt.on_retransmit()
             return
         if self._paws_reject(seg, now):
             return
@@ -1064,7 +1087,8 @@ class Connection(Sender):
                     # D-SACK block (RFC 2883 §4 (1)) so the sender can undo.
                     self.dsack = (seg.seq, end)
                 self._drop("out-of-window", now)
-                self._ack_now = True
+                if self._invalid_ack(seg, now):
+                    self._ack_now = True
                 return
         if (
             seg.timestamps is not None
@@ -1112,9 +1136,19 @@ class Connection(Sender):
             and now - tcb.ts_recent_age <= PAWS_IDLE
         ):
             self._drop("paws", now)
-            self._ack_now = True
+            if self._invalid_ack(seg, now):
+                self._ack_now = True
             return True
         return False
+
+    def _invalid_ack(self, seg: TcpSegment, now: int) -> bool:
+        """Whether the ACK unacceptable `seg` draws may go (invalid_ack_limited); counted
+        either way. Challenge ACKs have their own limit (`_challenge_ack`)."""
+        limited, self._last_invalid_ack = invalid_ack_limited(
+            seg, self._last_invalid_ack, now, self.config.invalid_ack_interval
+        )
+        self._n["invalid_acks_limited" if limited else "invalid_acks"] += 1
+        return not limited
 
     def _is_acceptable(self, seg: TcpSegment) -> bool:
         """The four cases of RFC 9293 §3.10.7.4 (first), modulo 2**32."""

@@ -199,6 +199,7 @@ def test_id_view_has_every_section(live: tuple[PairedStacks, CliRunner]) -> None
             "receive buffer": "grown 0 times (autotuning)",
             "cwnd validation": "0 reductions (RFC 7661)",
             "challenge ACKs": "0",
+            "invalid ACKs": "0 sent, 0 held back by the rate limit",
             "drops": "none",
         },
         "Close": {
@@ -258,7 +259,8 @@ DOCUMENTED_FIELDS: dict[str, set[str]] = {
     "buffers": {"send_capacity", "send_queued", "unacked", "unsent", "recv_capacity", "unread",
                 "send_allocated", "recv_allocated", "out_of_order"},
     "counters": {"segments_in", "segments_out", "bytes_in", "bytes_out", "retransmissions",
-                 "retransmitted_bytes", "dup_acks", "challenge_acks", "keepalive_probes",
+                 "retransmitted_bytes", "dup_acks", "challenge_acks", "invalid_acks",
+                 "invalid_acks_limited", "keepalive_probes",
                  "zero_window_probes", "dsacks_sent", "dsacks_received", "rtos",
                  "fast_recoveries", "tlp_probes", "tlp_recoveries", "lost_marked_bytes",
                  "undos", "ce_received", "ece_received", "ecn_reductions", "rcv_buf_grown",

@@ -1,11 +1,12 @@
 """Segment acceptability and the RFC 5961 rules: RST (§3), SYN (§4), ACK (§5), and the
-ACK owed to any unacceptable segment (RFC 9293 §3.10.7.4 first)."""
+ACK owed to any unacceptable segment (RFC 9293 §3.10.7.4 first), at most one per
+500 ms for segments without data (RFC 5961 §7, Linux tcp_invalid_ratelimit)."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 
-from stack.tcp.clock import MS
+from stack.tcp.clock import MS, SECOND
 from stack.tcp.state import State
 from tests.tcp.helpers import (
     ACK,
@@ -55,8 +56,9 @@ def test_acceptability_zero_length_open_window() -> None:
     assert recv_nothing(c, 0)
     send(c, replace(SEND, seq=NXT + BUF), 1)  # one past it: not
     assert recv(c, 1) == RECV
-    send(c, replace(SEND, seq=NXT - 1), 2)  # before RCV.NXT: not
-    assert recv(c, 2) == RECV
+    later = 1 + CONFIG.invalid_ack_interval  # one such ACK per interval (see below)
+    send(c, replace(SEND, seq=NXT - 1), later)  # before RCV.NXT: not
+    assert recv(c, later) == RECV
 
 
 def test_acceptability_data_zero_window() -> None:
@@ -218,3 +220,91 @@ def test_fin_with_data_at_zero_window_is_not_taken() -> None:
     send(c, replace(SEND, seq=NXT + BUF, flags=FIN | ACK, payload=b"z"), 1)
     assert c.state is State.ESTABLISHED
     assert recv(c, 1) == replace(RECV, ack=NXT + BUF, window=0)
+
+
+# --- ACKs to unacceptable segments: RFC 5961 §7, Linux tcp_invalid_ratelimit ---
+
+
+def test_acks_to_unacceptable_segments_are_rate_limited() -> None:
+    c = established()
+    interval = CONFIG.invalid_ack_interval
+    assert interval == 500 * MS  # Linux net.ipv4.tcp_invalid_ratelimit
+    old = replace(SEND, seq=NXT - 1000)  # an old duplicate ACK, or a spoofed one
+    send(c, old, 0)
+    assert recv(c, 0) == RECV
+    send(c, old, 1 * MS)
+    assert recv_nothing(c, 1 * MS)  # one per interval
+    send(c, replace(SEND, seq=NXT + BUF), interval - 1)  # beyond the window: the same
+    assert recv_nothing(c, interval - 1)
+    send(c, old, interval)
+    assert recv(c, interval) == RECV
+    assert c.counters["invalid_acks"] == 2
+    assert c.counters["invalid_acks_limited"] == 2
+    assert c.counters["drops"] == {"out-of-window": 4}
+    assert c.state is State.ESTABLISHED
+
+
+def test_unacceptable_data_and_fins_are_always_acknowledged() -> None:
+    # Linux: "data packets without SYNs are not likely part of an ACK loop": a
+    # retransmission whose ACK was lost must get that ACK, however soon it comes.
+    c = established()
+    for t in (0, 1 * MS, 2 * MS):
+        send(c, replace(SEND, seq=NXT - 4, payload=b"dupe"), t)
+        assert recv(c, t) == RECV
+    send(c, replace(SEND, seq=NXT - 1, flags=FIN | ACK), 3 * MS)  # an old FIN
+    assert recv(c, 3 * MS) == RECV
+    send(c, replace(SEND, seq=NXT - 1000), 4 * MS)  # and they started no interval
+    assert recv(c, 4 * MS) == RECV
+    send(c, replace(SEND, seq=NXT - 1000), 5 * MS)
+    assert recv_nothing(c, 5 * MS)
+    assert c.counters["invalid_acks"] == 5
+    assert c.counters["invalid_acks_limited"] == 1
+
+
+def test_paws_acks_share_the_limit() -> None:
+    from stack.tcp.config import TcpConfig
+    from tests.tcp.helpers import connection, syn
+
+    c = connection(TcpConfig(**{**CONFIG.__dict__, "timestamps": True}))
+    c.open_passive(0)
+    send(c, syn(timestamps=(1000, 0)), 0)
+    recv(c, 0)
+    send(c, replace(SEND, timestamps=(1001, 0)), 1)
+    stale = replace(SEND, timestamps=(900, 0))  # RFC 7323 §5.3 R1: PAWS rejects it
+    send(c, stale, 2)
+    assert recv(c, 2) == replace(RECV, timestamps=(0, 1001))
+    send(c, stale, 3)
+    assert recv_nothing(c, 3)
+    send(c, replace(SEND, seq=NXT - 1000, timestamps=(1001, 0)), 4)  # out of window
+    assert recv_nothing(c, 4)
+    assert c.counters["drops"] == {"paws": 2, "out-of-window": 1}
+    assert (c.counters["invalid_acks"], c.counters["invalid_acks_limited"]) == (1, 2)
+
+
+def test_challenge_acks_and_acks_to_unacceptable_segments_have_their_own_limits() -> None:
+    # Linux shares one timestamp between them (last_oow_ack_time); pytcp limits each on
+    # its own, so neither kind can hide the other (README: rate limits).
+    c = established()
+    send(c, replace(SEND, seq=NXT - 1000), 0)
+    assert recv(c, 0) == RECV
+    send(c, replace(SEND, seq=NXT + 1, flags=RST), 1 * MS)
+    assert recv(c, 1 * MS) == RECV  # the challenge ACK
+    assert c.counters["challenge_acks"] == 1 and c.counters["invalid_acks"] == 1
+
+
+def test_a_syn_again_in_syn_received_is_answered_once_per_interval() -> None:
+    # Linux tcp_check_req: the SYN-ACK a retransmitted SYN draws is rate-limited too.
+    from tests.tcp.helpers import MSS, syn
+
+    c = syn_received()
+    synack = replace(RECV, seq=LOCAL_ISS, flags=SYN | ACK, mss=MSS)
+    send(c, syn(), 10 * MS)
+    assert recv(c, 10 * MS) == synack
+    send(c, syn(), 20 * MS)  # a flood of copies is not echoed
+    assert recv_nothing(c, 20 * MS)
+    send(c, syn(), 10 * MS + CONFIG.invalid_ack_interval)
+    assert recv(c, 10 * MS + CONFIG.invalid_ack_interval) == synack
+    assert c.counters["drops"] == {"retransmitted-syn": 3}
+    assert (c.counters["invalid_acks"], c.counters["invalid_acks_limited"]) == (2, 1)
+    assert recv(c, 1 * SECOND) == synack  # the SYN-ACK timer is its own
+    assert c.state is State.SYN_RECEIVED
