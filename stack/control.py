@@ -9,7 +9,10 @@ acts on the `Stack` it is handed: its loop, host and sockets.
 Protocol: one JSON object per line each way, UTF-8, at most `MAX_REQUEST` bytes and
 `MAX_DEPTH` levels of nesting per request (checked before the line is parsed). Every
 message carries `"v": PROTOCOL_VERSION`. Requests are
-`{"v": 1, "op": "list"}`, `{"v": 1, "op": "get", "conn": "PID.N"}`,
+`{"v": 1, "op": "list"}` (optionally `"view": "rows"`, only what a list row shows, and
+the filters `"states": ["ESTABLISHED", ...]` and `"port": N`, applied before any
+connection is described: the work is proportional to what is shown),
+`{"v": 1, "op": "get", "conn": "PID.N"}`,
 `{"v": 1, "op": "send", "conn": "PID.N", "data": "<base64>"}` and
 `{"v": 1, "op": "close", "conn": "PID.N", "how": "half" | "full" | "reset"}`; the steering
 ops of issue 12 are `{"v": 1, "op": "impair", "conn": "PID.N", "spec": "drop-next 3"}` and
@@ -36,12 +39,14 @@ import atexit
 import base64
 import binascii
 import contextlib
+import itertools
 import json
 import os
 import re
 import socket
 import stat
 import struct
+from array import array
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import partial
@@ -60,6 +65,8 @@ MAX_BUFFERED = 64 * 1024 * 1024  # reply bytes waiting to be read, all clients t
 BATCH = 16  # requests of one client answered per wake-up: the others get their turn
 
 OPS = ("list", "get", "send", "close", "impair", "timer", "journal")
+LIST_VIEWS = ("full", "rows")  # list: whole snapshots, or the fields of a list row
+MAX_STATES = 16  # states one list request may filter on
 CLOSE_HOW = ("half", "full", "reset")
 TIMER_ACTIONS = ("fire", "set")
 SOCKET_NAME = re.compile(r"^([0-9]+)\.sock$")
@@ -152,27 +159,28 @@ def encode_request(req: Request) -> bytes:
     return _line(obj)
 
 
-# A JSON string (skipped whole: brackets inside it do not nest) or one bracket.
-# An unterminated string runs to the end, so each byte is scanned once (linear time).
-_NESTING = re.compile(rb'"(?:[^"\\]|\\.)*+(?:"|\\?\Z)|[\[\]{}]', re.DOTALL)
+# A JSON string (removed whole: brackets inside it do not nest). An unterminated string
+# runs to the end, so each byte is scanned once (linear time).
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*+(?:"|\\?\Z)', re.DOTALL)
+# What is left of a line without its strings, as one signed byte per bracket: +1 opens,
+# -1 closes, every other byte deleted.
+_BRACKETS = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")
+_NOT_BRACKETS = bytes(c for c in range(256) if c not in b"[{]}")
 
 
 def check_depth(line: bytes, limit: int) -> None:
     """Refuse a message nested deeper than `limit` without parsing it: json.loads recurses
-    once per level and a few KiB of `[` would exhaust the interpreter's stack. Costs one
-    regex scan, stopped at the first level too deep; an unbalanced line passes here and
-    json.loads refuses it."""
+    once per level and a few KiB of `[` would exhaust the interpreter's stack. Linear
+    and at C speed (a reply listing 10 000 connections is megabytes): strings are cut
+    out by one regex substitution, the brackets left become +1/-1 and their running sum
+    is the depth. An unbalanced line passes here and json.loads refuses it."""
     if line.count(b"[") + line.count(b"{") <= limit:
         return  # the common case: too few brackets to nest that deep
-    depth = 0
-    for m in _NESTING.finditer(line):
-        c = m.group()
-        if c in (b"[", b"{"):
-            depth += 1
-            if depth > limit:
-                raise ProtocolError(TOO_DEEP, f"message nested deeper than {limit} levels")
-        elif c in (b"]", b"}"):
-            depth -= 1
+    if b'"' in line:
+        line = _STRING.sub(b"", line)
+    steps = array("b", line.translate(_BRACKETS, _NOT_BRACKETS))
+    if steps and max(itertools.accumulate(steps)) > limit:
+        raise ProtocolError(TOO_DEEP, f"message nested deeper than {limit} levels")
 
 
 def _load(line: bytes, limit: int, depth: int) -> dict[str, Any]:
@@ -202,7 +210,7 @@ def decode_request(line: bytes) -> Request:
         raise ProtocolError(UNKNOWN_OP, f"unknown op {op!r}; expected one of {', '.join(OPS)}")
     conn = obj.get("conn")
     if op == "list":
-        return Request(op="list")
+        return Request(op="list", params=_list_params(obj))
     if not isinstance(conn, str) or not conn:
         raise ProtocolError(BAD_REQUEST, f"op {op!r} needs a connection id in 'conn'")
     if op == "send":
@@ -222,6 +230,33 @@ def decode_request(line: bytes) -> Request:
     if op in ("impair", "timer", "journal"):
         return Request(op=op, conn=conn, params=_steer_params(op, obj))
     return Request(op=op, conn=conn)
+
+
+def _list_params(obj: dict[str, Any]) -> dict[str, Any]:
+    """The optional arguments of list: "view" (LIST_VIEWS), "states" (state names, as
+    `inspect -s` takes them) and "port" (a local or remote port)."""
+    params: dict[str, Any] = {}
+    view = obj.get("view", "full")
+    if view not in LIST_VIEWS:
+        raise ProtocolError(BAD_REQUEST, f"'view' must be one of {', '.join(LIST_VIEWS)}")
+    if view != "full":
+        params["view"] = view
+    states = obj.get("states")
+    if states is not None:
+        if (
+            not isinstance(states, list)
+            or len(states) > MAX_STATES
+            or not all(isinstance(x, str) and 0 < len(x) <= 32 for x in states)
+        ):
+            raise ProtocolError(BAD_REQUEST, "'states' must be a short list of state names")
+        if states:
+            params["states"] = states
+    port = obj.get("port")
+    if port is not None:
+        if not isinstance(port, int) or isinstance(port, bool) or not 0 <= port < 65536:
+            raise ProtocolError(BAD_REQUEST, "'port' must be a port number")
+        params["port"] = port
+    return params
 
 
 def _steer_params(op: str, obj: dict[str, Any]) -> dict[str, Any]:
@@ -683,7 +718,15 @@ class ControlServer:
     def handle(self, req: Request) -> Response:
         """Carry out one decoded request against the stack."""
         if req.op == "list":
-            return Response(ok=True, result=self.describe())
+            params = req.params
+            return Response(
+                ok=True,
+                result=self.describe(
+                    view=params.get("view", "full"),
+                    states=params.get("states", ()),
+                    port=params.get("port"),
+                ),
+            )
         assert req.conn is not None
         found = self._find(req.conn)
         if found is None:
@@ -837,7 +880,9 @@ class ControlServer:
                 return lst, True
         return None
 
-    def _entry(self, obj: Any, now: int) -> dict[str, Any]:
+    def _entry(self, obj: Any, now: int, link: dict[str, Any] | None = None) -> dict[str, Any]:
+        """`get`'s answer (and a full list's entry): the snapshot, the impairments and
+        the link (`link`: computed once for a whole list)."""
         snap = dict(obj.snapshot(now))
         if snap.get("state") != "LISTEN":
             snap["impairments"] = self._impairments(obj)
@@ -845,7 +890,7 @@ class ControlServer:
         snap["pid"] = self.pid
         snap["tun"] = getattr(self.stack, "tun_name", None)
         if snap.get("state") != "LISTEN":
-            snap["link"] = self._link()
+            snap["link"] = dict(link) if link is not None else self._link()
         return snap
 
     def _link(self) -> dict[str, Any]:
@@ -864,27 +909,55 @@ class ControlServer:
             "gso_resegmented": int(fallback.get("gso_resegmented", 0)),
         }
 
-    def describe(self) -> dict[str, Any]:
-        """The `list` result: this process and a snapshot of each listener and connection."""
+    def describe(
+        self, view: str = "full", states: Iterable[str] = (), port: int | None = None
+    ) -> dict[str, Any]:
+        """The `list` result: this process and an entry for each listener and connection
+        in `states` (any when empty) with `port` as its local or remote port (any when
+        None), by id; "total" counts them all. `view` "full": each entry as `get` gives
+        it; "rows": only what a `pytcp inspect` row shows (`row(now)` where the object
+        has one), a fraction of the cost. Objects the filters leave out are never
+        described: the work is proportional to what is shown, plus one look at each
+        object's state and ports."""
         now = self.stack.loop.now()
         host = self.stack.host
         time_waits = getattr(host, "time_waits", None)  # stack.host.Host's TIME-WAIT records
-        objs: list[Any] = [
-            *host.listeners(), *host.connections(), *(time_waits() if time_waits else ()),
-        ]  # fmt: skip
-        objs.sort(key=lambda o: o.id)
+        listeners = host.listeners()
+        conns: list[Any] = [*host.connections(), *(time_waits() if time_waits else ())]
+        total = len(listeners) + len(conns)
+        wanted = {s.upper().replace("_", "-") for s in states}
+        if wanted or port is not None:
+            listeners = [o for o in listeners if _selected("LISTEN", o, wanted, port)]
+            conns = [o for o in conns if _selected(str(o.state), o, wanted, port)]
+        objs = sorted([*listeners, *conns], key=lambda o: o.id)
         # What the process itself is doing when that is not a connection (a listen
         # waiting for its children after a signal): set by the application.
         note = getattr(self.stack, "status_note", None)
+        if view == "rows":
+            entries = [self._row(o, now) for o in objs]
+        else:
+            link = self._link()  # the same for every connection of this host
+            entries = [self._entry(o, now, link) for o in objs]
         return {
             "pid": self.pid,
             "tun": getattr(self.stack, "tun_name", None),
             "address": str(getattr(self.stack, "address", "")),
             "note": note() if callable(note) else None,
-            "connections": [self._entry(o, now) for o in objs],
+            "total": total,
+            "connections": entries,
             "control": {"clients": len(self.clients), "counters": dict(self.counters)},
             "host": self._host_summary(),
         }
+
+    def _row(self, obj: Any, now: int) -> dict[str, Any]:
+        """A list row's entry: `obj.row(now)` (Connection) or its snapshot (a listener or
+        a TIME-WAIT record, small already), with the id, pid and tun of every entry."""
+        row = getattr(obj, "row", None)
+        snap = dict(row(now) if row is not None else obj.snapshot(now))
+        snap["id"] = self._conn_id(obj.id)
+        snap["pid"] = self.pid
+        snap["tun"] = getattr(self.stack, "tun_name", None)
+        return snap
 
     def _host_summary(self) -> dict[str, Any] | None:
         """The host's own counters (`inspect --host`): packets in and out, RSTs and ICMP
@@ -903,6 +976,18 @@ class ControlServer:
             "connections": len(host.get("connections", ())),
             "time_waits": len(time_waits()) if time_waits else 0,
         }
+
+
+def _selected(state: str, obj: Any, states: set[str], port: int | None) -> bool:
+    """`pytcp inspect -s/--port` on a listener, connection or TIME-WAIT record in
+    `state`, from its endpoints alone (as pytcpcli.output.matches does on an entry)."""
+    if states and state not in states:
+        return False
+    if port is not None:
+        remote = getattr(obj, "remote", None)
+        if obj.local[1] != port and (remote is None or remote[1] != port):
+            return False
+    return True
 
 
 LINK_COUNTERS = (
@@ -927,14 +1012,18 @@ def _exchange(path: str, req: Request, timeout: float) -> Response:
         except (BrokenPipeError, ConnectionResetError):
             pass  # refused at accept (forbidden, busy): the reply is already waiting
         buf = bytearray()
-        while b"\n" not in buf:
+        end = -1
+        while end < 0:
             chunk = sock.recv(1 << 20)
             if not chunk:
                 raise ControlError("the control endpoint hung up without answering", HUNG_UP)
+            end = chunk.find(b"\n")  # only the new bytes: a long reply is scanned once
+            if end >= 0:
+                end += len(buf)
             buf += chunk
             if len(buf) > MAX_RESPONSE:
                 raise ControlError("the control endpoint sent an oversized reply")
-        line = bytes(buf[: buf.index(b"\n")])
+        line = bytes(buf[:end])
     finally:
         sock.close()
     try:
@@ -951,6 +1040,7 @@ class ControlClient:
         self.timeout = timeout
         self.problems: list[str] = []  # processes that could not be asked, one line each
         self.notes: list[str] = []  # what processes without a connection to show are doing
+        self.total = 0  # entries the last entries() found before its filters
 
     def endpoints(self) -> list[Endpoint]:
         found: list[Endpoint] = []
@@ -992,14 +1082,26 @@ class ControlClient:
         except OSError as exc:
             raise ControlError(f"process {ep.pid}: {exc.strerror or exc}") from None
 
-    def entries(self) -> list[dict[str, Any]]:
-        """Every listener and connection of every reachable process, by pid then id."""
+    def entries(
+        self, *, view: str = "full", states: Iterable[str] = (), port: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Every listener and connection of every reachable process, by pid then id; with
+        `states`/`port` only those (each process filters before it describes anything),
+        with `view` "rows" only the fields of a list row. `total` counts them all."""
         self.problems = []
         self.notes = []
+        self.total = 0
+        params: dict[str, Any] = {}
+        if view != "full":
+            params["view"] = view
+        if states:
+            params["states"] = list(states)
+        if port is not None:
+            params["port"] = port
         entries: list[dict[str, Any]] = []
         for ep in self.endpoints():
             try:
-                resp = self.request(ep, Request(op="list"))
+                resp = self.request(ep, Request(op="list", params=params))
             except ControlError as exc:
                 if exc.code not in (GONE, HUNG_UP):  # gone or exiting: not a problem
                     self.problems.append(str(exc))
@@ -1007,7 +1109,10 @@ class ControlClient:
             if not resp.ok:
                 self.problems.append(f"process {ep.pid}: {resp.message}")
                 continue
-            entries.extend(resp.result.get("connections", []))
+            found = resp.result.get("connections", [])
+            entries.extend(found)
+            total = resp.result.get("total")
+            self.total += total if isinstance(total, int) else len(found)
             if resp.result.get("note"):
                 self.notes.append(
                     f"process {ep.pid} ({resp.result.get('tun') or '?'}): {resp.result['note']}"
@@ -1015,7 +1120,7 @@ class ControlClient:
         return sorted(entries, key=_id_key)
 
     def ids(self) -> list[str]:
-        return [e["id"] for e in self.entries()]
+        return [e["id"] for e in self.entries(view="rows")]
 
     def hosts(self) -> list[dict[str, Any]]:
         """Per reachable process: {"pid", "tun", "host": its counters and drops,

@@ -196,3 +196,85 @@ def test_only_the_sockets_of_touched_connections_are_told(
     # listener), each at most once per iteration: a scan would tell 800 more each time.
     assert len(set(few)) == len(set(many)) == 3
     assert len(many) <= 3 * iterations
+
+
+# --------------------------------------------------------------------- pytcp inspect
+
+
+class _Clock:
+    def __init__(self, pair: Pair) -> None:
+        self.pair = pair
+
+    def now(self) -> int:
+        return self.pair.now
+
+
+class _Served:
+    """What ControlServer needs of a Stack (stack.control.ServedStack), over a sans-IO
+    host: nothing is started, requests are handed to `handle` directly."""
+
+    def __init__(self, pair: Pair) -> None:
+        self.loop = _Clock(pair)
+        self.host = pair.server
+        self.tun_name = "pytcp9"
+        self.address = "10.77.0.2"
+
+
+def test_inspect_list_describes_only_what_it_shows(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    from stack.control import ControlServer, Request
+
+    pair = Pair()
+    clients, servers = pair.connect(300)
+    servers[5].send(b"queued", pair.now)  # one with data in flight and a timer armed
+    pair.server.packets_to_send(pair.now)
+    snapshots = Counting(monkeypatch, pair.server, "snapshot")
+    rows = Counting(monkeypatch, pair.server, "row")
+    control = ControlServer(_Served(pair), directory=str(tmp_path))
+
+    def listed(**params: Any) -> list[dict[str, Any]]:
+        reply = control.handle(Request(op="list", params=params))
+        assert reply.ok and reply.result["total"] == 301  # the listener and 300
+        entries: list[dict[str, Any]] = reply.result["connections"]
+        return entries
+
+    table = listed(view="rows")  # `pytcp inspect`: one row's fields each, no snapshot
+    assert (len(table), rows.calls, snapshots.calls) == (301, 300, 0)
+    one = listed(view="rows", port=clients[7].local[1])  # `--port P`: only that one
+    assert [e["remote"]["port"] for e in one] == [clients[7].local[1]]
+    assert (rows.calls, snapshots.calls) == (301, 0)
+    assert listed(states=["SYN-RECEIVED"]) == []  # `-s syn-received --json`: nothing
+    assert snapshots.calls == 0
+    full = listed(view="full", states=["established"], port=clients[9].local[1])
+    assert len(full) == 1 and snapshots.calls == 1  # `--json`: whole entries, for what shows
+    # A row holds snapshot()'s own values, field by field (one truth, no second copy).
+    busy = servers[5]
+    row, snap = busy.row(pair.now), busy.snapshot(pair.now)
+    assert row["timers"] == [t for t in snap["timers"] if t["armed"]] != []
+    for key, value in row.items():
+        if isinstance(value, dict):
+            assert value == {k: snap[key][k] for k in value}, key
+        elif key != "timers":
+            assert value == snap[key], key
+
+
+def test_inspect_id_describes_one_connection_without_a_scan(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    from stack.control import ControlServer, Request
+
+    pair = Pair()
+    _clients, servers = pair.connect(200)
+    snapshots = Counting(monkeypatch, pair.server, "snapshot")
+    scans: list[int] = []
+
+    def connections() -> list[Connection]:
+        scans.append(1)
+        return []
+
+    monkeypatch.setattr(pair.server, "connections", connections)
+    control = ControlServer(_Served(pair), directory=str(tmp_path))
+    reply = control.handle(Request(op="get", conn=f"{control.pid}.{servers[123].id}"))
+    assert reply.ok and reply.result["id"] == f"{control.pid}.{servers[123].id}"
+    assert (snapshots.calls, scans) == (1, [])

@@ -180,7 +180,7 @@ def _live_ids(incomplete: str, *, listeners: bool) -> list[CompletionItem]:
     """The live IDs starting with `incomplete`, asked of the control endpoints; LISTEN
     entries only when `listeners`."""
     try:
-        entries = ControlClient(timeout=0.5).entries()
+        entries = ControlClient(timeout=0.5).entries(view="rows")
     except Exception:
         return []  # completion must never print a traceback into the user's shell
     return [
@@ -305,14 +305,17 @@ def _list(
     client = ControlClient()
 
     def frame() -> str:
-        every = client.entries()
-        entries = [e for e in every if matches(e, states=states, port=port)]
+        # Each process filters and describes only what is shown: the table takes a
+        # row's fields, --json the whole entries (issue 14: a list of 10 000 in well
+        # under a second). `matches` again here for a process that ignores filters.
+        found = client.entries(view="full" if as_json else "rows", states=states, port=port)
+        entries = [e for e in found if matches(e, states=states, port=port)]
         _warn(app, client)
         if as_json:
             return json.dumps(entries, sort_keys=True) + "\n" if watch else render_json(entries)
         notes = "".join(f"{note}\n" for note in client.notes)
-        if every and not entries:
-            return f"no connection matches {describe_filter(states, port)} (of {len(every)})\n"
+        if client.total and not entries:
+            return f"no connection matches {describe_filter(states, port)} (of {client.total})\n"
         if notes and not entries:
             return notes
         return render_list(entries, terminal_width()) + notes

@@ -96,6 +96,7 @@ Choices worth knowing:
 
 from __future__ import annotations
 
+import functools
 from collections import deque
 from dataclasses import replace
 from typing import Any
@@ -190,6 +191,13 @@ def invalid_ack_limited(
     if last is not None and 0 <= now - last < interval:
         return True, last
     return False, now
+
+
+@functools.lru_cache(maxsize=1024)
+def _address_text(address: object) -> str:
+    """str() of an address, remembered: ipaddress formats each time, and a list of many
+    connections names the same few addresses over and over."""
+    return str(address)
 
 
 def _wscale_for(buffer: int) -> int:
@@ -1579,6 +1587,23 @@ class Connection(Sender):
 
     # ------------------------------------------------------------------ snapshot
 
+    def row(self, now: int) -> dict[str, Any]:
+        """What a `pytcp inspect` list row shows, with snapshot()'s names and values:
+        id, state, local, remote, buffers {send_queued, unread}, congestion {cwnd}, rtt
+        {srtt, rto} and the armed timers. A list of many connections costs a fraction
+        of their snapshots (issue 14)."""
+        rtt = self.rtt
+        return {
+            "id": self.id,
+            "state": str(self.tcb.state),
+            "local": {"addr": _address_text(self.local[0]), "port": self.local[1]},
+            "remote": {"addr": _address_text(self.remote[0]), "port": self.remote[1]},
+            "buffers": {"send_queued": len(self.sendbuf), "unread": self.recvbuf.readable},
+            "congestion": {"cwnd": self.cc.cwnd},
+            "rtt": {"srtt": rtt.srtt, "rto": rtt.rto},
+            "timers": self.timers.snapshot(now, armed_only=True),
+        }
+
     def snapshot(self, now: int) -> dict[str, Any]:
         """The whole TCB as plain, JSON-safe data (docs/internals.md)."""
         tcb = self.tcb
@@ -1592,8 +1617,8 @@ class Connection(Sender):
         return {
             "id": self.id,
             "state": str(tcb.state),
-            "local": {"addr": str(self.local[0]), "port": self.local[1]},
-            "remote": {"addr": str(self.remote[0]), "port": self.remote[1]},
+            "local": {"addr": _address_text(self.local[0]), "port": self.local[1]},
+            "remote": {"addr": _address_text(self.remote[0]), "port": self.remote[1]},
             "send": snap["send"],
             "receive": {
                 **snap["receive"],

@@ -67,7 +67,8 @@ class TimerSet:
         deadlines = [t.deadline for t in self._timers.values() if t.deadline is not None]
         return min(deadlines) if deadlines else None
 
-    def snapshot(self, now: int) -> list[dict[str, object]]:
+    def snapshot(self, now: int, *, armed_only: bool = False) -> list[dict[str, object]]:
+        """Every timer (TIMER_NAMES order), or only the armed ones."""
         return [
             {
                 "name": t.name,
@@ -78,4 +79,5 @@ class TimerSet:
                 "reason": t.reason,
             }
             for t in self._timers.values()
+            if not armed_only or t.deadline is not None
         ]
