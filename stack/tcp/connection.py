@@ -97,7 +97,7 @@ Choices worth knowing:
 from __future__ import annotations
 
 import functools
-from collections import deque
+from collections import defaultdict
 from dataclasses import replace
 from typing import Any
 
@@ -193,6 +193,35 @@ def invalid_ack_limited(
     return False, now
 
 
+COUNTER_NAMES = (
+    "segments_in",
+    "segments_out",
+    "bytes_in",
+    "bytes_out",
+    "retransmissions",
+    "retransmitted_bytes",
+    "dup_acks",
+    "challenge_acks",
+    "invalid_acks",
+    "invalid_acks_limited",
+    "zero_window_probes",
+    "keepalive_probes",
+    "dsacks_sent",
+    "dsacks_received",
+    "rtos",
+    "fast_recoveries",
+    "tlp_probes",
+    "tlp_recoveries",
+    "lost_marked_bytes",
+    "undos",
+    "ce_received",
+    "ece_received",
+    "ecn_reductions",
+    "rcv_buf_grown",
+    "cwv_reductions",
+)  # Connection.counters, in this order
+
+
 @functools.lru_cache(maxsize=1024)
 def _address_text(address: object) -> str:
     """str() of an address, remembered: ipaddress formats each time, and a list of many
@@ -216,6 +245,17 @@ class Connection(Sender):
     `next_deadline()`.  `receive_segment` never raises for anything the network sends.
     """
 
+    # Slots, not a __dict__: 60-odd fields cost a few hundred bytes less per connection
+    # (issue 14: a half-open or idle connection costs what it holds).
+    __slots__ = ("__weakref__", "_buf_seq", "_ce_next", "_drops", "_events", "_force_probe",
+                 "_keepalives_unanswered", "_last_challenge", "_last_invalid_ack", "_n",
+                 "_name", "_out", "_passive", "_peer_fin_seq", "_peer_wscale",
+                 "_probes_unanswered", "_rcv_mss", "_rcv_space_copied", "_rcv_space_time",
+                 "_syn_timeouts", "_tracer", "_window_clamp", "_wscale_offer", "cc", "config",
+                 "cwv", "ecn_echo", "ecn_recover", "error", "id", "ip_extra", "journal",
+                 "link_mtu", "local", "path_mtu", "path_mtu_expires", "recovery", "recvbuf",
+                 "remote", "rtt", "sendbuf", "tcb", "timers", "tso_max")  # fmt: skip
+
     def __init__(
         self,
         *,
@@ -231,6 +271,7 @@ class Connection(Sender):
         self.id = id
         self.local = local
         self.remote = remote
+        self.tso_max = 0
         self.config = config
         self.link_mtu = link_mtu
         # The null tracer is as good as none: skip building events for it.
@@ -264,35 +305,12 @@ class Connection(Sender):
         # `rings`: the host's pool of freed receive rings (stack.tcp.reassembly).
         self.recvbuf = RecvBuffer(config.rcv_buf, pool=rings)
         self.error: str | None = None
-        self._n = {
-            "segments_in": 0,
-            "segments_out": 0,
-            "bytes_in": 0,
-            "bytes_out": 0,
-            "retransmissions": 0,
-            "retransmitted_bytes": 0,
-            "dup_acks": 0,
-            "challenge_acks": 0,
-            "invalid_acks": 0,  # ACKs sent in reply to unacceptable segments
-            "invalid_acks_limited": 0,  # ... held back by invalid_ack_interval
-            "zero_window_probes": 0,
-            "keepalive_probes": 0,
-            "dsacks_sent": 0,
-            "dsacks_received": 0,
-            "rtos": 0,
-            "fast_recoveries": 0,
-            "tlp_probes": 0,
-            "tlp_recoveries": 0,
-            "lost_marked_bytes": 0,
-            "undos": 0,
-            "ce_received": 0,
-            "ece_received": 0,
-            "ecn_reductions": 0,
-            "rcv_buf_grown": 0,
-            "cwv_reductions": 0,
-        }
+        # Counters by COUNTER_NAMES, kept sparse: a name is stored once it counts
+        # something (most never do on a quiet connection; issue 14: memory per
+        # connection). `counters` shows them all.
+        self._n: defaultdict[str, int] = defaultdict(int)
         self._drops: dict[str, int] = {}
-        self._events: deque[Event] = deque()
+        self._events: list[Event] = []  # a few at most between drains: no deque block
         self._out: list[TcpSegment] = []
         self._wscale_offer = (
             _wscale_for(max(config.rcv_buf, config.rcv_buf_max)) if config.wscale else None
@@ -354,7 +372,8 @@ class Connection(Sender):
     def counters(self) -> dict[str, Any]:
         """Segments and bytes in/out, retransmissions, duplicate ACKs, challenge ACKs,
         probes, and drops by reason."""
-        return {**self._n, "drops": dict(self._drops)}
+        n = self._n
+        return {**{k: n.get(k, 0) for k in COUNTER_NAMES}, **n, "drops": dict(self._drops)}
 
     @property
     def sacked(self) -> list[tuple[int, int]]:
@@ -514,7 +533,7 @@ class Connection(Sender):
     # ------------------------------------------------------------------ outputs
 
     def next_event(self) -> Event | None:
-        return self._events.popleft() if self._events else None
+        return self._events.pop(0) if self._events else None
 
     def next_deadline(self) -> int | None:
         return self.timers.earliest()

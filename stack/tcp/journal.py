@@ -14,7 +14,6 @@ RCV.NXT, held for reassembly), "accepted", and "sent" for our own segments.
 
 from __future__ import annotations
 
-from collections import deque
 from typing import Any, Protocol
 
 from stack.tcp.seq import seq_diff
@@ -74,13 +73,25 @@ def flag_names(flags: int) -> str:
 class Journal:
     """The last `size` segments of one connection (see the module docstring)."""
 
-    __slots__ = ("_open", "_ring", "recorded", "size")
+    __slots__ = ("_head", "_open", "_ring", "recorded", "size")
 
     def __init__(self, size: int = DEFAULT_SIZE) -> None:
         self.size = size
-        self._ring: deque[list[Any]] = deque(maxlen=size)
+        # A list that grows to `size` entries, then is overwritten from `_head` (the
+        # oldest) on: a connection that saw two segments holds two, not a deque block.
+        self._ring: list[list[Any]] = []
+        self._head = 0
         self._open: list[Any] | None = None
         self.recorded = 0  # segments ever journaled (the ring keeps the last `size`)
+
+    def _keep(self, entry: list[Any]) -> None:
+        ring = self._ring
+        if len(ring) < self.size:
+            ring.append(entry)
+        else:
+            ring[self._head] = entry
+            self._head = (self._head + 1) % self.size
+        self.recorded += 1
 
     # -- hooks (the connection calls these; each only copies numbers)
 
@@ -108,22 +119,21 @@ class Journal:
             return
         self._open = None
         entry[10] = _state(tcb, cc)
-        self._ring.append(entry)
-        self.recorded += 1
+        self._keep(entry)
 
     def sent(self, seg: _Seg, now: int, tcb: _Tcb, cc: _Cc) -> None:
         after = _state(tcb, cc)
         flags, length = int(seg.flags), len(seg.payload)
-        self._ring.append([now, "out", seg.seq, seg.ack, flags, seg.window, length,
-                           length + (flags & 1) + ((flags >> 1) & 1), seg.sack, after, after,
-                           None, []])  # fmt: skip
-        self.recorded += 1
+        self._keep([now, "out", seg.seq, seg.ack, flags, seg.window, length,
+                    length + (flags & 1) + ((flags >> 1) & 1), seg.sack, after, after,
+                    None, []])  # fmt: skip
 
     # -- reading
 
     def entries(self, iss: int, irs: int) -> list[dict[str, Any]]:
         """The ring, oldest first, as JSON-safe dicts (docs/internals.md)."""
-        return [self._render(e, iss, irs) for e in self._ring]
+        ring, head = self._ring, self._head
+        return [self._render(e, iss, irs) for e in (*ring[head:], *ring[:head])]
 
     def _render(self, e: list[Any], iss: int, irs: int) -> dict[str, Any]:
         now, way, seq, ack, flags, window, length, seg_len, sack, before, after, ok, drops = e

@@ -125,6 +125,15 @@ class Recovery:
     `next_retransmit`, `room`, `timer` what to do next.  It never builds a segment.
     """
 
+    __slots__ = ("_n", "_recover_u", "ack_rtt", "cc", "delivered", "dup_acks", "high_rxt",
+                 "high_sacked", "limited_bytes", "lost_bytes", "outstanding", "partial_acks",
+                 "phase", "prr_delivered", "prr_out", "rack_enabled", "rack_end", "rack_fack",
+                 "rack_min_rtt", "rack_rtt", "rack_xmit_ts", "recover", "recover_fs",
+                 "reo_deadline", "reo_wnd_mult", "reo_wnd_persist", "reordering_seen",
+                 "rescue_rxt", "retries", "sack", "sacked_bytes", "segs", "sndcnt",
+                 "timer_mode", "tlp_dsacked", "tlp_end", "tlp_is_retrans", "una", "una_seq",
+                 "undo_cwnd", "undo_retrans", "undo_ssthresh")  # fmt: skip
+
     def __init__(self, iss: int, cc: CongestionControl, counters: dict[str, int], *,
                  sack: bool = False, rack: bool = True) -> None:  # fmt: skip
         self.cc = cc

@@ -63,6 +63,10 @@ RECEIVING = frozenset({State.ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2})
 class Sender:
     """What goes on the wire, and when; Connection inherits it (see the module docstring)."""
 
+    # The fields this class assigns; Connection's __slots__ hold the rest.
+    __slots__ = ("_ack_now", "_ack_own", "_cwnd_limited", "_cwnd_usage_seq", "_force",
+                 "_max_flight", "_syn_new", "_syn_pending", "_unacked_rx", "cwr_pending",
+                 "dsack", "sack_order")  # fmt: skip
     id: int
     local: Endpoint
     remote: Endpoint
@@ -99,7 +103,7 @@ class Sender:
     _window_clamp: int | None
     # The largest payload one segment may carry when the link cuts super-segments into
     # MSS-sized ones for us (TSO); the host sets it. 0: every segment is at most one MSS.
-    tso_max: int = 0
+    tso_max: int
 
     def _arm(self, now: int, name: str, delay: int, reason: str, backoff: int = 0) -> None:
         self.timers.arm(name, now + delay, reason, backoff)

@@ -28,56 +28,75 @@ class Timer:
 
 
 class TimerSet:
-    """The seven timers of one connection (DESIGN §2 "Timers are data")."""
+    """The seven timers of one connection (DESIGN §2 "Timers are data").
 
-    __slots__ = ("_timers",)
+    Only armed timers are stored (issue 14: a quiet connection holds one or none); an
+    unarmed one reads as a fresh `Timer(name)`. Every change goes through arm/cancel.
+    """
+
+    __slots__ = ("_armed",)
 
     def __init__(self) -> None:
-        self._timers = {name: Timer(name) for name in TIMER_NAMES}
+        self._armed: dict[str, Timer] = {}
 
     def __getitem__(self, name: str) -> Timer:
-        return self._timers[name]
+        timer = self._armed.get(name)
+        if timer is not None:
+            return timer
+        if name not in TIMER_NAMES:
+            raise KeyError(name)
+        return Timer(name)
 
     def arm(self, name: str, deadline: int, reason: str, backoff: int = 0) -> None:
-        t = self._timers[name]
+        t = self._armed.get(name)
+        if t is None:
+            if name not in TIMER_NAMES:
+                raise KeyError(name)
+            self._armed[name] = Timer(name, deadline, backoff, reason)
+            return
         t.deadline = deadline
         t.reason = reason
         t.backoff = backoff
 
     def cancel(self, name: str) -> None:
-        t = self._timers[name]
-        t.deadline = None
-        t.backoff = 0
-        t.reason = ""
+        if self._armed.pop(name, None) is None and name not in TIMER_NAMES:
+            raise KeyError(name)
 
     def cancel_all(self) -> None:
-        for name in TIMER_NAMES:
-            self.cancel(name)
+        self._armed.clear()
 
     def is_armed(self, name: str) -> bool:
-        return self._timers[name].deadline is not None
+        return name in self._armed
 
     def due(self, now: int) -> list[str]:
-        """Names of the armed timers whose deadline is at or before `now`."""
-        return [
-            t.name for t in self._timers.values() if t.deadline is not None and t.deadline <= now
-        ]
+        """Names of the armed timers whose deadline is at or before `now`, in
+        TIMER_NAMES order."""
+        armed = self._armed
+        if not armed:
+            return []
+        due = []
+        for name in TIMER_NAMES:
+            t = armed.get(name)
+            if t is not None and t.deadline is not None and t.deadline <= now:
+                due.append(name)
+        return due
 
     def earliest(self) -> int | None:
-        deadlines = [t.deadline for t in self._timers.values() if t.deadline is not None]
+        deadlines = [t.deadline for t in self._armed.values() if t.deadline is not None]
         return min(deadlines) if deadlines else None
 
     def snapshot(self, now: int, *, armed_only: bool = False) -> list[dict[str, object]]:
         """Every timer (TIMER_NAMES order), or only the armed ones."""
-        return [
-            {
-                "name": t.name,
-                "armed": t.deadline is not None,
-                "deadline": t.deadline,
-                "remaining": None if t.deadline is None else t.deadline - now,
-                "backoff": t.backoff,
-                "reason": t.reason,
-            }
-            for t in self._timers.values()
-            if not armed_only or t.deadline is not None
-        ]
+        armed = self._armed
+        out: list[dict[str, object]] = []
+        for name in TIMER_NAMES:
+            t = armed.get(name)
+            if t is None:
+                if not armed_only:
+                    out.append({"name": name, "armed": False, "deadline": None,
+                                "remaining": None, "backoff": 0, "reason": ""})  # fmt: skip
+                continue
+            out.append({"name": name, "armed": True, "deadline": t.deadline,
+                        "remaining": None if t.deadline is None else t.deadline - now,
+                        "backoff": t.backoff, "reason": t.reason})  # fmt: skip
+        return out
