@@ -514,11 +514,15 @@ class Relay:
         on_peer_eof: Callable[[], None] = lambda: None,
         on_done: Callable[[Relay], None] = lambda relay: None,
         on_write_side_gone: Callable[[int], None] = lambda unsent: None,
+        on_sink_full: Callable[[], None] = lambda: None,
         crlf: bool = False,
         shutdown_on_eof: bool = True,
     ) -> None:
         self.sock = sock
         self.sink = sink
+        # Told when reading stopped because the sink had no room: the owner pumps this
+        # relay again once the sink drains (and need not pump the others).
+        self.on_sink_full = on_sink_full
         self.on_progress = on_progress
         self.on_peer_eof = on_peer_eof
         self.on_done = on_done
@@ -641,7 +645,10 @@ class Relay:
 
     def _receive(self) -> bool:
         got_any = False
-        while self.sink is None or self.sink.has_room:
+        while True:
+            if self.sink is not None and not self.sink.has_room:
+                self.on_sink_full()
+                break
             try:
                 data = self.sock.recv(CHUNK)
             except BlockingIOError:

@@ -135,6 +135,9 @@ class ListenSession(Session):
         # last looked at (only they can hold stdin back).
         self._open = 0
         self._short: set[Client] = set()
+        # Clients whose relay stopped reading because stdout was full: the ones to pump
+        # when it drains (stdout drains after every write that went through at once).
+        self._sink_waiters: dict[Client, None] = {}
         self.accepted = 0
         self.listener_closed = False  # closed by another process: no more clients
         self.stdin_eof = False
@@ -219,6 +222,7 @@ class ListenSession(Session):
             on_peer_eof=lambda: self._on_peer_eof(client),
             on_done=lambda relay: self._on_closed(client),
             on_write_side_gone=lambda unsent: self._on_write_side_gone(client, unsent),
+            on_sink_full=lambda: self._sink_waiters.setdefault(client),
             crlf=self.crlf,
             shutdown_on_eof=not self.no_shutdown,
         )
@@ -306,7 +310,11 @@ class ListenSession(Session):
             self.stdin.pause()
 
     def _pump_all(self) -> None:
-        for client in self.live:
+        """stdout drained: the relays that stopped for want of room read on (issue 14:
+        not every client's, at every write)."""
+        waiters = list(self._sink_waiters)  # one that fills it again waits for the next
+        self._sink_waiters.clear()
+        for client in waiters:
             if not client.closed:
                 client.relay.pump()
 
@@ -450,6 +458,7 @@ class ListenSession(Session):
             client.closed = True
             self._open -= 1
             self._short.discard(client)
+            self._sink_waiters.pop(client, None)
 
     def _on_closed(self, client: Client) -> None:
         self._mark_closed(client)
