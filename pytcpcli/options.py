@@ -425,6 +425,9 @@ interface. --time-wait DURATION changes that linger; --time-wait full holds the 
 2·MSL. connect and send hand the linger to a child process that keeps only the TUN
 device (stdio on /dev/null, its own session), so the command returns at once; a later
 pytcp that wants the interface asks that child to let go (not with --pcap or full).
+The child hands the device to a pytcp of its own uid, which keeps the interface as it
+is (nothing removed and made again) when it asks for that interface with the same
+options, and makes it anew otherwise.
 
 Signals: the first SIGINT, SIGTERM or SIGHUP (or any other signal that would end a
 process: SIGQUIT, SIGUSR1, SIGUSR2, SIGALRM, ...) stops reading stdin, sends FIN on every

@@ -30,6 +30,7 @@ import os
 import random
 import signal
 import socket
+import struct
 from collections.abc import Callable
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any
@@ -143,6 +144,15 @@ def _resolve(host: str, family: int | None = None) -> IPv4Address | IPv6Address:
     except socket.gaierror as exc:
         raise OSError(errno.EHOSTUNREACH, f"cannot resolve {host}: {exc.strerror}") from exc
     return ipaddress.ip_address(str(infos[0][4][0]).split("%", 1)[0])
+
+
+def _peer_uid(sock: socket.socket) -> int | None:
+    """The uid of the process at the other end of a unix socket (SO_PEERCRED)."""
+    try:
+        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    except OSError:
+        return None
+    return int(struct.unpack("3i", creds)[1])
 
 
 def _split_gateways(text: str | None) -> tuple[str | None, str | None]:
@@ -856,10 +866,11 @@ class Stack:
         must still be acknowledged), fork: the child keeps only the TUN device (stdio on
         /dev/null, every other descriptor closed, a session of its own, default signal
         actions) and runs the stack for up to `seconds`, until those connections are
-        CLOSED, or until another pytcp asks for the interface (tun.release_lingering:
-        then it goes at once). The parent stops reading the device and returns the
-        child's pid; None (nothing done) for a link that is not a plain TUN, with --pcap,
-        or with nothing in TIME-WAIT."""
+        CLOSED, or until another pytcp asks for the interface (tun.claim_lingering:
+        then it hands the device over to a pytcp of its own uid, which keeps the
+        interface as it is when that is what it would create, and goes at once). The
+        parent stops reading the device and returns the child's pid; None (nothing done)
+        for a link that is not a plain TUN, with --pcap, or with nothing in TIME-WAIT."""
         link = self._link
         conns = list(self.host.connections())
         if (
@@ -903,17 +914,32 @@ class Stack:
         with contextlib.suppress(ValueError, OSError):
             signal.set_wakeup_fd(-1)
         self.loop.fork_reset()
-        asked: list[bool] = []
+        asked: list[socket.socket] = []
+
+        def on_ask() -> None:
+            with contextlib.suppress(OSError):
+                asked.append(listener.accept()[0])
+
         listener.setblocking(False)
-        self.loop.add_reader(listener.fileno(), lambda: asked.append(True))
+        self.loop.add_reader(listener.fileno(), on_ask)
         host = self.host
         self.loop.run_until(
             lambda: bool(asked) or all(c.is_closed for c in host.connections()), seconds
         )
-        # The device first (the interface goes with it), then the listener: a pytcp
-        # waiting in tun.release_lingering sees its connection end once the name is free.
+        # Nothing reads the device from here on. It goes to the first asker if that is a
+        # process of our uid or root (SCM_RIGHTS; tun.claim_lingering checks ours), then
+        # our copy closes: the interface lives on with the asker's, or goes now. Then the
+        # listener, last the askers' connections: their EOF says the device and the
+        # linger name are let go.
+        device = link.fileno()
+        if asked and device is not None and _peer_uid(asked[0]) in (0, os.getuid()):
+            rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("i", device))]
+            with contextlib.suppress(OSError):
+                asked[0].sendmsg([b"\0"], rights)
         link.close()
         listener.close()
+        for conn in asked:
+            conn.close()
 
     def scan(
         self,

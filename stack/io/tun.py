@@ -60,10 +60,15 @@ import struct
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Interface
+from typing import TypeVar
 
 from stack.io.rtnl import RTNLGRP_IPV6_ROUTE, RTNLGRP_LINK, NetlinkError, Rtnl
 from stack.wire.packet import NO_OFFLOAD_HDR, VNET_HDR_LEN, Packet
 
+T = TypeVar("T")
+
+IFF_PERSIST = 0x0800  # the interface outlives its descriptors (ip tuntap add)
+TUNGETIFF = 0x800454D2  # _IOR('T', 210, unsigned int): the name and flags of an fd's device
 TUN_PATH = "/dev/net/tun"
 TUNSETIFF = 0x400454CA  # _IOW('T', 202, int), linux/if_tun.h
 IFF_TUN = 0x0001
@@ -382,40 +387,96 @@ LINGER_PREFIX = b"\0pytcp-linger-"  # abstract unix socket of a lingering pytcp,
 
 def linger_address(name: str) -> bytes:
     """Where a pytcp that only lingers on interface `name` (TIME-WAIT after its command
-    ended, stack.api.Stack.linger_in_background) listens for `release_lingering`."""
+    ended, stack.api.Stack.linger_in_background) listens for `claim_lingering`."""
     return LINGER_PREFIX + name.encode()
 
 
-def release_lingering(name: str, timeout: float = 0.5) -> bool:
-    """Ask the pytcp lingering on interface `name` to let it go now; True once the
-    interface is gone (it vanishes with that process's descriptor). False when no
-    lingering pytcp holds it (the interface is in real use). Waits for events only (the
-    lingering process's goodbye, then the kernel's RTM_DELLINK), `timeout` at most."""
+def claim_lingering(
+    name: str, adopt: Callable[[int], T | None] | None = None, timeout: float = 0.5
+) -> tuple[bool, T | None]:
+    """Ask the pytcp lingering on interface `name` (TIME-WAIT after its command ended) to
+    let it go now. Returns (released, adopted): released is False when no lingering
+    pytcp holds it (the interface is in real use). A lingering pytcp of this uid hands
+    its device over (SCM_RIGHTS), the interface still configured as it made it:
+    `adopt(fd)` takes it, and what it returns is `adopted`; when it returns None (or
+    there is no `adopt`) the descriptor is closed, and the interface goes with it.
+
+    Returns only once the lingering pytcp has let go of its device and its linger
+    socket (the name is free for this process's own linger later), and, unless the
+    device was adopted, once the interface is gone. Every wait is for an event (its
+    answer and EOF, then the kernel's RTM_DELLINK), `timeout` at most each."""
     try:
         index = socket.if_nametoindex(name)
     except OSError:
-        return True  # gone already
+        return True, None  # gone already
     with contextlib.ExitStack() as scope:
         try:
             # Joined before asking: the interface cannot go unseen.
             events: Rtnl | None = scope.enter_context(Rtnl(groups=(RTNLGRP_LINK,)))
         except OSError:
             events = None
-        sock = scope.enter_context(socket.socket(socket.AF_UNIX, socket.SOCK_STREAM))
+        sock = scope.enter_context(
+            socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        )
         sock.settimeout(timeout)
         try:
             sock.connect(linger_address(name))
         except OSError:
-            return False  # nobody lingers on it: the interface is in real use
-        try:
-            # EOF, or a reset of this unaccepted connection: it has closed the device
-            # (which removes the interface) and exits.
-            sock.recv(1)
-        except OSError:
-            pass
+            return False, None  # nobody lingers on it: the interface is in real use
+        adopted = None
+        fd = _handed_device(sock)
+        if fd is not None:
+            try:
+                adopted = adopt(fd) if adopt is not None else None
+            finally:
+                if adopted is None:
+                    os.close(fd)
+        # EOF (or a reset of this unaccepted connection): it has closed its copy of the
+        # device, then its listener, and exits.
+        _wait_eof(sock)
+        if adopted is not None:
+            return True, adopted
         if events is None:
-            return not _interface_exists(name)
-        return events.wait_link_gone(index, timeout, lambda: not _interface_exists(name))
+            return not _interface_exists(name), None
+        gone = events.wait_link_gone(index, timeout, lambda: not _interface_exists(name))
+        return gone, None
+
+
+def _wait_eof(sock: socket.socket) -> None:
+    """Read `sock` to its end (bounded: its timeout, and a few reads of nothing)."""
+    for _ in range(16):
+        try:
+            if not sock.recv(64):
+                return
+        except OSError:
+            return
+
+
+def _handed_device(sock: socket.socket) -> int | None:
+    """The descriptor a lingering pytcp of this uid (or root) sends on `sock`, if any."""
+    uid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[1]
+    try:
+        _, ancillary, _, _ = sock.recvmsg(1, socket.CMSG_SPACE(4), socket.MSG_CMSG_CLOEXEC)
+    except OSError:
+        return None
+    fds = [
+        fd
+        for level, kind, data in ancillary
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS
+        for (fd,) in struct.iter_unpack("i", data[: len(data) - len(data) % 4])
+    ]
+    if fds and uid in (0, os.getuid()):
+        for extra in fds[1:]:
+            os.close(extra)
+        return fds[0]
+    for fd in fds:
+        os.close(fd)
+    return None
+
+
+def release_lingering(name: str, timeout: float = 0.5) -> bool:
+    """`claim_lingering` without adopting: True once the interface is gone."""
+    return claim_lingering(name, timeout=timeout)[0]
 
 
 def _attach_error(name: str, exc: OSError) -> StackEnvironmentError:
@@ -657,16 +718,28 @@ class TunLink:
         if name is not None:
             if _interface_exists(name):
                 if want_gw is not None or v6.gateway is not None or mtu is not None:
-                    raise _fail(
-                        f"interface {name} already exists and is used as it is: "
-                        "drop --gateway/--mtu, or pick a new name with --tun"
-                    )
-                try:
-                    return cls._attach(name, want_addr, offload, v6)
-                except StackEnvironmentError as exc:
-                    # Held by a pytcp that only lingers in TIME-WAIT: it lets go at once.
-                    if exc.errno != errno.EBUSY or not release_lingering(name):
-                        raise
+                    # Only a lingering pytcp's interface may be replaced by the new one
+                    # asked for (or taken over when it is that one already).
+                    released, link = cls._take_over(name, want_addr, want_gw, mtu, offload, v6)
+                    if link is not None:
+                        return link
+                    if not released:
+                        raise _fail(
+                            f"interface {name} already exists and is used as it is: "
+                            "drop --gateway/--mtu, or pick a new name with --tun"
+                        )
+                else:
+                    try:
+                        return cls._attach(name, want_addr, offload, v6)
+                    except StackEnvironmentError as exc:
+                        # Held by a pytcp that only lingers in TIME-WAIT: it lets go at once.
+                        if exc.errno != errno.EBUSY:
+                            raise
+                        released, link = cls._take_over(name, want_addr, None, None, offload, v6)
+                        if link is not None:
+                            return link
+                        if not released:
+                            raise
             return cls._create(name, want_addr, want_gw, mtu, offload=offload, v6=v6)
         return cls._auto(want_addr, want_gw, mtu, offload, v6)
 
@@ -691,9 +764,14 @@ class TunLink:
                 try:
                     return cls._attach(name, addr, offload, v6)
                 except StackEnvironmentError as exc:
-                    # Held by a pytcp that only lingers in TIME-WAIT: it lets go at once,
-                    # and pytcpN is free to create again (a script keeps its addresses).
-                    released = exc.errno == errno.EBUSY and release_lingering(name)
+                    # Held by a pytcp that only lingers in TIME-WAIT: it hands the device
+                    # over at once (a script keeps its interface and addresses), or lets
+                    # go and pytcpN is free to create again.
+                    released = False
+                    if exc.errno == errno.EBUSY:
+                        released, link = cls._take_over(name, addr, None, None, offload, v6)
+                        if link is not None:
+                            return link
                     if not released and exc.errno in (errno.EBUSY, errno.EPERM, errno.EINVAL):
                         continue  # someone else's: try the next N
                     if not released and exc.errno == errno.EADDRNOTAVAIL and addr is not None:
@@ -792,6 +870,84 @@ class TunLink:
             peer_address6=gateway6,
             offload=vnet,
             accepted=accepted,
+        )
+
+    @classmethod
+    def _take_over(
+        cls,
+        name: str,
+        addr: IPv4Address | None,
+        gateway: IPv4Interface | None,
+        mtu: int | None,
+        offload: bool,
+        v6: _V6,
+    ) -> tuple[bool, TunLink | None]:
+        """From a pytcp lingering on `name` (`claim_lingering`): (released, its device as
+        a TunLink when the interface is exactly what creating `name` with these options
+        would make, else None: the interface is gone then). released False: no
+        lingering pytcp holds `name`."""
+        return claim_lingering(
+            name, lambda fd: cls._adopt(fd, name, addr, gateway, mtu, offload, v6)
+        )
+
+    @classmethod
+    def _adopt(
+        cls,
+        fd: int,
+        name: str,
+        addr: IPv4Address | None,
+        gateway: IPv4Interface | None,
+        mtu: int | None,
+        offload: bool,
+        v6: _V6,
+    ) -> TunLink | None:
+        """A TunLink on `fd`, a device another pytcp created and handed over, if the
+        interface is what `_create(name, addr, gateway, mtu, offload, v6)` would make
+        now: the same non-persistent TUN with the same header, addresses (the shared
+        ones or not) and MTU, nothing else on the host in its way. None otherwise."""
+        try:
+            ifr = fcntl.ioctl(fd, TUNGETIFF, _IFREQ.pack(b"", 0))
+        except OSError:
+            return None
+        actual, flags = _IFREQ.unpack(ifr)
+        vnet = bool(flags & IFF_VNET_HDR)
+        if actual.rstrip(b"\0").decode(errors="replace") != name or flags & IFF_PERSIST:
+            return None
+        if not flags & IFF_TUN or vnet != offload:
+            return None
+        plan = _planned(name, addr, gateway, mtu, v6)
+        if plan is None:
+            return None
+        gw, stack_addr, mtu, gw6, addr6 = plan
+        addresses, addresses6 = _kernel_addresses(), _kernel_addresses6()
+        mine = {(ka.local, ka.network.prefixlen, ka.peer) for ka in addresses if ka.ifname == name}
+        mine6 = {ka.interface for ka in addresses6 if ka.ifname == name}
+        if mine - {(SHARED_KERNEL, 32, None)} != {(gw.ip, gw.network.prefixlen, None)}:
+            return None
+        if mine6 - {IPv6Interface(f"{SHARED_KERNEL6}/128")} != ({gw6} if gw6 else set()):
+            return None
+        others = [ka for ka in addresses if ka.ifname != name]
+        others6 = [ka for ka in addresses6 if ka.ifname != name]
+        try:
+            _check_free(others, gw, stack_addr)
+        except StackEnvironmentError:
+            return None
+        if gw6 is not None and _v6_in_use(others6, gw6) is not None:
+            return None
+        if socket_mtu(name) != mtu:
+            return None
+        return cls(
+            fd,
+            name=name,
+            address=stack_addr,
+            peer_address=gw.ip,
+            network=gw.network,
+            mtu=mtu,
+            created=True,
+            address6=addr6,
+            peer_address6=gw6,
+            offload=vnet,
+            accepted=negotiate_offloads(fd) if vnet else 0,
         )
 
     @classmethod
@@ -986,9 +1142,47 @@ def _default6_taken(addresses6: list[_KernelAddress6], gateway: IPv4Interface) -
     return gateway6 is not None and _v6_in_use(addresses6, gateway6) is not None
 
 
-def _plan6(gateway: IPv4Interface, v6: _V6) -> tuple[IPv6Interface | None, IPv6Address | None]:
+def _planned(
+    name: str,
+    addr: IPv4Address | None,
+    gateway: IPv4Interface | None,
+    mtu: int | None,
+    v6: _V6,
+) -> tuple[IPv4Interface, IPv4Address, int, IPv6Interface | None, IPv6Address | None] | None:
+    """What `TunLink._create` would give a new interface `name` (kernel side, stack
+    address, MTU, and the IPv6 pair), leaving out whether the host has room for it;
+    None where that depends on the host (another name takes the first free subnet) or
+    the options are refused (`_create` then says why)."""
+    if gateway is None and addr is None:
+        n = subnet_number(name)
+        if n is None:
+            return None
+        gateway = IPv4Interface(f"10.77.{n}.1/24")
+    if gateway is None:
+        assert addr is not None
+        gateway = _default_gateway_for(addr)
+    try:
+        stack_addr = addr if addr is not None else derive_stack_address(gateway)
+        if stack_addr == gateway.ip or stack_addr not in gateway.network:
+            return None
+        mtu = mtu or DEFAULT_MTU
+        if mtu >= IPV6_MIN_MTU:
+            gateway6, addr6 = _plan6(gateway, v6, check=False)
+        elif v6.addr is not None or v6.gateway is not None:
+            return None
+        else:
+            gateway6, addr6 = None, None
+    except StackEnvironmentError:
+        return None
+    return gateway, stack_addr, mtu, gateway6, addr6
+
+
+def _plan6(
+    gateway: IPv4Interface, v6: _V6, *, check: bool = True
+) -> tuple[IPv6Interface | None, IPv6Address | None]:
     """The kernel side's and the stack's IPv6 addresses for a new interface whose IPv4
-    kernel side is `gateway` (DESIGN §3: fd77:N::1/64 and fd77:N::2 by default)."""
+    kernel side is `gateway` (DESIGN §3: fd77:N::1/64 and fd77:N::2 by default);
+    `check`: refuse a prefix another interface uses."""
     gateway6 = v6.gateway
     if gateway6 is None and v6.addr is not None:
         gateway6 = IPv6Interface(f"{v6.addr}/{DEFAULT_PREFIX6}")
@@ -1004,7 +1198,7 @@ def _plan6(gateway: IPv4Interface, v6: _V6) -> tuple[IPv6Interface | None, IPv6A
         raise _fail(f"--addr {addr6} equals the kernel side's address: choose another")
     if addr6 not in gateway6.network:
         raise _fail(f"--addr {addr6} is outside the kernel side's subnet {gateway6.network}")
-    taken = _v6_in_use(_kernel_addresses6(), gateway6)
+    taken = _v6_in_use(_kernel_addresses6(), gateway6) if check else None
     if taken is not None:
         raise _fail(
             f"subnet {gateway6.network} is already in use on {taken.ifname} ({taken.interface}): "

@@ -4,6 +4,7 @@ that gives the shell back at once while a child lingers in TIME-WAIT."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -158,6 +159,96 @@ def test_one_shot_gives_the_shell_back_while_a_child_lingers(netns) -> None:
     assert re.match(rb"pytcp: connected to 10\.77\.0\.1 port 7508 from 10\.77\.0\.2 ", again.stderr)
     assert holders[0] not in _holders("pytcp0")  # the lingering child let go
     assert server.wait(2) == [b"one\n", b"two\n"]
+
+
+def _ifindex(name: str) -> int | None:
+    try:
+        return socket.if_nametoindex(name)
+    except OSError:
+        return None
+
+
+def _config(netns, name: str) -> tuple:
+    """Every address on `name` and its MTU (`ip -j addr show`)."""
+    info = json.loads(netns.run("ip", "-j", "addr", "show", "dev", name).stdout)[0]
+    return (
+        info["mtu"],
+        sorted(f"{a['local']}/{a['prefixlen']}" for a in info["addr_info"]),
+    )
+
+
+def test_the_next_command_takes_the_lingering_interface_over_as_it_is(netns) -> None:
+    # A script's second one-shot while the first lingers in TIME-WAIT: the lingering
+    # pytcp hands its device over and goes, so the interface stays (same index, same
+    # addresses, nothing removed and re-made) and the second command runs on it.
+    server = KernelServer(7510, lambda conn: recv_all(conn))
+    first = run("send", "--time-wait", "30s", KERNEL, "7510", "one")
+    assert first.returncode == 0, first.stderr
+    index, config = _ifindex("pytcp0"), _config(netns, "pytcp0")
+    lingering = _holders("pytcp0")
+    assert len(lingering) == 1
+    second = run("send", "-v", "--time-wait", "30s", KERNEL, "7510", "two")
+    assert second.returncode == 0, second.stderr
+    assert re.match(rb"pytcp: connected to 10\.77\.0\.1 port 7510 from 10\.77\.0\.2 ",
+                    second.stderr)
+    assert (_ifindex("pytcp0"), _config(netns, "pytcp0")) == (index, config)
+    now = _holders("pytcp0")
+    assert len(now) == 1 and now != lingering  # the second's linger child holds it now
+    assert server.wait(2) == [b"one\n", b"two\n"]
+
+
+@pytest.mark.parametrize(
+    ("args", "mtu", "vnet_hdr"),
+    [(("--tun", "pytcp0", "--mtu", "9000"), 9000, True), (("--no-offload",), 1500, False)],
+    ids=["another-mtu", "no-offload"],
+)
+def test_a_command_asking_for_another_interface_replaces_the_lingering_one(
+    netns, args: tuple[str, ...], mtu: int, vnet_hdr: bool
+) -> None:
+    # What it asks for differs from what the lingering pytcp made: that interface goes
+    # and pytcp0 is made anew as asked (--tun NAME with --mtu was refused before while
+    # the name existed), at once.
+    server = KernelServer(7511, lambda conn: recv_all(conn))
+    first = run("send", "--time-wait", "30s", KERNEL, "7511", "one")
+    assert first.returncode == 0, first.stderr
+    index = _ifindex("pytcp0")
+    second = run("send", "--time-wait", "30s", *args, KERNEL, "7511", "two")
+    assert second.returncode == 0, second.stderr
+    assert server.wait(2) == [b"one\n", b"two\n"]
+    assert _ifindex("pytcp0") not in (index, None)  # made anew; the second lingers on it
+    link = json.loads(netns.run("ip", "-d", "-j", "link", "show", "dev", "pytcp0").stdout)[0]
+    assert (link["mtu"], link["linkinfo"]["info_data"]["vnet_hdr"]) == (mtu, vnet_hdr)
+
+
+def test_a_lingering_pytcp_hands_its_device_to_its_own_uid_only(netns) -> None:
+    # Anyone in the namespace may ask a lingering pytcp to go (as before), but only a
+    # process of its uid (or root) gets the device: a TUN descriptor would let another
+    # user inject packets as the stack. Asked by uid 65534, it goes and hands nothing
+    # over: the asker sees the interface gone.
+    KernelServer(7512, lambda conn: recv_all(conn))
+    first = run("send", "--time-wait", "30s", KERNEL, "7512", "one")
+    assert first.returncode == 0, first.stderr
+    assert len(_holders("pytcp0")) == 1
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through the pipe
+        os.close(r)
+        try:
+            from stack.io.tun import claim_lingering
+
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            released, fd = claim_lingering("pytcp0", lambda fd: fd, timeout=TIMEOUT)
+            os.write(w, f"{released} {fd}".encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        answer = f.read()
+    os.waitpid(pid, 0)
+    assert answer == b"True None"
+    assert _holders("pytcp0") == [] and _ifindex("pytcp0") is None
 
 
 def test_an_unusable_runtime_dir_is_said_without_v(netns, tmp_path) -> None:
