@@ -81,6 +81,9 @@ class Bench:
         env = dict(os.environ, PYTCP_RUNTIME_DIR=str(runtime))
         env.pop("PYTCP_TUN", None)
         env.pop("PYTCP_ADDR", None)
+        # As a user runs it: with bytecode caches. Inherited PYTHONDONTWRITEBYTECODE=1
+        # makes every pytcp compile all its modules from source, about 80 ms a command.
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
         bench = cls(pytcp=pytcp, quick=quick, runs=runs or (1 if quick else 3), tmp=tmp, env=env)
         bench.features = bench._detect()
         return bench
