@@ -23,11 +23,11 @@ import subprocess
 import sys
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
+from pytcpcli.scripting import CaptureQueue, capture_socket, kernel_stamp
 from stack.script.calls import CallOutcome, errno_name, list_int, struct_field, symbol
 from stack.script.model import Expr, Script, Syscall
 from stack.script.packets import parse_tcp_packet
@@ -42,10 +42,7 @@ LOCAL_V4 = IPv4Address("10.77.250.2")  # the kernel under test
 REMOTE_V4 = IPv4Address("10.77.250.1")  # the script's peer, on the TUN's far side
 LOCAL_V6 = IPv6Address("fd77:250::2")
 REMOTE_V6 = IPv6Address("fd77:250::1")
-ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4
-SO_TIMESTAMPNS = 35
-CAPTURE_LAG = 50_000  # µs a captured packet may take from the kernel to the queue
 TUN_NAME = "tun0"  # packetdrill's name: scripts' shell lines say `tc ... dev tun0`
 CALL_WAIT = 1.0  # seconds a call without an end time may take before it "blocks"
 CHILD_TIMEOUT = 300.0  # seconds one script may run in its namespace
@@ -67,13 +64,9 @@ class LinuxTarget:
         # What the kernel sends is read from an AF_PACKET socket on tun0, stamped by the
         # kernel (SO_TIMESTAMPNS) as it leaves: the time is the kernel's, not when a busy
         # machine got round to running the reader thread. The TUN is drained beside it.
-        self.cap = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_ALL))
-        self.cap.bind((TUN_NAME, 0))
-        self.cap.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        self.cap = capture_socket(TUN_NAME)
         self.t0 = time.monotonic_ns()
-        self.wall_offset = time.time_ns() - time.monotonic_ns()
-        self.queue: deque[Captured] = deque()
-        self.cond = threading.Condition()
+        self.captured = CaptureQueue(self.now)
         self.stop = False
         self.reader = threading.Thread(target=self._read, name="tun-reader", daemon=True)
         self.reader.start()
@@ -82,8 +75,7 @@ class LinuxTarget:
     # -- time and packets -----------------------------------------------------------
 
     def start_clock(self) -> None:
-        with self.cond:
-            self.queue.clear()  # what the kernel said while tun0 came up is no script's
+        self.captured.clear()  # what the kernel said while tun0 came up is no script's
         self.t0 = time.monotonic_ns()
 
     def now(self) -> int:
@@ -105,17 +97,11 @@ class LinuxTarget:
                 return
             if addr[2] != PACKET_OUTGOING:
                 continue  # what we injected, seen coming in
-            at = self.now()
-            for level, kind, raw in ancillary:
-                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(raw) >= 16:
-                    sec, nsec = struct.unpack("qq", raw[:16])
-                    at = (sec * 1_000_000_000 + nsec - self.wall_offset - self.t0) // 1000
+            at = kernel_stamp(ancillary, self.t0)
             seg = parse_tcp_packet(data)
             if seg is None or seg.src != self.local_ip:
                 continue  # neighbour discovery, MLD, ...
-            with self.cond:
-                self.queue.append(Captured(at, data))
-                self.cond.notify_all()
+            self.captured.put(Captured(self.now() if at is None else at, data))
 
     def wait_until(self, t: int) -> None:
         while True:
@@ -125,21 +111,10 @@ class LinuxTarget:
             time.sleep(min(left / 1e6, 0.5))
 
     def next_outbound(self, deadline: int) -> Captured | None:
-        # A packet is stamped by the kernel as it leaves but reaches this queue through
-        # a thread: wait CAPTURE_LAG past the deadline for one sent before it.
-        with self.cond:
-            while not self.queue:
-                left = deadline + CAPTURE_LAG - self.now()
-                if left <= 0:
-                    return None
-                self.cond.wait(min(left / 1e6, 0.5))
-            if self.queue[0].time > deadline:
-                return None
-            return self.queue.popleft()
+        return self.captured.next_outbound(deadline)
 
     def unread(self, cap: Captured) -> None:
-        with self.cond:
-            self.queue.appendleft(cap)
+        self.captured.unread(cap)
 
     def inject(self, packet: bytes) -> list[str]:
         os.write(self.tun, packet)

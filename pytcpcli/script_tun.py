@@ -17,14 +17,12 @@ from __future__ import annotations
 import os
 import random
 import select
-import socket
-import struct
 import threading
 import time
-from collections import deque
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
+from pytcpcli.scripting import CaptureQueue, capture_socket, kernel_stamp
 from stack.io.tun import TunLink
 from stack.script.calls import CallOutcome
 from stack.script.model import Syscall
@@ -36,12 +34,9 @@ from stack.wire.packet import Packet
 TUN_NAME = "tun0"
 LOCAL_V4, KERNEL_V4, PEER_V4 = "10.77.250.2", "10.77.250.1/24", IPv4Address("10.77.250.9")
 LOCAL_V6, KERNEL_V6, PEER_V6 = "fd77:250::2", "fd77:250::1/64", IPv6Address("fd77:250::9")
-ETH_P_ALL = 0x0003
 ETH_P_IP = 0x0800
 ETH_P_IPV6 = 0x86DD
 PACKET_HOST = 0
-SO_TIMESTAMPNS = 35
-CAPTURE_LAG = 50_000  # µs a captured packet may take from the kernel to the queue
 TICK = 0.01  # seconds the stack thread sleeps at most between looks at its timers
 
 
@@ -63,12 +58,8 @@ class TunTarget(PytcpTarget):
             addr6=LOCAL_V6,
             gateway6=KERNEL_V6,
         )
-        self.cap = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_ALL))
-        self.cap.bind((TUN_NAME, 0))
-        self.cap.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-        self.wall_offset = time.time_ns() - time.monotonic_ns()
-        self.captured: deque[Captured] = deque()
-        self.cond = threading.Condition()
+        self.cap = capture_socket(TUN_NAME)
+        self.captured = CaptureQueue(self.now)
         self.stop = False
         self.threads = [
             threading.Thread(target=self._run_stack, name="stack", daemon=True),
@@ -87,7 +78,7 @@ class TunTarget(PytcpTarget):
         pass
 
     def start_clock(self) -> None:
-        with self.lock, self.cond:
+        with self.lock:
             self.captured.clear()
             self.t0 = time.monotonic_ns()
 
@@ -124,17 +115,11 @@ class TunTarget(PytcpTarget):
                 return
             if addr[2] != PACKET_HOST:
                 continue  # our own injections, seen leaving
-            at = self.now()
-            for level, kind, raw in ancillary:
-                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(raw) >= 16:
-                    sec, nsec = struct.unpack("qq", raw[:16])
-                    at = (sec * 1_000_000_000 + nsec - self.wall_offset - self.t0) // 1000
+            at = kernel_stamp(ancillary, self.t0)
             seg = parse_tcp_packet(data)
             if seg is None or seg.dst != self.remote_ip:
                 continue
-            with self.cond:
-                self.captured.append(Captured(at, data))
-                self.cond.notify_all()
+            self.captured.put(Captured(self.now() if at is None else at, data))
 
     # -- the Target interface in real time -----------------------------------------
 
@@ -146,21 +131,10 @@ class TunTarget(PytcpTarget):
             time.sleep(min(left / 1e6, 0.5))
 
     def next_outbound(self, deadline: int) -> Captured | None:
-        # A packet is stamped by the kernel as it leaves but reaches this queue through
-        # a thread: wait CAPTURE_LAG past the deadline for one sent before it.
-        with self.cond:
-            while not self.captured:
-                left = deadline + CAPTURE_LAG - self.now()
-                if left <= 0:
-                    return None
-                self.cond.wait(min(left / 1e6, 0.5))
-            if self.captured[0].time > deadline:
-                return None
-            return self.captured.popleft()
+        return self.captured.next_outbound(deadline)
 
     def unread(self, cap: Captured) -> None:
-        with self.cond:
-            self.captured.appendleft(cap)
+        self.captured.unread(cap)
 
     def inject(self, packet: bytes) -> list[str]:
         proto = ETH_P_IPV6 if packet[0] >> 4 == 6 else ETH_P_IP

@@ -1,6 +1,8 @@
 """Running one script file on one target for `pytcp script`: reading the file, the
-shell commands, and the targets that need real I/O. Imports `stack.script` and the
-standard library; the linux target lives in `pytcpcli.script_linux` (imported when used).
+shell commands, and the targets that need real I/O, with the queue of captured packets
+the real-time targets share. Imports `stack.script` and the standard library; the linux
+and pytcp-tun targets live in `pytcpcli.script_linux` and `pytcpcli.script_tun`
+(imported when used).
 """
 
 from __future__ import annotations
@@ -8,16 +10,81 @@ from __future__ import annotations
 import os
 import random
 import shutil
+import socket
+import struct
 import subprocess
+import threading
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterable
 
 from stack.script.parser import ScriptError, parse
 from stack.script.pytcp_target import PytcpTarget
-from stack.script.runner import Config, Runner, ScriptResult
+from stack.script.runner import Captured, Config, Runner, ScriptResult
 
 TARGETS = ("pytcp", "linux", "pytcp-tun")
 SHELL_TIMEOUT = 60.0  # seconds a script's shell command may take
+CAPTURE_LAG = 50_000  # µs a captured packet may take from the kernel to the queue
+SO_TIMESTAMPNS = 35  # linux/asm-generic/socket.h (the socket module lacks it)
+
+
+class CaptureQueue:
+    """The packets a real-time target captured from its TUN, in the order they left,
+    each stamped with its script time (µs). A capture thread `put`s them; the runner
+    takes them with `next_outbound` and may give one back with `unread`."""
+
+    def __init__(self, now: Callable[[], int]) -> None:
+        self._now = now  # the target's script clock, µs
+        self._queue: deque[Captured] = deque()
+        self._cond = threading.Condition()
+
+    def clear(self) -> None:
+        with self._cond:
+            self._queue.clear()
+
+    def put(self, cap: Captured) -> None:
+        with self._cond:
+            self._queue.append(cap)
+            self._cond.notify_all()
+
+    def next_outbound(self, deadline: int) -> Captured | None:
+        """The first packet sent at or before `deadline` (µs), or None. A packet is
+        stamped by the kernel as it leaves but reaches this queue through a thread:
+        wait CAPTURE_LAG past the deadline for one sent before it."""
+        with self._cond:
+            while not self._queue:
+                left = deadline + CAPTURE_LAG - self._now()
+                if left <= 0:
+                    return None
+                self._cond.wait(min(left / 1e6, 0.5))
+            if self._queue[0].time > deadline:
+                return None
+            return self._queue.popleft()
+
+    def unread(self, cap: Captured) -> None:
+        with self._cond:
+            self._queue.appendleft(cap)
+
+
+def capture_socket(ifname: str) -> socket.socket:
+    """An AF_PACKET socket on `ifname` that sees every packet both ways, each stamped
+    by the kernel (SO_TIMESTAMPNS) as it passed."""
+    cap = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(0x0003))  # ETH_P_ALL
+    cap.bind((ifname, 0))
+    cap.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    return cap
+
+
+def kernel_stamp(ancillary: Iterable[tuple[int, int, bytes]], t0_ns: int) -> int | None:
+    """The SO_TIMESTAMPNS stamp of a received packet as µs since `t0_ns` on the
+    monotonic clock, or None when the kernel gave none. The stamp is wall-clock time:
+    the offset between the clocks is read now (it moves only if the wall clock is set)."""
+    for level, kind, raw in ancillary:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(raw) >= 16:
+            sec, nsec = struct.unpack("qq", raw[:16])
+            wall_offset = time.time_ns() - time.monotonic_ns()
+            return (sec * 1_000_000_000 + nsec - wall_offset - t0_ns) // 1000
+    return None
 
 
 def read_script(path: str) -> str:

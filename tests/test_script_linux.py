@@ -8,11 +8,13 @@ as the virtual-clock target does (tests/test_script.py)."""
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import pytest
 
-from pytcpcli.scripting import run_script
+from pytcpcli.scripting import CaptureQueue, run_script
+from stack.script.runner import Captured
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = sorted((ROOT / "tests" / "scripts").glob("*.pkt"))
@@ -79,3 +81,38 @@ def test_corpus_against_pytcp_over_tun(path: Path) -> None:
     result, _ = run_script(str(path), "pytcp-tun", overrides=TOLERANCE)
     assert not result.skipped
     assert result.ok, result.error
+
+
+def test_capture_queue_gives_packets_sent_by_the_deadline_in_order() -> None:
+    clock = [1_000_000]  # µs: far past CAPTURE_LAG, so an empty queue answers at once
+    q = CaptureQueue(lambda: clock[0])
+    assert q.next_outbound(10) is None
+    first, second = Captured(10, b"a"), Captured(30, b"b")
+    q.put(first)
+    q.put(second)
+    assert q.next_outbound(9) is None  # the first one left after the deadline
+    assert q.next_outbound(10) is first
+    assert q.next_outbound(29) is None
+    q.unread(first)  # given back: it comes again, before the later one
+    assert q.next_outbound(30) is first
+    assert q.next_outbound(30) is second
+    q.put(first)
+    q.clear()
+    assert q.next_outbound(100) is None
+
+
+def test_capture_queue_waits_for_a_packet_still_on_its_way() -> None:
+    clock = [0]
+    q = CaptureQueue(lambda: clock[0])
+    late = Captured(5, b"x")  # stamped before the deadline, queued after it by a thread
+
+    def capture_thread() -> None:
+        clock[0] = 20
+        q.put(late)
+
+    th = threading.Thread(target=capture_thread)
+    th.start()
+    try:
+        assert q.next_outbound(10) is late
+    finally:
+        th.join()
