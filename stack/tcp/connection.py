@@ -42,7 +42,8 @@ RFC 6298 RTT sampling, Karn              rtt.py (`RttEstimator.on_send/on_ack`)
 RFC 7661 cwnd validation                 cwv.py; `Sender._cwnd_validate`
 RFC 3168 ECN                             `_negotiate`, `_ecn_receive`, `_on_ece`,
                                          `Sender._make` (ECE/CWR, EctSegment)
-RFC 7323 timestamps (RTTM, PAWS)         `Sender._make`, `_paws_reject`, `_ack_advance`
+RFC 7323 timestamps (RTTM, PAWS)         `Sender._make`, `_paws_reject`, `_update_ts_recent`,
+                                         `_ack_advance`
 RFC 2018 SACK, RFC 2883 D-SACK           `Sender._sack_blocks`, `_note_ooo` (receiver);
                                          recovery.py (sender)
 Receive autotuning (Linux DRS)           `_autotune`, `RecvBuffer.grow`
@@ -1117,18 +1118,6 @@ class Connection(Sender):
                 if self._invalid_ack(seg, now):
                     self._ack_now = True
                 return
-        if (
-            seg.timestamps is not None
-            and tcb.timestamps
-            and seq_le(seg.seq, tcb.last_ack_sent)
-            and (seq_ge(seg.timestamps[0], tcb.ts_recent) or now - tcb.ts_recent_age > PAWS_IDLE)
-        ):
-            # RFC 7323 §4.3 (2): remember the peer's clock for the echo and PAWS.
-            # §5.5: after 24 days idle TS.Recent is invalid and the next TSval
-            # replaces it whatever its value (as Linux tcp_paws_check), or the
-            # peer's clock, 2**31 ticks on, would never count as newer again.
-            tcb.ts_recent = seg.timestamps[0]
-            tcb.ts_recent_age = now
         self._keepalives_unanswered = 0
         if self.config.keepalive_idle is not None and tcb.state is State.ESTABLISHED:
             self.timers.arm("keepalive", now + self.config.keepalive_idle, "idle")
@@ -1151,6 +1140,27 @@ class Connection(Sender):
             return
         if flags & F_FIN:  # eighth
             self._on_fin(seg, now)
+
+    def _update_ts_recent(self, seg: TcpSegment, now: int) -> None:
+        """RFC 7323 §4.3 (2): remember the peer's clock for the echo and PAWS, from a
+        segment the fifth step accepted.  A segment dropped before it -- out of window,
+        a RST or SYN, or one whose ACK is for data never sent (SEG.ACK > SND.NXT) --
+        changes nothing, TS.Recent included: otherwise a forged or stray segment with a
+        huge TSval would make PAWS drop every good segment after it (Linux updates it
+        in tcp_ack "after we are sure that the packet is in window" too)."""
+        tcb = self.tcb
+        ts = seg.timestamps
+        if (
+            ts is not None
+            and tcb.timestamps
+            and seq_le(seg.seq, tcb.last_ack_sent)
+            and (seq_ge(ts[0], tcb.ts_recent) or now - tcb.ts_recent_age > PAWS_IDLE)
+        ):
+            # §5.5: after 24 days idle TS.Recent is invalid and the next TSval
+            # replaces it whatever its value (as Linux tcp_paws_check), or the
+            # peer's clock, 2**31 ticks on, would never count as newer again.
+            tcb.ts_recent = ts[0]
+            tcb.ts_recent_age = now
 
     def _paws_reject(self, seg: TcpSegment, now: int) -> bool:
         """RFC 7323 §5.3 R1: an old TSval marks an old duplicate: ACK and drop."""
@@ -1244,6 +1254,7 @@ class Connection(Sender):
             self._drop("ack-unacceptable", now)
             self._ack_now = True
             return False
+        self._update_ts_recent(seg, now)
         window = seg.window << tcb.wscale_remote
         self._probes_unanswered = 0
         advances = seq_gt(ack, tcb.snd_una)

@@ -309,3 +309,22 @@ def test_retransmission_with_sack_blocks_fits_the_mtu() -> None:
     rexmit = next(s for s in recv_all(c, 10 * MS) if s.seq == LOCAL_ISS + 1)
     assert (rexmit.seq, len(rexmit.payload), len(rexmit.sack)) == (LOCAL_ISS + 1, 1420, 3)
     assert 20 + len(rexmit.build(LOCAL[0], REMOTE[0])) == 1500
+
+
+def test_segment_acking_unsent_data_leaves_ts_recent_alone() -> None:
+    # RFC 7323 §4.3 (2) / RFC 9293 §3.10.7.4 fifth: SEG.ACK > SND.NXT drops the
+    # segment (with an ACK), and a dropped segment's TSval is not TS.Recent: the
+    # next good segment, TSval 201, must not fall to PAWS.
+    c = connection(FULL)
+    c.open_passive(0)
+    send(c, syn(timestamps=(100, 0), window=65535), 0)
+    recv(c, 0)
+    send(c, replace(SEND, timestamps=(200, 0), window=65535), 1 * MS)
+    bad = replace(SEND, ack=LOCAL_ISS + 9999, payload=b"x", timestamps=(200_000, 0))
+    send(c, bad, 2 * MS)
+    assert c.counters["drops"] == {"ack-unacceptable": 1}
+    assert c.tcb.ts_recent == 200
+    assert recv(c, 2 * MS).timestamps == (2, 200)
+    send(c, replace(SEND, payload=b"hi", timestamps=(201, 0), window=65535), 3 * MS)
+    assert c.receive(10, 3 * MS) == b"hi"
+    assert c.tcb.ts_recent == 201
