@@ -17,6 +17,7 @@ RFC section                              where
 §3.10.7.1 CLOSED                         `_on_closed`
 §3.10.7.2 LISTEN                         `_on_listen`
 §3.10.7.3 SYN-SENT                       `_on_syn_sent`
+§3.5 figure 8 simultaneous open          `_on_syn_sent` (SYN), `_on_synchronized` (SYN,ACK)
 §3.10.7.4 first: sequence check          `_is_acceptable` (four cases), PAWS `_paws_reject`;
           the ACK it draws               `_invalid_ack`, `invalid_ack_limited`: one per
           (RFC 5961 §7)                  500 ms, as Linux tcp_invalid_ratelimit
@@ -1079,6 +1080,31 @@ class Connection(Sender):
                 self._syn_pending = True
                 self.rtt.on_retransmit()
             return
+        if (
+            tcb.state is State.SYN_RECEIVED
+            and not self._passive
+            and flags & F_SYN
+            and flags & F_ACK
+            and not flags & (F_RST | F_FIN)
+            and seg.seq == tcb.irs
+            and not seg.payload
+            and seg.ack == tcb.snd_max
+        ):
+            # Simultaneous open (RFC 9293 §3.5 figure 8, line 6): the peer answers our
+            # SYN with its SYN,ACK while we are in SYN-RECEIVED.  Its SYN is the one we
+            # hold (SEG.SEQ = IRS, so the first step would find it old); its ACK is
+            # new, and it is what establishes the connection.  Take the ACK (fifth
+            # step), as Linux's tcp_validate_incoming does for exactly this segment;
+            # a SYN,ACK that fits it less well takes the ordinary path below.  The ACK
+            # we send for it (Linux does too) establishes the peer should our
+            # SYN,ACK have been lost.
+            if self._paws_reject(seg, now):
+                return
+            if self.journal is not None:
+                self.journal.tested(True)
+            if self._on_ack(seg, now):
+                self._ack_now = True
+            return
         if self._paws_reject(seg, now):
             return
         # first: sequence number check (four cases)
@@ -1237,12 +1263,15 @@ class Connection(Sender):
         """§3.10.7.4 fifth.  False when the segment is done with."""
         tcb = self.tcb
         ack = seg.ack
+        # RFC 7323 §2.2: the window of a SYN (a simultaneous open's SYN,ACK) is not
+        # scaled.  (Linux's tcp_rcv_state_process scales this one; the RFC says not to.)
+        shift = 0 if int(seg.flags) & F_SYN else tcb.wscale_remote
         if tcb.state is State.SYN_RECEIVED:
             if not (seq_lt(tcb.snd_una, ack) and seq_le(ack, tcb.snd_max)):
                 self._drop("bad-ack-in-syn-received", now)
                 self._out.append(self._rst(ack))
                 return False
-            tcb.snd_wnd = seg.window << tcb.wscale_remote
+            tcb.snd_wnd = seg.window << shift
             tcb.max_snd_wnd = max(tcb.max_snd_wnd, tcb.snd_wnd)
             tcb.snd_wl1 = seg.seq
             tcb.snd_wl2 = ack
@@ -1255,7 +1284,7 @@ class Connection(Sender):
             self._ack_now = True
             return False
         self._update_ts_recent(seg, now)
-        window = seg.window << tcb.wscale_remote
+        window = seg.window << shift
         self._probes_unanswered = 0
         advances = seq_gt(ack, tcb.snd_una)
         # RFC 5681 §2 duplicate ACK: outstanding data, no data, no SYN/FIN, same ACK

@@ -87,6 +87,34 @@ def test_simultaneous_open() -> None:
     assert c.state is State.ESTABLISHED
 
 
+def test_simultaneous_open_established_by_the_peers_syn_ack() -> None:
+    # RFC 9293 §3.5 figure 8, line 6: in SYN-RECEIVED the peer's SYN,ACK (its SYN
+    # again, SEG.SEQ = IRS, and an ACK of ours) establishes the connection; we ACK it.
+    # Its window is a SYN's: not scaled (RFC 7323 §2.2).
+    cfg = replace(CONFIG, wscale=True)
+    c = syn_sent(cfg)
+    send(c, syn(wscale=7), 0)
+    assert c.state is State.SYN_RECEIVED
+    recv(c, 0)
+    events(c)
+    send(c, replace(SEND, seq=REMOTE_ISS, flags=SYN | ACK, window=2920, wscale=7), 10 * MS)
+    assert c.state is State.ESTABLISHED
+    assert c.tcb.snd_wnd == 2920
+    assert recv(c, 10 * MS) == replace(RECV, window=c.tcb.rcv_wnd >> c.tcb.wscale_local)
+    assert c.counters["drops"] == {}
+    assert events(c) == [StateChanged(State.SYN_RECEIVED, State.ESTABLISHED), Established()]
+
+
+def test_simultaneous_open_syn_ack_acking_nothing_of_ours_is_old() -> None:
+    c = syn_sent()
+    send(c, syn(), 0)
+    recv(c, 0)
+    send(c, replace(SEND, seq=REMOTE_ISS, ack=LOCAL_ISS, flags=SYN | ACK), 1)
+    assert c.state is State.SYN_RECEIVED
+    assert recv(c, 1) == replace(RECV, seq=LOCAL_ISS + 1)
+    assert c.counters["drops"] == {"out-of-window": 1}
+
+
 def test_listen_answers_ack_with_rst() -> None:
     c = connection()
     c.open_passive(0)
