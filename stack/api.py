@@ -236,17 +236,18 @@ class Socket:
     @property
     def closed_elsewhere(self) -> str | None:
         """How the connection was ended by someone other than this socket's owner, or
-        None: "reset" (ABORT, RFC 9293 3.10.5: CLOSED without failure, without both FINs
-        exchanged, and not by this socket's abort()) or "closed" (CLOSE as the
-        application gone, RFC 1122 4.2.2.13, while this socket is still open). That
-        someone is the stack's control endpoint, acting for `pytcp close [--reset] ID`."""
+        None: "reset" (ABORT, RFC 9293 3.10.5, on the connection and not through this
+        socket's abort()) or "closed" (CLOSE as the application gone, RFC 1122
+        4.2.2.13, while this socket is still open). That someone is the stack's
+        control endpoint, acting for `pytcp close [--reset] ID`. The connection says
+        so itself (Connection.aborted, tcb.app_closed): a peer's RST after our FIN
+        also leaves CLOSED without an error, and is nobody's doing here."""
         if self.closed or self._aborted:
             return None
         conn = self._conn
-        tcb = conn.tcb
-        if tcb.app_closed:
+        if conn.tcb.app_closed:
             return "closed"
-        if conn.is_closed and conn.error is None and not (tcb.fin_received and tcb.fin_acked):
+        if conn.aborted:
             return "reset"
         return None
 

@@ -406,3 +406,26 @@ def test_on_change_tells_room_that_comes_back_to_what_the_last_call_saw() -> Non
     a.close()
     b.close()
     loop.close()
+
+
+def test_peer_reset_after_our_fin_is_nobody_here(pair: tuple[Stack, Stack]) -> None:
+    # A RST answering our FIN in LAST-ACK ends the connection in CLOSED without an error
+    # (RFC 9293 §3.10.7.4 second); it is the peer's doing, not a `pytcp close --reset`.
+    sock, accepted, _ = connected(pair)
+    accepted.shutdown(socket.SHUT_WR)
+    assert sock.recv(10) == b""
+    sock.shutdown(socket.SHUT_WR)
+    assert sock.state == "LAST-ACK"
+    accepted.abort()  # its RST crosses our FIN
+    client, _ = pair
+    client.loop.run_until(lambda: sock.state == "CLOSED", WAIT)
+    assert sock.closed_elsewhere is None
+    assert sock.error is None
+
+
+def test_abort_through_the_connection_is_a_reset_elsewhere(pair: tuple[Stack, Stack]) -> None:
+    sock, _, _ = connected(pair)
+    client, _ = pair
+    sock.connection.abort(client.loop.now())  # what the control endpoint does
+    assert sock.closed_elsewhere == "reset"
+    assert isinstance(sock.error, ConnectionAbortedError)

@@ -253,10 +253,10 @@ class Connection(Sender):
                  "_keepalives_unanswered", "_last_challenge", "_last_invalid_ack", "_n",
                  "_name", "_out", "_passive", "_peer_fin_seq", "_peer_wscale",
                  "_probes_unanswered", "_rcv_mss", "_rcv_space_copied", "_rcv_space_time",
-                 "_syn_timeouts", "_tracer", "_window_clamp", "_wscale_offer", "cc", "config",
-                 "cwv", "ecn_echo", "ecn_recover", "error", "id", "ip_extra", "journal",
-                 "link_mtu", "local", "path_mtu", "path_mtu_expires", "recovery", "recvbuf",
-                 "remote", "rtt", "sendbuf", "tcb", "timers", "tso_max")  # fmt: skip
+                 "_syn_timeouts", "_tracer", "_window_clamp", "_wscale_offer", "aborted", "cc",
+                 "config", "cwv", "ecn_echo", "ecn_recover", "error", "id", "ip_extra",
+                 "journal", "link_mtu", "local", "path_mtu", "path_mtu_expires", "recovery",
+                 "recvbuf", "remote", "rtt", "sendbuf", "tcb", "timers", "tso_max")  # fmt: skip
 
     def __init__(
         self,
@@ -307,6 +307,10 @@ class Connection(Sender):
         # `rings`: the host's pool of freed receive rings (stack.tcp.reassembly).
         self.recvbuf = RecvBuffer(config.rcv_buf, pool=rings)
         self.error: str | None = None
+        # This end reset the connection (ABORT, §3.10.5, or a CLOSE with unread data,
+        # RFC 1122 4.2.2.13): a fact its owner cannot read from the state, since a
+        # peer's RST in CLOSING or LAST-ACK also ends in CLOSED without an error.
+        self.aborted = False
         # Counters by COUNTER_NAMES, kept sparse: a name is stored once it counts
         # something (most never do on a quiet connection; issue 14: memory per
         # connection). `counters` shows them all.
@@ -499,6 +503,7 @@ class Connection(Sender):
         if self.recvbuf.readable and state in SYNCHRONIZED:
             # RFC 1122 4.2.2.13 / RFC 2525 §2.17: unread data means data loss: reset.
             self._drop("unread-data-at-close", now)
+            self.aborted = True
             self._reset_and_close(now)
             return
         tcb.app_closed = True
@@ -522,6 +527,8 @@ class Connection(Sender):
 
     def abort(self, now: int) -> None:
         """ABORT (§3.10.5): RST if synchronized, then CLOSED."""
+        if self.tcb.state is not State.CLOSED:
+            self.aborted = True
         if self._call("ABORT") == "reset":
             self._reset_and_close(now)
         else:
