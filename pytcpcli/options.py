@@ -270,7 +270,9 @@ def stack_options(f: F) -> F:
         click.option(
             "--nodelay",
             is_flag=True,
-            help="Turn Nagle's algorithm off (TCP_NODELAY): small writes go out at once.",
+            help="Turn Nagle's algorithm off (TCP_NODELAY): small writes go out at once. "
+            "With it on (the default), a short segment waits while an earlier short one "
+            "is unacknowledged (Minshall's variant, as Linux).",
         ),
         click.option(
             "--keepalive",

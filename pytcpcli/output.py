@@ -374,6 +374,7 @@ def render_tcb(entry: Mapping[str, Any]) -> str:
                 ["SND.WL2", _v(snd.get("snd_wl2")), rel(snd.get("snd_wl2"), iss)],
                 ["SND.UP", _v(snd.get("snd_up")), rel(snd.get("snd_up"), iss)],
                 ["MAX.SND.WND", _v(snd.get("max_snd_wnd")), ""],
+                ["SND.SML", _v(snd.get("snd_sml")), rel(snd.get("snd_sml"), iss)],
             ],
             seq_headers,
         )

@@ -1544,8 +1544,7 @@ def sent_ip(packets: Sequence[bytes | Packet]) -> list[tuple[bool, TcpSegment]]:
 def test_forged_frag_needed_mtu_68_leaves_the_mss_alone() -> None:
     host, _ = make_host()
     conn = established_client(host)
-    conn.send(b"x" * 3000, 2 * MS)
-    # Two full segments; Nagle holds the 80-byte tail until they are acknowledged.
+    conn.send(b"x" * 2920, 2 * MS)
     assert [len(s.payload) for s in segments(host.packets_to_send(2 * MS))] == [1460, 1460]
     # RFC 5927 §4.1: a blind attacker must guess a sequence number in SND.UNA..SND.NXT
     # (ISS+1 .. ISS+2920 here): the SYN's, SND.NXT itself and a far one all miss.
@@ -1643,8 +1642,7 @@ def test_icmpv6_packet_too_big_below_1280_is_floored_at_1280() -> None:
     conn = host.connect((PEER6, 80), 0)
     host.packets_to_send(0)
     host.receive_packet(packet6(synack6(conn)), 1 * MS)
-    conn.send(b"x" * 3000, 1 * MS)
-    # Two full segments; Nagle holds the 120-byte tail until they are acknowledged.
+    conn.send(b"x" * 2880, 1 * MS)
     assert [len(s.payload) for s in segments6(host.packets_to_send(1 * MS))] == [1440, 1440]
     quoted = Ipv6Header(LOCAL6, PEER6, PROTO_TCP, payload_length=1460)
     # Forged: a sequence number outside what is in flight changes nothing.
@@ -1659,7 +1657,7 @@ def test_icmpv6_packet_too_big_below_1280_is_floored_at_1280() -> None:
     )
     # RFC 8201 §4: never below the IPv6 minimum link MTU: 1280 - 40 - 20 = 1220.
     assert conn.tcb.snd_mss == 1220
-    # The 2880 bytes in flight again at 1220, the last with the 120 Nagle held.
-    assert [len(s.payload) for s in segments6(host.packets_to_send(2 * MS))] == [1220, 1220, 560]
+    # The 2880 bytes in flight again at 1220.
+    assert [len(s.payload) for s in segments6(host.packets_to_send(2 * MS))] == [1220, 1220, 440]
     assert conn.snapshot(2 * MS)["options"]["path_mtu"] == 1280
     assert [e.mtu for e in host.path_mtus().values()] == [1260]  # IPv4 terms inside

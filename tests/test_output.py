@@ -44,7 +44,7 @@ SAMPLE: dict[str, Any] = {
     "remote": {"addr": "10.77.0.1", "port": 40000},
     "send": {"iss": 4294967000, "snd_una": 4294967201, "snd_nxt": 105, "snd_max": 105,
              "snd_wnd": 64240, "snd_wl1": 1001, "snd_wl2": 4294967201, "snd_up": 4294967000,
-             "max_snd_wnd": 64240},
+             "max_snd_wnd": 64240, "snd_sml": 4294967201},
     "receive": {"irs": 1000, "rcv_nxt": 1013, "rcv_wnd": 65535, "rcv_up": 1000,
                 "sack_order": [1100], "dsack": [1010, 1013], "peer_fin_seq": None,
                 "unacked_rx": 12, "rcv_mss": 1460},
@@ -333,6 +333,7 @@ def test_render_tcb_sections() -> None:
         "  SND.WL2      4294967201  201\n"
         "  SND.UP       4294967000  0\n"
         "  MAX.SND.WND  64240\n"
+        "  SND.SML      4294967201  201\n"
         "\n"
         "Receive sequence space (relative to IRS)\n"
         "           raw    relative\n"

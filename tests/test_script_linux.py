@@ -45,7 +45,7 @@ DEVIATIONS = {
         "sends RST|ACK.",
     ),
     "zero-window-probe.pkt": (
-        14,
+        15,
         "bad seq: expected 1 but got 0",
         "RFC 9293 §3.8.6.1: 'the sending TCP peer must regularly transmit at least one "
         "octet of new data (if available)'; Linux probes with an empty segment at "

@@ -72,7 +72,7 @@ Every connection object has: id ("PID.N"), pid, tun, state (the RFC 9293 name,
 such as "ESTABLISHED"), local and remote {addr, port};
 
 send {iss, snd_una, snd_nxt, snd_max, snd_wnd, snd_wl1, snd_wl2, snd_up,
-max_snd_wnd}; receive {irs, rcv_nxt, rcv_wnd, rcv_up, sack_order, dsack,
+max_snd_wnd, snd_sml}; receive {irs, rcv_nxt, rcv_wnd, rcv_up, sack_order, dsack,
 peer_fin_seq, unacked_rx, rcv_mss};
 
 options {mss_local, mss_remote, snd_mss, wscale_local, wscale_remote, sack,

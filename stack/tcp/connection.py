@@ -63,7 +63,13 @@ as old.  `segments_to_send` sends whatever lies between SND.NXT and the usable w
 
 Choices worth knowing:
 - Nagle is on by default, as on a Linux socket without TCP_NODELAY; TcpConfig(nodelay=True)
-  turns it off.  Sender SWS avoidance applies either way.
+  turns it off.  It is Minshall's variant, as Linux's (tcp_nagle_check): a short
+  segment waits while an earlier *short* segment is unacknowledged (SND.SML, the end
+  of the last one sent, is above SND.UNA), not while any data is.  RFC 9293 §3.7.4
+  words the rule as RFC 896 did ("while any data is unacknowledged"); the variant
+  keeps what the rule is for -- at most one short segment in flight per round trip --
+  and does not hold the tail of a write behind its own full-sized segments for a
+  delayed ACK.  Sender SWS avoidance applies either way.
 - Loss recovery with SACK is RFC 6675's, paced by PRR, with RACK-TLP deciding what is
   lost (TcpConfig.rack, on by default as in Linux; off: DupThresh and NextSeg rules 3
   and 4).  Without SACK it is NewReno (RFC 6582).  An RTO marks everything lost and
@@ -289,6 +295,7 @@ class Connection(Sender):
             snd_nxt=iss,
             snd_max=iss,
             snd_up=iss,
+            snd_sml=iss,
             mss_local=mss,
             snd_mss=min(mss, DEFAULT_MSS),
         )

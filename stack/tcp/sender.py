@@ -227,11 +227,12 @@ class Sender:
             if length < mss and not fin and not retransmit and not self._force:
                 # Sender SWS avoidance (3.8.6.2.1): send a short segment only when it
                 # empties the queue or fills half the largest window seen -- and then,
-                # with Nagle (3.7.4), only when nothing is unacknowledged (a tail loss
-                # probe goes with Nagle off, as Linux's TCP_NAGLE_OFF for it).
+                # with Nagle (3.7.4, Minshall's variant: see connection.py), only when
+                # no earlier short segment is unacknowledged (a tail loss probe goes
+                # with Nagle off, as Linux's TCP_NAGLE_OFF for it).
                 if length < unsent and length < tcb.max_snd_wnd // 2:
                     break
-                if not (self.config.nodelay or self._force_probe) and tcb.snd_una != tcb.snd_max:
+                if not (self.config.nodelay or self._force_probe) and self._short_unacked():
                     break
             self._force = False
             seq = tcb.snd_nxt
@@ -253,6 +254,8 @@ class Sender:
                 self._n["retransmitted_bytes"] += length
             else:
                 self.rtt.on_send(end, now)  # RFC 6298 §3: one timed segment per RTT
+                if length % mss:
+                    tcb.snd_sml = end  # short (or a super-segment with a short tail)
             if seq_gt(end, tcb.snd_max):
                 tcb.snd_max = end
                 self.cc.on_sent(now, length, seq_diff(end, tcb.snd_una))
@@ -274,6 +277,12 @@ class Sender:
                 self._arm(now, "persist", self.rtt.rto, "window too small")
         elif tcb.snd_max != tcb.snd_una and not self.timers.is_armed("persist"):
             self._rearm(now)
+
+    def _short_unacked(self) -> bool:
+        """Minshall's Nagle test (Linux tcp_minshall_check): the last short segment sent
+        is not yet acknowledged."""
+        tcb = self.tcb
+        return seq_gt(tcb.snd_sml, tcb.snd_una) and not seq_gt(tcb.snd_sml, tcb.snd_max)
 
     def _cwnd_validate(self) -> None:
         """Remember, for the current window of data, whether cwnd limited the sender

@@ -26,6 +26,7 @@ class Tcb:
     snd_wl2: int = 0
     snd_up: int = 0
     max_snd_wnd: int = 0  # largest window the peer offered (RFC 5961 §5, 9293 3.8.6.2.1)
+    snd_sml: int = 0  # end of the last short segment sent (Minshall's Nagle; Linux snd_sml)
     # Receive sequence variables
     irs: int = 0
     rcv_nxt: int = 0
@@ -64,6 +65,7 @@ class Tcb:
                 "snd_wl2": self.snd_wl2,
                 "snd_up": self.snd_up,
                 "max_snd_wnd": self.max_snd_wnd,
+                "snd_sml": self.snd_sml,
             },
             "receive": {
                 "irs": self.irs,

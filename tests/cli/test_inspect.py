@@ -134,6 +134,7 @@ def test_id_view_has_every_section(live: tuple[PairedStacks, CliRunner]) -> None
             "SND.WL2": f"{snd['snd_wl2']} 6",
             "SND.UP": f"{snd['snd_up']} 0",
             "MAX.SND.WND": str(snd["max_snd_wnd"]),
+            "SND.SML": f"{snd['snd_sml']} 6",  # the 5 bytes were a short segment
         },
         "Receive sequence space (relative to IRS)": {
             "raw": "relative",
@@ -241,7 +242,7 @@ DOCUMENTED_FIELDS: dict[str, set[str]] = {
     "local": {"addr", "port"},
     "remote": {"addr", "port"},
     "send": {"iss", "snd_una", "snd_nxt", "snd_max", "snd_wnd", "snd_wl1", "snd_wl2", "snd_up",
-             "max_snd_wnd"},
+             "max_snd_wnd", "snd_sml"},
     "receive": {"irs", "rcv_nxt", "rcv_wnd", "rcv_up", "sack_order", "dsack", "peer_fin_seq",
                 "unacked_rx", "rcv_mss"},
     "options": {"mss_local", "mss_remote", "snd_mss", "wscale_local", "wscale_remote", "sack",

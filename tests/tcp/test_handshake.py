@@ -237,6 +237,7 @@ def test_established_builder_matches_active_handshake() -> None:
             "snd_wl2": LOCAL_ISS + 1,
             "snd_up": LOCAL_ISS,
             "max_snd_wnd": BUF,
+            "snd_sml": LOCAL_ISS,
         }
     )
     assert (

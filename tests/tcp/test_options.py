@@ -170,9 +170,10 @@ def test_data_segments_shrink_to_make_room_for_sack_blocks() -> None:
     send(c, replace(SEND, seq=REMOTE_ISS + 11, payload=b"b" * 10, window=65535), 1)
     recv(c, 1)
     c.send(b"x" * 2000, 2)
-    seg = recv(c, 2)
-    assert seg.sack == ((REMOTE_ISS + 11, REMOTE_ISS + 21),)
+    seg, tail = recv_all(c, 2)
+    assert seg.sack == tail.sack == ((REMOTE_ISS + 11, REMOTE_ISS + 21),)
     assert len(seg.payload) == MSS - 12  # one block: 2 NOPs + 2 + 8 bytes of option
+    assert len(tail.payload) == 2000 - (MSS - 12)
 
 
 def test_timestamp_echo_older_than_the_last_rto_is_not_a_sample() -> None:

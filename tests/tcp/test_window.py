@@ -13,6 +13,7 @@ from tests.tcp.helpers import (
     BUF,
     CONFIG,
     LOCAL_ISS,
+    MSS,
     PSH,
     RECV,
     REMOTE_ISS,
@@ -127,7 +128,7 @@ def test_sender_sws_holds_a_segment_below_half_the_max_window() -> None:
     assert [len(s.payload) for s in recv_all(c, 1)] == [1460]  # 588 more would be silly
 
 
-def test_nagle_holds_small_segments_while_data_is_unacknowledged() -> None:
+def test_nagle_holds_small_segments_while_a_short_one_is_unacknowledged() -> None:
     c = established(cfg(nodelay=False))  # Nagle on: the Linux default
     c.send(b"a", 0)
     assert recv(c, 0) == replace(DATA, payload=b"a")
@@ -136,6 +137,31 @@ def test_nagle_holds_small_segments_while_data_is_unacknowledged() -> None:
     assert recv_nothing(c, 2)
     send(c, replace(SEND, ack=LOCAL_ISS + 2), 3)
     assert recv(c, 3) == replace(DATA, seq=LOCAL_ISS + 2, payload=b"bc")
+
+
+def test_nagle_sends_a_writes_tail_behind_its_full_segments() -> None:
+    # Minshall's variant (Linux tcp_minshall_check): only an unacknowledged *short*
+    # segment holds the next short one.  The tail of a write follows its full-sized
+    # segment at once; the next short write waits for the tail's ACK.
+    c = established(cfg(nodelay=False))
+    c.send(b"x" * (MSS + 10), 0)
+    assert [len(s.payload) for s in recv_all(c, 0)] == [MSS, 10]
+    tail_end = LOCAL_ISS + 1 + MSS + 10
+    assert c.tcb.snd_sml == tail_end
+    c.send(b"y", 1)
+    assert recv_nothing(c, 1)
+    send(c, replace(SEND, ack=LOCAL_ISS + 1 + MSS), 2)  # the full segment only
+    assert recv_nothing(c, 2)
+    send(c, replace(SEND, ack=tail_end), 3)
+    assert recv(c, 3) == replace(DATA, seq=tail_end, payload=b"y")
+
+
+def test_nagle_does_not_count_full_segments_in_flight() -> None:
+    c = established(cfg(nodelay=False))
+    c.send(b"x" * MSS, 0)
+    assert [len(s.payload) for s in recv_all(c, 0)] == [MSS]
+    c.send(b"y", 1)  # only a full-sized segment is unacknowledged
+    assert recv(c, 1) == replace(DATA, seq=LOCAL_ISS + 1 + MSS, payload=b"y")
 
 
 def test_nagle_off_sends_small_segments_at_once() -> None:
