@@ -11,6 +11,7 @@ kernel receives them), `>` segments read from it. The result comes back over a p
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno as E
 import fcntl
@@ -444,6 +445,21 @@ def configure(name: str, mtu: int) -> None:
         subprocess.run(argv, check=True, capture_output=True, timeout=10)
 
 
+def realtime() -> None:
+    """Run this process (and the threads and commands it starts) at the lowest
+    real-time round-robin priority, as packetdrill does (run.c set_scheduling_priority):
+    a script's times are real, and on a machine busy elsewhere an ordinary process
+    wakes late enough to miss them -- its own injections and calls late, not the stack
+    under test. The runner sleeps between events, so it takes the CPU only when it
+    has to act; the kernel's real-time throttling keeps the rest of the machine
+    running even so. One CPU: nothing to gain, and the machine is left alone."""
+    if (os.cpu_count() or 1) <= 1:
+        return
+    with contextlib.suppress(OSError, AttributeError):  # not permitted: ordinary timing
+        policy = os.SCHED_RR
+        os.sched_setscheduler(0, policy, os.sched_param(os.sched_get_priority_min(policy)))
+
+
 def unshare_net() -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.unshare(CLONE_NEWNET) != 0:
@@ -522,6 +538,7 @@ def _child(
     tcb: bool,
 ) -> ScriptResult:
     unshare_net()
+    realtime()
     target: Any
     if name == "pytcp-tun":
         from pytcpcli.script_tun import TunTarget

@@ -98,8 +98,10 @@ pytcp-tun  pytcp's stack in real time over a real TUN (tun0, pytcp 10.77.250.2, 
     tun0 and read back through AF_PACKET sockets. The calls are the pytcp target's
     model; --tcb works here too.
 Several targets print one verdict each and say where they differ. The real-time
-targets take the script's times as they are, so a machine busy elsewhere can make a
-line late: raise --tolerance-usecs there.
+targets take the script's times as they are; their runner runs at the lowest
+real-time priority (SCHED_RR), as packetdrill does, so that it acts on time on a busy
+machine. A stack busy elsewhere can still make a line late: raise --tolerance-usecs
+there.
 
 Output: a line per script (PASS or FAIL and the first failure: FILE:LINE, what was
 expected and what came); -v every line with what happened; --json one object per script
