@@ -29,7 +29,15 @@ from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
 from pytcpcli.scripting import CaptureQueue, capture_socket, kernel_stamp
-from stack.script.calls import CallOutcome, errno_name, list_int, struct_field, symbol
+from stack.script.calls import (
+    CallOutcome,
+    errno_name,
+    list_int,
+    recvmsg_problems,
+    recvmsg_spec,
+    struct_field,
+    symbol,
+)
 from stack.script.model import Expr, Script, Syscall
 from stack.script.packets import parse_tcp_packet
 from stack.script.parser import ScriptError
@@ -288,6 +296,16 @@ class LinuxTarget:
         s = self._sock(args, fds)
         flags = symbol(args[3]) if len(args) > 3 and args[3].kind != "ellipsis" else 0
         return CallOutcome(len(s.recv(symbol(args[2]), flags)))
+
+    def _call_recvmsg(self, args: tuple[Expr, ...], fds: dict[int, Any]) -> CallOutcome:
+        s = self._sock(args, fds)
+        spec = recvmsg_spec(args)
+        data, ancillary, msg_flags, _ = s.recvmsg(spec.length, socket.CMSG_SPACE(4) * 8, spec.flags)
+        cmsgs = [
+            (level, kind, int.from_bytes(raw[:4], sys.byteorder, signed=True))
+            for level, kind, raw in ancillary
+        ]
+        return CallOutcome(len(data), problems=recvmsg_problems(spec, msg_flags, cmsgs))
 
     def _call_shutdown(self, args: tuple[Expr, ...], fds: dict[int, Any]) -> CallOutcome:
         self._sock(args, fds).shutdown(symbol(args[1]))

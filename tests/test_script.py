@@ -140,6 +140,27 @@ def test_call_return_and_errno_are_checked() -> None:
     assert result.error == "t.pkt:9: getsockopt(): TCP_MAXSEG is 1000, expected 1460"
 
 
+def test_recvmsg_control_messages_are_checked() -> None:
+    # TCP_INQ's TCP_CM_INQ: the bytes still to read after the call.
+    call = (
+        "   +0 recvmsg(4, {{msg_name(...)=..., msg_iov(1)=[{{..., 40}}], msg_flags=0, "
+        "msg_control=[{{cmsg_level=SOL_TCP, cmsg_type=TCP_CM_INQ, cmsg_data={}}}]}}, 0) = 40\n"
+    )
+    text = HANDSHAKE + (
+        "   +0 setsockopt(4, SOL_TCP, TCP_INQ, [1], 4) = 0\n"
+        "   +0 < P. 1:101(100) ack 1 win 257\n"
+    )
+    assert run(text + call.format(60)).ok
+    result = run(text + call.format(100))
+    assert result.error == (
+        "t.pkt:11: recvmsg(): control messages are {level 6, type 36, data 60}, "
+        "expected {level 6, type 36, data 100}"
+    )
+    # Without TCP_INQ there is no control message to find.
+    result = run(HANDSHAKE + "   +0 < P. 1:101(100) ack 1 win 257\n" + call.format(60))
+    assert result.error.endswith("control messages are none, expected {level 6, type 36, data 60}")
+
+
 def test_tcb_changes_and_drop_reasons_per_line() -> None:
     result = run(
         HANDSHAKE + " +.01 < R. 100:100(0) ack 1 win 257\n   +0 > . 1:1(0) ack 1\n", tcb=True

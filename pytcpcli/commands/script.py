@@ -71,10 +71,13 @@ frag_needed, ...), packet_too_big (IPv6), time_exceeded.
 Calls: socket, bind, listen, accept, connect (EINPROGRESS with O_NONBLOCK set by fcntl
 F_SETFL or SOCK_NONBLOCK), setsockopt and getsockopt (SO_REUSEADDR, SO_KEEPALIVE,
 SO_ERROR, SO_LINGER {onoff=1, linger=0}, SO_SNDBUF, SO_RCVBUF, TCP_NODELAY,
-TCP_MAXSEG, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT), write, send, writev, read,
-recv (MSG_PEEK, MSG_DONTWAIT), shutdown, close, poll, ioctl (SIOCINQ, SIOCOUTQ),
-fcntl. The return value and errno (= -1 ECONNREFUSED) are checked; [N] arguments of
-getsockopt, ioctl and poll's revents too. A shell command in backquotes runs with sh;
+TCP_MAXSEG, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT, TCP_INQ), write, send, writev,
+read, recv (MSG_PEEK, MSG_DONTWAIT), recvmsg (msg_iov's lengths; msg_flags and
+msg_control checked when written, e.g. TCP_INQ's {cmsg_level=SOL_TCP,
+cmsg_type=TCP_CM_INQ, cmsg_data=N}: the bytes left to read, the FIN counting one),
+shutdown, close, poll, ioctl (SIOCINQ, SIOCOUTQ), fcntl. The return value and errno
+(= -1 ECONNREFUSED) are checked; [N] arguments of getsockopt, ioctl and poll's
+revents too. A shell command in backquotes runs with sh;
 a failing one fails the script (--skip-shell skips them). Anything pytcp cannot model
 (another call, option or flag, %{ }% code blocks, UDP, MSG_MORE, TCP_CORK, fast open)
 fails the script at its line: nothing is passed over silently.

@@ -52,6 +52,8 @@ SYMBOLS: dict[str, int] = {
     "TCP_QUICKACK": 12,
     "TCP_CONGESTION": 13,
     "TCP_USER_TIMEOUT": 18,
+    "TCP_INQ": 36,  # linux/tcp.h: bytes left to read, as a cmsg on each recvmsg()
+    "TCP_CM_INQ": 36,  # its cmsg type (= TCP_INQ)
     "F_GETFL": 3,
     "F_SETFL": 4,
     "O_RDONLY": 0,
@@ -155,3 +157,64 @@ def struct_field(e: Expr, name: str) -> Expr | None:
         if n == name:
             return item
     return None
+
+
+@dataclass(frozen=True)
+class RecvmsgSpec:
+    """What a recvmsg() line asks and expects: bytes to read (the iovecs' sum), the
+    call's flags, and -- None where the script says "..." or leaves it out -- the
+    msg_flags and the control messages (level, type, int data) it must return."""
+
+    length: int
+    flags: int
+    msg_flags: int | None
+    cmsgs: tuple[tuple[int, int, int], ...] | None
+
+
+def recvmsg_spec(args: tuple[Expr, ...]) -> RecvmsgSpec:
+    """recvmsg(fd, {msg_name(...)=..., msg_iov(1)=[{..., N}], msg_flags=F,
+    msg_control=[{cmsg_level=L, cmsg_type=T, cmsg_data=D}, ...]}, flags)."""
+    if len(args) < 2 or args[1].kind != "struct":
+        raise ScriptError("", 0, "recvmsg() takes (fd, {msg_iov=[...], ...}, flags)")
+    msg = args[1]
+    iov = struct_field(msg, "msg_iov")
+    if iov is None or iov.kind != "list":
+        raise ScriptError("", 0, "recvmsg() needs msg_iov=[{..., N}, ...]")
+    length = 0
+    for vec in iov.items:
+        if vec.kind != "struct" or not vec.items:
+            raise ScriptError("", 0, "recvmsg() msg_iov entries are {..., N}")
+        length += symbol(vec.items[-1])
+    flags_e = struct_field(msg, "msg_flags")
+    msg_flags = None if flags_e is None or flags_e.kind == "ellipsis" else symbol(flags_e)
+    control = struct_field(msg, "msg_control")
+    cmsgs: tuple[tuple[int, int, int], ...] | None = None
+    if control is not None and control.kind != "ellipsis":
+        if control.kind != "list":
+            raise ScriptError("", 0, "msg_control is [{cmsg_level=.., cmsg_type=.., ...}]")
+        found = []
+        for c in control.items:
+            level, kind = struct_field(c, "cmsg_level"), struct_field(c, "cmsg_type")
+            data = struct_field(c, "cmsg_data")
+            if level is None or kind is None or data is None:
+                raise ScriptError("", 0, "a cmsg is {cmsg_level=L, cmsg_type=T, cmsg_data=D}")
+            found.append((symbol(level), symbol(kind), symbol(data)))
+        cmsgs = tuple(found)
+    flags = symbol(args[2]) if len(args) > 2 and args[2].kind != "ellipsis" else 0
+    return RecvmsgSpec(length, flags, msg_flags, cmsgs)
+
+
+def recvmsg_problems(
+    spec: RecvmsgSpec, msg_flags: int, cmsgs: list[tuple[int, int, int]]
+) -> list[str]:
+    """How what recvmsg() returned differs from what the script expects."""
+    problems = []
+    if spec.msg_flags is not None and msg_flags != spec.msg_flags:
+        problems.append(f"msg_flags is {msg_flags:#x}, expected {spec.msg_flags:#x}")
+    if spec.cmsgs is not None and tuple(cmsgs) != spec.cmsgs:
+
+        def show(items: tuple[tuple[int, int, int], ...] | list[tuple[int, int, int]]) -> str:
+            return ", ".join(f"{{level {a}, type {b}, data {c}}}" for a, b, c in items) or "none"
+
+        problems.append(f"control messages are {show(cmsgs)}, expected {show(spec.cmsgs)}")
+    return problems

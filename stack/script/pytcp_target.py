@@ -23,6 +23,8 @@ from stack.script.calls import (
     errno_name,
     fail,
     list_int,
+    recvmsg_problems,
+    recvmsg_spec,
     struct_field,
     symbol,
 )
@@ -305,6 +307,7 @@ class PytcpTarget:
         (6, 4): "TCP_KEEPIDLE",
         (6, 5): "TCP_KEEPINTVL",
         (6, 6): "TCP_KEEPCNT",
+        (6, 36): "TCP_INQ",
     }
 
     def _opt(self, args: tuple[Expr, ...]) -> str:
@@ -377,7 +380,7 @@ class PytcpTarget:
             value = cfg.snd_buf if opt == "SO_SNDBUF" else cfg.rcv_buf
         else:
             value = s.opts.get(opt, 0)
-            if opt in ("SO_REUSEADDR", "SO_KEEPALIVE", "TCP_NODELAY", "SO_REUSEPORT"):
+            if opt in ("SO_REUSEADDR", "SO_KEEPALIVE", "TCP_NODELAY", "SO_REUSEPORT", "TCP_INQ"):
                 value = 1 if value else 0
         problems = []
         want = list_int(args[3])
@@ -596,9 +599,22 @@ class PytcpTarget:
         return self._write(call, s, total, s.nonblock)
 
     def _read(
-        self, call: Syscall, s: Sock, n: int, peek: bool, nonblock: bool
+        self,
+        call: Syscall,
+        s: Sock,
+        n: int,
+        peek: bool,
+        nonblock: bool,
+        then: Callable[[CallOutcome], CallOutcome] | None = None,
     ) -> CallOutcome | None:
+        """read/recv/recvmsg: `then` completes the outcome when the call returns (for
+        recvmsg, its control messages)."""
+
         def pull() -> CallOutcome | None:
+            out = take()
+            return out if out is None or then is None else then(out)
+
+        def take() -> CallOutcome | None:
             conn = s.conn
             if conn is None or s.listener is not None:
                 return fail(E.ENOTCONN, self.now())
@@ -647,6 +663,37 @@ class PytcpTarget:
         flags = self._flags(args, 3, SYMBOLS["MSG_PEEK"] | SYMBOLS["MSG_DONTWAIT"])
         return self._read(
             call, s, self._length(args, 2), bool(flags & 2), s.nonblock or bool(flags & 0x40)
+        )
+
+    def _call_recvmsg(
+        self, call: Syscall, args: tuple[Expr, ...], fds: dict[int, Any]
+    ) -> CallOutcome | None:
+        s = self._sock(args, fds)
+        if isinstance(s, CallOutcome):
+            return s
+        spec = recvmsg_spec(args)
+        allowed = SYMBOLS["MSG_PEEK"] | SYMBOLS["MSG_DONTWAIT"]
+        if spec.flags & ~allowed:
+            raise ScriptError("", 0, f"recvmsg() flags {spec.flags:#x} are not modelled by pytcp")
+
+        def control(out: CallOutcome) -> CallOutcome:
+            # TCP_INQ (Linux tcp_inq_hint): the bytes still to read after this call,
+            # the FIN counting as one, so a reader knows to come back for the EOF.
+            cmsgs = []
+            conn = s.conn
+            if s.opts.get("TCP_INQ") and out.errno is None and conn is not None:
+                inq = conn.readable + (1 if conn.tcb.fin_received else 0)
+                cmsgs.append((SYMBOLS["SOL_TCP"], SYMBOLS["TCP_CM_INQ"], inq))
+            out.problems += recvmsg_problems(spec, 0, cmsgs)
+            return out
+
+        return self._read(
+            call,
+            s,
+            spec.length,
+            bool(spec.flags & SYMBOLS["MSG_PEEK"]),
+            s.nonblock or bool(spec.flags & SYMBOLS["MSG_DONTWAIT"]),
+            control,
         )
 
     def _call_shutdown(
