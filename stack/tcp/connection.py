@@ -1286,7 +1286,16 @@ class Connection(Sender):
                 self._out.append(self._rst(ack))
                 return False
             tcb.snd_wnd = seg.window << shift
-            tcb.max_snd_wnd = max(tcb.max_snd_wnd, tcb.snd_wnd)
+            # MAX.SND.WND estimates the peer's buffer (sender SWS avoidance, RFC 9293
+            # 3.8.6.2.1; RFC 5961 §5).  A passive open's SYN window is no such
+            # estimate: unscaled (RFC 7323 §2.2), it says at most 65535 whatever the
+            # buffer, and a scaling peer's real windows follow in this ACK.  Start from
+            # the ACK's window, as Linux does (tcp_create_openreq_child); an active
+            # open's SYN,ACK window was the peer's last word and stays counted.
+            if self._passive:
+                tcb.max_snd_wnd = tcb.snd_wnd
+            else:
+                tcb.max_snd_wnd = max(tcb.max_snd_wnd, tcb.snd_wnd)
             tcb.snd_wl1 = seg.seq
             tcb.snd_wl2 = ack
             self._set_state(State.ESTABLISHED, now)

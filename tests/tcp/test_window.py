@@ -18,6 +18,7 @@ from tests.tcp.helpers import (
     RECV,
     REMOTE_ISS,
     SEND,
+    SYN,
     established,
     recv,
     recv_all,
@@ -119,6 +120,31 @@ def test_sender_sends_half_the_max_window() -> None:
     c.send(b"z" * 3000, 1)
     # 1000 < MSS and < queued, but >= max window / 2 (RFC 9293 3.8.6.2.1 (2))
     assert recv(c, 1) == replace(RECV, payload=b"z" * 1000)
+
+
+def test_passive_open_sws_counts_the_windows_after_the_syn() -> None:
+    # The SYN's unscaled 65535 is no estimate of a scaling peer's buffer: its real
+    # window (768 bytes, 6 << 7) arrives with the handshake's ACK, and half of that is
+    # what sender SWS avoidance (RFC 9293 3.8.6.2.1) compares with, as Linux does.
+    from tests.tcp.helpers import connection, syn
+
+    c = connection(cfg(wscale=True, rcv_buf=65536, snd_buf=65536))
+    c.open_passive(0)
+    send(c, syn(window=65535, wscale=7, mss=1000), 0)
+    recv(c, 0)
+    send(c, replace(SEND, window=6), 100 * MS)
+    assert c.tcb.max_snd_wnd == 768
+    c.send(b"z" * 2000, 100 * MS)
+    [seg] = recv_all(c, 100 * MS)  # 768 >= 768 / 2: it goes now, not on the persist timer
+    assert (seg.seq, len(seg.payload)) == (LOCAL_ISS + 1, 768)
+
+
+def test_active_open_counts_the_syn_acks_window() -> None:
+    from tests.tcp.helpers import syn_sent
+
+    c = syn_sent(cfg(wscale=True))
+    send(c, replace(SEND, seq=REMOTE_ISS, flags=SYN | ACK, window=4000, wscale=7), 1)
+    assert c.tcb.max_snd_wnd == 4000
 
 
 def test_sender_sws_holds_a_segment_below_half_the_max_window() -> None:
