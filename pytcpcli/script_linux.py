@@ -47,6 +47,13 @@ CLONE_NEWNET = 0x40000000
 TUNSETIFF = 0x400454CA
 IFF_TUN = 0x0001
 IFF_NO_PI = 0x1000
+IFF_VNET_HDR = 0x4000
+TUNSETOFFLOAD = 0x400454D0
+# What packetdrill's tun0 offers (netdev.c set_device_offload_flags), "like a typical
+# ethernet device": the kernel then sends TSO super-packets, which scripts written for
+# packetdrill expect (and the runner joins consecutive segments into, as packetdrill).
+TUN_OFFLOADS = 0x01 | 0x02 | 0x04 | 0x08  # TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN
+VNET_HDR = bytes(10)  # struct virtio_net_hdr of an injected packet: no GSO, checksum done
 LOCAL_V4 = IPv4Address("10.77.250.2")  # the kernel under test
 REMOTE_V4 = IPv4Address("10.77.250.1")  # the script's peer, on the TUN's far side
 LOCAL_V6 = IPv6Address("fd77:250::2")
@@ -126,7 +133,7 @@ class LinuxTarget:
         self.captured.unread(cap)
 
     def inject(self, packet: bytes) -> list[str]:
-        os.write(self.tun, packet)
+        os.write(self.tun, VNET_HDR + packet)
         return []
 
     def tcb(self) -> dict[str, Any] | None:
@@ -447,9 +454,12 @@ def code_runner(block: str, variables: dict[str, int]) -> tuple[int, str]:
 
 
 def open_tun(name: str) -> int:
+    """tun0 as packetdrill opens it: a virtio-net header on every packet, and TSO and
+    checksum offload on, so the kernel's segments leave it as they would a NIC."""
     fd = os.open("/dev/net/tun", os.O_RDWR)
-    ifr = struct.pack("16sH", name.encode(), IFF_TUN | IFF_NO_PI)
+    ifr = struct.pack("16sH", name.encode(), IFF_TUN | IFF_NO_PI | IFF_VNET_HDR)
     fcntl.ioctl(fd, TUNSETIFF, ifr)
+    fcntl.ioctl(fd, TUNSETOFFLOAD, TUN_OFFLOADS)
     return fd
 
 

@@ -93,7 +93,10 @@ pytcp  pytcp's own stack, sans-IO, on a virtual clock: a 3 s RTO costs no time a
 linux  the Linux kernel's TCP in a throwaway network namespace (needs root): the
     script's calls are made on real sockets there, its < segments are written into a
     TUN (tun0, 10.77.250.2/24, peer 10.77.250.1) and its > segments read from it, in
-    real time, as packetdrill does. Outbound segments are stamped by the kernel
+    real time, as packetdrill does. tun0 has TSO and checksum offload on, as
+    packetdrill's: the kernel's segments are read as it sends them, TSO
+    super-packets included (consecutive segments add up to a larger > line, a larger
+    one does not match a smaller). Outbound segments are stamped by the kernel
     (SO_TIMESTAMPNS on an AF_PACKET socket). Shell lines run inside that namespace.
 pytcp-tun  pytcp's stack in real time over a real TUN (tun0, pytcp 10.77.250.2, the
     kernel side 10.77.250.1) in a throwaway namespace (needs root), its loop in a
