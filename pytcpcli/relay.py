@@ -118,6 +118,44 @@ def pipe_unread(fd: int) -> int:
     return max(0, int(struct.unpack("i", buf)[0]))
 
 
+def input_left(fd: int) -> tuple[int | None, bool]:
+    """What the input fd still holds that was never read: (bytes, exact). A regular file
+    says exactly (its size past the read offset); a pipe, socket or terminal says what
+    is waiting in it now (FIONREAD), and more may be written later (exact False); any
+    other fd cannot tell (None)."""
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISREG(st.st_mode):
+            return max(0, st.st_size - os.lseek(fd, 0, os.SEEK_CUR)), True
+        if not (stat.S_ISFIFO(st.st_mode) or stat.S_ISSOCK(st.st_mode) or os.isatty(fd)):
+            return None, False
+        buf = fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0")
+    except OSError:
+        return None, False
+    return max(0, int(struct.unpack("i", buf)[0])), False
+
+
+def unsent_input(name: str, queued: int, fd: int | None) -> str:
+    """How much of input `name` (stdin) will never be sent once the write side closed
+    without it (`pytcp close --half` from another process): the `queued` bytes read
+    but not sent and, while the input was still read (`fd`; None: at its end
+    already), what it holds that was never read. Said as far as it can be known: a
+    file exactly, a pipe as "so far" (its writer may write more, which is not read
+    either)."""
+    if fd is None:
+        return f"{queued} bytes of {name} were not sent" if queued else ""
+    left, exact = input_left(fd)
+    if left is None:
+        return (f"{name} is no longer read: {queued} bytes read from it were not sent, "
+                "nor what it still holds")  # fmt: skip
+    total = queued + left
+    parts = f" ({queued} read, {left} never read)" if total else ""
+    if exact:
+        return f"{name} is no longer read: {total} bytes of it were not sent{parts}"
+    later = "; what is written to it later is not read either"
+    return f"{name} is no longer read: {total} bytes of it were not sent so far{parts}{later}"
+
+
 def _same_file(fd: int, other: int) -> bool:
     try:
         a, b = os.fstat(fd), os.fstat(other)

@@ -66,6 +66,13 @@ def close(app: App, conn_id: str, half: bool, reset: bool, timeout: float) -> No
     any queued data and the connection keeps receiving. --reset aborts it with RST.
     A listener's ID closes the listener. The exit status says whether the close
     completed; the state reached is printed on stdout.
+
+    The owning pytcp stops reading the stdin that fed the connection (nothing read
+    later could be sent) and says on its stderr, without -v too, how much of it will
+    never be sent: the bytes it read but had not handed to the connection, plus what
+    stdin still holds unread - exactly for a file (its size past the read offset),
+    "so far" for a pipe or a terminal (what waits in it now; what is written later is
+    not read either). What the connection had queued still goes out before the FIN.
     """
     if half and reset:
         raise CliError("--half and --reset exclude each other; pick one", EXIT_USAGE)

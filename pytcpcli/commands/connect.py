@@ -29,7 +29,7 @@ from pytcpcli.options import (
     udp_option,
 )
 from pytcpcli.output import stdout_trouble
-from pytcpcli.relay import CLOSED_STATES, FdReader, FdWriter, Relay, Session
+from pytcpcli.relay import CLOSED_STATES, FdReader, FdWriter, Relay, Session, unsent_input
 
 ZERO_IO_CLOSE = 2.0  # seconds -z waits for the four-way close to finish
 
@@ -163,18 +163,17 @@ class ConnectSession(Session):
     def _on_write_side_gone(self, unsent: int) -> None:
         """`pytcp close [--half] ID` from another process sent our FIN: stdin can no
         longer go anywhere, so it is no longer read; say so whatever -v says."""
-        if self.stdin is not None and not self.stdin_eof:
+        reading = self.stdin is not None and not self.stdin_eof
+        if self.stdin is not None and reading:
             self.stdin.stop()
         how = getattr(self.sock, "closed_elsewhere", None)
         if how == "closed":
             what = "the connection was closed by pytcp close (another process)"
         else:
             what = "the write side was closed by pytcp close --half (another process)"
-        if self.stdin is not None and not self.stdin_eof:
-            what += f"; stdin is no longer read: {unsent} bytes of it were not sent"
-        elif unsent:
-            what += f"; {unsent} bytes of stdin were not sent"
-        self.app.say(what)
+        # Counted after the stop: nothing more is read, so what stdin holds now is lost.
+        lost = unsent_input("stdin", unsent, self.app.stdin_fd if reading else None)
+        self.app.say(what + (f"; {lost}" if lost else ""))
 
     def _on_stdout_broken(self) -> None:
         assert self.stdout is not None

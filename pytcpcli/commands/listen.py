@@ -38,7 +38,15 @@ from pytcpcli.options import (
     udp_option,
 )
 from pytcpcli.output import stdout_trouble
-from pytcpcli.relay import CLOSED_STATES, FdReader, FdWriter, Relay, Session, pipe_unread
+from pytcpcli.relay import (
+    CLOSED_STATES,
+    FdReader,
+    FdWriter,
+    Relay,
+    Session,
+    pipe_unread,
+    unsent_input,
+)
 from pytcpcli.signals import name as signal_name
 
 CHILD_GRACE = 1.0  # seconds a child has to exit after SIGTERM (second signal) before SIGKILL
@@ -345,12 +353,14 @@ class ListenSession(Session):
         else:
             what = f"the write side to {addr} port {port} was closed by pytcp close --half"
         what += " (another process)"
-        source = "the child's output" if client.child is not None else "stdin"
-        if unsent:
-            what += f"; {unsent} bytes of {source} were not sent"
-        self.app.say(what)
-        if client.child is None and self.stdin is not None and not self.keep_open:
-            self.stdin.stop()  # its only reader is gone
+        if client.child is not None:
+            lost = f"{unsent} bytes of the child's output were not sent" if unsent else ""
+        elif self.stdin is not None and not self.keep_open and not self.stdin.eof:
+            self.stdin.stop()  # its only reader is gone: what stdin holds is lost too
+            lost = unsent_input("stdin", unsent, self.app.stdin_fd)
+        else:  # -k: later stdin goes to the other clients; or stdin was at its end
+            lost = unsent_input("stdin", unsent, None)
+        self.app.say(what + (f"; {lost}" if lost else ""))
 
     def _on_stdout_broken(self) -> None:
         assert self.stdout is not None

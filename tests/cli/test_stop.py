@@ -170,7 +170,8 @@ def test_connect_closed_by_pytcp_close_says_so(netns) -> None:
     assert proc.returncode == 0
     assert (
         "pytcp: the connection was closed by pytcp close (another process); "
-        "stdin is no longer read: 0 bytes of it were not sent\n"
+        "stdin is no longer read: 0 bytes of it were not sent so far; what is written to "
+        "it later is not read either\n"
     ) in lines
     assert server.wait() == [b""]
 
@@ -279,7 +280,8 @@ def test_half_close_from_another_process_stops_stdin_and_says_so(netns) -> None:
     assert reply["ok"] is True, reply
     assert err.wait_for("pytcp: the write side") == (
         "pytcp: the write side was closed by pytcp close --half (another process); "
-        "stdin is no longer read: 0 bytes of it were not sent\n"
+        "stdin is no longer read: 0 bytes of it were not sent so far; what is written to "
+        "it later is not read either\n"
     )
     proc.stdin.write(b"never sent")  # stdin stays open; pytcp no longer reads it
     proc.stdin.flush()
@@ -288,6 +290,126 @@ def test_half_close_from_another_process_stops_stdin_and_says_so(netns) -> None:
     proc.wait(TIMEOUT)
     assert proc.returncode == 0
     assert server.wait() == [b"a"]
+
+
+UNSENT = re.compile(
+    r"pytcp: the write side was closed by pytcp close --half \(another process\); "
+    r"stdin is no longer read: (\d+) bytes of it were not sent( so far)? "
+    r"\((\d+) read, (\d+) never read\)(; what is written to it later is not read either)?\n"
+)
+
+
+@pytest.mark.parametrize("stdin_kind", ["file", "pipe"])
+def test_half_close_counts_the_stdin_never_read(netns, tmp_path, stdin_kind: str) -> None:
+    """`close --half` while the peer does not read: the count of stdin that will never be
+    sent includes what pytcp never read from it (a file's rest, exactly; what waits in a
+    pipe, "so far"), and it is true: the peer gets every other byte, then FIN."""
+    may_read = threading.Event()
+
+    def read_later(conn: socket.socket) -> int:
+        may_read.wait(TIMEOUT)
+        return len(recv_all(conn))  # up to the FIN of `close --half`
+
+    server = KernelServer(7117, read_later)
+    # A small receive buffer (inherited by the accepted socket): the kernel's window
+    # closes early and pytcp's queues fill, so stdin is only partly read.
+    server.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    data = os.urandom(8 * 1024 * 1024)
+    if stdin_kind == "file":
+        path = tmp_path / "stdin"
+        path.write_bytes(data)
+        with open(path, "rb") as f:
+            proc = pytcp("connect", "-v", KERNEL, "7117", stdin=f)
+    else:
+        proc = pytcp("connect", "-v", KERNEL, "7117")
+    err = StderrLines(proc)
+    conn_id = connection_id(err)
+    written = len(data) if stdin_kind == "file" else 0
+
+    def fill_pipe() -> None:
+        nonlocal written
+        assert proc.stdin is not None
+        for _ in range(10_000):  # until the pipe is full
+            try:
+                written += os.write(proc.stdin.fileno(), data[written : written + 65536])
+            except BlockingIOError:
+                return
+
+    if stdin_kind == "pipe":
+        assert proc.stdin is not None
+        os.set_blocking(proc.stdin.fileno(), False)
+    from stack.control import ControlClient
+
+    client = ControlClient(timeout=TIMEOUT)
+    for _ in range(TIMEOUT * 100):
+        if stdin_kind == "pipe":
+            fill_pipe()
+        entry = client.get(conn_id)
+        buffers = entry["buffers"]
+        if entry["send"]["snd_wnd"] == 0 and buffers["send_queued"] >= buffers["send_capacity"]:
+            break  # the stack takes no more: pytcp stops reading stdin at its HIGH_WATER
+        threading.Event().wait(0.01)
+    else:
+        raise AssertionError("the peer's window never closed")
+    if stdin_kind == "pipe":
+        fill_pipe()  # pytcp reads at most one more chunk: the pipe keeps most of this
+        assert 0 < written < len(data)
+    reply = control_request(proc.pid, {"op": "close", "conn": conn_id, "how": "half"})
+    assert reply["ok"] is True, reply
+    line = err.wait_for("pytcp: the write side")
+    m = UNSENT.fullmatch(line)
+    assert m is not None, err.lines[-1]
+    unsent, queued, never = int(m.group(1)), int(m.group(3)), int(m.group(4))
+    assert unsent == queued + never and never > 0
+    assert bool(m.group(2)) == bool(m.group(5)) == (stdin_kind == "pipe")  # a pipe: "so far"
+    may_read.set()
+    assert server.wait() == [written - unsent]  # every byte not counted as unsent arrived
+    if proc.stdin is not None:
+        proc.stdin.close()
+    proc.wait(TIMEOUT)
+    assert proc.returncode == 0
+
+
+def test_listen_half_close_counts_the_stdin_never_read(netns, tmp_path) -> None:
+    """The same for `pytcp listen PORT < FILE` (one client: stdin is its alone)."""
+    data = os.urandom(8 * 1024 * 1024)
+    path = tmp_path / "stdin"
+    path.write_bytes(data)
+    with open(path, "rb") as f:
+        proc, err = start_listener("7118", stdin=f)
+    conn = socket.socket()
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # the window closes early
+    conn.settimeout(TIMEOUT)
+    conn.connect(("10.77.0.2", 7118))
+    line = err.wait_for("pytcp: connection from ")
+    conn_id = line.rsplit("(id ", 1)[1].rstrip(")\n")
+    from stack.control import ControlClient
+
+    client = ControlClient(timeout=TIMEOUT)
+    for _ in range(TIMEOUT * 100):
+        entry = client.get(conn_id)
+        buffers = entry["buffers"]
+        if entry["send"]["snd_wnd"] == 0 and buffers["send_queued"] >= buffers["send_capacity"]:
+            break
+        threading.Event().wait(0.01)
+    else:
+        raise AssertionError("the peer's window never closed")
+    reply = control_request(proc.pid, {"op": "close", "conn": conn_id, "how": "half"})
+    assert reply["ok"] is True, reply
+    line = err.wait_for("pytcp: the write side")
+    m = re.fullmatch(
+        rf"pytcp: the write side to {KERNEL} port {conn.getsockname()[1]} was closed by "
+        r"pytcp close --half \(another process\); stdin is no longer read: (\d+) bytes of it "
+        r"were not sent \((\d+) read, (\d+) never read\)\n",
+        line,
+    )
+    assert m is not None, line
+    unsent, queued, never = (int(g) for g in m.groups())
+    assert unsent == queued + never and never > 0
+    assert len(recv_all(conn)) == len(data) - unsent  # every other byte, then FIN
+    conn.close()
+    proc.wait(TIMEOUT)
+    assert proc.returncode == 0
 
 
 @pytest.mark.parametrize("stderr", ["2>/dev/full", "2>&-"])
