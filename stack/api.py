@@ -855,6 +855,12 @@ class Stack:
                 f"{host} is an IPv6 address and interface {self.tun_name or 'the link'} has "
                 "no IPv6 address (add one, or give an IPv4 address)",
             )
+        check = getattr(self._link, "forwarding_problem", None)  # a TUN's: the kernel routes
+        problem = check(address) if check is not None else None
+        if problem is not None:
+            # The kernel would drop the SYN silently (no forwarding between interfaces):
+            # say why now rather than time out after two minutes of SYN retries.
+            raise OSError(errno.ENETUNREACH, problem)
         conn = self.host.connect(
             (address, port), self.loop.now(), local_port=source_port, config=self.config
         )

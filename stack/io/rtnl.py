@@ -3,8 +3,9 @@
 Imports the standard library only. `Rtnl` speaks NETLINK_ROUTE (RFC 3549; the message
 layouts are linux/netlink.h, rtnetlink.h, if_link.h, if_addr.h): list interfaces and
 their addresses, set a link's MTU, IPv6 address generation mode and state, add an
-address, ask which route the kernel takes to an address, and wait for a change it
-announces (the local route a new IPv6 address gets, an interface that goes away).
+address, ask which route the kernel takes to an address (and out of which interface),
+and wait for a change it announces (the local route a new IPv6 address gets, an
+interface that goes away).
 `stack.io.tun` is its only user.
 
 Why not pyroute2 (the design card's netlink library): importing it costs about 120 ms of
@@ -48,6 +49,7 @@ RTN_LOCAL = 2  # a route to one of the host's own addresses
 RTNLGRP_LINK = 1
 RTNLGRP_IPV6_ROUTE = 11
 RTA_DST = 1
+RTA_OIF = 4
 # linux/if_link.h, linux/if_addr.h, linux/if.h
 IFLA_IFNAME = 3
 IFLA_MTU = 4
@@ -214,13 +216,22 @@ class Rtnl:
     def route_type(self, address: IPv6Address) -> int | None:
         """The type (RTN_*) of the route the kernel takes to IPv6 `address` now
         (`ip -6 route get`), or None when it has none (unreachable)."""
+        route = self.route6(address)
+        return route[0] if route is not None else None
+
+    def route6(self, address: IPv6Address) -> tuple[int, int | None] | None:
+        """The route the kernel takes to IPv6 `address` now (`ip -6 route get`): its
+        type (RTN_*) and output interface index (RTA_OIF; None without one), or None
+        when it has none (unreachable)."""
         body = _RTMSG.pack(socket.AF_INET6, 128, 0, 0, 0, 0, 0, 0, 0) + attr(
             RTA_DST, address.packed
         )
         try:
             for kind, reply in self._exchange(RTM_GETROUTE, 0, body, dump=False):
                 if kind == RTM_NEWROUTE and len(reply) >= _RTMSG.size:
-                    return int(_RTMSG.unpack_from(reply)[7])
+                    oif = parse_attrs(reply[_RTMSG.size :]).get(RTA_OIF)
+                    index = struct.unpack("=i", oif[:4])[0] if oif and len(oif) >= 4 else None
+                    return int(_RTMSG.unpack_from(reply)[7]), index
         except NetlinkError as exc:
             if exc.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN):
                 return None

@@ -18,8 +18,10 @@ Several processes (DESIGN §3): the claim of pytcpN is the kernel's (IFF_TUN_EXC
 pytcpN is always 10.77.N.0/24, also when named with --tun; another name takes the first
 free subnet under an flock on /dev/net/tun. Each pytcpN also holds the shared kernel
 address 10.77.0.1/32 (fd77:0::1/128), so it stays valid while any pytcp runs, and has
-net.ipv4.conf.pytcpN.forwarding=1 so the kernel routes between pytcp interfaces; both
-go with the interface.
+net.ipv4.conf.pytcpN.forwarding=1 and net.ipv6.conf.pytcpN.force_forwarding=1 (Linux
+6.17+) so the kernel routes between pytcp interfaces; all of it goes with the
+interface. Where IPv6 cannot be forwarded (an older kernel, all.forwarding off),
+`TunLink.forwarding_problem` says why before a SYN is lost.
 
 IPv6 on a TUN needs no neighbour discovery: the device is point-to-point and NOARP,
 so the kernel neither resolves neighbours nor runs duplicate address detection on it
@@ -62,7 +64,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Interface
 from typing import TypeVar
 
-from stack.io.rtnl import RTNLGRP_IPV6_ROUTE, RTNLGRP_LINK, NetlinkError, Rtnl
+from stack.io.rtnl import RTN_LOCAL, RTNLGRP_IPV6_ROUTE, RTNLGRP_LINK, NetlinkError, Rtnl
 from stack.wire.packet import NO_OFFLOAD_HDR, VNET_HDR_LEN, Packet
 
 T = TypeVar("T")
@@ -103,6 +105,10 @@ MAX_AUTO = 256  # pytcp0 .. pytcp255, one /24 of 10.77.0.0/16 each
 SHARED_KERNEL = IPv4Address("10.77.0.1")
 SHARED_KERNEL6 = IPv6Address("fd77::1")
 FORWARDING = "/proc/sys/net/ipv4/conf/{}/forwarding"  # per interface: dies with it
+# IPv6 forwarding follows net.ipv6.conf.all.forwarding (host-wide: pytcp leaves it alone),
+# or, since Linux 6.17, force_forwarding of the interface a packet arrives on.
+FORCE_FORWARDING6 = "/proc/sys/net/ipv6/conf/{}/force_forwarding"
+ALL_FORWARDING6 = "/proc/sys/net/ipv6/conf/all/forwarding"
 READ_SIZE = 65536  # larger than any IPv4 packet: a TUN read never truncates
 
 
@@ -609,15 +615,68 @@ def _configure(
 
 
 def _forward(name: str) -> None:
-    """net.ipv4.conf.NAME.forwarding=1 on this interface only (it goes with it): the
-    kernel then routes what one pytcp sends another (10.77.1.2 -> 10.77.0.2) from this
-    interface on. The host's own setting (net.ipv4.ip_forward) is left alone. A /proc/sys
+    """net.ipv4.conf.NAME.forwarding=1 and net.ipv6.conf.NAME.force_forwarding=1 on this
+    interface only (they go with it): the kernel then routes what one pytcp sends
+    another (10.77.1.2 -> 10.77.0.2, fd77:1::2 -> fd77:0::2) from this interface on.
+    The host's own settings (net.ipv4.ip_forward, net.ipv6.conf.all.forwarding) are
+    left alone. A kernel before 6.17 has no force_forwarding (IPv6 between pytcp
+    processes then needs all.forwarding: see `ipv6_forwarding_problem`); a /proc/sys
     that cannot be written (a container) only costs pytcp-to-pytcp traffic."""
+    for path in (FORWARDING.format(name), FORCE_FORWARDING6.format(name)):
+        try:
+            with open(path, "w") as f:
+                f.write("1")
+        except OSError:
+            pass
+
+
+def _sysctl_on(path: str) -> bool | None:
+    """A boolean sysctl: True when it is 1, None when it does not exist."""
     try:
-        with open(FORWARDING.format(name), "w") as f:
-            f.write("1")
+        with open(path) as f:
+            return f.read().strip() == "1"
     except OSError:
-        pass
+        return None
+
+
+def ipv6_forwarding_problem(name: str, destination: IPv6Address) -> str | None:
+    """Why the kernel will not forward IPv6 between the interface `name` and the one it
+    routes `destination` out of (another pytcp's interface, or the way off this host),
+    both ways; None when it will, or when no forwarding is needed (the kernel itself is
+    the peer, or there is no route: the kernel then answers unreachable itself).
+
+    Linux forwards an IPv6 packet when net.ipv6.conf.all.forwarding is 1 (host-wide,
+    which pytcp never changes) or, since 6.17, when force_forwarding is 1 on the
+    interface it arrived on: pytcp's SYN arrives on `name`, the reply on the other one.
+    Without either the kernel drops the SYN silently and the connection would time out
+    after two minutes of retries; the caller says why at once instead."""
+    if _sysctl_on(ALL_FORWARDING6):
+        return None
+    try:
+        with Rtnl() as nl:
+            route = nl.route6(destination)
+            if route is None or route[0] == RTN_LOCAL:
+                return None
+            oif = route[1]
+            if oif is None or oif == socket.if_nametoindex(name):
+                return None
+            out = nl.links().get(oif, f"interface {oif}")
+    except OSError:  # NetlinkError too: no answer, no verdict (the SYN then tells)
+        return None
+    states = {n: _sysctl_on(FORCE_FORWARDING6.format(n)) for n in (name, out)}
+    if all(states.values()):
+        return None
+    if states[name] is None:
+        why = "this kernel has no per-interface force_forwarding (Linux 6.17 and later)"
+    else:
+        off = " and ".join(n for n, on in states.items() if not on)
+        why = f"net.ipv6.conf.{off}.force_forwarding is 0"
+    return (
+        f"{destination} is routed out of {out}, and the kernel forwards IPv6 between "
+        f"interfaces only with net.ipv6.conf.all.forwarding=1 (0 here, a host-wide setting "
+        f"pytcp does not change) or force_forwarding=1 on both ({why}); as root: sysctl -w "
+        "net.ipv6.conf.all.forwarding=1, or use IPv4"
+    )
 
 
 IN6_ADDR_GEN_MODE_NONE = 1  # linux/if_link.h
@@ -685,6 +744,14 @@ class TunLink:
             "tx_bytes": 0,
             "tx_dropped": 0,
         }
+
+    def forwarding_problem(self, destination: IPv4Address | IPv6Address) -> str | None:
+        """Why the kernel will not route between this interface and `destination`
+        (module function `ipv6_forwarding_problem`); None when it will. IPv4 needs no
+        check: each pytcp interface forwards on its own (`_forward`)."""
+        if destination.version != 6:
+            return None
+        return ipv6_forwarding_problem(self.name, destination)
 
     @classmethod
     def open(

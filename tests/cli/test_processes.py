@@ -6,6 +6,7 @@ with nothing set host-wide.
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import socket
@@ -87,6 +88,55 @@ def test_pytcp_reaches_pytcp_with_nothing_set_host_wide(netns) -> None:
     assert proc.stdout is not None and proc.stdout.read() == b"hello\n"
     with open(forward) as f:
         assert f.read() == before  # the host's setting is what it was
+
+
+FORCE_FORWARDING6 = "/proc/sys/net/ipv6/conf/{}/force_forwarding"
+ALL_FORWARDING6 = "/proc/sys/net/ipv6/conf/all/forwarding"
+needs_force_forwarding = pytest.mark.skipif(
+    not os.path.exists(FORCE_FORWARDING6.format("lo")),
+    reason="needs Linux 6.17+ (net.ipv6.conf.IF.force_forwarding)",
+)
+
+
+@needs_force_forwarding
+def test_pytcp_reaches_pytcp_over_ipv6_with_nothing_set_host_wide(netns) -> None:
+    with open(ALL_FORWARDING6) as f:
+        assert f.read() == "0\n"  # a fresh namespace: the host-wide switch is off
+    proc, _err = start_listener("-6", "7404", stdin=subprocess.DEVNULL)  # pytcp0, fd77:0::2
+    with open(FORCE_FORWARDING6.format("pytcp0")) as f:
+        assert f.read() == "1\n"  # on pytcp's own interface only
+    out = run("send", "-v", "fd77::2", "7404", "hello six")  # pytcp1 -> pytcp0, IPv6
+    assert out.returncode == 0, out.stderr
+    assert re.match(rb"pytcp: connected to fd77::2 port 7404 from fd77:1::2 ", out.stderr)
+    assert proc.wait(TIMEOUT) == 0
+    assert proc.stdout is not None and proc.stdout.read() == b"hello six\n"
+    with open(ALL_FORWARDING6) as f:
+        assert f.read() == "0\n"  # still off: nothing host-wide was changed
+
+
+@needs_force_forwarding
+def test_ipv6_to_pytcp_without_forwarding_fails_at_once_naming_the_cause(netns) -> None:
+    """When the kernel cannot forward IPv6 between two pytcp interfaces (here the
+    listener's force_forwarding is turned off, as on a kernel before 6.17 with
+    all.forwarding off), the SYN would be dropped silently and the connection time out
+    after two minutes: pytcp says why before it sends one."""
+    proc, err = start_listener("-6", "7405", stdin=subprocess.DEVNULL)
+    with open(FORCE_FORWARDING6.format("pytcp0"), "w") as f:
+        f.write("0")  # this test namespace's interface, not a host-wide setting
+    out = run("connect", "-w", "100s", "fd77::2", "7405", input=b"lost\n")
+    assert out.returncode == 1
+    assert out.stderr == (
+        b"pytcp: cannot connect to fd77::2 port 7405: fd77::2 is routed out of pytcp0, and "
+        b"the kernel forwards IPv6 between interfaces only with "
+        b"net.ipv6.conf.all.forwarding=1 (0 here, a host-wide setting pytcp does not change) "
+        b"or force_forwarding=1 on both (net.ipv6.conf.pytcp0.force_forwarding is 0); as "
+        b"root: sysctl -w net.ipv6.conf.all.forwarding=1, or use IPv4\n"
+    )
+    with open(ALL_FORWARDING6) as f:
+        assert f.read() == "0\n"
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(TIMEOUT) == 130
+    assert not [line for line in err.rest() if "connection from" in line]  # no SYN came
 
 
 @pytest.mark.parametrize("names", [("pytcp3", "pytcp4"), ("alpha", "beta")])
