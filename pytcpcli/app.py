@@ -168,6 +168,19 @@ class TraceWriter:
         self.err.flush()
 
 
+def _other_family(host: str, family: int | None) -> list[str]:
+    """After a lookup limited to `family` found nothing: the addresses `host` has in the
+    other family (empty when it has none, or when no family was asked for)."""
+    if family is None:
+        return []
+    other = socket.AF_INET6 if family == 4 else socket.AF_INET
+    try:
+        infos = socket.getaddrinfo(host, None, other, socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError):
+        return []
+    return list(dict.fromkeys(str(info[4][0]).split("%", 1)[0] for info in infos))
+
+
 @dataclass
 class App:
     """What every command needs; `pytcp` builds one, tests build their own."""
@@ -336,6 +349,14 @@ class App:
             infos = socket.getaddrinfo(host, None, af, socket.SOCK_STREAM)
         except (socket.gaierror, UnicodeError) as e:
             reason = e.strerror if isinstance(e, socket.gaierror) else str(e)
+            other = _other_family(host, family) if isinstance(e, socket.gaierror) else []
+            if other:
+                # The name is fine; -4/-6 ruled out every address it has.
+                version = 6 if family == 4 else 4
+                raise CliError(
+                    f"{host!r} has only IPv{version} addresses ({', '.join(other)}); drop "
+                    f"-{family} or give -{version}"
+                ) from None
             which = f" to an IPv{family} address" if family is not None else ""
             raise CliError(
                 f"cannot resolve {host!r}{which} ({reason}); check the name or give an address"

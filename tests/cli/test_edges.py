@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -15,6 +16,7 @@ from tests.cli.netcat import (
     ADDRS,
     FAMILIES,
     KERNEL,
+    PYTCP,
     TIMEOUT,
     KernelServer,
     StderrLines,
@@ -189,3 +191,59 @@ def test_localhost_resolves_through_the_system_resolver(netns) -> None:
         b"pytcp: cannot connect to 127.0.0.1 port 80: 127.0.0.1 is a loopback address, "
         b"which the stack cannot reach: the kernel is at 10.77.0.1\n",
     )
+
+
+def with_hosts(hosts: str, tmp_path, *args: str) -> list[str]:
+    """A command that runs with `hosts` as its /etc/hosts: a bind mount in a mount
+    namespace of its own (`unshare -m`, private propagation), so the resolver path is the
+    system's (getaddrinfo, nsswitch `files`) and the host's /etc/hosts is never touched."""
+    path = tmp_path / "hosts"
+    path.write_text(hosts)
+    script = 'mount --bind "$0" /etc/hosts && exec "$@"'
+    return ["unshare", "-m", "--propagation", "private", "sh", "-c", script, str(path), *args]
+
+
+def _hosts_file_resolves() -> bool:
+    """Whether getaddrinfo reads /etc/hosts here (nsswitch `hosts: files ...`; glibc
+    reads it without an nsswitch.conf too)."""
+    try:
+        with open("/etc/nsswitch.conf", encoding="utf-8", errors="replace") as f:
+            lines = [line.split() for line in f]
+    except FileNotFoundError:
+        return True
+    return any(words[:1] == ["hosts:"] and "files" in words for words in lines)
+
+
+needs_files_resolver = pytest.mark.skipif(
+    shutil.which("unshare") is None or not _hosts_file_resolves(),
+    reason="needs unshare(1) and /etc/hosts in the resolver's path (nsswitch files)",
+)
+
+
+@needs_files_resolver
+def test_a_name_with_only_an_ipv6_address_is_reached_and_minus_4_says_why(netns, tmp_path):
+    """A name whose only address is IPv6, through the system resolver: connect reaches it
+    over IPv6; with -4 it fails in one line naming the address the name does have."""
+    name = "six-only.pytcp.test"
+    hosts = f"127.0.0.1 localhost\n{ADDRS[6][0]} {name}\n"
+
+    def echo(conn: socket.socket) -> bytes:
+        got = recv_all(conn)
+        conn.sendall(got.upper())
+        return got
+
+    server = KernelServer(7460, echo, family=6)
+    out = subprocess.run(with_hosts(hosts, tmp_path, PYTCP, "connect", "-v", name, "7460"),
+                         input=b"over six\n", capture_output=True, timeout=TIMEOUT)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == b"OVER SIX\n"
+    assert out.stderr.startswith(f"pytcp: connected to {ADDRS[6][0]} port 7460 from ".encode())
+    assert server.wait() == [b"over six\n"]
+    out = subprocess.run(with_hosts(hosts, tmp_path, PYTCP, "connect", "-4", name, "7460"),
+                         input=b"", capture_output=True, timeout=TIMEOUT)  # fmt: skip
+    assert (out.returncode, out.stdout, out.stderr) == (
+        1,
+        b"",
+        f"pytcp: '{name}' has only IPv6 addresses ({ADDRS[6][0]}); drop -4 or give -6\n".encode(),
+    )
+    server.close()
