@@ -613,6 +613,12 @@ COMPACT_LINES = 22  # an 80x24 terminal less the two lines of the --watch header
 INFINITE_SSTHRESH = 0x7FFFFFFF  # the stack's initial "arbitrarily high" ssthresh (RFC 5681 §3.1)
 
 
+def _plus(value: int | None, base: int | None) -> str:
+    """`+N`, relative to `base` (ISS or IRS), or `-` while either is unknown (SYN-SENT
+    has no IRS yet)."""
+    return "-" if value is None or base is None else f"+{rel(value, base)}"
+
+
 def _ssthresh(value: Any) -> str:
     return "inf" if value == INFINITE_SSTHRESH else _v(value)
 
@@ -642,12 +648,12 @@ def render_compact(entry: Mapping[str, Any], width: int | None = 80) -> str:
         rows.append((side, text if label_room is None else elide_endpoint(text, label_room)))
     snd, rcv = entry.get("send", {}), entry.get("receive", {})
     iss, irs = snd.get("iss"), rcv.get("irs")
-    send = (f"una +{rel(snd.get('snd_una'), iss)}  nxt +{rel(snd.get('snd_nxt'), iss)}  "
-            f"max +{rel(snd.get('snd_max'), iss)}")  # fmt: skip
+    send = (f"una {_plus(snd.get('snd_una'), iss)}  nxt {_plus(snd.get('snd_nxt'), iss)}  "
+            f"max {_plus(snd.get('snd_max'), iss)}")  # fmt: skip
     if "snd_wnd" in snd:
         send += f"  wnd {_v(snd.get('snd_wnd'))}"
     rows.append(("send", f"{send}  (ISS {_v(iss)})"))
-    rows.append(("receive", f"nxt +{rel(rcv.get('rcv_nxt'), irs)}  wnd {_v(rcv.get('rcv_wnd'))}"
+    rows.append(("receive", f"nxt {_plus(rcv.get('rcv_nxt'), irs)}  wnd {_v(rcv.get('rcv_wnd'))}"
                             f"  (IRS {_v(irs)})"))  # fmt: skip
     cc, rec = entry.get("congestion"), entry.get("recovery")
     if isinstance(cc, Mapping):
@@ -657,7 +663,7 @@ def render_compact(entry: Mapping[str, Any], width: int | None = 80) -> str:
                              f"({_v(cc.get('algorithm'))})"))  # fmt: skip
         phase = f"{_v(cc.get('phase'))}"
         if cc.get("phase") in ("recovery", "loss"):
-            phase += f" until +{rel(cc.get('recover'), iss)}"
+            phase += f" until {_plus(cc.get('recover'), iss)}"
         phase += f", {_v(cc.get('dup_acks'))} dup ACKs"
         if isinstance(rec, Mapping):
             phase += (f", SACKed {_v(rec.get('sacked_bytes'))}, lost {_v(rec.get('lost_bytes'))}"

@@ -288,6 +288,14 @@ def test_compact_view_fits_80x24_with_ipv6() -> None:
         assert len(lines) <= 22 and max(len(line) for line in lines) <= 80
 
 
+def test_compact_view_in_syn_sent_has_no_irs_yet() -> None:
+    syn_sent = json.loads(json.dumps(SAMPLE))
+    syn_sent["state"] = "SYN-SENT"
+    syn_sent["receive"].update(irs=None, rcv_nxt=None)
+    lines = render_compact(syn_sent).splitlines()
+    assert lines[4] == "receive   nxt -  wnd 65535  (IRS -)"
+
+
 def test_compact_view_of_a_time_wait_record() -> None:
     assert render_compact(TIME_WAIT_RECORD).splitlines() == [
         "4242.9  TIME-WAIT  on pytcp0, pid 4242",
