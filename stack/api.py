@@ -880,12 +880,15 @@ class Stack:
         for a link that is not a plain TUN, with --pcap, or with nothing in TIME-WAIT."""
         link = self._link
         conns = list(self.host.connections())
+        # A connection its application closed in TIME-WAIT may be a record already (the
+        # host compacts it on its next output pass): it still re-ACKs a late FIN.
+        records = self.host.time_waits()
         if (
             seconds <= 0
             or not isinstance(link, TunLink)
             or link.fileno() is None
             or self._pcap is not None
-            or not conns
+            or not (conns or records)
             or any(c.state != State.TIME_WAIT for c in conns)
         ):
             return None
@@ -911,7 +914,10 @@ class Stack:
         null = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):
             os.dup2(null, fd)
-        keep = {0, 1, 2, link.fileno(), listener.fileno()}
+        # A selector of its own first, while the inherited descriptors are valid: the
+        # old epoll must be closed by its number before that number can be reused.
+        self.loop.fork_reset()
+        keep = {0, 1, 2, link.fileno(), listener.fileno(), self.loop.selector_fileno()}
         for entry in os.listdir("/proc/self/fd"):
             if int(entry) not in keep:
                 with contextlib.suppress(OSError):
@@ -920,7 +926,6 @@ class Stack:
             signal.signal(signum, signal.SIG_DFL)
         with contextlib.suppress(ValueError, OSError):
             signal.set_wakeup_fd(-1)
-        self.loop.fork_reset()
         asked: list[socket.socket] = []
 
         def on_ask() -> None:
@@ -931,7 +936,9 @@ class Stack:
         self.loop.add_reader(listener.fileno(), on_ask)
         host = self.host
         self.loop.run_until(
-            lambda: bool(asked) or all(c.is_closed for c in host.connections()), seconds
+            lambda: bool(asked)
+            or (all(c.is_closed for c in host.connections()) and not host.time_waits()),
+            seconds,
         )
         # Nothing reads the device from here on. It goes to the first asker if that is a
         # process of our uid or root (SCM_RIGHTS; tun.claim_lingering checks ours), then

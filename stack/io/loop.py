@@ -282,7 +282,11 @@ class Loop:
     def fork_reset(self) -> None:
         """In a child after os.fork(): a selector of its own (the parent's epoll is
         shared with the child) watching only the links; no timers, readers, writers or
-        hooks of the parent's application survive."""
+        hooks of the parent's application survive. Call it while the inherited
+        descriptors are still open: the child's copy of the old epoll descriptor is
+        closed here, before the new one is made (left to the garbage collector, it would
+        be closed after the new one took its number, closing the new one)."""
+        self._selector.close()
         self._selector = selectors.DefaultSelector()
         self._readers.clear()
         self._writers.clear()
@@ -290,6 +294,12 @@ class Loop:
         self._hooks.clear()
         for fd in self._link_fds:
             self._update(fd)
+
+    def selector_fileno(self) -> int | None:
+        """The selector's own descriptor (an epoll fd), for a child that closes every
+        descriptor it does not keep; None for a selector without one."""
+        fileno = getattr(self._selector, "fileno", None)
+        return int(fileno()) if fileno is not None else None
 
     def add_hook(self, hook: Callable[[], None]) -> None:
         """Call `hook` at the end of every iteration (after the hosts are pumped)."""
