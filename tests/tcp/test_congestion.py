@@ -225,7 +225,7 @@ def test_ecn_echo_reduces_at_once() -> None:  # RFC 3168 §6.1.2, RFC 9438 §4.6
     assert (reno.cwnd, reno.ssthresh) == (5000, 5000)
     cubic = Cubic(MSS)
     cubic.cwnd = 10_000
-    cubic.on_ecn(0, 10_000)
+    cubic.on_ecn(0, 4000)  # CUBIC reduces from cwnd, whatever the FlightSize
     assert (cubic.cwnd, cubic.ssthresh, cubic.w_max) == (7000, 7000, 10_000)
 
 
@@ -263,14 +263,18 @@ def test_controllers_registry() -> None:
 # -- CUBIC (RFC 9438) -----------------------------------------------------------
 #
 # The scenario the exact numbers below come from: MSS 1000, a loss at cwnd =
-# FlightSize = 288 000 bytes.  ssthresh = 0.7 * 288 000 = 201 600 and W_max = 288 000,
-# so K = cbrt((288 - 201.6) / 0.4) = cbrt(216) = 6 s.
+# 288 000 bytes.  ssthresh = 0.7 * cwnd = 201 600 and W_max = 288 000, so
+# K = cbrt((288 - 201.6) / 0.4) = cbrt(216) = 6 s.  CUBIC takes the decrease from
+# cwnd, not from the FlightSize the hook passes (RFC 9438 §4.6 allows it with
+# window validation, which the sender does, RFC 7661): the FlightSize left after
+# the ACK that revealed the loss is often a few segments (here 3000 bytes), and
+# 0.7 of it would collapse the window to the 2 SMSS floor.
 
 
 def cubic_after_loss(now: int = 0) -> Cubic:
     cc = Cubic(MSS)
     cc.cwnd = 288_000
-    reno_enter(cc, now, 288_000)
+    reno_enter(cc, now, 3000)
     reno_exit(cc, 0, 201_600)
     return cc
 
@@ -278,7 +282,7 @@ def cubic_after_loss(now: int = 0) -> Cubic:
 def test_cubic_multiplicative_decrease_beta_0_7() -> None:  # RFC 9438 §4.6
     cc = Cubic(MSS)
     cc.cwnd = 288_000
-    reno_enter(cc, 0, 288_000)
+    reno_enter(cc, 0, 3000)  # FlightSize 3000: ssthresh is 0.7 * cwnd all the same
     assert cc.snapshot() == {
         "algorithm": "cubic",
         "cwnd": 201_600 + 3 * MSS,  # RFC 6582 inflation on top of CUBIC's ssthresh
@@ -379,7 +383,7 @@ def test_cubic_fast_convergence() -> None:  # RFC 9438 §4.7
     cc = cubic_after_loss()
     assert cc.w_max == 288_000
     cc.cwnd = 200_000  # a second loss below the previous W_max
-    reno_enter(cc, 0, 200_000)
+    reno_enter(cc, 0, 50_000)
     assert cc.w_max == 200_000 * 17 // 20 == 170_000
     assert cc.ssthresh == 140_000
     cc.cwnd = 180_000  # a third loss above it: W_max = cwnd
@@ -390,7 +394,7 @@ def test_cubic_fast_convergence() -> None:  # RFC 9438 §4.7
 def test_cubic_rto_loss_window_then_k_zero() -> None:  # RFC 9438 §4.8
     cc = Cubic(MSS)
     cc.cwnd = 100_000
-    cc.on_rto(0, 100_000)
+    cc.on_rto(0, 40_000)  # ssthresh as in §4.6: 0.7 * cwnd
     assert (cc.cwnd, cc.ssthresh, cc.w_max) == (1000, 70_000, 100_000)
     cc.on_rto(0, 1000)  # the same data timing out again: ssthresh held
     assert (cc.cwnd, cc.ssthresh) == (1000, 70_000)
@@ -400,6 +404,19 @@ def test_cubic_rto_loss_window_then_k_zero() -> None:  # RFC 9438 §4.8
     assert cc.k == 0
     assert cc.w_max == 2000
     assert cc.w_cubic(1 * SECOND) == 2400
+
+
+def test_cubic_rto_in_recovery_holds_the_episodes_ssthresh() -> None:  # Linux tcp_enter_loss
+    cc = Cubic(MSS)
+    cc.cwnd = 100_000
+    reno_enter(cc, 0, 5000)  # ssthresh 70 000, W_max 100 000
+    cc.cwnd = 20_000  # PRR brought the window down; the retransmission is lost
+    cc.on_rto(0, 60_000)  # the episode's reduction stands: no second one from 20 000
+    assert (cc.cwnd, cc.ssthresh, cc.w_max) == (1000, 70_000, 100_000)
+    cc.ssthresh = 2000
+    cc.on_ack(0, 1000, 0, None)  # an ACK outside recovery: the reduction is spent
+    cc.on_rto(0, 2000)  # a new loss: ssthresh from cwnd 2000, at least 2 SMSS
+    assert (cc.cwnd, cc.ssthresh) == (1000, 2000)
 
 
 def test_cubic_slow_start_like_reno() -> None:
@@ -420,7 +437,7 @@ def test_cubic_first_epoch_without_loss_starts_at_its_window() -> None:
 def test_cubic_negative_k_when_epoch_starts_above_w_max() -> None:
     cc = Cubic(MSS)
     cc.cwnd = 100_000
-    reno_enter(cc, 0, 100_000)  # W_max 100 000
+    reno_enter(cc, 0, 10_000)  # W_max 100 000
     cc.cwnd = 100_000 + 400 * MSS  # far above W_max when avoidance starts
     cc.on_ack(0, 1, 0, None)
     assert cc.k == -10 * SECOND  # (-400 / 0.4) = -1000 = (-10)**3

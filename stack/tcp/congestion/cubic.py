@@ -6,6 +6,20 @@ multiplicative decrease (beta = 0.7 instead of 0.5) and congestion avoidance.  L
 recovery, and the window during it, are tcp/recovery.py's; CUBIC stands alone on
 the neutral hooks of congestion/base.py.
 
+The decrease is taken from cwnd, as Linux's bictcp_recalc_ssthresh does, not from
+the FlightSize the hooks pass: RFC 9438 §4.6 lets an implementation "use cwnd
+instead of flight_size when calculating a new ssthresh" if it uses "other measures
+to prevent cwnd from growing when the volume of bytes in flight is smaller than
+cwnd".  pytcp has them: an ACK grows cwnd only while cwnd limited the sender
+(`Sender._is_cwnd_limited`, the `cwnd_limited` argument of `on_ack`; in slow start
+only while the flight reached half of cwnd, RFC 7661's validated phase), and
+tcp/cwv.py reduces a window left unused (RFC 7661 §4.4.3).  The FlightSize seen by
+the ACK that reveals a loss is what is left after it, often two or three segments
+when a window's tail was SACKed, and 0.7 of it collapses the window far below what
+the path carried.  An RTO while the reduction of a congestion event is still in
+force (no ACK outside recovery since) holds ssthresh, as Linux tcp_enter_loss does
+in the Recovery and CWR states: the reduction was made for this loss already.
+
 The arithmetic is integer, in bytes and nanoseconds, so results are exact and
 repeatable: C = 0.4 segments/s**3 and beta = 0.7 are the fractions 4/10 and 7/10;
 the Reno-friendly estimate W_est is kept in bytes scaled by 2**20; the per-ACK
@@ -45,7 +59,9 @@ class Cubic(CongestionControl):
 
     def __init__(self, mss: int, *, initial_window: int | None = None) -> None:
         super().__init__(mss, initial_window=initial_window)
-        self._rto_backed_off = False  # an RTO reduced ssthresh and nothing was ACKed since
+        # A reduction (congestion event, ECN or RTO) set ssthresh and no ACK outside
+        # recovery came since: a timeout then holds ssthresh (RFC 5681 §3.1).
+        self._reduced = False
         self._undo_w_max: int | None = None  # W_max before the last reduction
         self.hystart = HyStart()  # RFC 9406 in the initial slow start (RFC 9438 §4.10)
         self._css_carry = 0  # remainder of CSS's divided growth
@@ -91,7 +107,7 @@ class Cubic(CongestionControl):
         self._epoch_w_max = self.w_max
         # K = cubic_root((W_max - cwnd_epoch) / C) seconds (§4.2, Figure 2), in ns:
         # K_ns**3 = (W_max - cwnd_epoch) / MSS * C_DEN / C_NUM * 10**27.
-        # A window above W_max (ssthresh from a large FlightSize) gives K < 0: the
+        # A window above W_max (an undo restored a larger cwnd) gives K < 0: the
         # curve is already past its plateau, in the convex region.
         diff = self.w_max - self.cwnd
         cube = abs(diff) * C_DEN * NS_PER_S**3 // (self.mss * C_NUM)
@@ -108,7 +124,7 @@ class Cubic(CongestionControl):
         if acked <= 0:
             return
         self._acked_any = True
-        self._rto_backed_off = False
+        self._reduced = False
         if not cwnd_limited:
             # No growth while the window is not used; the epoch's clock stops too
             # (as Linux shifts epoch_start over an idle period), so the curve does
@@ -155,9 +171,11 @@ class Cubic(CongestionControl):
             # Reno-friendly region (§4.3): do at least as well as Reno would.
             self.cwnd = max(self.cwnd, w_est)
 
-    def _reduce(self, in_flight: int) -> None:
-        """The multiplicative decrease of RFC 9438 §4.6 with fast convergence §4.7."""
+    def _reduce(self) -> None:
+        """The multiplicative decrease of RFC 9438 §4.6, from cwnd (see the module
+        docstring), with fast convergence §4.7."""
         self._acked_any = True
+        self._reduced = True
         self._undo_w_max = self.w_max
         self.hystart.exit()
         cwnd = self.cwnd
@@ -168,15 +186,15 @@ class Cubic(CongestionControl):
         else:
             self.w_max = cwnd
         self._cwnd_prior = cwnd
-        # ssthresh = FlightSize * beta, at least 2 SMSS (§4.6).
-        self.ssthresh = max(in_flight * BETA_NUM // BETA_DEN, 2 * self.mss)
+        # ssthresh = cwnd * beta, at least 2 SMSS (§4.6; cwnd instead of flight_size).
+        self.ssthresh = max(cwnd * BETA_NUM // BETA_DEN, 2 * self.mss)
         # The epoch ends: congestion avoidance after the episode starts afresh from
         # the window recovery leaves (RFC 9438 §4.2).
         self._t_epoch = None
         self.k = None
 
     def on_congestion_event(self, now: int, in_flight: int) -> None:
-        self._reduce(in_flight)
+        self._reduce()
 
     def on_cwnd_set(self, now: int) -> None:
         # cwnd changed under the epoch: a later one starts from the window it finds.
@@ -185,7 +203,7 @@ class Cubic(CongestionControl):
 
     def on_ecn(self, now: int, in_flight: int) -> None:
         # RFC 9438 §4.6: an ECN-Echo is a congestion event like a loss.
-        self._reduce(in_flight)
+        self._reduce()
         self.cwnd = max(self.ssthresh, self.mss)
 
     def undo(self, cwnd: int, ssthresh: int) -> None:
@@ -195,15 +213,16 @@ class Cubic(CongestionControl):
         self.w_max = self._undo_w_max
         self._t_epoch = None
         self.k = None
-        self._rto_backed_off = False
+        self._reduced = False
 
     def on_rto(self, now: int, in_flight: int) -> None:
-        # RFC 9438 §4.8: ssthresh as in §4.6 (held when the same data times out
-        # again, RFC 5681 §3.1), cwnd = 1 SMSS as Reno, and the next congestion
-        # avoidance starts with K = 0 from the window it begins with.
-        if not self._rto_backed_off:
-            self._reduce(in_flight)
-            self._rto_backed_off = True
+        # RFC 9438 §4.8: ssthresh as in §4.6, from cwnd -- held when the same data
+        # times out again (RFC 5681 §3.1) or the timeout ends a recovery episode
+        # whose reduction is in force (Linux tcp_enter_loss) --, cwnd = 1 SMSS as
+        # Reno, and the next congestion avoidance starts with K = 0 from the window
+        # it begins with.
+        if not self._reduced:
+            self._reduce()
         self._reset_after_rto = True
         self._t_epoch = None
         self.k = None
