@@ -27,7 +27,10 @@ from typing import Any, Protocol
 from pytcpcli.signals import ALWAYS_CAUGHT, CAUGHT, in_background
 from pytcpcli.signals import name as signal_name
 
-CHUNK = 64 * 1024  # one read from an fd or a socket
+# One read from an fd or a socket. 256 KiB (the send buffer's size) rather than 64 KiB:
+# a quarter of the reads, writes and relay passes per byte (`head -c 64M /dev/zero |
+# pytcp connect` about 30 % faster on the bench machine); the pipes hold 1 MiB.
+CHUNK = 256 * 1024
 BACKGROUND_POLL = 0.25  # seconds between looks at a terminal owned by another job
 HIGH_WATER = 256 * 1024  # bytes buffered before the producer is paused
 # Pipes on stdin, stdout and a child's stdio are grown to this (F_SETPIPE_SZ; Linux's
