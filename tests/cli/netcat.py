@@ -7,8 +7,10 @@ wait is bounded. `FAMILIES` parametrizes a test over IPv4 and IPv6 (`ADDRS[famil
 
 from __future__ import annotations
 
+import errno
 import os
 import queue
+import select
 import socket
 import subprocess
 import sys
@@ -48,6 +50,23 @@ def recv_all(conn: socket.socket) -> bytes:
         if not data:
             return b"".join(chunks)
         chunks.append(data)
+
+
+def reset_by_peer(conn: socket.socket, timeout: float = TIMEOUT) -> bool:
+    """Wait for the peer's RST on conn, whatever else came first; True once it came.
+
+    A FIN that came before (pytcp's stdin was at EOF) makes recv() return b"" even
+    after the RST, and a send that fitted into the send buffer returns before it: only
+    the socket's own state tells. Linux ends the socket at the RST (POLLHUP, CLOSE)
+    and sets its error (POLLERR: ECONNRESET, or EPIPE in CLOSE-WAIT); a FIN alone
+    raises neither while this side has not shut down. The wait is for that event;
+    `timeout` only bounds a test that is failing (False: no RST came)."""
+    poller = select.poll()
+    poller.register(conn, select.POLLERR | select.POLLHUP)
+    if not poller.poll(int(timeout * 1000)):
+        return False
+    error = conn.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    return error in (errno.ECONNRESET, errno.EPIPE)
 
 
 def read_line(conn: socket.socket) -> bytes:

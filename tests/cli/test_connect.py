@@ -26,6 +26,7 @@ from tests.cli.netcat import (
     StderrLines,
     pytcp,
     recv_all,
+    reset_by_peer,
     run,
     unacked,
 )
@@ -521,10 +522,13 @@ def test_stdout_reader_gone_is_reported(netns) -> None:
     def flood(conn: socket.socket) -> str:
         try:
             conn.sendall(os.urandom(4 * 1024 * 1024))
-            recv_all(conn)
         except (ConnectionResetError, BrokenPipeError):  # EPIPE: the RST came mid-send
             return "reset"
-        return "closed"
+        # On a loaded machine head exits late: pytcp's window, the pipe and the send
+        # buffer hold all 4 MiB, sendall returns, pytcp's FIN (stdin /dev/null) is in
+        # and the RST is yet to come, so a recv() here would read EOF and call it
+        # closed. The handler waits for the RST itself.
+        return "reset" if reset_by_peer(conn) else "closed"
 
     server = KernelServer(7017, flood)
     out = subprocess.run(
@@ -539,6 +543,36 @@ def test_stdout_reader_gone_is_reported(netns) -> None:
     assert out.stderr == b"pytcp: stdout was closed before every received byte was written\n"
     # pytcp cannot take more: it resets the connection rather than pretend to read it.
     assert server.wait() == ["reset"]
+
+
+def test_stdout_reader_gone_after_our_fin_is_still_reset(netns) -> None:
+    # The order the test above meets under load, made certain: pytcp's FIN reaches the
+    # peer first (stdin /dev/null), what the peer sends fits in its send buffer, and
+    # only then does pytcp find stdout's reader gone (closed before pytcp started).
+    # Its FIN said "no more from me", not "I read everything": the RST must still come.
+    def fin_then_send(conn: socket.socket) -> tuple[bytes, str]:
+        request = recv_all(conn)  # pytcp's FIN
+        conn.sendall(b"late\n" * 100)
+        return request, "reset" if reset_by_peer(conn) else "closed"
+
+    server = KernelServer(7030, fin_then_send)
+    r, w = os.pipe()
+    os.close(r)
+    try:
+        out = subprocess.run(
+            [PYTCP, "connect", KERNEL, "7030"],
+            stdin=subprocess.DEVNULL,
+            stdout=w,
+            stderr=subprocess.PIPE,
+            timeout=TIMEOUT,
+        )
+    finally:
+        os.close(w)
+    assert (out.returncode, out.stderr) == (
+        1,
+        b"pytcp: stdout was closed before every received byte was written\n",
+    )
+    assert server.wait() == [(b"", "reset")]
 
 
 def test_closing_first_lingers_briefly_not_two_msl(netns) -> None:
