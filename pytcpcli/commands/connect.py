@@ -393,7 +393,9 @@ def connect(
     Bytes go exactly as they come, both ways. At stdin EOF pytcp sends FIN
     (half-close) and keeps receiving until the peer's FIN, then exits 0. When the
     peer closes first, stdout is closed at once so the next stage of a pipeline
-    sees EOF, and stdin is still sent until its EOF.
+    sees EOF, and stdin is still sent until its EOF. When stdout's reader goes
+    away (EPIPE) or stdout fails before the peer's FIN, pytcp can take no more: it
+    resets the connection (RST, also after its own FIN) and exits 1.
 
     HOST is an IPv4 or IPv6 address (brackets allowed: [fd77:0::1]) or a name
     for the system resolver (not with -n), A or AAAA; -4/-6 keep to one family.
