@@ -1402,7 +1402,10 @@ class Connection(Sender):
             elif tcb.sack:
                 # A partial ACK under RFC 6675: the scoreboard and PRR decide.
                 self._sack_loss_detection(now, delivered)
-                if rec.partial_acks == 0 and tcb.snd_max != tcb.snd_una:
+                # RFC 6298 (5.3), as Linux: every ACK of new data restarts the timer. The
+                # first-partial-ACK-only rule is RFC 6582's, for NewReno's one hole per RTT;
+                # a SACK episode repairing many holes would time out while it progresses.
+                if tcb.snd_max != tcb.snd_una:
                     self._arm_rto(now)
                 rec.partial_acks += 1
                 return

@@ -304,6 +304,29 @@ def test_no_rescue_retransmission_while_new_data_waits_for_prr() -> None:
     assert c.counters["retransmissions"] == 1
 
 
+def test_every_ack_of_new_data_in_sack_recovery_restarts_the_rto() -> None:
+    # RFC 6298 (5.3), as Linux: an ACK that acknowledges new data restarts the timer,
+    # in a SACK recovery episode too.  Restarting on the first partial ACK only (RFC
+    # 6582's NewReno rule) let an episode that repairs several holes over more than an
+    # RTO time out in the middle of its progress.  Segments 0, 3 and 6 are lost.
+    c = sending(8, rack=False)
+    sacks = ((21, (segs(1, 2),), [8]), (22, (segs(1, 3),), [9]))
+    for t, blocks, out in (*sacks, (23, (segs(1, 3), segs(4, 5)), [0])):
+        send(c, ack(0, sack=blocks), t * MS)
+        assert seqs(c, t * MS) == out  # limited transmit, then recovery: the first hole
+    send(c, ack(3 * SMSS, sack=(segs(4, 6),)), 40 * MS)  # partial ACK: 0 repaired
+    assert c.timers["retransmission"].deadline == 40 * MS + c.rtt.rto
+    send(c, ack(3 * SMSS, sack=(segs(4, 6), segs(7, 8))), 150 * MS)
+    assert seqs(c, 150 * MS) == [3]  # IsLost(3): no new data acknowledged, no restart
+    assert c.timers["retransmission"].deadline == 40 * MS + c.rtt.rto
+    send(c, ack(6 * SMSS, sack=(segs(7, 9),)), 160 * MS)  # the second partial ACK
+    assert seqs(c, 160 * MS) == [10, 11]
+    assert c.timers["retransmission"].deadline == 160 * MS + c.rtt.rto
+    assert recv_nothing(c, 40 * MS + c.rtt.rto)  # where the first partial ACK's RTO was
+    snap = c.snapshot(40 * MS + c.rtt.rto)
+    assert (snap["congestion"]["phase"], c.recovery.retries) == ("recovery", 0)
+
+
 # -- RFC 3042 / RFC 5681 §3.2 step 2: the FlightSize that ssthresh halves -----------
 
 
