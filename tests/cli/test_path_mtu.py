@@ -66,22 +66,30 @@ def router_says_too_big(family: int, snap: dict[str, Any], seq: int, mtu: int) -
         raw.sendto(message, (stack, 0))
 
 
-def data_segments(pcap: Path, family: int) -> list[tuple[int, bool]]:
-    """(payload length, DF) of every data segment pytcp sent, in order (scapy reads the
-    pcap: an independent parser)."""
+def data_segments(pcap: Path, family: int) -> list[tuple[int, bool, int]]:
+    """(payload length, DF, new bytes) of every data segment pytcp sent, in order; new
+    bytes are those no earlier segment carried, 0 for a retransmission (a tail loss probe
+    may resend one). Scapy reads the pcap: an independent parser."""
     from scapy.layers.inet import IP, TCP
     from scapy.layers.inet6 import IPv6
     from scapy.utils import rdpcap
 
     stack = ADDRS[family][1]
     out = []
+    first_seq: int | None = None
+    sent_end = 0  # relative to the first data byte's sequence number
     for pkt in rdpcap(str(pcap)):
         ip = pkt.getlayer(IP) if family == 4 else pkt.getlayer(IPv6)
         if ip is None or ip.src != stack or not pkt.haslayer(TCP):
             continue
         length = len(pkt[TCP].payload)
         if length:
-            out.append((length, bool(ip.flags.DF) if family == 4 else False))
+            if first_seq is None:
+                first_seq = pkt[TCP].seq
+            end = (pkt[TCP].seq - first_seq) % 2**32 + length
+            new = max(0, end - sent_end)
+            sent_end = max(sent_end, end)
+            out.append((length, bool(ip.flags.DF) if family == 4 else False, new))
     return out
 
 
@@ -161,9 +169,10 @@ def test_forged_mtu_68_changes_nothing_a_genuine_one_floors_the_path_mtu(
     new_mss = floor - (40 if family == 4 else 60) - TS
     # The first part went at the link's MSS (DF set); everything from the ICMP on at the
     # floor's, IPv4 without DF (Linux's locked MTU).
-    cut = next(i for i, (length, _) in enumerate(sizes) if sum(n for n, _ in sizes[:i]) >= FIRST)
-    assert max(n for n, _ in sizes[:cut]) == full
-    assert all(df for _, df in sizes[:cut]) is (family == 4)
-    assert max(n for n, _ in sizes[cut:]) == new_mss
-    assert sum(n for n, _ in sizes[cut:]) == SECOND
-    assert not any(df for _, df in sizes[cut:])
+    # Retransmissions (new = 0) count in neither part's bytes but obey its sizes.
+    cut = next(i for i in range(len(sizes) + 1) if sum(new for *_, new in sizes[:i]) >= FIRST)
+    assert max(n for n, *_ in sizes[:cut]) == full
+    assert all(df for _, df, _ in sizes[:cut]) is (family == 4)
+    assert max(n for n, *_ in sizes[cut:]) == new_mss
+    assert sum(new for *_, new in sizes[cut:]) == SECOND
+    assert not any(df for _, df, _ in sizes[cut:])
