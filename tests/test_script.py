@@ -184,6 +184,33 @@ def test_unmodelled_things_fail_at_their_line() -> None:
     assert result.error == "t.pkt:9: sendmsg() is not modelled by the pytcp target"
 
 
+def test_code_blocks_read_tcp_info_at_their_line_and_run_after_the_last_event() -> None:
+    # As packetdrill: tcp_info is read at the block's time, the Python runs at the end
+    # (a process started at the line would hold up the lines after it).
+    class InfoTarget(PytcpTarget):
+        def tcp_info(self, handle: object) -> dict[str, int]:
+            return {"tcpi_read_at": self.now()}
+
+    ran: list[tuple[str, dict[str, int], int]] = []
+
+    def code(block: str, variables: dict[str, int]) -> tuple[int, str]:
+        ran.append((block.strip(), variables, target.now()))
+        return (0, "") if "good" in block else (1, "AssertionError: 7\n")
+
+    text = HANDSHAKE + (
+        "   +0 %{ good }%\n  +.3 %{ bad }%\n"
+        "  +.3 setsockopt(4, SOL_SOCKET, SO_REUSEADDR, [1], 4) = 0\n"
+    )
+    script = parse(text, "t.pkt")
+    cfg = Config.from_script(script)
+    target = InfoTarget(cfg, rng=random.Random(1), isn_secret=bytes(16))
+    result = Runner(script, target, config=cfg, shell=None, code=code).run()
+    assert [(b, v["tcpi_read_at"]) for b, v, _ in ran] == [("good", 100000), ("bad", 400000)]
+    assert all(at == 700000 for _, _, at in ran)
+    assert result.error == "t.pkt:10: code block failed: AssertionError: 7"
+    assert [(r.line, r.ok) for r in result.lines if r.kind == "code"] == [(9, True), (10, False)]
+
+
 def test_blocking_call_returns_when_the_segment_comes() -> None:
     text = HANDSHAKE + (
         "   +0...0.200 read(4, ..., 1000) = 1000\n  +.2 < P. 1:1001(1000) ack 1 win 257\n"

@@ -98,6 +98,9 @@ linux  the Linux kernel's TCP in a throwaway network namespace (needs root): the
     super-packets included (consecutive segments add up to a larger > line, a larger
     one does not match a smaller). Outbound segments are stamped by the kernel
     (SO_TIMESTAMPNS on an AF_PACKET socket). Shell lines run inside that namespace.
+    A %{ }% block reads the socket's tcp_info at its line's time; its Python runs
+    with python3 after the script's last event, as packetdrill does (a failing
+    assert fails the block's line), so it never holds up the lines after it.
 pytcp-tun  pytcp's stack in real time over a real TUN (tun0, pytcp 10.77.250.2, the
     kernel side 10.77.250.1) in a throwaway namespace (needs root), its loop in a
     thread of its own; the script's peer is 10.77.250.9, whose segments are put on

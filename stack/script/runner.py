@@ -219,6 +219,8 @@ class Runner:
         self.shell = shell  # None: shell lines are skipped (--skip-shell)
         self.want_tcb = tcb
         self.code = code  # None: %{ }% blocks cannot run on this target
+        # %{ }% blocks whose tcp_info was read at their line, run after the last event
+        self.code_due: list[tuple[Event, Code, dict[str, int], LineResult]] = []
         self.last_fd: int | None = None  # the socket under test: the newest one
         self.result = ScriptResult(script.path, target.name, ok=False)
         self.fds: dict[int, Any] = {}  # script fd -> target handle
@@ -246,6 +248,7 @@ class Runner:
             for ev in self.script.events:
                 self.event(ev)
             self.finish_pending()
+            self.run_code_due()
             self.result.ok = True
         except Failure as f:
             self.result.ok = False
@@ -851,8 +854,10 @@ class Runner:
     # -- code -----------------------------------------------------------------------
 
     def run_code(self, ev: Event, block: Code) -> LineResult:
-        """A %{ }% block: Python run with the socket under test's tcp_info as tcpi_*
-        variables (packetdrill's names); a failing assert fails the line."""
+        """A %{ }% block: the socket under test's tcp_info is read at the line's time, as
+        packetdrill does, and the Python runs after the script's last event with it as
+        tcpi_* variables (packetdrill's names) -- a Python process started at the line
+        would hold up the lines after it. A failing assert fails the block's line."""
         info = getattr(self.t, "tcp_info", None)
         if info is None or self.code is None:
             raise Failure(
@@ -862,14 +867,26 @@ class Runner:
             )
         if self.last_fd is None or self.last_fd not in self.fds:
             raise Failure(ev.line, "a %{ }% block needs an open socket", kind="code")
-        variables = info(self.fds[self.last_fd])
-        status, output = self.code(block.text, variables)
-        if status != 0:
-            lines = [ln for ln in output.strip().splitlines() if ln.strip()]
-            raise Failure(
-                ev.line, f"code block failed: {lines[-1] if lines else status}", kind="code"
-            )
-        return LineResult(ev.line, ev.text, "code", True, self.t.now() / 1e6, actual="ok")
+        rec = LineResult(
+            ev.line, ev.text, "code", True, self.t.now() / 1e6, actual="tcp_info read"
+        )
+        self.code_due.append((ev, block, info(self.fds[self.last_fd]), rec))
+        return rec
+
+    def run_code_due(self) -> None:
+        """Run the %{ }% blocks in script order over the tcp_info read at their lines."""
+        assert self.code is not None or not self.code_due
+        for ev, block, variables, rec in self.code_due:
+            assert self.code is not None
+            status, output = self.code(block.text, variables)
+            if status != 0:
+                self.result.lines.remove(rec)  # the failure's own record replaces it
+                lines = [ln for ln in output.strip().splitlines() if ln.strip()]
+                raise Failure(
+                    ev.line, f"code block failed: {lines[-1] if lines else status}", kind="code"
+                )
+            rec.actual = "ok"
+        self.code_due.clear()
 
     # -- shell ----------------------------------------------------------------------
 
