@@ -172,12 +172,16 @@ def check_depth(line: bytes, limit: int) -> None:
     """Refuse a message nested deeper than `limit` without parsing it: json.loads recurses
     once per level and a few KiB of `[` would exhaust the interpreter's stack. Linear
     and at C speed (a reply listing 10 000 connections is megabytes): strings are cut
-    out by one regex substitution, the brackets left become +1/-1 and their running sum
-    is the depth. An unbalanced line passes here and json.loads refuses it."""
+    out (by one regex substitution, or without any escape in the line by a split at its
+    quotes), the brackets left become +1/-1 and their running sum is the depth. An
+    unbalanced line passes here and json.loads refuses it."""
     if line.count(b"[") + line.count(b"{") <= limit:
         return  # the common case: too few brackets to nest that deep
     if b'"' in line:
-        line = _STRING.sub(b"", line)
+        if b"\\" in line:
+            line = _STRING.sub(b"", line)
+        else:  # no escapes: the pieces between quotes are the strings (twice as fast)
+            line = b"".join(line.split(b'"')[0::2])
     steps = array("b", line.translate(_BRACKETS, _NOT_BRACKETS))
     if steps and max(itertools.accumulate(steps)) > limit:
         raise ProtocolError(TOO_DEEP, f"message nested deeper than {limit} levels")
@@ -953,7 +957,7 @@ class ControlServer:
         """A list row's entry: `obj.row(now)` (Connection) or its snapshot (a listener or
         a TIME-WAIT record, small already), with the id, pid and tun of every entry."""
         row = getattr(obj, "row", None)
-        snap = dict(row(now) if row is not None else obj.snapshot(now))
+        snap = row(now) if row is not None else dict(obj.snapshot(now))  # row: a new dict
         snap["id"] = self._conn_id(obj.id)
         snap["pid"] = self.pid
         snap["tun"] = getattr(self.stack, "tun_name", None)

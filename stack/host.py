@@ -530,7 +530,9 @@ class TimeWait:
 
 # Connection methods that change nothing the host must act on: everything else public
 # (user calls, input, timers, the steering verbs) marks the connection for the host.
-_READ_ONLY = frozenset({"segments_to_send", "next_deadline", "next_event", "snapshot", "status"})
+_READ_ONLY = frozenset(
+    {"segments_to_send", "next_deadline", "next_event", "snapshot", "status", "row"}
+)
 
 
 def _hosted_class(

@@ -65,10 +65,18 @@ def test_nesting_within_the_limit_and_brackets_in_strings_pass() -> None:
         b'"\\"' * 80_000 + b"\\",  # escaped quotes to the end: one string, never closed
         b'"' + b"[" * 200_000,  # an unterminated string hides the brackets
         b"[]" * 120_000,  # wide, not deep
+        b'{"a":"' + b"[{" * 100 + b'","b":[' + b'"]]"' * 50 + b"]}",  # no escapes: split
     ],
 )
 def test_depth_check_accepts_what_is_not_deep(line: bytes) -> None:
     check_depth(line, MAX_DEPTH)  # no exception; json.loads decides the rest
+
+
+def test_brackets_outside_strings_count_with_or_without_escapes() -> None:
+    deep = b'{"x":"]]]]]]]]]]",' + b'"y":' + b"[" * MAX_DEPTH + b"]" * MAX_DEPTH + b"}"
+    for line in (deep, deep.replace(b'"]]]', b'"\\"]]]')):  # split, then regex
+        with pytest.raises(ProtocolError):
+            check_depth(line, MAX_DEPTH)
 
 
 def test_a_deep_reply_is_refused_by_the_client_too() -> None:

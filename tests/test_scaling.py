@@ -232,6 +232,7 @@ def test_inspect_list_describes_only_what_it_shows(
     snapshots = Counting(monkeypatch, pair.server, "snapshot")
     rows = Counting(monkeypatch, pair.server, "row")
     control = ControlServer(_Served(pair), directory=str(tmp_path))
+    pair.server.touched()  # the record starts here
 
     def listed(**params: Any) -> list[dict[str, Any]]:
         reply = control.handle(Request(op="list", params=params))
@@ -248,6 +249,8 @@ def test_inspect_list_describes_only_what_it_shows(
     assert snapshots.calls == 0
     full = listed(view="full", states=["established"], port=clients[9].local[1])
     assert len(full) == 1 and snapshots.calls == 1  # `--json`: whole entries, for what shows
+    # Looking changes nothing: no connection is touched, so none is visited or told.
+    assert pair.server.touched() == []
     # A row holds snapshot()'s own values, field by field (one truth, no second copy).
     busy = servers[5]
     row, snap = busy.row(pair.now), busy.snapshot(pair.now)

@@ -1686,7 +1686,7 @@ class Connection(Sender):
             "buffers": {"send_queued": len(self.sendbuf), "unread": self.recvbuf.readable},
             "congestion": {"cwnd": self.cc.cwnd},
             "rtt": {"srtt": rtt.srtt, "rto": rtt.rto},
-            "timers": self.timers.snapshot(now, armed_only=True),
+            "timers": self.timers.snapshot(now, armed_only=True) if self.timers.any_armed() else [],
         }
 
     def snapshot(self, now: int) -> dict[str, Any]:

@@ -65,6 +65,9 @@ class TimerSet:
     def cancel_all(self) -> None:
         self._armed.clear()
 
+    def any_armed(self) -> bool:
+        return bool(self._armed)
+
     def is_armed(self, name: str) -> bool:
         return name in self._armed
 
