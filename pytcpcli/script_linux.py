@@ -28,7 +28,7 @@ from collections.abc import Callable
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
-from pytcpcli.scripting import CaptureQueue, capture_socket, kernel_stamp
+from pytcpcli.scripting import CaptureQueue, RealTimeTarget, capture_socket, kernel_stamp
 from stack.script.calls import (
     CallOutcome,
     errno_name,
@@ -64,7 +64,7 @@ CALL_WAIT = 1.0  # seconds a call without an end time may take before it "blocks
 CHILD_TIMEOUT = 300.0  # seconds one script may run in its namespace
 
 
-class LinuxTarget:
+class LinuxTarget(RealTimeTarget):
     """The kernel of the current (private) network namespace, through tun0."""
 
     name = "linux"
@@ -118,19 +118,6 @@ class LinuxTarget:
             if seg is None or seg.src != self.local_ip:
                 continue  # neighbour discovery, MLD, ...
             self.captured.put(Captured(self.now() if at is None else at, data))
-
-    def wait_until(self, t: int) -> None:
-        while True:
-            left = t - self.now()
-            if left <= 0:
-                return
-            time.sleep(min(left / 1e6, 0.5))
-
-    def next_outbound(self, deadline: int) -> Captured | None:
-        return self.captured.next_outbound(deadline)
-
-    def unread(self, cap: Captured) -> None:
-        self.captured.unread(cap)
 
     def inject(self, packet: bytes) -> list[str]:
         os.write(self.tun, VNET_HDR + packet)

@@ -22,7 +22,7 @@ import time
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
-from pytcpcli.scripting import CaptureQueue, capture_socket, kernel_stamp
+from pytcpcli.scripting import CaptureQueue, RealTimeTarget, capture_socket, kernel_stamp
 from stack.io.tun import TunLink
 from stack.script.calls import CallOutcome
 from stack.script.model import Syscall
@@ -40,7 +40,7 @@ PACKET_HOST = 0
 TICK = 0.01  # seconds the stack thread sleeps at most between looks at its timers
 
 
-class TunTarget(PytcpTarget):
+class TunTarget(RealTimeTarget, PytcpTarget):
     name = "pytcp-tun"
 
     def __init__(self, config: Config) -> None:
@@ -125,16 +125,6 @@ class TunTarget(PytcpTarget):
 
     def now(self) -> int:
         return self.ns // 1000
-
-    def wait_until(self, t: int) -> None:
-        while (left := t - self.now()) > 0:
-            time.sleep(min(left / 1e6, 0.5))
-
-    def next_outbound(self, deadline: int) -> Captured | None:
-        return self.captured.next_outbound(deadline)
-
-    def unread(self, cap: Captured) -> None:
-        self.captured.unread(cap)
 
     def inject(self, packet: bytes) -> list[str]:
         proto = ETH_P_IPV6 if packet[0] >> 4 == 6 else ETH_P_IP

@@ -66,6 +66,26 @@ class CaptureQueue:
             self._queue.appendleft(cap)
 
 
+
+class RealTimeTarget:
+    """What the real-time targets (linux, pytcp-tun) share: script time is the wall
+    clock since start, and what they sent comes from their CaptureQueue."""
+
+    captured: CaptureQueue
+
+    def now(self) -> int:  # µs of script time: each target has its own zero
+        raise NotImplementedError
+
+    def wait_until(self, t: int) -> None:
+        while (left := t - self.now()) > 0:
+            time.sleep(min(left / 1e6, 0.5))
+
+    def next_outbound(self, deadline: int) -> Captured | None:
+        return self.captured.next_outbound(deadline)
+
+    def unread(self, cap: Captured) -> None:
+        self.captured.unread(cap)
+
 def capture_socket(ifname: str) -> socket.socket:
     """An AF_PACKET socket on `ifname` that sees every packet both ways, each stamped
     by the kernel (SO_TIMESTAMPNS) as it passed."""

@@ -933,7 +933,7 @@ class TunLink:
             network=gateway.network,
             mtu=mtu,
             created=True,
-                        address6=addr6,
+            address6=addr6,
             peer_address6=gateway6,
             offload=vnet,
             accepted=accepted,
