@@ -1140,6 +1140,11 @@ class Connection(Sender):
                 if flags & F_RST:  # RFC 5961 §3.2: out-of-window RST is silently dropped
                     self._drop("rst-out-of-window", now)
                     return
+                if flags & F_SYN and tcb.state not in (State.SYN_RECEIVED, State.TIME_WAIT):
+                    # RFC 5961 §4.2: a SYN "irrespective of the sequence number" draws a
+                    # challenge ACK (Linux's syn_challenge), counted and limited as one.
+                    self._on_syn(seg, now)
+                    return
                 if tcb.state is State.TIME_WAIT and flags & F_FIN:
                     # A retransmitted FIN: our last ACK was lost.  ACK it again and
                     # restart the 2·MSL wait (§3.10.7.4 eighth, TIME-WAIT).

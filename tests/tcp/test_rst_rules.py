@@ -150,6 +150,9 @@ def test_syn_in_synchronized_state_draws_challenge_ack() -> None:
         send(c, replace(SEND, seq=seq, flags=SYN, ack=0), 0)
         assert c.state is State.ESTABLISHED
         assert recv(c, 0) == RECV
+        # a challenge ACK in and out of the window alike, not an out-of-window ACK
+        assert c.counters["challenge_acks"] == 1
+        assert c.counters["drops"] == {"syn-in-synchronized": 1}
 
 
 # --- ACK: RFC 5961 §5 ---
