@@ -293,7 +293,9 @@ def stack_options(f: F) -> F:
             "no_rack",
             is_flag=True,
             help="Detect loss by duplicate ACKs only (RFC 6675 DupThresh): no RACK-TLP "
-            "(RFC 8985), no tail loss probes.",
+            "(RFC 8985), no tail loss probes. By default a probe (one segment) goes out "
+            "about 2 RTTs after the last ACK, only in the open phase: never while SACKed "
+            "data is outstanding, in fast recovery or after an RTO (RFC 8985 7.2, as Linux).",
         ),
         click.option("--no-sack", "no_sack", is_flag=True, help="Do not offer SACK (RFC 2018)."),
         click.option(

@@ -645,11 +645,18 @@ class Recovery:
         return min(pto, rto)
 
     def may_probe(self) -> bool:
-        """RFC 8985 §7.2: a probe may be scheduled (open phase, SACK, no probe out)."""
+        """RFC 8985 §7.2: a probe may be scheduled only in the open phase, with no
+        SACKed sequences outstanding ("unless it is already in fast recovery, RTO
+        recovery, or the sender has segments delivered and SACKed but not yet
+        cumulatively acknowledged"; Linux tcp_schedule_loss_probe: Open or CWR
+        only), SACK negotiated and no probe out.  In "disorder" a hole lies below a
+        SACKed segment: RACK's reordering timer or its marking, not a probe,
+        answers it."""
         return (
             self.rack_enabled
             and self.sack
-            and self.phase in ("open", "disorder")
+            and self.phase == "open"
+            and not self.sacked_bytes
             and self.tlp_end is None
             and bool(self.segs)
         )

@@ -5,12 +5,14 @@ measured on the handshake, exact segments."""
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import replace
 
 from stack.tcp.clock import MS
 from stack.tcp.config import TcpConfig
+from stack.tcp.congestion import NewReno
 from stack.tcp.connection import Connection
-from stack.tcp.recovery import TLP_SLACK
+from stack.tcp.recovery import TLP_SLACK, Recovery
 from stack.tcp.sender import CWR, ECE, EctSegment
 from tests.tcp.helpers import (
     ACK,
@@ -411,3 +413,35 @@ def test_ece_halves_cwnd_once_per_window_and_sends_cwr() -> None:  # RFC 3168 §
     assert out[0].flags & CWR and type(out[0]) is EctSegment  # the first new data: CWR
     assert not out[1].flags & CWR
     assert c.counters["ecn_reductions"] == 1 and c.counters["ece_received"] == 2
+
+
+def test_no_tail_loss_probe_while_sacked_sequences_are_outstanding() -> None:
+    # RFC 8985 §7.2: no probe is scheduled while the sender "has segments delivered and
+    # SACKed but not yet cumulatively acknowledged"; Linux schedules one only in Open
+    # (or CWR), never in Disorder.  The scoreboard alone, with a fake clock.
+    rec = Recovery(1000, NewReno(SMSS), Counter(), sack=True)
+    for k in range(4):
+        rec.on_sent(1000 + k * SMSS, SMSS, RTT)
+    assert rec.may_probe()  # open, nothing SACKed: a probe may be armed
+    delivered = rec.on_ack(1000, ((1000 + 2 * SMSS, 1000 + 3 * SMSS),), 2 * RTT,
+                           srtt=RTT, min_rtt=RTT, duplicate=True, snd_max=1000 + 4 * SMSS)
+    assert (delivered, rec.sacked_bytes) == (SMSS, SMSS)
+    assert not rec.may_probe()  # SACKed sequences, even before the phase says so
+    rec.phase = "disorder"
+    assert not rec.may_probe()
+    # everything up to the SACKed segment cumulatively acknowledged: open again
+    rec.on_ack(1000 + 3 * SMSS, (), 3 * RTT, srtt=RTT, min_rtt=RTT, duplicate=False,
+               snd_max=1000 + 4 * SMSS)
+    rec.phase = "open"
+    assert (rec.sacked_bytes, rec.may_probe()) == (0, True)
+
+
+def test_disorder_arms_rack_reordering_timer_and_no_probe() -> None:
+    # One segment SACKed above the hole: "disorder".  The timer is RACK's reordering
+    # timeout (the hole's deadline), and no probe may be scheduled.
+    c = sending(4)
+    assert c.snapshot(RTT)["recovery"]["timer_mode"] == "tlp"
+    send(c, ack(0, sack=(segs(1, 2),)), RTT + 1 * MS)
+    snap = c.snapshot(RTT + 1 * MS)
+    assert (snap["congestion"]["phase"], snap["recovery"]["timer_mode"]) == ("disorder", "rack")
+    assert not c.recovery.may_probe()
