@@ -1,25 +1,36 @@
 """Figure `loss`: the Linux sender and the pytcp sender through the same impaired pytcp link.
 
-pytcp's `--impair loss=3%,seed=S` (both directions of its TUN, so data and ACKs are
-lost) sits on every path; BENCH_LOSS_SEEDS seeds (default "1 2 3"; "1" with
-BENCH_QUICK=1), BENCH_LOSS_MIB MiB each (default 16; 2 quick):
+pytcp's `--impair` (both directions of its TUN, so data and ACKs are lost) sits on
+every path; BENCH_LOSS_SEEDS seeds (default "1 2 3 4 5"; "1" with BENCH_QUICK=1),
+BENCH_LOSS_MIB MiB each (default 16; 2 quick). For seed S both senders' data draws
+from Random(S) and the ACKs from Random(S + 1000): the pytcp sender's connect gets
+`loss=3%,seed=S,seed-in=S+1000` (data goes out), the Linux sender's listen
+`loss=3%,seed=S+1000,seed-in=S` (data comes in). So the k-th wire data segment of either
+sender meets the same draw, and the count of data segments lost differs only by the
+difference in segments sent: the retransmitted bytes compare the senders, not two
+random loss sequences (with independent draws one run's loss count varies by about 5 %).
   Linux sender   a kernel socket sends to `pytcp listen --impair SPEC PORT >/dev/null`
                  until pytcp acknowledged the last byte; its RTOs are the namespace's
                  TcpExt.TCPTimeouts delta (/proc/net/netstat; the only kernel sender in
                  the namespace is this one), its retransmitted bytes `bytes_retrans` of
-                 `ss -ti` on the socket (TCP_INFO), tail-loss probes TcpExt.TCPLossProbes
+                 `ss -ti` on the socket (TCP_INFO), tail-loss probes TcpExt.TCPLossProbes,
+                 the ACKs that reached it `segs_in` of `ss -ti`
   pytcp sender   `pytcp connect --impair SPEC HOST PORT` with the data on stdin into a
                  kernel receiver, which keeps the connection open after the last byte
                  and pytcp's FIN until `pytcp inspect ID --json` was read: counters
-                 `retransmitted_bytes`, `rtos` and `tlp_probes` (n/a where this build
-                 has no such counter)
+                 `retransmitted_bytes`, `rtos`, `tlp_probes` and `segments_in` (the ACKs
+                 that reached it; n/a where this build has no such counter); the kernel
+                 receiver's ACKs sent are the namespace's Tcp.OutSegs delta
 Two patterns: `stream` (the whole size written to the sender at once: the kernel
 socket's sends, pytcp's stdin pipe) and `tail` (bursts of BENCH_LOSS_BURST_KIB, default
 32 KiB, each sent only after the receiver got the previous one, so every burst ends in a
 tail whose loss only a tail-loss probe or an RTO repairs). Rows: RTOs per run and
 retransmitted bytes per MiB moved, pytcp against Linux (a ratio ≤ 1: pytcp's sender
-needs no more than Linux's), and each sender's completion time. Medians over seeds;
-every run's raw numbers (tail-loss probes too) are in the JSON's extra.
+needs no more than Linux's), each sender's completion time, and (better "neither": they
+describe the path, not a goal) the ACKs per MiB that reached each sender after the
+impairment: the two receivers differ (README "Loss recovery, side by side and
+simulated"). Medians over seeds; every run's raw numbers (tail-loss probes, D-SACKs,
+fast recoveries too) are in the JSON's extra.
 """
 
 from __future__ import annotations
@@ -38,6 +49,7 @@ from benchmarks.report import Figure
 
 PORT = 5009
 TIMEOUT = 300.0
+ACK_SEED_OFFSET = 1000  # the ACK direction's seed is the data direction's + this
 
 
 def counter(counters: dict[str, Any], key: str) -> int | None:
@@ -48,7 +60,8 @@ def counter(counters: dict[str, Any], key: str) -> int | None:
 
 def linux_sender(bench: Bench, spec: str, size: int, burst: int | None) -> dict[str, Any]:
     tun = bench.tun()
-    keys = ("TcpExt.TCPTimeouts", "TcpExt.TCPLossProbes", "Tcp.RetransSegs")
+    keys = ("TcpExt.TCPTimeouts", "TcpExt.TCPLossProbes", "Tcp.RetransSegs",
+            "TcpExt.TCPDSACKRecv", "TcpExt.TCPSackRecovery")
     with Proc(bench.cmd(tun, "listen", "--impair", spec, str(PORT)), env=bench.env,
               name="pytcp listen --impair") as listener:
         bench.wait_listener(listener, PORT)
@@ -78,6 +91,10 @@ def linux_sender(bench: Bench, spec: str, size: int, burst: int | None) -> dict[
         "tlps": after.get("TcpExt.TCPLossProbes", 0) - before.get("TcpExt.TCPLossProbes", 0),
         "retrans_segs": after["Tcp.RetransSegs"] - before["Tcp.RetransSegs"],
         "retransmitted_bytes": int(info.get("bytes_retrans", 0)),
+        "acks": int(info.get("segs_in", 0)),
+        "dsacks": after.get("TcpExt.TCPDSACKRecv", 0) - before.get("TcpExt.TCPDSACKRecv", 0),
+        "recoveries": (after.get("TcpExt.TCPSackRecovery", 0)
+                       - before.get("TcpExt.TCPSackRecovery", 0)),
         "ss": info,
     }
 
@@ -133,6 +150,7 @@ class Receiver:
 def pytcp_sender(bench: Bench, spec: str, size: int, burst: int | None) -> dict[str, Any]:
     tun = bench.tun()
     receiver = Receiver(size)
+    before = netstat(("Tcp.OutSegs",))
     cmd = bench.cmd(tun, "connect", "--impair", spec, tun.kernel, str(PORT))
     try:
         with Proc(cmd, env=bench.env, stdin=subprocess.PIPE, name="pytcp connect") as pc:
@@ -169,6 +187,7 @@ def pytcp_sender(bench: Bench, spec: str, size: int, burst: int | None) -> dict[
             if len(mine) != 1:
                 raise BenchError(f"pytcp inspect: {len(mine)} connections of pid {pc.pid}")
             snap = bench.inspect(str(mine[0]["id"]))
+            after = netstat(("Tcp.OutSegs",))
             receiver.release.set()
             pc.wait(30)
     finally:
@@ -182,13 +201,17 @@ def pytcp_sender(bench: Bench, spec: str, size: int, burst: int | None) -> dict[
         "tlps": counter(counters, "tlp_probes"),
         "retransmitted_bytes": int(counters["retransmitted_bytes"]),
         "retransmissions": int(counters["retransmissions"]),
+        "acks": counter(counters, "segments_in"),
+        "receiver_acks_sent": after["Tcp.OutSegs"] - before["Tcp.OutSegs"],
+        "dsacks": counter(counters, "dsacks_received"),
+        "recoveries": counter(counters, "fast_recoveries"),
         "counters": counters,
     }
 
 
 def run(bench: Bench, ns: Namespaces) -> Figure:
-    seeds = [int(s) for s in os.environ.get("BENCH_LOSS_SEEDS", "1" if bench.quick else "1 2 3"
-                                            ).split()]
+    seeds = [int(s) for s in os.environ.get("BENCH_LOSS_SEEDS",
+                                            "1" if bench.quick else "1 2 3 4 5").split()]
     mib = int(os.environ.get("BENCH_LOSS_MIB", bench.size(16, 2)))
     burst = int(os.environ.get("BENCH_LOSS_BURST_KIB", 32)) << 10
     rate = os.environ.get("BENCH_LOSS_RATE", "3%")
@@ -215,12 +238,21 @@ def run(bench: Bench, ns: Namespaces) -> Figure:
                                        "s", better="lower"),
             ("pytcp", "time"): fig.row(f"{pattern}_pytcp_time", f"{label}: pytcp sender, time",
                                        "s", better="lower", baseline=f"{pattern}_linux_time"),
+            ("linux", "acks"): fig.row(f"{pattern}_linux_acks",
+                                       f"{label}: ACKs reaching the Linux sender per MiB "
+                                       "(from pytcp's receiver)", "ACKs/MiB", better="neither"),
+            ("pytcp", "acks"): fig.row(f"{pattern}_pytcp_acks",
+                                       f"{label}: ACKs reaching the pytcp sender per MiB "
+                                       "(from the kernel's receiver)", "ACKs/MiB",
+                                       better="neither", baseline=f"{pattern}_linux_acks"),
         }
         for seed in seeds:
-            spec = f"loss={rate},seed={seed}"
+            acks = seed + ACK_SEED_OFFSET
+            specs = {"linux": f"loss={rate},seed={acks},seed-in={seed}",
+                     "pytcp": f"loss={rate},seed={seed},seed-in={acks}"}
             for who, measure in (("linux", linux_sender), ("pytcp", pytcp_sender)):
                 try:
-                    result = measure(bench, spec, size, chunk)
+                    result = measure(bench, specs[who], size, chunk)
                 except (BenchError, OSError, subprocess.SubprocessError, KeyError) as exc:
                     rows[(who, "time")].note = f"failed: {exc}"[:200]
                     continue
@@ -232,4 +264,6 @@ def run(bench: Bench, ns: Namespaces) -> Figure:
                     rows[(who, "rtos")].runs.append(float(result["rtos"]))
                 rows[(who, "bytes")].runs.append(result["retransmitted_bytes"] / mib)
                 rows[(who, "time")].runs.append(result["seconds"])
+                if result["acks"] is not None:
+                    rows[(who, "acks")].runs.append(result["acks"] / mib)
     return fig

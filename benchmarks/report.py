@@ -3,8 +3,9 @@
 A `Figure` holds `Row`s. A row is one thing measured `runs` times (the median is what is
 reported); a row with a `baseline` (the key of another row of the same figure, measured
 in the same run) also gets `ratio` = median / baseline's median. `better` says which
-direction is good ("higher" for rates, "lower" for times and bytes), so a ratio reads
-the same way in every figure: pytcp's value over the kernel's (or ncat's / nc's).
+direction is good ("higher" for rates, "lower" for times and bytes; "neither" for a row
+that describes the path rather than a goal, as the loss figure's ACK counts), so a ratio
+reads the same way in every figure: pytcp's value over the kernel's (or ncat's / nc's).
 A row that could not be measured carries `note` and no median ("n/a" in the table).
 Imports the standard library and tabulate.
 """

@@ -353,7 +353,8 @@ def stack_options(f: F) -> F:
             type=Impair(),
             metavar="SPEC",
             help="Impair the link both ways, seeded: loss=5%,dup=1%,reorder=2%,delay=20ms,"
-            "jitter=5ms,corrupt=0.1%,seed=7 (any subset).",
+            "jitter=5ms,corrupt=0.1%,seed=7 (any subset); seed-in=N gives the incoming "
+            "direction its own seed (default: one derived from seed).",
         ),
         click.option(
             "--tun",

@@ -663,8 +663,12 @@ class Stack:
             if self.impair is not None:
                 seed = self.impair.seed
                 impair_out = Impairer(self.impair, random.Random(seed))
-                # The other direction draws from its own stream: same seed, same run.
-                impair_in = Impairer(self.impair, random.Random(None if seed is None else ~seed))
+                # The other direction draws from its own stream: same seed, same run;
+                # seed-in gives it a seed of its own.
+                seed_in = self.impair.seed_in
+                if seed_in is None and seed is not None:
+                    seed_in = ~seed
+                impair_in = Impairer(self.impair, random.Random(seed_in))
                 self.impairers = (impair_out, impair_in)
             if self._pcap_path is not None:
                 try:

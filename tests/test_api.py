@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import random
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -327,6 +328,23 @@ def test_pcap_records_the_handshake(tmp_path: Path) -> None:
         a.close()
         b.close()
         loop.close()
+
+
+def test_impair_seeds_each_direction() -> None:
+    # --impair draws outgoing packets from Random(seed) and incoming ones from
+    # Random(seed-in), or from Random(~seed) without one: two runs that move data in
+    # opposite directions can give it the same draws (the loss figure does).
+    for text, seed_in in (("loss=3%,seed=7,seed-in=1007", 1007), ("loss=3%,seed=7", ~7)):
+        a, b = PairLink.pair()
+        try:
+            with Stack(link=a, impair=text, seed=1) as stack:
+                assert stack.impairers is not None
+                out, inc = stack.impairers
+                assert out.rng.getstate() == random.Random(7).getstate()
+                assert inc.rng.getstate() == random.Random(seed_in).getstate()
+        finally:
+            a.close()
+            b.close()
 
 
 def test_bad_options() -> None:

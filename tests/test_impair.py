@@ -21,6 +21,14 @@ def test_parse_full_spec() -> None:
     )
 
 
+def test_seed_in_gives_the_incoming_direction_its_own_seed() -> None:
+    spec = ImpairSpec.parse("loss=3%,seed=1,seed-in=1001")
+    assert spec == ImpairSpec(loss=0.03, seed=1, seed_in=1001)
+    assert str(spec) == "loss=3%,seed=1,seed-in=1001"
+    assert ImpairSpec.parse(str(spec)) == spec
+    assert ImpairSpec.parse("seed-in=4") == ImpairSpec(seed_in=4)
+
+
 def test_parse_fractions_units_and_spaces() -> None:
     spec = ImpairSpec.parse(" loss = 0.25 , delay=1.5s, jitter=250us, gap=3ms ")
     assert spec == ImpairSpec(loss=0.25, delay=1_500 * MS, jitter=250 * US, gap=3 * MS)
@@ -45,8 +53,10 @@ def test_str_round_trips() -> None:
         (
             "los=5%",
             "impair: unknown key 'los' (known: loss, dup, reorder, corrupt, "
-            "delay, jitter, gap, seed)",
+            "delay, jitter, gap, seed, seed-in)",
         ),
+        ("seed-in=x", "impair: seed-in=x: not a non-negative integer"),
+        ("seed-in=1,seed-in=2", "impair: seed-in given twice"),
         ("loss=5%,loss=1%", "impair: loss given twice"),
         ("loss=x%", "impair: loss=x%: not a percentage (try loss=5%)"),
         ("loss=abc", "impair: loss=abc: not a rate (try loss=5% or loss=0.05)"),

@@ -25,7 +25,8 @@ from stack.wire.packet import Packet
 # Keys of a spec, in the order `str(spec)` prints them.
 RATE_KEYS = ("loss", "dup", "reorder", "corrupt")
 DURATION_KEYS = ("delay", "jitter", "gap")
-KEYS = (*RATE_KEYS, *DURATION_KEYS, "seed")
+SEED_KEYS = ("seed", "seed-in")
+KEYS = (*RATE_KEYS, *DURATION_KEYS, *SEED_KEYS)
 
 # A reordered packet is held back by `gap`; without one given, by the base delay,
 # and at least this long, so that packets sent after it overtake it.
@@ -85,6 +86,10 @@ class ImpairSpec:
     jitter: int = 0
     gap: int | None = None  # extra hold of a reordered packet; None: max(delay, 1 ms)
     seed: int | None = None  # for the caller's random.Random; None: not reproducible
+    # The incoming direction's own seed (`seed-in=N`); None: derived from `seed`.  Two
+    # runs that move data in opposite directions give the data the same draws with
+    # seed=S,seed-in=T on one and seed=T,seed-in=S on the other.
+    seed_in: int | None = None
 
     @classmethod
     def parse(cls, text: str) -> ImpairSpec:
@@ -103,7 +108,7 @@ class ImpairSpec:
                 raise ValueError(f"impair: {item!r}: expected key=value")
             if key not in KEYS:
                 raise ValueError(f"impair: unknown key {key!r} (known: {', '.join(KEYS)})")
-            if key in values:
+            if key.replace("-", "_") in values:
                 raise ValueError(f"impair: {key} given twice")
             if key in RATE_KEYS:
                 values[key] = _parse_rate(key, value)
@@ -111,8 +116,8 @@ class ImpairSpec:
                 values[key] = _parse_duration(key, value)
             else:
                 if not value.isdigit():
-                    raise ValueError(f"impair: seed={value}: not a non-negative integer")
-                values[key] = int(value)
+                    raise ValueError(f"impair: {key}={value}: not a non-negative integer")
+                values[key.replace("-", "_")] = int(value)
         return cls(**values)  # type: ignore[arg-type]
 
     def __str__(self) -> str:
@@ -124,8 +129,8 @@ class ImpairSpec:
                 parts.append(f"{f.name}={_format_rate(value)}")
             elif f.name in DURATION_KEYS and value:
                 parts.append(f"{f.name}={_format_duration(value)}")
-            elif f.name == "seed" and value is not None:
-                parts.append(f"seed={value}")
+            elif f.name in ("seed", "seed_in") and value is not None:
+                parts.append(f"{f.name.replace('_', '-')}={value}")
         return ",".join(parts)
 
     @property

@@ -117,7 +117,7 @@ def run(
         (
             ["connect", "--impair", "loss=5%,x=1", "h", "1"],
             "invalid value for '--impair': unknown key 'x' (known: loss, dup, reorder, corrupt, "
-            "delay, jitter, gap, seed); see 'pytcp connect --help'",
+            "delay, jitter, gap, seed, seed-in); see 'pytcp connect --help'",
         ),
         (
             ["connect", "--cc", "vegas", "h", "1"],
