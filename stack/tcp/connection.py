@@ -72,8 +72,10 @@ Choices worth knowing:
   delayed ACK.  Sender SWS avoidance applies either way.
 - Loss recovery with SACK is RFC 6675's, paced by PRR, with RACK-TLP deciding what is
   lost (TcpConfig.rack, on by default as in Linux; off: DupThresh and NextSeg rules 3
-  and 4).  Without SACK it is NewReno (RFC 6582).  An RTO marks everything lost and
-  forgets the SACK scoreboard (RFC 2018 §8), then goes back N from SND.UNA.
+  and 4).  Without SACK it is NewReno (RFC 6582).  An RTO marks everything not SACKed
+  lost and goes back N from SND.UNA, skipping what the peer SACKed (RFC 6675 §5.1,
+  as Linux); the scoreboard is forgotten (RFC 2018 §8) only when the peer reneged
+  (the first outstanding segment is SACKed).
 - A connection opened passively that is reset in SYN-RECEIVED goes to CLOSED, not back
   to LISTEN: the host keeps the listener and creates one Connection per SYN.
 - A SYN with a new ISN in passive SYN-RECEIVED draws a challenge ACK (RFC 5961 §4),
@@ -704,7 +706,8 @@ class Connection(Sender):
             self._fail("timed out", now)
             return
         # The loss phase: cwnd = 1 SMSS, "recover" = SND.MAX (RFC 6582 §3.2 step 4),
-        # everything outstanding lost and SACK information dropped (RFC 2018 §8).
+        # everything outstanding not SACKed lost (RFC 6675 §5.1; the scoreboard is
+        # dropped only if the peer reneged, RFC 2018 §8); go-back-N skips SACKed data.
         rec.on_rto(now, tcb.snd_max)
         self._set_ts_floor(now)  # see _ack_advance: older echoes are no samples
         self.rtt.backoff()

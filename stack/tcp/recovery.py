@@ -528,15 +528,44 @@ class Recovery:
             rec.lost = True
             self.lost_bytes += rec.end - rec.start
 
-    def mark_all_lost(self) -> None:
+    def mark_all_lost(self, *, keep_sacked: bool = False) -> None:
         """Everything outstanding is to be sent again (RTO, or a smaller path MTU).
-        SACK information is dropped too (RFC 2018 §8: the receiver may renege)."""
+        SACK information is dropped too (RFC 2018 §8: the receiver may renege) unless
+        `keep_sacked`: then what the peer SACKed stays SACKed, not lost."""
+        if keep_sacked:
+            for rec in self.segs:
+                rec.lost = not rec.sacked
+            self.lost_bytes = self.outstanding - self.sacked_bytes
+            return
         for rec in self.segs:
             rec.sacked = False
             rec.lost = True
         self.sacked_bytes = 0
         self.lost_bytes = self.outstanding
         self.high_sacked = None
+
+    def resend_span(self, seq: int) -> tuple[int, int | None]:
+        """Go-back-N after an RTO skips what the peer holds (RFC 6675 §5.1: "avoid
+        retransmitting data the receiver already holds"; Linux's retransmit queue skips
+        SACKed skbs): from wire `seq`, where the next resend starts (past any SACKed
+        records) and where the unSACKed run there ends (None: at SND.MAX)."""
+        segs = self.segs
+        useq = self.u(seq)
+        lo, hi = 0, len(segs)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if segs[mid].end <= useq:
+                lo = mid + 1
+            else:
+                hi = mid
+        while lo < len(segs) and segs[lo].sacked:
+            useq = max(useq, segs[lo].end)
+            lo += 1
+        stop = lo
+        while stop < len(segs) and not segs[stop].sacked:
+            stop += 1
+        end = self.wire(segs[stop].start) if stop < len(segs) else None
+        return self.wire(useq), end
 
     # ------------------------------------------------------------------ episodes
 
@@ -615,7 +644,12 @@ class Recovery:
         self.rescue_rxt = None
         self.tlp_end = None
         self.tlp_is_retrans = False
-        self.mark_all_lost()
+        # RFC 6675 §5.1 and Linux (tcp_timeout_mark_lost): the scoreboard outlives the
+        # RTO, so go-back-N resends only what the peer does not hold -- unless the
+        # first outstanding segment is SACKed: the receiver reneged (RFC 2018 §8), and
+        # everything is sent again.
+        reneged = bool(self.segs) and self.segs[0].sacked
+        self.mark_all_lost(keep_sacked=not reneged)
         self._n["rtos"] += 1
 
     def recovered(self, ack: int) -> bool:

@@ -210,6 +210,14 @@ class Sender:
         if rec.phase == "open" and len(buf) > seq_diff(tcb.snd_nxt, self._buf_seq):
             self.cwv.check(now, self.cc, self.rtt.srtt)  # RFC 7661 before new data
         while True:
+            span = unsent = -1
+            if rec.sacked_bytes and seq_lt(tcb.snd_nxt, tcb.snd_max):
+                # Go-back-N after an RTO: what the peer SACKed is not sent again
+                # (RFC 6675 §5.1), and a resend stops where SACKed data starts.
+                nxt, stop = rec.resend_span(tcb.snd_nxt)
+                tcb.snd_nxt = nxt
+                if stop is not None:
+                    span = seq_diff(stop, nxt)
             off = seq_diff(tcb.snd_nxt, self._buf_seq)
             unsent = len(buf) - off
             if unsent < 0 or (unsent == 0 and not tcb.fin_queued):
@@ -218,6 +226,8 @@ class Sender:
             if not self._force_probe:
                 usable = min(usable, rec.room(self.cc.cwnd, mss))
             length = max(0, min(unsent, limit, usable))
+            if span >= 0:
+                length = min(length, span)
             if length > mss and length < unsent:
                 length -= length % mss  # no short segment in the middle of a super-segment
             fin = tcb.fin_queued and length == unsent and usable > length

@@ -211,13 +211,38 @@ def test_sack_blocks_outside_the_flight_are_ignored() -> None:
     assert c.sacked == []
 
 
-def test_rto_forgets_the_sack_scoreboard() -> None:
+def test_rto_keeps_the_sack_scoreboard_and_goes_back_n_around_it() -> None:
+    # RFC 6675 §5.1 (a sender "SHOULD attempt to fill gaps in the receiver's buffer and
+    # avoid retransmitting data the receiver already holds") and Linux's
+    # tcp_timeout_mark_lost: what the peer SACKed survives the RTO and is not resent.
     # With RACK off (no reordering timer, no tail loss probe) the RTO is what fires.
     c = sack_flowing(4, rack=False)
     send(c, ack(0, sack=(seg_range(1, 2),)), 1 * MS)
     assert c.sacked == [(UNA + SMSS, UNA + 2 * SMSS)]
-    recv_all(c, 300 * MS)
+    assert [s.seq for s in recv_all(c, 300 * MS)] == [UNA]  # the RTO: cwnd 1, the head
+    snap = c.snapshot(300 * MS)
+    assert (snap["counters"]["rtos"], snap["congestion"]["phase"]) == (1, "loss")
+    assert c.sacked == [(UNA + SMSS, UNA + 2 * SMSS)]
+    assert snap["recovery"]["lost_bytes"] == 2 * SMSS  # segments 2 and 3 (0 was resent)
+    # the head's ACK: cwnd 2; go-back-N resends 2 and 3, never the SACKed 1
+    send(c, ack(SMSS, sack=(seg_range(1, 2),)), 301 * MS)
+    out = recv_all(c, 301 * MS)
+    assert [(s.seq, len(s.payload)) for s in out] == [
+        (UNA + 2 * SMSS, SMSS), (UNA + 3 * SMSS, SMSS)
+    ]  # fmt: skip
+    assert c.counters["retransmitted_bytes"] == 3 * SMSS
+
+
+def test_rto_forgets_the_scoreboard_of_a_peer_that_reneged() -> None:
+    # A SACK of the first outstanding segment, never cumulatively acknowledged: the
+    # receiver may have thrown SACKed data away (RFC 2018 §8; Linux's is_sack_reneg),
+    # so the RTO forgets the scoreboard and everything is sent again.
+    c = sack_flowing(4, rack=False)
+    send(c, ack(0, sack=(seg_range(0, 2),)), 1 * MS)
+    assert c.sacked == [(UNA, UNA + 2 * SMSS)]
+    assert [s.seq for s in recv_all(c, 300 * MS)] == [UNA]
     assert c.sacked == []
+    assert c.snapshot(300 * MS)["recovery"]["lost_bytes"] == 3 * SMSS  # 1, 2 and 3
 
 
 def test_fast_retransmit_again_for_a_loss_starting_exactly_at_recover() -> None:

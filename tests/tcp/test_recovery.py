@@ -445,3 +445,19 @@ def test_disorder_arms_rack_reordering_timer_and_no_probe() -> None:
     snap = c.snapshot(RTT + 1 * MS)
     assert (snap["congestion"]["phase"], snap["recovery"]["timer_mode"]) == ("disorder", "rack")
     assert not c.recovery.may_probe()
+
+
+def test_resend_span_skips_sacked_records() -> None:
+    # Go-back-N after an RTO (RFC 6675 §5.1): from SND.NXT, the next resend starts past
+    # SACKed records and stops where the next SACKed record begins.
+    rec = Recovery(1000, NewReno(SMSS), Counter(), sack=True)
+    for k in range(5):
+        rec.on_sent(1000 + k * SMSS, SMSS, RTT)
+    rec.on_ack(1000, ((1000 + SMSS, 1000 + 2 * SMSS), (1000 + 3 * SMSS, 1000 + 4 * SMSS)),
+               2 * RTT, srtt=RTT, min_rtt=RTT, duplicate=True, snd_max=1000 + 5 * SMSS)
+    assert rec.resend_span(1000) == (1000, 1000 + SMSS)  # segment 0, up to SACKed 1
+    assert rec.resend_span(1000 + SMSS) == (1000 + 2 * SMSS, 1000 + 3 * SMSS)  # 2
+    assert rec.resend_span(1000 + SMSS + 100) == (1000 + 2 * SMSS, 1000 + 3 * SMSS)
+    assert rec.resend_span(1000 + 3 * SMSS) == (1000 + 4 * SMSS, None)  # 4, to SND.MAX
+    rec.on_rto(3 * RTT, 1000 + 5 * SMSS)
+    assert (rec.sacked_bytes, rec.lost_bytes) == (2 * SMSS, 3 * SMSS)  # the RTO kept them
