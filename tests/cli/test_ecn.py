@@ -1,6 +1,7 @@
-"""ECN (RFC 3168) negotiated with the Linux kernel, both ways, through the installed
-pytcp, read back from the kernel's own TCP_INFO: TCPI_OPT_ECN (negotiated) and
-TCPI_OPT_ECN_SEEN (it received ECT-marked data from us)."""
+"""ECN (RFC 3168) negotiated with the Linux kernel, both ways, over IPv4 and IPv6
+(the ECN field of the Traffic Class, RFC 3168 §9.3), through the installed pytcp, read
+back from the kernel's own TCP_INFO: TCPI_OPT_ECN (negotiated) and TCPI_OPT_ECN_SEEN
+(it received ECT-marked data from us)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ import socket
 import pytest
 
 from tests.cli.netcat import (
-    KERNEL,
-    STACK,
+    ADDRS,
+    FAMILIES,
     TIMEOUT,
     KernelServer,
     connect_kernel,
@@ -36,12 +37,16 @@ def serve_and_report(conn: socket.socket) -> tuple[bytes, int]:
     return data, tcpi_options(conn)
 
 
+@FAMILIES
 @pytest.mark.parametrize(("ask", "negotiated"), [(True, True), (False, False)])
-def test_pytcp_asks_for_ecn_with_the_option_only(netns, ask: bool, negotiated: bool) -> None:
-    # The kernel's default net.ipv4.tcp_ecn = 2 accepts an ECN-setup SYN.
-    server = KernelServer(9300 + ask, serve_and_report)
+def test_pytcp_asks_for_ecn_with_the_option_only(
+    netns, family: int, ask: bool, negotiated: bool
+) -> None:
+    # The kernel's default net.ipv4.tcp_ecn = 2 (IPv6 too) accepts an ECN-setup SYN.
+    kernel, _stack = ADDRS[family]
+    server = KernelServer(9300 + ask, serve_and_report, family=family)
     payload = os.urandom(200_000)
-    args = ["connect", "--time-wait", "0", *(["--ecn"] if ask else []), KERNEL]
+    args = ["connect", "--time-wait", "0", *(["--ecn"] if ask else []), kernel]
     result = run_pytcp(*args, str(9300 + ask), input=payload)
     assert result.returncode == 0, result.stderr
     [(data, options)] = server.wait()
@@ -51,13 +56,16 @@ def test_pytcp_asks_for_ecn_with_the_option_only(netns, ask: bool, negotiated: b
     assert bool(options & TCPI_OPT_ECN_SEEN) is negotiated
 
 
-def test_pytcp_accepts_ecn_when_the_kernel_asks(netns) -> None:
-    # In this test's own namespace: the kernel asks for ECN on its connections.
+@FAMILIES
+def test_pytcp_accepts_ecn_when_the_kernel_asks(netns, family: int) -> None:
+    # In this test's own namespace: the kernel asks for ECN on its connections (the
+    # net.ipv4 sysctl covers IPv6 too).
     with open("/proc/sys/net/ipv4/tcp_ecn", "w") as f:
         f.write("1\n")
+    _kernel, stack = ADDRS[family]
     proc, _err = start_listener("9310")
     assert proc.stdin is not None and proc.stdout is not None
-    client = connect_kernel(9310, STACK)
+    client = connect_kernel(9310, stack)
     proc.stdin.write(b"x" * 100_000)
     proc.stdin.close()
     client.sendall(b"hello")

@@ -1,9 +1,10 @@
 """Each TCP option as both ends see it, over IPv4 and IPv6 (issue 13): the kernel's view
 from `ss -tie`, pytcp's from `pytcp inspect --json`, of the one connection between them.
 
-`pytcp connect` (all options offered, or none with --no-sack --no-wscale
---no-timestamps) holds a connection to a kernel server while the test reads both
-sides. What must agree: timestamps and SACK on or off alike; the window scale each
+`pytcp connect` (all options offered, ECN asked for with --ecn; or none with --no-sack
+--no-wscale --no-timestamps and no --ecn) holds a connection to a kernel server while
+the test reads both sides. What must agree: timestamps, SACK and ECN (RFC 3168 §6.1.1:
+the kernel's default tcp_ecn = 2 accepts a request) on or off alike; the window scale each
 side applies (ss `wscale:SND,RCV` is the shift the kernel sends with, ours, and the one
 it receives with, its own); each side's send MSS is the other's announced MSS less the
 timestamps option (ss `mss` is the kernel's, `advmss` its own); the path MTU; and the
@@ -60,7 +61,7 @@ def test_every_option_as_ss_and_inspect_see_it(
         release.wait(TIMEOUT)  # keep it established while both sides are read
 
     server = KernelServer(PORT, hold, family=family)
-    flags = [] if offer == "all" else ["--no-sack", "--no-wscale", "--no-timestamps"]
+    flags = ["--ecn"] if offer == "all" else ["--no-sack", "--no-wscale", "--no-timestamps"]
     proc = pytcp("connect", "-v", *flags, kernel, str(PORT), env=env)
     try:
         line = StderrLines(proc).wait_for("pytcp: connected to ")
@@ -89,6 +90,7 @@ def test_every_option_as_ss_and_inspect_see_it(
     # RFC 7323 §3 timestamps and RFC 2018 SACK: on both sides, or off on both.
     assert (opt["timestamps"], theirs.get("ts", False)) == (on, on)
     assert (opt["sack"], theirs.get("sack", False)) == (on, on)
+    assert (opt["ecn"], theirs.get("ecn", False)) == (on, on)  # RFC 3168 §6.1.1
     # RFC 7323 §2: the kernel sends with our shift and receives with its own.
     if on:
         snd, rcv = (int(v) for v in theirs["wscale"].split(","))
