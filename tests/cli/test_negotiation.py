@@ -1,7 +1,8 @@
 """Each TCP option as both ends see it, over IPv4 and IPv6 (issue 13): the kernel's view
 from `ss -tie`, pytcp's from `pytcp inspect --json`, of the one connection between them.
 
-`pytcp connect` (all options offered, ECN asked for with --ecn; or none with --no-sack
+`pytcp connect` (all options offered, ECN asked for with --ecn, and --nodelay and
+--keepalive, which only inspect shows; or none with --no-sack
 --no-wscale --no-timestamps and no --ecn) holds a connection to a kernel server while
 the test reads both sides. What must agree: timestamps, SACK and ECN (RFC 3168 §6.1.1:
 the kernel's default tcp_ecn = 2 accepts a request) on or off alike; the window scale each
@@ -61,7 +62,11 @@ def test_every_option_as_ss_and_inspect_see_it(
         release.wait(TIMEOUT)  # keep it established while both sides are read
 
     server = KernelServer(PORT, hold, family=family)
-    flags = ["--ecn"] if offer == "all" else ["--no-sack", "--no-wscale", "--no-timestamps"]
+    flags = (
+        ["--ecn", "--nodelay", "--keepalive", "30,5,3"]
+        if offer == "all"
+        else ["--no-sack", "--no-wscale", "--no-timestamps"]
+    )
     proc = pytcp("connect", "-v", *flags, kernel, str(PORT), env=env)
     try:
         line = StderrLines(proc).wait_for("pytcp: connected to ")
@@ -91,6 +96,11 @@ def test_every_option_as_ss_and_inspect_see_it(
     assert (opt["timestamps"], theirs.get("ts", False)) == (on, on)
     assert (opt["sack"], theirs.get("sack", False)) == (on, on)
     assert (opt["ecn"], theirs.get("ecn", False)) == (on, on)  # RFC 3168 §6.1.1
+    # Our own socket options (no wire option: only inspect shows them): Nagle off and
+    # keepalive (RFC 1122 §4.2.3.6) as asked, off by default.
+    assert opt["nodelay"] is on
+    assert opt["keepalive"] == ({"idle": 30 * 10**9, "interval": 5 * 10**9, "count": 3}
+                                if on else None)  # fmt: skip
     # RFC 7323 §2: the kernel sends with our shift and receives with its own.
     if on:
         snd, rcv = (int(v) for v in theirs["wscale"].split(","))
