@@ -8,21 +8,22 @@ import socket
 
 import pytest
 
-from tests.cli.netcat import STACK, TIMEOUT, recv_all, run, start_listener
+from tests.cli.netcat import ADDRS, FAMILIES, TIMEOUT, recv_all, run, start_listener
 
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(240)]
 
 CLIENTS = 200
 
 
-def test_departed_clients_are_closed_not_kept_in_close_wait(netns) -> None:
-    port = 7500
+@FAMILIES
+def test_departed_clients_are_closed_not_kept_in_close_wait(netns, family: int) -> None:
+    port = 7500 + family
     proc, _err = start_listener("-k", str(port))  # stdin: a pipe that stays silent
     assert proc.stdin is not None and proc.stdout is not None
     try:
         clients = []
         for i in range(CLIENTS):
-            c = socket.create_connection((STACK, port), timeout=TIMEOUT)
+            c = socket.create_connection((ADDRS[family][1], port), timeout=TIMEOUT)
             c.settimeout(TIMEOUT)
             c.sendall(b"bye %d\n" % i)
             c.shutdown(socket.SHUT_WR)  # the client leaves: FIN

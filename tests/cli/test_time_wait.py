@@ -13,7 +13,16 @@ import subprocess
 
 import pytest
 
-from tests.cli.netcat import KERNEL, TIMEOUT, KernelServer, StderrLines, pytcp, recv_all, run
+from tests.cli.netcat import (
+    ADDRS,
+    FAMILIES,
+    TIMEOUT,
+    KernelServer,
+    StderrLines,
+    pytcp,
+    recv_all,
+    run,
+)
 
 MSL_2 = 60.0  # seconds: TcpConfig's default MSL of 30 s, twice
 
@@ -35,10 +44,11 @@ def _until_time_wait(err: StderrLines) -> str:
 
 
 @pytest.mark.netns
-def test_default_linger_exits_after_the_close(netns) -> None:
-    server = KernelServer(7101, _upper_echo)
+@FAMILIES
+def test_default_linger_exits_after_the_close(netns, family: int) -> None:
+    server = KernelServer(7101, _upper_echo, family=family)
     try:
-        proc = pytcp("connect", "-vv", KERNEL, "7101")
+        proc = pytcp("connect", "-vv", ADDRS[family][0], "7101")
         out, err = proc.communicate(b"hello\n", timeout=TIMEOUT)
         assert (proc.returncode, out) == (0, b"HELLO\n")
         assert "-> TIME-WAIT" in err.decode()
@@ -48,9 +58,10 @@ def test_default_linger_exits_after_the_close(netns) -> None:
 
 
 @pytest.mark.netns
-def test_time_wait_full_holds_the_connection_in_time_wait(netns) -> None:
-    server = KernelServer(7102, _upper_echo)
-    proc = pytcp("connect", "-vv", "--time-wait", "full", KERNEL, "7102")
+@FAMILIES
+def test_time_wait_full_holds_the_connection_in_time_wait(netns, family: int) -> None:
+    server = KernelServer(7102, _upper_echo, family=family)
+    proc = pytcp("connect", "-vv", "--time-wait", "full", ADDRS[family][0], "7102")
     try:
         err = StderrLines(proc)
         assert proc.stdin is not None and proc.stdout is not None
