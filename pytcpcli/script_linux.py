@@ -61,6 +61,8 @@ REMOTE_V6 = IPv6Address("fd77:250::1")
 PACKET_OUTGOING = 4
 TUN_NAME = "tun0"  # packetdrill's name: scripts' shell lines say `tc ... dev tun0`
 CALL_WAIT = 1.0  # seconds a call without an end time may take before it "blocks"
+BLOCK_POLL = 0.0001  # seconds between looks at whether a blocking call's thread sleeps
+BLOCK_FALLBACK = 0.002  # seconds a blocking call is given when /proc cannot say
 CHILD_TIMEOUT = 300.0  # seconds one script may run in its namespace
 
 
@@ -144,8 +146,10 @@ class LinuxTarget(RealTimeTarget):
         if handler is None:
             raise ScriptError("", 0, f"{call.name}() is not supported by the linux target")
         box: list[CallOutcome] = []
+        entered = threading.Event()
 
         def work() -> None:
+            entered.set()
             try:
                 out = handler(call.args, fds)
             except ScriptError as exc:
@@ -157,7 +161,10 @@ class LinuxTarget(RealTimeTarget):
 
         th = threading.Thread(target=work, name=call.name, daemon=True)
         th.start()
-        th.join(0.002 if blocking_ok else CALL_WAIT)
+        if blocking_ok:
+            await_block_or_return(th, entered)
+        else:
+            th.join(CALL_WAIT)
         if th.is_alive():
             if not blocking_ok:
                 raise ScriptError(
@@ -339,6 +346,43 @@ class LinuxTarget(RealTimeTarget):
             if want is not None and r != want:
                 problems.append(f"revents of fd {i} is {r:#x}, expected {want:#x}")
         return CallOutcome(len(got), problems=problems)
+
+
+def await_block_or_return(th: threading.Thread, entered: threading.Event) -> None:
+    """Return once the call's thread `th` has finished, or is asleep in the kernel in
+    its call -- what packetdrill's main thread waits for before it goes on past a
+    blocking call (run_system_call.c enqueue_system_call: yield until the syscall
+    thread is idle or sleeping). A thread asleep on a futex is waiting for the
+    interpreter lock, not in the call: that is not blocking yet. Bounded by CALL_WAIT;
+    without /proc (or a tid), a fixed BLOCK_FALLBACK is given."""
+    deadline = time.monotonic() + CALL_WAIT
+    while time.monotonic() < deadline:
+        th.join(BLOCK_POLL)
+        if not th.is_alive():
+            return
+        if not entered.is_set():
+            continue
+        asleep = asleep_in_call(th.native_id)
+        if asleep is None:
+            th.join(BLOCK_FALLBACK)
+            return
+        if asleep:
+            return
+
+
+def asleep_in_call(tid: int | None) -> bool | None:
+    """Whether thread `tid` of this process sleeps in a system call other than a futex
+    wait (/proc/self/task/TID/stat and wchan); None when /proc cannot say."""
+    if tid is None:
+        return None
+    try:
+        with open(f"/proc/self/task/{tid}/stat", encoding="ascii") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+        with open(f"/proc/self/task/{tid}/wchan", encoding="ascii") as f:
+            wchan = f.read()
+    except (OSError, IndexError, UnicodeDecodeError):
+        return None
+    return state == "S" and "futex" not in wchan
 
 
 # struct tcp_info (linux/tcp.h), in order: (name, struct code); the two bit-field

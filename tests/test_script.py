@@ -228,6 +228,32 @@ def test_blocking_call_returns_when_the_segment_comes() -> None:
     )
 
 
+def test_blocking_return_slack_is_a_share_of_the_calls_own_span() -> None:
+    """As packetdrill: a blocking call's return may be off by --tolerance_percent of
+    the call's span (start to end time), whatever event the runner was at when it
+    noticed the return."""
+    listen = HANDSHAKE.split("   +0 < S")[0]
+
+    def script(ack_at: str) -> str:
+        return listen + (
+            "   +0...0.200 accept(3, ..., ...) = 4\n"
+            "  +.1 < S 0:0(0) win 32792 <mss 1000,nop,wscale 7>\n"
+            "   +0 > S. 0:0(0) ack 1 <...>\n"
+            f"   {ack_at} < . 1:1(0) ack 1 win 257\n"
+            "  +.1 write(4, ..., 10) = 10\n"
+            "   +0 > P. 1:11(10) ack 1\n"
+        )
+
+    # 15 ms late: beyond 4 ms and beyond 12.5 % of the 0.115 s since the SYN-ACK, but
+    # within 12.5 % of the call's 0.2 s.
+    assert run(script("+.115")).ok
+    late = run(script("+.130"))  # 30 ms late: beyond 25 ms
+    assert late.error == (
+        "t.pkt:5: timing error: expected system call return at 0.200000 sec "
+        "but happened at 0.230000 sec; tolerance 0.025000 sec"
+    )
+
+
 def test_cli_json_junit_and_exit_status(tmp_path: Path) -> None:
     good = ROOT / "tests" / "scripts" / "handshake-passive.pkt"
     bad = tmp_path / "bad.pkt"

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from pytcpcli.script_linux import asleep_in_call, await_block_or_return
 from pytcpcli.scripting import CaptureQueue, run_script
 from stack.script.runner import Captured
 
@@ -116,3 +117,49 @@ def test_capture_queue_waits_for_a_packet_still_on_its_way() -> None:
         assert q.next_outbound(10) is late
     finally:
         th.join()
+
+
+def _sleeping(tid: int | None) -> bool:
+    with open(f"/proc/self/task/{tid}/stat", encoding="ascii") as f:
+        return f.read().rsplit(")", 1)[1].split()[0] == "S"
+
+
+def test_a_call_asleep_in_the_kernel_blocks_one_waiting_on_a_lock_does_not() -> None:
+    """The main thread goes on past a blocking call once the call's thread sleeps in
+    its call, as packetdrill's does; a thread on a futex (the interpreter lock, any
+    lock) is not in its call yet."""
+    rfd, wfd = os.pipe()
+    lock = threading.Lock()
+    lock.acquire()
+    entered = threading.Event()
+
+    def read_pipe() -> None:
+        entered.set()
+        os.read(rfd, 1)
+
+    reader = threading.Thread(target=read_pipe, daemon=True)
+    waiter = threading.Thread(target=lock.acquire, daemon=True)
+    try:
+        reader.start()
+        await_block_or_return(reader, entered)
+        assert reader.is_alive()  # it went on while the read still blocks
+        assert asleep_in_call(reader.native_id) is True
+        waiter.start()
+        for _ in range(10_000):  # until it sleeps on the lock (bounded)
+            if _sleeping(waiter.native_id):
+                break
+            waiter.join(0.0001)
+        assert asleep_in_call(waiter.native_id) is False
+        assert asleep_in_call(None) is None
+    finally:
+        os.write(wfd, b"x")
+        lock.release()
+        reader.join(5)
+        waiter.join(5)
+        os.close(rfd)
+        os.close(wfd)
+    assert not reader.is_alive() and not waiter.is_alive()
+    done = threading.Thread(target=lambda: None)
+    done.start()
+    await_block_or_return(done, threading.Event())  # a finished call: at once
+    assert not done.is_alive()

@@ -771,7 +771,7 @@ class Runner:
         self.check_outcome(ev, call, outcome)
         if blocking:
             end = self.blocking_end(ev, call, start)
-            self.check_return_time(ev, end, self.t.now())
+            self.check_return_time(ev, start, end, outcome.at)
         return LineResult(
             ev.line, ev.text, "call", True, self.t.now() / 1e6, actual=outcome.describe()
         )
@@ -782,8 +782,17 @@ class Runner:
             return start - ev.time.usecs + call.end_usecs
         return call.end_usecs
 
-    def check_return_time(self, ev: Event, end: int, at: int) -> None:
-        tol = self.tolerance(end)
+    def return_tolerance(self, start: int, end: int) -> int:
+        dynamic = int(self.cfg.tolerance_percent / 100.0 * (end - start))
+        return max(self.cfg.tolerance_usecs, dynamic)
+
+    def check_return_time(self, ev: Event, start: int, end: int, at: int) -> None:
+        """A blocking call's return, stamped `at` by the thread that made it as the call
+        came back, against its end time. As packetdrill (the syscall thread's
+        verify_time), the slack is --tolerance_percent of the call's own span (start to
+        end), not of the gap since whichever event the runner was at when it noticed:
+        when the runner notices depends on how fast the call's thread ran."""
+        tol = self.return_tolerance(start, end)
         if abs(at - end) > tol:
             raise Failure(
                 ev.line,
@@ -799,7 +808,7 @@ class Runner:
                 continue
             self.pending.remove(p)
             self.check_outcome(p.event, call, outcome)
-            self.check_return_time(p.event, p.end, outcome.at)
+            self.check_return_time(p.event, p.start, p.end, outcome.at)
             for rec in self.result.lines:
                 if rec.line == p.event.line and rec.kind == "call":
                     rec.actual = outcome.describe() + f" (returned at {outcome.at / 1e6:.6f} sec)"
@@ -809,7 +818,7 @@ class Runner:
         return is stamped when it happened, so a real-time target gets RETURN_GRACE more
         to report it (its thread may be slow to run); the stamp is what is checked."""
         for p in list(self.pending):
-            tol = self.tolerance(p.end)
+            tol = self.return_tolerance(p.start, p.end)
             self.t.wait_until(max(self.t.now(), p.end + tol))
             self.check_completed()
             limit = self.t.now() + RETURN_GRACE_US
@@ -867,9 +876,7 @@ class Runner:
             )
         if self.last_fd is None or self.last_fd not in self.fds:
             raise Failure(ev.line, "a %{ }% block needs an open socket", kind="code")
-        rec = LineResult(
-            ev.line, ev.text, "code", True, self.t.now() / 1e6, actual="tcp_info read"
-        )
+        rec = LineResult(ev.line, ev.text, "code", True, self.t.now() / 1e6, actual="tcp_info read")
         self.code_due.append((ev, block, info(self.fds[self.last_fd]), rec))
         return rec
 
