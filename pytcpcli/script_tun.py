@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import random
 import select
+import socket
 import threading
 import time
 from ipaddress import IPv4Address, IPv6Address
@@ -27,9 +28,19 @@ from stack.io.tun import TunLink
 from stack.script.calls import CallOutcome
 from stack.script.model import Syscall
 from stack.script.packets import parse_tcp_packet
+from stack.script.parser import ScriptError
 from stack.script.pytcp_target import PytcpTarget
 from stack.script.runner import Captured, Config
-from stack.wire.packet import Packet
+from stack.wire.checksum import pseudo_header_sum
+from stack.wire.packet import (
+    F_NEEDS_CSUM,
+    GSO_ECN,
+    GSO_TCPV4,
+    GSO_TCPV6,
+    TCP_CSUM_OFFSET,
+    VNET_HDR,
+    Packet,
+)
 
 TUN_NAME = "tun0"
 LOCAL_V4, KERNEL_V4, PEER_V4 = "10.77.250.2", "10.77.250.1/24", IPv4Address("10.77.250.9")
@@ -37,6 +48,9 @@ LOCAL_V6, KERNEL_V6, PEER_V6 = "fd77:250::2", "fd77:250::1/64", IPv6Address("fd7
 ETH_P_IP = 0x0800
 ETH_P_IPV6 = 0x86DD
 PACKET_HOST = 0
+SOL_PACKET = 263
+PACKET_VNET_HDR = 15  # linux/if_packet.h: a virtio-net header before each packet sent
+TCP_CWR = 0x80
 TICK = 0.01  # seconds the stack thread sleeps at most between looks at its timers
 
 
@@ -59,6 +73,12 @@ class TunTarget(RealTimeTarget, PytcpTarget):
             gateway6=KERNEL_V6,
         )
         self.cap = capture_socket(TUN_NAME)
+        # Segments longer than the MTU go in as GSO super-packets through a raw
+        # AF_PACKET socket with a virtio-net header (a plain send is EMSGSIZE); the
+        # TUN, opened with TSO, hands them to pytcp whole, as GRO would.
+        self.gso = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+        self.gso.setsockopt(SOL_PACKET, PACKET_VNET_HDR, 1)
+        self.gso.bind((TUN_NAME, 0))
         self.captured = CaptureQueue(self.now)
         self.stop = False
         self.threads = [
@@ -130,7 +150,10 @@ class TunTarget(RealTimeTarget, PytcpTarget):
         proto = ETH_P_IPV6 if packet[0] >> 4 == 6 else ETH_P_IP
         with self.lock:
             before = self._drops()
-            self.cap.sendto(packet, (TUN_NAME, proto))
+            if len(packet) > self.cfg.mtu:
+                self.gso.sendto(gso_frame(packet, self.cfg.mtu), (TUN_NAME, proto))
+            else:
+                self.cap.sendto(packet, (TUN_NAME, proto))
             # The kernel hands an AF_PACKET send to the TUN at once: take it in here,
             # under the lock, so the drop reasons (if any) belong to this segment.
             self._take_in()
@@ -166,4 +189,35 @@ class TunTarget(RealTimeTarget, PytcpTarget):
         for th in self.threads:
             th.join(1.0)
         self.cap.close()
+        self.gso.close()
         self.link.close()
+
+
+def gso_frame(packet: bytes, mtu: int) -> bytes:
+    """`packet`, a TCP segment longer than `mtu`, behind the virtio-net header that
+    makes it a GSO super-packet: cut at the MSS the MTU leaves (TSO4/TSO6, ECN when it
+    carries CWR), its checksum left partial (NEEDS_CSUM: the field holds the
+    pseudo-header sum, as the virtio spec §5.1.6.2 asks). Anything else that large
+    cannot be put on the link: a ScriptError."""
+    v6 = packet[0] >> 4 == 6
+    ip_len = 40 if v6 else (packet[0] & 0x0F) * 4
+    proto = packet[6] if v6 else packet[9]
+    if proto != 6 or len(packet) < ip_len + 20:
+        raise ScriptError(
+            "", 0, f"a {len(packet)}-byte packet that is not TCP exceeds the MTU ({mtu})"
+        )
+    tcp_len = (packet[ip_len + 12] >> 4) * 4
+    mss = mtu - ip_len - tcp_len
+    if mss <= 0:
+        raise ScriptError("", 0, f"TCP headers of {ip_len + tcp_len} bytes leave no MSS")
+    src, dst = (packet[8:24], packet[24:40]) if v6 else (packet[12:16], packet[16:20])
+    family = IPv6Address if v6 else IPv4Address
+    partial = pseudo_header_sum(family(bytes(src)), family(bytes(dst)), 6, len(packet) - ip_len)
+    frame = bytearray(packet)
+    at = ip_len + TCP_CSUM_OFFSET
+    frame[at : at + 2] = partial.to_bytes(2, "big")
+    gso_type = GSO_TCPV6 if v6 else GSO_TCPV4
+    if packet[ip_len + 13] & TCP_CWR:
+        gso_type |= GSO_ECN
+    header = VNET_HDR.pack(F_NEEDS_CSUM, gso_type, ip_len + tcp_len, mss, ip_len, TCP_CSUM_OFFSET)
+    return header + bytes(frame)

@@ -335,3 +335,18 @@ def test_tcp_info_fields_by_packetdrill_names() -> None:
     assert "tcpi_total_rto_time" in info
     short = parse_tcp_info(bytes(raw[:104]))  # an older kernel's shorter struct
     assert "tcpi_total_retrans" in short and "tcpi_pacing_rate" not in short
+
+
+def test_a_packet_the_target_cannot_inject_fails_its_line() -> None:
+    class Refusing(PytcpTarget):
+        def inject(self, packet: bytes) -> list[str]:
+            if len(packet) > 1000:
+                raise OSError(90, "Message too long")
+            return super().inject(packet)
+
+    text = HANDSHAKE + "   +0 < P. 1:2001(2000) ack 1 win 257\n"
+    script = parse(text, "t.pkt")
+    cfg = Config.from_script(script)
+    target = Refusing(cfg, rng=random.Random(1), isn_secret=bytes(16))
+    result = Runner(script, target, config=cfg, shell=None).run()
+    assert result.error == "t.pkt:9: cannot inject the 2040-byte packet: Message too long"

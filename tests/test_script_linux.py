@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 
 from pytcpcli.script_linux import asleep_in_call, await_block_or_return
+from pytcpcli.script_tun import gso_frame
 from pytcpcli.scripting import CaptureQueue, run_script
+from stack.script.parser import ScriptError
 from stack.script.runner import Captured
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -163,3 +165,37 @@ def test_a_call_asleep_in_the_kernel_blocks_one_waiting_on_a_lock_does_not() -> 
     done.start()
     await_block_or_return(done, threading.Event())  # a finished call: at once
     assert not done.is_alive()
+
+
+def test_a_segment_over_the_mtu_goes_in_as_a_gso_super_packet() -> None:
+    from ipaddress import IPv4Address, IPv6Address
+
+    from stack.script.packets import build_tcp
+    from stack.wire.checksum import pseudo_header_sum
+    from stack.wire.packet import VNET_HDR, Packet
+
+    for src, dst, ip_len, gso in (
+        (IPv4Address("10.77.250.9"), IPv4Address("10.77.250.2"), 20, 1),
+        (IPv6Address("fd77:250::9"), IPv6Address("fd77:250::2"), 40, 4),
+    ):
+        seg = build_tcp(src, dst, 48000, 8080, 1, 1, 0x18 | 0x80, 1000, 0, b"", bytes(4000))
+        frame = gso_frame(seg, 1500)
+        flags, gso_type, hdr_len, gso_size, start, offset = VNET_HDR.unpack_from(frame)
+        assert (flags, gso_type, hdr_len, gso_size, start, offset) == (
+            1,  # NEEDS_CSUM
+            gso | 0x80,  # TCPV4/TCPV6, ECN: it carries CWR
+            ip_len + 20,
+            1500 - ip_len - 20,
+            ip_len,
+            16,
+        )
+        body = frame[VNET_HDR.size :]
+        partial = pseudo_header_sum(src, dst, 6, len(seg) - ip_len)
+        assert body[ip_len + 16 : ip_len + 18] == partial.to_bytes(2, "big")
+        assert (
+            body[: ip_len + 16] == seg[: ip_len + 16] and body[ip_len + 18 :] == seg[ip_len + 18 :]
+        )
+        assert Packet.from_vnet(frame).is_gso
+    icmp = bytes([0x45]) + bytes(8) + bytes([1]) + bytes(2000)
+    with pytest.raises(ScriptError, match="not TCP exceeds the MTU"):
+        gso_frame(icmp, 1500)

@@ -418,7 +418,7 @@ class Runner:
         except ValueError as exc:
             raise Failure(ev.line, str(exc), kind="inbound") from None
         at = self.t.now()
-        drops = self.t.inject(data)
+        drops = self.inject(ev, data)
         self.injected_at = at
         return LineResult(ev.line, ev.text, "inbound", True, at / 1e6, drops=drops)
 
@@ -463,8 +463,21 @@ class Runner:
             )
         except ValueError as exc:
             raise Failure(ev.line, str(exc), kind="inbound") from None
-        drops = self.t.inject(data)
+        drops = self.inject(ev, data)
         return LineResult(ev.line, ev.text, "inbound", True, self.t.now() / 1e6, drops=drops)
+
+    def inject(self, ev: Event, data: bytes) -> list[str]:
+        """Hand `data` to the target; a packet it cannot put in fails the line."""
+        try:
+            return self.t.inject(data)
+        except ScriptError as exc:
+            raise Failure(ev.line, exc.message, kind="inbound") from None
+        except OSError as exc:
+            raise Failure(
+                ev.line,
+                f"cannot inject the {len(data)}-byte packet: {exc.strerror or exc}",
+                kind="inbound",
+            ) from None
 
     def outbound(self, ev: Event, pkt: TcpPacket, start: int, end: int) -> LineResult:
         tol = self.tolerance(start)
