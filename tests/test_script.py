@@ -297,20 +297,64 @@ def test_failure_text_shows_the_line_both_segments_and_the_tcb() -> None:
     ]
     assert "      script: P. 1:11(10) ack 5" in text
     assert "      tcb now: state=ESTABLISHED snd_una=1 snd_nxt=11 snd_max=11 " in text
+    # the fields the failed check is about: the ack is RCV.NXT
+    assert "      tcb involved: rcv_nxt=1 fin_received=False\n" in text
+    assert result.tcb_at_failure["rcv_nxt"] == 1
+    late = run(HANDSHAKE + "   +0 write(4, ..., 10) = 10\n  +.5 > P. 1:11(10) ack 1\n")
+    assert "      tcb involved: rto=" in render_text(late)
 
 
-def test_side_by_side_says_where_targets_differ() -> None:
+def test_involved_tcb_fields_follow_the_checks_that_failed() -> None:
+    from stack.script.report import involved
+
+    tcb = {"state": "ESTABLISHED", "snd_una": 1, "snd_nxt": 11, "snd_max": 11, "rcv_nxt": 5}
+    tcb |= {"rto": "0.3s", "timer.rexmit": "0.4s", "fin_received": False}
+    assert involved("bad seq: expected 1 but got 11", tcb) == [
+        "snd_una=1",
+        "snd_nxt=11",
+        "snd_max=11",
+    ]
+    assert involved("bad flags: x; bad ack: y", tcb) == [
+        "state=ESTABLISHED",
+        "fin_received=False",
+        "rcv_nxt=5",
+    ]
+    assert involved("none within tolerance", tcb) == ["rto=0.3s", "timer.rexmit=0.4s"]
+    assert involved("something else", tcb) == []
+
+
+def test_side_by_side_says_where_targets_agree_and_how_they_differ() -> None:
     from stack.script.report import side_by_side
-    from stack.script.runner import ScriptResult
+    from stack.script.runner import LineResult, ScriptResult
 
-    a = ScriptResult("x.pkt", "pytcp", ok=True)
-    b = ScriptResult("x.pkt", "linux", ok=False, error="x.pkt:12: bad flags: expected R but got R.")
+    def rec(n: int, ok: bool = True, actual: str = "", message: str = "") -> LineResult:
+        return LineResult(n, f"  +0 line{n}", "outbound", ok, 0.0, message, actual=actual)
+
+    a = ScriptResult("x.pkt", "pytcp", ok=True, lines=[rec(1), rec(2, actual="R 1:1(0) win 0")])
+    a.lines.append(rec(3))
+    b = ScriptResult(
+        "x.pkt",
+        "linux",
+        ok=False,
+        error="x.pkt:2: bad flags: expected R but got R.",
+        lines=[rec(1), rec(2, False, "R. 1:1(0) ack 1 win 63", "bad flags: expected R but got R.")],
+    )
     assert side_by_side([a, b]).splitlines() == [
         "x.pkt:",
         "  pytcp      PASS",
         "  linux      FAIL  bad flags: expected R but got R.",
-        "  the targets differ",
+        "  the targets agree on 1 of 3 lines and differ on 2, from line 2:",
+        "    line 2: +0 line2",
+        "      pytcp      ok: R 1:1(0) win 0",
+        "      linux      FAIL: R. 1:1(0) ack 1 win 63 (bad flags: expected R but got R.)",
+        "    line 3: +0 line3",
+        "      pytcp      ok",
+        "      linux      not reached",
     ]
+    assert side_by_side([a, a]).splitlines()[-1] == "  the targets agree on all 3 lines"
+    assert side_by_side([b, b]).splitlines()[-1] == (
+        "  the targets agree on all 2 lines; all fail at line 2"
+    )
 
 
 def test_tcp_info_fields_by_packetdrill_names() -> None:

@@ -48,7 +48,8 @@ to that segment's time); * is any time; 0.1~0.2 and +0.1~+0.2 are ranges (outbou
 segments only). A call with +0...0.2 starts at +0 and must return at 0.2 (it may block
 meanwhile; later lines run while it does). An event is on time within the larger of
 --tolerance_usecs (default 4000) and --tolerance_percent (12.5) of the gap since the
-previous event.
+previous event; a blocking call's return within the larger of --tolerance_usecs and
+--tolerance_percent of the call's own span (start to end time), as packetdrill.
 
 Segments: < is injected into the stack under test, > is expected from it:
   < S 0:0(0) win 32792 <mss 1000,sackOK,nop,nop,nop,wscale 7>
@@ -104,16 +105,26 @@ linux  the Linux kernel's TCP in a throwaway network namespace (needs root): the
 pytcp-tun  pytcp's stack in real time over a real TUN (tun0, pytcp 10.77.250.2, the
     kernel side 10.77.250.1) in a throwaway namespace (needs root), its loop in a
     thread of its own; the script's peer is 10.77.250.9, whose segments are put on
-    tun0 and read back through AF_PACKET sockets. The calls are the pytcp target's
-    model; --tcb works here too.
-Several targets print one verdict each and say where they differ. The real-time
+    tun0 and read back through AF_PACKET sockets; a < segment longer than the MTU
+    goes in as a GSO super-packet (virtio-net header, TSO4/TSO6) and reaches pytcp
+    whole, as receive offload would hand it; anything else that large fails its line.
+    The calls are the pytcp target's model; --tcb works here too.
+The linux target makes each call in a thread of its own; past a blocking call (one
+with an end time) the script goes on once that thread has returned or sleeps in the
+kernel, as packetdrill's does, and the return is stamped as the call comes back.
+Several targets print one verdict each, then line by line where they agree and where
+they differ: for each line they part on (the first five), what each target did
+there (ok, what came or what the call returned; FAIL and why; not reached). The real-time
 targets take the script's times as they are; their runner runs at the lowest
 real-time priority (SCHED_RR), as packetdrill does, so that it acts on time on a busy
 machine. A stack busy elsewhere can still make a line late: raise --tolerance-usecs
 there.
 
 Output: a line per script (PASS or FAIL and the first failure: FILE:LINE, what was
-expected and what came); -v every line with what happened; --json one object per script
+expected and what came; against pytcp also "tcb involved:", the TCB fields the failed
+check is about, e.g. rcv_nxt for a bad ack, snd_una/snd_nxt/snd_max for a bad seq,
+rto, srtt, backoff and the timers for a segment that came late or never, then "tcb
+now:", the main fields); -v every line with what happened; --json one object per script
 and target on stdout; --junit FILE a JUnit XML report.
 """
 

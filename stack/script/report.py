@@ -16,6 +16,40 @@ FAILURE_TCB = (
 )  # fmt: skip
 
 
+# What a failure says -> the TCB fields that decide it (first match order kept).
+INVOLVED: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("bad flags", ("state", "fin_sent", "fin_received", "unacked_rx")),
+    ("bad seq", ("snd_una", "snd_nxt", "snd_max")),
+    ("bad ack", ("rcv_nxt", "fin_received")),
+    ("bad payload length", ("snd_mss", "cwnd", "in_flight", "snd_wnd", "nodelay")),
+    ("bad window", ("rcv_wnd", "wscale_local")),
+    ("options", ("mss_local", "mss_remote", "wscale_local", "wscale_remote", "sack")),
+    ("bad mss", ("mss_local", "snd_mss", "path_mtu")),
+    ("bad wscale", ("wscale_local",)),
+    ("SACK", ("sack", "rcv_nxt")),
+    ("TS", ("timestamps",)),
+    ("ECN", ("ecn", "ecn_echo", "cwr_pending")),
+    ("timing error", ("rto", "srtt", "backoff", "retransmissions", "unacked_rx")),
+    ("none within tolerance", ("rto", "srtt", "backoff", "retransmissions", "unacked_rx")),
+    ("still blocked", ("state", "rcv_nxt", "snd_una", "snd_wnd")),
+    ("returned", ("state", "rcv_nxt", "snd_una", "snd_nxt", "fin_received")),
+    ("connection the script does not know", ("state",)),
+)
+TIMING = ("timing error", "none within tolerance", "still blocked")
+
+
+def involved(message: str, tcb: dict[str, Any]) -> list[str]:
+    """The TCB fields a failure's message concerns, as NAME=VALUE, in the order the
+    checks named them (timers too, for a timing failure)."""
+    names: list[str] = []
+    for phrase, fields in INVOLVED:
+        if phrase in message:
+            names += [f for f in fields if f in tcb and f not in names]
+    if any(phrase in message for phrase in TIMING):
+        names += [k for k in tcb if k.startswith("timer.") and k not in names]
+    return [f"{k}={tcb[k]}" for k in names]
+
+
 def _value(v: Any) -> str:
     return "-" if v is None else str(v)
 
@@ -51,6 +85,10 @@ def render_text(result: ScriptResult, *, verbose: bool = False, tcb: bool = Fals
             out.extend(tcb_lines(rec))
     if not result.ok and result.tcb_at_failure:
         t = result.tcb_at_failure
+        failed = next((rec for rec in result.lines if not rec.ok), None)
+        fields = involved(failed.message, t) if failed is not None else []
+        if fields:
+            out.append("      tcb involved: " + " ".join(fields))
         shown = [f"{k}={t[k]}" for k in FAILURE_TCB if k in t]
         shown += [f"{k}={v}" for k, v in t.items() if k.startswith("timer.")]
         out.append("      tcb now: " + " ".join(shown))
@@ -61,9 +99,31 @@ def render_text(result: ScriptResult, *, verbose: bool = False, tcb: bool = Fals
     return "\n".join([head, *out])
 
 
+SHOWN_DIFFERENCES = 5  # lines side_by_side details where the targets part ways
+
+
+def _status(rec: LineResult | None) -> str:
+    return "not reached" if rec is None else ("ok" if rec.ok else "FAIL")
+
+
+def _outcome(rec: LineResult | None) -> str:
+    """What one target did at a line: its status, what came or what it returned, and
+    why it failed."""
+    if rec is None:
+        return "not reached"
+    parts = [_status(rec) + (":" if rec.actual else "")]
+    if rec.actual:
+        parts.append(rec.actual)
+    if not rec.ok and rec.message:
+        parts.append(f"({rec.message})")
+    return " ".join(parts)
+
+
 def side_by_side(results: list[ScriptResult]) -> str:
-    """The same script on several targets: one verdict per target and, where they
-    differ, each target's first failing line."""
+    """The same script on several targets: one verdict per target, then line by line
+    where they agree (the same outcome: ok, failed, or not reached) and where they
+    differ, with what each target did there (what came, what the call returned, why
+    the line failed), the first SHOWN_DIFFERENCES of them."""
     path = results[0].path
     lines = [f"{path}:"]
     for r in results:
@@ -71,13 +131,34 @@ def side_by_side(results: list[ScriptResult]) -> str:
         lines.append(
             f"  {r.target:10s} {verdict}" + ("" if r.ok else f"  {r.error.split(': ', 1)[-1]}")
         )
-    verdicts = {(r.ok, r.skipped) for r in results}
-    if len(verdicts) > 1:
-        lines.append("  the targets differ")
-    else:
-        fails = {r.error.split(":", 2)[1] if r.error.count(":") >= 2 else "" for r in results}
-        if len(fails) > 1:
-            lines.append("  the targets fail at different lines")
+    ran = [r for r in results if not r.skipped]
+    if len(ran) < 2:
+        return "\n".join(lines)
+    by_line = [{rec.line: rec for rec in r.lines} for r in ran]
+    order = sorted({n for recs in by_line for n in recs})
+    text = {n: rec.text for recs in by_line for n, rec in recs.items()}
+    agree = [n for n in order if len({_status(recs.get(n)) for recs in by_line}) == 1]
+    differ = [n for n in order if n not in agree]
+    if not differ:
+        if all(r.ok for r in ran):
+            lines.append(f"  the targets agree on all {len(order)} lines")
+        else:
+            failing = next(rec for rec in ran[0].lines if not rec.ok)
+            lines.append(
+                f"  the targets agree on all {len(order)} lines; all fail at line {failing.line}"
+            )
+        return "\n".join(lines)
+    lines.append(
+        f"  the targets agree on {len(agree)} of {len(order)} lines and differ on "
+        f"{len(differ)}, from line {differ[0]}:"
+    )
+    for n in differ[:SHOWN_DIFFERENCES]:
+        first = text[n].splitlines()[0].strip() if text[n] else ""
+        lines.append(f"    line {n}: {first}")
+        for r, recs in zip(ran, by_line, strict=True):
+            lines.append(f"      {r.target:10s} {_outcome(recs.get(n))}")
+    if len(differ) > SHOWN_DIFFERENCES:
+        lines.append(f"    ... and {len(differ) - SHOWN_DIFFERENCES} more lines")
     return "\n".join(lines)
 
 
@@ -88,6 +169,7 @@ def to_json(result: ScriptResult) -> dict[str, Any]:
         "ok": result.ok,
         "skipped": result.skipped,
         "error": result.error,
+        "tcb_at_failure": result.tcb_at_failure,
         "lines": [
             {
                 "line": r.line,
