@@ -255,7 +255,14 @@ class LinuxTarget(RealTimeTarget):
         conn, _ = self._sock(args, fds).accept()
         return CallOutcome(0, handle=conn)
 
-    _call_accept4 = _call_accept
+    def _call_accept4(self, args: tuple[Expr, ...], fds: dict[int, Any]) -> CallOutcome:
+        """accept4(fd, addr, len, flags): SOCK_NONBLOCK makes the new socket
+        non-blocking (Python's accept() takes no flags; SOCK_CLOEXEC it sets anyway)."""
+        flags = symbol(args[3]) if len(args) > 3 and args[3].kind != "ellipsis" else 0
+        conn, _ = self._sock(args, fds).accept()
+        if flags & socket.SOCK_NONBLOCK:
+            conn.setblocking(False)
+        return CallOutcome(0, handle=conn)
 
     def _call_connect(self, args: tuple[Expr, ...], fds: dict[int, Any]) -> CallOutcome:
         s = self._sock(args, fds)

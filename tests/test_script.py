@@ -355,6 +355,13 @@ def test_side_by_side_says_where_targets_agree_and_how_they_differ() -> None:
     assert side_by_side([b, b]).splitlines()[-1] == (
         "  the targets agree on all 2 lines; all fail at line 2"
     )
+    c = ScriptResult("x.pkt", "linux", ok=False, error="x.pkt:2: bad seq: expected 1 but got 0")
+    c.lines = [rec(1), rec(2, False, "R. 0:0(0) ack 1 win 63", "bad seq: expected 1 but got 0")]
+    assert side_by_side([b, c]).splitlines()[-3:] == [
+        "  the targets agree on all 2 lines; all fail at line 2, differently:",
+        "      linux      FAIL: R. 1:1(0) ack 1 win 63 (bad flags: expected R but got R.)",
+        "      linux      FAIL: R. 0:0(0) ack 1 win 63 (bad seq: expected 1 but got 0)",
+    ]
 
 
 def test_tcp_info_fields_by_packetdrill_names() -> None:
@@ -394,3 +401,47 @@ def test_a_packet_the_target_cannot_inject_fails_its_line() -> None:
     target = Refusing(cfg, rng=random.Random(1), isn_secret=bytes(16))
     result = Runner(script, target, config=cfg, shell=None).run()
     assert result.error == "t.pkt:9: cannot inject the 2040-byte packet: Message too long"
+
+
+def test_calls_pytcp_cannot_model_fail_at_their_line() -> None:
+    """Nothing is passed over silently: what the pytcp target cannot do is an error at
+    the line (a buffer size on a live connection, a poll event it does not compute,
+    another peer), and what it models it models as Linux does."""
+    cases = {
+        "   +0 setsockopt(4, SOL_SOCKET, SO_SNDBUF, [1000], 4) = 0\n": (
+            "t.pkt:9: SO_SNDBUF on a connection is not modelled by pytcp "
+            "(set it before listen() or connect())"
+        ),
+        "   +0 poll([{fd=4, events=POLLIN|POLLPRI}], 1, 0) = 0\n": (
+            "t.pkt:9: poll() events 0x2 are not modelled"
+        ),
+        "   +0 accept4(3, ..., ..., SOCK_NONBLOCK|O_NONBLOCK|1) = 5\n": (
+            "t.pkt:9: accept4() flags SOCK_NONBLOCK|O_NONBLOCK|1 are not modelled by pytcp"
+        ),
+        '   +0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 5\n   +0 connect(5, {sa_family=AF_INET, '
+        'sin_port=htons(80), sin_addr=inet_addr("192.0.2.1")}, 16) = 0\n': (
+            "t.pkt:10: connect() to 192.0.2.1: the pytcp target's only peer is 10.77.250.1"
+        ),
+    }
+    for line, error in cases.items():
+        assert run(HANDSHAKE + line).error == error, line
+    modelled = (
+        "   +0 bind(4, ..., ...) = -1 EINVAL (Invalid argument)\n"
+        '   +0 bind(4, {sa_family=AF_INET, sin_port=htons(1), sin_addr=inet_addr("10.77.250.9")}'
+        ", 16) = -1 EADDRNOTAVAIL (Cannot assign requested address)\n"
+        "   +0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 5\n"
+        '   +0 bind(5, {sa_family=AF_INET, sin_port=htons(9), sin_addr=inet_addr("0.0.0.0")}'
+        ", 16) = 0\n"
+    )
+    assert run(HANDSHAKE + modelled).ok
+
+
+def test_accept4_sock_nonblock_gives_a_non_blocking_socket() -> None:
+    listen = HANDSHAKE.replace("   +0 accept(3, ..., ...) = 4\n", "")
+    text = listen + (
+        "   +0 accept4(3, ..., ..., SOCK_NONBLOCK) = 4\n"
+        "   +0 read(4, ..., 10) = -1 EAGAIN (Resource temporarily unavailable)\n"
+    )
+    assert run(text).ok
+    blocking = listen + "   +0 accept4(3, ..., ..., 0) = 4\n   +0 read(4, ..., 10) = 0\n"
+    assert "read() would block here" in run(blocking).error

@@ -56,27 +56,39 @@ Segments: < is injected into the stack under test, > is expected from it:
   > S. 0:0(0) ack 1 <mss 1460,nop,nop,sackOK,nop,wscale 8>
 Flags are letters F S R P U E (ECE) W (CWR) and . (ACK), - for none. start:end(len)
 are sequence numbers relative to the sender's ISN (the peer's ISN is what its SYN says;
-the stack's is learned from its SYN or SYN-ACK) and must agree. ack N, win N (on > lines
-checked only when written), urg N. Options, in order and compared in order: nop, eol,
-mss N, wscale N, sackOK, sack L:R..., TS val N ecr N; <...> on > lines is "any options".
+the stack's is learned from its SYN or SYN-ACK) and must agree. ack N, win N (required
+on < lines; on > lines checked only when written), urg N. SRC>DST before the flags
+(< 48001>8080 S ...) names the connection's ports, for scripts with several. Options,
+in order and compared in order: nop, eol, mss N, wscale N, sackOK, sack L:R..., TS val N
+ecr N; <...> on > lines is "any options"; md5, FO and FOEXP are read but not modelled
+(the line fails).
 An inbound TS ecr names an outbound TS val seen before and is sent as the stack's real
 value; an outbound ecr is checked exactly (packetdrill does not check it); an outbound
 TS val only with --tcp_ts_tick_usecs. A > segment may arrive as several consecutive
 segments that add up to it (what TSO would have sent as one), unless --strict_segments.
-[ect0] [ect1] [ce] [noecn] after the direction set or check the IP ECN bits.
+[ect0] [ect1] [ce] [noecn] after the direction set or check the IP ECN bits ([ect01] on
+> lines: either ECT); other IP header details ((tos ...), ipv4/ipv6/gre/mpls/udp
+encapsulation) are errors at their line.
   < icmp unreachable frag_needed mtu 1200 [1:1461(1460)]
 injects an ICMP error quoting the stack's segment 1:1461; types unreachable (codes
 net_unreachable, host_unreachable, protocol_unreachable, port_unreachable,
 frag_needed, ...), packet_too_big (IPv6), time_exceeded.
 
-Calls: socket, bind, listen, accept, connect (EINPROGRESS with O_NONBLOCK set by fcntl
-F_SETFL or SOCK_NONBLOCK), setsockopt and getsockopt (SO_REUSEADDR, SO_KEEPALIVE,
-SO_ERROR, SO_LINGER {onoff=1, linger=0}, SO_SNDBUF, SO_RCVBUF, TCP_NODELAY,
+Calls, written NAME(ARG, ...) = RESULT [ERRNO [(note)]], where ... is any argument
+or result and {name=value, ...} a struct: socket, bind and connect (... or
+{sa_family=AF_INET, sin_port=htons(N), sin_addr=inet_addr("A")}: pytcp binds only its
+own address or 0.0.0.0, else EADDRNOTAVAIL, and connects only to the script's peer),
+listen, accept, accept4 (SOCK_NONBLOCK, SOCK_CLOEXEC), connect (EINPROGRESS with
+O_NONBLOCK set by fcntl F_SETFL or SOCK_NONBLOCK), setsockopt and getsockopt
+(SO_REUSEADDR, SO_REUSEPORT, SO_KEEPALIVE, SO_ERROR, SO_LINGER {onoff=1, linger=0},
+SO_SNDBUF and SO_RCVBUF (before listen() or connect() on pytcp), TCP_NODELAY,
 TCP_MAXSEG, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT, TCP_INQ), write, send, writev,
-read, recv (MSG_PEEK, MSG_DONTWAIT), recvmsg (msg_iov's lengths; msg_flags and
+sendmsg (linux target only), read, recv (MSG_PEEK, MSG_DONTWAIT), recvmsg (msg_iov's
+lengths; msg_flags and
 msg_control checked when written, e.g. TCP_INQ's {cmsg_level=SOL_TCP,
 cmsg_type=TCP_CM_INQ, cmsg_data=N}: the bytes left to read, the FIN counting one),
-shutdown, close, poll, ioctl (SIOCINQ, SIOCOUTQ), fcntl. The return value and errno
+shutdown, close, poll (POLLIN, POLLRDNORM, POLLOUT, POLLWRNORM, POLLRDHUP; POLLERR,
+POLLHUP and POLLNVAL always), ioctl (SIOCINQ, SIOCOUTQ), fcntl. The return value and errno
 (= -1 ECONNREFUSED) are checked; [N] arguments of getsockopt, ioctl and poll's
 revents too. A shell command in backquotes runs with sh;
 a failing one fails the script (--skip-shell skips them). Anything pytcp cannot model

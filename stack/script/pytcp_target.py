@@ -13,7 +13,7 @@ import errno as E
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from ipaddress import IPv4Address, IPv6Address
+from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Any, ClassVar
 
 from stack.host import Host, Listener, RandomSource
@@ -49,6 +49,10 @@ FAILURE_ERRNO = {
     "timed out": E.ETIMEDOUT,
     "unreachable": E.EHOSTUNREACH,
 }
+POLL_MODELLED = (
+    SYMBOLS["POLLIN"] | SYMBOLS["POLLRDNORM"] | SYMBOLS["POLLOUT"] | SYMBOLS["POLLWRNORM"]
+    | SYMBOLS["POLLRDHUP"] | SYMBOLS["POLLERR"] | SYMBOLS["POLLHUP"] | SYMBOLS["POLLNVAL"]
+)  # fmt: skip
 DEFAULT_MSS = 536  # what Linux's getsockopt(TCP_MAXSEG) says before a connection
 
 
@@ -338,6 +342,11 @@ class PytcpTarget:
             raise ScriptError("", 0, "setsockopt() needs a value [N]")
         if opt == "TCP_MAXSEG" and not 88 <= value <= 32767:
             return fail(E.EINVAL, self.now())
+        if opt in ("SO_SNDBUF", "SO_RCVBUF") and s.conn is not None:
+            raise ScriptError(
+                "", 0, f"{opt} on a connection is not modelled by pytcp (set it before "
+                "listen() or connect())"
+            )
         s.opts[opt] = value
         if s.listener is not None:
             s.listener.config = self._config(s)  # children take the listener's options
@@ -399,11 +408,32 @@ class PytcpTarget:
             return symbol(port.items[0])
         return symbol(port)
 
+    def _address_from(self, e: Expr) -> IPv4Address | IPv6Address | str | None:
+        """sin_addr/sin6_addr of a sockaddr: the address, "any" for INADDR_ANY or
+        in6addr_any, None when the struct names none."""
+        a = struct_field(e, "sin_addr") or struct_field(e, "sin6_addr")
+        if a is None:
+            return None
+        if a.kind == "call" and a.items and a.items[0].kind == "string":
+            try:
+                ip = ip_address(a.items[0].name)
+            except ValueError:
+                raise ScriptError("", 0, f"bad address {a.items[0].name!r}") from None
+            return "any" if ip.is_unspecified else ip
+        if a.kind == "word" and a.name in ("INADDR_ANY", "in6addr_any"):
+            return "any"
+        raise ScriptError("", 0, f"address {a} is not modelled by pytcp")
+
     def _call_bind(self, call: Syscall, args: tuple[Expr, ...], fds: dict[int, Any]) -> CallOutcome:
         s = self._sock(args, fds)
         if isinstance(s, CallOutcome):
             return s
-        if s.port is not None:
+        # As Linux's inet_bind: the address is checked first, then whether the socket
+        # is bound already (an accepted one is).
+        address = self._address_from(args[1]) if len(args) > 1 else None
+        if address is not None and address not in (self.local_ip, "any"):
+            return fail(E.EADDRNOTAVAIL, self.now())  # not the stack's address
+        if s.port is not None or s.conn is not None or s.listener is not None:
             return fail(E.EINVAL, self.now())
         port = self._port_from(args[1]) if len(args) > 1 else None
         s.port = self.cfg.bind_port if port is None else port
@@ -440,11 +470,18 @@ class PytcpTarget:
         if listener is None:
             return fail(E.EINVAL, self.now())
 
+        nonblock_child = False
+        if call.name == "accept4" and len(args) > 3 and args[3].kind != "ellipsis":
+            flags = symbol(args[3])
+            if flags & ~(SYMBOLS["SOCK_NONBLOCK"] | SYMBOLS["SOCK_CLOEXEC"]):
+                raise ScriptError("", 0, f"accept4() flags {args[3]} are not modelled by pytcp")
+            nonblock_child = bool(flags & SYMBOLS["SOCK_NONBLOCK"])
+
         def check() -> CallOutcome | None:
             conn = listener.accept()
             if conn is None:
                 return None
-            child = Sock(conn=conn, opts=dict(s.opts), linger=s.linger)
+            child = Sock(conn=conn, opts=dict(s.opts), linger=s.linger, nonblock=nonblock_child)
             self.socks.append(child)
             self.conn = conn
             return CallOutcome(0, handle=child)
@@ -486,6 +523,11 @@ class PytcpTarget:
                 s.error_reported = True
                 return fail(FAILURE_ERRNO.get(s.conn.error, E.EIO), self.now())
             return fail(E.EISCONN, self.now())
+        address = self._address_from(args[1]) if len(args) > 1 else None
+        if address is not None and address != self.remote_ip:
+            raise ScriptError(
+                "", 0, f"connect() to {address}: the pytcp target's only peer is {self.remote_ip}"
+            )
         port = self._port_from(args[1]) if len(args) > 1 else None
         remote = (self.remote_ip, self.cfg.connect_port if port is None else port)
         try:
@@ -785,6 +827,10 @@ class PytcpTarget:
             if fd_e is None or ev_e is None:
                 raise ScriptError("", 0, "poll() entries are {fd=N, events=...}")
             rev_e = struct_field(pfd, "revents")
+            if symbol(ev_e) & ~POLL_MODELLED:
+                raise ScriptError(
+                    "", 0, f"poll() events {symbol(ev_e) & ~POLL_MODELLED:#x} are not modelled"
+                )
             items.append(
                 (fds.get(symbol(fd_e)), symbol(ev_e), None if rev_e is None else symbol(rev_e))
             )

@@ -143,10 +143,15 @@ def side_by_side(results: list[ScriptResult]) -> str:
         if all(r.ok for r in ran):
             lines.append(f"  the targets agree on all {len(order)} lines")
         else:
-            failing = next(rec for rec in ran[0].lines if not rec.ok)
+            n = next(rec for rec in ran[0].lines if not rec.ok).line
+            how = {(recs[n].message, recs[n].actual) for recs in by_line}
             lines.append(
-                f"  the targets agree on all {len(order)} lines; all fail at line {failing.line}"
+                f"  the targets agree on all {len(order)} lines; all fail at line {n}"
+                + (", differently:" if len(how) > 1 else "")
             )
+            if len(how) > 1:
+                for r, recs in zip(ran, by_line, strict=True):
+                    lines.append(f"      {r.target:10s} {_outcome(recs[n])}")
         return "\n".join(lines)
     lines.append(
         f"  the targets agree on {len(agree)} of {len(order)} lines and differ on "
