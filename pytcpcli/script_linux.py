@@ -361,35 +361,42 @@ def await_block_or_return(th: threading.Thread, entered: threading.Event) -> Non
     blocking call (run_system_call.c enqueue_system_call: yield until the syscall
     thread is idle or sleeping). A thread asleep on a futex is waiting for the
     interpreter lock, not in the call: that is not blocking yet. Bounded by CALL_WAIT;
-    without /proc (or a tid), a fixed BLOCK_FALLBACK is given."""
-    deadline = time.monotonic() + CALL_WAIT
-    while time.monotonic() < deadline:
+    while /proc cannot say, BLOCK_FALLBACK is given at most."""
+    started = time.monotonic()
+    while (waited := time.monotonic() - started) < CALL_WAIT:
         th.join(BLOCK_POLL)
         if not th.is_alive():
             return
         if not entered.is_set():
             continue
         asleep = asleep_in_call(th.native_id)
-        if asleep is None:
-            th.join(BLOCK_FALLBACK)
-            return
-        if asleep:
+        if asleep or (asleep is None and waited >= BLOCK_FALLBACK):
             return
 
 
 def asleep_in_call(tid: int | None) -> bool | None:
     """Whether thread `tid` of this process sleeps in a system call other than a futex
-    wait (/proc/self/task/TID/stat and wchan); None when /proc cannot say."""
+    wait (/proc/self/task/TID/stat and wchan). The files are not read at one instant:
+    wchan is read before and after the state, and a thread that moved in between is
+    not asleep yet. None when /proc cannot say (no tid, no files, or a kernel that
+    names no wait channel)."""
     if tid is None:
         return None
+    task = f"/proc/self/task/{tid}"
     try:
-        with open(f"/proc/self/task/{tid}/stat", encoding="ascii") as f:
+        with open(f"{task}/wchan", encoding="ascii") as f:
+            before = f.read()
+        with open(f"{task}/stat", encoding="ascii") as f:
             state = f.read().rsplit(")", 1)[1].split()[0]
-        with open(f"/proc/self/task/{tid}/wchan", encoding="ascii") as f:
-            wchan = f.read()
+        with open(f"{task}/wchan", encoding="ascii") as f:
+            after = f.read()
     except (OSError, IndexError, UnicodeDecodeError):
         return None
-    return state == "S" and "futex" not in wchan
+    if state != "S" or before != after:
+        return False
+    if before in ("", "0"):
+        return None
+    return "futex" not in before
 
 
 # struct tcp_info (linux/tcp.h), in order: (name, struct code); the two bit-field

@@ -121,9 +121,9 @@ def test_capture_queue_waits_for_a_packet_still_on_its_way() -> None:
         th.join()
 
 
-def _sleeping(tid: int | None) -> bool:
-    with open(f"/proc/self/task/{tid}/stat", encoding="ascii") as f:
-        return f.read().rsplit(")", 1)[1].split()[0] == "S"
+def _wchan(tid: int | None) -> str:
+    with open(f"/proc/self/task/{tid}/wchan", encoding="ascii") as f:
+        return f.read()
 
 
 def test_a_call_asleep_in_the_kernel_blocks_one_waiting_on_a_lock_does_not() -> None:
@@ -134,21 +134,32 @@ def test_a_call_asleep_in_the_kernel_blocks_one_waiting_on_a_lock_does_not() -> 
     lock = threading.Lock()
     lock.acquire()
     entered = threading.Event()
+    waiting = threading.Event()
 
     def read_pipe() -> None:
         entered.set()
         os.read(rfd, 1)
 
+    def take_lock() -> None:
+        waiting.set()
+        lock.acquire()
+
     reader = threading.Thread(target=read_pipe, daemon=True)
-    waiter = threading.Thread(target=lock.acquire, daemon=True)
+    waiter = threading.Thread(target=take_lock, daemon=True)
     try:
         reader.start()
         await_block_or_return(reader, entered)
         assert reader.is_alive()  # it went on while the read still blocks
-        assert asleep_in_call(reader.native_id) is True
+        asleep = False
+        for _ in range(10_000):  # the read's sleep is seen as one in a call (bounded)
+            if asleep := asleep_in_call(reader.native_id) is True:
+                break
+            reader.join(0.0001)
+        assert asleep
         waiter.start()
-        for _ in range(10_000):  # until it sleeps on the lock (bounded)
-            if _sleeping(waiter.native_id):
+        assert waiting.wait(5)
+        for _ in range(10_000):  # until it sleeps on the lock for good (bounded)
+            if "futex" in _wchan(waiter.native_id):
                 break
             waiter.join(0.0001)
         assert asleep_in_call(waiter.native_id) is False
