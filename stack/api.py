@@ -623,6 +623,7 @@ class Stack:
                 gateway6=gateway6,
             )
             self._link = tun
+            network: ipaddress.IPv4Network | None = tun.network
             self.tun_name = tun.name
             self.address = tun.address
             self.peer_address = tun.peer_address
@@ -639,8 +640,10 @@ class Stack:
                 # both be fd77::2.
                 self.address6 = IPv6Address(addr6) if addr6 is not None else None
             gateway4, gateway6 = _split_gateways(self._gateway)
+            network = None
             if gateway4 is not None:
                 self.peer_address = ipaddress.IPv4Interface(gateway4).ip
+                network = ipaddress.IPv4Interface(gateway4).network
             if self._gateway is not None:
                 self.peer_address6 = (
                     ipaddress.IPv6Interface(gateway6).ip if gateway6 is not None else None
@@ -658,6 +661,10 @@ class Stack:
                 address6=self.address6,
                 # Packets with offload facts both ways when the link carries them.
                 offload=bool(getattr(self._link, "offload", False)),
+                # A /31 or /32 has no broadcast address (RFC 3021).
+                broadcast=network.broadcast_address
+                if network is not None and network.prefixlen < 31
+                else None,
             )
             impair_out = impair_in = None
             if self.impair is not None:

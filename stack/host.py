@@ -584,9 +584,14 @@ class Host:
         syn_cookies: bool | str = "auto",
         address6: IPv6Address | None = None,
         offload: bool = False,
+        broadcast: IPv4Address | None = None,
     ) -> None:
         self.address = address
         self.address6 = address6
+        # The link's directed broadcast (10.77.N.255 on pytcpN): RFC 1122 §3.2.1.3 (c)
+        # forbids it as a source, and Linux drops it so (fib_validate_source: the route
+        # back is RTN_BROADCAST). None: a link without a subnet (tests, a pair).
+        self.broadcast = broadcast
         self.config = config if config is not None else TcpConfig()
         self.mtu = mtu
         self._tracer: Tracer = tracer if tracer is not None else null_tracer
@@ -858,7 +863,7 @@ class Host:
         # RFC 1122 §3.2.1.3: a source that is not one host is bogus, and our own address
         # arriving from the link is spoofed (a "martian" to Linux); never answer either.
         src = ip.src
-        if src == self.address or is_martian_source(src):
+        if src == self.address or src == self.broadcast or is_martian_source(src):
             self._drop(now, "bad-source", src=ip.src, dst=ip.dst)
             return
         if ip.protocol == PROTO_TCP:
@@ -880,7 +885,7 @@ class Host:
         if dst != self.address:
             self._drop(now, "not-for-us", src=src, dst=dst)
             return
-        if src == self.address or is_martian_source(src):
+        if src == self.address or src == self.broadcast or is_martian_source(src):
             self._drop(now, "bad-source", src=src, dst=dst)
             return
         payload = bytes(data[(ver_ihl & 0x0F) * 4 : total])

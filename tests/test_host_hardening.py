@@ -39,6 +39,18 @@ def test_martian_ipv4_sources_get_no_answer(src: str) -> None:
     assert host.listeners()[0].embryonic == 0
 
 
+def test_the_link_s_directed_broadcast_is_a_martian_source() -> None:
+    # RFC 1122 §3.2.1.3 (c): {<Network>, -1} MUST NOT be a source; the host handed the
+    # link's broadcast drops it as Linux does (its route back is a broadcast route).
+    host, _ = make_host(broadcast=IPv4Address("10.77.0.255"))
+    host.listen(LISTEN_PORT)
+    host.receive_packet(packet(syn(), src=IPv4Address("10.77.0.255")), 0)
+    assert host.packets_to_send(0) == []
+    assert host.counters["drops"] == {"bad-source": 1}
+    host.receive_packet(packet(syn(), src=IPv4Address("10.77.0.254")), 0)  # an ordinary host
+    assert len(host.packets_to_send(0)) == 1
+
+
 @pytest.mark.parametrize("src", ["::1", "::", "ff02::1", "::ffff:10.77.0.1"])
 def test_martian_ipv6_sources_get_no_answer(src: str) -> None:
     host = make_host6()
