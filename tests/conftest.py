@@ -7,6 +7,7 @@ import itertools
 import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -71,7 +72,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture
 def netns() -> Iterator[Netns]:
-    """Create a network namespace, move this thread into it with lo up, and remove it after.
+    """Create a network namespace, move this thread into it with lo up, and remove it after;
+    PYTCP_RUNTIME_DIR points at a directory of the test's own meanwhile.
 
     Sockets, TUN devices and child processes created while the test runs live in the
     namespace; the host's own interfaces are never touched. Removal happens on every path.
@@ -80,6 +82,7 @@ def netns() -> Iterator[Netns]:
     if reason is not None:
         pytest.skip(reason)
     name = f"pytcp-test-{os.getpid()}-{next(_counter)}"
+    runtime: str | None = None
     subprocess.run(["ip", "netns", "add", name], check=True)
     original = os.open("/proc/self/ns/net", os.O_RDONLY)
     try:
@@ -88,11 +91,21 @@ def netns() -> Iterator[Netns]:
             _setns(target)
         finally:
             os.close(target)
+        # Control sockets of its own: `pytcp inspect` in the test lists the test's
+        # processes only, not those of other suites running on the machine (one of them
+        # not answering would make the list exit 1), and theirs do not see ours.
+        runtime = tempfile.mkdtemp(prefix="pytcp-rt-")
+        saved = os.environ.get("PYTCP_RUNTIME_DIR")
+        os.environ["PYTCP_RUNTIME_DIR"] = runtime
         try:
             subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
             yield Netns(name)
         finally:
             _setns(original)
+            if saved is None:
+                os.environ.pop("PYTCP_RUNTIME_DIR", None)
+            else:
+                os.environ["PYTCP_RUNTIME_DIR"] = saved
     finally:
         os.close(original)
         pids = subprocess.run(
@@ -104,3 +117,5 @@ def netns() -> Iterator[Netns]:
             except (ProcessLookupError, ValueError):
                 pass
         subprocess.run(["ip", "netns", "del", name], check=False)
+        if runtime is not None:
+            shutil.rmtree(runtime, ignore_errors=True)
