@@ -26,8 +26,10 @@ A bad request gets an error reply; it never reaches a connection.
 No client can crash or starve the server (issue 14): every request is answered in order,
 one at a time per client (the next is read only once the reply has left, so a client
 holds at most one request and one reply in memory); a client whose reply makes no
-progress for `STALL_TIMEOUT` seconds, or that sits idle for `IDLE_TIMEOUT`, is hung up on;
-at `MAX_CLIENTS` the client idle longest makes room for a new one; at most `BATCH`
+progress for `STALL_TIMEOUT` seconds is hung up on; one that sits idle (or halfway through
+a request line) for `IDLE_TIMEOUT` gets a "client-timeout" error line, then is hung up
+on; at `MAX_CLIENTS` the client idle longest makes room for a new one (a
+"client-evicted" error line first); at most `BATCH`
 requests of one client are served per wake-up; all replies waiting together stay under
 `MAX_BUFFERED` bytes (a request beyond that is answered "busy"). Each such event is
 counted in `ControlServer.counters` by name.
@@ -86,11 +88,14 @@ WRITE_CLOSED = "write-closed"
 NOT_ARMED = "not-armed"  # pytcp timer: that timer is not armed
 FORBIDDEN = "forbidden"
 BUSY = "busy"
+EVICTED = "client-evicted"  # at MAX_CLIENTS: the client idle longest is hung up
+TIMED_OUT = "client-timeout"  # idle, or half a request, for IDLE_TIMEOUT
 INTERNAL = "internal"
 # Client side only: the process is gone (its socket vanished or refuses), or it closed the
 # control socket without answering (it was exiting): ask again to learn which.
 GONE = "gone"
 HUNG_UP = "hung-up"
+PERMISSION_DENIED = "permission-denied"  # client side: the socket is another user's
 
 
 class ServedStack(Protocol):
@@ -199,11 +204,22 @@ def _load(line: bytes, limit: int, depth: int) -> dict[str, Any]:
         raise ProtocolError(TOO_DEEP, "message nested too deeply") from None
     if not isinstance(obj, dict):
         raise ProtocolError(BAD_REQUEST, "a message must be a JSON object")
-    if obj.get("v") != PROTOCOL_VERSION:
+    version = obj.get("v")
+    if type(version) is not int or version != PROTOCOL_VERSION:  # not true, not 1.0
         raise ProtocolError(
-            BAD_VERSION, f"protocol version {obj.get('v')!r} unsupported, expected 1"
+            BAD_VERSION, f"protocol version {_clip(version)} unsupported, expected 1"
         )
     return obj
+
+
+def _cut(text: str, limit: int = 64) -> str:
+    """`text` as an error message quotes it, cut to `limit` characters: a request may be
+    256 KiB, the reply to it stays one short line."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _clip(value: Any) -> str:
+    return _cut(repr(value))
 
 
 def decode_request(line: bytes) -> Request:
@@ -211,7 +227,9 @@ def decode_request(line: bytes) -> Request:
     obj = _load(line, MAX_REQUEST, MAX_DEPTH)
     op = obj.get("op")
     if op not in OPS:
-        raise ProtocolError(UNKNOWN_OP, f"unknown op {op!r}; expected one of {', '.join(OPS)}")
+        raise ProtocolError(
+            UNKNOWN_OP, f"unknown op {_clip(op)}; expected one of {', '.join(OPS)}"
+        )
     conn = obj.get("conn")
     if op == "list":
         return Request(op="list", params=_list_params(obj))
@@ -540,8 +558,13 @@ class ControlServer:
                 continue
             if len(self.clients) >= MAX_CLIENTS:
                 # Idle clients cannot hide the process: the one idle longest makes room.
-                self._count("client-evicted")
-                self._drop(min(self.clients.values(), key=lambda c: c.active).sock.fileno())
+                self._count(EVICTED)
+                oldest = min(self.clients.values(), key=lambda c: c.active)
+                self._goodbye(
+                    oldest.sock.fileno(),
+                    EVICTED,
+                    f"{MAX_CLIENTS} control clients at once: the one idle longest is hung up",
+                )
             fd = sock.fileno()
             self.clients[fd] = client
             self._want_read(fd, client, True)
@@ -677,15 +700,25 @@ class ControlServer:
         idle, stall = round(IDLE_TIMEOUT * 1e9), round(STALL_TIMEOUT * 1e9)
         for fd, client in list(self.clients.items()):
             if client.outbuf and now - client.active >= stall:
-                self._count("client-stalled")
+                self._count("client-stalled")  # its socket is full: no line would fit
                 self._drop(fd)
             elif not client.outbuf and now - client.active >= idle:
-                self._count("client-timeout")
-                self._drop(fd)
+                self._count(TIMED_OUT)
+                what = "an incomplete request (no newline)" if client.inbuf else "no request"
+                self._goodbye(fd, TIMED_OUT, f"{what} for {IDLE_TIMEOUT:g}s: hung up")
         if self.clients and self.listener is not None:
             self._sweeper = self.stack.loop.call_later(
                 _sweep_interval(), self._guard(None, self._sweep)
             )
+
+    def _goodbye(self, fd: int, code: str, message: str) -> None:
+        """Hang up on a client whose reply queue is empty, telling it why in one error
+        line first (one non-blocking send: a client that cannot take it loses nothing)."""
+        client = self.clients.get(fd)
+        if client is not None and not client.outbuf:
+            with contextlib.suppress(OSError):
+                client.sock.send(encode_response(Response.error(code, message)))
+        self._drop(fd)
 
     def _drop(self, fd: int) -> None:
         client = self.clients.pop(fd, None)
@@ -735,7 +768,8 @@ class ControlServer:
         found = self._find(req.conn)
         if found is None:
             return Response.error(
-                NO_SUCH_CONNECTION, f"no connection {req.conn} in process {self.pid}"
+                NO_SUCH_CONNECTION,
+                f"no connection {_cut(req.conn)} in process {self.pid}",
             )
         obj, is_listener = found
         now = self.stack.loop.now()
@@ -1043,6 +1077,10 @@ class ControlClient:
         self.dirs = list(dirs) if dirs is not None else search_dirs()
         self.timeout = timeout
         self.problems: list[str] = []  # processes that could not be asked, one line each
+        # Of those, the ones this user may ask that gave no answer (timed out, busy, an
+        # error): the list is incomplete, and `pytcp inspect` exits 1. A process of
+        # another user (permission denied) is not one: it is not ours to show.
+        self.unanswered: list[str] = []
         self.notes: list[str] = []  # what processes without a connection to show are doing
         self.total = 0  # entries the last entries() found before its filters
 
@@ -1054,6 +1092,11 @@ class ControlClient:
             except PermissionError:
                 self.problems.append(f"{d}: permission denied")
         return found
+
+    def _problem(self, message: str, code: str | None) -> None:
+        self.problems.append(message)
+        if code not in (FORBIDDEN, PERMISSION_DENIED):
+            self.unanswered.append(message)
 
     def request(self, ep: Endpoint, req: Request) -> Response:
         """One request to one process; ControlError when it cannot be asked."""
@@ -1072,7 +1115,7 @@ class ControlClient:
                 f"process {ep.pid} hung up without answering (exiting?)", HUNG_UP
             ) from None
         except PermissionError:
-            raise ControlError(f"process {ep.pid}: permission denied") from None
+            raise ControlError(f"process {ep.pid}: permission denied", PERMISSION_DENIED) from None
         except ControlError as exc:
             if exc.code == HUNG_UP:
                 raise ControlError(
@@ -1093,6 +1136,7 @@ class ControlClient:
         `states`/`port` only those (each process filters before it describes anything),
         with `view` "rows" only the fields of a list row. `total` counts them all."""
         self.problems = []
+        self.unanswered = []
         self.notes = []
         self.total = 0
         params: dict[str, Any] = {}
@@ -1108,10 +1152,10 @@ class ControlClient:
                 resp = self.request(ep, Request(op="list", params=params))
             except ControlError as exc:
                 if exc.code not in (GONE, HUNG_UP):  # gone or exiting: not a problem
-                    self.problems.append(str(exc))
+                    self._problem(str(exc), exc.code)
                 continue
             if not resp.ok:
-                self.problems.append(f"process {ep.pid}: {resp.message}")
+                self._problem(f"process {ep.pid}: {resp.message}", resp.code)
                 continue
             found = resp.result.get("connections", [])
             entries.extend(found)
@@ -1130,16 +1174,17 @@ class ControlClient:
         """Per reachable process: {"pid", "tun", "host": its counters and drops,
         "control": the control endpoint's clients and counters}, by pid."""
         self.problems = []
+        self.unanswered = []
         out: list[dict[str, Any]] = []
         for ep in self.endpoints():
             try:
                 resp = self.request(ep, Request(op="list"))
             except ControlError as exc:
                 if exc.code not in (GONE, HUNG_UP):
-                    self.problems.append(str(exc))
+                    self._problem(str(exc), exc.code)
                 continue
             if not resp.ok:
-                self.problems.append(f"process {ep.pid}: {resp.message}")
+                self._problem(f"process {ep.pid}: {resp.message}", resp.code)
                 continue
             r = resp.result
             out.append({"pid": r.get("pid", ep.pid), "tun": r.get("tun"),

@@ -641,6 +641,13 @@ def test_real_stack_full_close(paired: PairedStacks) -> None:
     assert tw["armed"] is True
 
 
+def read_until_eof(s: socket.socket) -> bytes:
+    buf = b""
+    while chunk := s.recv(1 << 16):
+        buf += chunk
+    return buf
+
+
 def test_a_client_that_lingers_is_hung_up_on(
     served: tuple[ControlServer, FakeStack, str], monkeypatch: Any
 ) -> None:
@@ -649,7 +656,11 @@ def test_a_client_that_lingers_is_hung_up_on(
     with socket.socket(socket.AF_UNIX) as s:
         s.settimeout(5)
         s.connect(server.path)
-        assert s.recv(100) == b""  # hung up on after IDLE_TIMEOUT without a request
+        # After IDLE_TIMEOUT without a request: told why in one line, then hung up on.
+        line = read_until_eof(s)
+        assert json.loads(line) == {"v": 1, "ok": False, "error": {
+            "code": "client-timeout", "message": "no request for 0.2s: hung up"}}  # fmt: skip
+        assert line.count(b"\n") == 1 and line.endswith(b"\n")
     assert server.counters == {"client-timeout": 1}
     assert server.clients == {}
     assert len(ControlClient([directory], timeout=5).entries()) == 3

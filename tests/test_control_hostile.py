@@ -16,6 +16,7 @@ from stack.control import (
     BATCH,
     MAX_CLIENTS,
     MAX_DEPTH,
+    OPS,
     ControlClient,
     ControlServer,
     ProtocolError,
@@ -228,8 +229,43 @@ def test_idle_clients_cannot_keep_a_new_one_out(stepped: Stepped) -> None:
     assert reply["ok"] is True
     assert stepped.server.counters["client-evicted"] == 21
     assert len(stepped.server.clients) <= MAX_CLIENTS
+    # Each evicted client was told why in one line before the hang-up.
+    evicted = {"v": 1, "ok": False, "error": {"code": "client-evicted", "message":
+               f"{MAX_CLIENTS} control clients at once: the one idle longest is hung up"}}
+    assert [read_lines(s, 2) for s in idle[:21]] == [[evicted]] * 21
     for s in [*idle, late]:
         s.close()
+
+
+def test_half_a_request_line_is_answered_when_the_client_times_out(
+    stepped: Stepped, monkeypatch: Any
+) -> None:
+    monkeypatch.setattr(control, "IDLE_TIMEOUT", 0.05)
+    s = stepped.connect()
+    s.sendall(b'{"v":1,"op":"li')  # and never the rest
+    for _ in range(1000):  # bounded: the sweep runs every few ms of loop time
+        stepped.step()
+        if not stepped.server.clients:
+            break
+    assert read_lines(s, 2) == [{"v": 1, "ok": False, "error": {
+        "code": "client-timeout",
+        "message": "an incomplete request (no newline) for 0.05s: hung up"}}]  # fmt: skip
+    assert stepped.server.counters == {"client-timeout": 1}
+    s.close()
+
+
+def test_an_error_quotes_a_long_value_cut_short() -> None:
+    with pytest.raises(ProtocolError) as info:
+        decode_request(b'{"v":1,"op":"' + b"a" * 200_000 + b'"}')
+    assert info.value.code == "unknown-op"
+    assert info.value.message == f"unknown op '{'a' * 60}...; expected one of {', '.join(OPS)}"
+
+
+@pytest.mark.parametrize("version", [b"true", b"1.0", b'"1"', b"NaN"])
+def test_a_version_that_only_compares_equal_is_refused(version: bytes) -> None:
+    with pytest.raises(ProtocolError) as info:
+        decode_request(b'{"v":' + version + b',"op":"list"}')
+    assert info.value.code == "bad-version"
 
 
 def test_one_client_flooding_requests_does_not_hold_up_another(stepped: Stepped) -> None:

@@ -137,7 +137,8 @@ snd_wl2, rcv_nxt, rcv_wnd, cwnd, ssthresh) to [old, new].
 
 EXIT_STATUS = """\
 0  the list or the connection was shown; the probe completed its four-way close.
-1  no live connection matches ID, or it vanished during --watch; the probe's
+1  no live connection matches ID, or it vanished during --watch; a process did not
+   answer (the list or --host shows the others, a warning names it); the probe's
    connection failed (refused, reset, timed out) or its close did not complete.
 2  usage error: a bad option, port, state or duration.
 3  environment: no permission for /dev/net/tun (the probe only), ...
@@ -228,6 +229,14 @@ def control_failure(error: ControlError) -> CliError:
 def _warn(app: App, client: ControlClient) -> None:
     for problem in client.problems:
         app.say(f"warning: {problem}")
+
+
+def _incomplete(client: ControlClient, watch: float | None) -> None:
+    """Exit 1 after a list that leaves out a process that did not answer (the warning
+    said which): a script must not take it for the whole picture. Processes of another
+    user are not left out, they are not ours to show; --watch goes on regardless."""
+    if watch is None and client.unanswered:
+        click.get_current_context().exit(EXIT_CONN)
 
 
 def terminal_size() -> tuple[int | None, int | None] | None:
@@ -321,6 +330,7 @@ def _list(
         return render_list(entries, terminal_width()) + notes
 
     _watch(frame, watch, count)
+    _incomplete(client, watch)
 
 
 def _hosts(app: App, as_json: bool, watch: float | None, count: int | None) -> None:
@@ -334,6 +344,7 @@ def _hosts(app: App, as_json: bool, watch: float | None, count: int | None) -> N
         return render_hosts(hosts)
 
     _watch(frame, watch, count)
+    _incomplete(client, watch)
 
 
 def _one(
