@@ -153,6 +153,9 @@ PRUNE_MIN_THRESH = 2  # Linux: under pressure no fewer SYN-ACK retries than this
 _IPV4 = struct.Struct("!BBHHHBBH4s4s")  # RFC 791 §3.1, for fragments the parser held back
 _IPV6 = struct.Struct("!IHBB16s16s")  # RFC 8200 §3
 _IPV6_FRAGMENT = struct.Struct("!BBHI")  # RFC 8200 §4.5
+# Bytes of the upper-layer header a first IPv6 fragment must hold (RFC 7112): TCP's fixed
+# header, ICMPv6's; one byte of anything else (Linux ipv6_frag_thdr_truncated).
+_UPPER_HEADER = {PROTO_TCP: 20, PROTO_ICMPV6: 8}
 _SYN = int(Flags.SYN)
 _SYN_ACK_RST = int(Flags.SYN | Flags.ACK | Flags.RST)
 
@@ -914,6 +917,11 @@ class Host:
             return
         following, _, offflags, ident = _IPV6_FRAGMENT.unpack_from(data, 40)
         payload = bytes(data[48 : 40 + plen])
+        if offflags & 0xFFF8 == 0 and len(payload) < _UPPER_HEADER.get(following, 1):
+            # RFC 8200 §4.5 (RFC 7112): a first fragment must hold the whole upper-layer
+            # header; one that does not is discarded (Linux ipv6_frag_thdr_truncated).
+            self._drop(now, "fragment-header-incomplete", src=src, dst=dst)
+            return
         whole, reason = self._fragments.add(
             (src, dst, ident), offflags & 0xFFF8, bool(offflags & 1), payload, now, TIMEOUT_V6
         )

@@ -5,6 +5,7 @@ drop the whole datagram, every drop is counted."""
 from __future__ import annotations
 
 import struct
+from dataclasses import replace
 from ipaddress import IPv4Address
 
 import pytest
@@ -84,16 +85,26 @@ def test_a_segment_in_two_fragments_is_reassembled_and_delivered() -> None:
     assert len(host._fragments) == 0 and host._fragments.held == 0  # nothing held
 
 
+def fragments6(tcp: bytes, cuts: tuple[tuple[int, int], ...], ident: int = 99) -> list[bytes]:
+    out = []
+    for offset, length in cuts:
+        more = offset + length < len(tcp)
+        fh = struct.pack("!BBHI", PROTO_TCP, 0, offset | (1 if more else 0), ident)
+        out.append(Ipv6Header(PEER6, LOCAL6, 44).build(fh + tcp[offset : offset + length]))
+    return out
+
+
 def test_ipv6_fragments_are_reassembled() -> None:
     host = make_host6()
     host.listen(LISTEN_PORT)
-    tcp = syn().build(PEER6, LOCAL6)  # 24 bytes: 16 + 8
-    frags = []
-    for offset, length in ((0, 16), (16, len(tcp) - 16)):
-        more = offset + length < len(tcp)
-        fh = struct.pack("!BBHI", PROTO_TCP, 0, offset | (1 if more else 0), 99)
-        frags.append(Ipv6Header(PEER6, LOCAL6, 44).build(fh + tcp[offset : offset + length]))
-    for f in frags:
+    tcp = syn().build(PEER6, LOCAL6)  # 24 bytes: 16 + 8, the TCP header first
+    for f in fragments6(tcp, ((0, 16), (16, len(tcp) - 16))):
+        host.receive_packet(f, 0)
+    # A first fragment of 16 bytes does not hold the fixed TCP header (20): discarded.
+    assert host.packets_to_send(0) == []
+    assert host.counters["drops"] == {"fragment-header-incomplete": 1}
+    tcp = replace(syn(), payload=b"x" * 16).build(PEER6, LOCAL6)  # 40 bytes: 24 + 16
+    for f in fragments6(tcp, ((0, 24), (24, len(tcp) - 24)), ident=100):
         host.receive_packet(f, 0)
     (synack,) = host.packets_to_send(0)
     assert host.listeners()[0].embryonic == 1
