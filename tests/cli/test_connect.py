@@ -72,10 +72,13 @@ def test_verbose_says_offloads_off_with_no_offload(netns) -> None:
     assert first.endswith(f" (pytcp0, offloads off, id {out_pid(first)}.1)")
 
 
-def test_http_server_fetched_through_a_pipeline(netns, tmp_path: Path) -> None:
+@FAMILIES
+def test_http_server_fetched_through_a_pipeline(netns, family: int, tmp_path: Path) -> None:
+    KERNEL, _STACK = ADDRS[family]
     (tmp_path / "index.html").write_bytes(b"<h1>pytcp</h1>\n")
     server = subprocess.Popen(
-        [sys.executable, "-m", "http.server", "--bind", "0.0.0.0", "8000"],
+        [sys.executable, "-m", "http.server", "--bind", "::" if family == 6 else "0.0.0.0",
+         "8000"],
         cwd=tmp_path,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -83,8 +86,8 @@ def test_http_server_fetched_through_a_pipeline(netns, tmp_path: Path) -> None:
     try:
         StderrLines(server)  # drained so the server never blocks on its log
         for _ in range(200):  # bounded wait for the server to listen
-            probe = socket.socket()
-            if probe.connect_ex(("127.0.0.1", 8000)) == 0:
+            probe = socket.socket(socket.AF_INET6 if family == 6 else socket.AF_INET)
+            if probe.connect_ex(("::1" if family == 6 else "127.0.0.1", 8000)) == 0:
                 probe.close()
                 break
             probe.close()
@@ -104,7 +107,9 @@ def test_http_server_fetched_through_a_pipeline(netns, tmp_path: Path) -> None:
     assert body == b"<h1>pytcp</h1>\n"
 
 
-def test_megabytes_of_binary_both_ways(netns, tmp_path: Path) -> None:
+@FAMILIES
+def test_megabytes_of_binary_both_ways(netns, family: int, tmp_path: Path) -> None:
+    KERNEL, _STACK = ADDRS[family]
     data = os.urandom(4 * 1024 * 1024 + 123)
     (tmp_path / "in.bin").write_bytes(data)
 
@@ -116,7 +121,7 @@ def test_megabytes_of_binary_both_ways(netns, tmp_path: Path) -> None:
             conn.sendall(chunk)
         return h.hexdigest()
 
-    server = KernelServer(7001, echo)
+    server = KernelServer(7001, echo, family=family)
     with open(tmp_path / "in.bin", "rb") as stdin, open(tmp_path / "out.bin", "wb") as stdout:
         proc = subprocess.run(
             [PYTCP, "connect", KERNEL, "7001"],
@@ -131,13 +136,15 @@ def test_megabytes_of_binary_both_ways(netns, tmp_path: Path) -> None:
     assert hashlib.sha256((tmp_path / "out.bin").read_bytes()).hexdigest() == digest
 
 
-def test_peer_fin_closes_stdout_while_stdin_stays_open(netns) -> None:
+@FAMILIES
+def test_peer_fin_closes_stdout_while_stdin_stays_open(netns, family: int) -> None:
+    KERNEL, _STACK = ADDRS[family]
     def greet_then_read(conn: socket.socket) -> bytes:
         conn.sendall(b"hello\n")
         conn.shutdown(socket.SHUT_WR)
         return recv_all(conn)
 
-    server = KernelServer(7002, greet_then_read)
+    server = KernelServer(7002, greet_then_read, family=family)
     proc = pytcp("connect", KERNEL, "7002")
     assert proc.stdout is not None and proc.stdin is not None
     # The next stage of a pipeline sees EOF although pytcp's stdin is still open.
@@ -149,8 +156,10 @@ def test_peer_fin_closes_stdout_while_stdin_stays_open(netns) -> None:
     assert server.wait() == [b"still sending\n"]
 
 
-def test_pipeline_finishes_when_the_data_is_done(netns) -> None:
-    KernelServer(7003, upper_echo)
+@FAMILIES
+def test_pipeline_finishes_when_the_data_is_done(netns, family: int) -> None:
+    KERNEL, _STACK = ADDRS[family]
+    KernelServer(7003, upper_echo, family=family)
     out = subprocess.run(
         f"seq 1 20000 | {PYTCP} connect {KERNEL} 7003 | tail -n 1",
         shell=True,
@@ -248,33 +257,41 @@ def test_zero_io_open_and_closed(netns, family: int) -> None:
     )
 
 
-def test_recv_only_never_reads_stdin(netns) -> None:
+@FAMILIES
+def test_recv_only_never_reads_stdin(netns, family: int) -> None:
+    KERNEL, _STACK = ADDRS[family]
     def send_and_close(conn: socket.socket) -> bytes:
         conn.sendall(b"data for you")
         conn.shutdown(socket.SHUT_WR)
         return recv_all(conn)
 
-    server = KernelServer(7006, send_and_close)
+    server = KernelServer(7006, send_and_close, family=family)
     out = run("connect", "-d", KERNEL, "7006", input=b"must not be sent")
     assert (out.returncode, out.stdout, out.stderr) == (0, b"data for you", b"")
     assert server.wait() == [b""]
 
 
-def test_send_only_discards_what_arrives(netns) -> None:
-    server = KernelServer(7007, upper_echo)
+@FAMILIES
+def test_send_only_discards_what_arrives(netns, family: int) -> None:
+    KERNEL, _STACK = ADDRS[family]
+    server = KernelServer(7007, upper_echo, family=family)
     out = run("connect", "--send-only", KERNEL, "7007", input=b"quiet")
     assert (out.returncode, out.stdout, out.stderr) == (0, b"", b"")
     assert server.wait() == [b"quiet"]
 
 
-def test_crlf(netns) -> None:
-    server = KernelServer(7008, recv_all)
+@FAMILIES
+def test_crlf(netns, family: int) -> None:
+    KERNEL, _STACK = ADDRS[family]
+    server = KernelServer(7008, recv_all, family=family)
     out = run("connect", "-C", KERNEL, "7008", input=b"a\nb\r\nc\n")
     assert out.returncode == 0
     assert server.wait() == [b"a\r\nb\r\nc\r\n"]
 
 
-def test_no_shutdown_keeps_writing_side_open_until_the_peer_closes(netns) -> None:
+@FAMILIES
+def test_no_shutdown_keeps_writing_side_open_until_the_peer_closes(netns, family: int) -> None:
+    KERNEL, _STACK = ADDRS[family]
     def wait_then_close(conn: socket.socket) -> tuple[bytes, bool, bytes]:
         data = b""
         while len(data) < 3:
@@ -290,13 +307,15 @@ def test_no_shutdown_keeps_writing_side_open_until_the_peer_closes(netns) -> Non
         conn.shutdown(socket.SHUT_WR)
         return data, early_eof, recv_all(conn)
 
-    server = KernelServer(7009, wait_then_close)
+    server = KernelServer(7009, wait_then_close, family=family)
     out = run("connect", "--no-shutdown", KERNEL, "7009", input=b"abc")
     assert (out.returncode, out.stdout) == (0, b"bye")
     assert server.wait() == [(b"abc", False, b"")]
 
 
-def test_quit_after_stdin_eof(netns) -> None:
+@FAMILIES
+def test_quit_after_stdin_eof(netns, family: int) -> None:
+    KERNEL, _STACK = ADDRS[family]
     def hold(conn: socket.socket) -> tuple[bytes, str]:
         data = recv_all(conn)  # pytcp's FIN ends this; the kernel then never closes
         conn.sendall(b"late")
@@ -308,17 +327,19 @@ def test_quit_after_stdin_eof(netns) -> None:
             threading.Event().wait(0.05)
         return data, "still open"
 
-    server = KernelServer(7010, hold)
+    server = KernelServer(7010, hold, family=family)
     out = run("connect", "-q", "1s", KERNEL, "7010", input=b"x")
     assert (out.returncode, out.stdout, out.stderr) == (0, b"late", b"")
     assert server.wait() == [(b"x", os.strerror(errno.EPIPE))]
 
 
-def test_idle_timeout_exits_1(netns) -> None:
+@FAMILIES
+def test_idle_timeout_exits_1(netns, family: int) -> None:
+    KERNEL, _STACK = ADDRS[family]
     def silent(conn: socket.socket) -> bytes:
         return recv_all(conn)
 
-    KernelServer(7011, silent)
+    KernelServer(7011, silent, family=family)
     keep_open, writer = os.pipe()  # stdin stays open and silent: idle both ways
     proc = pytcp("connect", "-i", "1s", KERNEL, "7011", stdin=keep_open)
     os.close(keep_open)
@@ -401,7 +422,11 @@ def test_pcap_readable_by_tcpdump(netns, tmp_path: Path) -> None:
         ((signal.SIGUSR1,), 138),  # any catchable terminating signal: FIN, then 128 + N
     ],
 )
-def test_signals_lose_no_received_byte(netns, signals: tuple[int, ...], status: int) -> None:
+@FAMILIES
+def test_signals_lose_no_received_byte(
+    netns, family: int, signals: tuple[int, ...], status: int
+) -> None:
+    KERNEL, _STACK = ADDRS[family]
     data = os.urandom(300 * 1024)
     acked = threading.Event()
     release = threading.Event()
@@ -434,7 +459,7 @@ def test_signals_lose_no_received_byte(netns, signals: tuple[int, ...], status: 
         except ConnectionResetError:
             return b"reset"
 
-    server = KernelServer(7015, push_then_hold)
+    server = KernelServer(7015, push_then_hold, family=family)
     # stdout is a pipe nobody reads until after the signals: the bytes sit in pytcp.
     # stdin stays open until pytcp is gone (communicate() would close it, and its EOF
     # could close the connection before the signal is read).
@@ -479,7 +504,9 @@ def out_pid(line: str) -> str:
     return line.rsplit(" id ", 1)[1].split(".")[0]
 
 
-def test_closed_stdin_and_stdout_are_not_the_tun_device(netns) -> None:
+@FAMILIES
+def test_closed_stdin_and_stdout_are_not_the_tun_device(netns, family: int) -> None:
+    KERNEL, _STACK = ADDRS[family]
     def greet(conn: socket.socket) -> bytes | str:
         conn.sendall(b"hi")
         try:
@@ -487,7 +514,7 @@ def test_closed_stdin_and_stdout_are_not_the_tun_device(netns) -> None:
         except ConnectionResetError:
             return "reset"
 
-    server = KernelServer(7016, greet)
+    server = KernelServer(7016, greet, family=family)
     out = subprocess.run(
         f"{PYTCP} connect {KERNEL} 7016 <&-", shell=True, capture_output=True, timeout=TIMEOUT
     )
@@ -506,8 +533,10 @@ def test_closed_stdin_and_stdout_are_not_the_tun_device(netns) -> None:
     assert server.wait(2)[0] == b""
 
 
-def test_closed_stdout_with_nothing_received_exits_0(netns) -> None:
-    server = KernelServer(7029, recv_all)
+@FAMILIES
+def test_closed_stdout_with_nothing_received_exits_0(netns, family: int) -> None:
+    KERNEL, _STACK = ADDRS[family]
+    server = KernelServer(7029, recv_all, family=family)
     out = subprocess.run(
         f"echo x | {PYTCP} connect {KERNEL} 7029 >&-",
         shell=True,
@@ -518,7 +547,9 @@ def test_closed_stdout_with_nothing_received_exits_0(netns) -> None:
     assert server.wait() == [b"x\n"]
 
 
-def test_stdout_reader_gone_is_reported(netns) -> None:
+@FAMILIES
+def test_stdout_reader_gone_is_reported(netns, family: int) -> None:
+    KERNEL, _STACK = ADDRS[family]
     def flood(conn: socket.socket) -> str:
         try:
             conn.sendall(os.urandom(4 * 1024 * 1024))
@@ -530,7 +561,7 @@ def test_stdout_reader_gone_is_reported(netns) -> None:
         # closed. The handler waits for the RST itself.
         return "reset" if reset_by_peer(conn) else "closed"
 
-    server = KernelServer(7017, flood)
+    server = KernelServer(7017, flood, family=family)
     out = subprocess.run(
         f"{PYTCP} connect {KERNEL} 7017 </dev/null | head -c 10 | wc -c; "
         'echo "pytcp exit ${PIPESTATUS[0]}"',
@@ -545,7 +576,9 @@ def test_stdout_reader_gone_is_reported(netns) -> None:
     assert server.wait() == ["reset"]
 
 
-def test_stdout_reader_gone_after_our_fin_is_still_reset(netns) -> None:
+@FAMILIES
+def test_stdout_reader_gone_after_our_fin_is_still_reset(netns, family: int) -> None:
+    KERNEL, _STACK = ADDRS[family]
     # The order the test above meets under load, made certain: pytcp's FIN reaches the
     # peer first (stdin /dev/null), what the peer sends fits in its send buffer, and
     # only then does pytcp find stdout's reader gone (closed before pytcp started).
@@ -555,7 +588,7 @@ def test_stdout_reader_gone_after_our_fin_is_still_reset(netns) -> None:
         conn.sendall(b"late\n" * 100)
         return request, "reset" if reset_by_peer(conn) else "closed"
 
-    server = KernelServer(7030, fin_then_send)
+    server = KernelServer(7030, fin_then_send, family=family)
     r, w = os.pipe()
     os.close(r)
     try:
@@ -575,8 +608,10 @@ def test_stdout_reader_gone_after_our_fin_is_still_reset(netns) -> None:
     assert server.wait() == [(b"", "reset")]
 
 
-def test_closing_first_lingers_briefly_not_two_msl(netns) -> None:
-    KernelServer(7018, upper_echo)
+@FAMILIES
+def test_closing_first_lingers_briefly_not_two_msl(netns, family: int) -> None:
+    KERNEL, _STACK = ADDRS[family]
+    KernelServer(7018, upper_echo, family=family)
     # TIME-WAIT lasts 2·MSL = 60 s; the default linger is 1 s, so this finishes well within
     # the subprocess bound (a hung or 60 s linger fails the test by timing out).
     out = run("connect", "-vv", KERNEL, "7018", input=b"bye", timeout=30)
@@ -595,7 +630,9 @@ def test_closing_first_lingers_briefly_not_two_msl(netns) -> None:
     ]
 
 
-def test_impaired_link_still_delivers_every_byte(netns) -> None:
+@FAMILIES
+def test_impaired_link_still_delivers_every_byte(netns, family: int) -> None:
+    KERNEL, _STACK = ADDRS[family]
     data = os.urandom(512 * 1024)
 
     def digest(conn: socket.socket) -> str:
@@ -603,7 +640,7 @@ def test_impaired_link_still_delivers_every_byte(netns) -> None:
         conn.sendall(hashlib.sha256(got).hexdigest().encode())
         return hashlib.sha256(got).hexdigest()
 
-    server = KernelServer(7019, digest)
+    server = KernelServer(7019, digest, family=family)
     out = run(
         "connect",
         "--impair",

@@ -55,12 +55,14 @@ def test_one_connection_relayed_then_exit(netns, family: int) -> None:
     )
 
 
-def test_second_client_is_refused_without_keep_open(netns) -> None:
+@FAMILIES
+def test_second_client_is_refused_without_keep_open(netns, family: int) -> None:
+    _KERNEL, STACK = ADDRS[family]
     proc, err = start_listener("9001", stdin=subprocess.DEVNULL)
-    first = connect_kernel(9001)
+    first = connect_kernel(9001, STACK)
     err.wait_for("pytcp: connection from ")
     with pytest.raises(ConnectionRefusedError):
-        connect_kernel(9001)
+        connect_kernel(9001, STACK)
     first.sendall(b"one")
     first.shutdown(socket.SHUT_WR)
     assert recv_all(first) == b""
@@ -83,10 +85,12 @@ def test_curl_fetches_from_a_shell_child(netns) -> None:
     assert (proc.returncode, out) == (0, b"")
 
 
-def test_exec_child_sees_the_connection_in_its_environment(netns) -> None:
+@FAMILIES
+def test_exec_child_sees_the_connection_in_its_environment(netns, family: int) -> None:
+    _KERNEL, STACK = ADDRS[family]
     show = 'echo "$PYTCP_REMOTE_ADDR $PYTCP_REMOTE_PORT $PYTCP_LOCAL_ADDR $PYTCP_LOCAL_PORT"'
     proc, _ = start_listener("9002", "-c", show, stdin=subprocess.DEVNULL)
-    client = connect_kernel(9002)
+    client = connect_kernel(9002, STACK)
     me = client.getsockname()
     # The child exits after one line: pytcp sends it, then FIN (a clean close, no RST).
     assert recv_all(client) == f"{me[0]} {me[1]} {STACK} 9002\n".encode()
@@ -94,10 +98,12 @@ def test_exec_child_sees_the_connection_in_its_environment(netns) -> None:
     assert proc.wait(TIMEOUT) == 0
 
 
-def test_exec_argv_echo_of_megabytes(netns) -> None:
+@FAMILIES
+def test_exec_argv_echo_of_megabytes(netns, family: int) -> None:
+    _KERNEL, STACK = ADDRS[family]
     proc, _ = start_listener("9003", "-e", "cat", stdin=subprocess.DEVNULL)
     data = os.urandom(3 * 1024 * 1024 + 7)
-    client = connect_kernel(9003)
+    client = connect_kernel(9003, STACK)
 
     def send() -> None:
         client.sendall(data)
@@ -112,10 +118,12 @@ def test_exec_argv_echo_of_megabytes(netns) -> None:
     assert proc.wait(TIMEOUT) == 0
 
 
-def test_keep_open_serves_clients_concurrently_and_broadcasts_stdin(netns) -> None:
+@FAMILIES
+def test_keep_open_serves_clients_concurrently_and_broadcasts_stdin(netns, family: int) -> None:
+    KERNEL, STACK = ADDRS[family]
     proc, err = start_listener("-k", "9004")
     assert proc.stdin is not None
-    clients = [connect_kernel(9004) for _ in range(3)]
+    clients = [connect_kernel(9004, STACK) for _ in range(3)]
     for _ in clients:
         err.wait_for("pytcp: connection from ")
     proc.stdin.write(b"to everyone\n")
@@ -129,7 +137,7 @@ def test_keep_open_serves_clients_concurrently_and_broadcasts_stdin(netns) -> No
         client.sendall(f"client {i}\n".encode())
         client.shutdown(socket.SHUT_WR)
     for _ in clients:
-        err.wait_for("pytcp: 10.77.0.1 port ")  # the per-connection summary: all three ended
+        err.wait_for(f"pytcp: {KERNEL} port ")  # the per-connection summary: all three ended
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=TIMEOUT)
     assert proc.returncode == 130
@@ -138,11 +146,13 @@ def test_keep_open_serves_clients_concurrently_and_broadcasts_stdin(netns) -> No
         client.close()
 
 
-def test_max_conns_makes_later_clients_wait(netns) -> None:
+@FAMILIES
+def test_max_conns_makes_later_clients_wait(netns, family: int) -> None:
+    KERNEL, STACK = ADDRS[family]
     proc, err = start_listener("-k", "-m", "1", "9005", "-e", "cat", stdin=subprocess.DEVNULL)
-    first = connect_kernel(9005)
+    first = connect_kernel(9005, STACK)
     err.wait_for("pytcp: connection from ")
-    second = connect_kernel(9005)  # completes in the backlog, not accepted yet
+    second = connect_kernel(9005, STACK)  # completes in the backlog, not accepted yet
     second.sendall(b"second")
     second.shutdown(socket.SHUT_WR)
     first.sendall(b"first")
@@ -150,9 +160,9 @@ def test_max_conns_makes_later_clients_wait(netns) -> None:
     assert recv_all(first) == b"first"
     assert recv_all(second) == b"second"
     first_port, second_port = first.getsockname()[1], second.getsockname()[1]
-    err.wait_for(f"pytcp: connection from 10.77.0.1 port {second_port} (id ")
+    err.wait_for(f"pytcp: connection from {KERNEL} port {second_port} (id ")
     # The second client was accepted only after the first had ended.
-    assert any(line.startswith(f"pytcp: 10.77.0.1 port {first_port}: ") for line in err.lines)
+    assert any(line.startswith(f"pytcp: {KERNEL} port {first_port}: ") for line in err.lines)
     proc.send_signal(signal.SIGTERM)
     proc.communicate(timeout=TIMEOUT)
     assert proc.returncode == 143
@@ -166,7 +176,9 @@ def test_sigint_while_listening_exits_130(netns) -> None:
     assert err.rest()[1:] == ["pytcp: SIGINT: no connection open; exiting\n"]
 
 
-def test_half_close_from_another_pytcp_process(netns, tmp_path) -> None:
+@FAMILIES
+def test_half_close_from_another_pytcp_process(netns, family: int, tmp_path) -> None:
+    _KERNEL, STACK = ADDRS[family]
     # `pytcp close --half ID` sends our FIN through the control endpoint; the relay goes
     # on receiving and ends cleanly when the peer closes, though its stdin never ended.
     env = dict(os.environ, PYTCP_RUNTIME_DIR=str(tmp_path))
@@ -174,7 +186,7 @@ def test_half_close_from_another_pytcp_process(netns, tmp_path) -> None:
     proc, err = start_listener("9007", stdin=keep_open, env=env)
     os.close(keep_open)
     try:
-        client = connect_kernel(9007)
+        client = connect_kernel(9007, STACK)
         err.wait_for("pytcp: connection from ")
         listing = subprocess.run(
             [PYTCP, "inspect", "--json"], capture_output=True, env=env, timeout=TIMEOUT
@@ -198,10 +210,12 @@ def test_half_close_from_another_pytcp_process(netns, tmp_path) -> None:
         os.close(writer)
 
 
-def test_sigterm_loses_no_received_byte(netns) -> None:
+@FAMILIES
+def test_sigterm_loses_no_received_byte(netns, family: int) -> None:
+    _KERNEL, STACK = ADDRS[family]
     data = os.urandom(300 * 1024)
     proc, err = start_listener("9008")  # stdout: a pipe nobody reads until the end
-    client = connect_kernel(9008)
+    client = connect_kernel(9008, STACK)
     err.wait_for("pytcp: connection from ")
     client.sendall(data)
     for _ in range(TIMEOUT * 100):  # until pytcp acknowledged every byte
@@ -217,15 +231,17 @@ def test_sigterm_loses_no_received_byte(netns) -> None:
     assert hashlib.sha256(out).hexdigest() == hashlib.sha256(data).hexdigest()
 
 
-def test_keep_open_after_stdin_ended_half_closes_each_client(netns) -> None:
+@FAMILIES
+def test_keep_open_after_stdin_ended_half_closes_each_client(netns, family: int) -> None:
+    KERNEL, STACK = ADDRS[family]
     proc, err = start_listener("-k", "9009", stdin=subprocess.DEVNULL)
     for i in range(2):
-        client = connect_kernel(9009)
+        client = connect_kernel(9009, STACK)
         err.wait_for("pytcp: connection from ")
         assert recv_all(client) == b""  # FIN at once: stdin has nothing more for anyone
         client.sendall(f"still heard {i}\n".encode())
         client.close()
-        err.wait_for("pytcp: 10.77.0.1 port ")
+        err.wait_for(f"pytcp: {KERNEL} port ")
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=TIMEOUT)
     assert (proc.returncode, out) == (130, b"still heard 0\nstill heard 1\n")
