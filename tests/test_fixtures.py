@@ -1,5 +1,6 @@
-"""The test harness itself: the netns fixture removes its namespace on every path, and
-without CAP_NET_ADMIN netns tests are skipped with a reason that says exactly that."""
+"""The test harness itself: the netns fixture removes its namespace on every path,
+without CAP_NET_ADMIN netns tests are skipped with a reason that says exactly that, and
+a KernelServer stops its accept thread before it closes the socket that thread polls."""
 
 from __future__ import annotations
 
@@ -72,3 +73,15 @@ def test_without_cap_net_admin_netns_tests_skip_with_that_reason(
             "and TUN devices"
         ]
     )
+
+
+@pytest.mark.netns
+def test_kernel_server_close_ends_its_accept_thread_before_closing(netns) -> None:
+    # close() must not leave the accept thread polling the number it closes: the next
+    # pipe2() would reuse that number and a restarted poll would pin the pipe (see close).
+    from tests.cli.netcat import KernelServer, recv_all
+
+    server = KernelServer(7999, recv_all)
+    server.close()
+    assert not server.accepting.is_alive()
+    assert server.sock.fileno() == -1

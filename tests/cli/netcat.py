@@ -7,6 +7,7 @@ wait is bounded. `FAMILIES` parametrizes a test over IPv4 and IPv6 (`ADDRS[famil
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import queue
@@ -146,6 +147,19 @@ class KernelServer:
         return self.results
 
     def close(self) -> None:
+        """Stop accepting, then close the listening socket.
+
+        Never close a descriptor another thread is blocked on: the accept thread's poll()
+        names the socket by its number, and once that number is closed the next pipe2()
+        (subprocess's exec-error pipe, say) reuses it. A signal that interrupts the poll
+        (a child's SIGCHLD lands on this thread while subprocess's vfork has every signal
+        blocked in the main thread) restarts it on the same number, now the pipe's write
+        end, which the poll then pins for the rest of its 60 s timeout: the parent's read
+        of that pipe waits as long. shutdown() wakes accept() (EINVAL) instead, and the
+        socket is closed once its thread has returned."""
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self.accepting.join(TIMEOUT)
         self.sock.close()
 
 
