@@ -13,7 +13,7 @@ import pytest
 
 from stack.script.parser import ScriptError, parse
 from stack.script.pytcp_target import PytcpTarget
-from stack.script.runner import Config, Runner, ScriptResult
+from stack.script.runner import Captured, Config, Runner, ScriptResult
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = sorted((ROOT / "tests" / "scripts").glob("*.pkt"))
@@ -445,3 +445,24 @@ def test_accept4_sock_nonblock_gives_a_non_blocking_socket() -> None:
     assert run(text).ok
     blocking = listen + "   +0 accept4(3, ..., ..., 0) = 4\n   +0 read(4, ..., 10) = 0\n"
     assert "read() would block here" in run(blocking).error
+
+
+def test_relative_times_count_from_an_outbound_segments_stamp_not_its_pickup() -> None:
+    # A real-time target's capture reaches the runner after the segment left (its
+    # stamp); the stack's clock runs on meanwhile. Relative times count from the stamp,
+    # so the peer's ACK still comes 100 ms after the SYN,ACK left (the RTT, hence an RTO
+    # of 300 ms) and each retransmission is expected 300, 600 ms after the one before,
+    # not 40 ms later each time the runner got a capture late. The ACK due 10 ms after
+    # the last one is not late for going in once the runner has that one.
+    class LatePickup(PytcpTarget):
+        def next_outbound(self, deadline: int) -> Captured | None:
+            got = super().next_outbound(deadline)
+            if got is not None:
+                self.wait_until(self.now() + 40_000)
+            return got
+
+    script = parse(ROOT.joinpath("tests", "scripts", "rto-backoff.pkt").read_text(), "t.pkt")
+    cfg = Config.from_script(script)
+    target = LatePickup(cfg, rng=random.Random(1), isn_secret=bytes(16))
+    result = Runner(script, target, config=cfg, shell=None).run()
+    assert result.ok, result.error

@@ -43,8 +43,9 @@ ipv6, --tcp_ts_tick_usecs=N, --bind_port=N, --connect_port=N, --mtu=N,
 then events, one per line: a time and an action, then an optional cleanup command.
 
 Times: 0.100 is absolute (seconds from the first event, which must be at 0); +0.1 is
-relative to the end of the previous event (an inbound segment after an inbound segment:
-to that segment's time); * is any time; 0.1~0.2 and +0.1~+0.2 are ranges (outbound
+relative to the end of the previous event (an outbound segment: the time it left, as
+stamped, however late the runner got it; an inbound segment after an inbound segment: to
+that segment's time); * is any time; 0.1~0.2 and +0.1~+0.2 are ranges (outbound
 segments only). A call with +0...0.2 starts at +0 and must return at 0.2 (it may block
 meanwhile; later lines run while it does). An event is on time within the larger of
 --tolerance_usecs (default 4000) and --tolerance_percent (12.5) of the gap since the

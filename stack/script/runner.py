@@ -3,8 +3,9 @@ way packetdrill does. Imports stack.script (model, packets, calls) and the stand
 library; it never reads a clock or a device itself: the target owns time and I/O.
 
 Time.  Script times are µs from the first event.  A relative time counts from the moment
-the previous event finished (an outbound segment: when it came), except that an inbound
-segment right after another inbound segment counts from that one's script time.  A
+the previous event finished (an outbound segment: its stamp, when it left, not when the
+runner got it), except that an inbound segment right after another inbound segment
+counts from that one's script time.  A
 segment or call is on time when it happens within max(--tolerance_usecs,
 --tolerance_percent of the gap since the previous event) of its script time.
 
@@ -237,6 +238,8 @@ class Runner:
         self.prev_tcb: dict[str, Any] | None = None
         self.next_remote_port = 48000
         self.injected_at: int | None = None  # when the previous event's segment went in
+        self.came_at: int | None = None  # when the previous event's outbound segment left
+        self.picked_at: int | None = None  # ... and when the runner got it (real time: later)
         self.last_sent: bytes | None = None  # last IP packet the stack sent (ICMP quotes it)
 
     # -- the loop -----------------------------------------------------------------
@@ -289,18 +292,26 @@ class Runner:
             )
         anchored = self.prev is not None and _is_inbound(self.prev) and _is_inbound(ev)
         # After an injection the next relative time counts from when the segment went in
-        # (a TUN target may take a moment longer to say what the stack did with it).
-        offset = (
-            self.last_time
-            if anchored
-            else (self.injected_at if self.injected_at is not None else self.t.now())
-        )
-        self.injected_at = None
+        # (a TUN target may take a moment longer to say what the stack did with it);
+        # after an outbound segment, from its stamp, not from when the runner got it
+        # (as packetdrill's adjust_relative_event_times): a real-time target's capture
+        # reaches the runner late under load, and counting from then would move every
+        # later event, the peer's ACK that times the RTT included.
+        if anchored:
+            offset = self.last_time
+        elif self.injected_at is not None:
+            offset = self.injected_at
+        elif self.came_at is not None:
+            offset = self.came_at
+        else:
+            offset = self.t.now()
+        self.injected_at = self.came_at = None
         start = offset + ev.time.usecs
         end = offset + (ev.time.end_usecs if ev.time.end_usecs is not None else ev.time.usecs)
         return start, end
 
     def event(self, ev: Event) -> None:
+        picked, self.picked_at = self.picked_at, None
         start, end = self.times(ev)
         action = ev.action
         if isinstance(action, TcpPacket) and action.direction == ">":
@@ -310,7 +321,9 @@ class Runner:
         else:
             self.t.wait_until(start)
             self.check_completed()
-            self.on_time(ev, start, start, "event")
+            # Not late for having learned of the segment before it late: the runner can
+            # act on a segment only once it has it.
+            self.on_time(ev, start, start if picked is None else max(start, picked), "event")
             if isinstance(action, TcpPacket):
                 rec = self.inbound(ev, action)
             elif isinstance(action, IcmpPacket):
@@ -568,8 +581,9 @@ class Runner:
                     kind="outbound",
                 )
         self.record_ts(pkt, merged)
-        # The next relative time counts from when this segment came.
+        # The next relative time counts from when this segment came (its stamp).
         self.t.wait_until(max(self.t.now(), got.time))
+        self.came_at, self.picked_at = got.time, self.t.now()
         return LineResult(ev.line, ev.text, "outbound", True, got.time / 1e6, actual=actual)
 
     def t_unread(self, cap: Captured) -> None:
