@@ -538,6 +538,19 @@ _READ_ONLY = frozenset(
 )
 
 
+@functools.cache
+def _wrapped_methods() -> tuple[tuple[str, Any], ...]:
+    """Connection's public methods but _READ_ONLY, as (name, function): looked up once
+    per process (dir and inspect.getattr_static over the class cost more than the rest
+    of a new Host), which is when Connection is complete."""
+    methods = []
+    for name in dir(Connection):
+        member = inspect.getattr_static(Connection, name)
+        if not name.startswith("_") and name not in _READ_ONLY and inspect.isfunction(member):
+            methods.append((name, member))
+    return tuple(methods)
+
+
 def _hosted_class(
     dirty: dict[int, Connection], touched: dict[int, Connection]
 ) -> type[Connection]:
@@ -548,10 +561,7 @@ def _hosted_class(
     stack.api notifies only their sockets; issue 14). Wrapping every method, rather than
     a list, keeps user calls added to Connection later from being missed."""
     members: dict[str, Any] = {"__slots__": ()}
-    for name in dir(Connection):
-        member = inspect.getattr_static(Connection, name)
-        if name.startswith("_") or name in _READ_ONLY or not inspect.isfunction(member):
-            continue
+    for name, member in _wrapped_methods():
 
         def wrapped(self: Connection, *args: Any, __m: Any = member, **kw: Any) -> Any:
             try:
