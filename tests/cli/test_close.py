@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from pytcpcli.main import cli
-from tests.cli.netcat import PYTCP, TIMEOUT, KernelServer, StderrLines, pytcp
+from tests.cli.netcat import ADDRS, FAMILIES, PYTCP, TIMEOUT, KernelServer, StderrLines, pytcp
 from tests.cli.test_inspect import Held, held, live
 from tests.test_control import PairedStacks, _end_owner_when
 
@@ -198,7 +198,9 @@ def owner_env(netns: Any, tmp_path: Any) -> Iterator[dict[str, str]]:
 
 @pytest.mark.netns
 @pytest.mark.timeout(240)
-def test_netns_reset_of_a_connect_that_exits(owner_env: dict[str, str]) -> None:
+@FAMILIES
+def test_netns_reset_of_a_connect_that_exits(owner_env: dict[str, str], family: int) -> None:
+    kernel = ADDRS[family][0]
     errors: list[BaseException] = []
 
     def reads_until_reset(conn: socket.socket) -> bytes:
@@ -208,8 +210,8 @@ def test_netns_reset_of_a_connect_that_exits(owner_env: dict[str, str]) -> None:
             errors.append(e)
             return b"reset"
 
-    server = KernelServer(7100, reads_until_reset)
-    owner = Owner(7100, owner_env)
+    server = KernelServer(7100, reads_until_reset, family=family)
+    owner = Owner(7100, owner_env, host=kernel)
     try:
         conn_id = owner.conn_id("ESTABLISHED")
         out = owner.run("close", "--reset", conn_id)
@@ -223,14 +225,17 @@ def test_netns_reset_of_a_connect_that_exits(owner_env: dict[str, str]) -> None:
 
 @pytest.mark.netns
 @pytest.mark.timeout(240)
-def test_netns_full_close_of_a_connect_that_exits(owner_env: dict[str, str]) -> None:
+@FAMILIES
+def test_netns_full_close_of_a_connect_that_exits(owner_env: dict[str, str], family: int) -> None:
+    kernel = ADDRS[family][0]
+
     def closes_on_eof(conn: socket.socket) -> bytes:
         data = conn.recv(100)  # b"": our FIN
         conn.close()
         return data
 
-    server = KernelServer(7101, closes_on_eof)
-    owner = Owner(7101, owner_env)
+    server = KernelServer(7101, closes_on_eof, family=family)
+    owner = Owner(7101, owner_env, host=kernel)
     try:
         conn_id = owner.conn_id("ESTABLISHED")
         out = owner.run("close", "-w", "20s", conn_id)

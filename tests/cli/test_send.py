@@ -225,10 +225,12 @@ def test_netns_one_shot_against_a_kernel_server(netns: Any, tmp_path: Any, famil
 
 @pytest.mark.netns
 @pytest.mark.timeout(240)
+@FAMILIES
 def test_netns_one_shot_to_an_echo_server_larger_than_the_windows(
-    netns: Any, tmp_path: Any
+    netns: Any, family: int, tmp_path: Any
 ) -> None:
     """The echo comes back while we still send: both directions must move together."""
+    KERNEL, _STACK = ADDRS[family]
 
     def echo(conn: socket.socket) -> int:
         total = 0
@@ -240,10 +242,10 @@ def test_netns_one_shot_to_an_echo_server_larger_than_the_windows(
     blob = hashlib.sha256(b"seed").digest() * (3 * 1024 * 1024 // 32)  # 3 MiB
     path = tmp_path / "blob"
     path.write_bytes(blob)
-    server = KernelServer(7002, echo)
+    server = KernelServer(7002, echo, family=family)
     try:
         out = subprocess.run(
-            [PYTCP, "send", "--file", str(path), "10.77.0.1", "7002"],
+            [PYTCP, "send", "--file", str(path), KERNEL, "7002"],
             capture_output=True, timeout=TIMEOUT,
             env={**os.environ, "PYTCP_RUNTIME_DIR": str(tmp_path / "rt")},
         )  # fmt: skip
@@ -277,12 +279,16 @@ def _flood(conn: socket.socket) -> str:
         ),
     ],
 )
-def test_netns_stdout_trouble_is_stdout_trouble(netns: Any, redirect: str, message: bytes) -> None:
+@FAMILIES
+def test_netns_stdout_trouble_is_stdout_trouble(
+    netns: Any, family: int, redirect: str, message: bytes
+) -> None:
+    KERNEL, _STACK = ADDRS[family]
     # connect's rules: never exit 0 when the reply was not written, never "connection failed".
-    server = KernelServer(7031, _flood)
+    server = KernelServer(7031, _flood, family=family)
     for command in ("send -v", "connect"):
         out = subprocess.run(
-            f"echo hi | {PYTCP} {command} 10.77.0.1 7031 {redirect}",
+            f"echo hi | {PYTCP} {command} {KERNEL} 7031 {redirect}",
             shell=True,
             capture_output=True,
             timeout=TIMEOUT,
@@ -298,10 +304,12 @@ def test_netns_stdout_trouble_is_stdout_trouble(netns: Any, redirect: str, messa
 
 
 @pytest.mark.netns
-def test_netns_send_into_a_reader_that_leaves(netns: Any) -> None:
-    server = KernelServer(7032, _flood)
+@FAMILIES
+def test_netns_send_into_a_reader_that_leaves(netns: Any, family: int) -> None:
+    KERNEL, _STACK = ADDRS[family]
+    server = KernelServer(7032, _flood, family=family)
     out = subprocess.run(
-        f"{PYTCP} send 10.77.0.1 7032 hi | head -c 1 | wc -c; "
+        f"{PYTCP} send {KERNEL} 7032 hi | head -c 1 | wc -c; "
         'echo "pytcp exit ${PIPESTATUS[0]}"',
         shell=True,
         executable="/bin/bash",
