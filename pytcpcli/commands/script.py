@@ -83,10 +83,10 @@ listen, accept, accept4 (SOCK_NONBLOCK, SOCK_CLOEXEC), connect (EINPROGRESS with
 O_NONBLOCK set by fcntl F_SETFL or SOCK_NONBLOCK), setsockopt and getsockopt
 (SO_REUSEADDR, SO_REUSEPORT, SO_KEEPALIVE, SO_ERROR, SO_LINGER {onoff=1, linger=0},
 SO_SNDBUF and SO_RCVBUF (before listen() or connect() on pytcp), TCP_NODELAY,
-TCP_MAXSEG, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT, TCP_INQ), write, send, writev,
-sendmsg (linux target only), read, recv (MSG_PEEK, MSG_DONTWAIT), recvmsg (msg_iov's
-lengths; msg_flags and
-msg_control checked when written, e.g. TCP_INQ's {cmsg_level=SOL_TCP,
+TCP_MAXSEG, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT, TCP_LINGER2 (0 or more
+seconds), TCP_INQ), write, send, writev, sendmsg (linux target only), read, recv
+(MSG_PEEK, MSG_DONTWAIT), recvmsg (msg_iov's lengths; msg_flags and msg_control
+checked when written, e.g. TCP_INQ's {cmsg_level=SOL_TCP,
 cmsg_type=TCP_CM_INQ, cmsg_data=N}: the bytes left to read, the FIN counting one),
 shutdown, close, poll (POLLIN, POLLRDNORM, POLLOUT, POLLWRNORM, POLLRDHUP; POLLERR,
 POLLHUP and POLLNVAL always), ioctl (SIOCINQ, SIOCOUTQ), fcntl. The return value and errno

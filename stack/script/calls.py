@@ -48,6 +48,7 @@ SYMBOLS: dict[str, int] = {
     "TCP_KEEPIDLE": 4,
     "TCP_KEEPINTVL": 5,
     "TCP_KEEPCNT": 6,
+    "TCP_LINGER2": 8,
     "TCP_INFO": 11,
     "TCP_QUICKACK": 12,
     "TCP_CONGESTION": 13,

@@ -53,6 +53,7 @@ POLL_MODELLED = (
     SYMBOLS["POLLIN"] | SYMBOLS["POLLRDNORM"] | SYMBOLS["POLLOUT"] | SYMBOLS["POLLWRNORM"]
     | SYMBOLS["POLLRDHUP"] | SYMBOLS["POLLERR"] | SYMBOLS["POLLHUP"] | SYMBOLS["POLLNVAL"]
 )  # fmt: skip
+LINGER2_MAX = 120  # seconds: Linux's TCP_FIN_TIMEOUT_MAX, where TCP_LINGER2 is capped
 DEFAULT_MSS = 536  # what Linux's getsockopt(TCP_MAXSEG) says before a connection
 
 
@@ -258,6 +259,8 @@ class PytcpTarget:
                 keepalive_interval=o.get("TCP_KEEPINTVL", 75) * SECOND,
                 keepalive_probes=o.get("TCP_KEEPCNT", 9),
             )
+        if o.get("TCP_LINGER2", 0) > 0:  # 0: the default (tcp_fin_timeout, 60 s)
+            cfg = replace(cfg, fin_wait_2_timeout=min(o["TCP_LINGER2"], LINGER2_MAX) * SECOND)
         if "SO_RCVBUF" in o:
             cfg = replace(cfg, rcv_buf=max(2 * o["SO_RCVBUF"], 2304))
         if "SO_SNDBUF" in o:
@@ -311,6 +314,7 @@ class PytcpTarget:
         (6, 4): "TCP_KEEPIDLE",
         (6, 5): "TCP_KEEPINTVL",
         (6, 6): "TCP_KEEPCNT",
+        (6, 8): "TCP_LINGER2",
         (6, 36): "TCP_INQ",
     }
 
@@ -342,6 +346,10 @@ class PytcpTarget:
             raise ScriptError("", 0, "setsockopt() needs a value [N]")
         if opt == "TCP_MAXSEG" and not 88 <= value <= 32767:
             return fail(E.EINVAL, self.now())
+        if opt == "TCP_LINGER2" and value < 0:
+            raise ScriptError(
+                "", 0, "TCP_LINGER2 below 0 (a RST instead of FIN-WAIT-2) is not modelled by pytcp"
+            )
         if opt in ("SO_SNDBUF", "SO_RCVBUF") and s.conn is not None:
             raise ScriptError(
                 "", 0, f"{opt} on a connection is not modelled by pytcp (set it before "
@@ -356,6 +364,7 @@ class PytcpTarget:
             "TCP_KEEPIDLE",
             "TCP_KEEPINTVL",
             "TCP_KEEPCNT",
+            "TCP_LINGER2",
         ):
             s.conn.reconfigure(self._config(s), self.ns)
         return CallOutcome(0)
@@ -384,6 +393,8 @@ class PytcpTarget:
                 value = s.conn.tcb.snd_mss
             else:
                 value = s.opts.get("TCP_MAXSEG", DEFAULT_MSS)
+        elif opt == "TCP_LINGER2":  # Linux answers the sysctl's 60 s for "the default"
+            value = self._config(s).fin_wait_2_timeout // SECOND
         elif opt in ("SO_SNDBUF", "SO_RCVBUF"):
             cfg = self._config(s)
             value = cfg.snd_buf if opt == "SO_SNDBUF" else cfg.rcv_buf

@@ -627,8 +627,9 @@ class Connection(Sender):
                 case "time-wait":
                     self._set_state(State.CLOSED, now)
                 case "fin-wait-2":
-                    # Linux sends RST when an orphaned FIN-WAIT-2 times out.
-                    self._reset_and_close(now)
+                    # Silently, as Linux's FIN-WAIT-2 timewait record expires: the
+                    # peer's next segment draws a RST from the host (no connection).
+                    self._set_state(State.CLOSED, now)
             if self.tcb.state is State.CLOSED:
                 break
 
@@ -829,8 +830,12 @@ class Connection(Sender):
         )
 
     def _arm_fin_wait_2(self, now: int) -> None:
-        # Linux tcp_fin_timeout: an orphaned FIN-WAIT-2 does not wait forever.
-        self._arm(now, "fin-wait-2", self.config.fin_wait_2_timeout, "orphaned FIN-WAIT-2")
+        # Linux tcp_fin_timeout (TCP_LINGER2): an orphaned FIN-WAIT-2 does not wait
+        # forever, nor less than 3.5 RTO (Linux tcp_fin_time), so that a FIN the peer
+        # sent as we timed out can still be retransmitted once and be answered.
+        rto = self.rtt.rto
+        wait = max(self.config.fin_wait_2_timeout, (rto << 2) - (rto >> 1))
+        self._arm(now, "fin-wait-2", wait, "orphaned FIN-WAIT-2")
 
     # ------------------------------------------------------------------ ICMP
 
