@@ -15,7 +15,7 @@ import pytest
 from stack.host import Host, Listener
 from stack.tcp.clock import MS
 from stack.tcp.connection import Connection
-from stack.tcp.reassembly import POOL_BYTES, POOL_PER_SIZE, RecvBuffer, RingPool
+from stack.tcp.reassembly import POOL_BYTES, POOL_PER_SIZE, SHRINK_AFTER, RecvBuffer, RingPool
 from stack.tcp.sendbuf import MIN_RING, SendBuffer
 
 SERVER, CLIENT = IPv4Address("10.77.0.2"), IPv4Address("10.77.0.1")
@@ -135,9 +135,32 @@ def test_receive_buffer_grows_for_out_of_order_data_and_is_freed_when_read() -> 
     assert r.insert(0, b"b" * 3) == 3
     assert r.allocated == 16384  # the last size needed
     r.read(3)
-    r.insert(0, b"c")
-    assert r.allocated == MIN_RING
-    assert r.read(1) == b"c"
+    for _ in range(SHRINK_AFTER - 1):  # small fills keep the size for a while ...
+        r.insert(0, b"c")
+        assert r.allocated == 16384
+        assert r.read(1) == b"c"
+    r.insert(0, b"d")
+    assert r.allocated == MIN_RING  # ... and SHRINK_AFTER of them in a row shrink it
+    assert r.read(1) == b"d"
+
+
+def test_alternating_small_and_large_fills_do_not_regrow_the_receive_ring() -> None:
+    # A bulk reader's fills alternate between one super-packet and a whole batch: the
+    # large ones must find the ring at its size, not regrow it by doubling (a copy of
+    # what is held at every step).
+    r = RecvBuffer(1 << 20)
+    for _ in range(3 * SHRINK_AFTER):
+        assert r.insert(0, b"s" * 1000) == 1000
+        assert r.read(1 << 20) == b"s" * 1000
+        assert r.insert(0, b"L" * 300_000) == 300_000
+        assert r.allocated == 524288  # allocated at that size, not grown to it
+        assert r.read(1 << 20) == b"L" * 300_000
+    r.insert(0, b"s" * 1000)
+    r.read(1 << 20)
+    r.insert(0, b"L" * 150_000)
+    ring = r._buf
+    r.insert(150_000, b"L" * 150_000)  # past 262144 bytes held: still the same ring
+    assert r._buf is ring and r.allocated == 524288
 
 
 def test_a_freed_receive_ring_goes_to_the_pool_and_comes_back() -> None:
