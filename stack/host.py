@@ -101,6 +101,7 @@ from stack.wire.icmp import (
 from stack.wire.icmp import parse as parse_icmp
 from stack.wire.ipv6 import PROTO_ICMPV6, Ipv6Header
 from stack.wire.packet import GSO_NONE, GSO_TCPV4, GSO_TCPV6, TCP_CSUM_OFFSET, Packet
+from stack.wire.template import HeaderTemplate
 
 Address = IPv4Address | IPv6Address
 Endpoint = tuple[Address, int]
@@ -111,6 +112,8 @@ ANY = IPv4Address(0)  # a listener on ANY (or ANY6) hears both of the host's add
 ANY6 = IPv6Address(0)
 BROADCAST = IPv4Address("255.255.255.255")
 TTL = 64  # RFC 1700 / Linux ip_default_ttl
+TEMPLATES = 256  # connections' header templates kept (Host._templates)
+IPV4_HEADER_LEN = 20  # what we send: no IP options
 DEFAULT_MSS = 536  # RFC 9293 §3.7.1: the MSS of a SYN without the option
 IP_TCP_HEADERS = 40  # IPv4 + TCP without options: MSS = MTU - 40 (RFC 9293 §3.7.1)
 IPV6_EXTRA = 20  # IPv6's fixed header is 20 bytes longer: MSS = MTU - 60 (RFC 8200 §5)
@@ -627,6 +630,10 @@ class Host:
         self._ident_key = hashlib.blake2s(isn_secret, person=b"ip-ident").digest()
         self._idents = array("H", (rng.getrandbits(16) for _ in range(IP_IDENTS)))
         self._ident_bucket: dict[tuple[Address, Address, int], int] = {}
+        # Offloaded IPv4 segments of a connection with no options but timestamps are
+        # built from its HeaderTemplate (stack/wire/template.py), by connection id, with
+        # its identification bucket; at most TEMPLATES kept (a cache: rebuilt when gone).
+        self._templates: dict[int, tuple[HeaderTemplate, int]] = {}
         self._live: dict[int, Connection] = {}  # by id: insertion order is id order
         self._by_key: dict[Key, Connection] = {}
         self._listeners: dict[int, Listener] = {}  # by port
@@ -1246,7 +1253,7 @@ class Host:
                 src, dst = conn.local[0], conn.remote[0]
                 for seg in segments:
                     if offload:
-                        out.append(self._offloaded(src, dst, seg))
+                        out.append(self._offloaded(src, dst, seg, conn.id))
                     else:
                         # RFC 3168 §6.1.1: new data of an ECN connection is sent ECT(0).
                         ecn = ECT0 if type(seg) is EctSegment else 0
@@ -1548,6 +1555,7 @@ class Host:
 
     def _forget(self, conn: Connection) -> None:
         self._live.pop(conn.id, None)
+        self._templates.pop(conn.id, None)
         self._scheduled.pop(conn.id, None)
         self._dirty.pop(conn.id, None)
         key = (conn.local[0], conn.local[1], conn.remote[0], conn.remote[1])
@@ -1728,15 +1736,43 @@ class Host:
         learned = self._pmtu.get(dst) if self._pmtu else None
         return learned is None or not learned.locked
 
-    def _offloaded(self, src: Address, dst: Address, seg: TcpSegment) -> Packet:
+    def _offloaded(
+        self, src: Address, dst: Address, seg: TcpSegment, flow: int | None = None
+    ) -> Packet:
         """A segment for a link that finishes checksums and cuts super-segments: the
         headers built here (the IP header checksum is ours, the TCP one partial), the
-        payload passed on unjoined; GSO when it is larger than its gso_size."""
-        tcp = seg.build_header(src, dst, partial=True)
+        payload passed on unjoined; GSO when it is larger than its gso_size. `flow`, a
+        connection id: its IPv4 segments without options but timestamps (nearly all
+        of a transfer: data and ACKs) come from its HeaderTemplate, the same bytes."""
         payload = seg.payload
-        length = len(tcp) + len(payload)
         gso = seg.gso_size if len(payload) > seg.gso_size > 0 else 0
         ecn = ECT0 if type(seg) is EctSegment else 0  # RFC 3168 §6.1.1
+        if (
+            flow is not None
+            and seg.mss is None
+            and seg.wscale is None
+            and not seg.sack
+            and not seg.sack_permitted
+            and not seg.urgent
+            and isinstance(src, IPv4Address)
+            and isinstance(dst, IPv4Address)
+        ):
+            head = self._from_template(flow, src, dst, seg, ecn, seg.gso_segs if gso else 1)
+            if gso:
+                oc = self.offload_counters
+                oc["gso_packets_out"] += 1
+                oc["gso_segments_out"] += seg.gso_segs
+            return Packet(
+                head,
+                payload,
+                gso_type=GSO_TCPV4 if gso else GSO_NONE,
+                gso_size=gso,
+                needs_csum=True,
+                csum_start=IPV4_HEADER_LEN,
+                csum_offset=TCP_CSUM_OFFSET,
+            )
+        tcp = seg.build_header(src, dst, partial=True)
+        length = len(tcp) + len(payload)
         if isinstance(src, IPv6Address) and isinstance(dst, IPv6Address):
             ip = Ipv6Header(src, dst, PROTO_TCP, TTL, ecn).build_header(length)
             gso_type = GSO_TCPV6
@@ -1761,11 +1797,42 @@ class Host:
             csum_offset=TCP_CSUM_OFFSET,
         )
 
+    def _from_template(
+        self, flow: int, src: IPv4Address, dst: IPv4Address, seg: TcpSegment, tos: int,
+        count: int,
+    ) -> bytes:  # fmt: skip
+        """Connection `flow`'s headers for `seg` from its template (made, or made again
+        when DF or the timestamps option changed); the identification as _next_ident."""
+        templates = self._templates
+        kept = templates.get(flow)
+        has_ts = seg.timestamps is not None
+        df = self._df(dst)
+        if kept is None or kept[0].timestamps != has_ts or kept[0].dont_fragment != df:
+            if len(templates) >= TEMPLATES:
+                templates.clear()  # a cache only
+            template = HeaderTemplate(src, dst, seg.src_port, seg.dst_port, ttl=TTL,
+                                      dont_fragment=df, timestamps=has_ts)  # fmt: skip
+            kept = templates[flow] = (template, self._ident_bucket_of(src, dst, PROTO_TCP))
+        template, bucket = kept
+        idents = self._idents
+        ident = idents[bucket]
+        idents[bucket] = (ident + count) & 0xFFFF
+        return template.build(len(seg.payload), ident, seg.seq, seg.ack, seg.flags, seg.window,
+                              seg.timestamps, tos)  # fmt: skip
+
     def _next_ident(
         self, src: IPv4Address, dst: IPv4Address, protocol: int, count: int = 1
     ) -> int:
         """The IPv4 ID for the next packet of this flow: its bucket's counter, which moves
         on by `count` (the segments a GSO super-segment is cut into take one each)."""
+        bucket = self._ident_bucket_of(src, dst, protocol)
+        idents = self._idents
+        ident = idents[bucket]
+        idents[bucket] = (ident + count) & 0xFFFF
+        return ident
+
+    def _ident_bucket_of(self, src: IPv4Address, dst: IPv4Address, protocol: int) -> int:
+        """The identification counter a flow uses: chosen by a keyed hash of it."""
         flow = (src, dst, protocol)
         bucket = self._ident_bucket.get(flow)
         if bucket is None:
@@ -1776,10 +1843,7 @@ class Host:
             ).digest()
             bucket = int.from_bytes(digest, "big") % IP_IDENTS
             self._ident_bucket[flow] = bucket
-        idents = self._idents
-        ident = idents[bucket]
-        idents[bucket] = (ident + count) & 0xFFFF
-        return ident
+        return bucket
 
     def _drop(self, now: int, reason: str, **fields: Any) -> None:
         drops = self.counters["drops"]

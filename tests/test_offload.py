@@ -364,3 +364,35 @@ def test_a_stack_whose_kernel_refuses_tso_delivers_every_byte(tmp_path: Any) -> 
     a.close()
     b.close()
     loop.close()
+
+
+def test_a_connections_template_builds_what_the_general_path_builds() -> None:
+    # Host._offloaded with a connection id takes the flow's HeaderTemplate for segments
+    # without options but timestamps: the packet, its offload facts, the IP
+    # identification counters and the GSO counters must be what the general path makes.
+    from array import array
+
+    from stack.tcp.sender import EctSegment
+
+    host, conn, _ = established(offload=True)
+    segments = [
+        TcpSegment(PORT, PEER_PORT, 1, 2, int(A), 100),
+        TcpSegment(PORT, PEER_PORT, 1, 2, int(A), 100, timestamps=(7, 9)),
+        TcpSegment(PORT, PEER_PORT, 5, 6, int(A | P), 300, payload=b"z" * 10, timestamps=(1, 2)),
+        EctSegment(PORT, PEER_PORT, 5, 6, int(A), 300, payload=b"e" * 100),
+        TcpSegment(PORT, PEER_PORT, 9, 9, int(A), 9, payload=bytes(5 * MSS), gso_size=MSS,
+                   timestamps=(3, 4)),
+    ]
+    for seg in segments:
+        idents = array("H", host._idents)
+        counters = dict(host.offload_counters)
+        general = host._offloaded(LOCAL, PEER, seg)
+        after = (array("H", host._idents), dict(host.offload_counters))
+        host._idents[:] = idents
+        host.offload_counters.clear()
+        host.offload_counters.update(counters)
+        templated = host._offloaded(LOCAL, PEER, seg, conn.id)
+        assert bytes(templated) == bytes(general)
+        assert templated.vnet_header() == general.vnet_header()
+        assert (array("H", host._idents), dict(host.offload_counters)) == after
+    assert conn.id in host._templates

@@ -18,6 +18,8 @@ RFC section                              where
 §3.10.7.2 LISTEN                         `_on_listen`
 §3.10.7.3 SYN-SENT                       `_on_syn_sent`
 §3.5 figure 8 simultaneous open          `_on_syn_sent` (SYN), `_on_synchronized` (SYN,ACK)
+§3.10.7.4 in one step for the common     `_predicted` (header prediction: a pure ACK of new
+          in-order case                  data, or in-order text; the same state after)
 §3.10.7.4 first: sequence check          `_is_acceptable` (four cases), PAWS `_paws_reject`;
           the ACK it draws               `_invalid_ack`, `invalid_ack_limited`: one per
           (RFC 5961 §7)                  500 ms, as Linux tcp_invalid_ratelimit
@@ -174,6 +176,9 @@ PSH = int(Flags.PSH)
 URG = int(Flags.URG)
 # int forms for tests on every arriving segment: IntFlag arithmetic costs a Python call
 F_FIN, F_SYN, F_RST, F_ACK, F_URG = 1, 2, 4, 16, 32
+# Header prediction takes a segment whose flags, PSH aside, are ACK alone (no SYN, RST,
+# FIN, URG, ECE or CWR): `flags & PREDICTED_MASK == F_ACK`.
+PREDICTED_MASK = 0xFF & ~int(Flags.PSH)
 
 DEFAULT_MSS = 536  # RFC 9293 3.7.1 / RFC 1122 4.2.2.6: assumed when the SYN has no MSS
 MIN_IPV4_MTU = 68  # RFC 791: every IPv4 module forwards 68-octet datagrams
@@ -265,6 +270,9 @@ class Connection(Sender):
                  "config", "cwv", "ecn_echo", "ecn_recover", "error", "id", "ip_extra",
                  "journal", "link_mtu", "local", "path_mtu", "path_mtu_expires", "recovery",
                  "recvbuf", "remote", "rtt", "sendbuf", "tcb", "timers", "tso_max")  # fmt: skip
+
+    # Header prediction (`_predicted`) on; the tests' slow-path twin turns it off.
+    predict = True
 
     def __init__(
         self,
@@ -1090,6 +1098,13 @@ class Connection(Sender):
         tcb = self.tcb
         flags = int(seg.flags)  # int arithmetic: IntFlag ops are slow
         if (
+            flags & PREDICTED_MASK == F_ACK
+            and tcb.state is State.ESTABLISHED
+            and self.predict
+            and self._predicted(seg, now)
+        ):
+            return
+        if (
             tcb.state is State.SYN_RECEIVED
             and flags & F_SYN
             and not flags & (F_ACK | F_RST)
@@ -1193,6 +1208,64 @@ class Connection(Sender):
             return
         if flags & F_FIN:  # eighth
             self._on_fin(seg, now)
+
+    def _predicted(self, seg: TcpSegment, now: int) -> bool:
+        """Header prediction (Van Jacobson's, RFC 1323 appendix; Linux
+        tcp_rcv_established's fast path): in ESTABLISHED, a segment with ACK alone (PSH
+        aside) that is the next one expected (SEG.SEQ = RCV.NXT), passes PAWS and
+        carries no SACK blocks is either
+          - a pure ACK for new data (SND.UNA < SEG.ACK <= SND.MAX), or
+          - in-order text that fits the window, acknowledging nothing new
+            (SEG.ACK = SND.UNA), nothing queued out of order;
+        for those the §3.10.7.4 steps reduce to PAWS's TS.Recent update, the ACK and
+        window steps and the text step: taken here straight, with the slow path's own
+        helpers, so the state after is exactly the slow path's (tests/tcp/
+        test_prediction.py drives both and compares). False: nothing was done, take
+        the slow path."""
+        tcb = self.tcb
+        if seg.seq != tcb.rcv_nxt or (seg.sack and tcb.sack):
+            return False
+        ts = seg.timestamps
+        if tcb.timestamps and (ts is None or seq_lt(ts[0], tcb.ts_recent)):
+            return False
+        ack = seg.ack
+        payload = seg.payload
+        if payload:
+            if (
+                ack != tcb.snd_una
+                or len(payload) > tcb.rcv_wnd
+                or tcb.app_closed
+                or self.recvbuf.ooo_ranges()
+            ):
+                return False
+        elif ack == tcb.snd_una or not between(tcb.snd_una, ack, tcb.snd_max):
+            return False  # (unsigned: SND.UNA + 2**31 is no ACK of new data)
+        # first: acceptable (SEG.SEQ = RCV.NXT, the text within RCV.WND)
+        if self.journal is not None:
+            self.journal.tested(True)
+        self._keepalives_unanswered = 0
+        if self.config.keepalive_idle is not None:
+            self.timers.arm("keepalive", now + self.config.keepalive_idle, "idle")
+        # fifth: the ACK, within SND.UNA - MAX.SND.WND .. SND.MAX (RFC 5961 §5.2)
+        self._update_ts_recent(seg, now)
+        window = seg.window << tcb.wscale_remote
+        self._probes_unanswered = 0
+        if not payload:  # SND.UNA advances; a segment with text is no duplicate ACK
+            delivered = self.recovery.on_ack(
+                ack,
+                (),
+                now,
+                srtt=self.rtt.srtt,
+                min_rtt=self.rtt.min_rtt,
+                duplicate=False,
+                snd_max=tcb.snd_max,
+            )
+            self._ack_advance(ack, seg, now, delivered)
+        self._take_window(seg, ack, window)
+        # seventh: the text (no URG, no FIN: the flags said so)
+        if payload:
+            self._on_text(seg, now)
+        return True
 
     def _update_ts_recent(self, seg: TcpSegment, now: int) -> None:
         """RFC 7323 §4.3 (2): remember the peer's clock for the echo and PAWS, from a
@@ -1353,20 +1426,7 @@ class Connection(Sender):
             self._on_dup_ack(now, delivered)
         elif delivered and tcb.sack:
             self._sack_loss_detection(now, delivered)
-        if seq_lt(tcb.snd_wl1, seg.seq) or (tcb.snd_wl1 == seg.seq and seq_le(tcb.snd_wl2, ack)):
-            # §3.10.7.4 fifth: the SND.WL1/WL2 rule keeps old segments from
-            # updating the window.
-            if tcb.snd_wnd == 0 and window > 0:
-                self.timers.cancel("persist")
-                if not self.timers.is_armed("retransmission"):
-                    # Only a zero-window probe is out, and the peer's zero window
-                    # dropped it: resume from SND.UNA rather than leave a hole.
-                    tcb.snd_nxt = tcb.snd_una
-                    self.recovery.mark_all_lost()
-            tcb.snd_wnd = window
-            tcb.snd_wl1 = seg.seq
-            tcb.snd_wl2 = ack
-            tcb.max_snd_wnd = max(tcb.max_snd_wnd, window)
+        self._take_window(seg, ack, window)
         match tcb.state:
             case State.FIN_WAIT_1:
                 if tcb.fin_acked:
@@ -1381,6 +1441,23 @@ class Connection(Sender):
                     self._set_state(State.CLOSED, now)
                     return False
         return True
+
+    def _take_window(self, seg: TcpSegment, ack: int, window: int) -> None:
+        """§3.10.7.4 fifth: the SND.WL1/WL2 rule keeps old segments from updating the
+        send window (`window`: SEG.WND scaled)."""
+        tcb = self.tcb
+        if seq_lt(tcb.snd_wl1, seg.seq) or (tcb.snd_wl1 == seg.seq and seq_le(tcb.snd_wl2, ack)):
+            if tcb.snd_wnd == 0 and window > 0:
+                self.timers.cancel("persist")
+                if not self.timers.is_armed("retransmission"):
+                    # Only a zero-window probe is out, and the peer's zero window
+                    # dropped it: resume from SND.UNA rather than leave a hole.
+                    tcb.snd_nxt = tcb.snd_una
+                    self.recovery.mark_all_lost()
+            tcb.snd_wnd = window
+            tcb.snd_wl1 = seg.seq
+            tcb.snd_wl2 = ack
+            tcb.max_snd_wnd = max(tcb.max_snd_wnd, window)
 
     def _ack_advance(self, ack: int, seg: TcpSegment, now: int, delivered: int) -> None:
         """SND.UNA moves to `ack`: release acknowledged bytes, take an RTT sample, tell
