@@ -666,9 +666,9 @@ class Host:
         # segments leave with their checksum partial (NEEDS_CSUM) and connections build
         # super-segments of up to TSO_MAX_PAYLOAD that the kernel cuts (TSO).
         self.offload = offload
-        # Receive rings freed by one connection, reused by the next that needs one of
-        # that size (stack.tcp.reassembly.RingPool): a bulk reader empties its ring
-        # after nearly every segment.
+        # Send and receive rings freed by one connection, reused by the next that needs
+        # one of that size (stack.tcp.reassembly.RingPool): a bulk reader empties its
+        # ring after nearly every segment, an application-limited sender its own.
         self._rings = RingPool()
         self.tso = offload  # connections build super-segments (off: see disable_tso)
         self.offload_counters = {

@@ -114,6 +114,22 @@ def test_send_buffer_grows_with_its_content_and_is_freed_when_acknowledged() -> 
     assert full.allocated == 3000
 
 
+def test_a_drained_send_ring_goes_to_the_pool_and_comes_back() -> None:
+    # An application-limited sender drains its buffer to empty again and again: the
+    # next write takes the freed ring back instead of a new one (pages faulted anew).
+    pool = RingPool()
+    b = SendBuffer(256 * 1024, pool=pool)
+    b.write(b"a" * 5000)
+    ring = b._buf
+    b.consume(5000)
+    assert (b.allocated, pool.rings, pool.held) == (0, 1, 8192)
+    b.write(b"b" * 10)
+    assert b._buf is ring and pool.rings == 0
+    assert b.peek(0, 20) == b"b" * 10  # old bytes under new ones are never read
+    b.write(b"c" * 9000)  # growing gives the smaller ring back
+    assert b.allocated == 16384 and pool.rings == 1 and b.peek(0, 11) == b"b" * 10 + b"c"
+
+
 def test_send_buffer_keeps_ring_order_across_growth() -> None:
     b = SendBuffer(10_000)
     b.write(bytes(range(200)) * 10)  # 2000 of 2048

@@ -320,8 +320,8 @@ class Connection(Sender):
             self.cc = CONTROLLERS[config.cc](self.tcb.snd_mss)
         else:
             raise ValueError(f"unknown congestion control {config.cc!r}")
-        self.sendbuf = SendBuffer(config.snd_buf)
-        # `rings`: the host's pool of freed receive rings (stack.tcp.reassembly).
+        # `rings`: the host's pool of freed rings (stack.tcp.reassembly), both buffers'.
+        self.sendbuf = SendBuffer(config.snd_buf, pool=rings)
         self.recvbuf = RecvBuffer(config.rcv_buf, pool=rings)
         self.error: str | None = None
         # This end reset the connection (ABORT, §3.10.5, or a CLOSE with unread data,
