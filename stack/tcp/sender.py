@@ -28,6 +28,7 @@ from stack.tcp.state import State
 from stack.tcp.tcb import Tcb
 from stack.tcp.timers import TimerSet
 from stack.trace import TIMER, TraceEvent, Tracer
+from stack.wire.frozen import fast_init
 from stack.wire.tcp import Flags, TcpSegment
 
 Endpoint = tuple[IPv4Address, int]  # docs/internals.md; IPv6 later, same shape
@@ -43,6 +44,7 @@ ECT0 = 0b10  # RFC 3168 §5: the ECT(0) codepoint of the IP ECN field
 CE = 0b11  # RFC 3168 §5: Congestion Experienced
 
 
+@fast_init
 @dataclass(frozen=True, slots=True, repr=False)
 class EctSegment(TcpSegment):
     """A segment whose IP packet carries ECT(0) (RFC 3168 §6.1.1): new data on an ECN

@@ -13,6 +13,7 @@ from ipaddress import IPv4Address
 
 from stack.wire import WireError
 from stack.wire.checksum import internet_checksum
+from stack.wire.frozen import fast_init
 
 PROTO_ICMP = 1
 PROTO_TCP = 6
@@ -40,6 +41,7 @@ def _address(value: int) -> IPv4Address:
     return address
 
 
+@fast_init
 @dataclass(frozen=True, slots=True)
 class Ipv4Header:
     """The fields of one IPv4 header we use; options are skipped on parse, never built."""

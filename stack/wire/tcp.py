@@ -12,6 +12,7 @@ from ipaddress import IPv4Address, IPv6Address
 
 from stack.wire import WireError
 from stack.wire.checksum import ones_sum, pseudo_header_sum
+from stack.wire.frozen import fast_init
 
 PROTO_TCP = 6
 
@@ -64,6 +65,7 @@ class Flags(enum.IntFlag):
 Address = IPv4Address | IPv6Address
 
 
+@fast_init
 @dataclass(frozen=True, slots=True, repr=False)
 class TcpSegment:
     """One TCP segment as values: header fields, the options we know, and the payload.
