@@ -870,7 +870,10 @@ class Host:
                 self._drop(now, "ipv6-unsupported")
             return
         try:
-            ip, payload = Ipv4Header.parse(data)
+            # A packet the link vouches for never crossed a wire (the kernel built it
+            # and left its TCP checksum partial, or verified it): its IP header
+            # checksum is the kernel's own, not verified again either.
+            ip, payload = Ipv4Header.parse(data, verify_checksum=self._rx_verify)
         except WireError as exc:
             if exc.reason == "fragment":
                 self._fragment4(data, now)  # a valid header: only the fragment is new

@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import os
 import random
+from dataclasses import replace
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
@@ -396,3 +397,19 @@ def test_a_connections_template_builds_what_the_general_path_builds() -> None:
         assert templated.vnet_header() == general.vnet_header()
         assert (array("H", host._idents), dict(host.offload_counters)) == after
     assert conn.id in host._templates
+
+
+def test_a_packet_the_link_vouches_for_has_its_ip_checksum_trusted_too() -> None:
+    host, conn, _ = established(offload=True)
+    seg = TcpSegment(PEER_PORT, PORT, PEER_ISS + 1, LOCAL_ISS + 1, A | P, 65535, payload=b"hi")
+    pkt = offloaded(seg, 0)
+    head = bytearray(pkt.head)
+    head[10:12] = b"\x00\x00"  # not the kernel's IP checksum: never crossed a wire anyway
+    host.receive_packet(Packet(bytes(head), gso_type=GSO_NONE, needs_csum=True,
+                               csum_start=20, csum_offset=16), 3 * MS)  # fmt: skip
+    assert conn.readable == 2 and host.counters["drops"] == {}
+    # The same bytes as a plain packet (no virtio-net facts) are checked, and dropped.
+    plain_bad = bytearray(plain(replace(seg, seq=PEER_ISS + 3)))
+    plain_bad[10:12] = b"\x00\x00"
+    host.receive_packet(bytes(plain_bad), 4 * MS)
+    assert conn.readable == 2 and host.counters["drops"] == {"bad-header-checksum": 1}

@@ -57,15 +57,21 @@ class Ipv4Header:
     header_length: int = 20  # filled in by parse (IHL * 4)
 
     @classmethod
-    def parse(cls, data: bytes | bytearray | memoryview) -> tuple[Ipv4Header, memoryview]:
+    def parse(
+        cls, data: bytes | bytearray | memoryview, *, verify_checksum: bool = True
+    ) -> tuple[Ipv4Header, memoryview]:
         """Parse an IPv4 packet: its header and its payload cut to the total length.
 
         The payload is a memoryview into `data` (no copy). Raises only WireError.
+        `verify_checksum` False: the header checksum is not checked (a packet the link
+        vouches for, built by the kernel itself).
         """
         view = memoryview(data)
         if view.ndim != 1 or view.itemsize != 1:
             view = view.cast("B")
-        header, header_len, total_length = _parse_header(view, quoted=False)
+        header, header_len, total_length = _parse_header(
+            view, quoted=False, verify=verify_checksum
+        )
         return header, view[header_len:total_length]
 
     @classmethod
@@ -119,7 +125,9 @@ class Ipv4Header:
         return header[:10] + checksum.to_bytes(2, "big") + header[12:]
 
 
-def _parse_header(view: memoryview, *, quoted: bool) -> tuple[Ipv4Header, int, int]:
+def _parse_header(
+    view: memoryview, *, quoted: bool, verify: bool = True
+) -> tuple[Ipv4Header, int, int]:
     length = len(view)
     if length < HEADER_LEN:
         raise WireError("truncated", f"IPv4 packet of {length} bytes < {HEADER_LEN}")
@@ -138,7 +146,7 @@ def _parse_header(view: memoryview, *, quoted: bool) -> tuple[Ipv4Header, int, i
         if total_length > length:
             raise WireError("truncated", f"total length {total_length} > {length} bytes received")
         # RFC 791 §3.1 "Header Checksum": the sum over the header, checksum included.
-        if internet_checksum(view[:header_len]) != 0:
+        if verify and internet_checksum(view[:header_len]) != 0:
             raise WireError("bad-header-checksum", "IPv4 header checksum does not verify")
     # A quoted first fragment (MF, offset 0) still starts with the TCP header we need.
     if frag & (_OFFSET_MASK if quoted else _FLAG_MF | _OFFSET_MASK):
