@@ -8,7 +8,6 @@ Imports the standard library, and tabulate when a table is drawn.
 from __future__ import annotations
 
 import errno
-import json
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -807,6 +806,8 @@ def render_timers(entry: Mapping[str, Any]) -> str:
 
 def render_json(obj: Any) -> str:
     """`--json`: sorted keys, two-space indent, newline-terminated."""
+    import json  # here: connect and listen import this module, not its JSON
+
     return json.dumps(obj, indent=2, sort_keys=True) + "\n"
 
 

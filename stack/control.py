@@ -38,11 +38,8 @@ counted in `ControlServer.counters` by name.
 from __future__ import annotations
 
 import atexit
-import base64
-import binascii
 import contextlib
 import itertools
-import json
 import os
 import re
 import socket
@@ -148,6 +145,8 @@ class Response:
 
 
 def _line(obj: dict[str, Any]) -> bytes:
+    import json  # here, not at the top: a run no control client talks to never needs it
+
     return json.dumps(obj, separators=(",", ":"), sort_keys=True).encode() + b"\n"
 
 
@@ -157,6 +156,8 @@ def encode_request(req: Request) -> bytes:
     if req.conn is not None:
         obj["conn"] = req.conn
     if req.op == "send":
+        import base64
+
         obj["data"] = base64.b64encode(req.data).decode("ascii")
     if req.how is not None:
         obj["how"] = req.how
@@ -196,6 +197,8 @@ def _load(line: bytes, limit: int, depth: int) -> dict[str, Any]:
     if len(line) > limit:
         raise ProtocolError(TOO_LARGE, f"message of {len(line)} bytes exceeds {limit}")
     check_depth(line, depth)
+    import json
+
     try:
         obj = json.loads(line)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -239,6 +242,9 @@ def decode_request(line: bytes) -> Request:
         raw = obj.get("data")
         if not isinstance(raw, str):
             raise ProtocolError(BAD_REQUEST, "op 'send' needs base64 'data'")
+        import base64
+        import binascii
+
         try:
             data = base64.b64decode(raw, validate=True)
         except (binascii.Error, ValueError):

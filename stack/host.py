@@ -54,7 +54,6 @@ from __future__ import annotations
 
 import errno
 import functools
-import hashlib
 import heapq
 import inspect
 import itertools
@@ -102,6 +101,11 @@ from stack.wire.icmp import parse as parse_icmp
 from stack.wire.ipv6 import PROTO_ICMPV6, Ipv6Header
 from stack.wire.packet import GSO_NONE, GSO_TCPV4, GSO_TCPV6, TCP_CSUM_OFFSET, Packet
 from stack.wire.template import HeaderTemplate
+
+try:  # hashlib.blake2s itself, without hashlib's loading of OpenSSL (2 ms of start-up)
+    from _blake2 import blake2s
+except ImportError:  # pragma: no cover - an interpreter built without it
+    from hashlib import blake2s
 
 Address = IPv4Address | IPv6Address
 Endpoint = tuple[Address, int]
@@ -228,15 +232,15 @@ class PortAllocator:
         high: int = EPHEMERAL_MAX,
     ) -> None:
         # Two keys derived from the one secret: F and G must be independent (§3.3.4).
-        self._key_f = hashlib.blake2s(secret, person=b"port-F").digest()
-        self._key_g = hashlib.blake2s(secret, person=b"port-G").digest()
+        self._key_f = blake2s(secret, person=b"port-F").digest()
+        self._key_g = blake2s(secret, person=b"port-G").digest()
         self.low, self.high = low, high
         # "table[i] = random() % 65536" at boot.
         self._table = [rng.getrandbits(16) for _ in range(PORT_TABLE_LENGTH)]
 
     def _hash(self, key: bytes, local: Address, remote: Endpoint) -> int:
         data = local.packed + remote[0].packed + remote[1].to_bytes(2, "big")
-        return int.from_bytes(hashlib.blake2s(data, key=key, digest_size=4).digest(), "big")
+        return int.from_bytes(blake2s(data, key=key, digest_size=4).digest(), "big")
 
     def pick(self, local: Address, remote: Endpoint, suitable: Callable[[int], bool]) -> int | None:
         """The first suitable port of this 4-tuple's sequence; None when all are taken."""
@@ -627,7 +631,7 @@ class Host:
         # at random, one chosen per (source, destination, protocol) by a keyed hash, as
         # Linux's ip_idents. An ID seen by one peer says nothing about the traffic to any
         # other (no idle-scan zombie); with DF set the field has no other use.
-        self._ident_key = hashlib.blake2s(isn_secret, person=b"ip-ident").digest()
+        self._ident_key = blake2s(isn_secret, person=b"ip-ident").digest()
         self._idents = array("H", (rng.getrandbits(16) for _ in range(IP_IDENTS)))
         self._ident_bucket: dict[tuple[Address, Address, int], int] = {}
         # Offloaded IPv4 segments of a connection with no options but timestamps are
@@ -1841,7 +1845,7 @@ class Host:
         if bucket is None:
             if len(self._ident_bucket) >= IP_IDENTS:
                 self._ident_bucket.clear()  # a cache only: a flood of sources cannot grow it
-            digest = hashlib.blake2s(
+            digest = blake2s(
                 src.packed + dst.packed + bytes((protocol,)), key=self._ident_key, digest_size=4
             ).digest()
             bucket = int.from_bytes(digest, "big") % IP_IDENTS

@@ -1,5 +1,5 @@
 """Initial sequence numbers (RFC 6528) and SYN cookies (RFC 4987 §3.6). Imports
-hashlib, struct, ipaddress and clock.
+hashlib's BLAKE2s, struct, ipaddress and clock.
 
 ISN = M + F(localip, localport, remoteip, remoteport, secretkey)   (RFC 6528 §3)
 
@@ -13,11 +13,15 @@ the secret cannot predict the ISN of any other 4-tuple (RFC 6528 §3, RFC 9293 �
 
 from __future__ import annotations
 
-import hashlib
 import struct
 from ipaddress import IPv4Address, IPv6Address
 
 from stack.tcp.clock import SECOND, US
+
+try:  # hashlib.blake2s itself, without hashlib's loading of OpenSSL (2 ms of start-up)
+    from _blake2 import blake2s
+except ImportError:  # pragma: no cover - an interpreter built without it
+    from hashlib import blake2s
 
 Address = IPv4Address | IPv6Address
 Endpoint = tuple[Address, int]
@@ -30,7 +34,7 @@ _PORTS = struct.Struct("!HH")
 def _key(secret: bytes) -> bytes:
     if len(secret) <= KEY_BYTES:
         return secret
-    return hashlib.blake2s(secret, person=b"pytcpkey").digest()
+    return blake2s(secret, person=b"pytcpkey").digest()
 
 
 class IsnGenerator:
@@ -47,7 +51,7 @@ class IsnGenerator:
 
     def offset(self, local: Endpoint, remote: Endpoint) -> int:
         """F(localip, localport, remoteip, remoteport, secretkey): 32 bits."""
-        h = hashlib.blake2s(key=self._key, digest_size=4, person=b"pytcpisn")
+        h = blake2s(key=self._key, digest_size=4, person=b"pytcpisn")
         h.update(local[0].packed)
         h.update(remote[0].packed)
         h.update(_PORTS.pack(local[1], remote[1]))
@@ -113,10 +117,10 @@ class SynCookies:
 
     def __init__(self, secret: bytes) -> None:
         # A key distinct from the ISN generator's even for the same secret.
-        self._key = hashlib.blake2s(bytes(secret), person=b"pytcpsyn").digest()
+        self._key = blake2s(bytes(secret), person=b"pytcpsyn").digest()
 
     def _hash(self, local: Endpoint, remote: Endpoint, peer_isn: int, t: int, index: int) -> int:
-        h = hashlib.blake2s(key=self._key, digest_size=3, person=b"pytcpck")
+        h = blake2s(key=self._key, digest_size=3, person=b"pytcpck")
         h.update(local[0].packed)
         h.update(remote[0].packed)
         h.update(_PORTS.pack(local[1], remote[1]))
