@@ -167,6 +167,22 @@ def _same_file(fd: int, other: int) -> bool:
     return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
+_chunk: memoryview | None = None  # read_chunk's buffer, made at its first use
+
+
+def read_chunk(fd: int) -> bytes:
+    """os.read(fd, CHUNK) into one buffer kept for every read (one thread reads), the
+    bytes read copied out. os.read allocates CHUNK bytes afresh each call: above
+    malloc's mmap threshold, that is an mmap, an mremap to the length read and a munmap
+    per read (three system calls and a page fault a 1-byte request/response pays twice
+    per exchange); a copy of what was read is cheaper even at full CHUNKs."""
+    global _chunk
+    if _chunk is None:
+        _chunk = memoryview(bytearray(CHUNK))
+    n = os.readv(fd, [_chunk])
+    return _chunk[:n].tobytes()
+
+
 class FdReader:
     """Reads an fd in CHUNKs while resumed, handing bytes to on_data and EOF to on_eof once.
 
@@ -245,7 +261,7 @@ class FdReader:
             self._to_background()
             return
         try:
-            data = os.read(self.fd, CHUNK)
+            data = read_chunk(self.fd)
         except (BlockingIOError, InterruptedError):
             return
         except OSError as e:
@@ -267,7 +283,7 @@ class FdReader:
         fcntl.fcntl(self.fd, fcntl.F_SETFL, flags | os.O_NONBLOCK)
         while not self.eof:
             try:
-                data = os.read(self.fd, CHUNK)
+                data = read_chunk(self.fd)
             except BlockingIOError:
                 return
             except OSError:
