@@ -31,6 +31,7 @@ import selectors
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from collections.abc import Set as AbstractSet
 from typing import Protocol
 
 from stack.io.faults import Faults
@@ -42,6 +43,7 @@ from stack.wire.packet import Packet
 DRAIN_LIMIT = 4096  # packets read from one link per wake-up, so timers and fds are not starved
 POLL_INTERVAL = 1_000_000  # ns: how often a link without a file descriptor is polled
 SETTLE_ROUNDS = 8  # pump rounds per wake-up while hosts keep producing packets for each other
+_NOTHING_READY: frozenset[int] = frozenset()
 
 
 class HostLike(Protocol):
@@ -89,6 +91,28 @@ class _Port:
         self.deadline: Callable[[], int | None] | None = getattr(link, "next_deadline", None)
         self.flush: Callable[[], None] | None = getattr(link, "flush", None)
         self.polled = False  # the link has no fileno(): wake every POLL_INTERVAL to read it
+        self.fd: int | None = None
+        # The last drain stopped at DRAIN_LIMIT, not at an empty link: read again before
+        # the descriptor says so.
+        self.unread = False
+        # Whether the link's wrappers may hold a packet now (`attach` sets it for a
+        # link that says it keeps none itself); by default a link may always hold one.
+        self.holds: Callable[[], bool] = _always
+
+    def may_hold(self) -> bool:
+        """Whether a recv() can return a packet although the descriptor was not
+        reported readable: no descriptor (polled), a drain cut short, or a link that
+        keeps packets of its own (impairment, `pytcp impair` faults, a link that does
+        not say it reads from its descriptor only)."""
+        return self.polled or self.unread or self.holds()
+
+
+def _always() -> bool:
+    return True
+
+
+def _never() -> bool:
+    return False
 
 
 class _FaultsLink:
@@ -108,6 +132,11 @@ class _FaultsLink:
 
     def fileno(self) -> int | None:
         return self.inner.fileno()
+
+    def holds(self) -> bool:
+        """Whether recv() may return a packet without reading the inner link: one held
+        (delayed, reordered) or ready, or a fault active."""
+        return bool(self._held or self._ready or self.faults.active)
 
     def next_deadline(self) -> int | None:
         inner = getattr(self.inner, "next_deadline", None)
@@ -225,17 +254,29 @@ class Loop:
         """Drive `host` over `link` from now on, wrapped in `ImpairedLink` (impairers
         given), `_FaultsLink` (`faults`: its connections' packets between the host and
         the link-wide impairment, `pytcp impair`) and `PcapLink` (a pcap writer)."""
+        # A link that keeps no packet of its own (`reads_from_fd_only`, the TUN) is read
+        # only when its descriptor is readable, unless impairment or faults hold some.
+        holds: Callable[[], bool] | None = None
+        if getattr(link, "reads_from_fd_only", False):
+            holds = _never
         if impair_out is not None or impair_in is not None:
+            holds = None
             link = ImpairedLink(link, impair_out=impair_out, impair_in=impair_in, clock=self.now)
         if faults is not None:
-            link = _FaultsLink(link, faults, clock=self.now)
+            faults_link = _FaultsLink(link, faults, clock=self.now)
+            link = faults_link
+            if holds is not None:
+                holds = faults_link.holds
         if pcap is not None:
             wall_offset = time.time_ns() - self.now()
             now = self.now
             link = PcapLink(link, pcap, clock=lambda: now() + wall_offset)
         port = _Port(host, link)
+        if holds is not None:
+            port.holds = holds
         self._ports.append(port)
         fd = link.fileno()
+        port.fd = fd
         if fd is not None:
             self._link_fds[fd] = port
             self._update(fd)
@@ -343,7 +384,10 @@ class Loop:
         """One iteration: pump the hosts, sleep until the next deadline or I/O (at most
         `timeout` seconds; 0 polls), run what became ready, pump again, run the hooks."""
         now = self.now()
-        busy = self._pump(now) + self._run_timers(now)
+        # Before the select only links that may hold a packet are read: a descriptor
+        # link was drained to EAGAIN after the last select, and the select reports what
+        # came since (a read here would be an EAGAIN per wake-up).
+        busy = self._pump(now, _NOTHING_READY) + self._run_timers(now)
         if busy:
             # Work was done: poll only, so the hooks and the caller's predicate see it now.
             wake: int | None = now
@@ -353,9 +397,11 @@ class Loop:
                 limit = now + round(max(0.0, timeout) * 1_000_000_000)
                 wake = limit if wake is None else min(wake, limit)
         ready = self._selector.select(deadline_to_timeout(wake, self.now()))
+        readable: set[int] = set()
         for key, events in ready:
             fd = key.fd
             if events & selectors.EVENT_READ:
+                readable.add(fd)
                 reader = self._readers.get(fd)
                 if reader is not None:
                     reader()
@@ -365,7 +411,7 @@ class Loop:
                     writer()
         now = self.now()
         self._run_timers(now)
-        self._pump(now)
+        self._pump(now, readable)
         self.iterations += 1
         for hook in list(self._hooks):
             hook()
@@ -430,32 +476,41 @@ class Loop:
                 ran += 1
         return ran
 
-    def _pump(self, now: int) -> int:
+    def _pump(self, now: int, readable: AbstractSet[int]) -> int:
         """Move packets until the hosts are quiet (or SETTLE_ROUNDS pass): links into
-        hosts, due held packets on, host timers, host output out. Returns packets moved."""
+        hosts, due held packets on, host timers, host output out. Returns packets moved.
+        A link is read when its descriptor is in `readable` (the last select's) or it
+        may hold a packet (`_Port.may_hold`); in a later round (the hosts sent each
+        other packets) every link is read."""
         total = 0
         for _ in range(SETTLE_ROUNDS):
             moved = 0
             for port in self._ports:
-                moved += self._pump_port(port, now)
+                read = port.fd in readable or port.may_hold()
+                moved += self._pump_port(port, now, read)
             total += moved
             if not moved or len(self._ports) < 2:
                 break  # with one host nothing it sent can come back within this wake-up
+            readable = self._link_fds.keys()
         return total
 
-    def _pump_port(self, port: _Port, now: int) -> int:
-        """Drain the link (at most DRAIN_LIMIT packets) into the host, then run its timers
-        and send what it has: one round of output for the whole batch."""
+    def _pump_port(self, port: _Port, now: int, read: bool = True) -> int:
+        """Drain the link (at most DRAIN_LIMIT packets; none unless `read`) into the
+        host, then run its timers and send what it has: one round of output for the
+        whole batch."""
         host, link = port.host, port.link
-        receive = host.receive_packet
-        recv = link.recv
         moved = 0
-        for _ in range(DRAIN_LIMIT):
-            incoming = recv()
-            if incoming is None:
-                break
-            moved += 1
-            receive(incoming, now)
+        if read:
+            receive = host.receive_packet
+            recv = link.recv
+            port.unread = True
+            for _ in range(DRAIN_LIMIT):
+                incoming = recv()
+                if incoming is None:
+                    port.unread = False
+                    break
+                moved += 1
+                receive(incoming, now)
         host.handle_timers(now)
         out = host.packets_to_send(now)
         if out:

@@ -1070,6 +1070,10 @@ class TunLink:
 
     # -- the Link protocol ---------------------------------------------------------------
 
+    # recv() returns a packet only when the descriptor is readable (it keeps none): the
+    # loop reads it only then (stack.io.loop).
+    reads_from_fd_only = True
+
     def fileno(self) -> int | None:
         return self._fd
 
