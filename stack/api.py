@@ -33,11 +33,10 @@ import socket
 import struct
 from collections.abc import Callable
 from ipaddress import IPv4Address, IPv6Address
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stack.host import Host, Listener
 from stack.io.faults import Faults
-from stack.io.impair import Impairer, ImpairSpec
 from stack.io.link import Link
 from stack.io.loop import Loop
 from stack.io.pcap import PcapWriter
@@ -47,6 +46,17 @@ from stack.tcp.connection import Connection
 from stack.tcp.errors import InvalidStateError
 from stack.tcp.state import State
 from stack.trace import Tracer
+
+if TYPE_CHECKING:
+    from stack.io.impair import Impairer, ImpairSpec
+
+
+def _impair_module() -> Any:
+    """stack.io.impair, imported by the first stack with --impair: the others never
+    need its parser and impairers (about 1 ms of start-up)."""
+    import stack.io.impair
+
+    return stack.io.impair
 
 __all__ = [
     "ClosedElsewhere",
@@ -566,7 +576,9 @@ class Stack:
         self.config = config if config is not None else TcpConfig()
         self._tracer = tracer
         self._pcap_path = pcap
-        self.impair = ImpairSpec.parse(impair) if impair is not None else None
+        self.impair: ImpairSpec | None = (
+            _impair_module().ImpairSpec.parse(impair) if impair is not None else None
+        )
         self._link: Link | None = link
         self._given_link = link is not None
         self._shared_loop = loop
@@ -669,13 +681,14 @@ class Stack:
             impair_out = impair_in = None
             if self.impair is not None:
                 seed = self.impair.seed
-                impair_out = Impairer(self.impair, random.Random(seed))
+                impairer = _impair_module().Impairer
+                impair_out = impairer(self.impair, random.Random(seed))
                 # The other direction draws from its own stream: same seed, same run;
                 # seed-in gives it a seed of its own.
                 seed_in = self.impair.seed_in
                 if seed_in is None and seed is not None:
                     seed_in = ~seed
-                impair_in = Impairer(self.impair, random.Random(seed_in))
+                impair_in = impairer(self.impair, random.Random(seed_in))
                 self.impairers = (impair_out, impair_in)
             if self._pcap_path is not None:
                 try:

@@ -1,6 +1,7 @@
 """The event loop: one thread, `selectors`, timers; the one place the clock is read.
 
-Imports the standard library and the layers below (stack.io.link, impair, pcap).
+Imports the standard library and the layers below (stack.io.link, pcap; stack.io.impair
+when a host is attached with impairers or a fault is active).
 
 A `Loop` drives one or more attached hosts, each over its own link (a TUN device, or
 a `PairLink` in tests). Every wake-up, for each host: drain its link until EAGAIN (at
@@ -32,13 +33,15 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from collections.abc import Set as AbstractSet
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from stack.io.faults import Faults
-from stack.io.impair import ImpairedLink, Impairer, wire_packets
 from stack.io.link import Link
 from stack.io.pcap import PcapLink, PcapWriter
 from stack.wire.packet import Packet
+
+if TYPE_CHECKING:
+    from stack.io.impair import Impairer
 
 DRAIN_LIMIT = 4096  # packets read from one link per wake-up, so timers and fds are not starved
 POLL_INTERVAL = 1_000_000  # ns: how often a link without a file descriptor is polled
@@ -170,6 +173,8 @@ class _FaultsLink:
 
     def _filter(self, packet: bytes | bytearray | memoryview | Packet, now: int,
                 outgoing: bool) -> None:  # fmt: skip
+        from stack.io.impair import wire_packets  # faults are active: imported by now
+
         for wire in wire_packets(packet):
             fate = self.faults.apply(wire, now, outgoing)
             if fate is None:
@@ -261,6 +266,8 @@ class Loop:
             holds = _never
         if impair_out is not None or impair_in is not None:
             holds = None
+            from stack.io.impair import ImpairedLink
+
             link = ImpairedLink(link, impair_out=impair_out, impair_in=impair_in, clock=self.now)
         if faults is not None:
             faults_link = _FaultsLink(link, faults, clock=self.now)
