@@ -9,8 +9,9 @@ given (default: the one beside this Python), interleaved, so that load from else
 falls on all alike. By default every pytcp run takes the default interface, as a
 script's commands do (pytcp0, handed over by the previous run's linger child); --fresh
 gives each its own `--tun pytcpN --gateway 10.77.N.1/24`, as benchmarks/oneshot.py does.
-CPU is the command's own user+system time (wait4), not its linger child's. Prints
-medians, minimum and maximum. A development tool; `make bench` has the figure.
+CPU is the command's own user+system time (wait4), not its linger child's. The commands
+run without PYTHONDONTWRITEBYTECODE, as `make bench` runs them. Prints medians, minimum
+and maximum. A development tool; `make bench` has the figure.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ from pathlib import Path
 
 PORT = 5009
 INSIDE = "PYTCP_ONESHOT_NETNS"
+# As a user runs it, with bytecode caches (as benchmarks/proc.py): an inherited
+# PYTHONDONTWRITEBYTECODE=1 makes every run compile all of pytcp from source.
+ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
 
 def serve(server: socket.socket, stopping: threading.Event) -> None:
@@ -53,7 +57,8 @@ def timed(argv: list[str]) -> tuple[float, float]:
     os.write(w, b"x\n")
     os.close(w)
     start = time.perf_counter()
-    proc = subprocess.Popen(argv, stdin=r, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(argv, stdin=r, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env=ENV)  # fmt: skip
     os.close(r)
     assert proc.stderr is not None
     # stderr is read after the exit: a linger child has it on /dev/null, not this pipe.
