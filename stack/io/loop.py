@@ -488,23 +488,29 @@ class Loop:
         hosts, due held packets on, host timers, host output out. Returns packets moved.
         A link is read when its descriptor is in `readable` (the last select's) or it
         may hold a packet (`_Port.may_hold`); in a later round (the hosts sent each
-        other packets) every link is read."""
+        other packets) every link is read. Host timers run after their link was read:
+        a timer must not fire for want of a packet already waiting (before the select,
+        a link that is not read only sends; a due timer makes the select return at
+        once)."""
         total = 0
+        before_select = readable is _NOTHING_READY
         for _ in range(SETTLE_ROUNDS):
             moved = 0
             for port in self._ports:
                 read = port.fd in readable or port.may_hold()
-                moved += self._pump_port(port, now, read)
+                # Before the select, a link not read is not timed either: a host timer
+                # due now runs after the select, once what arrived (an ACK) is read.
+                moved += self._pump_port(port, now, read, timers=read or not before_select)
             total += moved
             if not moved or len(self._ports) < 2:
                 break  # with one host nothing it sent can come back within this wake-up
             readable = self._link_fds.keys()
         return total
 
-    def _pump_port(self, port: _Port, now: int, read: bool = True) -> int:
+    def _pump_port(self, port: _Port, now: int, read: bool = True, timers: bool = True) -> int:
         """Drain the link (at most DRAIN_LIMIT packets; none unless `read`) into the
-        host, then run its timers and send what it has: one round of output for the
-        whole batch."""
+        host, then run its timers (if `timers`) and send what it has: one round of
+        output for the whole batch."""
         host, link = port.host, port.link
         moved = 0
         if read:
@@ -518,7 +524,8 @@ class Loop:
                     break
                 moved += 1
                 receive(incoming, now)
-        host.handle_timers(now)
+        if timers:
+            host.handle_timers(now)
         out = host.packets_to_send(now)
         if out:
             send = link.send
