@@ -247,9 +247,21 @@ def render_list(entries: Iterable[Mapping[str, Any]], width: int | None = None) 
     return "".join(line + "\n" for line in lines)
 
 
+def _challenge_budget(budget: Mapping[str, Any] | None) -> str:
+    """The host-wide challenge-ACK budget (stack.host.ChallengeAckBudget) in one line."""
+    if not budget:
+        return "-"
+    if budget.get("limit") is None:
+        return "no host-wide limit"
+    left = budget.get("left") if budget.get("second") is not None else None
+    drawn = "none drawn yet" if left is None else f"{left} left of the last allowance"
+    return f"host-wide limit {budget['limit']}/s (randomized allowance), {drawn}"
+
+
 def render_hosts(hosts: Iterable[Mapping[str, Any]]) -> str:
-    """`pytcp inspect --host`: per process, the host's packet counters, the packets it
-    dropped before any connection saw them (by reason), and its control endpoint's."""
+    """`pytcp inspect --host`: per process, the host's packet counters, its host-wide
+    challenge-ACK budget, the packets it dropped before any connection saw them (by
+    reason), and its control endpoint's."""
     out = []
     for h in hosts:
         host = h.get("host") or {}
@@ -262,6 +274,7 @@ def render_hosts(hosts: Iterable[Mapping[str, Any]]) -> str:
             ["address", addresses or "-"],
             ["packets", f"in {_v(c.get('packets_in'))}, out {_v(c.get('packets_out'))}"],
             ["RST sent", _v(c.get("rst_sent"))],
+            ["challenge ACKs", _challenge_budget(host.get("challenge_acks"))],
             ["ICMP", f"in {_v(c.get('icmp_in'))}, out {_v(c.get('icmp_out'))}"],
             ["dropped", ", ".join(f"{k} {v}" for k, v in sorted(drops.items())) or "none"],
             ["connections", f"{_v(host.get('connections'))} live, "

@@ -1005,7 +1005,8 @@ class ControlServer:
 
     def _host_summary(self) -> dict[str, Any] | None:
         """The host's own counters (`inspect --host`): packets in and out, RSTs and ICMP
-        sent, and the drops it made before any connection saw a packet, by reason."""
+        sent, the drops it made before any connection saw a packet, by reason, and its
+        challenge-ACK budget (stack.host.ChallengeAckBudget)."""
         snapshot = getattr(self.stack.host, "snapshot", None)
         if snapshot is None:
             return None
@@ -1016,6 +1017,7 @@ class ControlServer:
             "address6": host.get("address6"),
             "mtu": host.get("mtu"),
             "counters": host.get("counters", {}),
+            "challenge_acks": host.get("challenge_acks"),
             "listeners": len(host.get("listeners", ())),
             "connections": len(host.get("connections", ())),
             "time_waits": len(time_waits()) if time_waits else 0,

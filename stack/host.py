@@ -130,6 +130,9 @@ ICMP_ERROR_BURST = 50  # Linux net.ipv4.icmp_msgs_burst
 # closed port RST response"), so a scan or a spoofed flood cannot make us a reflector.
 RST_PER_SECOND = 1000
 RST_BURST = 50
+# Challenge ACKs (RFC 5961 §7), host-wide, after each connection's own limit: Linux
+# 4.7-5.x's net.ipv4.tcp_challenge_ack_limit, a per-second allowance drawn at random.
+CHALLENGE_ACK_LIMIT = 1000
 EPHEMERAL_MIN = 32768  # Linux net.ipv4.ip_local_port_range
 EPHEMERAL_MAX = 60999
 PORT_TABLE_LENGTH = 256  # RFC 6056 §3.3.4 TABLE_LENGTH
@@ -174,6 +177,50 @@ class RandomSource(Protocol):
     """What the host draws from: a `random.Random` handed in (never imported here)."""
 
     def getrandbits(self, k: int, /) -> int: ...
+
+
+class ChallengeAckBudget:
+    """The host-wide budget of challenge ACKs (RFC 5961 §7: "a system-wide" limit), as
+    Linux's tcp_send_challenge_ack after CVE-2016-5696 (4.7 to 5.x): each clock second
+    (now // SECOND) allows limit/2 + random(limit) challenge ACKs, drawn afresh when the
+    first one of that second is asked for. A fixed global count was the CVE's off-path
+    side channel (an attacker counts the challenge ACKs a victim connection still gets
+    and learns whether its probe hit the window); a randomized allowance hides it.
+
+    A connection or TIME-WAIT record asks only once its own limit let the ACK through
+    (challenge_ack_interval). `limit` None or 0: no host-wide limit (Linux 6.0 on, whose
+    per-namespace default is INT_MAX)."""
+
+    __slots__ = ("_left", "_rng", "_second", "limit")
+
+    def __init__(self, limit: int | None, rng: RandomSource) -> None:
+        if limit is not None and limit < 0:
+            raise ValueError(f"challenge_ack_limit must be 0 (off) or more, not {limit}")
+        self.limit = limit or None
+        self._rng = rng
+        self._second: int | None = None
+        self._left = 0
+
+    def allow(self, now: int) -> bool:
+        """Whether one more challenge ACK may leave at `now`; takes it from the budget."""
+        limit = self.limit
+        if limit is None:
+            return True
+        second = now // SECOND
+        if second != self._second:
+            self._second = second
+            # Linux: (limit + 1) / 2 + prandom_u32_max(limit), a 32-bit draw scaled
+            # into [0, limit) (reciprocal_scale).
+            self._left = (limit + 1) // 2 + ((self._rng.getrandbits(32) * limit) >> 32)
+        if self._left <= 0:
+            return False
+        self._left -= 1
+        return True
+
+    def snapshot(self) -> dict[str, Any]:
+        """The limit (None: off), the clock second of the last allowance drawn (None:
+        none yet) and what was left of it."""
+        return {"limit": self.limit, "second": self._second, "left": self._left}
 
 
 class HostCounters(TypedDict):
@@ -370,7 +417,8 @@ class TimeWait:
     2·MSL wait; an unacceptable segment draws an ACK (an out-of-window RST nothing); a
     RST at RCV.NXT ends it, one elsewhere in the window and any SYN that may not reopen
     it (the host decides, RFC 6191) draw a challenge ACK, at most one per
-    challenge_ack_interval; text is ignored. A few hundred bytes instead of a whole
+    challenge_ack_interval and within the host's budget (ChallengeAckBudget); text is
+    ignored. A few hundred bytes instead of a whole
     connection with its buffers and congestion state.
     """
 
@@ -439,7 +487,9 @@ class TimeWait:
         last = self.last_challenge
         if last is not None and now - last < self.challenge_interval:
             return None, "challenge-ack-rate-limited"
-        self.last_challenge = now
+        self.last_challenge = now  # as Linux: the record's limit is spent either way
+        if not self._host._challenge_ack_allowed(now):
+            return None, "challenge-ack-host-limited"
         return self._ack(now), "challenge-ack"
 
     def receive_segment(self, seg: TcpSegment, now: int) -> tuple[TcpSegment | None, str, bool]:
@@ -605,6 +655,7 @@ class Host:
         address6: IPv6Address | None = None,
         offload: bool = False,
         broadcast: IPv4Address | None = None,
+        challenge_ack_limit: int | None = CHALLENGE_ACK_LIMIT,
     ) -> None:
         self.address = address
         self.address6 = address6
@@ -666,6 +717,8 @@ class Host:
         self._fragments = Reassembler()  # IP datagrams in reassembly (stack/fragments.py)
         self._rst_tokens = float(RST_BURST)  # token bucket of RSTs to orphan segments
         self._rst_refill = 0
+        # Challenge ACKs host-wide (RFC 5961 §7), after the per-connection limit.
+        self._challenge_budget = ChallengeAckBudget(challenge_ack_limit, rng)
         # The link takes `Packet`s with offload facts (a TUN with a virtio-net header): TCP
         # segments leave with their checksum partial (NEEDS_CSUM) and connections build
         # super-segments of up to TSO_MAX_PAYLOAD that the kernel cuts (TSO).
@@ -839,6 +892,7 @@ class Host:
             "address6": None if self.address6 is None else str(self.address6),
             "mtu": self.mtu,
             "counters": counters,
+            "challenge_acks": self._challenge_budget.snapshot(),
             "listeners": [lst.id for lst in self.listeners()],
             "connections": [c.id for c in self.connections()],
         }
@@ -1540,6 +1594,7 @@ class Host:
             link_mtu=self._link_mtu(local[0]),
             tracer=self._tracer,
             rings=self._rings,
+            challenge_ack_allowed=self._challenge_ack_allowed,
         )
         if self.tso:
             conn.tso_max = TSO_MAX_PAYLOAD  # the link cuts our super-segments (TSO)
@@ -1673,6 +1728,14 @@ class Host:
             del self._listeners[listener.local[1]]
         for conn_id in [cid for cid, parent in self._parent.items() if parent is listener]:
             del self._parent[conn_id]
+
+    def _challenge_ack_allowed(self, now: int) -> bool:
+        """The host-wide check of a challenge ACK a connection or TIME-WAIT record is about
+        to send, its own limit passed (ChallengeAckBudget); a refusal is a counted drop."""
+        if self._challenge_budget.allow(now):
+            return True
+        self._drop(now, "challenge-ack-host-limited")
+        return False
 
     def _reset_orphan(self, ip: IpHeader, seg: TcpSegment, now: int, reason: str) -> None:
         """RFC 9293 §3.10.7.1: the reply of a CLOSED connection, never a RST to a RST."""

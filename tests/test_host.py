@@ -402,6 +402,7 @@ def test_passive_open_accept() -> None:
             "reassembled": 0,
             "drops": {},
         },
+        "challenge_acks": {"limit": 1000, "second": None, "left": 0},  # none asked for
         "listeners": [1],
         "connections": [2],
     }

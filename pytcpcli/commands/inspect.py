@@ -694,9 +694,12 @@ class InspectCommand(click.Command):
     "--host",
     "host_view",
     is_flag=True,
-    help="Per pytcp process instead: the host's packet counters and the packets it "
+    help="Per pytcp process instead: the host's packet counters, its host-wide "
+    "challenge-ACK budget (limit per second, none for no limit, and what is left of the "
+    "last allowance; --json: challenge_acks {limit, second, left}), the packets it "
     "dropped before any connection saw them, by reason (bad checksum, truncated, "
-    "fragment, bad source, time-wait-..., ...), and the control endpoint's counters.",
+    "fragment, bad source, time-wait-..., challenge-ack-host-limited, ...), and the "
+    "control endpoint's counters.",
 )
 @click.option(
     "--data",

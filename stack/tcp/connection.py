@@ -110,6 +110,7 @@ from __future__ import annotations
 
 import functools
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -262,14 +263,15 @@ class Connection(Sender):
 
     # Slots, not a __dict__: 60-odd fields cost a few hundred bytes less per connection
     # (issue 14: a half-open or idle connection costs what it holds).
-    __slots__ = ("__weakref__", "_buf_seq", "_ce_next", "_drops", "_events", "_force_probe",
-                 "_keepalives_unanswered", "_last_challenge", "_last_invalid_ack", "_n",
-                 "_name", "_out", "_passive", "_peer_fin_seq", "_peer_wscale",
-                 "_probes_unanswered", "_rcv_mss", "_rcv_space_copied", "_rcv_space_time",
-                 "_syn_timeouts", "_tracer", "_window_clamp", "_wscale_offer", "aborted", "cc",
-                 "config", "cwv", "ecn_echo", "ecn_recover", "error", "id", "ip_extra",
-                 "journal", "link_mtu", "local", "path_mtu", "path_mtu_expires", "recovery",
-                 "recvbuf", "remote", "rtt", "sendbuf", "tcb", "timers", "tso_max")  # fmt: skip
+    __slots__ = ("__weakref__", "_buf_seq", "_ce_next", "_challenge_ack_allowed", "_drops",
+                 "_events", "_force_probe", "_keepalives_unanswered", "_last_challenge",
+                 "_last_invalid_ack", "_n", "_name", "_out", "_passive", "_peer_fin_seq",
+                 "_peer_wscale", "_probes_unanswered", "_rcv_mss", "_rcv_space_copied",
+                 "_rcv_space_time", "_syn_timeouts", "_tracer", "_window_clamp", "_wscale_offer",
+                 "aborted", "cc", "config", "cwv", "ecn_echo", "ecn_recover", "error", "id",
+                 "ip_extra", "journal", "link_mtu", "local", "path_mtu", "path_mtu_expires",
+                 "recovery", "recvbuf", "remote", "rtt", "sendbuf", "tcb", "timers",
+                 "tso_max")  # fmt: skip
 
     # Header prediction (`_predicted`) on; the tests' slow-path twin turns it off.
     predict = True
@@ -285,8 +287,12 @@ class Connection(Sender):
         link_mtu: int = 1500,
         tracer: Tracer | None = None,
         rings: RingPool | None = None,
+        challenge_ack_allowed: Callable[[int], bool] | None = None,
     ) -> None:
         self.id = id
+        # The host's say on a challenge ACK this connection's own limit let through (its
+        # host-wide budget, RFC 5961 §7); None: no host, no host-wide limit.
+        self._challenge_ack_allowed = challenge_ack_allowed
         self.local = local
         self.remote = remote
         self.tso_max = 0
@@ -1350,12 +1356,18 @@ class Connection(Sender):
         self._challenge_ack(now)
 
     def _challenge_ack(self, now: int) -> None:
-        # RFC 5961 §7: at most one challenge ACK per challenge_ack_interval.
+        # RFC 5961 §7: at most one challenge ACK per challenge_ack_interval, then the
+        # host's budget, as Linux's tcp_send_challenge_ack (the per-socket limit is spent
+        # even when the host-wide one refuses).
         last = self._last_challenge
         if last is not None and now - last < self.config.challenge_ack_interval:
             self._drop("challenge-ack-rate-limited", now)
             return
         self._last_challenge = now
+        allowed = self._challenge_ack_allowed
+        if allowed is not None and not allowed(now):
+            self._drop("challenge-ack-host-limited", now)
+            return
         self._n["challenge_acks"] += 1
         self._out.append(self._make(ACK, self.tcb.snd_max, now))
 

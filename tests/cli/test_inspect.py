@@ -1079,10 +1079,12 @@ def test_host_view_shows_the_hosts_drops_by_reason(
     added = {k: v - before.get(k, 0) for k, v in drops.items() if v != before.get(k, 0)}
     assert added == {"truncated": 1, "bad-total-length": 1}
     assert (process["host"]["connections"], process["host"]["listeners"]) == (1, 0)
+    assert process["host"]["challenge_acks"]["limit"] == 1000  # the host-wide budget
     assert process["control"]["clients"] >= 1  # this very request
     text = invoke(runner, "inspect", "--host").output
     assert text.startswith(f"process {os.getpid()} (-)\n  address ")
     assert "bad-total-length 1" in text and "truncated 1" in text
+    assert "challenge ACKs  host-wide limit 1000/s (randomized allowance)" in text
     bad = invoke(runner, "inspect", "--host", "1.2")
     assert (bad.exit_code, bad.output) == (
         2, "pytcp: --host shows every process; it takes no ID, -s or --port\n"
