@@ -45,6 +45,9 @@ What the host decides, and where the rule comes from:
   ip_rt_mtu_expires, RFC 1191 §6.3) the estimate is forgotten and the connections go
   back to the link MTU: if the path is still narrow, the next full-sized segment draws
   a new report.
+- challenge ACKs (RFC 5961 §7) have a host-wide budget after each connection's own
+  limit: limit/2 + random(limit) per second (ChallengeAckBudget, Linux 4.7-5.x's
+  answer to CVE-2016-5696); connections and TIME-WAIT records ask the host for each.
 
 Bad input is a counted, traced drop (`counters["drops"][reason]`); nothing but a bug in
 the stack makes `receive_packet` raise.
@@ -418,8 +421,8 @@ class TimeWait:
     RST at RCV.NXT ends it, one elsewhere in the window and any SYN that may not reopen
     it (the host decides, RFC 6191) draw a challenge ACK, at most one per
     challenge_ack_interval and within the host's budget (ChallengeAckBudget); text is
-    ignored. A few hundred bytes instead of a whole
-    connection with its buffers and congestion state.
+    ignored. A few hundred bytes instead of a whole connection with its buffers and
+    congestion state.
     """
 
     __slots__ = ("_conn", "_host", "challenge_interval", "deadline", "id", "invalid_interval",
@@ -719,6 +722,7 @@ class Host:
         self._rst_refill = 0
         # Challenge ACKs host-wide (RFC 5961 §7), after the per-connection limit.
         self._challenge_budget = ChallengeAckBudget(challenge_ack_limit, rng)
+        self._challenge_check = self._challenge_ack_allowed  # one bound method for all
         # The link takes `Packet`s with offload facts (a TUN with a virtio-net header): TCP
         # segments leave with their checksum partial (NEEDS_CSUM) and connections build
         # super-segments of up to TSO_MAX_PAYLOAD that the kernel cuts (TSO).
@@ -1594,7 +1598,7 @@ class Host:
             link_mtu=self._link_mtu(local[0]),
             tracer=self._tracer,
             rings=self._rings,
-            challenge_ack_allowed=self._challenge_ack_allowed,
+            challenge_ack_allowed=self._challenge_check,
         )
         if self.tso:
             conn.tso_max = TSO_MAX_PAYLOAD  # the link cuts our super-segments (TSO)
