@@ -26,6 +26,8 @@ RFC section                              where
           each segment's outcome         journal.py (`begin`/`tested`/`dropped`/`end`)
           second: RST (RFC 5961 §3)      `_on_rst`
           fourth: SYN (RFC 5961 §4)      `_on_syn`
+          challenge ACKs (RFC 5961 §7)   `_challenge_ack`: one per 500 ms, then the host's
+                                         budget (`challenge_ack_allowed`, stack/host.py)
           fifth: ACK (RFC 5961 §5)       `_on_ack`, `_ack_advance`, `_on_dup_ack`
           sixth: URG                     `_on_urg` (pointer kept, not delivered)
           seventh: text                  `_on_text` (reassembly.RecvBuffer)
