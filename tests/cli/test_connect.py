@@ -64,8 +64,10 @@ def test_verbose_lines(netns, family: int) -> None:
     assert len(lines) == 3
 
 
-def test_verbose_says_offloads_off_with_no_offload(netns) -> None:
-    KernelServer(7000, upper_echo)
+@FAMILIES
+def test_verbose_says_offloads_off_with_no_offload(netns, family: int) -> None:
+    KERNEL, _STACK = ADDRS[family]
+    KernelServer(7000, upper_echo, family=family)
     out = run("connect", "-v", "--no-offload", KERNEL, "7000", input=b"abc")
     assert (out.returncode, out.stdout) == (0, b"ABC")
     first = out.stderr.decode().splitlines()[0]
@@ -394,8 +396,10 @@ def test_trace_prints_segments_and_state_changes(netns, family: int) -> None:
 
 
 @pytest.mark.skipif(shutil.which("tcpdump") is None, reason="needs tcpdump to read the pcap")
-def test_pcap_readable_by_tcpdump(netns, tmp_path: Path) -> None:
-    KernelServer(7014, upper_echo)
+@FAMILIES
+def test_pcap_readable_by_tcpdump(netns, tmp_path: Path, family: int) -> None:
+    KERNEL, _STACK = ADDRS[family]
+    KernelServer(7014, upper_echo, family=family)
     pcap = tmp_path / "run.pcap"
     out = run("connect", "--pcap", str(pcap), KERNEL, "7014", input=b"hi")
     assert out.returncode == 0
@@ -405,7 +409,7 @@ def test_pcap_readable_by_tcpdump(netns, tmp_path: Path) -> None:
     flags = [
         line.split("Flags [")[1].split("]")[0]
         for line in read.stdout.splitlines()
-        if f"{KERNEL}.7014" in line  # not the kernel's IPv6 router solicitations
+        if f"{KERNEL}.7014" in line  # not the kernel's router solicitations
     ]
     assert flags[:3] == ["S", "S.", "."]
     assert "F." in flags
@@ -655,7 +659,9 @@ def test_impaired_link_still_delivers_every_byte(netns, family: int) -> None:
     assert server.wait() == [hashlib.sha256(data).hexdigest()]
 
 
-def test_stdout_and_stderr_into_one_slow_pipe(netns, tmp_path: Path) -> None:
+@FAMILIES
+def test_stdout_and_stderr_into_one_slow_pipe(netns, tmp_path: Path, family: int) -> None:
+    KERNEL, STACK = ADDRS[family]
     data = os.urandom(1024 * 1024)
 
     def send(conn: socket.socket) -> bytes:
@@ -663,7 +669,7 @@ def test_stdout_and_stderr_into_one_slow_pipe(netns, tmp_path: Path) -> None:
         conn.shutdown(socket.SHUT_WR)
         return recv_all(conn)
 
-    server = KernelServer(7020, send)
+    server = KernelServer(7020, send, family=family)
     pcap = tmp_path / "run.pcap"
     # 2>&1: stdout and stderr are one open file, and its reader starts late; neither the
     # trace lines nor the data may be lost or crash pytcp.
@@ -675,7 +681,8 @@ def test_stdout_and_stderr_into_one_slow_pipe(netns, tmp_path: Path) -> None:
     )
     assert (out.returncode, out.stderr) == (0, b"")
     assert out.stdout.count(b"pytcp: 0 bytes sent, 1048576 received in ") == 1
-    traced = out.stdout.count(b" In  10.77.0.1.7020 > ") + out.stdout.count(b" Out 10.77.0.2.")
+    traced = out.stdout.count(f" In  {KERNEL}.7020 > ".encode())
+    traced += out.stdout.count(f" Out {STACK}.".encode())
     # Every TCP segment of the run has its trace line: tcpdump counts them in the pcap.
     read = subprocess.run(
         ["tcpdump", "-nn", "-r", str(pcap), "tcp"], capture_output=True, timeout=TIMEOUT

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.netcat import ADDRS, FAMILIES, KERNEL, PYTCP, STACK, TIMEOUT, start_listener
+from tests.cli.netcat import ADDRS, FAMILIES, PYTCP, STACK, TIMEOUT, start_listener
 
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(240)]
 
@@ -96,14 +96,16 @@ def test_nc_client_to_pytcp_listen(netns, tmp_path: Path, family: int) -> None:
 
 
 @needs_socat
-def test_pytcp_connect_to_socat_echo(netns, tmp_path: Path) -> None:
+@FAMILIES
+def test_pytcp_connect_to_socat_echo(netns, tmp_path: Path, family: int) -> None:
     upload, up_sum = blob(tmp_path, "up.bin", 2 * 1024 * 1024)
-    server = subprocess.Popen(["socat", "TCP-LISTEN:9102,reuseaddr", "EXEC:cat"])
+    listen = "TCP-LISTEN:9102,reuseaddr" if family == 4 else "TCP6-LISTEN:9102,reuseaddr,ipv6only=1"
+    server = subprocess.Popen(["socat", listen, "EXEC:cat"])
     try:
-        wait_for_kernel_listener(9102)
+        wait_for_kernel_listener(9102, family)
         with open(upload, "rb") as stdin, open(tmp_path / "back.bin", "wb") as stdout:
             proc = subprocess.run(
-                [PYTCP, "connect", KERNEL, "9102"],
+                [PYTCP, "connect", ADDRS[family][0], "9102"],
                 stdin=stdin,
                 stdout=stdout,
                 stderr=subprocess.PIPE,

@@ -70,13 +70,15 @@ def test_second_client_is_refused_without_keep_open(netns, family: int) -> None:
     assert (proc.returncode, out) == (0, b"one")
 
 
-def test_curl_fetches_from_a_shell_child(netns) -> None:
+@FAMILIES
+def test_curl_fetches_from_a_shell_child(netns, family: int) -> None:
     if shutil.which("curl") is None:
         pytest.skip("needs curl")
     reply = 'printf "HTTP/1.0 200 OK\\r\\nContent-Type: text/plain\\r\\n\\r\\nhello from sh\\n"'
     proc, _ = start_listener("8080", "-c", reply, stdin=subprocess.DEVNULL)
+    host = STACK if family == 4 else f"[{STACK6}]"
     got = subprocess.run(
-        ["curl", "-sS", "--max-time", "30", f"http://{STACK}:8080/"],
+        ["curl", "-sS", "-g", "--max-time", "30", f"http://{host}:8080/"],
         capture_output=True,
         timeout=TIMEOUT,
     )
@@ -272,7 +274,9 @@ def wait_state(conn: socket.socket, state: int) -> None:
     raise AssertionError(f"the kernel socket never reached TCP state {state}")
 
 
-def slow_child_with_300k_acked(tmp_path, port: int) -> tuple[Any, Any, socket.socket, bytes]:
+def slow_child_with_300k_acked(
+    tmp_path, port: int, family: int
+) -> tuple[Any, Any, socket.socket, bytes]:
     """`listen -c` with a child that reads nothing until the test opens its gate (a
     FIFO), then writes its stdin to tmp_path/F; 300 KiB sent and acknowledged by pytcp;
     one SIGTERM; the client has read pytcp's FIN and stays in CLOSE-WAIT."""
@@ -280,7 +284,7 @@ def slow_child_with_300k_acked(tmp_path, port: int) -> tuple[Any, Any, socket.so
     os.mkfifo(gate)
     data = os.urandom(300 * 1024)
     proc, err = start_listener(str(port), "-c", f"cat {gate} >/dev/null; cat > {tmp_path / 'F'}")
-    client = connect_kernel(port)
+    client = connect_kernel(port, ADDRS[family][1])
     err.wait_for("pytcp: connection from ")
     client.sendall(data)
     for _ in range(TIMEOUT * 100):  # until pytcp acknowledged every byte
@@ -293,8 +297,9 @@ def slow_child_with_300k_acked(tmp_path, port: int) -> tuple[Any, Any, socket.so
     return proc, err, client, data
 
 
-def test_sigterm_hands_a_slow_child_every_acknowledged_byte(netns, tmp_path) -> None:
-    proc, err, client, data = slow_child_with_300k_acked(tmp_path, 9011)
+@FAMILIES
+def test_sigterm_hands_a_slow_child_every_acknowledged_byte(netns, tmp_path, family: int) -> None:
+    proc, err, client, data = slow_child_with_300k_acked(tmp_path, 9011, family)
     # The client never closes: after its grace pytcp resets the connection (CLOSE-WAIT
     # -> CLOSE), and still the child, neither signalled nor fed EOF early, gets it all.
     wait_state(client, 7)
@@ -308,8 +313,11 @@ def test_sigterm_hands_a_slow_child_every_acknowledged_byte(netns, tmp_path) -> 
     assert not [line for line in err.rest() if "did not reach" in line]
 
 
-def test_second_sigterm_kills_the_slow_child_and_counts_what_it_missed(netns, tmp_path) -> None:
-    proc, err, client, data = slow_child_with_300k_acked(tmp_path, 9012)
+@FAMILIES
+def test_second_sigterm_kills_the_slow_child_and_counts_what_it_missed(
+    netns, tmp_path, family: int
+) -> None:
+    proc, err, client, data = slow_child_with_300k_acked(tmp_path, 9012, family)
     line = err.wait_for("pytcp: SIGTERM: ")
     assert line == (
         "pytcp: SIGTERM: closing (FIN), then waiting for 1 child to exit "

@@ -7,9 +7,10 @@ same namespace. Every wait is bounded (harness.BOUND).
 
 The tests whose behaviour differs by family run over IPv4 and IPv6 (`family`): the
 bulk transfers and both close orders, half-closes, refusals, resets, an unreachable
-destination (ICMP vs ICMPv6), seeded impairment, pcap and offload (TSO4 vs TSO6). The
-200-client echo, the interface choice and the unprivileged run stay IPv4: nothing in
-them depends on the family.
+destination (ICMP vs ICMPv6), seeded impairment, pcap and offload (TSO4 vs TSO6), and
+the many-client echo (200 clients over IPv4, 50 over IPv6: there the point is the
+family). The interface choice and the unprivileged run stay IPv4: nothing in them
+depends on the family.
 """
 
 from __future__ import annotations
@@ -353,6 +354,7 @@ def test_pytcp_abort_resets_kernel(netns: Netns, family: int) -> None:
 # -- many connections ------------------------------------------------------------------------
 
 CLIENTS = 200
+CLIENTS6 = 50  # over IPv6: many concurrent IPv6 flows demultiplexed by one listener
 ECHO = 64 << 10
 
 
@@ -387,17 +389,22 @@ def echo_server(t: StackThread, stack: Stack) -> int:
     return served
 
 
-def test_200_kernel_clients_echo_through_pytcp_listener(netns: Netns) -> None:
+@pytest.mark.parametrize(
+    ("family", "clients"), [(4, CLIENTS), (6, CLIENTS6)], ids=["ipv4", "ipv6"]
+)
+def test_200_kernel_clients_echo_through_pytcp_listener(
+    netns: Netns, family: int, clients: int
+) -> None:
     t = StackThread(echo_server).start()
     assert t.marker.wait(BOUND)
-    data = [payload(100 + i, ECHO) for i in range(CLIENTS)]
+    data = [payload(100 + i, ECHO) for i in range(clients)]
     sel = selectors.DefaultSelector()
     state: dict[int, dict[str, Any]] = {}
     socks = []
-    for i in range(CLIENTS):
-        s = socket.socket()
+    for i in range(clients):
+        s = socket.socket(socket.AF_INET6 if family == 6 else socket.AF_INET)
         s.setblocking(False)
-        s.connect_ex((PYTCP, PORT))
+        s.connect_ex((ADDRS[family][1], PORT))
         socks.append(s)
         state[s.fileno()] = {"i": i, "sent": 0, "got": bytearray(), "sock": s, "done": False}
         sel.register(s, selectors.EVENT_READ | selectors.EVENT_WRITE)
@@ -405,7 +412,7 @@ def test_200_kernel_clients_echo_through_pytcp_listener(netns: Netns) -> None:
     timer = threading.Timer(BOUND * 2, deadline.set)
     timer.start()
     try:
-        remaining = CLIENTS
+        remaining = clients
         while remaining and not deadline.is_set():
             for key, events in sel.select(1.0):
                 st = state[key.fd]
@@ -436,8 +443,8 @@ def test_200_kernel_clients_echo_through_pytcp_listener(netns: Netns) -> None:
     intact = [st["i"] for st in state.values() if st["done"] and st["got"] == data[st["i"]]]
     for s in socks:
         s.close()
-    assert served == CLIENTS
-    assert sorted(intact) == list(range(CLIENTS))
+    assert served == clients
+    assert sorted(intact) == list(range(clients))
 
 
 # -- environment, impairment, unreachable, pcap over the TUN ----------------------------------
