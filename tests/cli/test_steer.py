@@ -21,6 +21,8 @@ from typing import Any
 import pytest
 
 from tests.cli.netcat import (
+    ADDRS,
+    FAMILIES,
     KERNEL,
     PYTCP,
     STACK,
@@ -94,9 +96,13 @@ def _end(owner: Owner) -> None:
 
 @pytest.mark.netns
 @pytest.mark.timeout(240)
-def test_drop_next_3_drops_exactly_three_and_the_kernel_retransmits(netns, rundir) -> None:
+@FAMILIES
+def test_drop_next_3_drops_exactly_three_and_the_kernel_retransmits(
+    netns, rundir, family: int
+) -> None:
+    KERNEL, STACK = (re.escape(a) for a in ADDRS[family])
     owner = _listen(rundir, 7201)
-    kernel = connect_kernel(7201)
+    kernel = connect_kernel(7201, ADDRS[family][1])
     try:
         conn_id = owner.entry()["id"]
         out = owner.run("impair", conn_id, "drop-next", "3")
@@ -126,9 +132,13 @@ def test_drop_next_3_drops_exactly_three_and_the_kernel_retransmits(netns, rundi
 
 @pytest.mark.netns
 @pytest.mark.timeout(240)
-def test_window_0_makes_the_kernel_probe_and_clear_resumes_byte_exact(netns, rundir) -> None:
+@FAMILIES
+def test_window_0_makes_the_kernel_probe_and_clear_resumes_byte_exact(
+    netns, rundir, family: int
+) -> None:
+    KERNEL, STACK = (re.escape(a) for a in ADDRS[family])
     owner = _listen(rundir, 7202)
-    kernel = connect_kernel(7202)
+    kernel = connect_kernel(7202, ADDRS[family][1])
     data = os.urandom(700 * 1024)
     def send_all() -> None:
         kernel.sendall(data)
@@ -167,9 +177,11 @@ def test_window_0_makes_the_kernel_probe_and_clear_resumes_byte_exact(netns, run
 
 @pytest.mark.netns
 @pytest.mark.timeout(240)
-def test_timer_fire_time_wait_ends_it_at_once(netns, rundir) -> None:
-    server = KernelServer(7203, recv_all)
-    proc = pytcp("connect", "--trace", "--time-wait", "full", KERNEL, "7203", env=rundir)
+@FAMILIES
+def test_timer_fire_time_wait_ends_it_at_once(netns, rundir, family: int) -> None:
+    server = KernelServer(7203, recv_all, family=family)
+    proc = pytcp("connect", "--trace", "--time-wait", "full", ADDRS[family][0], "7203",
+                 env=rundir)  # fmt: skip
     owner = Owner(proc, rundir)
     try:
         assert proc.stdin is not None
