@@ -13,6 +13,8 @@ import subprocess
 import pytest
 
 from tests.cli.netcat import (
+    ADDRS,
+    FAMILIES,
     KERNEL,
     PYTCP,
     TIMEOUT,
@@ -27,11 +29,12 @@ from tests.cli.netcat import (
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(120)]
 
 
-def test_listen_recv_only_takes_an_upload_with_stdin_at_dev_null(netns) -> None:
+@FAMILIES
+def test_listen_recv_only_takes_an_upload_with_stdin_at_dev_null(netns, family: int) -> None:
     # As from cron or `&` in a script: stdin is /dev/null, yet the client's upload is
     # taken whole before pytcp closes its side (no FIN at once).
     proc, _err = start_listener("-d", "7501", stdin=subprocess.DEVNULL)
-    conn = connect_kernel(7501)
+    conn = connect_kernel(7501, ADDRS[family][1])
     conn.settimeout(0.3)
     with pytest.raises(TimeoutError):
         conn.recv(1)  # no FIN from pytcp while the client still sends
@@ -43,12 +46,13 @@ def test_listen_recv_only_takes_an_upload_with_stdin_at_dev_null(netns) -> None:
     assert proc.stdout is not None and proc.stdout.read() == b"upload " * 1000
 
 
-def test_listen_no_shutdown_and_nc_spellings(netns) -> None:
+@FAMILIES
+def test_listen_no_shutdown_and_nc_spellings(netns, family: int) -> None:
     # nc -l -p PORT; stdin at EOF at once, yet no FIN until the client's.
     proc = pytcp("listen", "-l", "-p", "7502", "--no-shutdown", "-v", stdin=subprocess.DEVNULL)
     assert proc.stderr is not None
     assert proc.stderr.readline().startswith(b"pytcp: listening on pytcp0 10.77.0.2 ")
-    conn = connect_kernel(7502)
+    conn = connect_kernel(7502, ADDRS[family][1])
     conn.settimeout(0.3)
     with pytest.raises(TimeoutError):
         conn.recv(1)
@@ -64,9 +68,10 @@ def test_listen_no_shutdown_and_nc_spellings(netns) -> None:
     )
 
 
-def test_listen_quit_after_stdin_eof_resets_what_is_open(netns) -> None:
+@FAMILIES
+def test_listen_quit_after_stdin_eof_resets_what_is_open(netns, family: int) -> None:
     proc, err = start_listener("-q", "100ms", "-k", "7504", stdin=subprocess.PIPE)
-    conn = connect_kernel(7504)
+    conn = connect_kernel(7504, ADDRS[family][1])
     err.wait_for("pytcp: connection from ")
     assert proc.stdin is not None
     proc.stdin.close()  # stdin EOF: FIN, and 100 ms later the end
@@ -74,15 +79,16 @@ def test_listen_quit_after_stdin_eof_resets_what_is_open(netns) -> None:
     assert proc.wait(TIMEOUT) == 0  # yet pytcp ends: -q does not wait for the peer
 
 
-def test_listen_idle_timeout(netns) -> None:
+@FAMILIES
+def test_listen_idle_timeout(netns, family: int) -> None:
     proc, err = start_listener("-i", "200ms", "7505", stdin=subprocess.PIPE)
-    conn = connect_kernel(7505)
+    conn = connect_kernel(7505, ADDRS[family][1])
     with pytest.raises(ConnectionResetError):
         conn.recv(64)
     assert proc.wait(TIMEOUT) == 1
     assert re.search(
         r"pytcp: no data either way for 200ms \(-i\); closed the connection from "
-        r"10\.77\.0\.1 port \d+\n",
+        rf"{re.escape(ADDRS[family][0])} port \d+\n",
         "".join(err.rest()),
     )
 
@@ -97,13 +103,14 @@ def test_udp_is_one_line(netns) -> None:
         ), command
 
 
-def test_ready_fd_says_when_listening(netns) -> None:
+@FAMILIES
+def test_ready_fd_says_when_listening(netns, family: int) -> None:
     r, w = os.pipe()
     proc = pytcp("listen", "--ready-fd", str(w), "7506", stdin=subprocess.DEVNULL, pass_fds=(w,))
     os.close(w)
     with os.fdopen(r, "rb") as ready:
         assert ready.read() == b"pytcp0 10.77.0.2 7506\n"  # the line, then EOF
-    conn = connect_kernel(7506)  # it listens by then
+    conn = connect_kernel(7506, ADDRS[family][1])  # it listens by then, on both families
     conn.shutdown(socket.SHUT_WR)
     assert recv_all(conn) == b""
     assert proc.wait(TIMEOUT) == 0
@@ -132,13 +139,15 @@ def _holders(name: str) -> list[int]:
     return pids
 
 
-def test_one_shot_gives_the_shell_back_while_a_child_lingers(netns) -> None:
+@FAMILIES
+def test_one_shot_gives_the_shell_back_while_a_child_lingers(netns, family: int) -> None:
+    KERNEL, STACK = ADDRS[family]
     def echo_then_close(conn: socket.socket) -> bytes:
         data = recv_all(conn)
         conn.sendall(data.upper())
         return data  # the kernel closes second: pytcp closed first, so it is in TIME-WAIT
 
-    server = KernelServer(7508, echo_then_close)
+    server = KernelServer(7508, echo_then_close, family=family)
     out = subprocess.run(
         [PYTCP, "send", "--time-wait", "30s", KERNEL, "7508", "one"],
         capture_output=True,
@@ -156,7 +165,8 @@ def test_one_shot_gives_the_shell_back_while_a_child_lingers(netns) -> None:
     again = run("send", "-v", "--time-wait", "0", KERNEL, "7508", "two")
     assert again.returncode == 0, again.stderr
     assert again.stdout == b"TWO\n"
-    assert re.match(rb"pytcp: connected to 10\.77\.0\.1 port 7508 from 10\.77\.0\.2 ", again.stderr)
+    connected = f"pytcp: connected to {KERNEL} port 7508 from {STACK} "
+    assert again.stderr.decode().startswith(connected), again.stderr
     assert holders[0] not in _holders("pytcp0")  # the lingering child let go
     assert server.wait(2) == [b"one\n", b"two\n"]
 
@@ -177,11 +187,13 @@ def _config(netns, name: str) -> tuple:
     )
 
 
-def test_the_next_command_takes_the_lingering_interface_over_as_it_is(netns) -> None:
+@FAMILIES
+def test_the_next_command_takes_the_lingering_interface_over_as_it_is(netns, family: int) -> None:
+    KERNEL, STACK = ADDRS[family]
     # A script's second one-shot while the first lingers in TIME-WAIT: the lingering
     # pytcp hands its device over and goes, so the interface stays (same index, same
     # addresses, nothing removed and re-made) and the second command runs on it.
-    server = KernelServer(7510, lambda conn: recv_all(conn))
+    server = KernelServer(7510, lambda conn: recv_all(conn), family=family)
     first = run("send", "--time-wait", "30s", KERNEL, "7510", "one")
     assert first.returncode == 0, first.stderr
     index, config = _ifindex("pytcp0"), _config(netns, "pytcp0")
@@ -189,8 +201,8 @@ def test_the_next_command_takes_the_lingering_interface_over_as_it_is(netns) -> 
     assert len(lingering) == 1
     second = run("send", "-v", "--time-wait", "30s", KERNEL, "7510", "two")
     assert second.returncode == 0, second.stderr
-    assert re.match(rb"pytcp: connected to 10\.77\.0\.1 port 7510 from 10\.77\.0\.2 ",
-                    second.stderr)
+    connected = f"pytcp: connected to {KERNEL} port 7510 from {STACK} "
+    assert second.stderr.decode().startswith(connected), second.stderr
     assert (_ifindex("pytcp0"), _config(netns, "pytcp0")) == (index, config)
     now = _holders("pytcp0")
     assert len(now) == 1 and now != lingering  # the second's linger child holds it now
