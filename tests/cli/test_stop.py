@@ -17,6 +17,8 @@ import pytest
 
 from pytcpcli.relay import PIPE_SIZE
 from tests.cli.netcat import (
+    ADDRS,
+    FAMILIES,
     KERNEL,
     PYTCP,
     TIMEOUT,
@@ -63,7 +65,11 @@ def lost_bytes(err: bytes, name: str) -> int:
 
 
 @pytest.mark.parametrize("inherited_ignore", [False, True])
-def test_second_sigint_ends_connect_with_stdout_stuck(netns, inherited_ignore: bool) -> None:
+@FAMILIES
+def test_second_sigint_ends_connect_with_stdout_stuck(
+    netns, family: int, inherited_ignore: bool
+) -> None:
+    KERNEL, _STACK = ADDRS[family]
     data = os.urandom(DATA)
 
     acked = threading.Event()
@@ -74,7 +80,7 @@ def test_second_sigint_ends_connect_with_stdout_stuck(netns, inherited_ignore: b
         acked.set()
         return recv_all(conn)  # pytcp's FIN after the first ^C; then the kernel closes
 
-    server = KernelServer(7100, push_then_close)
+    server = KernelServer(7100, push_then_close, family=family)
     # stdout is a pipe nobody reads until pytcp has exited.
     proc = pytcp("connect", KERNEL, "7100", preexec_fn=ignore_sigint if inherited_ignore else None)
     assert proc.stderr is not None and proc.stdout is not None
@@ -90,17 +96,19 @@ def test_second_sigint_ends_connect_with_stdout_stuck(netns, inherited_ignore: b
     assert lost_bytes(err, "SIGINT") == DATA - len(out) > 0
 
 
-def test_second_sigterm_ends_listen_with_stdout_stuck(netns) -> None:
+@FAMILIES
+def test_second_sigterm_ends_listen_with_stdout_stuck(netns, family: int) -> None:
+    KERNEL, STACK = ADDRS[family]
     data = os.urandom(DATA)
     proc, err = start_listener("7101")
     assert proc.stdout is not None
-    conn = connect_kernel(7101)
+    conn = connect_kernel(7101, STACK)
     conn.sendall(data)
     wait_acked(conn)
     proc.send_signal(signal.SIGTERM)
     assert recv_all(conn) == b""  # the first signal: FIN
     conn.close()
-    err.wait_for("pytcp: 10.77.0.1 port ")  # the connection's -v summary: it is over
+    err.wait_for(f"pytcp: {KERNEL} port ")  # the connection's -v summary: it is over
     proc.send_signal(signal.SIGTERM)
     proc.wait(TIMEOUT)  # stdout still unread: pytcp must not wait for its reader
     out = proc.stdout.read()
@@ -131,14 +139,17 @@ def control_request(pid: int, request: dict[str, str]) -> dict[str, object]:
     return dict(json.loads(reply))
 
 
-def test_connect_reset_by_pytcp_close_says_so_and_exits_0(netns) -> None:
+@FAMILIES
+def test_connect_reset_by_pytcp_close_says_so_and_exits_0(netns, family: int) -> None:
+    KERNEL, _STACK = ADDRS[family]
+
     def hold(conn: socket.socket) -> str:
         try:
             return "eof" if recv_all(conn) == b"" else "data"
         except ConnectionResetError:
             return "reset"
 
-    server = KernelServer(7110, hold)
+    server = KernelServer(7110, hold, family=family)
     proc = pytcp("connect", "-v", KERNEL, "7110")
     err = StderrLines(proc)
     conn_id = connection_id(err)
@@ -155,11 +166,14 @@ def test_connect_reset_by_pytcp_close_says_so_and_exits_0(netns) -> None:
     assert server.wait() == ["reset"]
 
 
-def test_connect_closed_by_pytcp_close_says_so(netns) -> None:
+@FAMILIES
+def test_connect_closed_by_pytcp_close_says_so(netns, family: int) -> None:
+    KERNEL, _STACK = ADDRS[family]
+
     def echo_until_eof(conn: socket.socket) -> bytes:
         return recv_all(conn)
 
-    server = KernelServer(7111, echo_until_eof)
+    server = KernelServer(7111, echo_until_eof, family=family)
     proc = pytcp("connect", "-v", KERNEL, "7111")
     err = StderrLines(proc)
     conn_id = connection_id(err)
@@ -176,9 +190,11 @@ def test_connect_closed_by_pytcp_close_says_so(netns) -> None:
     assert server.wait() == [b""]
 
 
-def test_listen_reset_by_pytcp_close_says_so(netns) -> None:
+@FAMILIES
+def test_listen_reset_by_pytcp_close_says_so(netns, family: int) -> None:
+    KERNEL, STACK = ADDRS[family]
     proc, err = start_listener("7112")
-    conn = connect_kernel(7112)
+    conn = connect_kernel(7112, STACK)
     line = err.wait_for("pytcp: connection from ")
     conn_id = line.rsplit("(id ", 1)[1].rstrip(")\n")
     reply = control_request(proc.pid, {"op": "close", "conn": conn_id, "how": "reset"})
@@ -233,12 +249,16 @@ def test_interface_deleted_mid_connection_is_one_line_and_exit_3(netns) -> None:
 
 
 @pytest.mark.parametrize("keep_open", [True, False])
-def test_listener_closed_by_pytcp_close_finishes_live_connections(netns, keep_open) -> None:
+@FAMILIES
+def test_listener_closed_by_pytcp_close_finishes_live_connections(
+    netns, family: int, keep_open
+) -> None:
+    _KERNEL, STACK = ADDRS[family]
     args = ["-k", "7115"] if keep_open else ["7115"]
     proc, err = start_listener(*args, stdin=subprocess.DEVNULL)
     assert proc.stdout is not None
     if keep_open:
-        conn = connect_kernel(7115)
+        conn = connect_kernel(7115, STACK)
         err.wait_for("pytcp: connection from ")
     reply = control_request(proc.pid, {"op": "close", "conn": f"{proc.pid}.1", "how": "full"})
     assert reply["ok"] is True, reply
@@ -256,7 +276,9 @@ def test_listener_closed_by_pytcp_close_finishes_live_connections(netns, keep_op
     assert proc.stdout.read() == (b"still here\n" if keep_open else b"")
 
 
-def test_half_close_from_another_process_stops_stdin_and_says_so(netns) -> None:
+@FAMILIES
+def test_half_close_from_another_process_stops_stdin_and_says_so(netns, family: int) -> None:
+    KERNEL, _STACK = ADDRS[family]
     got_first = threading.Event()
     may_reply = threading.Event()
 
@@ -268,7 +290,7 @@ def test_half_close_from_another_process_stops_stdin_and_says_so(netns) -> None:
         conn.sendall(b"reply")
         return first + rest
 
-    server = KernelServer(7116, read_then_reply)
+    server = KernelServer(7116, read_then_reply, family=family)
     proc = pytcp("connect", "-v", KERNEL, "7116")
     assert proc.stdin is not None and proc.stdout is not None
     err = StderrLines(proc)
@@ -300,17 +322,21 @@ UNSENT = re.compile(
 
 
 @pytest.mark.parametrize("stdin_kind", ["file", "pipe"])
-def test_half_close_counts_the_stdin_never_read(netns, tmp_path, stdin_kind: str) -> None:
+@FAMILIES
+def test_half_close_counts_the_stdin_never_read(
+    netns, family: int, tmp_path, stdin_kind: str
+) -> None:
     """`close --half` while the peer does not read: the count of stdin that will never be
     sent includes what pytcp never read from it (a file's rest, exactly; what waits in a
     pipe, "so far"), and it is true: the peer gets every other byte, then FIN."""
+    KERNEL, _STACK = ADDRS[family]
     may_read = threading.Event()
 
     def read_later(conn: socket.socket) -> int:
         may_read.wait(TIMEOUT)
         return len(recv_all(conn))  # up to the FIN of `close --half`
 
-    server = KernelServer(7117, read_later)
+    server = KernelServer(7117, read_later, family=family)
     # A small receive buffer (inherited by the accepted socket): the kernel's window
     # closes early and pytcp's queues fill, so stdin is only partly read.
     server.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -370,17 +396,19 @@ def test_half_close_counts_the_stdin_never_read(netns, tmp_path, stdin_kind: str
     assert proc.returncode == 0
 
 
-def test_listen_half_close_counts_the_stdin_never_read(netns, tmp_path) -> None:
+@FAMILIES
+def test_listen_half_close_counts_the_stdin_never_read(netns, family: int, tmp_path) -> None:
     """The same for `pytcp listen PORT < FILE` (one client: stdin is its alone)."""
+    KERNEL, STACK = ADDRS[family]
     data = os.urandom(8 * 1024 * 1024)
     path = tmp_path / "stdin"
     path.write_bytes(data)
     with open(path, "rb") as f:
         proc, err = start_listener("7118", stdin=f)
-    conn = socket.socket()
+    conn = socket.socket(socket.AF_INET6 if family == 6 else socket.AF_INET)
     conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # the window closes early
     conn.settimeout(TIMEOUT)
-    conn.connect(("10.77.0.2", 7118))
+    conn.connect((STACK, 7118))
     line = err.wait_for("pytcp: connection from ")
     conn_id = line.rsplit("(id ", 1)[1].rstrip(")\n")
     from stack.control import ControlClient
@@ -413,7 +441,9 @@ def test_listen_half_close_counts_the_stdin_never_read(netns, tmp_path) -> None:
 
 
 @pytest.mark.parametrize("stderr", ["2>/dev/full", "2>&-"])
-def test_unwritable_stderr_never_affects_data(netns, stderr: str) -> None:
+@FAMILIES
+def test_unwritable_stderr_never_affects_data(netns, family: int, stderr: str) -> None:
+    KERNEL, _STACK = ADDRS[family]
     data = os.urandom(200 * 1024)
 
     def echo(conn: socket.socket) -> bytes:
@@ -421,7 +451,7 @@ def test_unwritable_stderr_never_affects_data(netns, stderr: str) -> None:
         conn.sendall(got[::-1])
         return got
 
-    server = KernelServer(7117, echo)
+    server = KernelServer(7117, echo, family=family)
     out = subprocess.run(
         f"{PYTCP} connect -vv --trace {KERNEL} 7117 {stderr}",
         shell=True,
@@ -435,7 +465,9 @@ def test_unwritable_stderr_never_affects_data(netns, stderr: str) -> None:
 
 
 @pytest.mark.parametrize("stderr", ["2>/dev/full", "2>&-"])
-def test_unwritable_stderr_keeps_the_failure_status(netns, stderr: str) -> None:
+@FAMILIES
+def test_unwritable_stderr_keeps_the_failure_status(netns, family: int, stderr: str) -> None:
+    KERNEL, _STACK = ADDRS[family]
     out = subprocess.run(
         f"{PYTCP} connect -v {KERNEL} 7118 {stderr}",  # nothing listens: refused
         shell=True,
