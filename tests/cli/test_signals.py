@@ -20,6 +20,8 @@ import threading
 import pytest
 
 from tests.cli.netcat import (
+    ADDRS,
+    FAMILIES,
     KERNEL,
     PYTCP,
     TIMEOUT,
@@ -43,10 +45,12 @@ def _gone(pid: int) -> bool:
     return False
 
 
-def test_sighup_closes_listen_exec_and_reaps_its_child(netns) -> None:
+@FAMILIES
+def test_sighup_closes_listen_exec_and_reaps_its_child(netns, family: int) -> None:
+    _KERNEL, STACK = ADDRS[family]
     # A child that never exits by itself on EOF: only pytcp's bounded wait ends it.
     proc, err = start_listener("--child-grace", "1s", "-k", "7301", "-c", "echo $$; exec sleep 600")
-    conn = connect_kernel(7301)
+    conn = connect_kernel(7301, STACK)
     pid = int(read_line(conn))
     proc.send_signal(signal.SIGHUP)
     assert recv_all(conn) == b""  # FIN: the peer is not left ESTABLISHED
@@ -60,13 +64,16 @@ def test_sighup_closes_listen_exec_and_reaps_its_child(netns) -> None:
     assert _gone(pid)  # killed and reaped: no orphan outlives pytcp
 
 
-def test_nohup_keeps_pytcp_running_through_a_hangup(netns) -> None:
+@FAMILIES
+def test_nohup_keeps_pytcp_running_through_a_hangup(netns, family: int) -> None:
+    _KERNEL, STACK = ADDRS[family]
+
     def nohup() -> None:
         signal.signal(signal.SIGHUP, signal.SIG_IGN)  # what nohup(1) does before exec
 
     proc, _err = start_listener("7302", stdin=subprocess.DEVNULL, preexec_fn=nohup)
     proc.send_signal(signal.SIGHUP)
-    conn = connect_kernel(7302)  # still listening: the hangup was ignored as asked
+    conn = connect_kernel(7302, STACK)  # still listening: the hangup was ignored as asked
     conn.sendall(b"still here\n")
     conn.shutdown(socket.SHUT_WR)
     assert recv_all(conn) == b""
@@ -84,12 +91,14 @@ def test_signal_during_the_handshake_exits_with_its_status(netns) -> None:
     assert not [line for line in err.rest() if "Traceback" in line]
 
 
-def test_child_wait_is_bounded_and_shown_by_inspect(netns, tmp_path) -> None:
+@FAMILIES
+def test_child_wait_is_bounded_and_shown_by_inspect(netns, family: int, tmp_path) -> None:
+    _KERNEL, STACK = ADDRS[family]
     env = {**os.environ, "PYTCP_RUNTIME_DIR": str(tmp_path)}
     proc, err = start_listener(
         "--child-grace", "30s", "-k", "7303", "-c", "echo $$; exec sleep 600", env=env
     )
-    conn = connect_kernel(7303)
+    conn = connect_kernel(7303, STACK)
     pid = int(read_line(conn))
     proc.send_signal(signal.SIGTERM)
     # Said whatever -v says: pytcp does not exit at once, so it says why.
@@ -117,9 +126,11 @@ def test_child_wait_is_bounded_and_shown_by_inspect(netns, tmp_path) -> None:
     assert _gone(pid)
 
 
-def test_child_grace_runs_out(netns) -> None:
+@FAMILIES
+def test_child_grace_runs_out(netns, family: int) -> None:
+    _KERNEL, STACK = ADDRS[family]
     proc, _err = start_listener("--child-grace", "200ms", "-k", "7304", "-c", "echo $$; sleep 600")
-    conn = connect_kernel(7304)
+    conn = connect_kernel(7304, STACK)
     pid = int(read_line(conn))
     proc.send_signal(signal.SIGTERM)
     assert recv_all(conn) == b""
@@ -241,7 +252,9 @@ os.waitpid(pid, 0)
         listener.close()
 
 
-def test_stderr_stays_quiet_when_nothing_is_waited_for(netns) -> None:
+@FAMILIES
+def test_stderr_stays_quiet_when_nothing_is_waited_for(netns, family: int) -> None:
+    KERNEL, _STACK = ADDRS[family]
     out = run("connect", "-z", "-w", "2s", KERNEL, "7399")  # refused: nothing to wait for
     assert out.returncode == 1
     assert b"SIG" not in out.stderr
