@@ -15,7 +15,6 @@ import pytest
 from tests.cli.netcat import (
     ADDRS,
     FAMILIES,
-    KERNEL,
     PYTCP,
     TIMEOUT,
     KernelServer,
@@ -30,19 +29,21 @@ from tests.cli.netcat import (
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(240)]
 
 
-def listening(*ports: int) -> list[socket.socket]:
+def listening(*ports: int, family: int = 4) -> list[socket.socket]:
     socks = []
     for port in ports:
-        s = socket.socket()
+        s = socket.socket(socket.AF_INET6 if family == 6 else socket.AF_INET)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind(("0.0.0.0", port))
+        s.bind(("::" if family == 6 else "0.0.0.0", port))
         s.listen()
         socks.append(s)
     return socks
 
 
-def test_port_service_name(netns) -> None:
-    server = KernelServer(socket.getservbyname("ssh", "tcp"), recv_all)
+@FAMILIES
+def test_port_service_name(netns, family: int) -> None:
+    KERNEL, _STACK = ADDRS[family]
+    server = KernelServer(socket.getservbyname("ssh", "tcp"), recv_all, family=family)
     out = run("connect", KERNEL, "ssh", input=b"hi")
     assert (out.returncode, out.stderr) == (0, b"")
     assert server.wait() == [b"hi"]
@@ -54,8 +55,10 @@ def test_port_service_name(netns) -> None:
     )
 
 
-def test_zero_io_port_range(netns) -> None:
-    socks = listening(7202, 7205)
+@FAMILIES
+def test_zero_io_port_range(netns, family: int) -> None:
+    KERNEL, _STACK = ADDRS[family]
+    socks = listening(7202, 7205, family=family)
     out = run("connect", "-z", "-v", KERNEL, "7200-7206")
     lines = [
         f"pytcp: connection to {KERNEL} port {p} "
@@ -112,9 +115,11 @@ def test_listen_port_0_names_port(netns) -> None:
     )
 
 
-def test_listen_verbose_summary_and_child_exit_status(netns) -> None:
+@FAMILIES
+def test_listen_verbose_summary_and_child_exit_status(netns, family: int) -> None:
+    KERNEL, STACK = ADDRS[family]
     proc, err = start_listener("7210", stdin=subprocess.DEVNULL)
-    conn = connect_kernel(7210)
+    conn = connect_kernel(7210, STACK)
     conn.sendall(b"x")
     conn.shutdown(socket.SHUT_WR)
     assert recv_all(conn) == b""
@@ -126,7 +131,7 @@ def test_listen_verbose_summary_and_child_exit_status(netns) -> None:
         rf"pytcp: {KERNEL} port \d+: 0 bytes sent, 1 received in \d+\.\d\d s\n", summary[0]
     )
     proc, err = start_listener("7211", "-e", "sh -c 'exit 3'")
-    conn = connect_kernel(7211)
+    conn = connect_kernel(7211, STACK)
     assert recv_all(conn) == b""
     conn.close()
     assert proc.wait(TIMEOUT) == 0
@@ -141,8 +146,11 @@ def test_idle_listener_sigterm_does_not_talk_of_rst(netns) -> None:
     assert err.rest()[1:] == ["pytcp: SIGTERM: no connection open; exiting\n"]
 
 
-def test_sigint_in_full_time_wait_exits_without_closing_again(netns) -> None:
-    KernelServer(7213, recv_all)  # reads pytcp's FIN, then closes: pytcp closed first
+@FAMILIES
+def test_sigint_in_full_time_wait_exits_without_closing_again(netns, family: int) -> None:
+    KERNEL, _STACK = ADDRS[family]
+    # The server reads pytcp's FIN, then closes: pytcp closed first.
+    KernelServer(7213, recv_all, family=family)
     proc = pytcp("connect", "-vv", "--time-wait", "full", KERNEL, "7213")
     assert proc.stdin is not None
     err = StderrLines(proc)
@@ -156,13 +164,15 @@ def test_sigint_in_full_time_wait_exits_without_closing_again(netns) -> None:
     assert "pytcp: SIGINT: no connection open; exiting\n" in err.rest()
 
 
-def test_child_ignoring_sigterm_is_killed_and_reaped(netns) -> None:
+@FAMILIES
+def test_child_ignoring_sigterm_is_killed_and_reaped(netns, family: int) -> None:
+    _KERNEL, STACK = ADDRS[family]
     child = (
         "exec python3 -c 'import os, signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN);"
         " print(os.getpid(), flush=True); time.sleep(600)'"
     )
     proc, _err = start_listener("7214", "-c", child)
-    conn = connect_kernel(7214)
+    conn = connect_kernel(7214, STACK)
     # A byte stream: under PYTHONUNBUFFERED print's "\n" is a write (a segment) of its own.
     line = b""
     while not line.endswith(b"\n"):
