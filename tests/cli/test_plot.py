@@ -1,6 +1,7 @@
-"""`pytcp plot` and `--record`: graphs of a transfer to the kernel with --impair loss=2%,
-checked for the marks they must carry (retransmissions, a monotone ACK line, SACK,
-ssthresh once loss was seen) in the data plotted, and for being valid SVG and PNG."""
+"""`pytcp plot` and `--record`: graphs of a transfer to the kernel, over IPv4 and IPv6,
+with --impair loss=2%, checked for the marks they must carry (retransmissions, a monotone
+ACK line, SACK, ssthresh once loss was seen) in the data plotted, and for being valid SVG
+and PNG."""
 
 from __future__ import annotations
 
@@ -16,7 +17,15 @@ from pathlib import Path
 import pytest
 
 from pytcpcli.plotdata import choose, congestion, load, time_sequence
-from tests.cli.netcat import KERNEL, TIMEOUT, KernelServer, StderrLines, recv_all, run
+from tests.cli.netcat import (
+    ADDRS,
+    FAMILIES,
+    TIMEOUT,
+    KernelServer,
+    StderrLines,
+    recv_all,
+    run,
+)
 
 SIZE = 1 << 20  # ~720 full segments: at 2 % loss, some are lost for sure (1 - 0.98**720)
 
@@ -33,8 +42,10 @@ def _is_png(path: Path) -> bool:
 
 @pytest.mark.netns
 @pytest.mark.timeout(280)
-def test_plot_of_a_lossy_transfer(netns, tmp_path: Path) -> None:
-    server = KernelServer(7401, recv_all)
+@FAMILIES
+def test_plot_of_a_lossy_transfer(netns, tmp_path: Path, family: int) -> None:
+    KERNEL, _STACK = ADDRS[family]
+    server = KernelServer(7401, recv_all, family=family)
     data = os.urandom(SIZE)
     pcap, record = tmp_path / "run.pcap", tmp_path / "run.jsonl"
     tcpdump = None
@@ -89,7 +100,8 @@ def test_plot_of_a_lossy_transfer(netns, tmp_path: Path) -> None:
     assert _is_svg(tmp_path / "all.svg")
 
     if tcpdump is not None:
-        any_conn = choose(load(str(tmp_path / "any.pcap")), f"{KERNEL}:7401")
+        peer = f"[{KERNEL}]:7401" if family == 6 else f"{KERNEL}:7401"  # as --conn is typed
+        any_conn = choose(load(str(tmp_path / "any.pcap")), peer)
         assert time_sequence(any_conn).retransmissions
 
 
