@@ -1,6 +1,7 @@
-"""`--ladder`: the drawing of a whole connection with the kernel as the peer, compared
-whole (times, ISNs and what depends on the clock masked), and of impaired, dropped and
-retransmitted segments; the drawing's pieces, sans-IO, from trace events."""
+"""`--ladder`: the drawing of a whole connection with the kernel as the peer, over IPv4
+and IPv6, compared whole (times, ISNs and what depends on the clock masked), and of
+impaired, dropped and retransmitted segments; the drawing's pieces, sans-IO, from trace
+events."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import threading
 
 import pytest
 
-from tests.cli.netcat import KERNEL, TIMEOUT, StderrLines, pytcp
+from tests.cli.netcat import ADDRS, FAMILIES, TIMEOUT, StderrLines, pytcp
 
 EXPECTED = """\
 PID.1: pytcp 10.77.0.2:40000 <-> peer 10.77.0.1:7301
@@ -51,6 +52,18 @@ PID.1: pytcp 10.77.0.2:40000 <-> peer 10.77.0.1:7301
 """
 
 
+# Over IPv6 the same drawing but for the addresses (bracketed: the same width here), the
+# MSS (1500 - 40 - 20), the kernel's SYN-ACK window (45 segments of 1428, the MSS less
+# timestamps, where IPv4 has 45 of 1448) and its later windows (scaled by 2^10).
+EXPECTED6 = (
+    EXPECTED.replace("10.77.0.2:", "[fd77::2]:")
+    .replace("10.77.0.1:", "[fd77::1]:")
+    .replace("<mss 1460,", "<mss 1440,")
+    .replace("SYN,ACK seq 0 ack 1 win 65160 ", "SYN,ACK seq 0 ack 1 win 64260 ")
+    .replace(" win 64  |", " win 63  |")
+)
+
+
 def mask(text: str) -> str:
     """Times, ISNs, the PID and the TIME-WAIT time left: what changes from run to run."""
     text = re.sub(r"^[ \d]\d\.\d{6}", " T.TTTTTT", text, flags=re.MULTILINE)
@@ -63,15 +76,17 @@ def mask(text: str) -> str:
 
 @pytest.mark.netns
 @pytest.mark.timeout(240)
-def test_the_ladder_of_a_whole_connection_with_the_kernel(netns) -> None:
+@FAMILIES
+def test_the_ladder_of_a_whole_connection_with_the_kernel(netns, family: int) -> None:
     """Handshake, one data segment and its ACK, pytcp's FIN, the kernel's delayed ACK of
     it, the kernel's FIN, TIME-WAIT and its timer. Each step waits for the line that
     shows the one before, so the kernel's ACKs never merge with what follows."""
+    KERNEL, _STACK = ADDRS[family]
     close_now = threading.Event()
     got: queue.Queue[bytes] = queue.Queue()
-    srv = socket.socket()
+    srv = socket.socket(socket.AF_INET6 if family == 6 else socket.AF_INET)
     srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    srv.bind(("0.0.0.0", 7301))
+    srv.bind(("::" if family == 6 else "0.0.0.0", 7301))
     srv.listen(1)
     srv.settimeout(TIMEOUT)
 
@@ -108,7 +123,7 @@ def test_the_ladder_of_a_whole_connection_with_the_kernel(netns) -> None:
         if proc.poll() is None:
             proc.kill()
         proc.wait(TIMEOUT)
-    assert mask(drawing) == EXPECTED
+    assert mask(drawing) == (EXPECTED if family == 4 else EXPECTED6)
 
 
 def _until(err: StderrLines, text: str) -> str:
