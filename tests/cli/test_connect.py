@@ -34,6 +34,9 @@ from tests.cli.netcat import (
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(240)]
 
 
+NOBODY = {4: "10.77.0.3", 6: "fd77::3"}  # on pytcp0's subnet, held by nobody
+
+
 def upper_echo(conn: socket.socket) -> bytes:
     data = recv_all(conn)
     conn.sendall(data.upper())
@@ -185,13 +188,15 @@ def test_refused_exits_1(netns, family: int) -> None:
     )
 
 
-def test_connect_timeout_exits_1(netns) -> None:
-    # Nobody is 10.77.0.3: the kernel routes the SYN back into the TUN, where it is dropped.
-    out = run("connect", "-w", "1s", "10.77.0.3", "80")
+@FAMILIES
+def test_connect_timeout_exits_1(netns, family: int) -> None:
+    # Nobody is 10.77.0.3 (fd77::3): the kernel, not forwarding, drops the SYNs.
+    nobody = NOBODY[family]
+    out = run("connect", "-w", "1s", nobody, "80")
     assert (out.returncode, out.stdout) == (1, b"")
-    assert out.stderr == (
-        b"pytcp: connection to 10.77.0.3 port 80 timed out after 1s; "
-        b"check the address and route, or raise -w\n"
+    assert out.stderr.decode() == (
+        f"pytcp: connection to {nobody} port 80 timed out after 1s; "
+        "check the address and route, or raise -w\n"
     )
 
 
@@ -691,9 +696,10 @@ def test_stdout_and_stderr_into_one_slow_pipe(netns, tmp_path: Path, family: int
     assert server.wait() == [b""]
 
 
-def test_sigint_during_the_handshake_exits_130_quietly(netns) -> None:
-    # Nobody is 10.77.0.3: the SYN goes unanswered and pytcp waits in SYN-SENT.
-    proc = pytcp("connect", "--trace", "10.77.0.3", "80")
+@FAMILIES
+def test_sigint_during_the_handshake_exits_130_quietly(netns, family: int) -> None:
+    # Nobody is 10.77.0.3 (fd77::3): the SYN goes unanswered and pytcp waits in SYN-SENT.
+    proc = pytcp("connect", "--trace", NOBODY[family], "80")
     err = StderrLines(proc)
     err.wait_for("")  # the first trace line: the stack is up and connecting
     proc.send_signal(signal.SIGINT)

@@ -81,9 +81,10 @@ def test_nohup_keeps_pytcp_running_through_a_hangup(netns, family: int) -> None:
     assert proc.stdout is not None and proc.stdout.read() == b"still here\n"
 
 
-def test_signal_during_the_handshake_exits_with_its_status(netns) -> None:
-    # 10.77.0.9 is routed into pytcp0 and answered by nobody: the SYN is retransmitted.
-    proc = pytcp("connect", "-vv", "10.77.0.9", "80")
+@FAMILIES
+def test_signal_during_the_handshake_exits_with_its_status(netns, family: int) -> None:
+    # 10.77.0.9 (fd77::9) is routed into pytcp0 and answered by nobody: the SYN is resent.
+    proc = pytcp("connect", "-vv", "10.77.0.9" if family == 4 else "fd77::9", "80")
     err = StderrLines(proc)
     err.wait_for("")  # the first trace line: the stack runs, SYN-SENT
     proc.send_signal(signal.SIGUSR2)

@@ -210,9 +210,11 @@ def test_listen_reset_by_pytcp_close_says_so(netns, family: int) -> None:
         recv_all(conn)
 
 
-def test_connect_reset_by_pytcp_close_in_syn_sent_exits_1(netns) -> None:
-    # Nothing answers 10.77.0.9 (no such host on pytcp0): the SYN waits for an answer.
-    proc = pytcp("connect", "-vv", "10.77.0.9", "7113")
+@FAMILIES
+def test_connect_reset_by_pytcp_close_in_syn_sent_exits_1(netns, family: int) -> None:
+    # Nothing answers 10.77.0.9 or fd77::9 (no such host on pytcp0): the SYN waits.
+    nobody = "10.77.0.9" if family == 4 else "fd77::9"
+    proc = pytcp("connect", "-vv", nobody, "7113")
     err = StderrLines(proc)
     line = err.wait_for("")
     while "-> SYN-SENT" not in line:
@@ -224,7 +226,7 @@ def test_connect_reset_by_pytcp_close_in_syn_sent_exits_1(netns) -> None:
     lines = err.rest()
     assert proc.returncode == 1
     assert (
-        "pytcp: connection to 10.77.0.9 port 7113 reset by pytcp close --reset "
+        f"pytcp: connection to {nobody} port 7113 reset by pytcp close --reset "
         "(another process) before it was established\n"
     ) in lines
 
