@@ -1,7 +1,7 @@
-"""A spoofed SYN flood against `pytcp listen -k` in a namespace (issue 14): with SYN
-cookies on by default, legitimate kernel clients still connect while tens of thousands
-of SYNs from addresses that never answer arrive, and the process's memory stays bounded
-before, during and after."""
+"""A spoofed SYN flood against `pytcp listen -k` in a namespace (issue 14), over IPv4 and
+IPv6: with SYN cookies on by default, legitimate kernel clients still connect while tens
+of thousands of SYNs from addresses that never answer arrive, and the process's memory
+stays bounded before, during and after."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ import random
 import socket
 import subprocess
 import threading
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 
 import pytest
 
-from stack.wire import PROTO_TCP, Flags, Ipv4Header, TcpSegment
-from tests.cli.netcat import STACK, TIMEOUT, recv_all, run, start_listener
+from stack.wire import PROTO_TCP, Flags, Ipv4Header, Ipv6Header, TcpSegment
+from tests.cli.netcat import ADDRS, FAMILIES, TIMEOUT, recv_all, run, start_listener
 
 pytestmark = [pytest.mark.netns, pytest.mark.timeout(240)]
 
@@ -32,29 +32,39 @@ def rss(pid: int) -> int:
     raise AssertionError(f"no VmRSS for {pid}")
 
 
-def spoofed_syns(port: int, count: int, seed: int) -> list[bytes]:
-    """SYNs from 10.77.200.0/22, addresses nobody holds: their SYN-ACKs go nowhere."""
+def spoofed_syns(port: int, count: int, seed: int, family: int = 4) -> list[bytes]:
+    """SYNs from 10.77.200.0/22 (fd77:200::/64 over IPv6), addresses nobody holds: their
+    SYN-ACKs go nowhere."""
     rng = random.Random(seed)
-    dst = IPv4Address(STACK)
     out = []
     for _ in range(count):
-        src = IPv4Address(f"10.77.{rng.randrange(200, 204)}.{rng.randrange(1, 255)}")
         syn = TcpSegment(
             rng.randrange(1024, 65536), port, rng.getrandbits(32), 0, Flags.SYN, 64240,
-            mss=1460, wscale=7, sack_permitted=True, timestamps=(rng.getrandbits(32), 0),
+            mss=1460 if family == 4 else 1440, wscale=7, sack_permitted=True,
+            timestamps=(rng.getrandbits(32), 0),
         )  # fmt: skip
-        out.append(Ipv4Header(src, dst, PROTO_TCP, 64, 0, rng.getrandbits(16)).build(
-            syn.build(src, dst)))  # fmt: skip
+        if family == 4:
+            src = IPv4Address(f"10.77.{rng.randrange(200, 204)}.{rng.randrange(1, 255)}")
+            dst = IPv4Address(ADDRS[4][1])
+            out.append(Ipv4Header(src, dst, PROTO_TCP, 64, 0, rng.getrandbits(16)).build(
+                syn.build(src, dst)))  # fmt: skip
+        else:
+            src6 = IPv6Address(f"fd77:200::{rng.randrange(1, 1 << 16):x}")
+            dst6 = IPv6Address(ADDRS[6][1])
+            out.append(Ipv6Header(src6, dst6, PROTO_TCP).build(syn.build(src6, dst6)))
     return out
 
 
-def test_legitimate_clients_connect_during_a_spoofed_syn_flood(netns) -> None:
+@FAMILIES
+def test_legitimate_clients_connect_during_a_spoofed_syn_flood(netns, family: int) -> None:
+    STACK = ADDRS[family][1]
     port = 7400
     proc, _err = start_listener("-k", str(port), stdin=subprocess.DEVNULL)
     try:
         before = rss(proc.pid)
-        packets = spoofed_syns(port, FLOOD, seed=14)
-        raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+        packets = spoofed_syns(port, FLOOD, seed=14, family=family)
+        af = socket.AF_INET6 if family == 6 else socket.AF_INET
+        raw = socket.socket(af, socket.SOCK_RAW, socket.IPPROTO_RAW)  # the header included
         peak = [before]
         flooding = threading.Event()
 
