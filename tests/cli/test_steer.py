@@ -23,9 +23,7 @@ import pytest
 from tests.cli.netcat import (
     ADDRS,
     FAMILIES,
-    KERNEL,
     PYTCP,
-    STACK,
     TIMEOUT,
     KernelServer,
     StderrLines,
@@ -211,13 +209,17 @@ def test_timer_fire_time_wait_ends_it_at_once(netns, rundir, family: int) -> Non
 
 @pytest.mark.netns
 @pytest.mark.timeout(240)
-def test_journal_names_the_reason_of_a_crafted_out_of_window_segment(netns, rundir) -> None:
-    from ipaddress import IPv4Address
+@FAMILIES
+def test_journal_names_the_reason_of_a_crafted_out_of_window_segment(
+    netns, rundir, family: int
+) -> None:
+    from ipaddress import ip_address
 
     from stack.wire import Flags, TcpSegment
 
+    KERNEL, STACK = ADDRS[family]
     owner = _listen(rundir, 7204)
-    kernel = connect_kernel(7204)
+    kernel = connect_kernel(7204, STACK)
     try:
         kernel.sendall(b"real")
         assert owner.proc.stdout is not None
@@ -225,13 +227,15 @@ def test_journal_names_the_reason_of_a_crafted_out_of_window_segment(netns, rund
         entry = owner.entry()
         conn_id, rcv_nxt = entry["id"], entry["receive"]["rcv_nxt"]
         # A segment the kernel's socket never sent: 1 MiB past RCV.NXT, through a raw
-        # socket from the kernel's address to the connection's ports.
+        # socket from the kernel's address to the connection's ports (the kernel adds the
+        # IP header, its source the kernel's address on pytcp0).
         port = kernel.getsockname()[1]
         forged = TcpSegment(port, 7204, (rcv_nxt + 2**20) % 2**32, entry["send"]["snd_nxt"],
                             Flags.ACK | Flags.PSH, 500, payload=b"forged")  # fmt: skip
-        raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP)
+        af = socket.AF_INET6 if family == 6 else socket.AF_INET
+        raw = socket.socket(af, socket.SOCK_RAW, socket.IPPROTO_TCP)
         try:
-            raw.sendto(forged.build(IPv4Address(KERNEL), IPv4Address(STACK)), (STACK, 0))
+            raw.sendto(forged.build(ip_address(KERNEL), ip_address(STACK)), (STACK, 0))
         finally:
             raw.close()
         owner.until(rf"drop {conn_id}: out-of-window")
