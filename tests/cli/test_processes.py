@@ -1,7 +1,7 @@
 """Several pytcp processes on one host, through the installed command in a test namespace:
-the kernel's 10.77.0.1 outlives the process whose interface brought it, `--tun pytcpN`
-is subnet N, simultaneous starts never share a subnet, and one pytcp reaches another
-with nothing set host-wide.
+the kernel's 10.77.0.1 (and fd77::1) outlives the process whose interface brought it,
+`--tun pytcpN` is subnet N, simultaneous starts never share a subnet, and one pytcp
+reaches another with nothing set host-wide.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ import subprocess
 import pytest
 
 from tests.cli.netcat import (
-    KERNEL,
+    ADDRS,
+    FAMILIES,
     STACK,
     TIMEOUT,
     KernelServer,
@@ -40,13 +41,16 @@ def upper_lines(conn: socket.socket) -> bytes:
     return b"done"
 
 
-def test_kernel_address_outlives_the_first_process(netns) -> None:
-    server = KernelServer(7401, upper_lines)
+@FAMILIES
+def test_kernel_address_outlives_the_first_process(netns, family: int) -> None:
+    KERNEL = ADDRS[family][0]
+    server = KernelServer(7401, upper_lines, family=family)
     first, _first_err = start_listener("7400", stdin=subprocess.DEVNULL)  # pytcp0: 10.77.0.1/24
     second = pytcp("connect", "-v", KERNEL, "7401")
     err = StderrLines(second)
+    second_addr = "10.77.1.2" if family == 4 else "fd77:1::2"
     assert err.wait_for("pytcp: connected to ").startswith(
-        f"pytcp: connected to {KERNEL} port 7401 from 10.77.1.2 port "
+        f"pytcp: connected to {KERNEL} port 7401 from {second_addr} port "
     )
     assert second.stdin is not None and second.stdout is not None
     second.stdin.write(b"one\n")
@@ -55,7 +59,7 @@ def test_kernel_address_outlives_the_first_process(netns) -> None:
     first.send_signal(signal.SIGTERM)
     assert first.wait(TIMEOUT) == 143
     assert addresses(netns, "pytcp0") == []  # gone, and 10.77.0.1 with it from pytcp0
-    assert "10.77.0.1/32" in addresses(netns, "pytcp1")
+    assert ("10.77.0.1/32" if family == 4 else "fd77::1/128") in addresses(netns, "pytcp1")
     second.stdin.write(b"two\n")  # the connection to 10.77.0.1 lives on
     second.stdin.flush()
     assert second.stdout.readline() == b"TWO\n"
