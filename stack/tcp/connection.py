@@ -34,7 +34,8 @@ RFC section                              where
           eighth: FIN                    `_on_fin`, `_accept_fin`
 §3.10.8 timeouts, RFC 6298               `handle_timers`, `_on_rto`, `_on_syn_timeout`
 §3.8.6.2.1 sender SWS / §3.7.4 Nagle     `Sender._send_data` (sender.py)
-§3.8.6.2.2 receiver SWS, RFC 7323 §2.4   `Sender._window_field`, `_maybe_window_update`
+§3.8.6.2.2 receiver SWS, RFC 7323 §2.4   `Sender._window_field`, `_maybe_window_update`,
+                                         `_retract_to_buffer`
 §3.8.6.1 zero-window probing (persist)   `_on_persist`
 §3.8.6.3 delayed ACK, RFC 5681 §4.2      `_on_text`, timer "delayed-ack"; `_ack_own`
                                          in `receive_segment` (ACKs within a burst)
@@ -1644,6 +1645,10 @@ class Connection(Sender):
                     # All held already: a duplicate above RCV.NXT (RFC 2883 §4 (2)).
                     self.dsack = (seg.seq, seq_add(seg.seq, len(payload)))
                     break
+        fits = self.recvbuf.window - offset
+        short = len(payload) > fits
+        if short and fits <= 0:
+            self._drop("no-buffer-space", now)  # see _retract_to_buffer
         advanced = self.recvbuf.insert(offset, payload)
         if offset > 0:
             # Out of order: ACK at once (RFC 5681 §4.2, RFC 9293 3.8.6.3) so the
@@ -1651,6 +1656,8 @@ class Connection(Sender):
             if tcb.sack:
                 self._note_ooo(seg.seq)
             self._ack_now = self._ack_own = True
+            if short:
+                self._retract_to_buffer()
             return True
         if advanced:
             self._advance_rcv_nxt(advanced)
@@ -1666,9 +1673,23 @@ class Connection(Sender):
                     self._ack_now = self._ack_own = True
                 elif not self.timers.is_armed("delayed-ack"):
                     self._arm(now, "delayed-ack", self.config.delayed_ack, "delayed ACK")
+        if short:
+            self._retract_to_buffer()
         if self._peer_fin_seq is not None and self._peer_fin_seq == tcb.rcv_nxt:
             self._accept_fin(now)
         return True
+
+    def _retract_to_buffer(self) -> None:
+        """Text inside the window we advertised found no room in the buffer: the window
+        had been rounded up to its scale unit so as not to pull the right edge back
+        (RFC 7323 §2.4, `_window_field`), and such promises add up while the reader
+        lags.  What did not fit is lost; the window retracts to what the buffer backs,
+        rounded down, and is advertised at once (as Linux's tcp_select_window when a
+        segment found no memory), so the peer probes a zero window instead of
+        retransmitting into silence until it gives up."""
+        shift = self.tcb.wscale_local
+        self.tcb.rcv_wnd = (self._rcv_avail() >> shift) << shift
+        self._ack_now = self._ack_own = True
 
     def _advance_rcv_nxt(self, n: int) -> None:
         tcb = self.tcb

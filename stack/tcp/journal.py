@@ -169,6 +169,10 @@ class Journal:
             elif offset < 0 or offset + length > rcv_wnd:
                 out["verdict"] = "trimmed"
                 out["reason"] = _trim_reason(offset, length, rcv_wnd)
+            elif offset == 0 and seq_diff(after[7], rcv_nxt) < length:
+                # in the window, but the buffer held less (Connection._retract_to_buffer)
+                out["verdict"] = "trimmed"
+                out["reason"] = f"{length - seq_diff(after[7], rcv_nxt)} bytes past the buffer"
             else:
                 out["verdict"] = "accepted"
         else:

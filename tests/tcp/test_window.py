@@ -7,6 +7,7 @@ from dataclasses import replace
 
 from stack.tcp.clock import MS, SECOND
 from stack.tcp.config import TcpConfig
+from stack.tcp.connection import Connection
 from stack.tcp.state import State
 from tests.tcp.helpers import (
     ACK,
@@ -25,6 +26,7 @@ from tests.tcp.helpers import (
     recv_nothing,
     send,
 )
+from tests.tcp.test_journal import journal
 
 RTO = 200 * MS
 DATA = replace(RECV, flags=PSH | ACK)
@@ -322,3 +324,55 @@ def test_window_shrunk_to_zero_with_data_in_flight_probes_and_never_times_out() 
     assert recv(c, t + 2) == replace(DATA, seq=LOCAL_ISS + 1001, payload=data[1000:])
     assert c.timers["persist"].deadline is None
     assert c.timers["retransmission"].deadline == t + 2 + RTO
+
+
+
+def _promised_past_the_buffer() -> tuple[Connection, int, int]:
+    """A connection (shift 1, 100 000-byte buffer, nothing read) whose right edge was
+    rounded up one byte past the buffer: the connection, RCV.NXT and that edge."""
+    c = _scaled(cfg(rcv_buf=100_000, rcv_buf_max=0, wscale=True, journal=8))
+    for n, t in enumerate((0, 50 * MS, 100 * MS)):
+        send(c, replace(SEND, seq=REMOTE_ISS + 1 + n, payload=b"x"), t)
+        seg = recv(c, t + 40 * MS)
+    assert (seg.ack, seg.window) == (REMOTE_ISS + 4, 49_999)  # 99_997 free: rounded up
+    edge = seg.ack + (seg.window << 1)
+    assert edge == REMOTE_ISS + 1 + 100_000 + 1
+    return c, seg.ack, edge
+
+
+def test_text_the_buffer_cannot_hold_retracts_the_window_at_once() -> None:
+    # Rounding the window up so as not to pull the right edge back (RFC 7323 §2.4) can
+    # promise bytes past the buffer.  Text that finds no room there is dropped, and the
+    # ACK goes out at once with the window the buffer backs, zero (a retraction, as
+    # Linux when a segment finds no memory): the peer probes a zero window instead of
+    # retransmitting into silence until it gives up.
+    c, nxt, _edge = _promised_past_the_buffer()
+    full = REMOTE_ISS + 1 + 100_000
+    t = 200 * MS
+    send(c, replace(SEND, seq=nxt, payload=b"y" * (full - nxt)), t)  # fills the buffer
+    assert recv(c, t) == replace(RECV, ack=full, window=1)  # the promise stands
+    send(c, replace(SEND, seq=full, payload=b"zz"), t + 1)  # inside it: no room
+    assert recv(c, t + 1) == replace(RECV, ack=full, window=0)
+    assert c.tcb.rcv_wnd == 0
+    assert c.counters["drops"] == {"no-buffer-space": 1}
+    e = journal(c)[-2]
+    assert (e["direction"], e["verdict"], e["reason"]) == ("in", "dropped", "no-buffer-space")
+    # the peer's retransmission is a zero-window probe now, answered at once
+    send(c, replace(SEND, seq=full, payload=b"zz"), t + RTO)
+    assert recv(c, t + RTO) == replace(RECV, ack=full, window=0)
+    assert c.counters["drops"] == {"no-buffer-space": 1, "zero-window": 1}
+    # reading reopens the window with an update, as after any zero window
+    assert len(c.receive(100_000, t + RTO + 1)) == 100_000
+    assert recv(c, t + RTO + 1) == replace(RECV, ack=full, window=50_000)
+
+
+def test_text_partly_past_the_buffer_is_trimmed_and_the_window_retracted() -> None:
+    c, nxt, edge = _promised_past_the_buffer()
+    t = 200 * MS
+    send(c, replace(SEND, seq=nxt, payload=b"y" * (edge - nxt)), t)  # one byte too many
+    assert recv(c, t) == replace(RECV, ack=REMOTE_ISS + 1 + 100_000, window=0)
+    assert c.tcb.rcv_wnd == 0
+    assert c.counters["drops"] == {}
+    e = journal(c)[-2]
+    assert (e["direction"], e["verdict"], e["reason"]) == ("in", "trimmed",
+                                                          "1 bytes past the buffer")
