@@ -328,6 +328,11 @@ class App:
                 "or a global one",
                 EXIT_USAGE,
             )
+        if isinstance(literal, ipaddress.IPv6Address) and literal.scope_id is not None:
+            # A zone names one of this host's links; off link-local it means nothing (Linux
+            # ignores it there) and pytcp's own interface is the only link it uses.  Kept,
+            # it would make the connection's address differ from the replies' (no match).
+            literal = ipaddress.IPv6Address(text.split("%", 1)[0])
         if literal is not None:
             if family is not None and literal.version != family:
                 raise CliError(

@@ -115,13 +115,18 @@ class ClosedElsewhere(ConnectionAbortedError):
 
 def parse_address(text: str) -> IPv4Address | IPv6Address | None:
     """An IPv4 or IPv6 literal, brackets allowed around IPv6 (`[fd77::1]`, as in URLs);
-    None when `text` is not one."""
+    None when `text` is not one.  A zone (`%eth0`) on an address that is not link-local
+    is dropped, as Linux ignores it there: kept, the address would not equal the one
+    in the peer's segments."""
     if text.startswith("[") and text.endswith("]"):
         text = text[1:-1]
     try:
-        return ipaddress.ip_address(text)
+        addr = ipaddress.ip_address(text)
     except ValueError:
         return None
+    if isinstance(addr, IPv6Address) and addr.scope_id is not None and not addr.is_link_local:
+        addr = IPv6Address(text.split("%", 1)[0])
+    return addr
 
 
 def split_addresses(text: str) -> tuple[str | None, str | None]:

@@ -447,3 +447,14 @@ def test_abort_through_the_connection_is_a_reset_elsewhere(pair: tuple[Stack, St
     sock.connection.abort(client.loop.now())  # what the control endpoint does
     assert sock.closed_elsewhere == "reset"
     assert isinstance(sock.error, ConnectionAbortedError)
+
+
+def test_parse_address_drops_a_zone_off_link_local_only() -> None:
+    from ipaddress import IPv6Address
+
+    from stack.api import parse_address
+
+    assert parse_address("[fd77::1%lo]") == IPv6Address("fd77::1")
+    assert parse_address("fd77::1%lo") == parse_address("fd77::1")
+    assert parse_address("fe80::1%lo") == IPv6Address("fe80::1%lo")
+    assert parse_address("10.77.0.1") is not None and parse_address("x%lo") is None

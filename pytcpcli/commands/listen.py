@@ -787,7 +787,8 @@ def parse_addr_port(args: tuple[str, ...]) -> tuple[str | None, int]:
         if text.startswith("[") and text.endswith("]"):
             text = text[1:-1]  # [fd77:0::2], as URLs and ncat write IPv6
         try:
-            addr = str(ipaddress.ip_address(text))
+            # A zone (%lo) is dropped, as App.resolve_all drops it for connect.
+            addr = str(ipaddress.ip_address(text.split("%", 1)[0]))
         except ValueError:
             raise click.UsageError(f"{args[0]!r} is not an IPv4 or IPv6 address") from None
     return addr, port

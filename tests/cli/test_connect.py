@@ -52,6 +52,15 @@ def test_stdin_to_peer_and_reply_to_stdout(netns, family: int) -> None:
     assert server.wait() == [b"hello\x00world\n"]
 
 
+def test_a_zone_on_an_address_that_is_not_link_local_is_ignored(netns) -> None:
+    # As Linux ignores it there: the connection's address is the plain one, so the
+    # SYN-ACK matches it (kept, it reset its own connection's SYN-ACK and timed out).
+    KernelServer(7000, upper_echo, family=6)
+    out = run("connect", "-v", "-w", "5s", "fd77::1%lo", "7000", input=b"zone")
+    assert (out.returncode, out.stdout) == (0, b"ZONE")
+    assert out.stderr.decode().startswith("pytcp: connected to fd77::1 port 7000 from fd77::2 ")
+
+
 @FAMILIES
 def test_verbose_lines(netns, family: int) -> None:
     KERNEL, STACK = ADDRS[family]
