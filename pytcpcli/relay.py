@@ -68,6 +68,8 @@ class SocketLike(Protocol):
     def state(self) -> str: ...
     @property
     def error(self) -> BaseException | None: ...
+    @property
+    def send_queued(self) -> int: ...
     def send(self, data: bytes | memoryview) -> int: ...
     def recv(self, bufsize: int) -> bytes: ...
     def shutdown(self, how: int = ...) -> None: ...
@@ -597,6 +599,7 @@ class Relay:
         self.done = False
         self.failure: BaseException | None = None
         self._after_cr = False
+        self._abort_when_sent = False
         self._pumping = False
         self._again = False
         sock.on_change(self.pump)
@@ -666,6 +669,8 @@ class Relay:
             self.on_progress()
         if self.peer_eof and self.fin_sent and self.sock.state in CLOSED_STATES:
             self._finish()
+        elif self._abort_when_sent and not self.up and not self.sock.send_queued:
+            self.abort()
 
     def _write_side_gone(self) -> None:
         """Our FIN went out without us (pytcp close [--half] from another process): what
@@ -756,6 +761,13 @@ class Relay:
         """Stop relaying without reporting done (the session is ending this connection)."""
         self.done = True
         self.sock.on_change(None)
+
+    def abort_when_sent(self) -> None:
+        """-q: abort() as soon as the peer has acknowledged every byte fed, at once if it
+        has. An RST discards what the connection still queues, which nc -q does not
+        lose: its close leaves the sending to the kernel."""
+        self._abort_when_sent = True
+        self.pump()
 
     def abort(self) -> None:
         """RST (second SIGINT, -i timeout): first take what was received, then abort.

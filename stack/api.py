@@ -237,6 +237,12 @@ class Socket:
         return bool(self._conn.at_eof) or self._read_shut
 
     @property
+    def send_queued(self) -> int:
+        """Bytes sent and not yet acknowledged by the peer (SIOCOUTQ): what an abort()
+        would discard."""
+        return int(self._conn.send_queued)
+
+    @property
     def error(self) -> BaseException | None:
         """The failure that ended the connection (refused, reset, timed out...), or None.
 

@@ -213,16 +213,11 @@ class ConnectSession(Session):
     def _quit(self) -> None:
         """-q: the time after stdin EOF is up; take what arrived, then abort with RST,
         as a kernel close does when data could still arrive unread (RFC 1122
-        4.2.2.13): the peer must not be left half-open."""
+        4.2.2.13): the peer must not be left half-open. The RST waits until the peer
+        has acknowledged all of stdin, which it would otherwise discard."""
         if self.relay.done:
             return
-        self.relay.drain()
-        self.relay.stop()
-        try:
-            self.sock.abort()
-        except OSError:
-            pass
-        self._finish()
+        self.relay.abort_when_sent()
 
     def _check_idle(self) -> None:
         assert self.idle_timeout is not None
@@ -339,7 +334,8 @@ def zero_io(stack: Any, sock: Any) -> None:
     type=Duration(allow_zero=True),
     metavar="DURATION",
     help="Exit DURATION after stdin EOF, whatever the peer does; a connection still "
-    "open then is aborted with RST (the peer is not left half-open).",
+    "open then is aborted with RST (the peer is not left half-open) as soon as the peer "
+    "has acknowledged all of stdin (an RST would discard it; nc -q's kernel sends it).",
 )
 @click.option(
     "--no-shutdown",

@@ -264,7 +264,8 @@ class ListenSession(Session):
 
     def _quit(self) -> None:
         """-q: the time after stdin EOF is up. Every connection still open takes what
-        arrived and is aborted (RST: the peer is not left half-open), and pytcp ends."""
+        arrived and is aborted (RST: the peer is not left half-open) once the peer has
+        acknowledged what it was sent from stdin, and pytcp ends."""
         if self.finished or self.signum is not None:
             return
         if self.listener is not None:
@@ -274,7 +275,7 @@ class ListenSession(Session):
         self.listener_closed = True
         for client in self.live:
             if not client.closed:
-                client.relay.abort()
+                client.relay.abort_when_sent()  # once stdin's bytes are acknowledged
         self._check_end()
 
     def _check_idle(self, client: Client) -> None:
@@ -867,7 +868,8 @@ def parse_addr_port(args: tuple[str, ...]) -> tuple[str | None, int]:
     type=Duration(allow_zero=True),
     metavar="DURATION",
     help="Exit DURATION after stdin EOF, whatever the peers do; connections still "
-    "open then are aborted with RST.",
+    "open then are aborted with RST, each as soon as its peer has acknowledged all of "
+    "stdin (an RST would discard it).",
 )
 @idle_timeout_option
 @click.option(

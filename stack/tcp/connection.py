@@ -428,6 +428,12 @@ class Connection(Sender):
         return self.tcb.fin_received and self.recvbuf.readable == 0
 
     @property
+    def send_queued(self) -> int:
+        """Bytes sent by the application and not yet acknowledged by the peer, sent or
+        not (Linux SIOCOUTQ)."""
+        return len(self.sendbuf)
+
+    @property
     def send_space(self) -> int:
         """Bytes send() would accept now."""
         if self.tcb.fin_queued or USER_CALLS[(self.tcb.state, "SEND")] not in ("send", "queue"):

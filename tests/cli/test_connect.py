@@ -349,6 +349,31 @@ def test_quit_after_stdin_eof(netns, family: int) -> None:
     assert server.wait() == [(b"x", os.strerror(errno.EPIPE))]
 
 
+def test_quit_resets_only_once_what_stdin_gave_is_acknowledged(netns) -> None:
+    # -q 0 and a reader with a small buffer: at stdin EOF, the deadline, the tail of
+    # stdin is still queued in pytcp, and an RST then discarded it (exit 0 all the same).
+    # The reset waits until the peer has acknowledged every byte.
+    data = os.urandom(3_000_000)
+
+    def small_reader(conn: socket.socket) -> tuple[int, str, str]:
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+        got = bytearray()
+        try:
+            while len(got) < len(data):
+                chunk = conn.recv(65536)
+                if not chunk:
+                    break
+                got += chunk
+        except ConnectionResetError:
+            return len(got), hashlib.sha256(got).hexdigest(), "reset early"
+        return len(got), hashlib.sha256(got).hexdigest(), "whole"
+
+    server = KernelServer(7012, small_reader)
+    out = run("connect", "-q", "0", KERNEL, "7012", input=data)
+    assert (out.returncode, out.stderr) == (0, b"")
+    assert server.wait() == [(len(data), hashlib.sha256(data).hexdigest(), "whole")]
+
+
 @FAMILIES
 def test_idle_timeout_exits_1(netns, family: int) -> None:
     KERNEL, _STACK = ADDRS[family]

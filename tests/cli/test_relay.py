@@ -132,6 +132,7 @@ class ScriptedSocket:
     def __init__(self) -> None:
         self.room = 0
         self.sent = bytearray()
+        self.send_queued = 0  # sent and not yet acknowledged
         self.incoming = bytearray()
         self.eof = False
         self.failure: BaseException | None = None
@@ -192,6 +193,23 @@ class Sink:
 
     def write(self, data: bytes) -> None:
         self.data += data
+
+
+def test_abort_when_sent_waits_for_every_byte_to_be_acknowledged() -> None:
+    sock = ScriptedSocket()
+    sink = Sink()
+    done: list[Relay] = []
+    relay = Relay(sock, sink, on_done=done.append)  # type: ignore[arg-type]
+    relay.feed(b"abcdef")  # no room yet: all of it waits in the relay
+    relay.feed_eof()
+    relay.abort_when_sent()
+    assert (sock.calls, done) == ([], [])
+    sock.change(room=6, send_queued=6)  # taken by the connection, not acknowledged
+    assert (bytes(sock.sent), sock.calls, done) == (b"abcdef", ["shutdown"], [])
+    sock.change(incoming=bytearray(b"late"))  # what arrives meanwhile is kept
+    assert bytes(sink.data) == b"late" and done == []
+    sock.change(send_queued=0)  # the peer acknowledged it all: now the RST
+    assert (sock.calls, done, relay.done) == (["shutdown", "abort"], [relay], True)
 
 
 def test_relay_send_back_pressure_and_fin_after_the_last_byte() -> None:
