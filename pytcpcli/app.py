@@ -424,9 +424,16 @@ class App:
         return sock
 
     def connect_failure(
-        self, error: BaseException, host: str, port: int, timeout: float | None
+        self,
+        error: BaseException,
+        host: str,
+        port: int,
+        timeout: float | None,
+        *,
+        established: bool = False,
     ) -> CliError:
-        """The one line for a connection that could not be made or broke (exit 1)."""
+        """The one line for a connection that could not be made or broke (exit 1);
+        `established`: it broke after the handshake (no -w hint then)."""
         where = f"{host} port {port}"
         how = getattr(error, "how", None)  # stack.api.ClosedElsewhere: pytcp close did it
         if how is not None:
@@ -441,6 +448,11 @@ class App:
             return CliError(f"connection to {where} refused; check that something listens there")
         if isinstance(error, ConnectionResetError):
             return CliError(f"connection to {where} reset by the peer")
+        if isinstance(error, TimeoutError) and established:
+            return CliError(
+                f"connection to {where} timed out: the peer stopped answering "
+                "(retransmissions or keepalive probes went unacknowledged)"
+            )
         if isinstance(error, TimeoutError):
             after = f" after {format_duration(timeout)}" if timeout is not None else ""
             return CliError(

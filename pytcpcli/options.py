@@ -280,7 +280,8 @@ def stack_options(f: F) -> F:
             metavar="SPEC",
             help="Keepalive, SPEC = IDLE[,INTERVAL[,COUNT]]: probe after IDLE without "
             "traffic, every INTERVAL (default 75s), reset after COUNT unanswered "
-            "(default 9) (RFC 1122 4.2.3.6; off by default).",
+            "(default 9) (RFC 1122 4.2.3.6; off by default). A Linux peer answers at most "
+            "one probe per 500 ms (tcp_invalid_ratelimit): keep INTERVAL above that.",
         ),
         click.option(
             "--ecn",
@@ -469,20 +470,18 @@ instead of pytcp's memory.
 
 
 def family_option(f: F) -> F:
-    """-4 / -6: one address family only (for HOST names and listeners), as nc's flags."""
-    f = click.option(
-        "-6",
-        "ipv6",
-        is_flag=True,
-        help="IPv6 only: HOST must be or resolve to an IPv6 address; listen on IPv6 only.",
-    )(f)
-    f = click.option(
-        "-4",
-        "ipv4",
-        is_flag=True,
-        help="IPv4 only: HOST must be or resolve to an IPv4 address; listen on IPv4 only.",
-    )(f)
-    return f
+    """-4 / -6 for a command that names a HOST: one address family only, as nc's flags."""
+    return _family_flags(f, "IPv{n} only: HOST must be or resolve to an IPv{n} address.")
+
+
+def listen_family_option(f: F) -> F:
+    """-4 / -6 for listen: one family's listener only (ADDR, if given, of that family)."""
+    return _family_flags(f, "Listen on IPv{n} only (ADDR, when given, must be IPv{n}).")
+
+
+def _family_flags(f: F, what: str) -> F:
+    f = click.option("-6", "ipv6", is_flag=True, help=what.format(n=6))(f)
+    return click.option("-4", "ipv4", is_flag=True, help=what.format(n=4))(f)
 
 
 def family_of(ipv4: bool, ipv6: bool) -> int | None:

@@ -189,7 +189,7 @@ class ConnectSession(Session):
             self.stdin.stop()
         if relay.failure is not None and self.signum is None and self.error is None:
             addr, port = self.sock.remote
-            failure = self.app.connect_failure(relay.failure, addr, port, None)
+            failure = self.app.connect_failure(relay.failure, addr, port, None, established=True)
             self.code = failure.exit_code
             self.error = failure.format_message()
         self.ended = self.loop.now()
@@ -359,7 +359,12 @@ def zero_io(stack: Any, sock: Any) -> None:
     is_flag=True,
     help="Do not read stdin; only receive (FIN after the peer's).",
 )
-@click.option("--send-only", is_flag=True, help="Discard what the peer sends; only send stdin.")
+@click.option(
+    "--send-only",
+    is_flag=True,
+    help="Discard what the peer sends; only send stdin. At stdin EOF pytcp still waits "
+    "for the peer's FIN, where ncat --send-only quits: add -q 0 for that.",
+)
 @click.option("-C", "--crlf", is_flag=True, help="Send LF line endings from stdin as CRLF.")
 @time_wait_option
 @stack_options

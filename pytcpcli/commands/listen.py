@@ -29,9 +29,9 @@ from pytcpcli.options import (
     StackOptions,
     complete_command,
     family_of,
-    family_option,
     format_duration,
     idle_timeout_option,
+    listen_family_option,
     shutdown_on_eof_option,
     stack_options,
     time_wait_option,
@@ -476,7 +476,7 @@ class ListenSession(Session):
         relay = client.relay
         if relay.failure is not None and self.signum is None:
             addr, port = client.sock.remote
-            failure = self.app.connect_failure(relay.failure, addr, port, None)
+            failure = self.app.connect_failure(relay.failure, addr, port, None, established=True)
             message = failure.format_message()
             if self.keep_open:
                 self.app.say(message)
@@ -894,7 +894,7 @@ def parse_addr_port(args: tuple[str, ...]) -> tuple[str | None, int]:
     "close it: a readiness signal for scripts (pytcp listen --ready-fd 3 80 3>fifo &).",
 )
 @udp_option
-@family_option
+@listen_family_option
 @click.option(
     "--child-grace",
     type=DURATION,

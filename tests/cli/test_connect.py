@@ -392,6 +392,32 @@ def test_idle_timeout_exits_1(netns, family: int) -> None:
     assert err == b"pytcp: no data either way for 1s (-i); closed the connection\n"
 
 
+def test_an_established_connection_that_times_out_says_so_without_a_w_hint(
+    netns, tmp_path: Path
+) -> None:
+    # Keepalive probes go unanswered (pytcp impair drops all that comes back): the
+    # connection times out after the handshake, which -w has nothing to do with.
+    KernelServer(7013, recv_all)
+    env = {**os.environ, "PYTCP_RUNTIME_DIR": str(tmp_path / "rt")}  # this test's only
+    keep_open, writer = os.pipe()
+    # INTERVAL above 500 ms: Linux answers at most one probe per 500 ms (tcp_invalid_ratelimit)
+    proc = pytcp("connect", "-v", "--keepalive", "300ms,600ms,2", KERNEL, "7013",
+                 stdin=keep_open, env=env)  # fmt: skip
+    os.close(keep_open)
+    try:
+        err = StderrLines(proc)
+        connected = err.wait_for("pytcp: connected to ")
+        conn_id = connected.rsplit(" id ", 1)[1].rstrip(")\n")
+        impair = subprocess.run([PYTCP, "impair", conn_id, "drop-next", "100"], env=env,
+                                capture_output=True, timeout=TIMEOUT)  # fmt: skip
+        assert impair.returncode == 0, impair.stderr
+        assert proc.wait(TIMEOUT) == 1
+    finally:
+        os.close(writer)
+    assert f"pytcp: connection to {KERNEL} port 7013 timed out: the peer stopped answering " \
+        "(retransmissions or keepalive probes went unacknowledged)\n" in err.rest()
+
+
 @FAMILIES
 def test_reset_by_peer_exits_1(netns, family: int) -> None:
     KERNEL, _STACK = ADDRS[family]
