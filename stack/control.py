@@ -799,8 +799,8 @@ class ControlServer:
     def _impair(self, conn: Any, req: Request, now: int) -> Response:
         from stack.io.faults import FaultSpec
 
-        if not hasattr(conn, "clamp_window"):  # stack.host.TimeWait: no segments of its own
-            return Response.error(BAD_REQUEST, _time_wait_record(req.conn, "impair"))
+        if not hasattr(conn, "clamp_window"):  # a TimeWait or HalfOpen record (stack.host)
+            return Response.error(BAD_REQUEST, _record_refusal(conn, req.conn, "impair"))
         try:
             spec = FaultSpec.parse(req.params["spec"])
         except ValueError as exc:
@@ -830,8 +830,8 @@ class ControlServer:
         return Response(ok=True, result=self._entry(conn, now))
 
     def _journal(self, conn: Any, req: Request, now: int) -> Response:
-        if not hasattr(conn, "clamp_window"):  # stack.host.TimeWait keeps no journal
-            return Response.error(BAD_REQUEST, _time_wait_record(req.conn, "journal"))
+        if not hasattr(conn, "clamp_window"):  # a TimeWait or HalfOpen record keeps none
+            return Response.error(BAD_REQUEST, _record_refusal(conn, req.conn, "journal"))
         journal = getattr(conn, "journal", None)
         if journal is None:
             return Response.error(
@@ -966,8 +966,10 @@ class ControlServer:
         now = self.stack.loop.now()
         host = self.stack.host
         time_waits = getattr(host, "time_waits", None)  # stack.host.Host's TIME-WAIT records
+        half_opens = getattr(host, "half_opens", None)  # ... and its half-open ones
         listeners = host.listeners()
-        conns: list[Any] = [*host.connections(), *(time_waits() if time_waits else ())]
+        conns: list[Any] = [*host.connections(), *(time_waits() if time_waits else ()),
+                            *(half_opens() if half_opens else ())]  # fmt: skip
         total = len(listeners) + len(conns)
         wanted = {s.upper().replace("_", "-") for s in states}
         if wanted or port is not None:
@@ -1326,8 +1328,15 @@ __all__ = [
 ]
 
 
-def _time_wait_record(conn_id: str | None, what: str) -> str:
-    """The refusal of impair/journal on a TIME-WAIT record (its application closed it)."""
+def _record_refusal(conn: Any, conn_id: str | None, what: str) -> str:
+    """The refusal of impair/journal on a TIME-WAIT record (its application closed it)
+    or a half-open one (SYN-RECEIVED: a connection only once its handshake completes)."""
+    if str(conn.state) == "SYN-RECEIVED":
+        return (
+            f"{conn_id} is half-open (SYN-RECEIVED), kept as a compact record until the "
+            f"peer's ACK makes it a connection; it keeps no "
+            f"{'impairments' if what == 'impair' else 'journal'} before that"
+        )
     return (
         f"{conn_id} is in TIME-WAIT, kept as a compact record that sends nothing but "
         f"ACKs and keeps no {'impairments' if what == 'impair' else 'journal'}; "

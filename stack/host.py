@@ -72,7 +72,13 @@ from typing import Any, Protocol, TypedDict, cast
 from stack.fragments import TIMEOUT_V4, TIMEOUT_V6, Reassembler
 from stack.tcp.clock import MS, SECOND
 from stack.tcp.config import TcpConfig
-from stack.tcp.connection import PAWS_IDLE, Connection, _wscale_for, invalid_ack_limited
+from stack.tcp.connection import (
+    MIN_IPV4_MTU,
+    PAWS_IDLE,
+    Connection,
+    _wscale_for,
+    invalid_ack_limited,
+)
 from stack.tcp.errors import InvalidStateError
 from stack.tcp.isn import (
     COOKIE_PERIOD,
@@ -82,10 +88,10 @@ from stack.tcp.isn import (
     cookie_tsval,
 )
 from stack.tcp.reassembly import RingPool
-from stack.tcp.sender import CE, ECT0, EctSegment
+from stack.tcp.sender import CE, ECT0, MAX_WINDOW_FIELD, EctSegment
 from stack.tcp.seq import MASK, in_window, seq_add, seq_ge, seq_gt, seq_lt
 from stack.tcp.state import State
-from stack.trace import DROP, SEGMENT_OUT, TraceEvent, Tracer, null_tracer
+from stack.trace import DROP, SEGMENT_IN, SEGMENT_OUT, STATE, TraceEvent, Tracer, null_tracer
 from stack.wire import PROTO_ICMP, PROTO_TCP, Flags, Ipv4Header, TcpSegment, WireError
 from stack.wire.icmp import (
     CODE_PROTOCOL_UNREACHABLE,
@@ -170,10 +176,11 @@ _IPV6_FRAGMENT = struct.Struct("!BBHI")  # RFC 8200 §4.5
 # header, ICMPv6's; one byte of anything else (Linux ipv6_frag_thdr_truncated).
 _UPPER_HEADER = {PROTO_TCP: 20, PROTO_ICMPV6: 8}
 _SYN = int(Flags.SYN)
+_ACK = int(Flags.ACK)
+_RST = int(Flags.RST)
 _SYN_ACK_RST = int(Flags.SYN | Flags.ACK | Flags.RST)
-
-# States of a listener's child before it is handed to the accept queue.
-_EMBRYONIC = frozenset({State.LISTEN, State.SYN_RECEIVED})
+_ECE_CWR = int(Flags.ECE | Flags.CWR)
+_NO_SEGMENT = TcpSegment(0, 0, 0, 0, Flags.ACK, 0)  # what a timer's SYN-ACK answers
 
 
 class RandomSource(Protocol):
@@ -319,7 +326,7 @@ class Listener:
         local: Endpoint,
         backlog: int,
         config: TcpConfig,
-        on_close: Callable[[Listener], None],
+        on_close: Callable[[Listener, int], None],
         family: int | None = None,
         syn_cookies: str = "auto",
     ) -> None:
@@ -333,7 +340,7 @@ class Listener:
         self.syn_cookies = syn_cookies
         self.last_cookie: int | None = None  # when the last cookie was sent (ns)
         self.closed = False
-        self._embryonic: dict[int, Connection] = {}
+        self._embryonic: dict[int, HalfOpen] = {}  # by id: the SYN backlog
         self._accept_queue: deque[Connection] = deque()
         self._on_close = on_close
         self.counters = {
@@ -379,17 +386,16 @@ class Listener:
         return self.local[0] in (ANY, ANY6) or self.local[0] == address
 
     def close(self, now: int) -> None:
-        """Stop listening: embryonic and unaccepted connections are aborted (RST)."""
+        """Stop listening: half-open and unaccepted connections are aborted (RST)."""
         if self.closed:
             return
         self.closed = True
-        doomed = [*self._embryonic.values(), *self._accept_queue]
-        self._embryonic.clear()
+        self._on_close(self, now)  # the host aborts the half-open records
+        doomed = list(self._accept_queue)
         self._accept_queue.clear()
         for conn in doomed:
             if not conn.is_closed:
                 conn.abort(now)
-        self._on_close(self)
 
     def _local_text(self) -> str:
         """The bound address as `ss` prints it: `*` for both families, else the address."""
@@ -591,6 +597,283 @@ class TimeWait:
         }  # fmt: skip
 
 
+class HalfOpen:
+    """A listener's half-open connection in SYN-RECEIVED: only what that state needs
+    (Linux's request_sock), not a whole `Connection` with its buffers, congestion and
+    loss-recovery state. The 4-tuple, ISS and IRS, what the peer's SYN offered (MSS,
+    window scale, SACK-permitted, its TSval as TS.Recent, ECN setup, its window), the
+    window our SYN-ACK offered, the SYN-ACK's retransmission count and deadline, and the
+    rate-limit clocks of the ACKs it may draw.
+
+    It answers segments as RFC 9293 §3.10.7.4 says for a passive SYN-RECEIVED, with RFC
+    5961 and RFC 7323, exactly as `Connection` does in that state: the peer's SYN again
+    (SEG.SEQ = IRS) draws the SYN-ACK again (rate-limited as an invalid ACK); PAWS and
+    out-of-window segments draw an ACK (rate-limited), an out-of-window RST nothing; a
+    RST at RCV.NXT ends it silently, one elsewhere in the window and any other SYN draw a
+    challenge ACK (one per challenge_ack_interval); a segment without ACK is dropped; an
+    ACK of anything but ISS+1 draws <SEQ=SEG.ACK><CTL=RST>. The ACK of our SYN is the
+    one segment it cannot take: the host then promotes it to a `Connection` (which
+    replays the SYN this record stands for and takes that ACK, its data and FIN).
+    The host keeps its SYN-ACK timer in a heap; drops are counted here and handed to the
+    connection on promotion.
+    """
+
+    __slots__ = ("deadline", "drops", "ecn", "host", "id", "irs", "is_closed", "iss", "key",
+                 "last_challenge", "last_oow", "listener", "peer_mss", "peer_sack",
+                 "peer_window", "peer_wscale", "rcv_wnd", "resent", "retransmits", "sent_at",
+                 "syn_at", "ts_recent")  # fmt: skip
+
+    def __init__(
+        self,
+        host: Host,
+        id: int,
+        key: Key,
+        listener: Listener,
+        iss: int,
+        syn: TcpSegment,
+        now: int,
+    ) -> None:
+        config = listener.config
+        self.host = host
+        self.id = id
+        self.key = key  # local address, local port, remote address, remote port
+        self.listener = listener
+        self.is_closed = False
+        self.iss = iss
+        self.irs = syn.seq
+        self.peer_mss = syn.mss
+        self.peer_wscale = syn.wscale
+        self.peer_sack = syn.sack_permitted
+        self.peer_window = syn.window
+        # RFC 7323: TS.Recent, and its age is the SYN's arrival (it never changes here:
+        # only an accepted ACK would update it, and that one promotes).
+        self.ts_recent = syn.timestamps[0] if config.timestamps and syn.timestamps else None
+        self.ecn = int(syn.flags) & _ECE_CWR == _ECE_CWR  # RFC 3168 §6.1.1 ECN-setup SYN
+        self.rcv_wnd = min(config.rcv_buf, MAX_WINDOW_FIELD)  # RFC 7323 §2.2: unscaled
+        self.syn_at = now  # the SYN arrived and our first SYN-ACK left
+        self.sent_at = now  # the last SYN-ACK left (a timeout's retransmission)
+        self.retransmits = 0  # SYN-ACK timeouts so far (the timer's backoff)
+        self.resent = False  # the SYN-ACK went again for a retransmitted SYN (Karn)
+        self.deadline = now + min(config.rto_initial, config.rto_max)
+        self.last_challenge: int | None = None
+        self.last_oow: int | None = None
+        self.drops: dict[str, int] | None = None  # made on the first drop
+
+    state = State.SYN_RECEIVED
+    send_space = 0
+
+    @property
+    def local(self) -> Endpoint:
+        return self.key[0], self.key[1]
+
+    @property
+    def remote(self) -> Endpoint:
+        return self.key[2], self.key[3]
+
+    @property
+    def wscale_local(self) -> int:
+        """The shift our SYN-ACK offered (as Connection: only if the peer's SYN did)."""
+        config = self.listener.config
+        if self.peer_wscale is None or not config.wscale:
+            return 0
+        return _wscale_for(max(config.rcv_buf, config.rcv_buf_max))
+
+    @property
+    def counters(self) -> dict[str, Any]:
+        return {"drops": dict(self.drops or {})}
+
+    def drop(self, reason: str) -> None:
+        drops = self.drops
+        if drops is None:
+            drops = self.drops = {}
+        drops[reason] = drops.get(reason, 0) + 1
+
+    def rto(self) -> int:
+        """The SYN-ACK timeout after `retransmits` timeouts (RFC 6298 (2.1), (5.5))."""
+        config = self.listener.config
+        base = min(config.rto_initial, config.rto_max)
+        return min(base << min(self.retransmits, config.rto_max.bit_length()), config.rto_max)
+
+    def synack(self, mss: int, now: int) -> TcpSegment:
+        """Our SYN-ACK, as Connection builds it (Sender._send_syn, _make): the options
+        offer only what the peer's SYN offered (RFC 7323 §1.3)."""
+        config = self.listener.config
+        key = self.key
+        flags = Flags.SYN | Flags.ACK
+        if self.ecn:
+            flags |= Flags.ECE  # RFC 3168 §6.1.1: ECN-setup SYN-ACK
+        ts = None if self.ts_recent is None else ((now // MS) & MASK, self.ts_recent)
+        # RFC 7323 §2.2: a SYN's window is never scaled; it is RCV.WND again (Sender._make).
+        self.rcv_wnd = min(config.rcv_buf, MAX_WINDOW_FIELD)
+        return TcpSegment(
+            key[1], key[3], self.iss, (self.irs + 1) & MASK, flags, self.rcv_wnd, mss=mss,
+            wscale=self.wscale_local if self.peer_wscale is not None and config.wscale
+            else None,
+            sack_permitted=config.sack and self.peer_sack, timestamps=ts,
+        )  # fmt: skip
+
+    def syn(self) -> TcpSegment:
+        """The SYN this record stands for, for the connection it is promoted to."""
+        key = self.key
+        flags = Flags.SYN | (Flags.ECE | Flags.CWR if self.ecn else 0)
+        ts = None if self.ts_recent is None else (self.ts_recent, 0)
+        return TcpSegment(key[3], key[1], self.irs, 0, flags, self.peer_window,
+                          mss=self.peer_mss, wscale=self.peer_wscale,
+                          sack_permitted=self.peer_sack, timestamps=ts)  # fmt: skip
+
+    def _ack(self, mss: int, now: int) -> TcpSegment:
+        """<SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>, the window as Connection's
+        (Sender._window_field): the buffer, scaled, once receiver SWS avoidance lets the
+        right edge move past the SYN-ACK's unscaled one (RFC 9293 3.8.6.2.2)."""
+        shift = self.wscale_local
+        avail = self.listener.config.rcv_buf
+        wnd = self.rcv_wnd
+        if avail - wnd >= max(min(avail // 2, mss), 1):
+            wnd = avail
+        field = min(wnd >> shift, MAX_WINDOW_FIELD)
+        if field << shift < self.rcv_wnd and field < MAX_WINDOW_FIELD:
+            field += 1  # never shrink the right edge (RFC 7323 §2.4)
+        self.rcv_wnd = field << shift
+        ts = None if self.ts_recent is None else ((now // MS) & MASK, self.ts_recent)
+        key = self.key
+        return TcpSegment(key[1], key[3], (self.iss + 1) & MASK, (self.irs + 1) & MASK,
+                          Flags.ACK, field, timestamps=ts)  # fmt: skip
+
+    def _invalid_ack(self, seg: TcpSegment, now: int, reason: str) -> tuple[str, str | None]:
+        """Connection._invalid_ack: the ACK an unacceptable segment draws, limited."""
+        self.drop(reason)
+        limited, self.last_oow = invalid_ack_limited(
+            seg, self.last_oow, now, self.listener.config.invalid_ack_interval
+        )
+        return reason, None if limited else "ack"
+
+    def _challenge(self, now: int, reason: str) -> tuple[str, str | None]:
+        self.drop(reason)
+        last = self.last_challenge
+        if last is not None and now - last < self.listener.config.challenge_ack_interval:
+            self.drop("challenge-ack-rate-limited")
+            return reason, None
+        self.last_challenge = now
+        return reason, "ack"
+
+    def receive_segment(self, seg: TcpSegment, now: int) -> tuple[str, str | None]:
+        """One segment for this 4-tuple: (what happened, what to send). What happened is
+        a drop reason, "reset" (a RST at RCV.NXT: forget the record) or "promote" (the
+        ACK of our SYN: a Connection takes it). What to send: None, "synack", "ack" or
+        "rst" (<SEQ=SEG.ACK><CTL=RST>). Never raises."""
+        flags = int(seg.flags)
+        rcv_nxt = (self.irs + 1) & MASK
+        if flags & _SYN and not flags & (_ACK | _RST) and seg.seq == self.irs:
+            # The peer's SYN again: our SYN-ACK was lost. Send it again (limited as an
+            # invalid ACK, Linux tcp_check_req) and time neither copy (Karn).
+            reason, reply = self._invalid_ack(seg, now, "retransmitted-syn")
+            if reply is None:
+                return reason, None
+            self.resent = True
+            return reason, "synack"
+        ts = seg.timestamps
+        if (
+            self.ts_recent is not None
+            and ts is not None
+            and not flags & _RST
+            and seq_lt(ts[0], self.ts_recent)
+            and now - self.syn_at <= PAWS_IDLE
+        ):
+            return self._invalid_ack(seg, now, "paws")  # RFC 7323 §5.3 R1
+        length = seg.seg_len
+        wnd = self.rcv_wnd
+        if length == 0:
+            acceptable = seg.seq == rcv_nxt if wnd == 0 else in_window(seg.seq, rcv_nxt, wnd)
+        else:
+            acceptable = wnd > 0 and (
+                in_window(seg.seq, rcv_nxt, wnd)
+                or in_window(seq_add(seg.seq, length - 1), rcv_nxt, wnd)
+            )
+        if not acceptable and not (wnd == 0 and seg.seq == rcv_nxt):
+            if flags & _RST:  # RFC 5961 §3.2
+                self.drop("rst-out-of-window")
+                return "rst-out-of-window", None
+            return self._invalid_ack(seg, now, "out-of-window")
+        if flags & _RST:  # second
+            if seg.seq == rcv_nxt:
+                return "reset", None  # a passive open's SYN-RECEIVED: back to LISTEN
+            return self._challenge(now, "rst-in-window")  # RFC 5961 §3.2
+        if flags & _SYN:  # fourth, RFC 5961 §4
+            return self._challenge(now, "syn-in-synchronized")
+        if not flags & _ACK:  # fifth
+            self.drop("no-ack")
+            return "no-ack", None
+        if seg.ack != (self.iss + 1) & MASK:  # SND.UNA < SEG.ACK =< SND.NXT fails
+            self.drop("bad-ack-in-syn-received")
+            return "bad-ack-in-syn-received", "rst"
+        return "promote", None
+
+    def abort(self, now: int) -> None:
+        """ABORT in SYN-RECEIVED: <SEQ=SND.NXT><CTL=RST>, then CLOSED (RFC 9293 §3.10.5)."""
+        if not self.is_closed:
+            self.host._abort_half_open(self, now)
+
+    def close(self, now: int) -> None:
+        """CLOSE (`pytcp close ID`): nobody owns a half-open connection yet, and a
+        record cannot queue a FIN for after the handshake: it is reset, as ABORT."""
+        self.abort(now)
+
+    def shutdown(self, now: int) -> None:
+        self.abort(now)
+
+    def send(self, data: bytes, now: int) -> int:
+        raise InvalidStateError("connection not yet accepted")
+
+    def set_timer(self, name: str, delay: int, now: int) -> None:
+        """Re-arm the SYN-ACK timer to run out `delay` ns from now (`pytcp timer ID set`)."""
+        if name != "syn":
+            raise ValueError(f"a half-open record has no {name!r} timer, only syn")
+        self.deadline = now + max(0, delay)
+        heapq.heappush(self.host._ho_heap, (self.deadline, self.id, self))
+
+    def timers(self, now: int) -> list[dict[str, Any]]:
+        return [{"name": "syn", "armed": not self.is_closed, "deadline": self.deadline,
+                 "remaining": self.deadline - now, "backoff": self.retransmits,
+                 "reason": "SYN retransmission"}]  # fmt: skip
+
+    def row(self, now: int) -> dict[str, Any]:
+        """A `pytcp inspect` list row, with Connection.row's names where it has them."""
+        key = self.key
+        return {
+            "id": self.id,
+            "state": str(State.CLOSED if self.is_closed else State.SYN_RECEIVED),
+            "half_open_record": True,
+            "local": {"addr": str(key[0]), "port": key[1]},
+            "remote": {"addr": str(key[2]), "port": key[3]},
+            "buffers": {"send_queued": 0, "unread": 0},
+            "timers": self.timers(now),
+        }
+
+    def snapshot(self, now: int) -> dict[str, Any]:
+        """What SYN-RECEIVED keeps, in Connection.snapshot's shape where it keeps it (as
+        ss shows a request socket: addresses, sequence numbers, options, the timer)."""
+        snd_nxt = (self.iss + 1) & MASK
+        config = self.listener.config
+        return {
+            **self.row(now),
+            "send": {"iss": self.iss, "snd_una": self.iss, "snd_nxt": snd_nxt,
+                     "snd_max": snd_nxt, "snd_wnd": self.peer_window},
+            "receive": {"irs": self.irs, "rcv_nxt": (self.irs + 1) & MASK,
+                        "rcv_wnd": self.rcv_wnd},
+            "options": {"mss_remote": self.peer_mss or DEFAULT_MSS,
+                        "wscale_local": self.wscale_local,
+                        "wscale_remote": min(self.peer_wscale, 14)
+                        if self.peer_wscale is not None and config.wscale else 0,
+                        "sack": config.sack and self.peer_sack,
+                        "timestamps": self.ts_recent is not None, "ts_recent": self.ts_recent,
+                        "ecn": self.ecn},
+            "recovery": {"syn_timeouts": self.retransmits},
+            "counters": self.counters,
+            "close": {"fin_sent": False, "fin_acked": False, "fin_received": False,
+                      "app_closed": False},
+        }  # fmt: skip
+
+
 # Connection methods that change nothing the host must act on: everything else public
 # (user calls, input, timers, the steering verbs) marks the connection for the host.
 _READ_ONLY = frozenset(
@@ -695,7 +978,11 @@ class Host:
         self._live: dict[int, Connection] = {}  # by id: insertion order is id order
         self._by_key: dict[Key, Connection] = {}
         self._listeners: dict[int, Listener] = {}  # by port
-        self._parent: dict[int, Listener] = {}  # embryonic connection id -> its listener
+        # Half-open records (SYN-RECEIVED, listener children) by 4-tuple, and a heap of
+        # (deadline, id, record) for their SYN-ACK timers (lazily revalidated). Their
+        # listener holds them by id (its SYN backlog).
+        self._half_opens: dict[Key, HalfOpen] = {}
+        self._ho_heap: list[tuple[int, int, HalfOpen]] = []
         # TIME-WAIT records of connections their application closed, by 4-tuple and id,
         # and a heap of (deadline, id) for their 2·MSL timers (lazily revalidated).
         self._time_waits: dict[Key, TimeWait] = {}
@@ -845,6 +1132,13 @@ class Host:
         """Open listeners, by id."""
         return sorted(self._listeners.values(), key=lambda lst: lst.id)
 
+    def half_opens(self) -> list[HalfOpen]:
+        """Half-open records (SYN-RECEIVED, not yet ACKed), by id."""
+        return sorted(
+            (r for lst in self._listeners.values() for r in lst._embryonic.values()),
+            key=lambda r: r.id,
+        )
+
     def time_waits(self) -> list[TimeWait]:
         """TIME-WAIT records (connections closed by their application), by id."""
         return sorted(self._tw_ids.values(), key=lambda r: r.id)
@@ -873,7 +1167,7 @@ class Host:
         self._forget_time_wait(record, now)
         return True
 
-    def find(self, id: int) -> tuple[Connection | TimeWait | Listener, bool] | None:
+    def find(self, id: int) -> tuple[Connection | TimeWait | HalfOpen | Listener, bool] | None:
         """The live connection or open listener with this id, and whether it is a
         listener; None when there is none. O(1) in connections (`inspect ID`)."""
         conn = self._live.get(id)
@@ -885,6 +1179,9 @@ class Host:
         for lst in self._listeners.values():  # a handful, by port
             if lst.id == id:
                 return lst, True
+            half = lst._embryonic.get(id)
+            if half is not None:
+                return half, False
         return None
 
     def snapshot(self) -> dict[str, Any]:
@@ -1100,24 +1397,15 @@ class Host:
             self._forget(conn)
             conn = None
         if conn is not None and not conn.is_closed:
-            parent = self._parent.get(conn.id)
-            if (
-                parent is not None
-                and parent.accept_queue_full
-                and seg.flags & Flags.ACK
-                and not seg.flags & (Flags.RST | Flags.SYN)
-            ):
-                # Linux (tcp_abort_on_overflow=0): drop the handshake-completing ACK and
-                # let retransmissions finish the handshake once there is room.
-                parent.counters["ack_dropped"] += 1
-                self._drop(now, "accept-queue-full", src=ip.src, dst=ip.dst, segment=seg)
-                return
             if (ip.tos if isinstance(ip, Ipv4Header) else ip.traffic_class) & CE == CE:
                 conn.receive_ce()  # RFC 3168 §5: the IP ECN field says CE
             conn.receive_segment(seg, now)
-            if parent is not None:
-                self._settle(conn, parent, now)
             return
+        if self._half_opens:
+            half = self._half_opens.get(key)
+            if half is not None:
+                self._half_open_segment(half, ip, seg, now)
+                return
         listener = self._listeners.get(seg.dst_port)
         if listener is not None and listener.matches(ip.dst):
             self._listener_segment(listener, ip, seg, now)
@@ -1154,16 +1442,9 @@ class Host:
             listener.counters["syn_dropped"] += 1
             self._drop(now, "syn-backlog-full", src=ip.src, dst=ip.dst, segment=seg)
             return
-        # "third, check for a SYN": a new connection in LISTEN takes the SYN from here.
-        conn = self._new_connection(
-            (ip.dst, seg.dst_port), (ip.src, seg.src_port), now, listener.config
-        )
-        listener.counters["syn_received"] += 1
-        listener._embryonic[conn.id] = conn
-        self._parent[conn.id] = listener
-        conn.open_passive(now)
-        conn.receive_segment(seg, now)
-        self._settle(conn, listener, now)
+        # "third, check for a SYN": a half-open record in SYN-RECEIVED, not a whole
+        # connection (Linux's request_sock), answers it with our SYN-ACK.
+        self._new_half_open(listener, ip, seg, now)
 
     def _receive_icmp(self, ip: Ipv4Header, payload: memoryview, now: int) -> None:
         self.counters["icmp_in"] += 1
@@ -1243,6 +1524,11 @@ class Host:
         if conn is None and key in self._time_waits:
             self._drop(now, "icmp-time-wait", src=ip.src, dst=ip.dst, icmp=err)
             return
+        if conn is None and self._half_opens:
+            half = self._half_opens.get(key)
+            if half is not None:
+                self._half_open_icmp(half, err, quoted, now)
+                return
         if conn is None or conn.is_closed:
             self._drop(now, "icmp-no-connection", src=ip.src, dst=ip.dst, icmp=err)
             return
@@ -1259,9 +1545,6 @@ class Host:
         conn.receive_icmp(err, now)  # checks the quoted sequence number (RFC 5927 §4.1)
         if conn.path_mtu < before:
             self._learn_path_mtu(conn.remote[0], conn.path_mtu, locked, now)
-        parent = self._parent.get(conn.id)
-        if parent is not None:
-            self._settle(conn, parent, now)
 
     def path_mtus(self) -> dict[Address, PathMtu]:
         """The path MTUs learned by destination (copies), until each expires."""
@@ -1357,8 +1640,9 @@ class Host:
                 self._forget_time_wait(record, now)  # 2·MSL passed: CLOSED (RFC 9293 §3.10.8)
             else:
                 heapq.heappush(heap, (record.deadline, rid))  # restarted by a FIN
+        if self._ho_heap:
+            self._half_open_timers(now)
         self._refresh()
-        thresholds: dict[int, int] = {}
         timers, scheduled, live = self._timer_heap, self._scheduled, self._live
         due = []
         while timers and timers[0][0] <= now:
@@ -1375,12 +1659,7 @@ class Host:
             if current is None or current > now:
                 self._dirty[cid] = conn  # re-filed by the next refresh
                 continue
-            parent = self._parent.get(conn.id)
-            if parent is not None and self._prune(conn, parent, now, thresholds):
-                continue
             conn.handle_timers(now)
-            if parent is not None:
-                self._settle(conn, parent, now)
         self._refresh()
 
     def _schedule(self, conn: Connection) -> None:
@@ -1404,56 +1683,52 @@ class Host:
             if live.get(conn.id) is conn:
                 self._schedule(conn)
 
-    def fire_timer(self, conn: Connection | TimeWait, name: str, now: int) -> None:
-        """Fire one armed timer of `conn` now (`pytcp timer ID fire NAME`); a listener's
-        child is settled afterwards, as after handle_timers. Raises what
+    def fire_timer(self, conn: Connection | TimeWait | HalfOpen, name: str, now: int) -> None:
+        """Fire one armed timer of `conn` now (`pytcp timer ID fire NAME`). Raises what
         Connection.fire_timer raises (not armed, no such timer). A TIME-WAIT record has
-        one timer, "time-wait": firing it ends the record (`expire_time_wait`)."""
+        one timer, "time-wait": firing it ends the record (`expire_time_wait`); a
+        half-open record one, "syn": the SYN-ACK goes again (or the record gives up)."""
         if isinstance(conn, TimeWait):
             if name != "time-wait":
                 raise ValueError(f"a TIME-WAIT record has no {name!r} timer, only time-wait")
             self.expire_time_wait(conn.id, now)
             return
+        if isinstance(conn, HalfOpen):
+            if name != "syn":
+                raise ValueError(f"a half-open record has no {name!r} timer, only syn")
+            if not conn.is_closed:
+                self._half_open_timeout(conn, now)
+            return
         conn.fire_timer(name, now)
-        parent = self._parent.get(conn.id)
-        if parent is not None:
-            self._settle(conn, parent, now)
 
     def _prune(
-        self, conn: Connection, listener: Listener, now: int, thresholds: dict[int, int]
+        self, record: HalfOpen, listener: Listener, now: int, thresholds: dict[int, int]
     ) -> bool:
         """Linux reqsk_timer_handler: when the SYN backlog is over half full, a SYN-ACK
-        that timed out `thresh` times is not sent again and its embryonic connection is
+        that timed out `thresh` times is not sent again and its half-open record is
         forgotten silently (no RST: the peer may well be spoofed). `thresh` falls from
         synack_retries towards PRUNE_MIN_THRESH as the young (never retransmitted) share
         of the backlog shrinks: half the room stays for young connections."""
-        syn = conn.timers["syn"]
-        if conn.state is not State.SYN_RECEIVED or syn.deadline is None or syn.deadline > now:
-            return False
         thresh = thresholds.get(listener.id)
         if thresh is None:
             thresh = listener.config.synack_retries
             queued = len(listener._embryonic)
             if queued * 2 > max(8, listener.backlog):
-                young = 2 * sum(
-                    1 for c in listener._embryonic.values() if c.timers["syn"].backoff == 0
-                )
+                young = 2 * sum(1 for r in listener._embryonic.values() if r.retransmits == 0)
                 while thresh > PRUNE_MIN_THRESH and queued >= young:
                     thresh -= 1
                     young *= 2
             thresholds[listener.id] = thresh
-        if syn.backoff < thresh or thresh >= listener.config.synack_retries:
-            return False  # within its retries; at the full count the connection gives up
+        if record.retransmits < thresh or thresh >= listener.config.synack_retries:
+            return False  # within its retries; at the full count the record gives up
         listener.counters["synack_pruned"] += 1
-        self._drop(now, "synack-pruned", src=conn.remote[0], dst=conn.local[0])
-        conn.abort(now)
-        conn.segments_to_send(now)  # the RST of ABORT is not sent: nobody may be there
-        self._forget(conn)
+        self._drop(now, "synack-pruned", src=record.key[2], dst=record.key[0])
+        self._forget_half_open(record, now)
         return True
 
     def next_deadline(self) -> int | None:
-        """The earliest timer deadline of any connection or TIME-WAIT record; None when
-        no timer is armed. From two heaps: O(log n), not a scan of every connection."""
+        """The earliest timer deadline of any connection, TIME-WAIT or half-open record;
+        None when no timer is armed. From heaps: O(log n), not a scan of every one."""
         self._refresh()
         heap = self._tw_heap
         while heap:
@@ -1465,6 +1740,11 @@ class Host:
             if record is not None and record.deadline > deadline:
                 heapq.heappush(heap, (record.deadline, rid))
         earliest: int | None = heap[0][0] if heap else None
+        half = self._ho_heap
+        while half and (half[0][2].is_closed or half[0][2].deadline != half[0][0]):
+            heapq.heappop(half)  # gone (promoted, reset, pruned) or re-armed since
+        if half and (earliest is None or half[0][0] < earliest):
+            earliest = half[0][0]
         frag = self._fragments.next_deadline() if self._fragments else None
         if frag is not None and (earliest is None or frag < earliest):
             earliest = frag
@@ -1553,8 +1833,6 @@ class Host:
             return True
         conn = self._new_connection(local, remote, now, config, iss=iss)
         listener.counters["cookies_accepted"] += 1
-        listener._embryonic[conn.id] = conn
-        self._parent[conn.id] = listener
         conn.open_passive(now)
         syn = TcpSegment(
             seg.src_port,
@@ -1575,8 +1853,207 @@ class Host:
         # first RTO stays at rto_initial).
         conn.skip_rtt_sample()
         conn.receive_segment(seg, now)
-        self._settle(conn, listener, now)
+        self._adopt(conn, listener, now)
         return True
+
+    # ---------------------------------------------------- half-open records
+
+    def _new_half_open(self, listener: Listener, ip: IpHeader, seg: TcpSegment, now: int) -> None:
+        """A SYN to a listener with room in its SYN backlog: a half-open record answers
+        it with our SYN-ACK (RFC 9293 §3.10.7.2 third, SYN-RECEIVED)."""
+        local = ip.dst
+        own = self._own_address(local)
+        # Our own address object rather than the copy parsed from the packet.
+        key: Key = (own if own == local else local, seg.dst_port, ip.src, seg.src_port)
+        iss = self._isn((key[0], key[1]), (key[2], key[3]), now) & MASK
+        record = HalfOpen(self, next(self._ids), key, listener, iss, seg, now)
+        listener.counters["syn_received"] += 1
+        listener._embryonic[record.id] = record
+        self._half_opens[key] = record
+        heapq.heappush(self._ho_heap, (record.deadline, record.id, record))
+        name = str(record.id)
+        tracer = self._tracer
+        if tracer is not null_tracer:
+            fields = {"segment": seg, "src": ip.src, "dst": ip.dst}
+            tracer(TraceEvent(now, SEGMENT_IN, name, fields))
+            tracer(TraceEvent(now, STATE, name, {"old": "CLOSED", "new": "LISTEN"}))
+            tracer(TraceEvent(now, STATE, name, {"old": "LISTEN", "new": "SYN-RECEIVED"}))
+        if seg.payload or seg.flags & Flags.FIN:
+            record.drop("syn-data-ignored")  # no TCP Fast Open: the peer sends it again
+        self._half_open_send(record, "synack", seg, now)
+
+    def _half_open_send(self, record: HalfOpen, what: str, seg: TcpSegment, now: int) -> None:
+        """Send what the record's answer asks for: our SYN-ACK, an ACK, or a RST."""
+        key = record.key
+        config = record.listener.config
+        mss = self._link_mtu(key[0]) - IP_TCP_HEADERS  # as Connection's mss_local
+        if config.mss is not None:
+            mss = min(mss, config.mss)
+        if what == "synack":
+            reply = record.synack(mss, now)
+        elif what == "ack":
+            reply = record._ack(mss, now)
+        else:  # "rst": <SEQ=SEG.ACK><CTL=RST> (§3.10.7.4 fifth, SYN-RECEIVED)
+            reply = TcpSegment(key[1], key[3], seg.ack, 0, Flags.RST, 0)
+        self._emit(key[0], key[2], PROTO_TCP, reply.build(key[0], key[2]))
+        if self._tracer is not null_tracer:
+            self._tracer(TraceEvent(now, SEGMENT_OUT, str(record.id),
+                                    {"segment": reply, "src": key[0], "dst": key[2]}))  # fmt: skip
+
+    def _half_open_segment(self, record: HalfOpen, ip: IpHeader, seg: TcpSegment, now: int) -> None:
+        """A segment for a half-open record's 4-tuple: answered by the record, or the
+        final ACK that promotes it to a connection."""
+        listener = record.listener
+        flags = int(seg.flags)
+        if listener.accept_queue_full and flags & _ACK and not flags & (_RST | _SYN):
+            # Linux (tcp_abort_on_overflow=0): drop the handshake-completing ACK and let
+            # retransmissions finish the handshake once there is room.
+            listener.counters["ack_dropped"] += 1
+            self._drop(now, "accept-queue-full", src=ip.src, dst=ip.dst, segment=seg)
+            return
+        tracer = self._tracer
+        name = str(record.id)
+        what, reply = record.receive_segment(seg, now)
+        if what == "promote":
+            ce = (ip.tos if isinstance(ip, Ipv4Header) else ip.traffic_class) & CE == CE
+            self._promote(record, seg, ce, now)
+            return
+        if tracer is not null_tracer:
+            fields = {"segment": seg, "src": ip.src, "dst": ip.dst}
+            tracer(TraceEvent(now, SEGMENT_IN, name, fields))
+            tracer(TraceEvent(now, DROP, name, {"reason": what}))
+        if what == "reset":
+            self._forget_half_open(record, now)
+        elif reply is not None:
+            self._half_open_send(record, reply, seg, now)
+
+    def _promote(self, record: HalfOpen, seg: TcpSegment, ce: bool, now: int) -> None:
+        """The ACK of our SYN-ACK: the record becomes a Connection (same id and ISS). The
+        connection is handed what the record stands for as it happened -- the SYN and
+        our SYN-ACK when they came and went, the SYN-ACK's timeouts (RFC 6298 (5.5),
+        (5.7)), Karn's rule if the SYN-ACK went again -- untraced (the record traced it),
+        then this ACK, with its data and FIN, and joins the accept queue."""
+        listener = record.listener
+        self._forget_half_open(record, now, closed=False)
+        key = record.key
+        at = record.syn_at
+        conn = self._new_connection(
+            (key[0], key[1]), (key[2], key[3]), at, listener.config, iss=record.iss,
+            id=record.id, traced=False,
+        )  # fmt: skip
+        conn.open_passive(at)
+        conn.receive_segment(record.syn(), at)
+        conn.segments_to_send(at)  # the SYN-ACK that left then
+        last = record.sent_at
+        for _ in range(record.retransmits):
+            conn.set_timer("syn", 0, last)
+            conn.handle_timers(last)
+            conn.segments_to_send(last)
+        if record.resent:
+            conn.rtt.on_retransmit()  # Karn: the SYN-ACK went again for a SYN again
+        if record.drops:
+            conn.count_drops(record.drops)
+        conn.tcb.rcv_wnd = record.rcv_wnd  # what the record's ACKs advertised last
+        conn.trace_to(self._tracer)
+        if ce:
+            conn.receive_ce()
+        conn.receive_segment(seg, now)
+        self._adopt(conn, listener, now)
+
+    def _adopt(self, conn: Connection, listener: Listener, now: int) -> None:
+        """A connection whose handshake completed joins its listener's accept queue
+        (aborted if the listener closed meanwhile)."""
+        if conn.is_closed:
+            return
+        if listener.closed or conn.state is State.SYN_RECEIVED:
+            conn.abort(now)
+        else:
+            listener._accept_queue.append(conn)
+
+    def _half_open_timers(self, now: int) -> None:
+        """The SYN-ACK timers due: retransmit, give up, or prune under pressure."""
+        heap = self._ho_heap
+        due: dict[int, HalfOpen] = {}
+        while heap and heap[0][0] <= now:
+            deadline, rid, record = heapq.heappop(heap)
+            if record.is_closed or record.deadline != deadline:
+                continue  # gone (promoted, reset, pruned), or re-armed since
+            due[rid] = record
+        thresholds: dict[int, int] = {}
+        for _, record in sorted(due.items()):
+            if record.is_closed:
+                continue
+            if self._prune(record, record.listener, now, thresholds):
+                continue
+            self._half_open_timeout(record, now)
+
+    def _half_open_timeout(self, record: HalfOpen, now: int) -> None:
+        """RFC 9293 §3.8.1 / RFC 6298 (5.5): the SYN-ACK again, with a doubled timeout;
+        after synack_retries timeouts the record gives up, silently (Linux)."""
+        if record.retransmits + 1 > record.listener.config.synack_retries:
+            self._forget_half_open(record, now)
+            return
+        record.retransmits += 1
+        record.sent_at = now
+        record.deadline = now + record.rto()
+        heapq.heappush(self._ho_heap, (record.deadline, record.id, record))
+        self._half_open_send(record, "synack", _NO_SEGMENT, now)
+
+    def _abort_half_open(self, record: HalfOpen, now: int) -> None:
+        """ABORT in SYN-RECEIVED (a listener closed, `pytcp close ID`): a RST."""
+        key = record.key
+        rst = TcpSegment(key[1], key[3], (record.iss + 1) & MASK, 0, Flags.RST, 0)
+        self._emit(key[0], key[2], PROTO_TCP, rst.build(key[0], key[2]))
+        if self._tracer is not null_tracer:
+            self._tracer(TraceEvent(now, SEGMENT_OUT, str(record.id),
+                                    {"segment": rst, "src": key[0], "dst": key[2]}))  # fmt: skip
+        self._forget_half_open(record, now)
+
+    def _forget_half_open(self, record: HalfOpen, now: int, *, closed: bool = True) -> None:
+        record.is_closed = True
+        record.listener._embryonic.pop(record.id, None)
+        if self._half_opens.get(record.key) is record:
+            del self._half_opens[record.key]
+        heap = self._ho_heap
+        if len(heap) > 2 * len(self._half_opens) + 64:
+            # Entries of records gone keep them alive until their deadline: rebuild
+            # from the live ones (amortized O(1) per record forgotten).
+            self._ho_heap = [e for e in heap if not e[2].is_closed and e[2].deadline == e[0]]
+            heapq.heapify(self._ho_heap)
+        if closed and self._tracer is not null_tracer:
+            self._tracer(TraceEvent(now, STATE, str(record.id),
+                                    {"old": "SYN-RECEIVED", "new": "CLOSED"}))  # fmt: skip
+
+    def _half_open_icmp(self, record: HalfOpen, err: IcmpError, quoted: IpHeader, now: int) -> None:
+        """An ICMP error quoting our SYN-ACK, as Connection.receive_icmp takes it in
+        SYN-RECEIVED: only with the quoted sequence number ISS (RFC 5927 §4.1); a
+        lower path MTU is learned for the peer (RFC 1191, with the host's floors); any
+        other unreachable fails the handshake."""
+        if err.type != 3:
+            record.drop("icmp-not-unreachable")
+            return
+        if err.seq != record.iss:
+            record.drop("icmp-stale-seq")
+            return
+        if err.code != 4:
+            self._forget_half_open(record, now)
+            return
+        remote = record.key[2]
+        learned = self._pmtu.get(remote)
+        current = learned.mtu if learned is not None else self._link_mtu(record.key[0])
+        mtu, locked = err.mtu, False
+        if mtu:
+            floor = PMTU_FLOOR6 - IPV6_EXTRA if quoted.dst.version == 6 else PMTU_FLOOR
+            if mtu < floor:
+                mtu, locked = floor, quoted.dst.version == 4
+        if not mtu:
+            record.drop("icmp-no-mtu")
+        elif mtu >= current:
+            record.drop("icmp-mtu-not-lower")
+        elif mtu < MIN_IPV4_MTU:
+            record.drop("icmp-mtu-too-small")
+        else:
+            self._learn_path_mtu(remote, mtu, locked, now)
 
     def _new_connection(
         self,
@@ -1586,9 +2063,11 @@ class Host:
         config: TcpConfig,
         *,
         iss: int | None = None,
+        id: int | None = None,
+        traced: bool = True,
     ) -> Connection:
         conn = self._connection_class(
-            id=next(self._ids),
+            id=next(self._ids) if id is None else id,
             # Connection's Endpoint is typed IPv4 (tcp/sender.py); it only stores and
             # prints addresses, so an IPv6 endpoint is as good.
             local=cast("tuple[IPv4Address, int]", local),
@@ -1596,7 +2075,7 @@ class Host:
             iss=(self._isn(local, remote, now) if iss is None else iss) & MASK,
             config=config,
             link_mtu=self._link_mtu(local[0]),
-            tracer=self._tracer,
+            tracer=self._tracer if traced else None,
             rings=self._rings,
             challenge_ack_allowed=self._challenge_check,
         )
@@ -1627,23 +2106,6 @@ class Host:
         key = (conn.local[0], conn.local[1], conn.remote[0], conn.remote[1])
         if self._by_key.get(key) is conn:
             del self._by_key[key]
-        parent = self._parent.pop(conn.id, None)
-        if parent is not None:
-            parent._embryonic.pop(conn.id, None)
-
-    def _settle(self, conn: Connection, listener: Listener, now: int) -> None:
-        """After input to a listener's child: hand it to the accept queue once it is
-        synchronized past SYN-RECEIVED; forget it from the backlog if it died there."""
-        if conn.is_closed:
-            listener._embryonic.pop(conn.id, None)
-            self._parent.pop(conn.id, None)
-        elif conn.state not in _EMBRYONIC:
-            listener._embryonic.pop(conn.id, None)
-            self._parent.pop(conn.id, None)
-            if listener.closed:
-                conn.abort(now)
-            else:
-                listener._accept_queue.append(conn)
 
     def _compact(self, conn: Connection, now: int) -> None:
         """Replace a TIME-WAIT connection nobody holds any more by its TimeWait record:
@@ -1722,16 +2184,17 @@ class Host:
         if own is None:
             return True
         key = (own, port, remote[0], remote[1])
-        if key in self._time_waits:
-            return True  # TIME-WAIT holds the 4-tuple (RFC 9293 §3.6.1)
+        if key in self._time_waits or key in self._half_opens:
+            return True  # TIME-WAIT (RFC 9293 §3.6.1) or a half-open one holds the 4-tuple
         conn = self._by_key.get(key)
         return conn is not None and not conn.is_closed
 
-    def _unlisten(self, listener: Listener) -> None:
+    def _unlisten(self, listener: Listener, now: int) -> None:
+        """A listener closed: its half-open records are aborted (RST) and it is gone."""
+        for record in list(listener._embryonic.values()):
+            self._abort_half_open(record, now)
         if self._listeners.get(listener.local[1]) is listener:
             del self._listeners[listener.local[1]]
-        for conn_id in [cid for cid, parent in self._parent.items() if parent is listener]:
-            del self._parent[conn_id]
 
     def _challenge_ack_allowed(self, now: int) -> bool:
         """The host-wide check of a challenge ACK a connection or TIME-WAIT record is about

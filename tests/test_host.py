@@ -486,6 +486,7 @@ def server_in_time_wait(host: Host, ts: bool = False) -> Connection:
     lst = host.listen(LISTEN_PORT)
     stamp = (lambda n: (1000 + n, 0)) if ts else (lambda n: None)
     host.receive_packet(packet(replace(syn(), timestamps=stamp(0))), 0)
+    host.packets_to_send(0)  # the SYN-ACK leaves before its ACK comes
     host.receive_packet(packet(replace(ack(), timestamps=stamp(1))), 0)
     conn = lst.accept()
     assert conn is not None
@@ -510,8 +511,8 @@ def test_new_syn_with_higher_seq_reopens_time_wait() -> None:
     assert old.state == State.CLOSED
     synack = only(host, 2 * MS)
     assert bare(synack) == (LISTEN_PORT, PEER_PORT, LOCAL_ISS, PEER_ISS + 100_001, S | A, 0)
-    [new] = host.connections()
-    assert (new.id, new.state) == (old.id + 1, State.SYN_RECEIVED)
+    [new] = host.half_opens()  # a half-open record, no connection yet
+    assert (new.id, new.state, host.connections()) == (old.id + 1, State.SYN_RECEIVED, [])
 
 
 def test_old_syn_in_time_wait_stays_with_the_old_connection() -> None:
@@ -578,7 +579,7 @@ def test_syn_cookie_when_the_backlog_is_full() -> None:
     assert cookie == TcpSegment(
         LISTEN_PORT, 40_002, expected_iss, PEER_ISS + 1, S | A, 65535, mss=1460
     )
-    assert (lst.embryonic, len(host.connections())) == (1, 1)
+    assert (lst.embryonic, len(host.half_opens()), host.connections()) == (1, 1, [])
     # The ACK carrying the cookie back, with data, becomes an accepted connection.
     final = TcpSegment(
         40_002, LISTEN_PORT, PEER_ISS + 1, expected_iss + 1, A | P, 65535, payload=b"hello"
@@ -1172,6 +1173,7 @@ class HostMachine(RuleBasedStateMachine):
         deadlines = [d for c in live if (d := c.next_deadline()) is not None]
         deadlines += [e.expires for e in self.host.path_mtus().values()]  # RFC 1191 §6.3
         deadlines += [r.deadline for r in self.host.time_waits()]  # compacted TIME-WAITs
+        deadlines += [r.deadline for r in self.host.half_opens()]  # SYN-ACK timers
         assert deadline == (min(deadlines) if deadlines else None)
 
 

@@ -118,9 +118,15 @@ class PytcpTarget:
     def _flush(self) -> None:
         for pkt in self.host.packets_to_send(self.ns):
             self._emit(pkt)
-        live = self.host.connections()
-        if live and (self.conn is None or live[-1].id > self.conn.id):
-            self.conn = live[-1]
+        # The newest connection, a half-open record (SYN-RECEIVED) included; a record
+        # promoted to a connection keeps its id and is followed to it.
+        live: list[Any] = [*self.host.connections(), *self.host.half_opens()]
+        if live:
+            newest = max(live, key=lambda c: c.id)
+            if self.conn is None or newest.id > self.conn.id or (
+                newest.id == self.conn.id and newest is not self.conn
+            ):
+                self.conn = newest
         self._poll()
 
     def _poll(self) -> None:
@@ -189,8 +195,10 @@ class PytcpTarget:
                 total[k] = total.get(k, 0) + v
         return total
 
-    def _all_conns(self) -> list[Connection]:
-        seen = {c.id: c for c in self.host.connections()}
+    def _all_conns(self) -> list[Any]:
+        seen: dict[int, Any] = {c.id: c for c in self.host.connections()}
+        for record in self.host.half_opens():
+            seen[record.id] = record
         for s in self.socks:
             if s.conn is not None:
                 seen[s.conn.id] = s.conn

@@ -579,6 +579,16 @@ class Connection(Sender):
     def next_deadline(self) -> int | None:
         return self.timers.earliest()
 
+    def trace_to(self, tracer: Tracer | None) -> None:
+        """Send trace events to `tracer` from now on (None: to nobody). The host
+        replays a half-open record's handshake into a new connection untraced."""
+        self._tracer = None if tracer is null_tracer else tracer
+
+    def count_drops(self, drops: dict[str, int]) -> None:
+        """Add drops counted before this object existed (its half-open record's)."""
+        for reason, n in drops.items():
+            self._drops[reason] = self._drops.get(reason, 0) + n
+
     def skip_rtt_sample(self) -> None:
         """Time nothing that is in flight now: the host calls it when the SYN-ACK this
         connection just built already left earlier, statelessly, as a SYN cookie, so

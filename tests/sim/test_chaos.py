@@ -67,7 +67,11 @@ def test_random_applications_leave_nothing_behind(seed: int) -> None:
 
     def done() -> bool:
         # TIME-WAIT records too: the connections closed by their application live on there.
-        return all(not host.connections() and not host.time_waits() for host in net.hosts.values())
+        # Half-open records too: a SYN-RECEIVED whose peer went is no connection yet.
+        return all(
+            not host.connections() and not host.time_waits() and not host.half_opens()
+            for host in net.hosts.values()
+        )
 
     def wake() -> int | None:
         return net.now + TICK if net.now < CHAOS_UNTIL else None
