@@ -433,7 +433,12 @@ device (stdio on /dev/null, its own session), so the command returns at once; a 
 pytcp that wants the interface asks that child to let go (not with --pcap or full).
 The child hands the device to a pytcp of its own uid, which keeps the interface as it
 is (nothing removed and made again) when it asks for that interface with the same
-options, and makes it anew otherwise.
+options, and makes it anew otherwise. With listen -k, the stack itself holds each
+departed client's TIME-WAIT for the whole 2·MSL as a compact record (under 1 KiB) that
+re-ACKs a late FIN, so while the listener is open and no signal came a client whose
+close completed is let go at once, not held as a whole connection for the linger (nor
+counted against --max-conns); --time-wait full keeps each connection until its
+TIME-WAIT ends.
 
 Signals: the first SIGINT, SIGTERM or SIGHUP (or any other signal that would end a
 process: SIGQUIT, SIGUSR1, SIGUSR2, SIGALRM, ...) stops reading stdin, sends FIN on every

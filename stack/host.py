@@ -440,8 +440,9 @@ class TimeWait:
         tcb = conn.tcb
         self._host = host
         # The connection object, while anyone still holds it: it reaches CLOSED when
-        # the record ends, as it would have on its own.
-        self._conn = weakref.ref(conn)
+        # the record ends, as it would have on its own. The reference goes when the
+        # object does (nobody held it: the usual case), so it costs nothing after.
+        self._conn: weakref.ref[Connection] | None = weakref.ref(conn, self._gone)
         self.is_closed = False
         self.id = conn.id
         self.key = key  # local address, local port, remote address, remote port
@@ -556,11 +557,15 @@ class TimeWait:
         if not self.is_closed:
             self._host._forget_time_wait(self, now)
 
+    def _gone(self, ref: weakref.ref[Connection]) -> None:
+        self._conn = None  # the connection object is gone: nothing to tell at the end
+
     def end(self, now: int) -> None:
         """The record is done with (2·MSL passed, RST, reopened, aborted): CLOSED, and
         so is the connection object if someone still holds it."""
         self.is_closed = True
-        conn = self._conn()
+        ref, self._conn = self._conn, None
+        conn = None if ref is None else ref()
         if conn is not None and not conn.is_closed:
             conn.abort(now)  # ABORT in TIME-WAIT: CLOSED, nothing sent (§3.10.5)
 

@@ -137,7 +137,11 @@ class ListenSession(Session):
         self.quit_after = quit_after  # -q: end DURATION after stdin EOF
         self.idle_timeout = idle_timeout  # -i: a connection idle that long is aborted
         self._child_deadline: int | None = None  # loop time the first signal's wait ends
-        self.clients: list[Client] = []
+        # The clients not yet ended, in accept order, and those of them closed both ways
+        # but not yet ended (lingering, or waiting for their child): a close costs O(1)
+        # however many clients there are, never a scan of all of them (issue 14).
+        self.clients: dict[Client, None] = {}
+        self._closing: dict[Client, None] = {}
         # Back-pressure on stdin without a scan of every client per progress (issue 14):
         # how many clients are open, and those of them whose relay had no room when
         # last looked at (only they can hold stdin back).
@@ -169,12 +173,12 @@ class ListenSession(Session):
 
     @property
     def live(self) -> list[Client]:
-        return [c for c in self.clients if not c.ended]
+        return list(self.clients)  # ended clients are forgotten at once (_forget_client)
 
     def _may_accept(self) -> bool:
         if self.listener is None or self.signum is not None:
             return False
-        if self.max_conns is not None and len(self.live) >= self.max_conns:
+        if self.max_conns is not None and len(self.clients) >= self.max_conns:
             return False  # further clients wait in the backlog
         return self.keep_open or self.accepted == 0
 
@@ -216,7 +220,7 @@ class ListenSession(Session):
             self.app.say(f"connection from {remote_addr} port {remote_port} (id {sock.id})")
         client = Client(sock)
         client.started = client.last_activity = self.loop.now()
-        self.clients.append(client)
+        self.clients[client] = None
         self._open += 1
         if self.idle_timeout is not None:
             self.loop.call_later(self.idle_timeout, lambda: self._check_idle(client))
@@ -405,8 +409,8 @@ class ListenSession(Session):
             self.app.say(f"cannot run {self.command[0]!r}: {e.strerror}; closing the connection")
             client.sock.abort()
             self._mark_closed(client)
-            client.ended = True
             client.child_exited = True
+            self._forget_client(client)
             self._check_end()
             return
         pipe = os.fstat(child_stdin)
@@ -470,6 +474,14 @@ class ListenSession(Session):
             self._open -= 1
             self._short.discard(client)
             self._sink_waiters.pop(client, None)
+            if not client.ended:
+                self._closing[client] = None
+
+    def _forget_client(self, client: Client) -> None:
+        """The client is over (closed, child reaped, lingered): forgotten, O(1)."""
+        client.ended = True
+        self.clients.pop(client, None)
+        self._closing.pop(client, None)
 
     def _on_closed(self, client: Client) -> None:
         self._mark_closed(client)
@@ -494,24 +506,33 @@ class ListenSession(Session):
             # (never signalled: only a second SIGINT/SIGTERM kills it).
             client.child_in.close_when_drained()
             self._child_progress(client)
-        if relay.failure is None:
+        if relay.failure is None and not self._record_lingers():
             self.settle(client.sock, lambda: self._lingered(client))
         else:
             self._lingered(client)
 
+    def _record_lingers(self) -> bool:
+        """With -k, while the listener is open and no signal came, a departed client's
+        socket is let go at once: the host keeps its TIME-WAIT as a compact record for
+        the whole 2·MSL anyway (re-ACKing a late FIN while pytcp runs), so holding the
+        whole connection --time-wait longer only costs memory. `--time-wait full` keeps
+        each connection until its TIME-WAIT ends, as asked."""
+        return self.keep_open and self.listener is not None and self.signum is None and (
+            self.time_wait is not None
+        )
+
     def _lingered(self, client: Client) -> None:
-        client.ended = client.child is None or client.child_exited
-        if client.ended:
+        if client.child is None or client.child_exited:
+            self._forget_client(client)
             self._release(client)
         self._check_end()
 
     def _check_end(self) -> None:
-        for client in self.clients:
-            if client.closed and not client.ended and (client.child is None or client.child_exited):
+        for client in list(self._closing):  # closed both ways: only these may be over
+            if client.child is None or client.child_exited:
                 # the child exited after its connection closed: now it is over
-                client.ended = True
+                self._forget_client(client)
                 self._release(client)
-        self.clients = [c for c in self.clients if not c.ended]
         no_more = (
             self.signum is not None
             or self.listener_closed
@@ -604,16 +625,16 @@ class ListenSession(Session):
             self.loop.call_later(self.child_grace, self._child_grace_over)
         if self.stdin is not None:
             self.stdin.stop()
-        for client in self.clients:
-            if client.closed and not client.ended and (client.child is None or client.child_exited):
+        for client in list(self._closing):
+            if client.child is None or client.child_exited:
                 # Closed both ways, lingering in TIME-WAIT: nothing left to close.
-                client.ended = True
+                self._forget_client(client)
                 self._release(client)
         if self.listener is not None:
             self.listener.on_change(None)
             self.listener.close()
             self.listener = None
-        for client in self.clients:
+        for client in list(self.clients):  # closing one forgets it
             if not client.closed:
                 client.relay.shutdown_now()
         self._check_end()
@@ -629,8 +650,8 @@ class ListenSession(Session):
             self._check_end()
             return
         self._kill_children(f"the second {signal_name(self._hard_signum)} came")
-        for client in self.clients:
-            client.ended = True
+        for client in list(self.clients):
+            self._forget_client(client)
             self._release(client)
         self._end_run()
 
@@ -677,7 +698,8 @@ class ListenSession(Session):
             failed = False
         finally:
             end_children([c.child for c in self.clients if c.child is not None])
-            self.clients = []
+            self.clients = {}
+            self._closing = {}
             # stdout drains with signals still watched: a second ^C while its reader is
             # stuck ends pytcp at once (RST, what cannot be written is reported).
             self.finish_output(self.stdout, failed=failed)
