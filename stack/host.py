@@ -758,7 +758,9 @@ class HalfOpen:
         if last is not None and now - last < self.listener.config.challenge_ack_interval:
             self.drop("challenge-ack-rate-limited")
             return reason, None
-        self.last_challenge = now
+        self.last_challenge = now  # as Linux: the record's limit is spent either way
+        if not self.host._challenge_ack_allowed(now):  # the host-wide budget (counted there)
+            return reason, None
         return reason, "ack"
 
     def receive_segment(self, seg: TcpSegment, now: int) -> tuple[str, str | None]:

@@ -162,6 +162,27 @@ def test_rst_at_rcv_nxt_forgets_the_record_silently_elsewhere_in_window_challeng
     assert host.half_opens() == [] and host.next_deadline() is None
 
 
+def test_half_open_records_draw_challenge_acks_from_the_host_budget() -> None:
+    # limit 1: exactly one challenge ACK a second host-wide (RFC 5961 §7, Linux 4.7-5.x).
+    host, first, _ = half_open(challenge_ack_limit=1)
+    other = replace(LINUX_SYN, src_port=PEER_PORT + 1)
+    host.receive_packet(packet(other), 0)
+    only(host, 0)
+    second = next(r for r in host.half_opens() if r is not first)
+
+    def rst_in_window(port: int) -> bytes:
+        seg = from_peer(R, seq=PEER_ISS + 100, timestamps=None)
+        return packet(replace(seg, src_port=port))
+
+    host.receive_packet(rst_in_window(PEER_PORT), 1 * MS)
+    assert bare(only(host, 1 * MS)) == (LISTEN_PORT, PEER_PORT, LOCAL_ISS + 1, PEER_ISS + 1, A, 0)
+    host.receive_packet(rst_in_window(PEER_PORT + 1), 2 * MS)  # its own limit passes
+    assert host.packets_to_send(2 * MS) == []
+    assert host.counters["drops"]["challenge-ack-host-limited"] == 1
+    assert second.counters["drops"] == {"rst-in-window": 1}
+    assert not first.is_closed and not second.is_closed
+
+
 def test_the_final_ack_promotes_it_to_a_connection_in_the_accept_queue() -> None:
     host, record, _ = half_open()
     lst = host.listeners()[0]
