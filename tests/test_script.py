@@ -8,9 +8,12 @@ import random
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from stack.script.calls import CallOutcome
+from stack.script.model import Syscall
 from stack.script.parser import ScriptError, parse
 from stack.script.pytcp_target import PytcpTarget
 from stack.script.runner import Captured, Config, Runner, ScriptResult
@@ -464,5 +467,27 @@ def test_relative_times_count_from_an_outbound_segments_stamp_not_its_pickup() -
     script = parse(ROOT.joinpath("tests", "scripts", "rto-backoff.pkt").read_text(), "t.pkt")
     cfg = Config.from_script(script)
     target = LatePickup(cfg, rng=random.Random(1), isn_secret=bytes(16))
+    result = Runner(script, target, config=cfg, shell=None).run()
+    assert result.ok, result.error
+
+
+def test_relative_times_after_a_blocking_call_count_from_when_it_was_made() -> None:
+    # A real-time target goes on past a blocking call only once it sees the call's
+    # thread asleep, a little after the call was made; the SYN a blocking connect()
+    # sends left at once. The `+0 > S` after it counts from the call (packetdrill: the
+    # call's start time), so that SYN is on time, not 10 ms early.
+    class LateToSleep(PytcpTarget):
+        def call(
+            self, call: Syscall, fds: dict[int, Any], blocking_ok: bool
+        ) -> CallOutcome | None:
+            outcome = super().call(call, fds, blocking_ok)
+            if outcome is None:
+                self.wait_until(self.now() + 10_000)
+            return outcome
+
+    text = ROOT.joinpath("tests", "scripts", "handshake-active.pkt").read_text()
+    script = parse(text, "t.pkt")
+    cfg = Config.from_script(script)
+    target = LateToSleep(cfg, rng=random.Random(1), isn_secret=bytes(16))
     result = Runner(script, target, config=cfg, shell=None).run()
     assert result.ok, result.error

@@ -238,6 +238,7 @@ class Runner:
         self.prev_tcb: dict[str, Any] | None = None
         self.next_remote_port = 48000
         self.injected_at: int | None = None  # when the previous event's segment went in
+        self.blocked_at: int | None = None  # when the previous event's blocking call began
         self.came_at: int | None = None  # when the previous event's outbound segment left
         self.picked_at: int | None = None  # ... and when the runner got it (real time: later)
         self.last_sent: bytes | None = None  # last IP packet the stack sent (ICMP quotes it)
@@ -301,11 +302,15 @@ class Runner:
             offset = self.last_time
         elif self.injected_at is not None:
             offset = self.injected_at
+        elif self.blocked_at is not None:
+            # After a call that blocks, from when it was made (packetdrill: the call's
+            # start time), not from when the runner saw its thread asleep and went on.
+            offset = self.blocked_at
         elif self.came_at is not None:
             offset = self.came_at
         else:
             offset = self.t.now()
-        self.injected_at = self.came_at = None
+        self.injected_at = self.came_at = self.blocked_at = None
         start = offset + ev.time.usecs
         end = offset + (ev.time.end_usecs if ev.time.end_usecs is not None else ev.time.usecs)
         return start, end
@@ -785,11 +790,13 @@ class Runner:
         if call.name == "listen":
             self.listening.add(self.cfg.bind_port)
             self.listen_fresh = True
+        called = self.t.now()
         try:
             outcome = self.t.call(call, self.fds, blocking)
         except ScriptError as exc:
             raise Failure(ev.line, exc.message, kind="call") from None
         if outcome is None:
+            self.blocked_at = called
             end = self.blocking_end(ev, call, start)
             self.pending.append(Pending(ev, call, start, end))
             return LineResult(
