@@ -416,7 +416,25 @@ class Listener:
         }
 
 
-class TimeWait:
+class _Record:
+    """What the host's compact records (TimeWait, HalfOpen) share with a Connection's
+    face to the host and `inspect`: the endpoints of their 4-tuple `key` (local
+    address, local port, remote address, remote port), and no room to send."""
+
+    __slots__ = ()
+    key: Key
+    send_space = 0
+
+    @property
+    def local(self) -> Endpoint:
+        return self.key[0], self.key[1]
+
+    @property
+    def remote(self) -> Endpoint:
+        return self.key[2], self.key[3]
+
+
+class TimeWait(_Record):
     """What a connection in TIME-WAIT still needs, once its application has closed it
     (Linux's tcp_timewait_sock): the 4-tuple, the sequence numbers to re-ACK with, the
     window last advertised, TS.Recent for PAWS and the echo, and the 2·MSL deadline.
@@ -463,15 +481,6 @@ class TimeWait:
         self.deadline = deadline
 
     state = State.TIME_WAIT
-    send_space = 0
-
-    @property
-    def local(self) -> Endpoint:
-        return self.key[0], self.key[1]
-
-    @property
-    def remote(self) -> Endpoint:
-        return self.key[2], self.key[3]
 
     def _ack(self, now: int) -> TcpSegment:
         ts = ((now // MS) & MASK, self.ts_recent) if self.timestamps else None
@@ -602,7 +611,7 @@ class TimeWait:
         }  # fmt: skip
 
 
-class HalfOpen:
+class HalfOpen(_Record):
     """A listener's half-open connection in SYN-RECEIVED: only what that state needs
     (Linux's request_sock), not a whole `Connection` with its buffers, congestion and
     loss-recovery state. The 4-tuple, ISS and IRS, what the peer's SYN offered (MSS,
@@ -665,15 +674,6 @@ class HalfOpen:
         self.drops: dict[str, int] | None = None  # made on the first drop
 
     state = State.SYN_RECEIVED
-    send_space = 0
-
-    @property
-    def local(self) -> Endpoint:
-        return self.key[0], self.key[1]
-
-    @property
-    def remote(self) -> Endpoint:
-        return self.key[2], self.key[3]
 
     @property
     def wscale_local(self) -> int:

@@ -64,6 +64,7 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6
 from typing import TypeVar
 
 from stack.io.rtnl import RTN_LOCAL, RTNLGRP_IPV6_ROUTE, RTNLGRP_LINK, NetlinkError, Rtnl
+from stack.wire.frozen import Frozen
 from stack.wire.packet import NO_OFFLOAD_HDR, VNET_HDR_LEN, Packet
 
 T = TypeVar("T")
@@ -145,33 +146,13 @@ class StackEnvironmentError(OSError):
         return str(self.strerror)
 
 
-class _Record:
-    """A plain value of named fields (`_fields`, in order): equality, hash and repr as a
-    frozen dataclass has them, without the decorator's start-up cost (about 0.4 ms a
-    class; every pytcp command imports this module)."""
-
-    __slots__: tuple[str, ...] = ()
-    _fields: tuple[str, ...] = ()
-
-    def _values(self) -> tuple[object, ...]:
-        return tuple(getattr(self, name) for name in self._fields)
-
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is self.__class__:
-            return self._values() == other._values()
-        return NotImplemented
-
-    def __hash__(self) -> int:
-        return hash(self._values())
-
-    def __repr__(self) -> str:
-        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._fields)
-        return f"{type(self).__qualname__}({fields})"
-
-
-class _KernelAddress(_Record):
+class _KernelAddress(Frozen):
     __slots__ = ("ifname", "local", "network", "peer")
-    _fields = ("ifname", "local", "peer", "network")
+    __match_args__ = ("ifname", "local", "peer", "network")
+    ifname: str
+    local: IPv4Address
+    peer: IPv4Address | None
+    network: IPv4Network
 
     def __init__(
         self,
@@ -180,23 +161,25 @@ class _KernelAddress(_Record):
         peer: IPv4Address | None,  # set for point-to-point addresses (`ip addr add A peer B`)
         network: IPv4Network,
     ) -> None:
-        self.ifname = ifname
-        self.local = local
-        self.peer = peer
-        self.network = network
+        object.__setattr__(self, "ifname", ifname)
+        object.__setattr__(self, "local", local)
+        object.__setattr__(self, "peer", peer)
+        object.__setattr__(self, "network", network)
 
 
-class _KernelAddress6(_Record):
+class _KernelAddress6(Frozen):
     __slots__ = ("ifname", "interface")
-    _fields = ("ifname", "interface")
+    __match_args__ = ("ifname", "interface")
+    ifname: str
+    interface: IPv6Interface
 
     def __init__(
         self,
         ifname: str,
         interface: IPv6Interface,  # a global or unique-local address (link-local ones skipped)
     ) -> None:
-        self.ifname = ifname
-        self.interface = interface
+        object.__setattr__(self, "ifname", ifname)
+        object.__setattr__(self, "interface", interface)
 
 
 def _fail(message: str, err: int = errno.EINVAL) -> StackEnvironmentError:
@@ -1239,17 +1222,19 @@ class TunLink:
         )
 
 
-class _V6(_Record):
+class _V6(Frozen):
     """What was asked for IPv6: the stack's address and the kernel side (None: default)."""
 
     __slots__ = ("addr", "gateway")
-    _fields = ("addr", "gateway")
+    __match_args__ = ("addr", "gateway")
+    addr: IPv6Address | None
+    gateway: IPv6Interface | None
 
     def __init__(
         self, addr: IPv6Address | None = None, gateway: IPv6Interface | None = None
     ) -> None:
-        self.addr = addr
-        self.gateway = gateway
+        object.__setattr__(self, "addr", addr)
+        object.__setattr__(self, "gateway", gateway)
 
 
 def _default6_taken(addresses6: list[_KernelAddress6], gateway: IPv4Interface) -> bool:

@@ -1,55 +1,25 @@
 """What a connection tells its owner: frozen value classes popped from
-Connection.next_event(). Imports the standard library and tcp.state.
+Connection.next_event(). Imports tcp.state and wire.frozen.
 
 Each is what `@dataclass(frozen=True, slots=True)` would generate (field order,
 `__eq__`, `__hash__`, `__repr__`, `__match_args__`, FrozenInstanceError on assignment),
-written out: the decorator costs about 0.4 ms of start-up per class, and every pytcp
-command imports these six.
+through wire.frozen.Frozen: the decorator costs about 0.4 ms of start-up per class, and
+every pytcp command imports these six.
 """
 
 from __future__ import annotations
 
-from dataclasses import FrozenInstanceError
-from typing import Any
-
 from stack.tcp.state import State
+from stack.wire.frozen import Frozen
 
 
-class _Frozen:
-    """The generated methods, over the fields in `__match_args__` (their order)."""
-
-    __slots__: tuple[str, ...] = ()
-    __match_args__: tuple[str, ...] = ()
-
-    def _values(self) -> tuple[Any, ...]:
-        return tuple(getattr(self, name) for name in self.__match_args__)
-
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is self.__class__:
-            return self._values() == other._values()
-        return NotImplemented
-
-    def __hash__(self) -> int:
-        return hash(self._values())
-
-    def __repr__(self) -> str:
-        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__match_args__)
-        return f"{type(self).__qualname__}({fields})"
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise FrozenInstanceError(f"cannot assign to field {name!r}")
-
-    def __delattr__(self, name: str) -> None:
-        raise FrozenInstanceError(f"cannot delete field {name!r}")
-
-
-class Established(_Frozen):
+class Established(Frozen):
     """The handshake completed: the connection reached ESTABLISHED."""
 
     __slots__ = ()
 
 
-class DataReceived(_Frozen):
+class DataReceived(Frozen):
     """`nbytes` new in-order bytes became readable."""
 
     __slots__ = ("nbytes",)
@@ -60,13 +30,13 @@ class DataReceived(_Frozen):
         object.__setattr__(self, "nbytes", nbytes)
 
 
-class PeerClosed(_Frozen):
+class PeerClosed(Frozen):
     """The peer's FIN arrived: end of file after the bytes already buffered."""
 
     __slots__ = ()
 
 
-class StateChanged(_Frozen):
+class StateChanged(Frozen):
     __slots__ = ("new", "old")
     __match_args__ = ("old", "new")
     old: State
@@ -77,7 +47,7 @@ class StateChanged(_Frozen):
         object.__setattr__(self, "new", new)
 
 
-class ConnectionFailed(_Frozen):
+class ConnectionFailed(Frozen):
     """The connection failed; `reason` is "refused", "reset", "timed out" or "unreachable"."""
 
     __slots__ = ("reason",)
@@ -88,7 +58,7 @@ class ConnectionFailed(_Frozen):
         object.__setattr__(self, "reason", reason)
 
 
-class Closed(_Frozen):
+class Closed(Frozen):
     """The connection reached CLOSED (a complete close, a reset, an abort or a failure)."""
 
     __slots__ = ()

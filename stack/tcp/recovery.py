@@ -39,7 +39,9 @@ Design (after aioquic's recovery.py and Linux's retransmit queue)
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any
 
 from stack.tcp.clock import MS, SECOND
@@ -114,6 +116,9 @@ class SentSegment:
         self.end = at
         self.fin = False
         return tail
+
+
+_END = attrgetter("end")  # the bisect key of the queue, ordered and non-overlapping
 
 
 class Recovery:
@@ -205,13 +210,7 @@ class Recovery:
         """Index of the record holding useq, splitting one so that a record starts
         there; len(segs) when useq is at or past the end."""
         segs = self.segs
-        lo, hi = 0, len(segs)
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if segs[mid].end <= useq:
-                lo = mid + 1
-            else:
-                hi = mid
+        lo = bisect_right(segs, useq, key=_END)  # the first record ending past useq
         if lo < len(segs) and segs[lo].start < useq:
             segs.insert(lo + 1, segs[lo].split(useq))
             lo += 1
@@ -551,13 +550,7 @@ class Recovery:
         records) and where the unSACKed run there ends (None: at SND.MAX)."""
         segs = self.segs
         useq = self.u(seq)
-        lo, hi = 0, len(segs)
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if segs[mid].end <= useq:
-                lo = mid + 1
-            else:
-                hi = mid
+        lo = bisect_right(segs, useq, key=_END)
         while lo < len(segs) and segs[lo].sacked:
             useq = max(useq, segs[lo].end)
             lo += 1
